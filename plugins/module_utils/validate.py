@@ -1,0 +1,115 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Validation of every string this collection writes into tracefs.
+
+tracefs takes one command per write and treats a newline as the end of a
+command, so an unchecked string can smuggle a second command in.  Names become
+directory names, so '/' and '..' would escape the directory we mean.  Each
+check raises ``ValidationError`` with a message that says what was wrong and
+what to do instead; nothing is written before every check passed.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+
+class ValidationError(ValueError):
+    """A value that must not be written into tracefs."""
+
+
+# Instance names: a directory under instances/.  The kernel takes almost any
+# name; we keep to a portable set so names survive shells and YAML.
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+# Event and group names of dynamic events: C identifiers (groups may hold '-').
+_EVENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+_GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_MAX_EXPRESSION = 4096
+
+
+def _describe_bad_chars(value):
+    problems = []
+    if "/" in value:
+        problems.append("contains '/'")
+    if ".." in value:
+        problems.append("contains '..'")
+    if any(c.isspace() for c in value):
+        problems.append("contains whitespace or a newline")
+    if "\0" in value:
+        problems.append("contains a NUL byte")
+    return problems
+
+
+def instance_name(name):
+    """Check a tracefs instance name; return it unchanged."""
+    if not isinstance(name, str) or not name:
+        raise ValidationError("instance name must be a non-empty string")
+    problems = _describe_bad_chars(name)
+    if problems or not _INSTANCE_NAME.match(name) or name in (".", ".."):
+        reason = ", ".join(problems) or "uses characters outside A-Z a-z 0-9 _ . -"
+        raise ValidationError(
+            "instance name %r is not allowed: %s. Use 1-64 characters from "
+            "letters, digits, '_', '-' and '.', starting with a letter, digit or '_'."
+            % (name, reason))
+    return name
+
+
+def event_name(name, what="event name"):
+    if not isinstance(name, str) or not _EVENT_NAME.match(name):
+        problems = _describe_bad_chars(name) if isinstance(name, str) else []
+        reason = ", ".join(problems) or "is not a C identifier of at most 64 characters"
+        raise ValidationError(
+            "%s %r is not allowed: %s. Use letters, digits and '_', starting with a letter or '_'."
+            % (what, name, reason))
+    return name
+
+
+def group_name(name):
+    if not isinstance(name, str) or not _GROUP_NAME.match(name):
+        problems = _describe_bad_chars(name) if isinstance(name, str) else []
+        reason = ", ".join(problems) or "uses characters outside letters, digits, '_' and '-'"
+        raise ValidationError(
+            "event group %r is not allowed: %s. Use letters, digits, '_' and '-', "
+            "starting with a letter or '_'." % (name, reason))
+    return name
+
+
+def split_event(spec):
+    """``'sched:sched_switch'`` or ``'sched/sched_switch'`` -> ``('sched', 'sched_switch')``."""
+    if not isinstance(spec, str):
+        raise ValidationError("event must be a string like 'sched:sched_switch', got %r" % (spec,))
+    separators = spec.count(":") + spec.count("/")
+    if separators != 1:
+        raise ValidationError(
+            "event %r must be written GROUP:EVENT or GROUP/EVENT (e.g. 'sched:sched_switch')" % (spec,))
+    group, _sep, name = spec.replace("/", ":").partition(":")
+    return group_name(group), event_name(name)
+
+
+def expression(value, what):
+    """Check a filter or trigger text: one line, printable, bounded."""
+    if not isinstance(value, str):
+        raise ValidationError("%s must be a string, got %r" % (what, value))
+    if "\n" in value or "\r" in value:
+        raise ValidationError(
+            "%s %r contains a newline: tracefs would read it as two commands. "
+            "Give one expression per line item." % (what, value))
+    if "\0" in value or any(ord(c) < 32 and c != "\t" for c in value):
+        raise ValidationError("%s %r contains control characters" % (what, value))
+    if len(value) > _MAX_EXPRESSION:
+        raise ValidationError("%s is %d characters long; tracefs takes at most %d"
+                              % (what, len(value), _MAX_EXPRESSION))
+    return value.strip()
+
+
+def pid(value):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError("pid %r is not an integer" % (value,))
+    if number <= 0:
+        raise ValidationError("pid %r must be positive" % (value,))
+    return number

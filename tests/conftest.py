@@ -1,0 +1,169 @@
+"""Shared fixtures: the collection on sys.path, real-tracefs leak checks, Ansible runners."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.expanduser("~/.cache/fleettrace/collections")
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import tracefs as tracefs_core  # noqa: E402
+
+# One token per pytest process: every name a test creates carries it.
+RUN_TOKEN = "t%s" % uuid.uuid4().hex[:8]
+STRICT_LEAKS = os.environ.get("FLEETTRACE_STRICT_LEAKS") == "1"
+
+
+@pytest.fixture(scope="session")
+def run_token():
+    return RUN_TOKEN
+
+
+@pytest.fixture
+def unique_name(request):
+    """unique_name('inst') -> 'fleettrace_t1a2b3c4_inst_<test>' (valid instance/group name)."""
+    counter = [0]
+
+    def make(label="x"):
+        counter[0] += 1
+        return "fleettrace_%s_%s%d" % (RUN_TOKEN, label, counter[0])
+    return make
+
+
+def _is_root():
+    return os.geteuid() == 0
+
+
+@pytest.fixture(scope="session")
+def tracefs():
+    if not _is_root():
+        pytest.skip("real tracefs tests need root")
+    return tracefs_core.Tracefs()
+
+
+@pytest.fixture(autouse=True)
+def tracefs_leak_check(request):
+    """Fail any test under tests/integration that leaves tracefs changed."""
+    if "integration" not in str(request.node.fspath) or not _is_root():
+        yield
+        return
+    fs = tracefs_core.Tracefs()
+    before = tracefs_core.snapshot(fs)
+    yield
+    after = tracefs_core.snapshot(fs)
+    only = None if STRICT_LEAKS else (lambda name: RUN_TOKEN in name)
+    leaks = tracefs_core.diff_snapshots(before, after, only=only)
+    if leaks:
+        pytest.fail("tracefs was not left as found:\n  " + "\n  ".join(leaks))
+
+
+def ansible_env(extra=None):
+    env = dict(os.environ)
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    env["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
+    env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
+    env["ANSIBLE_PYTHON_INTERPRETER"] = os.path.join(VENV_BIN, "python")
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["ANSIBLE_FORCE_COLOR"] = "0"
+    env.setdefault("ANSIBLE_LOCAL_TEMP", "/tmp/fleettrace-ansible-local")
+    env.update(extra or {})
+    return env
+
+
+class PlaybookResult:
+    def __init__(self, proc, data):
+        self.rc = proc.returncode
+        self.stdout = proc.stdout
+        self.stderr = proc.stderr
+        self.data = data
+
+    def task_results(self, name, host="localhost"):
+        """Result dicts of every task whose name is ``name`` (in play order)."""
+        found = []
+        for play in (self.data or {}).get("plays", []):
+            for task in play.get("tasks", []):
+                if task["task"]["name"] == name and host in task["hosts"]:
+                    found.append(task["hosts"][host])
+        return found
+
+    def task(self, name, host="localhost"):
+        results = self.task_results(name, host)
+        assert results, "no task named %r ran on %s; output:\n%s\n%s" % (name, host, self.stdout[-3000:], self.stderr[-3000:])
+        return results[-1]
+
+    @property
+    def stats(self):
+        return (self.data or {}).get("stats", {})
+
+
+@pytest.fixture
+def run_playbook(tmp_path):
+    """run_playbook(yaml_text_or_path, check=False, diff=False, extra_vars=None, inventory=None)."""
+
+    def run(playbook, check=False, diff=False, extra_vars=None, inventory=None, env=None, timeout=900, json_output=True):
+        if "\n" in playbook:
+            path = tmp_path / "playbook.yml"
+            path.write_text(textwrap.dedent(playbook))
+            playbook = str(path)
+        cmd = [os.path.join(VENV_BIN, "ansible-playbook"), playbook]
+        if inventory is None:
+            inv = tmp_path / "inventory.ini"
+            inv.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                           % os.path.join(VENV_BIN, "python"))
+            inventory = str(inv)
+        cmd += ["-i", inventory]
+        if check:
+            cmd.append("--check")
+        if diff:
+            cmd.append("--diff")
+        if extra_vars:
+            cmd += ["-e", json.dumps(extra_vars)]
+        extra_env = {}
+        if json_output:
+            extra_env["ANSIBLE_STDOUT_CALLBACK"] = "json"
+            extra_env["ANSIBLE_CALLBACKS_ENABLED"] = ""
+        extra_env.update(env or {})
+        proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(extra_env), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout)
+        data = None
+        if json_output:
+            start = proc.stdout.find("{")
+            if start >= 0:
+                try:
+                    data = json.loads(proc.stdout[start:])
+                except ValueError:
+                    data = None
+        return PlaybookResult(proc, data)
+    return run
+
+
+@pytest.fixture
+def run_module(run_playbook):
+    """run_module('fleettrace.tracefs.instance', {...}, check=False, diff=False) -> result dict."""
+
+    def run(module, args, check=False, diff=False):
+        play = [{"hosts": "localhost", "gather_facts": False,
+                 "tasks": [{"name": "the module", module: args, "ignore_errors": True}]}]
+        # JSON is YAML; the trailing newline marks it as playbook text, not a path.
+        result = run_playbook(json.dumps(play) + "\n", check=check, diff=diff)
+        return result.task("the module")
+    return run
+
+
+@pytest.fixture(scope="session")
+def cc():
+    """Path of a C compiler, or skip."""
+    path = shutil.which("gcc") or shutil.which("cc")
+    if not path:
+        pytest.skip("no C compiler")
+    return path
