@@ -361,6 +361,16 @@ class Instance:
         match = re.search(r"expanded:\s*(\d+)", text)
         return int(match.group(1) if match else text.split()[0])
 
+    def buffer_size_matches(self, current, wanted):
+        """The kernel rounds sizes up to whole sub-buffers: 2048 may read back as 2051."""
+        if current is None:
+            return False
+        try:
+            granule = int(self.tracefs.read("buffer_subbuf_size_kb").strip())
+        except (IOError, OSError, ValueError):
+            granule = 4
+        return wanted <= current < wanted + max(granule, 4)
+
     def set_buffer_size_kb(self, size):
         self.write("buffer_size_kb", str(int(size)), what="the buffer size")
 

@@ -1,0 +1,275 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: event
+short_description: Enable a trace event and set its filter and triggers
+version_added: 0.1.0
+description:
+  - Manages one trace event (C(sched:sched_switch), a uprobe event, a syscall event, ...) of a tracefs
+    instance or of the top-level buffer: whether it is enabled, its filter, and the exact list of its triggers.
+  - Triggers are compared with what the kernel shows back (C(stacktrace) reads back as
+    C(stacktrace:unlimited)); missing ones are added, ones not in the list are removed (C(!cmd)).
+  - Applied all-or-nothing. If the kernel refuses a filter or trigger, everything already written is
+    restored and the error quotes the kernel's C(error_log). Note that the kernel itself drops an event's
+    old filter when a new one fails to parse; this module puts the old filter back.
+  - Order of writes follows the house rule, so an event never records unfiltered for a moment:
+    C(present) writes the filter, then triggers, then enables; C(absent) removes triggers, then the
+    filter, then disables.
+author:
+  - fleettrace developers (@fleettrace)
+options:
+  instance:
+    description:
+      - Name of the tracefs instance (see M(fleettrace.tracefs.instance)). It must exist.
+      - Omit to manage the event in the top-level buffer (shared with every other tracing user of the host).
+    type: str
+  event:
+    description: The event as C(GROUP:EVENT) or C(GROUP/EVENT), for example C(sched:sched_switch).
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) applies O(enabled), O(filter) and O(triggers).
+      - C(absent) removes every trigger and the filter and disables the event.
+    type: str
+    choices: [present, absent]
+    default: present
+  enabled:
+    description: Whether the event is recorded. Omit to leave as it is.
+    type: bool
+  filter:
+    description:
+      - The event filter (for example C(prev_state == 2)). An empty string removes the filter.
+      - Omit to leave the filter as it is.
+    type: str
+  triggers:
+    description:
+      - The exact list of triggers wanted, for example C(traceoff if tv_diff_u64 >= 1000100000),
+        C(stacktrace if prev_state == 2), C(snapshot), C(enable_event:syscalls:sys_enter_ioctl).
+        An empty list removes all triggers. Omit to leave triggers as they are.
+      - A counted trigger (C(traceoff:1)) counts down as it fires; running the task again re-arms it.
+      - C(hist) triggers need a kernel with hist triggers (detected; the error says when missing).
+    type: list
+    elements: str
+attributes:
+  check_mode:
+    support: full
+    description: Reports the exact writes it would make (RV(commands)) and writes nothing.
+  diff_mode:
+    support: full
+    description: Shows enabled, filter and triggers before and after.
+notes:
+  - Needs root (C(become=true)).
+  - A trigger fires even while its event is disabled (the kernel puts the event into soft mode);
+    set triggers after the filters they rely on, which this module does.
+seealso:
+  - module: fleettrace.tracefs.instance
+  - module: fleettrace.tracefs.uprobe
+"""
+
+EXAMPLES = r"""
+- name: Keep only D-state switches of the watched process and grab their kernel stack (the talk's step 4)
+  fleettrace.tracefs.event:
+    instance: fleettrace_corosync
+    event: sched:sched_switch
+    filter: prev_state == 2
+    triggers:
+      - stacktrace if prev_state == 2
+    enabled: true
+  become: true
+
+- name: Stop tracing the moment corosync's timer measures a late tick
+  fleettrace.tracefs.event:
+    instance: fleettrace_corosync
+    event: probe_corosync/timer_function_scheduler_timeout_L19
+    triggers:
+      - traceoff if tv_diff_u64 >= 1000100000
+    enabled: true
+  become: true
+
+- name: Remove filter and triggers and disable
+  fleettrace.tracefs.event:
+    instance: fleettrace_corosync
+    event: sched:sched_switch
+    state: absent
+  become: true
+"""
+
+RETURN = r"""
+event:
+  description: The event as C(GROUP:EVENT).
+  returned: always
+  type: str
+  sample: sched:sched_switch
+instance:
+  description: The instance name, or null for the top-level buffer.
+  returned: always
+  type: str
+  sample: fleettrace_corosync
+commands:
+  description: The writes made (or, in check mode, that would be made), as shell commands.
+  returned: always
+  type: list
+  elements: str
+  sample: ["echo 'prev_state == 2' > /sys/kernel/tracing/instances/x/events/sched/sched_switch/filter"]
+state:
+  description: Enabled, filter and triggers after the task (as the kernel shows them; predicted in check mode).
+  returned: always
+  type: dict
+  sample: {"enabled": true, "filter": "prev_state == 2", "triggers": ["stacktrace if prev_state == 2"]}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import (
+    Tracefs, TracefsError, normalize_trigger, trigger_key)
+
+
+FRESH_EVENT = {"enabled": False, "filter": "", "triggers": []}
+
+
+def event_state(event):
+    return {"enabled": event.enabled, "filter": event.filter, "triggers": event.triggers()}
+
+
+def check_triggers(fs, triggers):
+    normalized = []
+    for text in triggers:
+        trigger = normalize_trigger(validate.expression(text, "trigger"))
+        if not trigger:
+            raise validate.ValidationError("an empty trigger was given; remove it from the list")
+        if trigger.startswith("hist") and not fs.features()["hist_triggers"]:
+            raise validate.ValidationError(
+                "trigger %r needs hist triggers, which this kernel does not have (CONFIG_HIST_TRIGGERS); "
+                "use sched_latency or a capture to build histograms in user space instead" % text)
+        if trigger.partition(" if ")[0].split(":")[0] == "snapshot" and not fs.features()["snapshot"]:
+            raise validate.ValidationError(
+                "trigger %r needs the snapshot buffer, which this kernel does not have (CONFIG_TRACER_SNAPSHOT)" % text)
+        normalized.append(trigger)
+    keys = [trigger_key(t) for t in normalized]
+    duplicates = sorted(set(k for k in keys if keys.count(k) > 1))
+    if duplicates:
+        raise validate.ValidationError(
+            "the kernel keeps one trigger per command and target; %s given more than once: %s"
+            % ("this one is" if len(duplicates) == 1 else "these are", ", ".join(duplicates)))
+    return normalized
+
+
+def plan_changes(event, before, params, wanted_triggers):
+    """Writes needed to go from ``before`` to what params ask, in the house order."""
+    plan = ChangePlan()
+    path = event.instance.path(*event.rel())
+    after = dict(before)
+
+    def write_filter(text):
+        return lambda: event.set_filter(text)
+
+    def add_trigger(text):
+        return lambda: event.add_trigger(text)
+
+    def remove_trigger(text):
+        return lambda: event.remove_trigger(text)
+
+    if params["state"] == "absent":
+        for trigger in before["triggers"]:
+            plan.write(path + "/trigger", "!" + trigger_key(trigger), remove_trigger(trigger), add_trigger(trigger), append=True)
+        if before["filter"]:
+            plan.write(path + "/filter", "0", write_filter(""), write_filter(before["filter"]))
+        if before["enabled"]:
+            plan.write(path + "/enable", "0", lambda: event.set_enabled(False), lambda: event.set_enabled(True))
+        return plan, {"enabled": False, "filter": "", "triggers": []}
+
+    if params["filter"] is not None:
+        wanted_filter = validate.expression(params["filter"], "filter")
+        if wanted_filter != before["filter"]:
+            plan.write(path + "/filter", wanted_filter or "0", write_filter(wanted_filter), write_filter(before["filter"]))
+        after["filter"] = wanted_filter
+    if wanted_triggers is not None:
+        for trigger in before["triggers"]:
+            if trigger not in wanted_triggers:
+                plan.write(path + "/trigger", "!" + trigger_key(trigger), remove_trigger(trigger), add_trigger(trigger), append=True)
+        for trigger in wanted_triggers:
+            if trigger not in before["triggers"]:
+                plan.write(path + "/trigger", trigger, add_trigger(trigger), remove_trigger(trigger), append=True)
+        after["triggers"] = list(wanted_triggers)
+    if params["enabled"] is not None and params["enabled"] != before["enabled"]:
+        plan.write(path + "/enable", "1" if params["enabled"] else "0",
+                   lambda: event.set_enabled(params["enabled"]), lambda: event.set_enabled(before["enabled"]))
+        after["enabled"] = params["enabled"]
+    return plan, after
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            instance=dict(type="str"),
+            event=dict(type="str", required=True),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            enabled=dict(type="bool"),
+            filter=dict(type="str"),
+            triggers=dict(type="list", elements="str"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    base = dict(changed=False, event=params["event"], instance=params["instance"], commands=[])
+    try:
+        group, name = validate.split_event(params["event"])
+        base["event"] = "%s:%s" % (group, name)
+        if params["instance"] is not None:
+            validate.instance_name(params["instance"])
+        if params["filter"] is not None:
+            validate.expression(params["filter"], "filter")
+        fs = Tracefs()
+        inst = fs.instance(params["instance"])
+        event = inst.event(group, name)
+        instance_pending = not inst.exists()
+        if instance_pending and not module.check_mode:
+            raise TracefsError("instance %r does not exist; create it first with fleettrace.tracefs.instance"
+                               % params["instance"])
+        if instance_pending:
+            # Check mode after an instance task that was only predicted: a new
+            # instance offers the top-level events, all disabled and bare.
+            fs.instance(None).event(group, name).require()
+            module.warn("instance %r does not exist yet; showing the writes for a new instance" % params["instance"])
+        else:
+            event.require()
+        wanted_triggers = None
+        if params["triggers"] is not None and params["state"] == "present":
+            wanted_triggers = check_triggers(fs, params["triggers"])
+    except (validate.ValidationError, TracefsError) as exc:
+        module.fail_json(msg=str(exc), **base)
+
+    before = FRESH_EVENT if instance_pending else event_state(event)
+    plan, after = plan_changes(event, before, params, wanted_triggers)
+    result = dict(base, changed=bool(plan), commands=plan.commands, state=after)
+    if module._diff:
+        label = "%s in %s" % (base["event"], inst.label)
+        result["diff"] = dict(before=before, after=after, before_header=label, after_header=label)
+    if plan and not module.check_mode:
+        try:
+            plan.apply()
+        except (TracefsError, validate.ValidationError) as exc:
+            msg = str(exc)
+            rollback = getattr(exc, "rollback_errors", [])
+            if rollback:
+                msg += "; restoring the earlier state also failed: " + "; ".join(rollback)
+            else:
+                msg += "; nothing was changed (writes already made were undone)"
+            module.fail_json(msg=msg, **dict(result, changed=False, state=event_state(event)))
+        result["state"] = event_state(event)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: instance
+short_description: Manage a private tracefs instance (trace buffer)
+version_added: 0.1.0
+description:
+  - Creates or removes a directory under C(/sys/kernel/tracing/instances/) and sets its buffer size,
+    trace clock, options, event pid filter and C(tracing_on).
+  - A private instance has its own buffer, events, filters and triggers, so tracing there never
+    disturbs the top-level buffer or other users' instances.
+  - Removing an instance first removes the triggers and filters of its events and disables them, so
+    the C(rmdir) cannot fail half-way.
+  - Every setting is applied all-or-nothing. If the kernel refuses one, the settings already written
+    are restored, a newly created instance is removed again, and the error quotes the kernel's C(error_log).
+  - tracefs is mounted at C(/sys/kernel/tracing) when it is not mounted yet.
+author:
+  - fleettrace developers (@fleettrace)
+options:
+  name:
+    description:
+      - Name of the instance (the directory under C(instances/)).
+      - 1 to 64 characters from letters, digits, C(_), C(-) and C(.); no C(/), no C(..), no whitespace.
+    type: str
+    required: true
+  state:
+    description:
+      - C(present) creates the instance if needed and applies the settings.
+      - C(absent) disables everything in it and removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  buffer_size_kb:
+    description: Per-CPU ring buffer size in KiB.
+    type: int
+  clock:
+    description:
+      - Trace clock (C(local), C(global), C(mono), C(boot), ...). Must be one this kernel offers.
+      - Use C(global) or C(mono) when events from several CPUs are compared in time.
+    type: str
+  options:
+    description:
+      - Trace options to set, as a mapping of option name to C(true)/C(false),
+        for example C(userstacktrace), C(sym-userobj), C(record-tgid).
+      - Options not named are left as they are.
+    type: dict
+  event_pids:
+    description:
+      - The exact list of pids whose events are recorded (C(set_event_pid)). An empty list records all pids.
+      - Omit to leave the pid filter as it is.
+    type: list
+    elements: int
+  tracing_on:
+    description: Whether the instance records events (C(tracing_on)).
+    type: bool
+attributes:
+  check_mode:
+    support: full
+    description: Reports the exact writes it would make (RV(commands)) and writes nothing.
+  diff_mode:
+    support: full
+    description: Shows the instance settings before and after.
+notes:
+  - Needs root (C(become=true)) and a kernel with tracefs instances.
+seealso:
+  - module: fleettrace.tracefs.event
+"""
+
+EXAMPLES = r"""
+- name: A private 8 MiB buffer with the global clock, recording only corosync's events
+  fleettrace.tracefs.instance:
+    name: fleettrace_corosync
+    buffer_size_kb: 8192
+    clock: global
+    event_pids: ["{{ corosync_pid }}"]
+    options:
+      userstacktrace: true
+      sym-userobj: true
+    tracing_on: false
+  become: true
+
+- name: Remove the instance and everything configured in it
+  fleettrace.tracefs.instance:
+    name: fleettrace_corosync
+    state: absent
+  become: true
+"""
+
+RETURN = r"""
+name:
+  description: Name of the instance.
+  returned: always
+  type: str
+  sample: fleettrace_corosync
+instance_path:
+  description: Directory of the instance.
+  returned: always
+  type: str
+  sample: /sys/kernel/tracing/instances/fleettrace_corosync
+commands:
+  description: The writes made (or, in check mode, that would be made), as shell commands.
+  returned: always
+  type: list
+  elements: str
+  sample: ["mkdir /sys/kernel/tracing/instances/fleettrace_corosync",
+           "echo '8192' > /sys/kernel/tracing/instances/fleettrace_corosync/buffer_size_kb"]
+instance:
+  description: The instance's settings after the task (the ones this module manages).
+  returned: when state is present
+  type: dict
+  sample: {"exists": true, "buffer_size_kb": 8192, "clock": "global", "tracing_on": false,
+           "event_pids": [3796], "options": {"userstacktrace": true}}
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
+
+
+def current_settings(inst, wanted_options):
+    if not inst.exists():
+        return {"exists": False}
+    return {
+        "exists": True,
+        "buffer_size_kb": inst.buffer_size_kb,
+        "clock": inst.clock,
+        "tracing_on": inst.tracing_on,
+        "event_pids": inst.event_pids,
+        "options": dict((name, inst.option(name)) for name in sorted(wanted_options)),
+    }
+
+
+def check_options(fs, inst, params):
+    """Fail before any write on names the kernel would refuse."""
+    # A new instance offers a subset of the top-level options; setting one it
+    # lacks fails later and rolls the creation back.
+    available = (inst if inst.exists() else fs.instance(None)).option_names()
+    for name, value in (params["options"] or {}).items():
+        if name not in available:
+            raise validate.ValidationError(
+                "trace option %r does not exist on this kernel; available options: %s" % (name, ", ".join(available)))
+        if not isinstance(value, bool):
+            raise validate.ValidationError("trace option %r must be true or false, got %r" % (name, value))
+    if params["clock"] is not None and params["clock"] not in fs.features()["trace_clocks"]:
+        raise validate.ValidationError("trace clock %r is not available; this kernel offers: %s"
+                                       % (params["clock"], ", ".join(fs.features()["trace_clocks"])))
+    if params["buffer_size_kb"] is not None and params["buffer_size_kb"] <= 0:
+        raise validate.ValidationError("buffer_size_kb must be a positive number of KiB, got %d" % params["buffer_size_kb"])
+    for pid in params["event_pids"] or []:
+        validate.pid(pid)
+
+
+def desired_settings(inst, before, params):
+    after = dict(before, exists=True)
+    wanted_size = params["buffer_size_kb"]
+    if wanted_size is not None and not inst.buffer_size_matches(before.get("buffer_size_kb"), wanted_size):
+        after["buffer_size_kb"] = wanted_size
+    for key in ("clock", "tracing_on"):
+        if params[key] is not None:
+            after[key] = params[key]
+    if params["event_pids"] is not None:
+        after["event_pids"] = sorted(set(params["event_pids"]))
+    if params["options"]:
+        after["options"] = dict(before.get("options") or {}, **params["options"])
+    return after
+
+
+def plan_present(inst, before, after):
+    plan = ChangePlan()
+    created = not before["exists"]
+    if created:
+        plan.mkdir(inst.path(), inst.create, inst.remove)
+    old = before if not created else {}
+
+    def setting(key, filename, text, apply, restore):
+        if created or before.get(key) != after.get(key):
+            plan.write(inst.path(filename), text, apply, None if created else restore)
+
+    if after.get("buffer_size_kb") is not None:
+        setting("buffer_size_kb", "buffer_size_kb", str(after["buffer_size_kb"]),
+                lambda: inst.set_buffer_size_kb(after["buffer_size_kb"]),
+                lambda: inst.set_buffer_size_kb(old["buffer_size_kb"]))
+    if after.get("clock") is not None:
+        setting("clock", "trace_clock", after["clock"],
+                lambda: inst.set_clock(after["clock"]), lambda: inst.set_clock(old["clock"]))
+    for name, value in sorted((after.get("options") or {}).items()):
+        if created or (before.get("options") or {}).get(name) != value:
+            plan.write(inst.path("options", name), "1" if value else "0",
+                       (lambda n=name, v=value: inst.set_option(n, v)),
+                       None if created else (lambda n=name, v=value: inst.set_option(n, not v)))
+    if after.get("event_pids") is not None and (not created or after["event_pids"]):
+        setting("event_pids", "set_event_pid", " ".join(str(p) for p in after["event_pids"]),
+                lambda: inst.set_event_pids(after["event_pids"]),
+                lambda: inst.set_event_pids(old["event_pids"]))
+    # tracing_on last: the buffer starts recording only once it is fully set up.
+    if after.get("tracing_on") is not None:
+        setting("tracing_on", "tracing_on", "1" if after["tracing_on"] else "0",
+                lambda: inst.set_tracing_on(after["tracing_on"]),
+                lambda: inst.set_tracing_on(old["tracing_on"]))
+    return plan
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+            buffer_size_kb=dict(type="int"),
+            clock=dict(type="str"),
+            options=dict(type="dict"),
+            event_pids=dict(type="list", elements="int"),
+            tracing_on=dict(type="bool"),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        validate.instance_name(params["name"])
+        fs = Tracefs()
+        fs.require("instances", "a private trace buffer")
+        inst = fs.instance(params["name"])
+        if params["state"] == "present":
+            check_options(fs, inst, params)
+    except (validate.ValidationError, TracefsError) as exc:
+        module.fail_json(msg=str(exc), name=params["name"], commands=[])
+
+    before = current_settings(inst, (params["options"] or {}).keys())
+    if params["state"] == "absent":
+        after = {"exists": False}
+        plan = ChangePlan()
+        if before["exists"]:
+            plan.rmdir(inst.path(), inst.remove)
+    else:
+        after = desired_settings(inst, before, params)
+        plan = plan_present(inst, before, after)
+
+    # Not "path": Ansible would add file attributes of that path to the result.
+    result = dict(changed=bool(plan), name=params["name"], instance_path=inst.path(), commands=plan.commands)
+    if module._diff:
+        result["diff"] = dict(before=before, after=after,
+                              before_header="instance %s" % params["name"], after_header="instance %s" % params["name"])
+    if plan and not module.check_mode:
+        try:
+            plan.apply()
+        except (TracefsError, validate.ValidationError) as exc:
+            msg = str(exc)
+            rollback = getattr(exc, "rollback_errors", [])
+            if rollback:
+                msg += "; restoring the earlier settings also failed: " + "; ".join(rollback)
+            else:
+                msg += "; nothing was changed (settings already written were restored)"
+            module.fail_json(msg=msg, **dict(result, changed=False))
+    if params["state"] == "present":
+        result["instance"] = current_settings(inst, (params["options"] or {}).keys()) if not module.check_mode else after
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
