@@ -65,7 +65,7 @@ def find_tracefs(mount=True, candidates=TRACEFS_PATHS):
             % ", ".join(candidates))
     target = candidates[0]
     result = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if result.returncode != 0 or not os.path.isfile(os.path.join(target, "README")):
         raise TracefsError(
             "tracefs is not mounted and 'mount -t tracefs nodev %s' failed: %s. "

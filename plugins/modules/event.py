@@ -14,13 +14,13 @@ short_description: Enable a trace event and set its filter and triggers
 version_added: 0.1.0
 description:
   - Manages one trace event (C(sched:sched_switch), a uprobe event, a syscall event, ...) of a tracefs
-    instance or of the top-level buffer: whether it is enabled, its filter, and the exact list of its triggers.
+    instance or of the top-level buffer; it sets whether it is enabled, its filter, and the exact list of its triggers.
   - Triggers are compared with what the kernel shows back (C(stacktrace) reads back as
     C(stacktrace:unlimited)); missing ones are added, ones not in the list are removed (C(!cmd)).
   - Applied all-or-nothing. If the kernel refuses a filter or trigger, everything already written is
     restored and the error quotes the kernel's C(error_log). Note that the kernel itself drops an event's
     old filter when a new one fails to parse; this module puts the old filter back.
-  - Order of writes follows the house rule, so an event never records unfiltered for a moment:
+  - Order of writes follows the house rule, so an event never records unfiltered for a moment;
     C(present) writes the filter, then triggers, then enables; C(absent) removes triggers, then the
     filter, then disables.
 author:
@@ -252,7 +252,8 @@ def main():
 
     before = FRESH_EVENT if instance_pending else event_state(event)
     plan, after = plan_changes(event, before, params, wanted_triggers)
-    result = dict(base, changed=bool(plan), commands=plan.commands, state=after)
+    result = dict(base)
+    result.update(changed=bool(plan), commands=plan.commands, state=after)
     if module._diff:
         label = "%s in %s" % (base["event"], inst.label)
         result["diff"] = dict(before=before, after=after, before_header=label, after_header=label)
@@ -266,7 +267,8 @@ def main():
                 msg += "; restoring the earlier state also failed: " + "; ".join(rollback)
             else:
                 msg += "; nothing was changed (writes already made were undone)"
-            module.fail_json(msg=msg, **dict(result, changed=False, state=event_state(event)))
+            result.update(changed=False, state=event_state(event))
+            module.fail_json(msg=msg, **result)
         result["state"] = event_state(event)
     module.exit_json(**result)
 

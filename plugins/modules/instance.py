@@ -259,7 +259,8 @@ def main():
                 msg += "; restoring the earlier settings also failed: " + "; ".join(rollback)
             else:
                 msg += "; nothing was changed (settings already written were restored)"
-            module.fail_json(msg=msg, **dict(result, changed=False))
+            result["changed"] = False
+            module.fail_json(msg=msg, **result)
     if params["state"] == "present":
         result["instance"] = current_settings(inst, (params["options"] or {}).keys()) if not module.check_mode else after
     module.exit_json(**result)

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: set up, then pytest (unit tests and
+# integration tests on the real tracefs), ansible-test sanity, ansible-lint
+# (production profile) and a collection build.  Fails on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=$PWD/.venv/bin:$PATH
+
+bash scripts/setup.sh
+
+echo "== pytest: unit and real-tracefs integration tests"
+FLEETTRACE_STRICT_LEAKS=1 .venv/bin/pytest -q -p no:cacheprovider tests
+
+echo "== ansible-test sanity"
+bash scripts/sanity.sh
+
+echo "== ansible-lint (production profile)"
+.venv/bin/ansible-lint --offline -q
+
+echo "== ansible-galaxy collection build"
+.venv/bin/ansible-galaxy collection build --force --output-path .cache/build
+
+echo "== all checks passed"
