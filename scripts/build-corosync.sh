@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Build corosync from Debian's source package with debug info (-g -O2), as a
+# real target for the diagnose-corosync tests and demos.  The result is cached
+# outside the clone, so a second run only prints the path:
+#
+#   /var/cache/fleettrace/corosync-<version>/sbin/corosync        (not stripped)
+#   /var/cache/fleettrace/corosync-<version>/sbin/corosync-cmapctl
+#   /var/cache/fleettrace/corosync-<version>/src/                  (sources, for --line listings)
+#
+# The last line printed is the install prefix.  Needs root (apt-get).
+# FLEETTRACE_COROSYNC_CACHE overrides /var/cache/fleettrace.
+set -euo pipefail
+
+CACHE=${FLEETTRACE_COROSYNC_CACHE:-/var/cache/fleettrace}
+SOURCES_FILE=/etc/apt/sources.list.d/fleettrace-deb-src.sources
+log() { echo "build-corosync: $*" >&2; }
+
+mkdir -p "$CACHE"
+# One build at a time (parallel test runs share the cache).
+exec 9>"$CACHE/.corosync-build.lock"
+flock 9
+
+done_prefix() {
+  local found
+  found=$(ls -d "$CACHE"/corosync-*/.complete 2>/dev/null | head -n1 || true)
+  [ -n "$found" ] && dirname "$found"
+}
+if prefix=$(done_prefix) && [ -n "$prefix" ]; then
+  log "cached at $prefix"
+  echo "$prefix"
+  exit 0
+fi
+
+# deb-src for the same mirrors and suites as the existing deb lines.
+if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ /etc/apt/sources.list 2>/dev/null \
+   && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+  uris=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  uris=${uris:-http://deb.debian.org/debian}
+  log "adding deb-src entry $SOURCES_FILE ($uris bookworm main)"
+  cat > "$SOURCES_FILE" <<SRC
+Types: deb-src
+URIs: $uris
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  apt-get update -qq
+fi
+if ! apt-cache showsrc corosync >/dev/null 2>&1 || [ -z "$(apt-cache showsrc corosync 2>/dev/null)" ]; then
+  apt-get update -qq
+fi
+
+log "installing build dependencies"
+DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 build-dep -y -qq corosync >/dev/null
+command -v dpkg-source >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq dpkg-dev >/dev/null
+
+work=$(mktemp -d "$CACHE/.build.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+log "fetching source"
+# Debian's mirror may lack the upstream signature (.orig.tar.gz.asc) that the
+# .dsc lists, which makes 'apt-get source' refuse to unpack: then unpack the
+# tarballs it did download and apply Debian's patch series by hand.
+if ! apt-get source -qq corosync >fetch.log 2>&1; then
+  orig=$(ls corosync_*.orig.tar.* 2>/dev/null | head -n1)
+  [ -n "$orig" ] || { cat fetch.log >&2; log "could not download corosync's source"; exit 1; }
+  log "apt-get source did not unpack (see below); unpacking $orig by hand"
+  grep -E '^(E|W):' fetch.log >&2 || true
+  tar xf "$orig"
+  srcdir=$(find . -maxdepth 1 -type d -name 'corosync-*' | head -n1)
+  if ls corosync_*.debian.tar.* >/dev/null 2>&1; then
+    tar xf corosync_*.debian.tar.* -C "$srcdir"
+    if [ -f "$srcdir/debian/patches/series" ]; then
+      grep -v '^#' "$srcdir/debian/patches/series" | while read -r patch _; do
+        [ -n "$patch" ] && patch -d "$srcdir" -p1 -s < "$srcdir/debian/patches/$patch"
+      done
+    fi
+  fi
+fi
+srcdir=$(find . -maxdepth 1 -type d -name 'corosync-*' | head -n1)
+version=${srcdir#./corosync-}
+prefix="$CACHE/corosync-$version"
+cd "$srcdir"
+# Debian's patches touch Makefile.am files: regenerate as debian/rules does.
+if [ -d debian/patches ]; then
+  command -v autoreconf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq dh-autoreconf >/dev/null
+  log "regenerating the build system (autoreconf)"
+  autoreconf -fi >autoreconf.log 2>&1 || { tail -n 30 autoreconf.log >&2; exit 1; }
+fi
+log "configuring corosync $version (-g -O2)"
+# Minimal feature set: what a single-node ring on loopback needs.
+CFLAGS="-g -O2" ./configure --prefix="$prefix" --sysconfdir="$prefix/etc" \
+  --localstatedir="$prefix/var" --disable-snmp --disable-dbus --disable-systemd \
+  --disable-monitoring --disable-watchdog --disable-augeas --disable-nozzle >configure.log 2>&1 \
+  || { tail -n 30 configure.log >&2; exit 1; }
+log "building"
+make -j"$(nproc)" >make.log 2>&1 || { tail -n 40 make.log >&2; exit 1; }
+rm -rf "$prefix"
+make install >install.log 2>&1 || { tail -n 40 install.log >&2; exit 1; }
+mkdir -p "$prefix/src" "$prefix/var/run" "$prefix/var/lib/corosync" "$prefix/var/log/cluster"
+cp -a exec include lib "$prefix/src/" 2>/dev/null || true
+touch "$prefix/.complete"
+log "installed at $prefix"
+echo "$prefix"
