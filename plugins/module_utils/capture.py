@@ -1,0 +1,279 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Threshold capture on a private instance: arm, wait, read, explain.
+
+``capture_trigger``: clear the buffer, turn tracing on, wait until a
+``traceoff`` trigger has turned it off (``tracing_on`` reads 0), enough
+events arrived, the watched process exited, or the timeout passed; then read
+``trace`` and parse it.  ``capture_window``: stream ``trace_pipe`` for a
+fixed time.  Both leave the instance's tracing off (capture turned it on)
+and report lost events from ``per_cpu/cpuN/stats`` and the trace header.
+No Ansible imports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import json
+import math
+import os
+import select
+import time
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import (
+    TraceParser, parse_cpu_stats, user_stack_addresses)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import TracefsError
+
+STOP_TRIGGERED = "triggered"
+STOP_EVENTS = "event_count"
+STOP_TIMEOUT = "timeout"
+STOP_PROCESS_EXITED = "process_exited"
+STOP_WINDOW = "window_elapsed"
+
+
+def cpu_stats(instance):
+    """{cpu: stats dict} from the instance's per_cpu/cpuN/stats."""
+    stats = {}
+    try:
+        names = os.listdir(instance.path("per_cpu"))
+    except OSError:
+        return stats
+    for name in names:
+        if name.startswith("cpu") and name[3:].isdigit():
+            try:
+                stats[int(name[3:])] = parse_cpu_stats(instance.read("per_cpu", name, "stats"))
+            except (IOError, OSError):
+                continue
+    return stats
+
+
+def lost_counts(before, after):
+    """Events overwritten (overrun) and dropped per CPU between two cpu_stats."""
+    lost = {}
+    for cpu, now in after.items():
+        then = before.get(cpu, {})
+        overrun = max(0, now.get("overrun", 0) - then.get("overrun", 0))
+        dropped = max(0, now.get("dropped events", 0) - then.get("dropped events", 0))
+        if overrun or dropped:
+            lost[cpu] = {"overrun": overrun, "dropped": dropped, "entries": now.get("entries", 0)}
+    return lost
+
+
+def suggested_buffer_kb(buffer_kb, lost_by_cpu):
+    """A per-CPU buffer_size_kb that would have held everything, with 25 % margin."""
+    worst = 1.0
+    for counts in lost_by_cpu.values():
+        kept = max(1, counts["entries"])
+        worst = max(worst, float(kept + counts["overrun"] + counts["dropped"]) / kept)
+    return int(math.ceil(buffer_kb * worst * 1.25))
+
+
+def _entries(instance):
+    return sum(stats.get("entries", 0) for stats in cpu_stats(instance).values())
+
+
+def _count_event_lines(instance, event_name):
+    needle = " %s: " % event_name
+    count = 0
+    with open(instance.path("trace")) as handle:
+        for line in handle:
+            if needle in line:
+                count += 1
+    return count
+
+
+class CaptureResult(dict):
+    """The dict a capture returns (module return values, see capture module RETURN)."""
+
+
+def _require_instance(instance):
+    if not instance.exists():
+        raise TracefsError(
+            "%s does not exist at %s; create it first (fleettrace.tracefs.instance) and enable the "
+            "events to capture (fleettrace.tracefs.event)" % (instance.label, instance.path()))
+
+
+def _finish(instance, parser, stop_reason, started, stats_before, extra):
+    parsed = parser.result()
+    stats_after = cpu_stats(instance)
+    lost_by_cpu = lost_counts(stats_before, stats_after)
+    lost_stats = sum(c["overrun"] + c["dropped"] for c in lost_by_cpu.values())
+    lost_markers = sum(item["count"] for item in parsed["lost_markers"])
+    header_lost = 0
+    if parsed["entries_written"] is not None and parsed["entries_in_buffer"] is not None:
+        header_lost = max(0, parsed["entries_written"] - parsed["entries_in_buffer"])
+    result = CaptureResult(
+        stop_reason=stop_reason,
+        triggered=stop_reason == STOP_TRIGGERED,
+        threshold_reached=stop_reason == STOP_TRIGGERED,
+        events=parsed["events"],
+        event_count=parsed["event_count"],
+        entries_in_buffer=parsed["entries_in_buffer"],
+        entries_written=parsed["entries_written"],
+        # Each source sees part of the loss; the largest is the best lower bound.
+        lost_events=max(lost_stats, lost_markers, header_lost),
+        lost_by_cpu=dict((str(cpu), counts) for cpu, counts in sorted(lost_by_cpu.items())),
+        unparsed_lines=parsed["unparsed"],
+        duration=round(time.time() - started, 3),
+        buffer_size_kb=instance.buffer_size_kb,
+    )
+    if result["lost_events"]:
+        result["suggested_buffer_size_kb"] = suggested_buffer_kb(
+            result["buffer_size_kb"], lost_by_cpu or {-1: {"entries": parsed["entries_in_buffer"] or 1,
+                                                           "overrun": result["lost_events"], "dropped": 0}})
+    result.update(extra)
+    return result
+
+
+def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after_events=None,
+                    stop_event=None, pid=None, raw_path=None):
+    """Arm the instance, wait for its traceoff trigger (or count/timeout/exit), read the buffer."""
+    _require_instance(instance)
+    started = time.time()
+    process_missing_at_start = pid is not None and not procfs.pid_exists(pid)
+    armed = False
+    stop_reason = STOP_TIMEOUT
+    if not process_missing_at_start:
+        instance.set_tracing_on(False)
+        if clear:
+            instance.clear_buffer()
+    stats_before = cpu_stats(instance)
+    if process_missing_at_start:
+        stop_reason = STOP_PROCESS_EXITED
+    else:
+        instance.set_tracing_on(True)
+        armed = True
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if not instance.tracing_on:
+                    stop_reason = STOP_TRIGGERED
+                    break
+                if stop_after_events:
+                    seen = _count_event_lines(instance, stop_event) if stop_event else _entries(instance)
+                    if seen >= stop_after_events:
+                        stop_reason = STOP_EVENTS
+                        break
+                if pid is not None and not procfs.pid_exists(pid):
+                    stop_reason = STOP_PROCESS_EXITED
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                time.sleep(min(poll_interval, remaining))
+        finally:
+            # Capture turned tracing on; it is off again whatever happened.
+            if instance.exists():
+                instance.set_tracing_on(False)
+    parser = TraceParser()
+    text = instance.read("trace")
+    if raw_path:
+        with open(raw_path, "w") as handle:
+            handle.write(text)
+    parser.feed_text(text)
+    return _finish(instance, parser, stop_reason, started, stats_before,
+                   {"armed": armed, "process_missing_at_start": process_missing_at_start})
+
+
+def capture_window(instance, duration, clear=True, stop_after_events=None, stop_event=None, pid=None,
+                   raw_path=None):
+    """Stream ``trace_pipe`` for ``duration`` seconds (no trigger wanted)."""
+    _require_instance(instance)
+    started = time.time()
+    instance.set_tracing_on(False)
+    if clear:
+        instance.clear_buffer()
+    stats_before = cpu_stats(instance)
+    parser = TraceParser()
+    raw = open(raw_path, "w") if raw_path else None
+    pending = [""]
+    stop_reason = STOP_WINDOW
+    counted = [0]
+
+    def consume(chunk):
+        if raw is not None:
+            raw.write(chunk)
+        lines = (pending[0] + chunk).split("\n")
+        pending[0] = lines.pop()
+        for line in lines:
+            parser.feed(line)
+            if stop_event and (" %s: " % stop_event) in line:
+                counted[0] += 1
+
+    fd = os.open(instance.path("trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        instance.set_tracing_on(True)
+        try:
+            deadline = time.monotonic() + duration
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                ready, _w, _x = select.select([fd], [], [], min(remaining, 0.2))
+                if ready:
+                    _read_available(fd, consume)
+                if stop_after_events and (counted[0] if stop_event else parser.event_count) >= stop_after_events:
+                    stop_reason = STOP_EVENTS
+                    break
+                if pid is not None and not procfs.pid_exists(pid):
+                    stop_reason = STOP_PROCESS_EXITED
+                    break
+        finally:
+            if instance.exists():
+                instance.set_tracing_on(False)
+        _read_available(fd, consume)  # what is still in the buffer after tracing stopped
+    finally:
+        os.close(fd)
+        if pending[0]:
+            parser.feed(pending[0])
+        if raw is not None:
+            raw.close()
+    return _finish(instance, parser, stop_reason, started, stats_before, {"armed": True,
+                                                                          "process_missing_at_start": False})
+
+
+def _read_available(fd, consume):
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return
+            raise
+        if not chunk:
+            return
+        consume(chunk.decode("utf-8", "replace"))
+
+
+def symbolize_user_stacks(events, pid_alive=procfs.pid_exists):
+    """Replace user stack addresses by {'address', 'object', 'symbol'} while processes live.
+
+    Returns the pids that were gone (their frames stay bare addresses).
+    """
+    caches = {}
+    gone = set()
+    for record in events:
+        if "user_stack" not in record:
+            continue
+        pid = record.get("tgid", record["pid"])
+        addresses = user_stack_addresses(record)
+        if pid in gone or not pid_alive(pid):
+            gone.add(pid)
+            record["user_stack"] = [{"address": "0x%x" % a, "object": None, "symbol": None} for a in addresses]
+            continue
+        try:
+            record["user_stack"] = procfs.symbolize(pid, addresses, caches.setdefault("elf", {}))
+        except procfs.ProcessGone:
+            gone.add(pid)
+            record["user_stack"] = [{"address": "0x%x" % a, "object": None, "symbol": None} for a in addresses]
+    return sorted(gone)
+
+
+def write_json(path, result):
+    with open(path, "w") as handle:
+        json.dump(result, handle, indent=1, sort_keys=True)
+        handle.write("\n")

@@ -1,0 +1,417 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Process facts from /proc: what ``ps``, ``ls -l /proc/PID/fd`` and
+``cat /proc/PID/stack`` would tell, as plain dicts.
+
+Also symbolizes user-space addresses (``<user stack trace>`` frames) through
+``/proc/PID/maps`` and the ELF symbol tables (pyelftools), which only works
+while the process still lives.  No Ansible imports; Python 3.8+.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import os
+import re
+
+PROC = "/proc"
+
+# sched_setscheduler(2) policy numbers (include/uapi/linux/sched.h).
+POLICY_NAMES = {
+    0: "SCHED_OTHER",
+    1: "SCHED_FIFO",
+    2: "SCHED_RR",
+    3: "SCHED_BATCH",
+    5: "SCHED_IDLE",
+    6: "SCHED_DEADLINE",
+    7: "SCHED_EXT",
+}
+# ps's "class" column (procps: TS FF RR B ISO IDL DLN).
+POLICY_CLASSES = {0: "TS", 1: "FF", 2: "RR", 3: "B", 4: "ISO", 5: "IDL", 6: "DLN", 7: "EXT"}
+REALTIME_POLICIES = (1, 2)
+
+STATE_NAMES = {
+    "R": "running", "S": "sleeping", "D": "disk sleep (uninterruptible)", "T": "stopped",
+    "t": "tracing stop", "X": "dead", "Z": "zombie", "P": "parked", "I": "idle",
+}
+
+PRIORITY_EXPLAINED = {
+    "class": "scheduling class as ps prints it (TS=SCHED_OTHER, FF=SCHED_FIFO, RR=SCHED_RR, B=BATCH, IDL=IDLE, DLN=DEADLINE)",
+    "nice": "nice value -20..19; only meaningful for SCHED_OTHER/BATCH (ps shows '-' for real-time tasks, here null)",
+    "rtprio": "real-time priority 1..99 for SCHED_FIFO/RR (higher runs first); null for other policies",
+    "stat_priority": "field 18 of /proc/PID/stat: 20+nice for normal tasks, -1-rtprio for real-time ones (ps 'priority')",
+    "kernel_prio": "the kernel's task->prio 0..139 (lower runs first): 120+nice, or 99-rtprio for real-time; what sched_switch prints as prev_prio/next_prio (ps 'pri_baz')",
+    "pri": "ps 'pri' = 39 - stat_priority (higher runs first; 19 for nice 0, 40+rtprio for real-time)",
+    "opri": "ps 'opri' and the PRI column of 'ps -l' = 60 + stat_priority (80 for nice 0)",
+    "pri_foo": "ps 'pri_foo' = stat_priority - 20 (equals nice for normal tasks)",
+    "pri_bar": "ps 'pri_bar' = stat_priority + 1 (real-time shows negative)",
+    "pri_api": "ps 'pri_api' = -1 - stat_priority (equals rtprio for real-time tasks)",
+}
+
+
+class ProcessGone(Exception):
+    """The process exited while it was being read."""
+
+    def __init__(self, pid):
+        super(ProcessGone, self).__init__("process %d does not exist (any more)" % pid)
+        self.pid = pid
+
+
+def _read(path):
+    with open(path, "r") as handle:
+        return handle.read()
+
+
+def _read_optional(path, default=None):
+    try:
+        return _read(path)
+    except (IOError, OSError):
+        return default
+
+
+def _pid_dir(pid, *parts):
+    return os.path.join(PROC, str(pid), *parts)
+
+
+def pid_exists(pid):
+    return os.path.isdir(_pid_dir(pid))
+
+
+def parse_stat(text):
+    """/proc/PID/stat -> dict of the fields used here (comm may hold ') ')."""
+    start = text.index("(")
+    end = text.rindex(")")
+    rest = text[end + 2:].split()
+    # rest[0] is field 3 (state); field N is rest[N - 3].
+    return {
+        "pid": int(text[:start].strip()),
+        "comm": text[start + 1:end],
+        "state": rest[0],
+        "ppid": int(rest[1]),
+        "utime": int(rest[11]),
+        "stime": int(rest[12]),
+        "priority": int(rest[15]),
+        "nice": int(rest[16]),
+        "num_threads": int(rest[17]),
+        "processor": int(rest[36]) if len(rest) > 36 else None,
+        "rt_priority": int(rest[37]) if len(rest) > 37 else 0,
+        "policy": int(rest[38]) if len(rest) > 38 else 0,
+    }
+
+
+def priorities(stat):
+    """Every priority view ps can print, from one parsed stat (see PRIORITY_EXPLAINED)."""
+    prio = stat["priority"]
+    policy = stat["policy"]
+    realtime = policy in REALTIME_POLICIES
+    return {
+        "class": POLICY_CLASSES.get(policy, str(policy)),
+        "nice": None if realtime else stat["nice"],
+        "rtprio": stat["rt_priority"] if realtime else None,
+        "stat_priority": prio,
+        "kernel_prio": prio + 100,
+        "pri": 39 - prio,
+        "opri": 60 + prio,
+        "pri_foo": prio - 20,
+        "pri_bar": prio + 1,
+        "pri_api": -1 - prio,
+    }
+
+
+def parse_kernel_stack(text):
+    """'[<0>] percpu_rwsem_wait+0x15f/0x1d0' lines -> ['percpu_rwsem_wait+0x15f/0x1d0', ...]."""
+    frames = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("[<"):
+            line = line.split("]", 1)[-1].strip()
+        frames.append(line)
+    return frames
+
+
+def fd_targets(pid):
+    """[{'fd': 10, 'target': '/mnt/x'}, ...] sorted by fd; [] when not allowed."""
+    fd_dir = _pid_dir(pid, "fd")
+    try:
+        names = os.listdir(fd_dir)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            raise ProcessGone(pid)
+        return []
+    result = []
+    for name in sorted(names, key=lambda n: int(n) if n.isdigit() else -1):
+        try:
+            target = os.readlink(os.path.join(fd_dir, name))
+        except OSError:
+            continue  # closed between listdir and readlink
+        result.append({"fd": int(name), "target": target})
+    return result
+
+
+def fd_target(pid, fd):
+    """What fd ``fd`` of ``pid`` points at, or None."""
+    try:
+        return os.readlink(_pid_dir(pid, "fd", str(int(fd))))
+    except (OSError, ValueError):
+        return None
+
+
+def cmdline(pid):
+    text = _read_optional(_pid_dir(pid, "cmdline"), "")
+    return [arg for arg in text.split("\0") if arg] if text else []
+
+
+def parse_cgroup(text):
+    """'0::/system.slice/x.service' lines -> [{'hierarchy': 0, 'controllers': [], 'path': ...}]."""
+    groups = []
+    for line in (text or "").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        groups.append({"hierarchy": int(parts[0]) if parts[0].isdigit() else parts[0],
+                       "controllers": [c for c in parts[1].split(",") if c], "path": parts[2]})
+    return groups
+
+
+def _task_facts(task_dir):
+    stat = parse_stat(_read(os.path.join(task_dir, "stat")))
+    facts = {
+        "comm": stat["comm"],
+        "state": stat["state"],
+        "state_name": STATE_NAMES.get(stat["state"], stat["state"]),
+        "policy": POLICY_NAMES.get(stat["policy"], "policy %d" % stat["policy"]),
+        "priorities": priorities(stat),
+        "processor": stat["processor"],
+        "wchan": (_read_optional(os.path.join(task_dir, "wchan"), "") or "").strip() or None,
+    }
+    if facts["wchan"] == "0":
+        facts["wchan"] = None
+    return facts, stat
+
+
+def thread_facts(pid, kernel_stack=True):
+    threads = []
+    task_root = _pid_dir(pid, "task")
+    try:
+        tids = sorted(int(t) for t in os.listdir(task_root) if t.isdigit())
+    except OSError:
+        raise ProcessGone(pid)
+    for tid in tids:
+        task_dir = os.path.join(task_root, str(tid))
+        try:
+            facts, _stat = _task_facts(task_dir)
+        except (IOError, OSError):
+            continue  # the thread ended meanwhile
+        facts["tid"] = tid
+        if kernel_stack:
+            facts["kernel_stack"] = parse_kernel_stack(_read_optional(os.path.join(task_dir, "stack"), ""))
+        threads.append(facts)
+    return threads
+
+
+def process_facts(pid, threads=True, fds=True, kernel_stack=True):
+    """Everything about one process; raises ProcessGone if it is not there."""
+    pid = int(pid)
+    try:
+        facts, stat = _task_facts(_pid_dir(pid))
+        argv = cmdline(pid)
+        facts.update({
+            "pid": pid,
+            "ppid": stat["ppid"],
+            "cmdline": " ".join(argv),
+            "argv": argv,
+            "exe": _readlink_optional(_pid_dir(pid, "exe")),
+            "num_threads": stat["num_threads"],
+            "cgroup": parse_cgroup(_read_optional(_pid_dir(pid, "cgroup"), "")),
+        })
+        if kernel_stack:
+            facts["kernel_stack"] = parse_kernel_stack(_read_optional(_pid_dir(pid, "stack"), ""))
+        if fds:
+            facts["fds"] = fd_targets(pid)
+        if threads:
+            facts["threads"] = thread_facts(pid, kernel_stack=kernel_stack)
+    except (IOError, OSError) as exc:
+        if exc.errno in (errno.ENOENT, errno.ESRCH) or not pid_exists(pid):
+            raise ProcessGone(pid)
+        raise
+    return facts
+
+
+def _readlink_optional(path):
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def all_pids():
+    return sorted(int(name) for name in os.listdir(PROC) if name.isdigit())
+
+
+def read_pidfile(path):
+    """The pid in a pidfile; ValueError with a clear text if it holds none."""
+    text = _read(path).strip()
+    first = text.split()[0] if text else ""
+    if not first.isdigit():
+        raise ValueError("pidfile %s does not start with a pid (content: %r)" % (path, text[:40]))
+    return int(first)
+
+
+def find_pids(name=None, pid=None, pidfile=None, cmdline_regex=None, exclude_self=True):
+    """Pids matching every given criterion.
+
+    ``name`` matches the comm (15 chars, as ``pgrep``) or the basename of
+    argv[0] / the executable; ``cmdline_regex`` is searched in the
+    space-joined command line (as ``pgrep -f``).
+    """
+    if pid is not None:
+        candidates = [int(pid)] if pid_exists(pid) else []
+    elif pidfile is not None:
+        found = read_pidfile(pidfile)
+        candidates = [found] if pid_exists(found) else []
+    else:
+        candidates = all_pids()
+    pattern = re.compile(cmdline_regex) if cmdline_regex else None
+    me = os.getpid()
+    matches = []
+    for candidate in candidates:
+        if exclude_self and candidate == me and pid is None and pidfile is None:
+            continue
+        try:
+            if name is not None and not _name_matches(candidate, name):
+                continue
+            if pattern is not None and not pattern.search(" ".join(cmdline(candidate))):
+                continue
+        except (IOError, OSError):
+            continue
+        matches.append(candidate)
+    return matches
+
+
+def _name_matches(pid, name):
+    comm = (_read_optional(_pid_dir(pid, "comm"), "") or "").strip()
+    if comm and (comm == name or comm == name[:15]):
+        return True
+    argv = cmdline(pid)
+    if argv and os.path.basename(argv[0]) == name:
+        return True
+    exe = _readlink_optional(_pid_dir(pid, "exe"))
+    return bool(exe) and os.path.basename(exe.replace(" (deleted)", "")) == name
+
+
+# -- user-space symbolization ----------------------------------------------------
+_MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s+(\S+)\s+([0-9a-f]+)\s+\S+\s+\d+\s*(.*)$")
+
+
+def parse_maps(text):
+    """/proc/PID/maps -> [(start, end, perms, file_offset, path)]."""
+    maps = []
+    for line in text.splitlines():
+        match = _MAPS_LINE.match(line)
+        if match:
+            maps.append((int(match.group(1), 16), int(match.group(2), 16), match.group(3),
+                         int(match.group(4), 16), match.group(5).strip()))
+    return maps
+
+
+class ElfSymbols:
+    """Function symbols of one ELF file (symtab and dynsym), by address."""
+
+    def __init__(self, path):
+        from elftools.elf.elffile import ELFFile  # pyelftools: a requirement of the collection
+        self.path = path
+        self.loads = []
+        self.symbols = []
+        with open(path, "rb") as handle:
+            elf = ELFFile(handle)
+            for segment in elf.iter_segments():
+                if segment["p_type"] == "PT_LOAD":
+                    self.loads.append((segment["p_offset"], segment["p_filesz"], segment["p_vaddr"]))
+            seen = set()
+            for section_name in (".symtab", ".dynsym"):
+                section = elf.get_section_by_name(section_name)
+                if section is None:
+                    continue
+                for symbol in section.iter_symbols():
+                    if symbol["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC") or not symbol["st_value"]:
+                        continue
+                    key = (symbol["st_value"], symbol.name)
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    self.symbols.append((symbol["st_value"], symbol["st_size"], symbol.name))
+        self.symbols.sort()
+
+    def vaddr_of_offset(self, file_offset):
+        for offset, size, vaddr in self.loads:
+            if offset <= file_offset < offset + size:
+                return file_offset - offset + vaddr
+        return None
+
+    def lookup(self, vaddr):
+        """(name, offset) of the function holding ``vaddr``, or None."""
+        best = None
+        low, high = 0, len(self.symbols)
+        while low < high:  # last symbol starting at or before vaddr
+            middle = (low + high) // 2
+            if self.symbols[middle][0] <= vaddr:
+                low = middle + 1
+            else:
+                high = middle
+        index = low - 1
+        while index >= 0:
+            start, size, name = self.symbols[index]
+            if start <= vaddr < start + max(size, 1):
+                best = (name, vaddr - start)
+                break
+            if size and start + size <= vaddr and vaddr - start > 1 << 20:
+                break
+            index -= 1
+        return best
+
+
+def symbolize(pid, addresses, cache=None):
+    """Addresses of ``pid`` -> [{'address', 'object', 'offset', 'symbol'}].
+
+    ``symbol`` is 'func+0x12' when the ELF file names it.  Needs the process
+    alive (its maps); raises ProcessGone otherwise.
+    """
+    text = _read_optional(_pid_dir(pid, "maps"))
+    if text is None:
+        raise ProcessGone(pid)
+    maps = parse_maps(text)
+    cache = {} if cache is None else cache
+    frames = []
+    for address in addresses:
+        frame = {"address": "0x%x" % address, "object": None, "symbol": None}
+        for start, end, _perms, map_offset, path in maps:
+            if start <= address < end:
+                frame["object"] = path or None
+                file_offset = address - start + map_offset
+                frame["offset"] = "0x%x" % file_offset
+                if path.startswith("/"):
+                    if path not in cache:
+                        try:
+                            cache[path] = ElfSymbols(_proc_root_path(pid, path))
+                        except Exception:  # not an ELF file, unreadable, pyelftools missing
+                            cache[path] = None
+                    symbols = cache[path]
+                    if symbols is not None:
+                        vaddr = symbols.vaddr_of_offset(file_offset)
+                        found = symbols.lookup(vaddr) if vaddr is not None else None
+                        if found:
+                            frame["symbol"] = "%s+0x%x" % found if found[1] else found[0]
+                break
+        frames.append(frame)
+    return frames
+
+
+def _proc_root_path(pid, path):
+    # Through /proc/PID/root the file is found even in another mount namespace.
+    rooted = _pid_dir(pid, "root") + path
+    return rooted if os.path.exists(rooted) else path

@@ -1,0 +1,286 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Parse the text of tracefs ``trace`` / ``trace_pipe`` into event records.
+
+One record per event line, as a plain dict (JSON-ready, cheap to build)::
+
+    {"timestamp": 604.762541, "ts_ns": 604762541000, "cpu": 1, "pid": 11067,
+     "comm": "tick_loop", "flags": "d..2.", "event": "sched_switch",
+     "fields": {"prev_pid": 11067, "prev_state": "D", ...},
+     "kernel_stack": ["percpu_rwsem_wait", ...]}      # when a stacktrace fired
+
+``<stack trace>`` and ``<user stack trace>`` blocks are attached to the event
+they belong to: the last event of the same task on the same CPU (the kernel
+writes them right after that event into the same per-CPU buffer, though the
+merged ``trace`` output may interleave other CPUs between them).  Nothing is
+dropped silently: lines that are not understood are kept in ``unparsed``,
+and ``CPU:N [LOST M EVENTS]`` markers and the ``entries-in-buffer/
+entries-written`` header are reported.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+# "comm-pid (tgid) [cpu] flags timestamp: body"; comm may hold '-' and spaces,
+# so the pid is the last "-digits" before the CPU column.  The tgid column
+# (option record-tgid) and the flags column (option irq-info) are optional.
+_EVENT_LINE = re.compile(
+    r"^\s*(?P<comm>.*?)-(?P<pid>\d+)\s+(?:\(\s*(?P<tgid>[\d-]+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
+    r"(?:(?P<flags>\S+)\s+)??(?P<ts>\d+(?:\.\d+)?):\s(?P<body>.*)$")
+_HEADER_ENTRIES = re.compile(r"entries-in-buffer/entries-written:\s*(\d+)/(\d+)\s+#P:(\d+)")
+_LOST = re.compile(r"^CPU:(\d+) \[LOST (\d+) EVENTS\]")
+_BUFFER_STARTED = re.compile(r"^#+ CPU (\d+) buffer started #+")
+_NAMED_BODY = re.compile(r"^(?P<name>[A-Za-z_][\w.-]*): ?(?P<rest>.*)$")
+_SYSCALL_ENTER = re.compile(r"^sys_(?P<name>\w+)\((?P<args>.*)\)$")
+_SYSCALL_EXIT = re.compile(r"^sys_(?P<name>\w+) -> (?P<ret>\S+)$")
+_RAW_ENTER = re.compile(r"^NR (?P<nr>-?\d+) \((?P<args>[^)]*)\)")
+_RAW_EXIT = re.compile(r"^NR (?P<nr>-?\d+) = (?P<ret>-?\d+)")
+_PROBE_IP = re.compile(r"^\((?P<ip>0x[0-9a-fA-F]+)(?: <- (?P<caller>0x[0-9a-fA-F]+))?\)\s*")
+# Splits "a=1 b=x y c=2" before every " name=": values may contain spaces (comms).
+_FIELD_SPLIT = re.compile(r"\s+(?=[A-Za-z_][\w.\[\]]*=)")
+_DECIMAL = re.compile(r"^-?\d+$")
+_HEX = re.compile(r"^0x[0-9a-fA-F]+$")
+_USER_FRAME = re.compile(r"^<?([0-9a-fA-F]+)>?$")
+
+STACK_MARKER = "<stack trace>"
+USER_STACK_MARKER = "<user stack trace>"
+
+
+def typed_value(text, name=""):
+    """'123' -> 123, '0x1f' -> 31, '"str"' -> 'str'; comms and states stay text."""
+    if "comm" in name:
+        return text
+    if _DECIMAL.match(text):
+        return int(text)
+    if _HEX.match(text):
+        return int(text, 16)
+    if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
+        return text[1:-1]
+    return text
+
+
+def parse_fields(text):
+    """'prev_comm=a b prev_pid=1 prev_state=D ==> next_pid=0' -> typed dict."""
+    fields = {}
+    if not text:
+        return fields
+    for part in _FIELD_SPLIT.split(text.strip()):
+        name, sep, value = part.partition("=")
+        if not sep:
+            continue
+        value = value.rstrip()
+        if value.endswith(" ==>"):  # sched_switch prints "prev_state=S ==> next_comm=..."
+            value = value[:-4].rstrip()
+        fields[name] = typed_value(value, name)
+    return fields
+
+
+def _syscall_args(text):
+    """'fd: 0xa, buf: 0x7ff, count: 7' -> {'fd': 10, 'buf': ..., 'count': 7}."""
+    fields = {}
+    for part in text.split(", "):
+        name, sep, value = part.partition(": ")
+        if sep:
+            fields[name.strip()] = typed_value(value.strip(), name)
+    return fields
+
+
+def timestamp_ns(text):
+    """'604.762541' -> 604762541000 exactly (no float rounding)."""
+    seconds, _dot, fraction = text.partition(".")
+    return int(seconds) * 1000000000 + int((fraction + "000000000")[:9])
+
+
+def parse_body(body):
+    """The part after 'timestamp: ' -> (event, fields, extra) for one event."""
+    match = _NAMED_BODY.match(body)
+    if match:
+        name, rest = match.group("name"), match.group("rest")
+        extra = None
+        if name == "sys_enter" or name == "sys_exit":
+            raw = (_RAW_ENTER if name == "sys_enter" else _RAW_EXIT).match(rest)
+            if raw:
+                if name == "sys_enter":
+                    args = [int(a, 16) for a in raw.group("args").split(", ") if a]
+                    return name, {"id": int(raw.group("nr")), "args": args}, None
+                return name, {"id": int(raw.group("nr")), "ret": int(raw.group("ret"))}, None
+        probe = _PROBE_IP.match(rest)
+        if probe:
+            extra = {"probe_ip": int(probe.group("ip"), 16)}
+            if probe.group("caller"):
+                extra["probe_caller"] = int(probe.group("caller"), 16)
+            rest = rest[probe.end():]
+        return name, parse_fields(rest), extra
+    match = _SYSCALL_ENTER.match(body)
+    if match:
+        return "sys_enter_" + match.group("name"), _syscall_args(match.group("args")), None
+    match = _SYSCALL_EXIT.match(body)
+    if match:
+        return "sys_exit_" + match.group("name"), {"ret": typed_value(match.group("ret"))}, None
+    return None, {}, None
+
+
+class TraceParser:
+    """Incremental parser: ``feed(line)`` for each line, then ``result()``.
+
+    Works for the whole ``trace`` file and for ``trace_pipe`` streamed in
+    pieces (keeps the state needed to attach stacks across ``feed`` calls).
+    """
+
+    def __init__(self, keep_events=True):
+        self.keep_events = keep_events
+        self.events = []
+        self.event_count = 0
+        self.entries_in_buffer = None
+        self.entries_written = None
+        self.cpus = None
+        self.lost_events = []          # [{"cpu": N, "count": M}]
+        self.buffer_started = []       # CPUs whose oldest events were overwritten
+        self.unparsed = []
+        self._last_by_cpu = {}
+        self._stack_target = None      # (record, key) the " => " lines go to
+
+    def feed_text(self, text):
+        for line in text.splitlines():
+            self.feed(line)
+
+    def feed(self, line):
+        if not line:
+            return
+        first = line[0]
+        if first == "#":
+            self._header(line)
+            return
+        if line.startswith(" => "):
+            self._stack_frame(line[4:].strip())
+            return
+        match = _EVENT_LINE.match(line)
+        if match is None:
+            self._stack_target = None
+            lost = _LOST.match(line)
+            if lost:
+                self.lost_events.append({"cpu": int(lost.group(1)), "count": int(lost.group(2))})
+            elif line.strip():
+                self.unparsed.append(line)
+            return
+        body = match.group("body")
+        cpu = int(match.group("cpu"))
+        pid = int(match.group("pid"))
+        if body == STACK_MARKER or body == USER_STACK_MARKER:
+            self._start_stack(match, cpu, pid, "kernel_stack" if body == STACK_MARKER else "user_stack")
+            return
+        self._stack_target = None
+        ts = match.group("ts")
+        event, fields, extra = parse_body(body)
+        record = {
+            "timestamp": float(ts),
+            "ts_ns": timestamp_ns(ts),
+            "cpu": cpu,
+            "pid": pid,
+            "comm": match.group("comm").strip(),
+            "flags": match.group("flags") or "",
+            "event": event if event is not None else "",
+            "fields": fields,
+        }
+        if match.group("tgid") and match.group("tgid").isdigit():
+            record["tgid"] = int(match.group("tgid"))
+        if extra:
+            record.update(extra)
+        if event is None:
+            record["text"] = body
+        self._add(record)
+
+    def _add(self, record):
+        self.event_count += 1
+        self._last_by_cpu[record["cpu"]] = record
+        if self.keep_events:
+            self.events.append(record)
+
+    def _header(self, line):
+        started = _BUFFER_STARTED.match(line)
+        if started:
+            self.buffer_started.append(int(started.group(1)))
+            return
+        match = _HEADER_ENTRIES.search(line)
+        if match:
+            self.entries_in_buffer = int(match.group(1))
+            self.entries_written = int(match.group(2))
+            self.cpus = int(match.group(3))
+
+    def _start_stack(self, match, cpu, pid, key):
+        owner = self._last_by_cpu.get(cpu)
+        if owner is None or owner["pid"] != pid or key in owner:
+            # Its event is not in the buffer (overwritten, or filtered out):
+            # keep the stack as a record of its own rather than drop it.
+            ts = match.group("ts")
+            owner = {"timestamp": float(ts), "ts_ns": timestamp_ns(ts), "cpu": cpu, "pid": pid,
+                     "comm": match.group("comm").strip(), "flags": match.group("flags") or "",
+                     "event": key, "fields": {}}
+            self._add(owner)
+        owner[key] = []
+        self._stack_target = owner[key]
+
+    def _stack_frame(self, frame):
+        if self._stack_target is None:
+            self.unparsed.append(" => " + frame)
+            return
+        self._stack_target.append(frame)
+
+    def result(self):
+        lost = sum(item["count"] for item in self.lost_events)
+        overwritten = 0
+        if self.entries_written is not None and self.entries_in_buffer is not None:
+            overwritten = max(0, self.entries_written - self.entries_in_buffer)
+        return {
+            "events": self.events,
+            "event_count": self.event_count,
+            "entries_in_buffer": self.entries_in_buffer,
+            "entries_written": self.entries_written,
+            "cpus": self.cpus,
+            "lost_events": lost + overwritten,
+            "lost_markers": self.lost_events,
+            "buffer_started": self.buffer_started,
+            "unparsed": self.unparsed,
+        }
+
+
+def parse_trace(text, keep_events=True):
+    """Parse a whole ``trace`` text; see ``TraceParser.result`` for the keys."""
+    parser = TraceParser(keep_events=keep_events)
+    parser.feed_text(text)
+    return parser.result()
+
+
+def user_stack_addresses(record):
+    """Addresses (ints) of a record's ``<user stack trace>`` frames."""
+    addresses = []
+    for frame in record.get("user_stack", []):
+        if isinstance(frame, dict):
+            addresses.append(frame["address"])
+            continue
+        match = _USER_FRAME.match(frame.strip())
+        if match:
+            addresses.append(int(match.group(1), 16))
+    return addresses
+
+
+def parse_cpu_stats(text):
+    """``per_cpu/cpuN/stats`` -> {'entries': 220, 'overrun': 0, 'dropped events': 0, ...}."""
+    stats = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        value = value.strip()
+        try:
+            stats[name.strip()] = int(value)
+        except ValueError:
+            try:
+                stats[name.strip()] = float(value)
+            except ValueError:
+                stats[name.strip()] = value
+    return stats

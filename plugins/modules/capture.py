@@ -1,0 +1,417 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: capture
+short_description: Arm a tracefs instance, wait for its threshold trigger, return the parsed events
+version_added: 0.1.0
+description:
+  - Works on an instance that is already set up (M(fleettrace.tracefs.instance),
+    M(fleettrace.tracefs.event), M(fleettrace.tracefs.uprobe)). Its events, filters and triggers are
+    not changed.
+  - "O(mode=trigger): turns tracing off, clears the buffer, turns tracing on and waits until a
+    C(traceoff) trigger has fired (C(tracing_on) reads 0), O(stop_after_events) events arrived, the
+    watched O(pid) exited, or O(timeout) passed. Then reads C(trace) and parses it."
+  - "O(mode=window): streams C(trace_pipe) for O(duration) seconds (no trigger wanted)."
+  - Events come back as records with timestamp, cpu, pid, comm, event name and typed fields
+    (C(gap=20329583) as an integer, C(prev_state) as a letter), with C(<stack trace>) and
+    C(<user stack trace>) blocks attached to the event they belong to. User stacks are symbolized
+    through C(/proc/PID/maps) and the ELF symbol tables while the process still lives.
+  - Lost events are never hidden. RV(lost_events) counts what the buffer overwrote or dropped
+    (C(per_cpu/cpuN/stats), the C(entries-in-buffer/entries-written) header, C([LOST N EVENTS]) markers),
+    and RV(suggested_buffer_size_kb) names a buffer size that would have held them.
+  - Tracing is B(off) in the instance when the module returns, whatever happened; capture turned it on.
+  - A timeout without the trigger is not an error; RV(threshold_reached) is false and RV(message) says so.
+  - With O(findings), stalls are correlated (see RV(findings)) on the node, where the process's fds can
+    still be resolved.
+author:
+  - fleettrace developers (@fleettrace)
+options:
+  instance:
+    description: Name of the tracefs instance (directory under C(instances/)) to capture from.
+    type: str
+    required: true
+  mode:
+    description:
+      - C(trigger) waits for a C(traceoff) trigger (or O(stop_after_events) or O(timeout)) and reads C(trace).
+      - C(window) streams C(trace_pipe) for O(duration) seconds.
+    type: str
+    choices: [trigger, window]
+    default: trigger
+  timeout:
+    description:
+      - Seconds to wait for the trigger in O(mode=trigger).
+      - For waits longer than the connection allows, run the task with C(async) and C(poll).
+    type: float
+    default: 60
+  duration:
+    description: Seconds to stream C(trace_pipe) in O(mode=window).
+    type: float
+  poll_interval:
+    description: Seconds between two looks at C(tracing_on) while waiting.
+    type: float
+    default: 0.1
+  stop_after_events:
+    description:
+      - Stop once this many events are in the buffer (O(stop_event) events only, when given).
+    type: int
+  stop_event:
+    description:
+      - Event name (C(tick_gap) or C(group:tick_gap)) that O(stop_after_events) counts.
+    type: str
+  clear:
+    description: Clear the buffer before arming. With C(false) the events already there are returned too.
+    type: bool
+    default: true
+  pid:
+    description:
+      - The process being watched. When it exits, the wait ends and what was captured is returned with
+        RV(process_exited) true. If it is not running at the start, nothing is armed.
+      - User stacks of this process are symbolized.
+    type: int
+  max_events:
+    description:
+      - Return at most this many events to the controller (the last ones, closest to the trigger).
+        RV(event_count) still counts all of them; O(json_path) gets all of them. C(0) returns none.
+    type: int
+    default: 1000
+  raw_path:
+    description: Write the raw C(trace) text to this file on the node (for C(ansible.builtin.fetch)).
+    type: path
+  json_path:
+    description: Write the whole result, all events included, as JSON to this file on the node.
+    type: path
+  symbolize:
+    description: Symbolize C(<user stack trace>) frames through C(/proc/PID/maps) and ELF symbols.
+    type: bool
+    default: true
+  findings:
+    description:
+      - Correlate stalls. For each O(findings.probe_event) hit with O(findings.field) >= O(findings.threshold),
+        find the preceding switch-out of the same task in state D, its kernel stack, the system call in flight
+        and the file behind its fd. Needs C(sched:sched_switch) (with a C(stacktrace) trigger for the stack)
+        and C(raw_syscalls:sys_enter) or C(syscalls:sys_enter_*) enabled in the instance.
+    type: dict
+    suboptions:
+      probe_event:
+        description: Event of the probe (C(tick_gap) or C(probe_corosync:timer_function_scheduler_timeout)).
+        type: str
+        required: true
+      field:
+        description: The probe's field holding the measured delay.
+        type: str
+        required: true
+      threshold:
+        description: Hits with a field value at or above this are stalls.
+        type: int
+        required: true
+      pid:
+        description: Only hits of this task (defaults to O(pid)).
+        type: int
+      states:
+        description: C(prev_state) letters that count as blocked.
+        type: list
+        elements: str
+        default: [D]
+attributes:
+  check_mode:
+    support: full
+    description: Checks that the instance exists and reports what it would do; arms and reads nothing.
+  diff_mode:
+    support: none
+notes:
+  - Needs root (C(become=true)).
+  - Returns C(changed=true) after a real capture, because the buffer was cleared and C(tracing_on) toggled.
+seealso:
+  - module: fleettrace.tracefs.instance
+  - module: fleettrace.tracefs.event
+  - module: fleettrace.tracefs.proc_info
+"""
+
+EXAMPLES = r"""
+- name: Wait up to 10 minutes for corosync's late tick, keep its D-state stack and syscall
+  fleettrace.tracefs.capture:
+    instance: fleettrace_corosync
+    timeout: 600
+    pid: "{{ corosync_pid }}"
+    raw_path: /var/tmp/fleettrace/trace.txt
+    json_path: /var/tmp/fleettrace/capture.json
+    max_events: 200
+    findings:
+      probe_event: probe_corosync:timer_function_scheduler_timeout
+      field: tv_diff_u64
+      threshold: 1000100000
+  async: 900
+  poll: 10
+  become: true
+  register: capture
+
+- name: Show what blocked corosync
+  ansible.builtin.debug:
+    msg: "{{ capture.findings | map(attribute='summary') | list }}"
+
+- name: Ten seconds of scheduler events, no trigger
+  fleettrace.tracefs.capture:
+    instance: fleettrace_audit
+    mode: window
+    duration: 10
+    max_events: 0
+    json_path: /var/tmp/fleettrace/sched.json
+  become: true
+"""
+
+RETURN = r"""
+triggered:
+  description: Whether a C(traceoff) trigger stopped tracing.
+  returned: always
+  type: bool
+threshold_reached:
+  description: Same as RV(triggered) (the threshold trigger fired); false after a timeout.
+  returned: always
+  type: bool
+stop_reason:
+  description: Why the wait ended (C(triggered), C(event_count), C(timeout), C(process_exited), C(window_elapsed)).
+  returned: always
+  type: str
+events:
+  description:
+    - Parsed events (at most O(max_events), the last ones), each with C(timestamp) (seconds), C(ts_ns),
+      C(cpu), C(pid), C(comm), C(flags), C(event), C(fields) (typed), and when present C(kernel_stack)
+      (list of frames), C(user_stack) (list of dicts address/object/offset/symbol), C(probe_ip).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"timestamp": 604.762541, "ts_ns": 604762541000, "cpu": 1, "pid": 11067, "comm": "tick_loop",
+            "flags": "d..2.", "event": "sched_switch",
+            "fields": {"prev_pid": 11067, "prev_state": "D", "next_pid": 0},
+            "kernel_stack": ["__schedule", "schedule", "percpu_rwsem_wait", "vfs_write"]}]
+event_count:
+  description: Number of events captured (all of them, not only those returned).
+  returned: always
+  type: int
+events_truncated:
+  description: Whether RV(events) holds fewer events than RV(event_count).
+  returned: always
+  type: bool
+lost_events:
+  description: Events the kernel overwrote or dropped during the capture (0 when nothing was lost).
+  returned: always
+  type: int
+lost_by_cpu:
+  description: Per CPU, C(overrun) and C(dropped) counts from C(per_cpu/cpuN/stats), for CPUs that lost events.
+  returned: always
+  type: dict
+suggested_buffer_size_kb:
+  description: A per-CPU C(buffer_size_kb) that would have held the lost events too.
+  returned: when RV(lost_events) > 0
+  type: int
+buffer_size_kb:
+  description: The instance's per-CPU buffer size during the capture.
+  returned: always
+  type: int
+entries_written:
+  description: The C(entries-written) count of the trace header (null in window mode).
+  returned: always
+  type: int
+entries_in_buffer:
+  description: The C(entries-in-buffer) count of the trace header (null in window mode).
+  returned: always
+  type: int
+unparsed_lines:
+  description: Lines of the trace text the parser did not understand (kept, never dropped).
+  returned: always
+  type: list
+  elements: str
+process_exited:
+  description: Whether O(pid) was gone before or during the capture.
+  returned: always
+  type: bool
+findings:
+  description:
+    - One per stall (O(findings) given), with C(pid), C(comm), C(value), C(threshold), C(timestamp),
+      C(state) (C(D)), C(state_name), C(switched_out_at), C(blocked_ns) (off-CPU time until switched back in,
+      or until the probe hit), C(blocked_until), C(kernel_stack), C(blocked_in) (first frame below the
+      scheduler), C(syscall) (name, nr, args, fd, source), C(fd), C(file) and a one-line C(summary).
+  returned: when O(findings) is given
+  type: list
+  elements: dict
+raw_path:
+  description: Where the raw trace text was written.
+  returned: when O(raw_path) is given
+  type: str
+json_path:
+  description: Where the JSON result was written.
+  returned: when O(json_path) is given
+  type: str
+duration:
+  description: Seconds the capture took.
+  returned: always
+  type: float
+message:
+  description: What happened, in one sentence (threshold reached or not, losses, process gone).
+  returned: always
+  type: str
+  sample: "threshold reached: traceoff trigger fired after 3.2 s; 14 events captured, none lost"
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import correlate, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
+
+
+def build_message(result, params):
+    reason = result["stop_reason"]
+    if reason == capture_core.STOP_TRIGGERED:
+        text = "threshold reached: traceoff trigger fired after %.1f s" % result["duration"]
+    elif reason == capture_core.STOP_EVENTS:
+        text = "stopped after %d events arrived (threshold trigger did not fire)" % params["stop_after_events"]
+    elif reason == capture_core.STOP_PROCESS_EXITED:
+        if result["process_missing_at_start"]:
+            text = ("process %d was not running when the capture started: nothing was armed, the buffer "
+                    "was returned as it was" % params["pid"])
+        else:
+            text = "process %d exited during the capture after %.1f s; kept what was captured until then" % (
+                params["pid"], result["duration"])
+    elif reason == capture_core.STOP_WINDOW:
+        text = "window of %.1f s elapsed" % params["duration"]
+    else:
+        text = "threshold not reached within %.1f s (no traceoff trigger fired)" % params["timeout"]
+    text += "; %d events captured" % result["event_count"]
+    if result["lost_events"]:
+        text += ("; %d events LOST (buffer overflow: buffer_size_kb is %d per CPU, about %d would have held "
+                 "them)" % (result["lost_events"], result["buffer_size_kb"], result["suggested_buffer_size_kb"]))
+    else:
+        text += ", none lost"
+    if result["unparsed_lines"]:
+        text += "; %d lines not understood (see unparsed_lines)" % len(result["unparsed_lines"])
+    if result.get("symbolize_gone"):
+        text += "; user stacks of pid(s) %s left unsymbolized (process gone)" % ", ".join(
+            str(p) for p in result["symbolize_gone"])
+    if "findings" in result:
+        text += "; %d stall finding(s)" % len(result["findings"])
+    return text
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            instance=dict(type="str", required=True),
+            mode=dict(type="str", choices=["trigger", "window"], default="trigger"),
+            timeout=dict(type="float", default=60),
+            duration=dict(type="float"),
+            poll_interval=dict(type="float", default=0.1),
+            stop_after_events=dict(type="int"),
+            stop_event=dict(type="str"),
+            clear=dict(type="bool", default=True),
+            pid=dict(type="int"),
+            max_events=dict(type="int", default=1000),
+            raw_path=dict(type="path"),
+            json_path=dict(type="path"),
+            symbolize=dict(type="bool", default=True),
+            findings=dict(type="dict", options=dict(
+                probe_event=dict(type="str", required=True),
+                field=dict(type="str", required=True),
+                threshold=dict(type="int", required=True),
+                pid=dict(type="int"),
+                states=dict(type="list", elements="str", default=["D"]),
+            )),
+        ),
+        required_if=[("mode", "window", ("duration",))],
+        required_by={"stop_event": ("stop_after_events",)},
+        supports_check_mode=True,
+    )
+    params = module.params
+    for key in ("timeout", "poll_interval", "duration"):
+        if params[key] is not None and params[key] <= 0:
+            module.fail_json(msg="%s must be a positive number of seconds, got %s" % (key, params[key]))
+    if params["max_events"] < 0:
+        module.fail_json(msg="max_events must be 0 or more, got %d" % params["max_events"])
+    if params["stop_after_events"] is not None and params["stop_after_events"] <= 0:
+        module.fail_json(msg="stop_after_events must be a positive count, got %d" % params["stop_after_events"])
+    for key in ("raw_path", "json_path"):
+        if params[key] and not os.path.isdir(os.path.dirname(os.path.abspath(params[key]))):
+            module.fail_json(msg="%s %s: directory %s does not exist; create it first (ansible.builtin.file)"
+                             % (key, params[key], os.path.dirname(os.path.abspath(params[key]))))
+    stop_event = params["stop_event"].split(":")[-1] if params["stop_event"] else None
+    try:
+        validate.instance_name(params["instance"])
+        if stop_event:
+            validate.event_name(stop_event, "stop_event")
+        fs = Tracefs()
+        instance = fs.instance(params["instance"])
+    except (TracefsError, ValueError) as exc:
+        module.fail_json(msg=str(getattr(exc, "message", exc)))
+
+    if not instance.exists():
+        module.fail_json(msg="instance %r does not exist at %s; create it first with fleettrace.tracefs.instance "
+                             "and enable the events to capture with fleettrace.tracefs.event"
+                             % (params["instance"], instance.path()))
+    enabled = instance.enabled_events()
+    if module.check_mode:
+        if params["mode"] == "trigger":
+            plan = "would clear the buffer of instance %r, turn tracing on and wait up to %.1f s for a traceoff trigger" % (
+                params["instance"], params["timeout"])
+        else:
+            plan = "would stream trace_pipe of instance %r for %.1f s" % (params["instance"], params["duration"])
+        module.exit_json(changed=True, triggered=False, threshold_reached=False, stop_reason="check_mode",
+                         events=[], event_count=0, events_truncated=False, lost_events=0, lost_by_cpu={},
+                         process_exited=False, enabled_events=enabled,
+                         message=plan + "; enabled events: %s" % (", ".join(enabled) or "none"))
+    if not enabled:
+        module.fail_json(msg="instance %r has no enabled events, a capture would stay empty; enable them with "
+                             "fleettrace.tracefs.event first" % params["instance"])
+
+    try:
+        if params["mode"] == "trigger":
+            result = capture_core.capture_trigger(
+                instance, timeout=params["timeout"], poll_interval=params["poll_interval"], clear=params["clear"],
+                stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
+                raw_path=params["raw_path"])
+        else:
+            result = capture_core.capture_window(
+                instance, duration=params["duration"], clear=params["clear"],
+                stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
+                raw_path=params["raw_path"])
+    except TracefsError as exc:
+        module.fail_json(msg="capture from instance %r failed: %s" % (params["instance"], exc.message),
+                         error_log=exc.error_log)
+    except (IOError, OSError) as exc:
+        module.fail_json(msg="capture from instance %r failed: %s (%s)" % (
+            params["instance"], exc.strerror or exc, getattr(exc, "filename", "")))
+
+    events = result["events"]
+    if params["symbolize"]:
+        result["symbolize_gone"] = capture_core.symbolize_user_stacks(events)
+    if params["findings"]:
+        wanted = params["findings"]
+        result["findings"] = correlate.find_stalls(
+            events, wanted["probe_event"], wanted["field"], wanted["threshold"],
+            pid=wanted["pid"] if wanted["pid"] is not None else params["pid"], states=wanted["states"])
+    result["process_exited"] = result["stop_reason"] == capture_core.STOP_PROCESS_EXITED or bool(
+        params["pid"] is not None and not os.path.isdir("/proc/%d" % params["pid"]))
+    result["message"] = build_message(result, params)
+    if params["json_path"]:
+        capture_core.write_json(params["json_path"], result)
+        result["json_path"] = params["json_path"]
+    if params["raw_path"]:
+        result["raw_path"] = params["raw_path"]
+    limit = params["max_events"]
+    result["events"] = events[-limit:] if limit else []
+    result["events_truncated"] = len(result["events"]) < result["event_count"]
+    result["enabled_events"] = enabled
+    module.exit_json(changed=bool(result["armed"]), **result)
+
+
+if __name__ == "__main__":
+    main()
