@@ -25,6 +25,7 @@ import re
 import socket
 import time
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import ring_buffer
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import TracefsError, OWNED_PREFIX
@@ -63,30 +64,23 @@ def _read_int(path):
 
 
 def task_facts(pid):
-    """Scheduling facts of one task: comm, state, policy, rtprio, nice, prio."""
-    facts = {"pid": pid}
+    """Scheduling facts of one task: comm, state, policy, rtprio, nice (procfs.parse_stat)."""
     try:
         with open("/proc/%d/stat" % pid) as handle:
-            stat = handle.read()
-    except (IOError, OSError):
-        facts["error"] = "no such process"
-        return facts
-    # comm may hold spaces and parentheses: split after the last ')'.
-    comm = stat[stat.index("(") + 1:stat.rindex(")")]
-    rest = stat[stat.rindex(")") + 2:].split()
-    facts["comm"] = comm
-    facts["state"] = rest[0]
-    facts["prio"] = int(rest[15])      # field 18: kernel prio as ps 'pri_api'-ish
-    facts["nice"] = int(rest[16])      # field 19
-    facts["rtprio"] = int(rest[37])    # field 40
-    policy = int(rest[38])             # field 41
+            stat = procfs.parse_stat(handle.read())
+    except (IOError, OSError, ValueError):
+        return {"pid": pid, "error": "no such process"}
+    policy = stat["policy"]
+    rtprio = stat["rt_priority"]
     try:
         policy = os.sched_getscheduler(pid)
-        facts["rtprio"] = os.sched_getparam(pid).sched_priority
+        rtprio = os.sched_getparam(pid).sched_priority
     except (OSError, AttributeError):
         pass
-    facts["policy"] = POLICY_NAMES.get(policy & 0xff, str(policy))
-    return facts
+    views = procfs.priorities(stat)
+    return {"pid": pid, "comm": stat["comm"], "state": stat["state"],
+            "policy": POLICY_NAMES.get(policy & 0xff, str(policy)), "rtprio": rtprio,
+            "nice": stat["nice"], "prio": stat["priority"], "class": views["class"], "pri": views["pri"]}
 
 
 def host_facts(tracefs):
@@ -367,7 +361,7 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
     symbols = sched_analysis.KernelSymbols() if analyzer.longest_d else None
     facts_by_pid = {}
     for pid, item in task_facts_before.items():
-        facts_by_pid[pid] = dict((k, v) for k, v in item.items() if k in ("policy", "rtprio", "nice", "prio"))
+        facts_by_pid[pid] = dict((k, v) for k, v in item.items() if k in ("policy", "rtprio", "nice", "prio", "class"))
     result = analyzer.result(symbols=symbols, facts_by_pid=facts_by_pid)
     lost, lost_by_cpu = collector.lost_events()
     processed = sum(result["event_counts"].values())
