@@ -1,0 +1,1051 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Resolve a perf-probe spec into ``uprobe_events`` lines with pyelftools.
+
+Follows ``perf probe --definition`` (perf 6.1) where perf is right: same
+addresses, fetch args, types, group and event names; see
+docs/uprobe.md and PERF-PROBE-NOTES.md for where we deliberately differ
+(globals, multi-op expressions, entry values, bitfields, separate debug
+files).  Speed: the compile unit is found through the symbol table and
+.debug_aranges, and only that unit is parsed.
+
+A perf-like command line is in ``dwarf_cli``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import bisect
+import os
+import re
+import struct
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_location
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_types
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_location import LocationError, OptimizedOut
+
+RESOLVER_VERSION = 1
+_SCOPE_TAGS = ("DW_TAG_lexical_block", "DW_TAG_inlined_subroutine")
+_FUNCTION_TAGS = ("DW_TAG_subprogram", "DW_TAG_inlined_subroutine")
+_VARIABLE_TAGS = ("DW_TAG_formal_parameter", "DW_TAG_variable")
+
+
+class ResolveError(Exception):
+    """The spec cannot be resolved; the message says why and what to try."""
+
+
+def default_group(binary):
+    """perf's group: 'probe_' + basename up to the first non [A-Za-z0-9_] char."""
+    base = os.path.basename(binary)
+    match = re.match(r"[A-Za-z0-9_]*", base)
+    return "probe_" + match.group(0)
+
+
+class VariableNote:
+    """What became of one requested variable at one probe address."""
+
+    def __init__(self, expression, name, address, fetcharg=None, type_name=None, location=None,
+                 reason=None, kernel_type=None):
+        self.expression = expression
+        self.name = name
+        self.address = address
+        self.fetcharg = fetcharg
+        self.type_name = type_name
+        self.location = location
+        self.reason = reason
+        self.kernel_type = kernel_type
+        self.value = None
+
+    @property
+    def available(self):
+        return self.reason is None
+
+    def as_dict(self):
+        return {"expression": self.expression, "name": self.name, "address": "0x%x" % self.address,
+                "fetcharg": self.fetcharg, "type": self.type_name, "kernel_type": self.kernel_type,
+                "location": self.location, "available": self.available, "reason": self.reason}
+
+
+class Resolution:
+    """The result: one definition line per probe address."""
+
+    def __init__(self, binary, build_id, group, event, kind, probes, notes, debuginfo):
+        self.binary = binary
+        self.build_id = build_id
+        self.group = group
+        self.event = event
+        self.kind = kind
+        self.probes = probes      # list of (vaddr, file_offset, [fetch args])
+        self.notes = notes
+        self.debuginfo = debuginfo
+
+    @property
+    def definitions(self):
+        lines = []
+        for _vaddr, offset, args in self.probes:
+            lines.append(" ".join(["%s:%s/%s" % (self.kind, self.group, self.event),
+                                   "%s:0x%x" % (self.binary, offset)] + args))
+        return lines
+
+    def as_dict(self):
+        return {"binary": self.binary, "build_id": self.build_id, "group": self.group,
+                "events": [self.event], "event": self.event, "definitions": self.definitions,
+                "addresses": ["0x%x" % p[0] for p in self.probes],
+                "variables": [n.as_dict() for n in self.notes], "debuginfo": self.debuginfo}
+
+
+# -- symbol table ---------------------------------------------------------------
+class SymbolTable:
+    """Function symbols of an ELF, read with struct (pyelftools is slow on big tables)."""
+
+    def __init__(self, headers):
+        self.functions = {}       # name -> [(vaddr, size)]
+        self.objects = {}         # name -> [(vaddr, size)]
+        for table, strings in ((".symtab", ".strtab"), (".dynsym", ".dynstr")):
+            data = headers.section_bytes(table)
+            names = headers.section_bytes(strings)
+            if not data or not names:
+                continue
+            fmt = headers.endian + ("IBBHQQ" if headers.is64 else "IIIBBH")
+            size = struct.calcsize(fmt)
+            for entry in struct.iter_unpack(fmt, data[:len(data) - len(data) % size]):
+                if headers.is64:
+                    st_name, st_info, _other, shndx, value, sym_size = entry
+                else:
+                    st_name, value, sym_size, st_info, _other, shndx = entry
+                kind = st_info & 0xf
+                if kind not in (1, 2) or shndx == 0 or not st_name:
+                    continue
+                name = names[st_name:names.index(b"\0", st_name)].decode("utf-8", "replace")
+                target = self.functions if kind == 2 else self.objects
+                place = (value, sym_size)
+                bucket = target.setdefault(name.split("@")[0], [])
+                if place not in bucket:
+                    bucket.append(place)
+            if self.functions:
+                break
+        starts = sorted((v, s) for places in self.functions.values() for v, s in places)
+        self._starts = [v for v, _s in starts]
+
+    def is_function_start(self, address):
+        index = bisect.bisect_left(self._starts, address)
+        return index < len(self._starts) and self._starts[index] == address
+
+
+# -- the resolver -----------------------------------------------------------------
+class Resolver:
+    """Everything about one binary; resolve() may be called for many specs."""
+
+    def __init__(self, binary, debuginfo=None, expected_build_id=None):
+        self.binary = os.path.abspath(binary)
+        self.info = dwarf_debuginfo.find_debuginfo(self.binary, explicit=debuginfo,
+                                                   expected_build_id=expected_build_id)
+        from elftools.elf.elffile import ELFFile
+        self._files = []
+        self.debug_elf = ELFFile(self._open(self.info.debug.path))
+        self.dwarf = self.debug_elf.get_dwarf_info(relocate_dwarf_sections=False)
+        self.binary_elf = None
+        self._symbols = None
+        self._aranges = None
+        self._cfa = None
+        self._cu_cache = {}
+        from elftools.dwarf.dwarf_expr import DWARFExprParser
+        from elftools.dwarf.locationlists import LocationParser
+        self._expr_parser = DWARFExprParser(self.dwarf.structs)
+        self._loc_parser = LocationParser(self.dwarf.location_lists())
+
+    def _open(self, path):
+        handle = open(path, "rb")
+        self._files.append(handle)
+        return handle
+
+    def close(self):
+        for handle in self._files:
+            handle.close()
+        self._files = []
+
+    @property
+    def build_id(self):
+        return self.info.build_id
+
+    # -- lookups ------------------------------------------------------------------
+    @property
+    def symbols(self):
+        if self._symbols is None:
+            self._symbols = SymbolTable(self.info.binary)
+            if not self._symbols.functions and self.info.debug is not self.info.binary:
+                self._symbols = SymbolTable(self.info.debug)
+        return self._symbols
+
+    def cfa_at(self, address):
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cfi import CfaFinder, CfiError
+        if self._cfa is None:
+            finders = []
+            debug_frame_ok = self.info.debug.has_section_data(".eh_frame") or self.info.debug.has_section_data(".debug_frame")
+            if self.info.debug is not self.info.binary:
+                # objcopy --only-keep-debug leaves .eh_frame NOBITS: the binary holds the CFI.
+                from elftools.elf.elffile import ELFFile
+                self.binary_elf = ELFFile(self._open(self.info.binary.path))
+                finders.append(CfaFinder(self.binary_elf))
+            if debug_frame_ok:
+                finders.append(CfaFinder(self.debug_elf))
+            self._cfa = finders
+        errors = []
+        for finder in self._cfa:
+            try:
+                return finder.cfa_at(address)
+            except CfiError as exc:
+                errors.append(str(exc))
+        raise LocationError("the frame base needs the CFA, but " + ("; ".join(errors) or "there is no call frame information"))
+
+    def cu_offset_for_address(self, address):
+        if self._aranges is None:
+            self._aranges = self.dwarf.get_aranges() or False
+        if self._aranges:
+            offset = self._aranges.cu_offset_at_addr(address)
+            if offset is not None:
+                return offset
+        # No .debug_aranges entry: check each CU's top DIE ranges (no full parse).
+        for cu in self.dwarf.iter_CUs():
+            if self.die_contains(cu.get_top_DIE(), address):
+                return cu.cu_offset
+        return None
+
+    def cu_at(self, offset):
+        cu = self._cu_cache.get(offset)
+        if cu is None:
+            cu = self.dwarf.get_CU_at(offset)
+            self._cu_cache[offset] = cu
+        return cu
+
+    def die_ranges(self, die):
+        """List of (low, high) of a DIE with code."""
+        attrs = die.attributes
+        if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
+            low = attrs["DW_AT_low_pc"].value
+            high_attr = attrs["DW_AT_high_pc"]
+            high = high_attr.value
+            if high_attr.form not in ("DW_FORM_addr", "DW_FORM_addrx"):
+                high = low + high
+            return [(low, high)]
+        if "DW_AT_ranges" in attrs:
+            rangelists = self.dwarf.range_lists()
+            if rangelists is None:
+                return []
+            cu = die.cu
+            top = cu.get_top_DIE()
+            base = top.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in top.attributes else 0
+            result = []
+            try:
+                entries = rangelists.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=cu)
+            except Exception:  # noqa: BLE001 - forms pyelftools cannot read: treat as no ranges
+                return []
+            for entry in entries:
+                if hasattr(entry, "base_address"):
+                    base = entry.base_address
+                    continue
+                if entry.is_absolute:
+                    low, high = entry.begin_offset, entry.end_offset
+                else:
+                    low, high = base + entry.begin_offset, base + entry.end_offset
+                if high > low:
+                    result.append((low, high))
+            return result
+        if "DW_AT_low_pc" in attrs:
+            low = attrs["DW_AT_low_pc"].value
+            return [(low, low + 1)]
+        return []
+
+    def die_contains(self, die, address):
+        return any(low <= address < high for low, high in self.die_ranges(die))
+
+    def entry_pc(self, die):
+        if "DW_AT_entry_pc" in die.attributes and die.attributes["DW_AT_entry_pc"].form == "DW_FORM_addr":
+            return die.attributes["DW_AT_entry_pc"].value
+        if "DW_AT_low_pc" in die.attributes:
+            return die.attributes["DW_AT_low_pc"].value
+        ranges = self.die_ranges(die)
+        return ranges[0][0] if ranges else None
+
+    # -- functions -------------------------------------------------------------------
+    def find_function(self, name, source=None):
+        """``(cu, subprogram_die)`` list of concrete (out-of-line) copies of ``name``."""
+        found = []
+        for vaddr, _size in self.symbols.functions.get(name, []):
+            offset = self.cu_offset_for_address(vaddr)
+            if offset is None:
+                continue
+            cu = self.cu_at(offset)
+            if source and not self._cu_matches(cu, source):
+                continue
+            for die in self._iter_subprograms(cu):
+                if dwarf_types.name_of(die) == name and self.die_contains(die, vaddr):
+                    if all(d.offset != die.offset for _c, d in found):
+                        found.append((cu, die))
+                    break
+        if found:
+            return found
+        # Not in the symbol table (static in a stripped binary, or inlined only): walk the CUs.
+        for cu in self.dwarf.iter_CUs():
+            if source and not self._cu_matches(cu, source):
+                continue
+            for die in self._iter_subprograms(cu):
+                if dwarf_types.name_of(die) == name and self.die_ranges(die):
+                    found.append((cu, die))
+        return found
+
+    def _cu_matches(self, cu, source):
+        name = dwarf_types.name_of(cu.get_top_DIE()) or ""
+        return name.endswith(source) or os.path.basename(name) == os.path.basename(source)
+
+    def _iter_subprograms(self, cu):
+        top = cu.get_top_DIE()
+        stack = list(top.iter_children())
+        stack.reverse()
+        while stack:
+            die = stack.pop()
+            if die.tag == "DW_TAG_subprogram":
+                yield die
+            elif die.tag in ("DW_TAG_namespace", "DW_TAG_class_type", "DW_TAG_structure_type"):
+                children = list(die.iter_children())
+                children.reverse()
+                stack.extend(children)
+
+    # -- line table --------------------------------------------------------------------
+    def line_table(self, cu):
+        key = ("lines", cu.cu_offset)
+        cached = self._cu_cache.get(key)
+        if cached is not None:
+            return cached
+        program = self.dwarf.line_program_for_CU(cu)
+        rows = []
+        if program is not None:
+            for entry in program.get_entries():
+                state = entry.state
+                if state is None:
+                    continue
+                rows.append((state.address, 0 if state.end_sequence else 1, state.line, state.file,
+                             state.is_stmt, state.end_sequence))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        table = LineTable(program, rows, cu["version"])
+        self._cu_cache[key] = table
+        return table
+
+    def _scope_chain(self, cu, address):
+        """DIEs from the subprogram down to the innermost block containing ``address``."""
+        top = cu.get_top_DIE()
+        chain = []
+        candidates = list(self._iter_subprograms(cu))
+        for die in candidates:
+            if self.die_contains(die, address):
+                chain.append(die)
+                break
+        if not chain:
+            return chain
+        descended = True
+        while descended:
+            descended = False
+            for child in chain[-1].iter_children():
+                if child.tag in _SCOPE_TAGS and self.die_contains(child, address):
+                    chain.append(child)
+                    descended = True
+                    break
+        del top
+        return chain
+
+    def _inlined_entries(self, die, out):
+        for child in die.iter_children():
+            if child.tag == "DW_TAG_inlined_subroutine":
+                pc = self.entry_pc(child)
+                if pc is not None:
+                    out.append((pc, child))
+            if child.tag in _SCOPE_TAGS or child.tag == "DW_TAG_subprogram":
+                self._inlined_entries(child, out)
+
+    def line_addresses(self, cu, file_matches, line, function_die=None):
+        """Distinct addresses of ``line`` (perf rules: is_stmt rows + entry rows)."""
+        table = self.line_table(cu)
+        addresses = set()
+        for address, _order, row_line, file_index, is_stmt, end in table.rows:
+            if end or not is_stmt or row_line != line:
+                continue
+            if file_matches(table.file_name(file_index)):
+                addresses.add(address)
+        # Entry rows: perf adds (decl_line, entry pc) for each function and
+        # (call_line, entry pc) for each inlined call in the CU.
+        for die in self._iter_subprograms(cu):
+            pc = self.entry_pc(die)
+            if pc is None:
+                continue
+            decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
+            decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
+            if decl_line is not None and decl_line.value == line and decl_file is not None \
+                    and file_matches(table.file_name(decl_file.value)):
+                addresses.add(pc)
+            inlined = []
+            if function_die is not None and die.offset != function_die.offset:
+                continue
+            self._inlined_entries(die, inlined)
+            for pc_inline, child in inlined:
+                call_line = child.attributes.get("DW_AT_call_line")
+                call_file = child.attributes.get("DW_AT_call_file")
+                if call_line is not None and call_line.value == line and call_file is not None \
+                        and file_matches(table.file_name(call_file.value)):
+                    addresses.add(pc_inline)
+        return sorted(addresses)
+
+    def line_at(self, cu, address):
+        """(file name, line) perf sees at an address: inline call / function entry / first row."""
+        chain = self._scope_chain(cu, address)
+        table = self.line_table(cu)
+        for die in reversed(chain):
+            if die.tag == "DW_TAG_inlined_subroutine" and self.entry_pc(die) == address:
+                call_line = die.attributes.get("DW_AT_call_line")
+                call_file = die.attributes.get("DW_AT_call_file")
+                if call_line is not None and call_file is not None:
+                    return table.file_name(call_file.value), call_line.value
+        if chain and self.entry_pc(chain[0]) == address:
+            decl_line = dwarf_types.origin_attr(chain[0], "DW_AT_decl_line")[0]
+            decl_file = dwarf_types.origin_attr(chain[0], "DW_AT_decl_file")[0]
+            if decl_line is not None and decl_file is not None:
+                return table.file_name(decl_file.value), decl_line.value
+        row = table.first_stmt_row_at(address)
+        if row is None:
+            return None, None
+        return table.file_name(row[3]), row[2]
+
+    # -- variables ------------------------------------------------------------------------
+    def _location_ops(self, die, attr_name, address, cu):
+        """Parsed ops of the location of ``die`` at ``address``; raises OptimizedOut."""
+        attr = die.attributes.get(attr_name)
+        if attr is None:
+            raise OptimizedOut("it has no location (optimized out)")
+        try:
+            location = self._loc_parser.parse_from_attribute(attr, cu["version"], die)
+        except NotImplementedError as exc:
+            raise LocationError("its location list uses a form pyelftools cannot read (%s)" % exc)
+        except (ValueError, AssertionError):
+            raise LocationError("its %s has a form that is not a location" % attr_name)
+        if hasattr(location, "loc_expr"):
+            return self._expr_parser.parse_expr(location.loc_expr)
+        base = self._cu_base(cu)
+        for entry in location:
+            if hasattr(entry, "base_address"):
+                base = entry.base_address
+                continue
+            if not hasattr(entry, "loc_expr"):
+                continue
+            low = entry.begin_offset if entry.is_absolute else base + entry.begin_offset
+            high = entry.end_offset if entry.is_absolute else base + entry.end_offset
+            if low <= address < high:
+                return self._expr_parser.parse_expr(entry.loc_expr)
+        raise OptimizedOut("it is optimized out at this address")
+
+    def _cu_base(self, cu):
+        top = cu.get_top_DIE()
+        return top.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in top.attributes else 0
+
+    def available_ranges(self, die, cu):
+        """(low, high) ranges where a location-list variable has a location."""
+        attr = die.attributes.get("DW_AT_location")
+        if attr is None:
+            return []
+        try:
+            location = self._loc_parser.parse_from_attribute(attr, cu["version"], die)
+        except Exception:  # noqa: BLE001 - only used for a hint in an error message
+            return []
+        if hasattr(location, "loc_expr"):
+            return []
+        base, ranges = self._cu_base(cu), []
+        for entry in location:
+            if hasattr(entry, "base_address"):
+                base = entry.base_address
+            elif hasattr(entry, "loc_expr"):
+                low = entry.begin_offset if entry.is_absolute else base + entry.begin_offset
+                high = entry.end_offset if entry.is_absolute else base + entry.end_offset
+                if high > low:
+                    ranges.append((low, high))
+        return ranges
+
+    def _frame_base(self, function_die, cu):
+        def base(address):
+            ops = self._location_ops(function_die, "DW_AT_frame_base", address, cu)
+            return dwarf_location.frame_base_value(ops, self.cfa_at, address)
+        return base
+
+    def variable_value(self, die, cu, address, subprogram):
+        """Fetch value of a variable DIE at ``address``; raises LocationError."""
+        if "DW_AT_location" not in die.attributes:
+            const = dwarf_types.origin_attr(die, "DW_AT_const_value")[0]
+            if const is not None and isinstance(const.value, int):
+                return ("imm", const.value)
+            if "DW_AT_const_value" in die.attributes:
+                raise LocationError("it is a constant the kernel cannot hold as an immediate")
+            # A declaration (extern/static member): the definition has the location.
+            spec_die = die
+            for _i in range(4):
+                if "DW_AT_specification" not in spec_die.attributes:
+                    break
+                spec_die = spec_die.get_DIE_from_attribute("DW_AT_specification")
+            raise OptimizedOut("it has no location (optimized out)")
+        ops = self._location_ops(die, "DW_AT_location", address, cu)
+        return dwarf_location.translate(ops, self._frame_base(subprogram, cu), address)
+
+    def find_variable(self, name, cu, chain, address):
+        """(die, kind) of a variable visible at address: locals first, then CU globals."""
+        function_scope = None
+        for die in chain:
+            if die.tag in _FUNCTION_TAGS:
+                function_scope = die
+        if function_scope is not None:
+            found = self._search_scope(function_scope, name, address, chain)
+            if found is not None:
+                return found, "local"
+            origin = function_scope
+            for _i in range(4):
+                if "DW_AT_abstract_origin" not in origin.attributes:
+                    break
+                origin = origin.get_DIE_from_attribute("DW_AT_abstract_origin")
+                found = self._search_scope(origin, name, None, None)
+                if found is not None:
+                    return found, "abstract"
+        for child in cu.get_top_DIE().iter_children():
+            if child.tag == "DW_TAG_variable" and dwarf_types.name_of(child) == name:
+                return child, "global"
+        return None, None
+
+    def _search_scope(self, scope, name, address, chain):
+        for child in scope.iter_children():
+            if child.tag in _VARIABLE_TAGS and dwarf_types.name_of(child) == name:
+                return child
+        for child in scope.iter_children():
+            if child.tag == "DW_TAG_lexical_block" and (address is None or self.die_contains(child, address)):
+                found = self._search_scope(child, name, address, chain)
+                if found is not None:
+                    return found
+        return None
+
+    def scope_variables(self, chain, address, params_only=False):
+        """Parameters and locals visible at ``address``, in DIE order."""
+        function_scope = None
+        for die in chain:
+            if die.tag in _FUNCTION_TAGS:
+                function_scope = die
+        if function_scope is None:
+            return []
+        found = []
+
+        def walk(scope):
+            for child in scope.iter_children():
+                if child.tag == "DW_TAG_formal_parameter" or (child.tag == "DW_TAG_variable" and not params_only):
+                    if dwarf_types.name_of(child):
+                        found.append(child)
+                elif child.tag == "DW_TAG_lexical_block" and not params_only and self.die_contains(child, address):
+                    walk(child)
+        walk(function_scope)
+        return found
+
+    def global_value(self, die):
+        """A global defined elsewhere (extern): take its address from the symbol table."""
+        name = dwarf_types.name_of(die)
+        places = self.symbols.objects.get(name) or []
+        if len(places) == 1:
+            return ("global", places[0][0])
+        return None
+
+    def fetch_arg(self, arg, cu, chain, address, table):
+        """ProbeArg -> VariableNote (available or with the reason)."""
+        note = VariableNote(arg.text, arg.default_name(), address)
+        die, kind = self.find_variable(arg.variable, cu, chain, address)
+        if die is None:
+            scope = dwarf_types.name_of(chain[-1]) if chain else "?"
+            visible = [dwarf_types.name_of(d) for d in self.scope_variables(chain, address)]
+            note.reason = ("variable %s is not visible at 0x%x (in %s); visible here: %s"
+                           % (arg.variable, address, scope, ", ".join(visible) or "none"))
+            return note
+        subprogram = chain[0] if chain else None
+        type_die = dwarf_types.type_of(die)
+        try:
+            if kind == "abstract":
+                raise OptimizedOut("it is optimized out in this inlined copy")
+            try:
+                value = self.variable_value(die, cu, address, subprogram)
+            except OptimizedOut:
+                if kind == "global":
+                    value = self.global_value(die)
+                    if value is None:
+                        raise
+                else:
+                    raise
+            value, type_die, kernel_type = self._apply_accesses(arg, value, type_die)
+        except LocationError as exc:
+            note.reason = "%s: %s" % (arg.variable if not arg.accesses else arg.text.split(":")[0], exc)
+            if isinstance(exc, OptimizedOut) and kind != "global":
+                hint = self._availability_hint(die, cu, table)
+                if hint:
+                    note.reason += "; " + hint
+            return note
+        note.type_name = dwarf_types.c_name(type_die)
+        note.kernel_type = kernel_type
+        note.location = dwarf_location.describe(value)
+        note.value = value
+        return note
+
+    def _availability_hint(self, die, cu, table):
+        ranges = self.available_ranges(die, cu)
+        lines = set()
+        for low, high in ranges:
+            for row in table.rows_between(low, high):
+                lines.add(row[2])
+        if not lines:
+            return "it has no location anywhere in this function"
+        ordered = sorted(lines)
+        return "it is available at line%s %s" % ("s" if len(ordered) > 1 else "", _compress_lines(ordered))
+
+    def _apply_accesses(self, arg, value, type_die):
+        """Members, array elements, casts: (value, type_die, kernel type)."""
+        kernel_type = None
+        for op, operand in arg.accesses:
+            stripped = dwarf_types.strip(type_die)
+            if stripped is None:
+                raise LocationError("it has no type information")
+            if op == "->":
+                if stripped.tag != "DW_TAG_pointer_type":
+                    raise LocationError("'->%s' needs a pointer, but %s is %s; use '.%s'"
+                                        % (operand, arg.variable, dwarf_types.c_name(type_die), operand))
+                target = dwarf_types.strip(dwarf_types.type_of(stripped))
+                member, offset = self._member(target, operand, type_die)
+                value = dwarf_location.deref(dwarf_location.add(value, offset))
+            elif op == ".":
+                if stripped.tag == "DW_TAG_pointer_type":
+                    raise LocationError("'.%s' needs a struct, but %s is a pointer (%s); use '->%s'"
+                                        % (operand, arg.variable, dwarf_types.c_name(type_die), operand))
+                member, offset = self._member(stripped, operand, type_die)
+                value = _add_offset(value, offset, operand)
+            else:
+                if stripped.tag == "DW_TAG_array_type":
+                    element = dwarf_types.type_of(stripped)
+                    value = _add_offset(value, operand * (dwarf_types.byte_size(element) or 0), "[%d]" % operand)
+                elif stripped.tag == "DW_TAG_pointer_type":
+                    element = dwarf_types.type_of(stripped)
+                    value = dwarf_location.deref(dwarf_location.add(value, operand * (dwarf_types.byte_size(element) or 0)))
+                else:
+                    raise LocationError("'[%d]' needs an array or pointer, not %s" % (operand, dwarf_types.c_name(type_die)))
+                type_die = element
+                continue
+            bit = dwarf_types.bitfield(member, offset)
+            type_die = dwarf_types.type_of(member)
+            if bit is not None:
+                value = _add_offset(value, bit[0] - offset, "a bitfield")
+                kernel_type = bit[1]
+        stripped = dwarf_types.strip(type_die)
+        cast = arg.type_cast
+        if cast not in ("string", "ustring") or (stripped is not None and stripped.tag != "DW_TAG_pointer_type"):
+            dwarf_location.check_fetchable(value, arg.variable)
+        if cast in ("string", "ustring"):
+            if stripped is not None and stripped.tag == "DW_TAG_pointer_type":
+                value = dwarf_location.deref(value)
+            elif stripped is not None and stripped.tag == "DW_TAG_array_type":
+                if value[0] not in ("mem", "global"):
+                    raise LocationError("it is an array not in memory, so it cannot be read as a string")
+            else:
+                raise LocationError("':string' needs a char pointer or array, not %s" % dwarf_types.c_name(type_die))
+            return value, type_die, cast
+        if cast:
+            return value, type_die, cast
+        if kernel_type:
+            return value, type_die, kernel_type
+        kernel_type = dwarf_types.suffix(type_die)
+        if kernel_type is None:
+            raise LocationError("it is a %s; name a member (.field / ->field), an element ([i]) or cast it "
+                                "(:string for char arrays)" % dwarf_types.c_name(type_die))
+        if value[0] == "imm" and kernel_type.startswith("s") and value[1] >= 1 << 63:
+            value = ("imm", value[1] - (1 << 64))
+        return value, type_die, kernel_type
+
+    def _member(self, struct_die, field, type_die):
+        if struct_die is None or struct_die.tag not in ("DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_class_type"):
+            raise LocationError("'%s' is not a member: %s is not a struct or union" % (field, dwarf_types.c_name(type_die)))
+        found = dwarf_types.find_member(struct_die, field)
+        if found is None:
+            raise LocationError("%s has no member '%s' (members: %s)"
+                                % (dwarf_types.c_name(struct_die), field, ", ".join(dwarf_types.member_names(struct_die))))
+        return found
+
+    # -- whole specs ------------------------------------------------------------------------
+    def resolve(self, spec_text, group=None, event=None, force=False, allow_unavailable=False):
+        """Spec text -> ``Resolution``; raises ResolveError / ProbeSpecError."""
+        spec = probe_spec.parse(spec_text)
+        point = spec.point
+        group = group or point.group or default_group(self.binary)
+        kind = "r" if point.is_return else "p"
+        if point.is_return:
+            places = self.symbols.functions.get(point.function)
+            if not places:
+                raise ResolveError("function %s is not in the symbol table of %s; a %%return probe needs its "
+                                   "ELF symbol" % (point.function, self.binary))
+            vaddr = places[0][0]
+            event = event or point.event or point.function + "__return"
+            args = [a.raw if not a.name else "%s=%s" % (a.name, a.raw) for a in spec.args]
+            return Resolution(self.binary, self.build_id, group, event, kind,
+                              [(vaddr, self._file_offset(vaddr), args)], [], self.info.debug.path)
+        targets = self._addresses(point, spec, force)    # [(vaddr, cu)]
+        event = event or point.event or targets[0][2]
+        probes, notes = [], []
+        for vaddr, cu, _name in targets:
+            offset = self._file_offset(vaddr)
+            args, address_notes = self._args_at(spec, cu, vaddr, allow_unavailable)
+            probes.append((vaddr, offset, args))
+            notes.extend(address_notes)
+        return Resolution(self.binary, self.build_id, group, event, kind, probes, notes, self.info.debug.path)
+
+    def _file_offset(self, vaddr):
+        offset = self.info.binary.vaddr_to_file_offset(vaddr)
+        if offset is None:
+            raise ResolveError("address 0x%x is in no loadable segment of %s" % (vaddr, self.binary))
+        return offset
+
+    def _addresses(self, point, spec, force):
+        """[(vaddr, cu, default event name)] for the probe point."""
+        if point.function is None:
+            return self._file_line_addresses(point)
+        functions = self.find_function(point.function, point.source)
+        if not functions:
+            raise ResolveError("function %s not found in the debug info of %s%s; is it spelled right and "
+                               "compiled into this binary?" % (point.function, self.binary,
+                                                                " (in %s)" % point.source if point.source else ""))
+        results = []
+        for cu, die in functions:
+            entry = self.entry_pc(die)
+            if point.offset is not None:
+                address = entry + point.offset
+                table = self.line_table(cu)
+                if not force and not table.has_address(address) and not self.symbols.is_function_start(address):
+                    starts = ["+%d" % n for n in sorted(set(r[0] - entry for r in table.rows
+                                                            if entry <= r[0] < entry + 256 and not r[5]))]
+                    raise ResolveError("%s+%d (0x%x) is not an address the line table or symbol table names, so it "
+                                       "may be inside an instruction and would corrupt the program; known "
+                                       "instruction starts near it: %s. Set force: true only if you know it is "
+                                       "an instruction boundary." % (point.function, point.offset, address,
+                                                                     ", ".join(starts[:16])))
+                results.append((address, cu, point.function))
+            elif point.relative_line is not None:
+                results += self._function_line_addresses(point, cu, die)
+            else:
+                address = entry
+                if any(not a.is_raw for a in spec.args) and not self._is_optimized(cu):
+                    address = self._skip_prologue(cu, die, entry)
+                results.append((address, cu, point.function))
+        return results
+
+    def _is_optimized(self, cu):
+        producer = cu.get_top_DIE().attributes.get("DW_AT_producer")
+        text = producer.value.decode("utf-8", "replace") if producer is not None else ""
+        match = re.findall(r"(?:^|\s)-O(\S*)", text)
+        return bool(match) and match[-1] != "0"
+
+    def _skip_prologue(self, cu, die, entry):
+        table = self.line_table(cu)
+        ranges = self.die_ranges(die)
+        entry_row = table.first_stmt_row_at(entry)
+        if entry_row is None:
+            return entry
+        for row in table.rows:
+            if row[0] <= entry or row[5] or not row[4]:
+                continue
+            if not any(low <= row[0] < high for low, high in ranges):
+                break
+            if row[2] != entry_row[2]:
+                return row[0]
+        return entry
+
+    def _function_line_addresses(self, point, cu, die):
+        table = self.line_table(cu)
+        decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
+        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
+        if decl_line is None or decl_file is None:
+            raise ResolveError("function %s has no declaration line in the debug info" % point.function)
+        file_name = table.file_name(decl_file.value)
+        line = decl_line.value + point.relative_line
+        same_file = _file_matcher(file_name)
+        addresses = self.line_addresses(cu, same_file, line)
+        if not addresses:
+            lines = self.function_lines(cu, die)
+            relative = sorted(set(l - decl_line.value for l in lines))
+            raise ResolveError("%s:%d (%s:%d) has no code: no probe-able address. Probe-able lines of %s: %s"
+                               % (point.function, point.relative_line, os.path.basename(file_name), line,
+                                  point.function, _compress_lines(relative)))
+        for address in addresses:
+            found_file, found_line = self.line_at(cu, address)
+            if found_line is not None and found_line != line and same_file(found_file or ""):
+                if self.die_contains(die, address):
+                    instead = "%s:%d" % (point.function, found_line - decl_line.value)
+                else:       # the line lies outside the function: only a file line names it
+                    instead = "%s:%d" % (found_file, found_line)
+                raise ResolveError("%s:%d (%s:%d) is sharing the address 0x%x with other lines. Please try to "
+                                   "probe at %s instead."
+                                   % (point.function, point.relative_line, os.path.basename(file_name), line,
+                                      address, instead))
+        return [(a, cu, "%s_L%d" % (point.function, point.relative_line)) for a in addresses]
+
+    def _file_line_addresses(self, point):
+        matcher = _file_matcher(point.source, suffix=True)
+        results = []
+        for cu in self._cus_for_source(point.source):
+            addresses = self.line_addresses(cu, matcher, point.absolute_line)
+            for address in addresses:
+                found_file, found_line = self.line_at(cu, address)
+                if found_line is not None and found_line != point.absolute_line and matcher(found_file or ""):
+                    raise ResolveError("%s:%d is sharing the address 0x%x with other lines. Please try to probe at "
+                                       "%s:%d instead." % (point.source, point.absolute_line, address,
+                                                           point.source, found_line))
+                chain = self._scope_chain(cu, address)
+                name = dwarf_types.name_of(chain[0]) if chain else None
+                results.append((address, cu, name or "L%d" % point.absolute_line))
+        if not results:
+            raise ResolveError("%s:%d has no code in %s (no line-table row for it); pick a line with a statement"
+                               % (point.source, point.absolute_line, self.binary))
+        return results
+
+    def _cus_for_source(self, source):
+        """CUs whose line table names the source file (CU name match first)."""
+        matched = [cu for cu in self.dwarf.iter_CUs() if self._cu_matches(cu, source)]
+        if matched:
+            return matched
+        found = []
+        for cu in self.dwarf.iter_CUs():
+            table = self.line_table(cu)
+            if any(_file_matcher(source, suffix=True)(table.file_name(i)) for i in table.file_indexes()):
+                found.append(cu)
+        return found
+
+    def function_lines(self, cu, die):
+        """Absolute line numbers with is_stmt rows inside the function's ranges (declaring file)."""
+        table = self.line_table(cu)
+        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
+        file_name = table.file_name(decl_file.value) if decl_file is not None else None
+        ranges = self.die_ranges(die)
+        lines = set()
+        for address, _o, line, file_index, is_stmt, end in table.rows:
+            if end or not is_stmt or not any(low <= address < high for low, high in ranges):
+                continue
+            if file_name is None or table.file_name(file_index) == file_name:
+                lines.add(line)
+        return sorted(lines)
+
+    def _args_at(self, spec, cu, address, allow_unavailable):
+        chain = self._scope_chain(cu, address)
+        table = self.line_table(cu)
+        delta = address - self._file_offset(address)
+        args, notes, failures = [], [], []
+        for arg in spec.args:
+            if arg.is_raw:
+                args.append("%s=%s" % (arg.name, arg.raw) if arg.name else arg.raw)
+                continue
+            if arg.is_special:
+                for die in self.scope_variables(chain, address, params_only=arg.variable == "$params"):
+                    name = dwarf_types.name_of(die)
+                    sub = probe_spec.ProbeArg(name, variable=name)
+                    note = self.fetch_arg(sub, cu, chain, address, table)
+                    notes.append(note)
+                    if note.available:
+                        note.fetcharg = "%s=%s:%s" % (note.name, dwarf_location.render(note.value, delta), note.kernel_type)
+                        args.append(note.fetcharg)
+                continue
+            note = self.fetch_arg(arg, cu, chain, address, table)
+            notes.append(note)
+            if note.available:
+                note.fetcharg = "%s=%s:%s" % (note.name, dwarf_location.render(note.value, delta), note.kernel_type)
+                args.append(note.fetcharg)
+            else:
+                failures.append(note)
+        if failures and not allow_unavailable:
+            raise ResolveError("cannot trace %s at 0x%x: %s" % (
+                ", ".join(n.expression for n in failures), address, "; ".join(n.reason for n in failures)))
+        return args, notes
+
+    # -- probe_info -----------------------------------------------------------------------
+    def probeable_lines(self, function, source=None):
+        """Like ``perf probe -L FUNC``: [{line, relative_line, addresses, source}]."""
+        functions = self.find_function(function, source)
+        if not functions:
+            raise ResolveError("function %s not found in the debug info of %s" % (function, self.binary))
+        cu, die = functions[0]
+        table = self.line_table(cu)
+        decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0].value
+        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0].value
+        file_name = table.file_name(decl_file)
+        source_lines = _read_source(file_name, cu)
+        lines = []
+        same_file = _file_matcher(file_name)
+        for line in self.function_lines(cu, die):
+            addresses = self.line_addresses(cu, same_file, line)
+            addresses = [a for a in addresses if self.die_contains(die, a)]
+            if not addresses:
+                continue
+            shared = False
+            for address in addresses:
+                found_file, found_line = self.line_at(cu, address)
+                if found_line is not None and found_line != line and same_file(found_file or ""):
+                    shared = True
+            lines.append({"line": line, "relative_line": line - decl_line,
+                          "addresses": ["0x%x" % a for a in addresses],
+                          "address": "0x%x" % addresses[0],
+                          "probeable": not shared,
+                          "source": source_lines[line - 1].rstrip("\n") if source_lines and line <= len(source_lines) else None})
+        return {"function": function, "file": file_name, "decl_line": decl_line, "lines": lines,
+                "build_id": self.build_id}
+
+    def variables_at(self, spec_text):
+        """Like ``perf probe -V``: every variable visible at each address of the spec."""
+        spec = probe_spec.parse(spec_text)
+        if spec.point.is_return:
+            raise ResolveError("a %return probe sees no C variables")
+        targets = self._addresses(spec.point, spec, force=True)
+        result = []
+        for address, cu, _name in targets:
+            chain = self._scope_chain(cu, address)
+            table = self.line_table(cu)
+            delta = address - self._file_offset(address)
+            for die in self.scope_variables(chain, address):
+                name = dwarf_types.name_of(die)
+                note = self.fetch_arg(probe_spec.ProbeArg(name, variable=name), cu, chain, address, table)
+                entry = {"name": name, "address": "0x%x" % address,
+                         "type": dwarf_types.c_name(dwarf_types.type_of(die)),
+                         "kind": "parameter" if die.tag == "DW_TAG_formal_parameter" else "local",
+                         "available": note.available, "location": note.location, "reason": note.reason,
+                         "fetcharg": None}
+                if note.available:
+                    entry["fetcharg"] = "%s=%s:%s" % (name, dwarf_location.render(note.value, delta), note.kernel_type)
+                elif note.reason and "is a " in note.reason and "name a member" in note.reason:
+                    entry["available"] = True
+                    entry["reason"] = None
+                    entry["location"] = "aggregate: name a member"
+                result.append(entry)
+        return result
+
+
+class LineTable:
+    """Rows of one CU: (address, order, line, file, is_stmt, end_sequence), sorted."""
+
+    def __init__(self, program, rows, version):
+        self.program = program
+        self.rows = rows
+        self.version = version
+        self._addresses = [r[0] for r in rows]
+        self._names = {}
+
+    def file_indexes(self):
+        if self.program is None:
+            return []
+        count = len(self.program.header["file_entry"])
+        return range(count) if self.version >= 5 else range(1, count + 1)
+
+    def file_name(self, index):
+        cached = self._names.get(index)
+        if cached is not None:
+            return cached
+        header = self.program.header
+        position = index if self.version >= 5 else index - 1
+        try:
+            entry = header["file_entry"][position]
+        except (IndexError, TypeError):
+            return ""
+        name = entry.name.decode("utf-8", "replace")
+        directories = header["include_directory"]
+        dir_index = entry.dir_index
+        directory = ""
+        if self.version >= 5:
+            if dir_index < len(directories):
+                directory = directories[dir_index].decode("utf-8", "replace")
+        elif dir_index > 0 and dir_index - 1 < len(directories):
+            directory = directories[dir_index - 1].decode("utf-8", "replace")
+        full = os.path.join(directory, name) if directory else name
+        self._names[index] = full
+        return full
+
+    def has_address(self, address):
+        index = bisect.bisect_left(self._addresses, address)
+        return index < len(self._addresses) and self._addresses[index] == address and not self.rows[index][5]
+
+    def first_stmt_row_at(self, address):
+        index = bisect.bisect_left(self._addresses, address)
+        while index < len(self.rows) and self.rows[index][0] == address:
+            row = self.rows[index]
+            if row[4] and not row[5]:
+                return row
+            index += 1
+        return None
+
+    def rows_between(self, low, high):
+        index = bisect.bisect_left(self._addresses, low)
+        while index < len(self.rows) and self.rows[index][0] < high:
+            if not self.rows[index][5]:
+                yield self.rows[index]
+            index += 1
+
+
+def _add_offset(value, offset, what):
+    if value[0] == "mem":
+        return ("mem", value[1] + offset, value[2])
+    if value[0] == "global":
+        return ("global", value[1] + offset)
+    raise LocationError("%s is held in a register here, not in memory, so %s cannot be addressed" % ("it", what))
+
+
+def _file_matcher(name, suffix=False):
+    """perf compares source files by suffix; an exact name also matches its basename."""
+    def matches(candidate):
+        if not candidate:
+            return False
+        if candidate == name:
+            return True
+        if suffix or True:
+            return candidate.endswith("/" + name) or name.endswith("/" + candidate) or \
+                os.path.basename(candidate) == name
+        return False
+    return matches
+
+
+def _compress_lines(numbers):
+    parts, start, previous = [], None, None
+    for number in numbers:
+        if start is None:
+            start = previous = number
+        elif number == previous + 1:
+            previous = number
+        else:
+            parts.append(str(start) if start == previous else "%d-%d" % (start, previous))
+            start = previous = number
+    if start is not None:
+        parts.append(str(start) if start == previous else "%d-%d" % (start, previous))
+    return ", ".join(parts)
+
+
+def _read_source(file_name, cu):
+    candidates = [file_name]
+    comp_dir = cu.get_top_DIE().attributes.get("DW_AT_comp_dir")
+    if comp_dir is not None and not os.path.isabs(file_name):
+        candidates.insert(0, os.path.join(comp_dir.value.decode("utf-8", "replace"), file_name))
+    for path in candidates:
+        try:
+            with open(path, "r", errors="replace") as handle:
+                return handle.readlines()
+        except (IOError, OSError):
+            continue
+    return None
+
+
+def resolve(binary, spec, group=None, event=None, debuginfo=None, build_id=None, force=False,
+            allow_unavailable=False):
+    """One-shot: resolve ``spec`` in ``binary`` and return ``Resolution.as_dict()``."""
+    resolver = Resolver(binary, debuginfo=debuginfo, expected_build_id=build_id)
+    try:
+        return resolver.resolve(spec, group=group, event=event, force=force,
+                                allow_unavailable=allow_unavailable).as_dict()
+    finally:
+        resolver.close()
