@@ -130,8 +130,8 @@ def run_playbook(tmp_path):
             cmd += ["-e", json.dumps(extra_vars)]
         extra_env = {}
         if json_output:
-            extra_env["ANSIBLE_STDOUT_CALLBACK"] = "json"
-            extra_env["ANSIBLE_CALLBACKS_ENABLED"] = ""
+            extra_env["ANSIBLE_STDOUT_CALLBACK"] = "test_json"
+            extra_env["ANSIBLE_CALLBACK_PLUGINS"] = os.path.join(REPO, "tests", "callback_plugins")
         extra_env.update(env or {})
         proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(extra_env), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout, check=False)

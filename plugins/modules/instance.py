@@ -120,6 +120,8 @@ instance:
            "event_pids": [3796], "options": {"userstacktrace": true}}
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
@@ -156,8 +158,12 @@ def check_options(fs, inst, params):
                                        % (params["clock"], ", ".join(fs.features()["trace_clocks"])))
     if params["buffer_size_kb"] is not None and params["buffer_size_kb"] <= 0:
         raise validate.ValidationError("buffer_size_kb must be a positive number of KiB, got %d" % params["buffer_size_kb"])
-    for pid in params["event_pids"] or []:
-        validate.pid(pid)
+    gone = [pid for pid in params["event_pids"] or [] if not os.path.isdir("/proc/%d" % validate.pid(pid))]
+    if gone:
+        raise validate.ValidationError(
+            "event_pids: no process with pid %s on this host (the kernel would silently record nothing); "
+            "look the pid up right before this task, e.g. with fleettrace.tracefs.proc_info"
+            % ", ".join(str(pid) for pid in gone))
 
 
 def desired_settings(inst, before, params):
