@@ -84,16 +84,29 @@ class Resolution:
         self.debuginfo = debuginfo
 
     @property
+    def event_names(self):
+        """One name per probe: shared when the kernel can append them to one event.
+
+        The kernel appends a probe to an existing event only when its
+        arguments have the same names and types; otherwise perf-style
+        suffixes (_1, _2, ...) keep the names apart.
+        """
+        signatures = set(tuple(_arg_signature(a) for a in args) for _v, _o, args in self.probes)
+        if len(signatures) <= 1:
+            return [self.event] * len(self.probes)
+        return [self.event if i == 0 else "%s_%d" % (self.event, i) for i in range(len(self.probes))]
+
+    @property
     def definitions(self):
         lines = []
-        for _vaddr, offset, args in self.probes:
-            lines.append(" ".join(["%s:%s/%s" % (self.kind, self.group, self.event),
+        for (_vaddr, offset, args), event in zip(self.probes, self.event_names):
+            lines.append(" ".join(["%s:%s/%s" % (self.kind, self.group, event),
                                    "%s:0x%x" % (self.binary, offset)] + args))
         return lines
 
     def as_dict(self):
         return {"binary": self.binary, "build_id": self.build_id, "group": self.group,
-                "events": [self.event], "event": self.event, "definitions": self.definitions,
+                "events": _unique(self.event_names), "event": self.event, "definitions": self.definitions,
                 "addresses": ["0x%x" % p[0] for p in self.probes],
                 "variables": [n.as_dict() for n in self.notes], "debuginfo": self.debuginfo}
 
@@ -987,6 +1000,19 @@ class LineTable:
             if not self.rows[index][5]:
                 yield self.rows[index]
             index += 1
+
+
+def _arg_signature(arg):
+    name, _sep, fetch = arg.partition("=")
+    return (name, fetch.rsplit(":", 1)[-1]) if _sep else (arg,)
+
+
+def _unique(items):
+    seen = []
+    for item in items:
+        if item not in seen:
+            seen.append(item)
+    return seen
 
 
 def _add_offset(value, offset, what):

@@ -1,0 +1,422 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: uprobe
+short_description: Create or remove a user-space probe (uprobe) from a perf-probe spec, without perf
+version_added: 0.1.0
+description:
+  - Resolves a C(perf probe) style spec such as C(timer_function_scheduler_timeout:21 tv_diff:u64) into
+    C(uprobe_events) lines with the binary's DWARF debug info (pyelftools), the way
+    C(perf probe -x BINARY --definition SPEC) does, and writes them to C(/sys/kernel/tracing/uprobe_events).
+  - Where perf gives the right answer, the lines are identical (address, fetch args, types, group and
+    event names). Where perf traces a wrong value or gives up (globals, values computed by DWARF
+    expressions, entry values, bitfields, separate debug files), the module traces the true value or fails
+    that variable with the reason, for example that it is optimized out at that line and where it is available.
+  - Instead of a spec, ready O(definition) lines (resolved elsewhere, e.g. on the controller for nodes without
+    debug info) can be given, guarded by O(build_id).
+  - A probe is only placed at an address that the line table or the symbol table names; a C(FUNC+OFFSET)
+    elsewhere needs O(force), because a probe inside an instruction corrupts the traced program.
+  - All lines are added or none: when the kernel refuses one, the ones already added are removed.
+  - C(state=absent) disables the event in every tracefs instance and then removes it; it removes only the
+    events named by this spec (or O(group)/O(event)).
+author:
+  - fleettrace developers (@fleettrace)
+options:
+  binary:
+    description:
+      - Absolute path of the ELF executable or shared library to probe.
+      - Required with O(spec).
+    type: path
+  spec:
+    description:
+      - The probe in C(perf probe) syntax, C([[GROUP:]EVENT=]FUNC[@SRC][:RELLINE|+OFFSET|%return] [ARG ...])
+        or C(SRC.c:LINE [ARG ...]).
+      - ARG is C([NAME=]VAR[->field|.field|[i]]...[:TYPE]) with TYPE one of C(s8)...C(s64), C(u8)...C(u64),
+        C(x8)...C(x64), C(string); or C($params), C($vars); or a raw fetch arg such as C(%di) or C($retval).
+    type: str
+  definition:
+    description:
+      - Ready C(uprobe_events) lines, as returned in RV(definitions) by an earlier run (e.g. in check mode on a
+        host with debug info). Each line is checked and written as it is.
+    type: list
+    elements: str
+  build_id:
+    description:
+      - Expected GNU build-id (hex) of O(binary) (or of the binary named in O(definition)).
+      - The module fails without writing anything when the file on the host is a different build.
+    type: str
+  group:
+    description:
+      - Event group. Default as perf, C(probe_) plus the binary name up to the first character that is not a
+        letter, digit or C(_) (C(probe_corosync)). Letters, digits, C(_) and C(-) only.
+    type: str
+  event:
+    description:
+      - Event name. Default as perf, C(FUNC_L<N>) for C(FUNC:N), C(FUNC) for a function entry,
+        C(FUNC__return) for C(FUNC%return), the function's name for C(FILE:LINE).
+    type: str
+  debuginfo:
+    description:
+      - File that holds the DWARF of O(binary) (for example made by C(objcopy --only-keep-debug)).
+      - Default is searched like gdb does, in the binary, C(/usr/lib/debug/<path>.debug),
+        C(/usr/lib/debug/.build-id/xx/rest.debug) and through C(.gnu_debuglink). Its build-id must match.
+    type: path
+  force:
+    description:
+      - Allow C(FUNC+OFFSET) at an address that neither the line table nor the symbol table names.
+    type: bool
+    default: false
+  allow_unavailable:
+    description:
+      - Leave out variables that cannot be traced at the probe address (optimized out, computed) instead of
+        failing. RV(variables) says which and why.
+    type: bool
+    default: false
+  cache:
+    description:
+      - Use and fill the resolver cache under C(~/.cache/fleettrace/resolver) (keyed by build-id), which makes
+        repeated resolutions of the same spec fast. Check mode never writes it.
+    type: bool
+    default: true
+  state:
+    description:
+      - C(present) adds the probe (replacing a same-named one with a different definition).
+      - C(absent) disables it in every instance and removes it.
+    type: str
+    choices: [present, absent]
+    default: present
+attributes:
+  check_mode:
+    support: full
+    description: Returns the exact lines it would write (RV(definitions)) and writes nothing, not even the cache.
+  diff_mode:
+    support: full
+    description: Shows the probe's C(uprobe_events) lines before and after.
+notes:
+  - Needs root (C(become=true)), a kernel with uprobes, and pyelftools on the target when O(spec) is used
+    (O(definition) needs no pyelftools).
+  - The probe fires in every process that runs the binary; enable it only in a private instance
+    (M(fleettrace.tracefs.instance), M(fleettrace.tracefs.event)) to keep others' traces clean.
+seealso:
+  - module: fleettrace.tracefs.probe_info
+  - module: fleettrace.tracefs.event
+"""
+
+EXAMPLES = r"""
+- name: Probe the line that computes the timer difference in corosync
+  fleettrace.tracefs.uprobe:
+    binary: /usr/sbin/corosync
+    spec: "timer_function_scheduler_timeout:21 tv_diff:u64"
+  become: true
+  register: probe
+
+- name: Resolve on the controller (which has the debug info) without touching it ...
+  fleettrace.tracefs.uprobe:
+    binary: /usr/sbin/corosync
+    spec: "timer_function_scheduler_timeout:21 tv_diff:u64"
+  check_mode: true
+  delegate_to: localhost
+  run_once: true
+  register: resolved
+
+- name: ... and install the lines on nodes with the same build
+  fleettrace.tracefs.uprobe:
+    definition: "{{ resolved.definitions }}"
+    build_id: "{{ resolved.build_id }}"
+  become: true
+
+- name: Remove the probe again
+  fleettrace.tracefs.uprobe:
+    binary: /usr/sbin/corosync
+    spec: "timer_function_scheduler_timeout:21"
+    state: absent
+  become: true
+"""
+
+RETURN = r"""
+group:
+  description: Event group of the probe.
+  returned: always
+  type: str
+  sample: probe_corosync
+events:
+  description: Event names (one, unless the probe addresses need different arguments).
+  returned: always
+  type: list
+  elements: str
+  sample: [timer_function_scheduler_timeout_L21]
+definitions:
+  description: The C(uprobe_events) lines written (or, in check mode or for C(absent), resolved).
+  returned: always
+  type: list
+  elements: str
+  sample: ["p:probe_corosync/timer_function_scheduler_timeout_L21 /usr/sbin/corosync:0x26097 tv_diff_u64=%si:u64"]
+build_id:
+  description: GNU build-id of the binary the definitions belong to.
+  returned: always
+  type: str
+  sample: 3b5c7f0e9a3d4c1b8e2f6a7d9c0b1e2f3a4b5c6d
+addresses:
+  description: Link-time addresses of the probes (one per line in RV(definitions)).
+  returned: when resolved from a spec
+  type: list
+  elements: str
+  sample: ["0x26097"]
+variables:
+  description:
+    - One entry per requested variable and probe address, with the fetch arg, C type, kernel type and where the
+      value lives, or C(available=false) and the reason it cannot be traced there.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"expression": "tv_diff:u64", "name": "tv_diff_u64", "address": "0x26097", "fetcharg": "tv_diff_u64=%si:u64",
+            "type": "uint64_t", "kernel_type": "u64", "location": "register %si", "available": true, "reason": null}]
+debuginfo:
+  description: File the DWARF was read from.
+  returned: when resolved from a spec without the cache
+  type: str
+  sample: /usr/lib/debug/.build-id/3b/5c7f0e9a3d4c1b8e2f6a7d9c0b1e2f3a4b5c6d.debug
+commands:
+  description: The writes made (or that would be made) to C(uprobe_events), as shell commands.
+  returned: always
+  type: list
+  elements: str
+  sample: ["echo 'p:probe_corosync/timer_function_scheduler_timeout_L21 /usr/sbin/corosync:0x26097 tv_diff_u64=%si:u64' >> /sys/kernel/tracing/uprobe_events"]
+"""
+
+import os
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError, UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
+
+_PLACE = re.compile(r"^(?P<path>/\S+):(?P<offset>0x[0-9a-fA-F]+|\d+)(?P<rest>.*)$")
+
+
+class ModuleFailure(Exception):
+    pass
+
+
+def normalize(definition):
+    """A line as comparable text: the kernel pads offsets and names unnamed args argN."""
+    parsed = UprobeDefinition.parse(definition)
+    match = _PLACE.match(parsed.place)
+    place = parsed.place
+    if match:
+        place = "%s:0x%x%s" % (match.group("path"), int(match.group("offset"), 0), match.group("rest"))
+    args = []
+    for index, arg in enumerate(parsed.args, 1):
+        prefix = "arg%d=" % index
+        args.append(arg[len(prefix):] if arg.startswith(prefix) else arg)
+    return (parsed.kind, parsed.group, parsed.event, place, tuple(args))
+
+
+def resolve_spec(module, params):
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_cache
+    try:
+        import elftools  # noqa: F401 - only to give a clear message when it is missing
+    except ImportError:
+        raise ModuleFailure("resolving a spec needs the Python package pyelftools on %s (pip install pyelftools), "
+                            "or give ready 'definition' lines resolved on a host that has it" % os.uname()[1])
+    try:
+        return dwarf_cache.cached_resolve(
+            params["binary"], params["spec"], group=params["group"], event=params["event"],
+            debuginfo=params["debuginfo"], build_id=params["build_id"], force=params["force"],
+            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"],
+            write=not module.check_mode)
+    except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError) as exc:
+        raise ModuleFailure("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc))
+    except Exception as exc:
+        if type(exc).__name__ != "ResolveError":
+            raise
+        raise ModuleFailure("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc))
+
+
+def from_definitions(params):
+    lines = []
+    build_id = None
+    for line in params["definition"]:
+        try:
+            validate.expression(line, "uprobe definition")
+            parsed = UprobeDefinition.parse(line)
+        except (validate.ValidationError, TracefsError) as exc:
+            raise ModuleFailure("definition %r is not a uprobe_events line like "
+                                "'p:GROUP/EVENT /path/binary:0xOFFSET ARGS': %s" % (line, exc))
+        match = _PLACE.match(parsed.place)
+        if parsed.kind not in ("p", "r") or not match:
+            raise ModuleFailure("definition %r must be 'p:' or 'r:' with an absolute path and offset "
+                                "(/path/binary:0xOFFSET)" % line)
+        path = match.group("path")
+        if params["binary"] and os.path.abspath(params["binary"]) != path:
+            raise ModuleFailure("definition %r probes %s, not binary %s" % (line, path, params["binary"]))
+        try:
+            actual = dwarf_debuginfo.read_build_id(path)
+        except dwarf_debuginfo.DebugInfoError as exc:
+            raise ModuleFailure("definition %r: %s" % (line, exc))
+        if params["build_id"] and actual != params["build_id"].lower():
+            raise ModuleFailure("build-id of %s is %s, not the expected %s: this host has a different build; "
+                                "resolve the spec again for it. Nothing was written."
+                                % (path, actual, params["build_id"]))
+        build_id = actual
+        if params["group"]:
+            parsed.group = params["group"]
+        if params["event"]:
+            parsed.event = params["event"]
+        lines.append(parsed.line())
+    groups = set(UprobeDefinition.parse(l).group for l in lines)
+    if len(groups) != 1:
+        raise ModuleFailure("all definition lines must share one group, got %s" % ", ".join(sorted(groups)))
+    events = []
+    for line in lines:
+        name = UprobeDefinition.parse(line).event
+        if name not in events:
+            events.append(name)
+    return {"group": groups.pop(), "events": events, "definitions": lines, "build_id": build_id,
+            "variables": [], "addresses": []}
+
+
+def absent_names(module, params):
+    """(group, [events]) to remove, from group/event or by resolving the spec."""
+    if params["definition"]:
+        resolved = from_definitions(dict(params, build_id=None))
+        return resolved["group"], resolved["events"], resolved
+    if params["event"] and not params["spec"]:
+        group = params["group"]
+        if not group:
+            raise ModuleFailure("state=absent with 'event' needs 'group' too (or give the 'spec')")
+        return group, [params["event"]], {"definitions": [], "build_id": None, "variables": []}
+    resolved = resolve_spec(module, dict(params, allow_unavailable=True))
+    return resolved["group"], resolved["events"], resolved
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            binary=dict(type="path"),
+            spec=dict(type="str"),
+            definition=dict(type="list", elements="str"),
+            build_id=dict(type="str"),
+            group=dict(type="str"),
+            event=dict(type="str"),
+            debuginfo=dict(type="path"),
+            force=dict(type="bool", default=False),
+            allow_unavailable=dict(type="bool", default=False),
+            cache=dict(type="bool", default=True),
+            state=dict(type="str", default="present", choices=["present", "absent"]),
+        ),
+        mutually_exclusive=[("spec", "definition")],
+        required_one_of=[("spec", "definition", "event")],
+        required_if=[("state", "present", ("spec", "definition"), True)],
+        required_by={"spec": "binary"},
+        supports_check_mode=True,
+    )
+    params = module.params
+    result = dict(changed=False, group=None, events=[], definitions=[], build_id=None, variables=[], commands=[])
+    try:
+        if params["group"] is not None:
+            validate.group_name(params["group"])
+        if params["event"] is not None:
+            validate.event_name(params["event"])
+        if params["build_id"] is not None and not re.match(r"^[0-9a-fA-F]{2,}$", params["build_id"]):
+            raise ModuleFailure("build_id %r must be the hex GNU build-id (e.g. from 'readelf -n' or an earlier "
+                                "result's build_id)" % params["build_id"])
+        fs = Tracefs()
+        fs.require("uprobes", "a user-space probe")
+        existing = [u.line() for u in fs.list_uprobes()]
+        if params["state"] == "absent":
+            group, events, resolved = absent_names(module, params)
+            wanted = []
+        else:
+            resolved = resolve_spec(module, params) if params["spec"] else from_definitions(params)
+            group, events = resolved["group"], resolved["events"]
+            validate.group_name(group)
+            for name in events:
+                validate.event_name(name)
+            wanted = list(resolved["definitions"])
+            if not fs.features().get("uprobe_x_types"):
+                # Older kernels know only u-types; the bits are the same, only printed in decimal.
+                wanted = [re.sub(r":x(8|16|32|64)\b", r":u\1", line) for line in wanted]
+            for line in wanted:
+                validate.expression(line, "uprobe definition")
+    except (ModuleFailure, validate.ValidationError, TracefsError) as exc:
+        module.fail_json(msg=str(exc), **result)
+
+    result.update(group=group, events=events, definitions=wanted or resolved.get("definitions", []),
+                  build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
+    for key in ("addresses", "debuginfo"):
+        if key in resolved:
+            result[key] = resolved[key]
+
+    # Our events: the named ones, plus perf-style suffixed copies of them (NAME_1, ...).
+    def ours(line):
+        parsed = UprobeDefinition.parse(line)
+        return parsed.group == group and (parsed.event in events or any(
+            re.match(r"^%s_\d+$" % re.escape(e), parsed.event) for e in events))
+
+    current = [line for line in existing if ours(line)]
+    current_events = []
+    for line in current:
+        name = UprobeDefinition.parse(line).event
+        if name not in current_events:
+            current_events.append(name)
+    same = sorted(normalize(l) for l in current) == sorted(normalize(l) for l in wanted)
+
+    plan = ChangePlan()
+    uprobe_path = fs.path("uprobe_events")
+    if not same:
+        for name in current_events:
+            plan.write(uprobe_path, "-:%s/%s" % (group, name), (lambda n=name: fs.remove_uprobe(group, n)),
+                       None, append=True)
+        added = []
+        for line in wanted:
+            def add(line=line):
+                fs.add_uprobe(line)
+                name = UprobeDefinition.parse(line).event
+                if name not in added:
+                    added.append(name)
+
+            def undo(line=line):
+                name = UprobeDefinition.parse(line).event
+                if name in added and any(UprobeDefinition.parse(l).event == name and UprobeDefinition.parse(l).group == group
+                                         for l in (u.line() for u in fs.list_uprobes())):
+                    fs.remove_uprobe(group, name)
+                    added.remove(name)
+            plan.write(uprobe_path, line, add, undo, append=True)
+    result["changed"] = bool(plan)
+    result["commands"] = plan.commands
+    if module._diff:
+        result["diff"] = dict(before="\n".join(current) + ("\n" if current else ""),
+                              after="\n".join(wanted) + ("\n" if wanted else ""),
+                              before_header="uprobe_events (%s)" % group, after_header="uprobe_events (%s)" % group)
+    if plan and not module.check_mode:
+        try:
+            plan.apply()
+        except (TracefsError, validate.ValidationError) as exc:
+            msg = "adding the probe failed: %s" % exc
+            rollback = getattr(exc, "rollback_errors", [])
+            if rollback:
+                msg += "; removing the lines already added also failed: " + "; ".join(rollback)
+            else:
+                msg += "; the lines already added were removed again"
+            if current and params["state"] == "present":
+                msg += " (the earlier definition of %s/%s was replaced and is gone)" % (group, ", ".join(current_events))
+            result["changed"] = bool(current)
+            module.fail_json(msg=msg, **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
