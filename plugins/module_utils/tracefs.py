@@ -446,8 +446,12 @@ class Instance:
                 continue
             group, name = event_dir.split(os.sep)[-2:]
             event = Event(self, group, name, checked=True)
-            if event.enabled or event.filter or event.triggers():
-                found.append(event)
+            try:
+                if event.enabled or event.filter or event.triggers():
+                    found.append(event)
+            except (IOError, OSError):
+                # Another tracer removed this instance or event meanwhile.
+                continue
         return found
 
 
@@ -599,8 +603,11 @@ def snapshot(tracefs):
     }
     for name in tracefs.list_instances():
         inst = tracefs.instance(name)
-        if inst.exists():
+        try:
             state["instances"][name] = _instance_state(inst)
+        except (IOError, OSError):
+            continue  # removed while we looked: not ours to report
+
     return state
 
 
