@@ -134,7 +134,7 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
     """Arm the instance, wait for its traceoff trigger (or count/timeout/exit), read the buffer."""
     _require_instance(instance)
     started = time.time()
-    process_missing_at_start = pid is not None and not procfs.pid_exists(pid)
+    process_missing_at_start = pid is not None and not procfs.process_alive(pid)
     armed = False
     stop_reason = STOP_TIMEOUT
     if not process_missing_at_start:
@@ -158,7 +158,7 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
                     if seen >= stop_after_events:
                         stop_reason = STOP_EVENTS
                         break
-                if pid is not None and not procfs.pid_exists(pid):
+                if pid is not None and not procfs.process_alive(pid):
                     stop_reason = STOP_PROCESS_EXITED
                     break
                 remaining = deadline - time.monotonic()
@@ -219,7 +219,7 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
                 if stop_after_events and (counted[0] if stop_event else parser.event_count) >= stop_after_events:
                     stop_reason = STOP_EVENTS
                     break
-                if pid is not None and not procfs.pid_exists(pid):
+                if pid is not None and not procfs.process_alive(pid):
                     stop_reason = STOP_PROCESS_EXITED
                     break
         finally:
@@ -249,7 +249,7 @@ def _read_available(fd, consume):
         consume(chunk.decode("utf-8", "replace"))
 
 
-def symbolize_user_stacks(events, pid_alive=procfs.pid_exists):
+def symbolize_user_stacks(events, pid_alive=procfs.process_alive):
     """Replace user stack addresses by {'address', 'object', 'symbol'} while processes live.
 
     Returns the pids that were gone (their frames stay bare addresses).

@@ -80,6 +80,14 @@ def pid_exists(pid):
     return os.path.isdir(_pid_dir(pid))
 
 
+def process_alive(pid):
+    """True while ``pid`` runs: a zombie (exited, not yet reaped) counts as gone."""
+    text = _read_optional(_pid_dir(pid, "stat"))
+    if not text:
+        return False
+    return text[text.rindex(")") + 2:][:1] not in ("Z", "X")
+
+
 def parse_stat(text):
     """/proc/PID/stat -> dict of the fields used here (comm may hold ') ')."""
     start = text.index("(")

@@ -266,7 +266,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture as capture_core
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import correlate, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import correlate, procfs, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
 
 
@@ -399,7 +399,7 @@ def main():
             events, wanted["probe_event"], wanted["field"], wanted["threshold"],
             pid=wanted["pid"] if wanted["pid"] is not None else params["pid"], states=wanted["states"])
     result["process_exited"] = result["stop_reason"] == capture_core.STOP_PROCESS_EXITED or bool(
-        params["pid"] is not None and not os.path.isdir("/proc/%d" % params["pid"]))
+        params["pid"] is not None and not procfs.process_alive(params["pid"]))
     result["message"] = build_message(result, params)
     if params["json_path"]:
         capture_core.write_json(params["json_path"], result)

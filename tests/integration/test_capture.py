@@ -1,0 +1,311 @@
+"""fleettrace.tracefs.capture on the real tracefs, with a real process stalling in D state.
+
+The test program (tests/programs/capture/tick_loop.c) ticks every 20 ms, measures
+the gap since its previous tick into the local ``gap`` and writes a heartbeat to a
+file on a loop-mounted ext4.  Freezing that filesystem blocks the write in D state
+(percpu_rwsem_wait) and makes the next gap long: the talk's corosync case in small.
+"""
+
+import json
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.helpers import capture_program
+from tests.helpers.frozen_fs import LoopExt4, missing_requirements
+
+THRESHOLD_NS = 150 * 1000 * 1000
+FREEZE_SECONDS = 0.4
+
+
+@pytest.fixture(scope="module")
+def tick_binary(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    cc = subprocess.run(["sh", "-c", "command -v gcc || command -v cc"], stdout=subprocess.PIPE,
+                        universal_newlines=True).stdout.strip()
+    if not cc:
+        pytest.skip("no C compiler")
+    return capture_program.build(cc, tmp_path_factory.mktemp("tick_loop"))
+
+
+class TickProcess:
+    """tick_loop running with its stdout in a file (the gaps it really measured)."""
+
+    def __init__(self, binary, heartbeat, out_path, interval_ms=20, ticks=0):
+        self.out_path = str(out_path)
+        self.out = open(self.out_path, "w")
+        self.proc = subprocess.Popen([binary, heartbeat, str(interval_ms), str(ticks)], stdout=self.out)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 10
+        while "ready" not in self._text():
+            assert time.monotonic() < deadline, "tick_loop did not start"
+            time.sleep(0.01)
+        self.fd = int(self._text().split()[2])
+
+    def _text(self):
+        with open(self.out_path) as handle:
+            return handle.read()
+
+    def gaps(self):
+        return [int(line.split()[1]) for line in self._text().splitlines() if line.startswith("gap ")]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.out.close()
+
+
+class ArmedInstance:
+    """A private instance with the talk's step-4 setup on the tick_loop probe (core API)."""
+
+    def __init__(self, tracefs, name, group, binary, pid, threshold=THRESHOLD_NS, buffer_size_kb=None,
+                 syscalls=True, options=()):
+        self.tracefs = tracefs
+        self.group = group
+        self.probe_added = False
+        self.instance = tracefs.instance(name)
+        tracefs.add_uprobe(capture_program.gap_probe(binary, group))
+        self.probe_added = True
+        try:
+            inst = self.instance
+            inst.create()
+            inst.set_tracing_on(False)
+            if buffer_size_kb:
+                inst.set_buffer_size_kb(buffer_size_kb)
+            for option in options:
+                inst.set_option(option, True)
+            inst.set_event_pids([pid])
+            probe = inst.event(group, "tick_gap")
+            probe.add_trigger("traceoff if gap >= %d" % threshold)
+            probe.set_enabled(True)
+            switch = inst.event("sched", "sched_switch")
+            switch.add_trigger("stacktrace if prev_state == 2")
+            switch.set_enabled(True)
+            if syscalls:
+                inst.event("syscalls", "sys_enter_write").set_enabled(True)
+                inst.event("raw_syscalls", "sys_enter").set_enabled(True)
+        except BaseException:
+            self.remove()
+            raise
+
+    def remove(self):
+        try:
+            self.instance.remove()
+        finally:
+            if self.probe_added:
+                self.tracefs.remove_uprobe(self.group, "tick_gap")
+                self.probe_added = False
+
+
+@pytest.fixture
+def frozen_fs(tmp_path):
+    reason = missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    with LoopExt4(tmp_path, size_mb=16) as fs:
+        yield fs
+
+
+def freeze_when_armed(instance, fs, delay=0.3, seconds=FREEZE_SECONDS):
+    """Freeze ``fs`` once capture has turned tracing on (in a thread; join it)."""
+    errors = []
+
+    def run():
+        try:
+            deadline = time.monotonic() + 60
+            while not instance.tracing_on:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.02)
+            time.sleep(delay)
+            fs.freeze_for(seconds)
+        except Exception as exc:  # reported by the test after join
+            errors.append(exc)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
+def test_capture_finds_the_d_state_stall(tracefs, unique_name, tick_binary, frozen_fs, run_module, tmp_path):
+    heartbeat = frozen_fs.file("heartbeat")
+    proc = TickProcess(tick_binary, heartbeat, tmp_path / "gaps.txt")
+    armed = None
+    try:
+        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid)
+        thread, errors = freeze_when_armed(armed.instance, frozen_fs)
+        try:
+            result = run_module("fleettrace.tracefs.capture", {
+                "instance": armed.instance.name, "timeout": 60, "pid": proc.pid, "max_events": 40,
+                "raw_path": str(tmp_path / "trace.txt"), "json_path": str(tmp_path / "capture.json"),
+                "findings": {"probe_event": "%s:tick_gap" % armed.group, "field": "gap", "threshold": THRESHOLD_NS},
+            })
+        finally:
+            thread.join()
+        assert not errors, errors
+        assert not result.get("failed"), result.get("msg")
+        assert result["changed"] is True
+        assert result["triggered"] is True and result["threshold_reached"] is True, result["message"]
+        assert "threshold reached" in result["message"]
+        assert armed.instance.tracing_on is False  # traceoff fired; capture leaves it off
+        assert result["lost_events"] == 0
+        assert len(result["events"]) <= 40 and result["event_count"] >= len(result["events"])
+
+        # Runtime truth: every traced gap is a gap the program measured and printed.
+        proc.stop()
+        printed = set(proc.gaps())
+        with open(str(tmp_path / "capture.json")) as handle:
+            everything = json.load(handle)
+        traced = [e["fields"]["gap"] for e in everything["events"] if e["event"] == "tick_gap"]
+        assert traced and set(traced) <= printed, (sorted(set(traced) - printed)[:5], sorted(printed)[:5])
+        assert everything["event_count"] == result["event_count"]
+        assert os.path.getsize(str(tmp_path / "trace.txt")) > 0
+
+        findings = result["findings"]
+        assert len(findings) == 1, [f["summary"] for f in findings]
+        finding = findings[0]
+        assert finding["value"] in printed and finding["value"] >= THRESHOLD_NS
+        assert finding["pid"] == proc.pid
+        assert finding["state"] == "D", finding["summary"]
+        # The frozen filesystem's frames: writers wait in sb_start_write's percpu rwsem.
+        stack = " ".join(finding["kernel_stack"])
+        assert "percpu_rwsem_wait" in stack or "__sb_start_write" in stack, finding["kernel_stack"]
+        assert "vfs_write" in stack
+        assert finding["blocked_in"] in ("percpu_rwsem_wait", "__percpu_down_read", "__sb_start_write")
+        assert finding["syscall"]["name"] == "write"
+        assert finding["syscall"]["nr"] == 1
+        assert finding["fd"] == proc.fd == 10
+        assert finding["file"] == heartbeat
+        # Blocked for most of the freeze, and the gap the program measured covers the block.
+        assert finding["blocked_ns"] >= (FREEZE_SECONDS - 0.1) * 1e9
+        assert finding["value"] >= finding["blocked_ns"]
+        assert "write(fd 10) on %s" % heartbeat in finding["summary"]
+    finally:
+        proc.stop()
+        if armed is not None:
+            armed.remove()
+
+
+def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(tracefs, unique_name, tick_binary, run_module,
+                                                                 tmp_path):
+    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
+    armed = None
+    try:
+        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
+                              threshold=10 ** 12, syscalls=False, options=("userstacktrace",))
+        result = run_module("fleettrace.tracefs.capture", {
+            "instance": armed.instance.name, "timeout": 1.5, "pid": proc.pid})
+        assert not result.get("failed"), result.get("msg")
+        assert result["triggered"] is False and result["threshold_reached"] is False
+        assert result["stop_reason"] == "timeout"
+        assert "threshold not reached" in result["message"]
+        assert armed.instance.tracing_on is False  # capture turned it on, and off again
+        probe_hits = [e for e in result["events"] if e["event"] == "tick_gap"]
+        assert len(probe_hits) >= 10
+        proc.stop()
+        assert set(e["fields"]["gap"] for e in probe_hits) <= set(proc.gaps())
+        # The uprobe sits in tick(): the innermost user frame is tick, its caller main.
+        frames = probe_hits[0]["user_stack"]
+        assert frames[0]["symbol"].startswith("tick"), frames
+        assert frames[0]["object"] == tick_binary
+        assert any((f["symbol"] or "").startswith("main") for f in frames[1:]), frames
+    finally:
+        proc.stop()
+        if armed is not None:
+            armed.remove()
+
+
+def test_process_exit_keeps_what_was_captured(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", ticks=300)
+    armed = None
+    try:
+        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
+                              threshold=10 ** 12, syscalls=False)
+        result = run_module("fleettrace.tracefs.capture", {
+            "instance": armed.instance.name, "timeout": 60, "pid": proc.pid})
+        assert not result.get("failed"), result.get("msg")
+        assert result["stop_reason"] == "process_exited" and result["process_exited"] is True
+        assert "exited during the capture" in result["message"]
+        assert result["duration"] < 30  # it did not wait for the timeout
+        assert any(e["event"] == "tick_gap" for e in result["events"])
+
+        gone = run_module("fleettrace.tracefs.capture", {
+            "instance": armed.instance.name, "timeout": 5, "pid": proc.pid, "clear": False})
+        assert gone["process_exited"] is True and gone["changed"] is False
+        assert "was not running when the capture started" in gone["message"]
+        assert gone["event_count"] == result["event_count"]  # the buffer was kept, not cleared
+    finally:
+        proc.stop()
+        if armed is not None:
+            armed.remove()
+
+
+def test_overflow_is_reported_with_a_buffer_size(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", interval_ms=1)
+    armed = None
+    try:
+        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
+                              threshold=10 ** 12, buffer_size_kb=8)
+        result = run_module("fleettrace.tracefs.capture", {
+            "instance": armed.instance.name, "timeout": 1.5, "max_events": 5})
+        assert not result.get("failed"), result.get("msg")
+        assert result["lost_events"] > 0
+        assert result["suggested_buffer_size_kb"] > result["buffer_size_kb"] >= 8  # the kernel rounds up to pages
+        print(result["message"], result["lost_by_cpu"])
+        assert "LOST" in result["message"] and "buffer_size_kb" in result["message"]
+        assert len(result["events"]) == 5 and result["events_truncated"] is True
+        assert result["event_count"] > 5
+    finally:
+        proc.stop()
+        if armed is not None:
+            armed.remove()
+
+
+def test_window_mode_streams_trace_pipe(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
+    armed = None
+    try:
+        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
+                              threshold=10 ** 12, syscalls=False)
+        raw = tmp_path / "pipe.txt"
+        result = run_module("fleettrace.tracefs.capture", {
+            "instance": armed.instance.name, "mode": "window", "duration": 1, "raw_path": str(raw)})
+        assert not result.get("failed"), result.get("msg")
+        assert result["stop_reason"] == "window_elapsed"
+        hits = [e for e in result["events"] if e["event"] == "tick_gap"]
+        assert len(hits) >= 20
+        assert armed.instance.tracing_on is False
+        proc.stop()
+        assert set(e["fields"]["gap"] for e in hits) <= set(proc.gaps())
+        assert raw.read_text().count(": tick_gap: ") == len(hits)
+    finally:
+        proc.stop()
+        if armed is not None:
+            armed.remove()
+
+
+def test_clear_errors_and_check_mode(tracefs, unique_name, run_module):
+    missing = run_module("fleettrace.tracefs.capture", {"instance": unique_name("nothere")})
+    assert missing.get("failed") and "does not exist" in missing["msg"] and "fleettrace.tracefs.instance" in missing["msg"]
+
+    bad = run_module("fleettrace.tracefs.capture", {"instance": "../etc"})
+    assert bad.get("failed") and "not allowed" in bad["msg"]
+
+    inst = tracefs.instance(unique_name("cap"))
+    inst.create()
+    try:
+        empty = run_module("fleettrace.tracefs.capture", {"instance": inst.name})
+        assert empty.get("failed") and "no enabled events" in empty["msg"]
+
+        inst.event("sched", "sched_switch").set_enabled(True)
+        inst.set_tracing_on(False)
+        checked = run_module("fleettrace.tracefs.capture", {"instance": inst.name, "timeout": 5}, check=True)
+        assert not checked.get("failed") and checked["changed"] is True
+        assert "would clear the buffer" in checked["message"]
+        assert inst.tracing_on is False  # check mode armed nothing
+    finally:
+        inst.remove()
