@@ -5,7 +5,7 @@
 #
 #   /var/cache/fleettrace/corosync-<version>/sbin/corosync        (not stripped)
 #   /var/cache/fleettrace/corosync-<version>/sbin/corosync-cmapctl
-#   /var/cache/fleettrace/corosync-<version>/src/                  (sources, for --line listings)
+#   /var/cache/fleettrace/corosync-<version>/build/                (the built tree: sources for line listings)
 #
 # The last line printed is the install prefix.  Needs root (apt-get).
 # FLEETTRACE_COROSYNC_CACHE overrides /var/cache/fleettrace.
@@ -80,7 +80,12 @@ fi
 srcdir=$(find . -maxdepth 1 -type d -name 'corosync-*' | head -n1)
 version=${srcdir#./corosync-}
 prefix="$CACHE/corosync-$version"
-cd "$srcdir"
+# Build inside the prefix and keep the tree: the DWARF line table names these
+# source paths, so probe_info can show the source lines afterwards.
+rm -rf "$prefix"
+mkdir -p "$prefix"
+mv "$srcdir" "$prefix/build"
+cd "$prefix/build"
 # Debian's patches touch Makefile.am files: regenerate as debian/rules does.
 if [ -d debian/patches ]; then
   command -v autoreconf >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq dh-autoreconf >/dev/null
@@ -95,10 +100,8 @@ CFLAGS="-g -O2" ./configure --prefix="$prefix" --sysconfdir="$prefix/etc" \
   || { tail -n 30 configure.log >&2; exit 1; }
 log "building"
 make -j"$(nproc)" >make.log 2>&1 || { tail -n 40 make.log >&2; exit 1; }
-rm -rf "$prefix"
 make install >install.log 2>&1 || { tail -n 40 install.log >&2; exit 1; }
-mkdir -p "$prefix/src" "$prefix/var/run" "$prefix/var/lib/corosync" "$prefix/var/log/cluster"
-cp -a exec include lib "$prefix/src/" 2>/dev/null || true
+mkdir -p "$prefix/var/run" "$prefix/var/lib/corosync" "$prefix/var/log/cluster"
 touch "$prefix/.complete"
 log "installed at $prefix"
 echo "$prefix"

@@ -16,6 +16,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import glob
+import os
+
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import OWNED_PREFIX, TracefsError
 
 
@@ -42,9 +45,19 @@ def find_leftovers(fs, prefix=OWNED_PREFIX, name_contains=None):
         label = inst.name or "top"
         if not inst.exists():
             continue
-        for event in inst.configured_events():
-            if _owned(event.group, prefix, name_contains):
+        # Owned groups are found by name (cheap); every other event is only
+        # looked at in the top level, the one place a trigger may target ours.
+        for event_dir in sorted(glob.glob(inst.path("events", prefix + "*", "*"))):
+            group, name = event_dir.split(os.sep)[-2:]
+            if not _owned(group, prefix, name_contains) or not os.path.exists(os.path.join(event_dir, "enable")):
+                continue
+            event = inst.event(group, name)
+            if event.enabled or event.filter or event.triggers():
                 events.append("%s:%s" % (label, event.spec))
+        if inst.name is not None:
+            continue
+        for event in inst.configured_events():
+            if event.group.startswith(prefix):
                 continue
             for trigger in event.triggers():
                 # enable_event:GROUP:EVENT / disable_event:GROUP:EVENT name their target
