@@ -1,0 +1,167 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: latency_report
+short_description: Merge per-host scheduling results into JSON, Markdown, HTML and JUnit reports
+version_added: 0.1.0
+description:
+  - Reads per-host result documents (C(kind=sched_latency) from M(fleettrace.tracefs.sched_latency),
+    C(kind=diagnose) from the diagnose workflow) and writes C(report.json), C(report.md), a self-contained
+    C(report.html) (inline SVG histograms, fleet table sortable by p99, worst stalls with kernel stacks;
+    nothing is fetched over the network) and C(junit.xml) with one test case per host per check.
+  - Checks are JMESPath expressions over each host's entry of C(report.json); see docs/sched-audit.md.
+  - Meant to run once on the controller (C(delegate_to=localhost), C(run_once=true)).
+author: fleettrace developers (@fleettrace)
+requirements:
+  - jmespath (on the controller)
+attributes:
+  check_mode:
+    support: full
+    description: Builds the report and evaluates the checks, writes no file.
+  diff_mode:
+    support: none
+options:
+  results:
+    description: Per-host result documents given directly (each with C(kind) and C(host)).
+    type: list
+    elements: dict
+    default: []
+  result_paths:
+    description: JSON files, or directories searched for C(*.json) (e.g. C(report_dir/hosts)).
+    type: list
+    elements: path
+    default: []
+  dest:
+    description: Directory to write the report files into (created if missing).
+    type: path
+    required: true
+  title:
+    description: Title of the report.
+    type: str
+    default: Scheduling latency report
+  checks:
+    description:
+      - Checks to evaluate for every host. Each item has C(name) and either C(value) (a JMESPath
+        expression giving a number) with C(max) and/or C(min), or C(expr) (a JMESPath expression
+        that must be true), and optionally C(description).
+    type: list
+    elements: dict
+    default: []
+  columns:
+    description: Extra fleet-table columns, name -> JMESPath expression over the host's entry.
+    type: dict
+    default: {}
+notes:
+  - The module never fails because a check failed; it returns RV(passed) and RV(failed_checks) so the
+    playbook decides (see playbooks/ci-latency-gate.yml).
+"""
+
+EXAMPLES = r"""
+- name: Write the fleet report
+  fleettrace.tracefs.latency_report:
+    result_paths: ["{{ report_dir }}/hosts"]
+    dest: "{{ report_dir }}"
+    checks:
+      - name: p99_wakeup_latency_us
+        value: summary.wakeup_p99_us
+        max: 2000
+      - name: no_lost_events
+        expr: "summary.lost_events == `0`"
+  delegate_to: localhost
+  run_once: true
+  register: report
+"""
+
+RETURN = r"""
+files:
+  description: Paths of the report files (not written in check mode).
+  returned: always
+  type: dict
+passed:
+  description: Whether every check passed (skipped checks do not fail).
+  returned: always
+  type: bool
+failed_checks:
+  description: Failed checks, each with host, check, value, limit and message.
+  returned: always
+  type: list
+  elements: dict
+summary_lines:
+  description: The fleet table as text lines, sorted by p99.
+  returned: always
+  type: list
+  elements: str
+fleet:
+  description: One row per host (p50_us ... max_us, max_d_ms, lost_events, findings).
+  returned: always
+  type: list
+  elements: dict
+msg:
+  description: Which checks failed on which host, or that all passed.
+  returned: always
+  type: str
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import report as report_lib
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            results=dict(type="list", elements="dict", default=[]),
+            result_paths=dict(type="list", elements="path", default=[]),
+            dest=dict(type="path", required=True),
+            title=dict(type="str", default="Scheduling latency report"),
+            checks=dict(type="list", elements="dict", default=[]),
+            columns=dict(type="dict", default={}),
+        ),
+        required_one_of=[("results", "result_paths")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    if not report_lib.HAS_JMESPATH:
+        module.fail_json(msg=missing_required_lib("jmespath"), changed=False)
+    try:
+        docs = [report_lib.validate_document(doc, "results[%d]" % i) for i, doc in enumerate(params["results"])]
+        missing = [p for p in params["result_paths"] if not os.path.exists(p)]
+        if missing:
+            module.fail_json(msg="result_paths: %s does not exist; point it at the per-host JSON files "
+                                 "or the directory holding them" % ", ".join(missing), changed=False)
+        docs += report_lib.load_documents(params["result_paths"])
+        if not docs:
+            module.fail_json(msg="no per-host results found in results or %s: did the audit run on any host?"
+                                 % ", ".join(params["result_paths"]), changed=False)
+        report = report_lib.build_report(docs, checks=params["checks"], columns=params["columns"],
+                                         title=params["title"])
+        rendered = report_lib.render_all(report)
+    except report_lib.ReportError as exc:
+        module.fail_json(msg=str(exc), changed=False)
+    files = dict((name, os.path.join(params["dest"], name)) for name in report_lib.REPORT_FILES)
+    changed_files = []
+    if not module.check_mode:
+        try:
+            changed_files = report_lib.write_files(params["dest"], rendered)
+        except (IOError, OSError) as exc:
+            module.fail_json(msg="cannot write the report into %s: %s" % (params["dest"], exc), changed=False)
+    else:
+        changed_files = list(report_lib.REPORT_FILES)
+    module.exit_json(changed=bool(changed_files), files=files, passed=report["passed"],
+                     failed_checks=report["failed"], checks=report["checks"],
+                     summary_lines=report_lib.summary_lines(report), fleet=report["fleet"],
+                     msg=report_lib.failure_message(report))
+
+
+if __name__ == "__main__":
+    main()
