@@ -731,6 +731,8 @@ class Resolver:
             raise ResolveError("function %s not found in the debug info of %s%s; is it spelled right and "
                                "compiled into this binary?" % (point.function, self.binary,
                                                                 " (in %s)" % point.source if point.source else ""))
+        if point.relative_line == 0:
+            point.relative_line = None      # perf: FUNC:0 is FUNC itself (name, prologue rule)
         results = []
         for cu, die in functions:
             entry = self.entry_pc(die)
@@ -895,20 +897,21 @@ class Resolver:
         source_lines = _read_source(file_name, cu)
         lines = []
         same_file = _file_matcher(file_name)
-        for line in self.function_lines(cu, die):
-            addresses = self.line_addresses(cu, same_file, line)
-            addresses = [a for a in addresses if self.die_contains(die, a)]
-            if not addresses:
-                continue
-            shared = False
+        for line in sorted(set(self.function_lines(cu, die)) | set([decl_line])):
+            addresses = [a for a in self.line_addresses(cu, same_file, line) if self.die_contains(die, a)]
+            # perf -L lists a line when one of its addresses maps back to it;
+            # FUNC:N is accepted only when all of them do.
+            reversible = []
             for address in addresses:
                 found_file, found_line = self.line_at(cu, address)
-                if found_line is not None and found_line != line and same_file(found_file or ""):
-                    shared = True
+                if found_line is None or found_line == line or not same_file(found_file or ""):
+                    reversible.append(address)
+            if not reversible:
+                continue
             lines.append({"line": line, "relative_line": line - decl_line,
                           "addresses": ["0x%x" % a for a in addresses],
-                          "address": "0x%x" % addresses[0],
-                          "probeable": not shared,
+                          "address": "0x%x" % reversible[0],
+                          "probeable": len(reversible) == len(addresses),
                           "source": source_lines[line - 1].rstrip("\n") if source_lines and line <= len(source_lines) else None})
         return {"function": function, "file": file_name, "decl_line": decl_line, "lines": lines,
                 "build_id": self.build_id}

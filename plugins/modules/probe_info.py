@@ -1,0 +1,211 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: probe_info
+short_description: Show the probe-able lines of a function and the variables at a probe point, without perf
+version_added: 0.1.0
+description:
+  - What C(perf probe -x BINARY -L FUNC) and C(-V FUNC:N) show, read from the binary's DWARF with pyelftools.
+  - RV(lines) lists the lines of a function that have code, with the line relative to the function
+    (the C(N) of C(FUNC:N)), their addresses and the source text when the source file is on the host;
+    C(probeable=false) marks lines that share their address with another line (perf refuses those and
+    suggests the other line).
+  - With O(spec) naming a probe point, RV(variables) lists every parameter and local variable visible there,
+    with its C type, where it lives, and the fetch arg that traces it, or why it cannot be traced there.
+  - Read-only; never changes anything.
+author:
+  - fleettrace developers (@fleettrace)
+options:
+  binary:
+    description: Absolute path of the ELF executable or shared library.
+    type: path
+    required: true
+  function:
+    description: Function whose probe-able lines to list (like C(perf probe -L FUNC)).
+    type: str
+  spec:
+    description:
+      - A probe point in C(perf probe) syntax, e.g. C(timer_function_scheduler_timeout:21) or C(main.c:120),
+        whose visible variables to list (like C(perf probe -V)).
+      - When O(function) is not given, the lines of the spec's function are listed too.
+    type: str
+  debuginfo:
+    description: File that holds the DWARF of O(binary); default is searched like gdb does.
+    type: path
+  build_id:
+    description: Expected GNU build-id of O(binary); the module fails when the file is a different build.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs the same in check mode.
+  diff_mode:
+    support: none
+notes:
+  - Needs pyelftools on the target. No root needed when the binary and its debug info are readable.
+seealso:
+  - module: fleettrace.tracefs.uprobe
+"""
+
+EXAMPLES = r"""
+- name: Which lines of timer_function_scheduler_timeout can be probed?
+  fleettrace.tracefs.probe_info:
+    binary: /usr/sbin/corosync
+    function: timer_function_scheduler_timeout
+  register: lines
+
+- name: Which variables can be traced at line 21 of it?
+  fleettrace.tracefs.probe_info:
+    binary: /usr/sbin/corosync
+    spec: "timer_function_scheduler_timeout:21"
+  register: at_line
+
+- name: Pick the first line where tv_diff is available
+  ansible.builtin.set_fact:
+    tv_diff_fetch: "{{ at_line.variables | selectattr('name', 'equalto', 'tv_diff') | selectattr('available') | map(attribute='fetcharg') | first }}"
+"""
+
+RETURN = r"""
+function:
+  description: The function whose lines are listed.
+  returned: when lines are listed
+  type: str
+  sample: timer_function_scheduler_timeout
+file:
+  description: Source file that declares the function (as recorded in the DWARF).
+  returned: when lines are listed
+  type: str
+  sample: /build/corosync/exec/main.c
+decl_line:
+  description: Line of the function's declaration; RV(lines[].relative_line) counts from it.
+  returned: when lines are listed
+  type: int
+  sample: 1210
+lines:
+  description: Lines of the function that have code.
+  returned: always (empty without O(function) or a function spec)
+  type: list
+  elements: dict
+  contains:
+    line:
+      description: Absolute line number in RV(file).
+      type: int
+    relative_line:
+      description: Line relative to the declaration, the C(N) in C(FUNC:N).
+      type: int
+    address:
+      description: First address of the line.
+      type: str
+    addresses:
+      description: All addresses of the line (loops and inlined copies give several).
+      type: list
+      elements: str
+    probeable:
+      description: False when the line shares its address with another line (perf and uprobe refuse it).
+      type: bool
+    source:
+      description: The source text of the line, or null when the source file is not on the host.
+      type: str
+  sample: [{"line": 1231, "relative_line": 21, "address": "0x26097", "addresses": ["0x26097"], "probeable": true,
+            "source": "\tif (tv_diff > schedmiss_event_tstamp) {"}]
+variables:
+  description: Variables visible at each address of O(spec).
+  returned: when O(spec) is given
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: Variable name.
+      type: str
+    type:
+      description: C type.
+      type: str
+    kind:
+      description: C(parameter) or C(local).
+      type: str
+    address:
+      description: The probe address this entry is about.
+      type: str
+    location:
+      description: Where the value lives there (register, memory relative to a register, global memory, constant).
+      type: str
+    fetcharg:
+      description: The uprobe fetch arg that traces it (null when not available).
+      type: str
+    available:
+      description: Whether it can be traced at this address.
+      type: bool
+    reason:
+      description: Why it cannot be traced (optimized out, computed value, ...), with where it is available.
+      type: str
+  sample: [{"name": "tv_diff", "type": "uint64_t", "kind": "local", "address": "0x26097", "location": "register %si",
+            "fetcharg": "tv_diff=%si:x64", "available": true, "reason": null}]
+build_id:
+  description: GNU build-id of the binary.
+  returned: always
+  type: str
+  sample: 3b5c7f0e9a3d4c1b8e2f6a7d9c0b1e2f3a4b5c6d
+"""
+
+import re
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            binary=dict(type="path", required=True),
+            function=dict(type="str"),
+            spec=dict(type="str"),
+            debuginfo=dict(type="path"),
+            build_id=dict(type="str"),
+        ),
+        required_one_of=[("function", "spec")],
+        supports_check_mode=True,
+    )
+    params = module.params
+    result = dict(changed=False, lines=[], build_id=None)
+    try:
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver
+    except ImportError as exc:
+        module.fail_json(msg="probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"
+                         % exc, **result)
+    if params["build_id"] is not None and not re.match(r"^[0-9a-fA-F]{2,}$", params["build_id"]):
+        module.fail_json(msg="build_id %r must be a hex GNU build-id" % params["build_id"], **result)
+    resolver = None
+    try:
+        resolver = dwarf_resolver.Resolver(params["binary"], debuginfo=params["debuginfo"],
+                                           expected_build_id=params["build_id"])
+        result["build_id"] = resolver.build_id
+        function = params["function"]
+        spec = probe_spec.parse(params["spec"]) if params["spec"] else None
+        if function is None and spec is not None:
+            function = spec.point.function
+        if function:
+            listing = resolver.probeable_lines(function, spec.point.source if spec is not None and not params["function"] else None)
+            result.update(function=listing["function"], file=listing["file"], decl_line=listing["decl_line"],
+                          lines=listing["lines"])
+        if spec is not None:
+            result["variables"] = resolver.variables_at(params["spec"])
+    except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError, dwarf_resolver.ResolveError) as exc:
+        module.fail_json(msg="probe_info on %s: %s" % (params["binary"], exc), **result)
+    finally:
+        if resolver is not None:
+            resolver.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
