@@ -339,7 +339,7 @@ def svg_histogram(buckets, width=420, height=140):
         return '<p class="empty">no samples</p>'
     top = max(b["count"] for b in buckets) or 1
     slot = float(width - 40) / len(buckets)
-    parts = ['<svg xmlns="http://www.w3.org/2000/svg" class="hist" width="%d" height="%d" '
+    parts = ['<svg class="hist" width="%d" height="%d" '
              'viewBox="0 0 %d %d" role="img">' % (width, height + 30, width, height + 30)]
     for index, bucket in enumerate(buckets):
         bar = 0 if not bucket["count"] else max(2.0, (height - 10) * bucket["count"] / float(top))

@@ -1,0 +1,159 @@
+"""Unit tests of the fleet report: merge, JMESPath checks, Markdown/HTML/JUnit rendering."""
+
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import report as rp
+
+
+def series(p99, max_us=None, count=100):
+    return {"count": count, "p50_us": p99 / 10.0, "p90_us": p99 / 2.0, "p99_us": p99, "p99_9_us": p99 * 1.5,
+            "max_us": max_us or p99 * 2, "mean_us": p99 / 5.0, "exact": True,
+            "histogram_log2_us": [{"low_us": 0, "high_us": 1, "count": 3}, {"low_us": 1, "high_us": 2, "count": 97}]}
+
+
+def sched_doc(host, p99, lost=0, d_ms=None):
+    return {
+        "kind": "sched_latency", "host": "kernel-hostname", "inventory_hostname": host,
+        "latency": {"all": series(p99), "wakeup": series(p99 * 0.9), "preempt": series(p99 * 1.1)},
+        "per_cpu": {"0": series(p99)}, "tasks": [],
+        "worst_waits": [{"latency_us": p99 * 2, "pid": 42, "comm": "corosync", "cpu": 0, "kind": "wakeup",
+                         "ran_meanwhile": [{"pid": 7, "comm": "<hog>", "us": p99}]}],
+        "longest_d": [] if d_ms is None else [{"duration_ms": d_ms, "pid": 42, "comm": "corosync", "ongoing": False,
+                                               "kernel_stack": ["percpu_rwsem_wait+0x15f", "ext4_buffered_write_iter+0x1c"]}],
+        "events": {"processed": 1000, "lost": lost, "complete": lost == 0, "per_second": 100.0},
+        "window": {"duration_s": 10}, "facts": {"cpu_count": 2, "kernel": "6.18", "sched_rt_runtime_us": 950000},
+    }
+
+
+def diagnose_doc(host):
+    return {"schema": "fleettrace.threshold_capture/1", "host": host, "status": "threshold_reached",
+            "findings": [{"duration_ms": 1200.5, "state": "D", "kernel_stack": ["ipmi_heartbeat", "sys_ioctl"],
+                          "syscall": "ioctl", "fd": 10, "file": "/dev/watchdog", "comm": "corosync", "pid": 3796}]}
+
+
+CHECKS = [
+    {"name": "p99_wakeup_latency_us", "value": "summary.wakeup_p99_us", "max": 1000},
+    {"name": "max_d_state_stall_ms", "value": "summary.max_d_ms", "max": 500},
+    {"name": "no_lost_events", "expr": "summary.lost_events == `0`"},
+]
+
+
+def make_report(checks=CHECKS, **kwargs):
+    docs = [sched_doc("node1", 100.0), sched_doc("node2", 5000.0, lost=3), sched_doc("node3", 300.0, d_ms=20.0),
+            diagnose_doc("node3"), diagnose_doc("node4")]
+    return rp.build_report([rp.validate_document(d, "test") for d in docs], checks=checks, **kwargs)
+
+
+def test_hosts_merge_both_kinds_and_fleet_sorts_by_p99():
+    report = make_report()
+    assert sorted(report["hosts"]) == ["node1", "node2", "node3", "node4"]
+    assert report["hosts"]["node3"]["summary"]["kinds"] == ["diagnose", "sched_latency"]
+    # The diagnose finding (1200.5 ms in D) beats the audit's 20 ms D interval.
+    assert report["hosts"]["node3"]["summary"]["max_d_ms"] == 1200.5
+    assert [row["host"] for row in report["fleet"]] == ["node2", "node3", "node1", "node4"]
+
+
+def test_checks_pass_fail_and_skip_per_host():
+    report = make_report()
+    status = dict(((c["host"], c["check"]), c["status"]) for c in report["checks"])
+    assert status[("node1", "p99_wakeup_latency_us")] == "passed"
+    assert status[("node2", "p99_wakeup_latency_us")] == "failed"
+    assert status[("node4", "p99_wakeup_latency_us")] == "skipped"      # diagnose only: no latency data
+    assert status[("node3", "max_d_state_stall_ms")] == "failed"
+    assert status[("node1", "max_d_state_stall_ms")] == "skipped"
+    assert status[("node2", "no_lost_events")] == "failed"
+    assert status[("node1", "no_lost_events")] == "passed"
+    assert not report["passed"]
+    message = rp.failure_message(report)
+    assert "node2: p99_wakeup_latency_us = 4500.0 (must be <= 1000.0)" in message
+    assert "node3: max_d_state_stall_ms = 1200.5" in message
+    assert "node1" not in message
+
+
+def test_all_pass_with_generous_thresholds():
+    report = make_report(checks=[{"name": "p99", "value": "summary.p99_us", "max": 10 ** 6}])
+    assert report["passed"] and rp.failure_message(report).startswith("all 4 checks passed")
+
+
+@pytest.mark.parametrize("check, message", [
+    ({"value": "summary.p99_us"}, "needs a 'name'"),
+    ({"name": "x"}, "needs 'value'"),
+    ({"name": "x", "value": "summary.p99_us"}, "neither 'max' nor 'min'"),
+    ({"name": "x", "value": "summary.[", "max": 1}, "not a valid JMESPath"),
+    ({"name": "x", "value": "summary.p99_us", "max": "lots"}, "is not a number"),
+])
+def test_bad_checks_are_refused_with_a_clear_message(check, message):
+    with pytest.raises(rp.ReportError, match=re.escape(message)):
+        make_report(checks=[check])
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"host": "a"}, "field 'kind' must be one of"),
+    ({"kind": "sched_latency"}, "no 'host'"),
+    ({"kind": "diagnose", "host": "a", "findings": "x"}, "'findings' must be a list"),
+])
+def test_bad_documents_are_refused(doc, message):
+    with pytest.raises(rp.ReportError, match=re.escape(message)):
+        rp.validate_document(doc, "x.json")
+
+
+def test_columns_from_jmespath():
+    report = make_report(columns={"cpus": "sched_latency.facts.cpu_count"})
+    rows = dict((row["host"], row) for row in report["fleet"])
+    assert rows["node1"]["cpus"] == 2 and rows["node4"]["cpus"] is None
+    assert "cpus" in rp.summary_lines(report)[0]
+
+
+def test_junit_has_one_case_per_host_per_check():
+    report = make_report()
+    root = ET.fromstring(rp.render_junit(report))
+    suite = root.find("testsuite")
+    cases = suite.findall("testcase")
+    assert len(cases) == 4 * len(CHECKS) == int(suite.get("tests"))
+    failed = [(c.get("classname"), c.get("name")) for c in cases if c.find("failure") is not None]
+    assert int(suite.get("failures")) == len(failed)
+    assert ("node2", "p99_wakeup_latency_us") in failed
+    assert int(suite.get("skipped")) == len([c for c in cases if c.find("skipped") is not None]) > 0
+
+
+def test_html_is_self_contained_escaped_and_has_histograms_and_stacks():
+    page = rp.render_html(make_report())
+    assert not re.search(r"https?://", page)
+    assert not re.search(r"<(link|img|iframe)\b|\bsrc=|@import|url\(", page)
+    assert page.count('<svg class="hist"') == 3              # one per host with audit data
+    assert rp.BAR_COLOR in page
+    assert 'id="fleet"' in page and "sortFleet(" in page
+    assert "&lt;hog&gt;" in page and "<hog>" not in page
+    assert "ipmi_heartbeat" in page and "percpu_rwsem_wait+0x15f" in page
+
+
+def test_markdown_lists_fleet_checks_and_stalls():
+    text = rp.render_markdown(make_report())
+    assert "node2" in text and "p99_wakeup_latency_us | failed" in text
+    assert "D stall 1200.500 ms of corosync[3796] syscall=ioctl, fd=10, file=/dev/watchdog" in text
+
+
+def test_load_documents_names_hosts_from_paths(tmp_path):
+    (tmp_path / "hosts" / "node7").mkdir(parents=True)
+    doc = sched_doc("x", 10.0)
+    del doc["host"], doc["inventory_hostname"]
+    (tmp_path / "hosts" / "node7" / "sched_latency.json").write_text(json.dumps(doc))
+    diag = diagnose_doc("y")
+    del diag["host"]
+    (tmp_path / "hosts" / "node8.json").write_text(json.dumps(diag))
+    docs = rp.load_documents([str(tmp_path / "hosts")])
+    assert sorted(rp.host_name(d) for d in docs) == ["node7", "node8"]
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(rp.ReportError, match="bad.json: cannot read"):
+        rp.load_documents([str(tmp_path / "bad.json")])
+
+
+def test_write_files_reports_only_changed_files(tmp_path):
+    rendered = {"a.txt": "1\n", "b.txt": "2\n"}
+    assert rp.write_files(str(tmp_path / "out"), rendered) == ["a.txt", "b.txt"]
+    assert rp.write_files(str(tmp_path / "out"), rendered) == []
+    assert rp.write_files(str(tmp_path / "out"), {"a.txt": "3\n"}) == ["a.txt"]
