@@ -1,0 +1,110 @@
+"""procfs parsing, priority arithmetic and symbolization (on this test process itself)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+
+STAT_RR = ("3796 (corosync) S 1 3796 3796 0 -1 4194560 1 0 0 0 10 20 0 0 -100 0 7 0 100 1 1 "
+           "0 0 0 0 0 0 0 0 0 0 0 0 0 17 1 99 2 0 0 0 0 0 0 0 0 0 0 0 0 0")
+
+
+def test_parse_stat_with_awkward_comm():
+    stat = procfs.parse_stat(STAT_RR.replace("(corosync)", "(a) b (c)"))
+    assert stat["comm"] == "a) b (c"
+    assert stat["state"] == "S" and stat["priority"] == -100 and stat["rt_priority"] == 99
+    assert stat["policy"] == 2 and stat["num_threads"] == 7 and stat["processor"] == 1
+
+
+def test_priorities_of_the_talks_quiz():
+    # corosync: SCHED_RR priority 99.
+    rr = procfs.priorities(procfs.parse_stat(STAT_RR))
+    assert rr == {"class": "RR", "nice": None, "rtprio": 99, "stat_priority": -100, "kernel_prio": 0,
+                  "pri": 139, "opri": -40, "pri_foo": -120, "pri_bar": -99, "pri_api": 99}
+    normal = procfs.priorities({"priority": 20, "nice": 0, "rt_priority": 0, "policy": 0})
+    assert normal == {"class": "TS", "nice": 0, "rtprio": None, "stat_priority": 20, "kernel_prio": 120,
+                      "pri": 19, "opri": 80, "pri_foo": 0, "pri_bar": 21, "pri_api": -21}
+    assert set(procfs.PRIORITY_EXPLAINED) == set(normal)
+
+
+def test_this_process_facts():
+    facts = procfs.process_facts(os.getpid())
+    assert facts["pid"] == os.getpid() and facts["policy"] == "SCHED_OTHER"
+    assert facts["priorities"]["nice"] == os.nice(0)
+    assert facts["state"] == "R"
+    assert facts["num_threads"] == len(facts["threads"])
+    with open(__file__) as handle:
+        fd = handle.fileno()
+        assert {"fd": fd, "target": os.path.abspath(__file__)} in procfs.fd_targets(os.getpid())
+        assert procfs.fd_target(os.getpid(), fd) == os.path.abspath(__file__)
+
+
+def test_gone_process():
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    with pytest.raises(procfs.ProcessGone):
+        procfs.process_facts(proc.pid)
+    assert procfs.find_pids(pid=proc.pid) == []
+    assert not procfs.process_alive(proc.pid)
+
+
+def test_zombie_is_not_alive():
+    proc = subprocess.Popen(["true"])
+    for _ in range(200):
+        with open("/proc/%d/stat" % proc.pid) as handle:
+            if ") Z " in handle.read():
+                break
+        subprocess.run(["sleep", "0.01"])
+    assert procfs.pid_exists(proc.pid) and not procfs.process_alive(proc.pid)
+    proc.wait()
+
+
+def test_find_pids(tmp_path):
+    proc = subprocess.Popen(["sh", "-c", "sleep 30", str(tmp_path)])
+    try:
+        assert procfs.find_pids(cmdline_regex=r"sleep 30 %s$" % tmp_path) == [proc.pid]
+        assert proc.pid in procfs.find_pids(name="sh")
+        pidfile = tmp_path / "pid"
+        pidfile.write_text("%d\n" % proc.pid)
+        assert procfs.find_pids(pidfile=str(pidfile)) == [proc.pid]
+        pidfile.write_text("garbage")
+        with pytest.raises(ValueError):
+            procfs.find_pids(pidfile=str(pidfile))
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_kernel_stack_and_cgroup_parsing():
+    assert procfs.parse_kernel_stack("[<0>] percpu_rwsem_wait+0x15f/0x1d0\n[<0>] vfs_write+0x3f0/0x450\n") == [
+        "percpu_rwsem_wait+0x15f/0x1d0", "vfs_write+0x3f0/0x450"]
+    assert procfs.parse_cgroup("0::/system.slice/corosync.service\n4:cpu,cpuacct:/\n") == [
+        {"hierarchy": 0, "controllers": [], "path": "/system.slice/corosync.service"},
+        {"hierarchy": 4, "controllers": ["cpu", "cpuacct"], "path": "/"}]
+
+
+def test_parse_maps():
+    maps = procfs.parse_maps("55d1c0a00000-55d1c0a21000 r-xp 00001000 fd:01 131 /usr/bin/x y\n"
+                             "7ffd43928000-7ffd43949000 rw-p 00000000 00:00 0                          [stack]\n")
+    assert maps[0] == (0x55d1c0a00000, 0x55d1c0a21000, "r-xp", 0x1000, "/usr/bin/x y")
+    assert maps[1][4] == "[stack]"
+
+
+def test_symbolize_a_libc_function_of_this_process():
+    import ctypes
+    libc = ctypes.CDLL(None)
+    address = ctypes.cast(libc.getpid, ctypes.c_void_p).value
+    frame = procfs.symbolize(os.getpid(), [address + 4, 8])
+    assert frame[0]["object"] and "libc" in frame[0]["object"]
+    assert frame[0]["symbol"] in ("getpid+0x4", "__getpid+0x4"), frame
+    assert frame[1] == {"address": "0x8", "object": None, "symbol": None}
+
+
+def test_symbolize_a_gone_process():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    with pytest.raises(procfs.ProcessGone):
+        procfs.symbolize(proc.pid, [0x1000])
