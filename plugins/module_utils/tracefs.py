@@ -19,6 +19,7 @@ import glob
 import os
 import re
 import subprocess
+import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
 
@@ -338,11 +339,17 @@ class Instance:
         if self.name is None or not self.exists():
             return
         self.reset_events()
-        try:
-            os.rmdir(self.path())
-        except OSError as exc:
-            raise TracefsError("cannot remove %s at %s: %s (is a process still reading its trace_pipe?)"
-                               % (self.label, self.path(), os.strerror(exc.errno)))
+        # EBUSY while any process has a file of the instance open, even for a
+        # moment (a concurrent reader, a snapshot): retry briefly before failing.
+        for attempt in range(20):
+            try:
+                os.rmdir(self.path())
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or attempt == 19:
+                    raise TracefsError("cannot remove %s at %s: %s (is a process still reading its trace_pipe?)"
+                                       % (self.label, self.path(), os.strerror(exc.errno)))
+                time.sleep(0.1)
 
     def reset_events(self):
         """Remove triggers and filters of every event here and disable them."""

@@ -75,11 +75,13 @@ def test_event_pids_follow_a_real_process(tracefs, run_module, unique_name):
 
 @pytest.mark.parametrize("bad", ["a/b", "..", "has space", "new\nline", ""])
 def test_bad_instance_names_change_nothing(tracefs, run_module, bad):
-    before = tracefs.list_instances()
+    before = set(tracefs.list_instances())
     result = run_module("fleettrace.tracefs.instance", {"name": bad})
     assert result.get("failed") is True
     assert "instance name" in result["msg"]
-    assert tracefs.list_instances() == before
+    # Other test runs may create instances meanwhile; none may look like ours.
+    created = set(tracefs.list_instances()) - before
+    assert not [n for n in created if n in (bad, "a", "b", "has", "new") or not n.startswith("fleettrace_")]
 
 
 def test_unknown_option_and_clock_fail_before_any_write(tracefs, run_module, unique_name):
@@ -313,8 +315,11 @@ def test_step4_catches_a_real_d_state_stall_with_its_stack(tracefs, run_playbook
             writer.wait()
             removed = run_playbook(REMOVE, extra_vars=extra)
     assert removed.rc == 0
+    # set_event_pid keeps a switch when either side is watched: the writer's own
+    # switches out are the ones that matter, and the filter keeps only D.
     switches = [line for line in trace.splitlines() if "sched_switch:" in line]
-    assert switches, trace[-3000:]
-    assert all("prev_state=D" in line and "prev_pid=%d " % writer.pid in line for line in switches), switches
+    writer_out = [line for line in switches if "prev_pid=%d " % writer.pid in line]
+    assert writer_out, trace[-3000:]
+    assert all("prev_state=D" in line for line in switches), switches
     assert "<stack trace>" in trace
     assert "percpu_rwsem" in trace or "sb_start_write" in trace, trace[-3000:]
