@@ -155,7 +155,9 @@ class Tracefs:
                 "uprobes": os.path.exists(self.path("uprobe_events")),
                 "kprobes": os.path.exists(self.path("kprobe_events")),
                 "dynamic_events": os.path.exists(self.path("dynamic_events")),
-                "hist_triggers": "hist:" in readme or "hist trigger" in readme.lower(),
+                # CONFIG_HIST_TRIGGERS adds "hist trigger" to README and a hist file per event.
+                "hist_triggers": "hist trigger" in readme or os.path.exists(
+                    self.path("events", "sched", "sched_switch", "hist")),
                 "instances": os.path.isdir(self.path("instances")),
                 "error_log": os.path.exists(self.path("error_log")),
                 "snapshot": os.path.exists(self.path("snapshot")),

@@ -140,7 +140,7 @@ def test_features_without_kprobes_and_hist(tmp_path):
 
 
 def test_features_detect_hist_and_kprobes(tmp_path):
-    fs = Tracefs(make_fake_tracefs(str(tmp_path), readme="\t\t    hist trigger\n  hist:keys=<field1>", kprobes=True))
+    fs = Tracefs(make_fake_tracefs(str(tmp_path), readme="      hist trigger\t- If set, event hits are aggregated", kprobes=True))
     assert fs.features()["hist_triggers"] and fs.features()["kprobes"]
 
 
