@@ -1,0 +1,147 @@
+"""fleettrace.tracefs.uprobe through Ansible on the real tracefs."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
+import programs  # noqa: E402
+
+REPORT = programs.marker_line("report") - programs.decl_line("compute")
+SCALE_RESULT = programs.marker_line("scale_result") - programs.decl_line("scale")
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("uprobe_module"))
+
+
+def our_lines(tracefs, group):
+    return [u.line() for u in tracefs.list_uprobes() if u.group == group]
+
+
+def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, unique_name, cc, build_dir, tmp_path):
+    binary = programs.build(cc, build_dir, "demo_O2")
+    group = unique_name("grp")
+    cache = tmp_path / "cache"
+    spec = "compute:%d total k o->in->z[2] gcount" % REPORT
+    args = {"binary": binary, "spec": spec, "group": group}
+    play = """
+    - hosts: localhost
+      gather_facts: false
+      tasks:
+        - name: check
+          fleettrace.tracefs.uprobe: %(args)s
+          check_mode: true
+          diff: true
+        - name: look after check
+          ansible.builtin.command: cat /sys/kernel/tracing/uprobe_events
+          changed_when: false
+        - name: present
+          fleettrace.tracefs.uprobe: %(args)s
+        - name: again
+          fleettrace.tracefs.uprobe: %(args)s
+        - name: check again
+          fleettrace.tracefs.uprobe: %(args)s
+          check_mode: true
+    """ % {"args": repr(args)}
+    env = {"FLEETTRACE_RESOLVER_CACHE": str(cache)}
+    try:
+        result = run_playbook(play, env=env)
+        check = result.task("check")
+        assert not check.get("failed"), check
+        assert check["changed"] is True
+        expected = "p:%s/compute_L%d %s:0x" % (group, REPORT, binary)
+        assert check["definitions"][0].startswith(expected)
+        assert check["events"] == ["compute_L%d" % REPORT]
+        assert check["build_id"] == dwarf_debuginfo.read_build_id(binary)
+        assert check["diff"]["before"] == "" and check["definitions"][0] in check["diff"]["after"]
+        assert [v["name"] for v in check["variables"]] == ["total", "k", "z", "gcount"]
+        assert group not in result.task("look after check")["stdout"]       # check mode wrote nothing
+        present, again = result.task("present"), result.task("again")
+        assert present["changed"] is True and present["definitions"] == check["definitions"]
+        assert again["changed"] is False and result.task("check again")["changed"] is False
+        # Only the real run wrote the cache, once.
+        assert len([f for _d, _s, files in os.walk(str(cache)) for f in files]) == 1
+        installed = our_lines(tracefs, group)
+        assert len(installed) == 1 and "total=" in installed[0]
+
+        # Runtime truth through the installed probe.
+        inst = tracefs.instance(unique_name("inst"))
+        try:
+            inst.create()
+            inst.event(group, present["events"][0]).set_enabled(True)
+            out = subprocess.run([binary, "2"], stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+            trace = inst.read("trace")
+        finally:
+            inst.remove()
+        truth = re.findall(r"compute k=(\d+) total=(\d+) .* z2=(\d+) .* gcount=(\d+)", out)
+        traced = re.findall(r"total=(\d+) k=(\d+) z=(\d+) gcount=(\d+)", trace)
+        assert truth and sorted((k, t, z, g) for t, k, z, g in traced) == sorted(truth)
+    finally:
+        absent = run_playbook("""
+        - hosts: localhost
+          gather_facts: false
+          tasks:
+            - name: absent
+              fleettrace.tracefs.uprobe: %(args)s
+            - name: absent again
+              fleettrace.tracefs.uprobe: %(args)s
+        """ % {"args": repr(dict(args, state="absent"))}, env=env)
+    assert absent.task("absent")["changed"] is True
+    assert absent.task("absent again")["changed"] is False
+    assert our_lines(tracefs, group) == []
+
+
+def test_refusals_change_nothing(run_playbook, tracefs, unique_name, cc, build_dir):
+    o0 = programs.build(cc, build_dir, "demo_O0")
+    o2 = programs.build(cc, build_dir, "demo_O2")
+    group = unique_name("grp")
+    resolved = dwarf_resolver.resolve(o0, "compute")["definitions"][0]
+    good = re.sub(r"^p:\S+/\S+", "p:%s/good" % group, resolved)
+    cases = {
+        "missing binary": {"binary": "/nonexistent/prog", "spec": "main"},
+        "unknown function": {"binary": o2, "spec": "no_such_function"},
+        "shared line": {"binary": o2, "spec": "scale:%d" % (SCALE_RESULT - 1)},
+        "optimized out": {"binary": o2, "spec": "scale:%d result" % SCALE_RESULT},
+        "no member": {"binary": o2, "spec": "compute:%d o->nosuch" % REPORT},
+        "inside an instruction": {"binary": o0, "spec": "compute+1"},
+        "wrong build": {"definition": [good], "build_id": "00" * 20},
+        "kernel refuses second line": {"definition": [good, good.replace("/good ", "/bad ") + " x=%nosuchreg"]},
+        "bad group": {"binary": o2, "spec": "compute", "group": "a/b"},
+    }
+    tasks = []
+    for name, args in cases.items():
+        args = dict(args)
+        if "group" not in args and "definition" not in args:
+            args["group"] = group
+        tasks.append({"name": name, "fleettrace.tracefs.uprobe": args, "ignore_errors": True})
+        play = json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n"
+    try:
+        result = run_playbook(play)
+        messages = dict((name, result.task(name)) for name in cases)
+    finally:
+        for line in our_lines(tracefs, group):
+            tracefs.remove_uprobe(group, line.split()[0].split("/")[1])
+    for name, task in messages.items():
+        assert task.get("failed"), (name, task)
+        assert task["changed"] is False, (name, task)
+    msg = dict((name, task["msg"]) for name, task in messages.items())
+    assert "does not exist" in msg["missing binary"]
+    assert "no_such_function not found" in msg["unknown function"]
+    assert "Please try to probe at scale:0 instead" in msg["shared line"]
+    assert "optimized out" in msg["optimized out"] and "available at line" in msg["optimized out"]
+    assert "has no member 'nosuch'" in msg["no member"] and "members: a, in" in msg["no member"]
+    assert "force: true" in msg["inside an instruction"]
+    assert "different build" in msg["wrong build"]
+    assert "nosuchreg" in msg["kernel refuses second line"] or "error_log" in msg["kernel refuses second line"]
+    assert "already added were removed" in msg["kernel refuses second line"]
+    assert "a/b" in msg["bad group"]
+    assert our_lines(tracefs, group) == []
