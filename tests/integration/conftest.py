@@ -36,3 +36,70 @@ def ssh_inventory(loopback_sshd, tmp_path):
     subprocess.run(["bash", SSH_LOOPBACK, "inventory", str(SSH_HOSTS), path], check=True,
                    stdout=subprocess.PIPE, timeout=60)
     yield path
+
+
+class DemoDaemon:
+    """The bundled demo daemon, its heartbeat file on a loop-mounted ext4, and a fault injector."""
+
+    def __init__(self, workdir, cc):
+        self.workdir = workdir
+        self.binary = os.path.join(workdir, "demo_daemon")
+        self.mnt = os.path.join(workdir, "mnt")
+        self.heartbeat = os.path.join(self.mnt, "heartbeat.log")
+        self.image = os.path.join(workdir, "fs.img")
+        self.log = os.path.join(workdir, "daemon.log")
+        self.proc = None
+        self.injector = None
+        subprocess.run([cc, "-g", "-O2", "-o", self.binary,
+                        os.path.join(REPO, "tests", "programs", "demo", "demo_daemon.c")], check=True)
+
+    def start(self, period_ms=100, threshold_ms=400):
+        os.makedirs(self.mnt)
+        subprocess.run(["truncate", "-s", "16M", self.image], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", self.image], check=True)
+        subprocess.run(["mount", "-o", "loop", self.image, self.mnt], check=True)
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([self.binary, self.heartbeat, str(period_ms), str(threshold_ms)], stderr=log)
+        return self.proc.pid
+
+    def inject_faults(self, freeze_ms=1000, pause_ms=2500, count=0):
+        self.injector = subprocess.Popen(
+            ["bash", os.path.join(REPO, "tests", "programs", "demo", "fault_injector.sh"), self.mnt,
+             str(freeze_ms), str(pause_ms), str(count)], stdout=subprocess.DEVNULL)
+
+    def late_ticks_ms(self):
+        """The delays the daemon itself measured and logged ("not scheduled for N ms")."""
+        import re
+        with open(self.log) as log:
+            return [float(m) for m in re.findall(r"not scheduled for ([0-9.]+) ms", log.read())]
+
+    def stop(self):
+        if self.injector is not None and self.injector.poll() is None:
+            self.injector.terminate()
+            self.injector.wait(timeout=30)
+        subprocess.run(["fsfreeze", "-u", self.mnt], stderr=subprocess.DEVNULL)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        if os.path.ismount(self.mnt):
+            subprocess.run(["umount", self.mnt], check=True)
+
+
+@pytest.fixture
+def demo_daemon(tmp_path, cc):
+    """A built (not yet started) demo daemon; stopped, thawed and unmounted afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("the demo daemon's frozen file system needs root")
+    os.makedirs(str(tmp_path / "demo"))
+    demo = DemoDaemon(str(tmp_path / "demo"), cc)
+    try:
+        yield demo
+    finally:
+        demo.stop()
+
+
+def read_summary(results_dir, run_id, label="corosync"):
+    """summary.json of one run of diagnose-corosync.yml."""
+    import json
+    with open(os.path.join(results_dir, "%s-%s" % (label, run_id), "summary.json")) as handle:
+        return json.load(handle)
