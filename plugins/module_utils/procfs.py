@@ -43,7 +43,8 @@ PRIORITY_EXPLAINED = {
     "nice": "nice value -20..19; only meaningful for SCHED_OTHER/BATCH (ps shows '-' for real-time tasks, here null)",
     "rtprio": "real-time priority 1..99 for SCHED_FIFO/RR (higher runs first); null for other policies",
     "stat_priority": "field 18 of /proc/PID/stat: 20+nice for normal tasks, -1-rtprio for real-time ones (ps 'priority')",
-    "kernel_prio": "the kernel's task->prio 0..139 (lower runs first): 120+nice, or 99-rtprio for real-time; what sched_switch prints as prev_prio/next_prio (ps 'pri_baz')",
+    "kernel_prio": ("the kernel's task->prio 0..139 (lower runs first): 120+nice, or 99-rtprio for real-time; "
+                    "what sched_switch prints as prev_prio/next_prio (ps 'pri_baz')"),
     "pri": "ps 'pri' = 39 - stat_priority (higher runs first; 19 for nice 0, 40+rtprio for real-time)",
     "opri": "ps 'opri' and the PRI column of 'ps -l' = 60 + stat_priority (80 for nice 0)",
     "pri_foo": "ps 'pri_foo' = stat_priority - 20 (equals nice for normal tasks)",

@@ -126,6 +126,7 @@ attributes:
     description: Checks that the instance exists and reports what it would do; arms and reads nothing.
   diff_mode:
     support: none
+    description: Nothing to compare; the result describes the capture.
 notes:
   - Needs root (C(become=true)).
   - Returns C(changed=true) after a real capture, because the buffer was cleared and C(tracing_on) toggled.

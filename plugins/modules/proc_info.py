@@ -63,6 +63,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Read-only; there is nothing to diff.
 notes:
   - Run with C(become=true) to see other users' fds and kernel stacks.
   - The C(ps) priority columns are explained in RV(priority_legend).
