@@ -1,0 +1,53 @@
+"""fleettrace.tracefs.probe_info through Ansible, compared with `perf probe -L / -V`."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
+import programs  # noqa: E402
+
+REPORT = programs.marker_line("report") - programs.decl_line("compute")
+
+
+def test_lines_and_variables(run_playbook, tracefs, cc, tmp_path):
+    binary = programs.build(cc, str(tmp_path), "demo_O2")
+    tasks = [
+        {"name": "lines", "fleettrace.tracefs.probe_info": {"binary": binary, "function": "compute"}},
+        {"name": "variables", "fleettrace.tracefs.probe_info": {"binary": binary, "spec": "compute:%d" % REPORT}},
+        {"name": "unknown", "fleettrace.tracefs.probe_info": {"binary": binary, "function": "nope"},
+         "ignore_errors": True},
+    ]
+    before = [u.line() for u in tracefs.list_uprobes()]
+    result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n",
+                          check=True)
+    lines, variables, unknown = result.task("lines"), result.task("variables"), result.task("unknown")
+    assert [u.line() for u in tracefs.list_uprobes()] == before
+    assert lines["changed"] is False and variables["changed"] is False
+    report = [l for l in lines["lines"] if l["relative_line"] == REPORT]
+    assert report and report[0]["probeable"] and "MARK:report" in report[0]["source"]
+    assert report[0]["line"] == programs.marker_line("report")
+    assert lines["decl_line"] == programs.decl_line("compute")
+    by_name = dict((v["name"], v) for v in variables["variables"])
+    assert by_name["k"]["fetcharg"] == "k=%si:s32" and by_name["k"]["type"] == "int"
+    assert by_name["k"]["kind"] == "parameter" and by_name["k"]["location"] == "register %si"
+    assert by_name["o"]["available"] is False and "o->field" in by_name["o"]["reason"]
+    assert by_name["total"]["type"] == "long int" and by_name["total"]["available"]
+    assert unknown.get("failed") and "nope not found" in unknown["msg"]
+    perf = shutil.which("perf")
+    if perf:
+        listing = subprocess.run([perf, "probe", "-x", binary, "-L", "compute"], stdout=subprocess.PIPE,
+                                 universal_newlines=True).stdout
+        perf_lines = [int(m) for m in re.findall(r"^\s+(\d+)\s", listing, re.M)]
+        assert perf_lines == [l["relative_line"] for l in lines["lines"]]
+        shown = subprocess.run([perf, "probe", "-x", binary, "-V", "compute:%d" % REPORT], stdout=subprocess.PIPE,
+                               universal_newlines=True).stdout
+        perf_vars = set(re.findall(r"\t\t.*\s(\w+)$", shown, re.M))
+        # perf -V lists only what it believes it can fetch; `o` it gets wrong (see test_uprobe_runtime).
+        assert perf_vars - {"o"} == set(n for n, v in by_name.items() if v["available"])
+        assert by_name["i"]["available"] is False and "optimized out" in by_name["i"]["reason"]
