@@ -23,11 +23,10 @@ def test_lines_and_variables(run_playbook, tracefs, cc, tmp_path):
         {"name": "unknown", "fleettrace.tracefs.probe_info": {"binary": binary, "function": "nope"},
          "ignore_errors": True},
     ]
-    before = [u.line() for u in tracefs.list_uprobes()]
     result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n",
                           check=True)
     lines, variables, unknown = result.task("lines"), result.task("variables"), result.task("unknown")
-    assert [u.line() for u in tracefs.list_uprobes()] == before
+    assert not [u for u in tracefs.list_uprobes() if binary in u.place]        # read-only
     assert lines["changed"] is False and variables["changed"] is False
     report = [l for l in lines["lines"] if l["relative_line"] == REPORT]
     assert report and report[0]["probeable"] and "MARK:report" in report[0]["source"]
