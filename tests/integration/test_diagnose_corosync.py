@@ -1,0 +1,213 @@
+"""diagnose-corosync.yml against a real corosync built from Debian's source, stalled for real.
+
+A single-node corosync runs on loopback with its state directory on a
+loop-mounted ext4.  The test freezes that file system and asks corosync to
+dump its flight recorder there (corosync-cmapctl): corosync's main loop then
+blocks in D state (mnt_want_write -> percpu_rwsem_wait) and its scheduler-pause
+timer fires late, exactly the "not scheduled for N ms" of the story.
+"""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.conftest import REPO, ansible_env
+
+TOKEN_MS = 1000  # corosync warns at 0.8 x token = 800 ms
+
+COROSYNC_CONF = """\
+totem {
+  version: 2
+  cluster_name: fleettrace
+  transport: knet
+  token: %(token)d
+  crypto_cipher: none
+  crypto_hash: none
+}
+nodelist {
+  node {
+    ring0_addr: 127.0.0.1
+    name: node1
+    nodeid: 1
+  }
+}
+quorum {
+  provider: corosync_votequorum
+}
+logging {
+  to_logfile: yes
+  logfile: %(log)s
+  to_syslog: no
+  to_stderr: no
+  timestamp: on
+}
+system {
+  state_dir: %(state)s
+}
+"""
+
+
+@pytest.fixture(scope="session")
+def corosync_prefix():
+    if os.geteuid() != 0:
+        pytest.skip("building and running corosync needs root")
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-corosync.sh")], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=1800)
+    if proc.returncode != 0:
+        pytest.skip("corosync could not be built from Debian's source package (scripts/build-corosync.sh):\n"
+                    + proc.stderr[-3000:])
+    return proc.stdout.strip().splitlines()[-1]
+
+
+class Corosync:
+    def __init__(self, prefix, workdir):
+        self.prefix = prefix
+        self.binary = os.path.join(prefix, "sbin", "corosync")
+        self.cmapctl = os.path.join(prefix, "sbin", "corosync-cmapctl")
+        self.workdir = workdir
+        self.state = os.path.join(workdir, "state")
+        self.log = os.path.join(workdir, "corosync.log")
+        self.conf = os.path.join(workdir, "corosync.conf")
+        self.proc = None
+        self._stop = threading.Event()
+        self._staller = None
+        self.stalls = 0
+
+    def start(self):
+        os.makedirs(self.state)
+        image = os.path.join(self.workdir, "state.img")
+        subprocess.run(["truncate", "-s", "16M", image], check=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
+        subprocess.run(["mount", "-o", "loop", image, self.state], check=True)
+        with open(self.conf, "w") as handle:
+            handle.write(COROSYNC_CONF % {"token": TOKEN_MS, "log": self.log, "state": self.state})
+        self.proc = subprocess.Popen([self.binary, "-f", "-c", self.conf], cwd=self.workdir,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError("corosync exited with %s; log:\n%s" % (self.proc.returncode, self.read_log()))
+            if self.cmap("-g", "runtime.config.totem.token").returncode == 0:
+                return
+            time.sleep(0.5)
+        raise AssertionError("corosync did not answer corosync-cmapctl in 60 s; log:\n" + self.read_log())
+
+    def cmap(self, *args):
+        return subprocess.run([self.cmapctl] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True, timeout=60)
+
+    def read_log(self):
+        try:
+            with open(self.log) as handle:
+                return handle.read()
+        except IOError:
+            return ""
+
+    def stall_repeatedly(self, freeze_s=2.0, pause_s=2.0):
+        """Freeze the state dir and make corosync write there, again and again, in a thread."""
+        def loop():
+            while not self._stop.is_set():
+                subprocess.run(["fsfreeze", "-f", self.state], check=True)
+                # The flight-data dump runs in corosync's main loop and opens a file in state_dir.
+                dump = subprocess.Popen([self.cmapctl, "-s", "runtime.blackbox.dump_flight_data", "str", "yes"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                self._stop.wait(freeze_s)
+                subprocess.run(["fsfreeze", "-u", self.state])
+                dump.wait(timeout=60)
+                self.stalls += 1
+                self._stop.wait(pause_s)
+        self._staller = threading.Thread(target=loop, daemon=True)
+        self._staller.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._staller is not None:
+            self._staller.join(timeout=60)
+        subprocess.run(["fsfreeze", "-u", self.state], stderr=subprocess.DEVNULL)
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        if os.path.ismount(self.state):
+            subprocess.run(["umount", self.state], check=True)
+
+
+@pytest.fixture
+def corosync(corosync_prefix, tmp_path):
+    node = Corosync(corosync_prefix, str(tmp_path / "corosync"))
+    os.makedirs(node.workdir)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.stop()
+
+
+def wait_armed(run_id, proc, timeout=300):
+    """Until a private instance of this run records (tracing_on 1), or the playbook ended."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        for path in glob.glob("/sys/kernel/tracing/instances/fleettrace_%s_*/tracing_on" % run_id):
+            try:
+                with open(path) as handle:
+                    if handle.read().strip() == "1":
+                        return True
+            except IOError:
+                pass
+        time.sleep(0.2)
+    return False
+
+
+def test_diagnose_corosync_explains_a_real_stall(corosync, tmp_path, run_token):
+    run_id = "%s_corosync" % run_token
+    results = str(tmp_path / "results")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                         % os.path.join(REPO, ".venv", "bin", "python"))
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+           os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
+           "-e", json.dumps({"diagnose_corosync_binary": corosync.binary, "diagnose_timeout": 120,
+                             "diagnose_results_dir": results, "diagnose_run_id": run_id})]
+    out = open(str(tmp_path / "playbook.log"), "w+")
+    playbook = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        armed = wait_armed(run_id, playbook)
+        corosync.stall_repeatedly()
+        playbook.wait(timeout=600)
+    finally:
+        if playbook.poll() is None:
+            playbook.kill()
+            playbook.wait()
+        corosync.stop()
+    out.seek(0)
+    output = out.read()
+    assert armed, "the playbook never armed tracing:\n" + output[-5000:]
+    assert playbook.returncode == 0, output[-5000:]
+
+    with open(os.path.join(results, "corosync-%s" % run_id, "summary.json")) as handle:
+        summary = json.load(handle)
+    host = summary["hosts"][0]
+    assert host["host"] == "localhost"
+    # The threshold came from the running corosync: 0.8 x runtime.config.totem.token.
+    assert host["threshold"] == int(TOKEN_MS * 0.8 * 1000000)
+    assert host["threshold_reached"] is True, host
+    assert host["target"]["comm"] == "corosync" and host["target"]["policy"] == "SCHED_RR"
+    stall = host["findings"][0]
+    assert stall["state"] == "D", stall
+    assert any(frame.startswith("percpu_rwsem_wait") for frame in stall["kernel_stack"]), stall["kernel_stack"]
+    assert stall["syscall"] is not None and stall["syscall"]["name"] in ("openat", "write"), stall["syscall"]
+    assert stall["value"] >= host["threshold"]
+    # Runtime truth: corosync itself logged this very delay (its %0.4f of a float).
+    logged = [float(ms) for ms in re.findall(r"not scheduled \(@\d+\) for ([0-9.]+) ms", corosync.read_log())]
+    assert any(abs(ms - stall["value"] / 1e6) < 0.05 for ms in logged), (stall["value"], logged)
+    # The summary printed at the end of the play says the same.
+    assert re.search(r"stall 1: not scheduled for [0-9.]+ ms; D state in (openat|write)\(", output), output[-3000:]
