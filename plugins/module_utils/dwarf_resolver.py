@@ -113,38 +113,67 @@ class Resolution:
 
 # -- symbol table ---------------------------------------------------------------
 class SymbolTable:
-    """Function symbols of an ELF, read with struct (pyelftools is slow on big tables)."""
+    """Symbols of an ELF, looked up by name without decoding every name.
+
+    The string table is searched for the name first; only entries pointing
+    at one of its offsets are decoded (pyelftools builds all symbols, which
+    takes long on big libraries).
+    """
 
     def __init__(self, headers):
-        self.functions = {}       # name -> [(vaddr, size)]
-        self.objects = {}         # name -> [(vaddr, size)]
-        for table, strings in ((".symtab", ".strtab"), (".dynsym", ".dynstr")):
-            data = headers.section_bytes(table)
-            names = headers.section_bytes(strings)
-            if not data or not names:
-                continue
+        self.headers = headers
+        self._tables = None
+        self._starts = None
+
+    def _load(self):
+        if self._tables is None:
+            self._tables = []
+            headers = self.headers
             fmt = headers.endian + ("IBBHQQ" if headers.is64 else "IIIBBH")
             size = struct.calcsize(fmt)
-            for entry in struct.iter_unpack(fmt, data[:len(data) - len(data) % size]):
-                if headers.is64:
-                    st_name, st_info, _other, shndx, value, sym_size = entry
-                else:
-                    st_name, value, sym_size, st_info, _other, shndx = entry
-                kind = st_info & 0xf
-                if kind not in (1, 2) or shndx == 0 or not st_name:
-                    continue
-                name = names[st_name:names.index(b"\0", st_name)].decode("utf-8", "replace")
-                target = self.functions if kind == 2 else self.objects
-                place = (value, sym_size)
-                bucket = target.setdefault(name.split("@")[0], [])
-                if place not in bucket:
-                    bucket.append(place)
-            if self.functions:
+            for table, strings in ((".symtab", ".strtab"), (".dynsym", ".dynstr")):
+                data = headers.section_bytes(table)
+                names = headers.section_bytes(strings)
+                if data and names:
+                    entries = list(struct.iter_unpack(fmt, data[:len(data) - len(data) % size]))
+                    if not headers.is64:    # to the 64-bit field order
+                        entries = [(n, i, o, x, v, sz) for n, v, sz, i, o, x in entries]
+                    self._tables.append((entries, names))
+        return self._tables
+
+    def _lookup(self, name, kinds):
+        wanted = name.encode("utf-8") + b"\0"
+        places = []
+        for entries, names in self._load():
+            offsets = set()
+            position = names.find(wanted)
+            while position >= 0:
+                offsets.add(position)
+                position = names.find(wanted, position + 1)
+            if not offsets:
+                continue
+            for st_name, st_info, _other, shndx, value, sym_size in entries:
+                if st_name in offsets and (st_info & 0xf) in kinds and shndx != 0:
+                    if (value, sym_size) not in places:
+                        places.append((value, sym_size))
+            if places:
                 break
-        starts = sorted((v, s) for places in self.functions.values() for v, s in places)
-        self._starts = [v for v, _s in starts]
+        return places
+
+    def function(self, name):
+        """[(vaddr, size)] of FUNC symbols named ``name``."""
+        return self._lookup(name, (2, 10))       # STT_FUNC, STT_GNU_IFUNC
+
+    def data_object(self, name):
+        return self._lookup(name, (1,))           # STT_OBJECT
+
+    def has_functions(self):
+        return any(entries for entries, _names in self._load())
 
     def is_function_start(self, address):
+        if self._starts is None:
+            self._starts = sorted(set(e[4] for entries, _n in self._load() for e in entries
+                                      if (e[1] & 0xf) == 2 and e[3] != 0))
         index = bisect.bisect_left(self._starts, address)
         return index < len(self._starts) and self._starts[index] == address
 
@@ -190,7 +219,7 @@ class Resolver:
     def symbols(self):
         if self._symbols is None:
             self._symbols = SymbolTable(self.info.binary)
-            if not self._symbols.functions and self.info.debug is not self.info.binary:
+            if not self._symbols.has_functions() and self.info.debug is not self.info.binary:
                 self._symbols = SymbolTable(self.info.debug)
         return self._symbols
 
@@ -288,28 +317,92 @@ class Resolver:
     def find_function(self, name, source=None):
         """``(cu, subprogram_die)`` list of concrete (out-of-line) copies of ``name``."""
         found = []
-        for vaddr, _size in self.symbols.functions.get(name, []):
+        for vaddr, _size in self.symbols.function(name):
             offset = self.cu_offset_for_address(vaddr)
             if offset is None:
                 continue
             cu = self.cu_at(offset)
             if source and not self._cu_matches(cu, source):
                 continue
-            for die in self._iter_subprograms(cu):
-                if dwarf_types.name_of(die) == name and self.die_contains(die, vaddr):
-                    if all(d.offset != die.offset for _c, d in found):
-                        found.append((cu, die))
-                    break
+            die = self.subprogram_at(cu, vaddr)
+            if die is not None and dwarf_types.name_of(die) == name:
+                if all(d.offset != die.offset for _c, d in found):
+                    found.append((cu, die))
         if found:
             return found
-        # Not in the symbol table (static in a stripped binary, or inlined only): walk the CUs.
+        # Not in the symbol table (static in a stripped binary, or inlined only): search the
+        # CUs' top-level DIEs, but only when the name is in the string tables at all.
+        if not self._name_in_debug_strings(name):
+            return found
+        inlined_only = False
         for cu in self.dwarf.iter_CUs():
             if source and not self._cu_matches(cu, source):
                 continue
-            for die in self._iter_subprograms(cu):
-                if dwarf_types.name_of(die) == name and self.die_ranges(die):
+            for info in self.top_level(cu) or []:
+                if info["tag"] != "DW_TAG_subprogram" or (info.get("DW_AT_name") or (None,))[0] != name:
+                    continue
+                die = self.die_at(cu, info["offset"])
+                if self.die_ranges(die):
                     found.append((cu, die))
+                elif "DW_AT_inline" in info:
+                    inlined_only = True
+        if not found and inlined_only:
+            raise ResolveError("function %s exists only as inlined copies (no out-of-line code) in %s; probe a "
+                               "line of its callers instead (FILE.c:LINE of the call)" % (name, self.binary))
         return found
+
+    def _name_in_debug_strings(self, name):
+        wanted = name.encode("utf-8") + b"\0"
+        for section in (".debug_str", ".debug_info"):
+            data = self._section(section)
+            if data and wanted in data:
+                return True
+        return False
+
+    def _section(self, name):
+        key = ("section", name)
+        if key not in self._cu_cache:
+            self._cu_cache[key] = self.info.debug.section_bytes(name) or b""
+        return self._cu_cache[key]
+
+    def top_level(self, cu):
+        """Skimmed top-level DIEs of a CU (see dwarf_skim), or None when skimming failed."""
+        key = ("top", cu.cu_offset)
+        if key not in self._cu_cache:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_skim
+            try:
+                skimmer = dwarf_skim.TopLevelSkimmer(self.dwarf, cu, self._section(".debug_str"),
+                                                     self._section(".debug_line_str"))
+                infos = list(skimmer.top_level())
+                for info in infos:
+                    info["range"] = dwarf_skim.die_range(info)
+            except (dwarf_skim.SkimError, IndexError, KeyError, ValueError, struct.error):
+                infos = None
+            self._cu_cache[key] = infos
+        return self._cu_cache[key]
+
+    def die_at(self, cu, offset):
+        return self.dwarf.get_DIE_from_refaddr(offset, cu)
+
+    def subprogram_at(self, cu, address):
+        """The top-level subprogram DIE whose code contains ``address``."""
+        infos = self.top_level(cu)
+        if infos is None:
+            for die in self._iter_subprograms(cu):
+                if self.die_contains(die, address):
+                    return die
+            return None
+        for info in infos:
+            if info["tag"] != "DW_TAG_subprogram":
+                continue
+            rng = info["range"]
+            if rng is not None and rng[0] <= address < rng[1]:
+                return self.die_at(cu, info["offset"])
+            if rng is None and "DW_AT_ranges" in info:
+                die = self.die_at(cu, info["offset"])
+                if self.die_contains(die, address):
+                    return die
+        return None
 
     def _cu_matches(self, cu, source):
         name = dwarf_types.name_of(cu.get_top_DIE()) or ""
@@ -336,7 +429,13 @@ class Resolver:
             return cached
         program = self.dwarf.line_program_for_CU(cu)
         rows = []
-        if program is not None:
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_skim
+        try:
+            rows = dwarf_skim.decode_line_rows(program, cu["version"]) if program is not None else []
+            fast = True
+        except (dwarf_skim.SkimError, IndexError, KeyError, struct.error):
+            rows, fast = [], False
+        if program is not None and not fast:
             for entry in program.get_entries():
                 state = entry.state
                 if state is None:
@@ -350,13 +449,10 @@ class Resolver:
 
     def _scope_chain(self, cu, address):
         """DIEs from the subprogram down to the innermost block containing ``address``."""
-        top = cu.get_top_DIE()
         chain = []
-        candidates = list(self._iter_subprograms(cu))
-        for die in candidates:
-            if self.die_contains(die, address):
-                chain.append(die)
-                break
+        subprogram = self.subprogram_at(cu, address)
+        if subprogram is not None:
+            chain.append(subprogram)
         if not chain:
             return chain
         descended = True
@@ -367,7 +463,6 @@ class Resolver:
                     chain.append(child)
                     descended = True
                     break
-        del top
         return chain
 
     def _inlined_entries(self, die, out):
@@ -390,18 +485,35 @@ class Resolver:
                 addresses.add(address)
         # Entry rows: perf adds (decl_line, entry pc) for each function and
         # (call_line, entry pc) for each inlined call in the CU.
-        for die in self._iter_subprograms(cu):
-            pc = self.entry_pc(die)
-            if pc is None:
+        infos = self.top_level(cu)
+        if infos is None:
+            subprograms = [(die, None) for die in self._iter_subprograms(cu)]
+        else:
+            subprograms = [(None, info) for info in infos if info["tag"] == "DW_TAG_subprogram"
+                           and (info["range"] is not None or "DW_AT_ranges" in info)]
+        for die, info in subprograms:
+            if info is not None and "DW_AT_decl_line" in info and "DW_AT_decl_file" in info:
+                if info["DW_AT_decl_line"][0] != line or not file_matches(table.file_name(info["DW_AT_decl_file"][0])):
+                    continue
+            elif info is not None and "DW_AT_abstract_origin" not in info and "DW_AT_specification" not in info:
                 continue
+            die = die if die is not None else self.die_at(cu, info["offset"])
             decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
             decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
-            if decl_line is not None and decl_line.value == line and decl_file is not None \
+            pc = self.entry_pc(die)
+            if pc is not None and decl_line is not None and decl_line.value == line and decl_file is not None \
                     and file_matches(table.file_name(decl_file.value)):
                 addresses.add(pc)
+        # Inlined calls can only name this line inside the functions that hold its code.
+        scopes = {}
+        for address in list(addresses) + ([self.entry_pc(function_die)] if function_die is not None else []):
+            die = self.subprogram_at(cu, address) if address is not None else None
+            if die is not None:
+                scopes[die.offset] = die
+        if function_die is not None:
+            scopes[function_die.offset] = function_die
+        for die in scopes.values():
             inlined = []
-            if function_die is not None and die.offset != function_die.offset:
-                continue
             self._inlined_entries(die, inlined)
             for pc_inline, child in inlined:
                 call_line = child.attributes.get("DW_AT_call_line")
@@ -508,64 +620,63 @@ class Resolver:
         ops = self._location_ops(die, "DW_AT_location", address, cu)
         return dwarf_location.translate(ops, self._frame_base(subprogram, cu), address)
 
-    def find_variable(self, name, cu, chain, address):
-        """(die, kind) of a variable visible at address: locals first, then CU globals."""
-        function_scope = None
-        for die in chain:
-            if die.tag in _FUNCTION_TAGS:
-                function_scope = die
-        if function_scope is not None:
-            found = self._search_scope(function_scope, name, address, chain)
-            if found is not None:
-                return found, "local"
-            origin = function_scope
-            for _i in range(4):
-                if "DW_AT_abstract_origin" not in origin.attributes:
-                    break
-                origin = origin.get_DIE_from_attribute("DW_AT_abstract_origin")
-                found = self._search_scope(origin, name, None, None)
-                if found is not None:
-                    return found, "abstract"
-        for child in cu.get_top_DIE().iter_children():
-            if child.tag == "DW_TAG_variable" and dwarf_types.name_of(child) == name:
-                return child, "global"
-        return None, None
+    def _walk_visible(self, scope, address):
+        """Pre-order walk of ``scope``'s children, descending only into DIEs whose code holds ``address``.
 
-    def _search_scope(self, scope, name, address, chain):
+        This is perf's order (die_find_child with DIE_FIND_CB_CONTINUE/SIBLING):
+        a function's own parameters come before those of blocks and inlined
+        calls nested inside it.
+        """
         for child in scope.iter_children():
-            if child.tag in _VARIABLE_TAGS and dwarf_types.name_of(child) == name:
-                return child
-        for child in scope.iter_children():
-            if child.tag == "DW_TAG_lexical_block" and (address is None or self.die_contains(child, address)):
-                found = self._search_scope(child, name, address, chain)
-                if found is not None:
-                    return found
-        return None
+            yield child
+            if child.has_children and child.tag in _SCOPE_TAGS and self.die_contains(child, address):
+                for inner in self._walk_visible(child, address):
+                    yield inner
+
+    def find_variable(self, name, cu, chain, address):
+        """(die, kind) of a variable visible at address: locals first (perf's order), then CU globals."""
+        if chain:
+            fallback = None
+            for die in self._walk_visible(chain[0], address):
+                if die.tag not in _VARIABLE_TAGS or dwarf_types.name_of(die) != name:
+                    continue
+                attrs = die.attributes
+                if "DW_AT_location" in attrs or "DW_AT_const_value" in attrs or "DW_AT_external" in attrs:
+                    return die, "local"
+                fallback = fallback or die
+            if fallback is not None:
+                return fallback, "local"
+        infos = self.top_level(cu)
+        if infos is None:
+            for child in cu.get_top_DIE().iter_children():
+                if child.tag == "DW_TAG_variable" and dwarf_types.name_of(child) == name:
+                    return child, "global"
+            return None, None
+        found = None
+        for info in infos:
+            if info["tag"] == "DW_TAG_variable" and (info.get("DW_AT_name") or (None,))[0] == name:
+                found = self.die_at(cu, info["offset"])
+                if "DW_AT_location" in info:        # prefer the definition over a declaration
+                    break
+        return (found, "global") if found is not None else (None, None)
 
     def scope_variables(self, chain, address, params_only=False):
-        """Parameters and locals visible at ``address``, in DIE order."""
-        function_scope = None
-        for die in chain:
-            if die.tag in _FUNCTION_TAGS:
-                function_scope = die
-        if function_scope is None:
+        """Parameters (and locals) visible at ``address``, in perf's order, first of each name."""
+        if not chain:
             return []
-        found = []
-
-        def walk(scope):
-            for child in scope.iter_children():
-                if child.tag == "DW_TAG_formal_parameter" or (child.tag == "DW_TAG_variable" and not params_only):
-                    if dwarf_types.name_of(child):
-                        found.append(child)
-                elif child.tag == "DW_TAG_lexical_block" and not params_only and self.die_contains(child, address):
-                    walk(child)
-        walk(function_scope)
+        found, names = [], set()
+        for die in self._walk_visible(chain[0], address):
+            if die.tag == "DW_TAG_formal_parameter" or (die.tag == "DW_TAG_variable" and not params_only):
+                name = dwarf_types.name_of(die)
+                if name and name not in names:
+                    names.add(name)
+                    found.append(die)
         return found
 
     def global_value(self, die):
         """A global defined elsewhere (extern): take its address from the symbol table."""
         name = dwarf_types.name_of(die)
-        places = self.symbols.objects.get(name) or []
+        places = self.symbols.data_object(name)
         if len(places) == 1:
             return ("global", places[0][0])
         return None
@@ -609,6 +720,7 @@ class Resolver:
         return note
 
     def _availability_hint(self, die, cu, table):
+        table = table or self.line_table(cu)
         ranges = self.available_ranges(die, cu)
         lines = set()
         for low, high in ranges:
@@ -697,7 +809,7 @@ class Resolver:
         group = group or point.group or default_group(self.binary)
         kind = "r" if point.is_return else "p"
         if point.is_return:
-            places = self.symbols.functions.get(point.function)
+            places = self.symbols.function(point.function)
             if not places:
                 raise ResolveError("function %s is not in the symbol table of %s; a %%return probe needs its "
                                    "ELF symbol" % (point.function, self.binary))
@@ -787,7 +899,7 @@ class Resolver:
         file_name = table.file_name(decl_file.value)
         line = decl_line.value + point.relative_line
         same_file = _file_matcher(file_name)
-        addresses = self.line_addresses(cu, same_file, line)
+        addresses = self.line_addresses(cu, same_file, line, die)
         if not addresses:
             lines = self.function_lines(cu, die)
             relative = sorted(set(l - decl_line.value for l in lines))
@@ -844,9 +956,15 @@ class Resolver:
         decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
         file_name = table.file_name(decl_file.value) if decl_file is not None else None
         ranges = self.die_ranges(die)
+        # Rows inside inlined bodies belong to the inlined function's source, as in perf -L.
+        inlined = []
+        self._inlined_entries(die, inlined)
+        inlined_ranges = [r for _pc, child in inlined for r in self.die_ranges(child)]
         lines = set()
         for address, _o, line, file_index, is_stmt, end in table.rows:
             if end or not is_stmt or not any(low <= address < high for low, high in ranges):
+                continue
+            if any(low <= address < high for low, high in inlined_ranges):
                 continue
             if file_name is None or table.file_name(file_index) == file_name:
                 lines.add(line)
@@ -854,7 +972,7 @@ class Resolver:
 
     def _args_at(self, spec, cu, address, allow_unavailable):
         chain = self._scope_chain(cu, address)
-        table = self.line_table(cu)
+        table = None        # the line table is only needed for hints in error messages
         delta = address - self._file_offset(address)
         args, notes, failures = [], [], []
         for arg in spec.args:
@@ -898,7 +1016,7 @@ class Resolver:
         lines = []
         same_file = _file_matcher(file_name)
         for line in sorted(set(self.function_lines(cu, die)) | set([decl_line])):
-            addresses = [a for a in self.line_addresses(cu, same_file, line) if self.die_contains(die, a)]
+            addresses = [a for a in self.line_addresses(cu, same_file, line, die) if self.die_contains(die, a)]
             # perf -L lists a line when one of its addresses maps back to it;
             # FUNC:N is accepted only when all of them do.
             reversible = []

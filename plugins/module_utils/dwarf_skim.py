@@ -1,0 +1,273 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Fast paths over raw DWARF bytes where pyelftools' generic parsing is too slow.
+
+* ``TopLevelSkimmer`` walks only the top-level DIEs of one CU, decoding just
+  the tag, name, address range and sibling of each, so that the subprogram
+  for an address (or a name) is found without building thousands of DIE
+  objects.  The found offset is then opened with pyelftools as usual.
+* ``decode_line_rows`` runs the DWARF line-number state machine (versions
+  2-5) over a CU's line program, using the header pyelftools already parsed.
+
+Both raise ``SkimError`` on anything unexpected; callers then fall back to
+plain pyelftools, which is slower but complete.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import struct
+
+
+class SkimError(Exception):
+    pass
+
+
+def _uleb(data, pos):
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7f) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _sleb(data, pos):
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7f) << shift
+        shift += 7
+        if byte < 0x80:
+            if byte & 0x40:
+                result -= 1 << shift
+            return result, pos
+
+
+_FIXED = {"DW_FORM_data1": 1, "DW_FORM_ref1": 1, "DW_FORM_flag": 1, "DW_FORM_strx1": 1, "DW_FORM_addrx1": 1,
+          "DW_FORM_data2": 2, "DW_FORM_ref2": 2, "DW_FORM_strx2": 2, "DW_FORM_addrx2": 2,
+          "DW_FORM_strx3": 3, "DW_FORM_addrx3": 3,
+          "DW_FORM_data4": 4, "DW_FORM_ref4": 4, "DW_FORM_strx4": 4, "DW_FORM_addrx4": 4, "DW_FORM_ref_sup4": 4,
+          "DW_FORM_data8": 8, "DW_FORM_ref8": 8, "DW_FORM_ref_sig8": 8, "DW_FORM_ref_sup8": 8,
+          "DW_FORM_data16": 16, "DW_FORM_flag_present": 0, "DW_FORM_implicit_const": 0}
+_LEB = ("DW_FORM_sdata", "DW_FORM_udata", "DW_FORM_ref_udata", "DW_FORM_strx", "DW_FORM_addrx",
+        "DW_FORM_loclistx", "DW_FORM_rnglistx")
+_OFFSET = ("DW_FORM_strp", "DW_FORM_line_strp", "DW_FORM_sec_offset", "DW_FORM_ref_addr", "DW_FORM_strp_sup",
+           "DW_FORM_GNU_ref_alt", "DW_FORM_GNU_strp_alt")
+_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+
+
+class TopLevelSkimmer:
+    """Top-level DIEs of one CU: ``(offset, tag, name, low, high, has_ranges)``."""
+
+    def __init__(self, dwarfinfo, cu, debug_str, debug_line_str):
+        self.cu = cu
+        self.debug_str = debug_str
+        self.debug_line_str = debug_line_str
+        stream = dwarfinfo.debug_info_sec.stream
+        stream.seek(cu.cu_offset)
+        self.data = stream.read(cu.size)
+        self.base = cu.cu_offset
+        self.address_size = cu["address_size"]
+        self.offset_size = 8 if cu.dwarf_format() == 64 else 4
+        self.abbrevs = cu.get_abbrev_table()
+        self._specs = {}
+
+    def _spec(self, code):
+        spec = self._specs.get(code)
+        if spec is None:
+            decl = self.abbrevs.get_abbrev(code)
+            attrs = [(a.name, a.form, getattr(a, "value", None)) for a in decl["attr_spec"]]
+            spec = (decl["tag"], decl.has_children(), attrs)
+            self._specs[code] = spec
+        return spec
+
+    def _string(self, table, offset):
+        end = table.index(b"\0", offset)
+        return table[offset:end].decode("utf-8", "replace")
+
+    def _read(self, form, pos, want):
+        """(value or None, new pos) of one attribute; value only when ``want``."""
+        data = self.data
+        if form == "DW_FORM_addr":
+            size = self.address_size
+            value = struct.unpack_from("<" + _UNSIGNED[size], data, pos)[0] if want else None
+            return value, pos + size
+        size = _FIXED.get(form)
+        if size is not None:
+            value = None
+            if size == 0:
+                value = True if form == "DW_FORM_flag_present" else None
+            elif want and size in _UNSIGNED:
+                value = struct.unpack_from("<" + _UNSIGNED[size], data, pos)[0]
+            elif want:
+                raise SkimError("form %s" % form)
+            return value, pos + size
+        if form in _OFFSET:
+            value = struct.unpack_from("<" + _UNSIGNED[self.offset_size], data, pos)[0]
+            if want and form == "DW_FORM_strp":
+                value = self._string(self.debug_str, value)
+            elif want and form == "DW_FORM_line_strp":
+                value = self._string(self.debug_line_str, value)
+            elif want and form != "DW_FORM_sec_offset" and form != "DW_FORM_ref_addr":
+                raise SkimError("form %s" % form)
+            return value, pos + self.offset_size
+        if form in _LEB:
+            value, new = (_sleb if form == "DW_FORM_sdata" else _uleb)(data, pos)
+            if want and form in ("DW_FORM_strx", "DW_FORM_addrx"):
+                raise SkimError("form %s" % form)
+            return value, new
+        if form == "DW_FORM_string":
+            end = data.index(b"\0", pos)
+            return (data[pos:end].decode("utf-8", "replace") if want else None), end + 1
+        if form in ("DW_FORM_exprloc", "DW_FORM_block"):
+            length, pos = _uleb(data, pos)
+            return None, pos + length
+        if form in ("DW_FORM_block1", "DW_FORM_block2", "DW_FORM_block4"):
+            size = int(form[-1])
+            length = struct.unpack_from("<" + _UNSIGNED[size], data, pos)[0]
+            return None, pos + size + length
+        raise SkimError("form %s" % form)
+
+    _WANTED = ("DW_AT_name", "DW_AT_low_pc", "DW_AT_high_pc", "DW_AT_sibling", "DW_AT_ranges",
+               "DW_AT_specification", "DW_AT_abstract_origin", "DW_AT_declaration", "DW_AT_inline",
+               "DW_AT_decl_file", "DW_AT_decl_line", "DW_AT_location")
+
+    def top_level(self):
+        """Yield dicts for the CU's top-level DIEs, skipping subtrees by DW_AT_sibling."""
+        pos = self.cu.cu_die_offset - self.base
+        code, pos = _uleb(self.data, pos)
+        _tag, has_children, attrs = self._spec(code)
+        for name, form, _implicit in attrs:
+            _v, pos = self._read(form, pos, False)
+        if not has_children:
+            return
+        depth = 0
+        while pos < len(self.data):
+            offset = pos
+            code, pos = _uleb(self.data, pos)
+            if code == 0:
+                if depth == 0:
+                    return
+                depth -= 1
+                continue
+            tag, has_children, attrs = self._spec(code)
+            info = {} if depth == 0 else None
+            sibling = None
+            for name, form, implicit in attrs:
+                want = info is not None and name in self._WANTED or name == "DW_AT_sibling"
+                value, pos = self._read(form, pos, want)
+                if form == "DW_FORM_implicit_const":
+                    value = implicit
+                if name == "DW_AT_sibling":
+                    sibling = value
+                elif info is not None and want:
+                    info[name] = (value, form)
+            if info is not None:
+                info["offset"] = offset + self.base
+                info["tag"] = tag
+                yield info
+            if has_children:
+                if sibling is not None and depth == 0:
+                    # CU-relative for DW_FORM_refN; DW_FORM_ref_addr is section-relative.
+                    pos = sibling - self.base if sibling_form(attrs) == "DW_FORM_ref_addr" else sibling
+                else:
+                    depth += 1
+
+
+def sibling_form(attrs):
+    for name, form, _implicit in attrs:
+        if name == "DW_AT_sibling":
+            return form
+    return None
+
+
+def die_range(info):
+    """(low, high) from a skimmed DIE's low_pc/high_pc, or None."""
+    low = info.get("DW_AT_low_pc")
+    high = info.get("DW_AT_high_pc")
+    if low is None or high is None or low[0] is None or high[0] is None:
+        return None
+    if high[1] == "DW_FORM_addr":
+        return low[0], high[0]
+    return low[0], low[0] + high[0]
+
+
+def decode_line_rows(program, version):
+    """Rows ``(address, order, line, file, is_stmt, end_sequence)`` of a line program.
+
+    ``order`` sorts end_sequence rows first at equal addresses (perf's order).
+    """
+    header = program.header
+    stream = program.stream
+    stream.seek(program.program_start_offset)
+    data = stream.read(program.program_end_offset - program.program_start_offset)
+    min_len = header["minimum_instruction_length"]
+    default_is_stmt = bool(header["default_is_stmt"])
+    line_base = header["line_base"]
+    line_range = header["line_range"]
+    opcode_base = header["opcode_base"]
+    lengths = list(header["standard_opcode_lengths"])
+    address_size = header.get("address_size") if hasattr(header, "get") else None
+    rows = []
+    pos = 0
+    end = len(data)
+
+    def reset():
+        return [0, 1, 1, default_is_stmt]      # address, file, line, is_stmt
+
+    state = reset()
+    while pos < end:
+        opcode = data[pos]
+        pos += 1
+        if opcode >= opcode_base:
+            adjusted = opcode - opcode_base
+            state[0] += (adjusted // line_range) * min_len
+            state[2] += line_base + adjusted % line_range
+            rows.append((state[0], 1, state[2], state[1], state[3], False))
+        elif opcode == 0:
+            length, pos = _uleb(data, pos)
+            if length == 0:
+                continue
+            sub = data[pos]
+            body = pos + 1
+            pos += length
+            if sub == 1:        # end_sequence
+                rows.append((state[0], 0, state[2], state[1], state[3], True))
+                state = reset()
+            elif sub == 2:      # set_address
+                size = length - 1
+                if size not in _UNSIGNED:
+                    raise SkimError("set_address of %d bytes" % size)
+                state[0] = struct.unpack_from("<" + _UNSIGNED[size], data, body)[0]
+            # define_file (3), set_discriminator (4), vendor ops: nothing we use.
+        elif opcode == 1:       # copy
+            rows.append((state[0], 1, state[2], state[1], state[3], False))
+        elif opcode == 2:       # advance_pc
+            value, pos = _uleb(data, pos)
+            state[0] += value * min_len
+        elif opcode == 3:       # advance_line
+            value, pos = _sleb(data, pos)
+            state[2] += value
+        elif opcode == 4:       # set_file
+            state[1], pos = _uleb(data, pos)
+        elif opcode == 6:       # negate_stmt
+            state[3] = not state[3]
+        elif opcode == 8:       # const_add_pc
+            state[0] += ((255 - opcode_base) // line_range) * min_len
+        elif opcode == 9:       # fixed_advance_pc
+            state[0] += struct.unpack_from("<H", data, pos)[0]
+            pos += 2
+        elif opcode in (7, 10, 11):
+            pass
+        else:                   # set_column, set_isa, unknown: skip their ULEB operands
+            for _i in range(lengths[opcode - 1] if opcode - 1 < len(lengths) else 0):
+                _v, pos = _uleb(data, pos)
+    del address_size, version
+    rows.sort(key=lambda r: (r[0], r[1]))
+    return rows
