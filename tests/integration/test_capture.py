@@ -220,13 +220,25 @@ def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(tracefs, unique_
 
 
 def test_process_exit_keeps_what_was_captured(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", ticks=300)
+    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
     armed = None
     try:
         armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
                               threshold=10 ** 12, syscalls=False)
-        result = run_module("fleettrace.tracefs.capture", {
-            "instance": armed.instance.name, "timeout": 60, "pid": proc.pid})
+
+        def kill_when_armed():
+            deadline = time.monotonic() + 60
+            while not armed.instance.tracing_on and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(0.5)
+            proc.proc.kill()  # not reaped: a zombie, which must count as exited
+        killer = threading.Thread(target=kill_when_armed)
+        killer.start()
+        try:
+            result = run_module("fleettrace.tracefs.capture", {
+                "instance": armed.instance.name, "timeout": 60, "pid": proc.pid})
+        finally:
+            killer.join()
         assert not result.get("failed"), result.get("msg")
         assert result["stop_reason"] == "process_exited" and result["process_exited"] is True
         assert "exited during the capture" in result["message"]
