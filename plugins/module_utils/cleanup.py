@@ -18,6 +18,7 @@ __metaclass__ = type
 
 import glob
 import os
+import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import OWNED_PREFIX, TracefsError
 
@@ -105,7 +106,17 @@ def remove_leftovers(fs, leftovers):
         attempt("event %s in %s" % (event.spec, label), event.clear)
     # Instances before probes: a probe enabled in an instance cannot be removed.
     for name in leftovers["instances"]:
-        attempt("instance %s" % name, fs.instance(name).remove)
+        # A killed run's capture may still poll the instance for a moment: rmdir
+        # then says EBUSY; give it a few chances before reporting it.
+        for _try in range(5):
+            before = len(errors)
+            attempt("instance %s" % name, fs.instance(name).remove)
+            if len(errors) == before or not fs.instance(name).exists():
+                del errors[before:]
+                break
+            if _try < 4:
+                del errors[before:]
+                time.sleep(0.2)
     for probe in leftovers["uprobes"]:
         group, event = probe.split("/", 1)
         attempt("uprobe %s" % probe, lambda g=group, e=event: fs.remove_uprobe(g, e))

@@ -1,0 +1,82 @@
+"""A diagnose run killed half-way leaves tracefs objects behind; cleanup.yml removes them all."""
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import REPO, ansible_env
+
+TRACEFS = "/sys/kernel/tracing"
+
+
+def leftovers(run_id):
+    instances = [n for n in os.listdir(os.path.join(TRACEFS, "instances")) if run_id in n]
+    with open(os.path.join(TRACEFS, "uprobe_events")) as handle:
+        probes = [line for line in handle.read().splitlines() if run_id in line]
+    return instances, probes
+
+
+def armed(run_id):
+    for name in leftovers(run_id)[0]:
+        try:
+            with open(os.path.join(TRACEFS, "instances", name, "tracing_on")) as handle:
+                if handle.read().strip() == "1":
+                    return True
+        except IOError:
+            pass
+    return False
+
+
+def probe_installed(run_id):
+    return bool(leftovers(run_id)[1])
+
+
+@pytest.mark.parametrize("kill_when", [probe_installed, armed], ids=["probe-installed", "armed"])
+def test_cleanup_after_a_killed_run(kill_when, demo_daemon, run_playbook, tmp_path, run_token):
+    demo_daemon.start(period_ms=100, threshold_ms=400)  # no faults: the threshold is never reached
+    run_id = "%s_kill_%s" % (run_token, kill_when.__name__)
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                         % os.path.join(REPO, ".venv", "bin", "python"))
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+           os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
+           "-e", json.dumps({"diagnose_corosync_binary": demo_daemon.binary, "diagnose_threshold_ms": 400,
+                             "diagnose_timeout": 30, "diagnose_results_dir": str(tmp_path / "results"),
+                             "diagnose_run_id": run_id})]
+    playbook = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while not kill_when(run_id) and playbook.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        # Killed like an operator's Ctrl-C \ kill -9: no always: section runs.
+        os.killpg(playbook.pid, signal.SIGKILL)
+        playbook.wait()
+        instances, probes = leftovers(run_id)
+        assert probes, "the run was killed before it installed its probe"
+
+        listed = run_playbook(os.path.join(REPO, "playbooks", "cleanup.yml"), check=True,
+                              extra_vars={"cleanup_name_contains": run_id, "cleanup_hosts": "localhost"})
+        would = listed.task("Remove fleettrace's probes, instances and triggers")
+        assert sorted(would["removed"]["instances"]) == sorted(instances)
+        assert len(would["removed"]["uprobes"]) == len(probes)
+        assert leftovers(run_id) == (instances, probes), "check mode removed something"
+
+        cleaned = run_playbook(os.path.join(REPO, "playbooks", "cleanup.yml"),
+                               extra_vars={"cleanup_name_contains": run_id, "cleanup_hosts": "localhost"})
+        assert cleaned.rc == 0, cleaned.stdout[-3000:]
+        assert leftovers(run_id) == ([], [])
+        again = run_playbook(os.path.join(REPO, "playbooks", "cleanup.yml"),
+                             extra_vars={"cleanup_name_contains": run_id, "cleanup_hosts": "localhost"})
+        assert again.task("Remove fleettrace's probes, instances and triggers")["changed"] is False
+    finally:
+        if playbook.poll() is None:
+            os.killpg(playbook.pid, signal.SIGKILL)
+        # Whatever happened, leave nothing of this run behind.
+        subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible"), "localhost", "-m", "fleettrace.tracefs.cleanup",
+                        "-a", "name_contains=%s" % run_id], cwd=REPO, env=ansible_env(),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
