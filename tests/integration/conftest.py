@@ -20,13 +20,13 @@ def loopback_sshd():
     if os.geteuid() != 0:
         pytest.skip("the loopback sshd needs root")
     proc = subprocess.run(["bash", SSH_LOOPBACK, "start"], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
     if proc.returncode != 0:
         pytest.fail("scripts/ssh-loopback.sh start failed:\n%s%s" % (proc.stdout, proc.stderr))
     started_here = proc.stdout.strip().endswith("started")
     yield
     if started_here:
-        subprocess.run(["bash", SSH_LOOPBACK, "stop"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.run(["bash", SSH_LOOPBACK, "stop"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
 
 
 @pytest.fixture
@@ -77,7 +77,7 @@ class DemoDaemon:
         if self.injector is not None and self.injector.poll() is None:
             self.injector.terminate()
             self.injector.wait(timeout=30)
-        subprocess.run(["fsfreeze", "-u", self.mnt], stderr=subprocess.DEVNULL)
+        subprocess.run(["fsfreeze", "-u", self.mnt], stderr=subprocess.DEVNULL, check=False)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(timeout=30)

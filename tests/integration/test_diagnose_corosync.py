@@ -58,7 +58,7 @@ def corosync_prefix():
     if os.geteuid() != 0:
         pytest.skip("building and running corosync needs root")
     proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-corosync.sh")], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=1800)
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=1800, check=False)
     if proc.returncode != 0:
         pytest.skip("corosync could not be built from Debian's source package (scripts/build-corosync.sh):\n"
                     + proc.stderr[-3000:])
@@ -100,7 +100,7 @@ class Corosync:
 
     def cmap(self, *args):
         return subprocess.run([self.cmapctl] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=60)
+                              universal_newlines=True, timeout=60, check=False)
 
     def read_log(self):
         try:
@@ -118,7 +118,7 @@ class Corosync:
                 dump = subprocess.Popen([self.cmapctl, "-s", "runtime.blackbox.dump_flight_data", "str", "yes"],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 self._stop.wait(freeze_s)
-                subprocess.run(["fsfreeze", "-u", self.state])
+                subprocess.run(["fsfreeze", "-u", self.state], check=False)
                 dump.wait(timeout=60)
                 self.stalls += 1
                 self._stop.wait(pause_s)
@@ -129,7 +129,7 @@ class Corosync:
         self._stop.set()
         if self._staller is not None:
             self._staller.join(timeout=60)
-        subprocess.run(["fsfreeze", "-u", self.state], stderr=subprocess.DEVNULL)
+        subprocess.run(["fsfreeze", "-u", self.state], stderr=subprocess.DEVNULL, check=False)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
