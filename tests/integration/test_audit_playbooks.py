@@ -1,0 +1,76 @@
+"""The audit and CI-gate playbooks end to end on the real tracefs (localhost and loopback SSH)."""
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+AUDIT = os.path.join(REPO, "playbooks", "audit-sched-latency.yml")
+GATE = os.path.join(REPO, "playbooks", "ci-latency-gate.yml")
+
+
+def audit_vars(run_token, report_dir, **extra):
+    values = {"fleettrace_report_dir": str(report_dir), "sched_audit_duration": 2,
+              "sched_audit_poll_seconds": 1,
+              # The token in the instance name: the leak check watches it, other runs never collide.
+              "sched_audit_instance_label": "%s_{{ inventory_hostname }}" % run_token}
+    values.update(extra)
+    return values
+
+
+def junit_cases(path):
+    suite = ET.parse(path).getroot().find("testsuite")
+    return dict(((c.get("classname"), c.get("name")), c) for c in suite.findall("testcase"))
+
+
+def test_gate_passes_with_generous_thresholds_and_fails_with_tiny_ones(run_playbook, run_token, tmp_path):
+    generous = run_playbook(GATE, extra_vars=audit_vars(run_token, tmp_path / "ok", gate_p99_wakeup_us=10 ** 9,
+                                                        gate_max_d_state_ms=10 ** 9, gate_max_lost_events=10 ** 9))
+    assert generous.rc == 0, generous.stdout[-3000:]
+    report = json.loads((tmp_path / "ok" / "report.json").read_text())
+    assert report["passed"] is True and list(report["hosts"]) == ["localhost"]
+    cases = junit_cases(str(tmp_path / "ok" / "junit.xml"))
+    assert set(cases) == {("localhost", "p99_wakeup_latency_us"), ("localhost", "max_d_state_stall_ms"),
+                          ("localhost", "lost_events")}
+    assert not any(c.find("failure") is not None for c in cases.values())
+    summary = generous.task("fleettrace.tracefs.report : Print the fleet summary, sorted by p99 run-queue latency")["msg"]
+    assert summary[0].split()[:4] == ["host", "p50", "us", "p90"] and summary[2].startswith("localhost")
+
+    tiny = run_playbook(GATE, extra_vars=audit_vars(run_token, tmp_path / "bad", gate_p99_wakeup_us=0.001))
+    assert tiny.rc != 0
+    failure = tiny.task("fleettrace.tracefs.report : Fail when a check failed, naming each failing host and check")
+    assert failure.get("failed")
+    assert "localhost: p99_wakeup_latency_us = " in failure["msg"] and "(must be <= 0.001)" in failure["msg"]
+    assert "lost_events" not in failure["msg"]
+    cases = junit_cases(str(tmp_path / "bad" / "junit.xml"))
+    assert cases[("localhost", "p99_wakeup_latency_us")].find("failure") is not None
+    assert cases[("localhost", "lost_events")].find("failure") is None
+
+
+def test_audit_in_check_mode_traces_and_writes_nothing(run_playbook, run_token, tmp_path):
+    result = run_playbook(AUDIT, check=True, extra_vars=audit_vars(run_token, tmp_path / "check"))
+    assert result.rc == 0, result.stdout[-3000:]
+    plan = result.task("fleettrace.tracefs.sched_audit : Show what each host would trace (check mode)")
+    assert any("sched_switch/enable" in line for line in plan["plan"])
+    assert not (tmp_path / "check").exists()
+
+
+def test_audit_of_three_hosts_over_loopback_ssh(run_playbook, run_token, ssh_inventory, tmp_path):
+    result = run_playbook(AUDIT, inventory=ssh_inventory, extra_vars=audit_vars(run_token, tmp_path / "fleet"))
+    assert result.rc == 0, result.stdout[-3000:]
+    report = json.loads((tmp_path / "fleet" / "report.json").read_text())
+    assert sorted(report["hosts"]) == ["node1", "node2", "node3"]
+    instances = set()
+    for name, entry in report["hosts"].items():
+        data = entry["sched_latency"]
+        assert data["inventory_hostname"] == name
+        assert data["events"]["complete"] is True and data["latency"]["all"]["count"] > 0
+        instances.add(data["window"]["instance"])
+        assert name in data["window"]["instance"]
+    # One window for the fleet, one private instance per host on the shared kernel.
+    assert len(instances) == 3
+    starts = [entry["sched_latency"]["first_ns"] for entry in report["hosts"].values()]
+    assert max(starts) - min(starts) < 2e9
+    assert [row["host"] for row in report["fleet"]] == sorted(
+        report["hosts"], key=lambda h: -report["hosts"][h]["summary"]["p99_us"])
+    assert (tmp_path / "fleet" / "report.html").read_text().count('<svg class="hist"') == 3
