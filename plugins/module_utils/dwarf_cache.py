@@ -5,22 +5,25 @@
 
 The key holds the build-id (the content of the binary), its path (part of
 the definition line), the spec and every option, and the resolver version.
-Reading the build-id takes only ``struct``; pyelftools is imported only on a
-miss.  ``write=False`` (check mode) reads the cache but never writes it.
+A hit needs only ``struct``, ``zlib`` and ``marshal`` (all built in): no
+pyelftools, no json/re/hashlib imports, so a repeat costs little more than
+starting Python.  The file stores the full key and is used only when it
+matches, so a checksum collision cannot return a wrong result.
+``write=False`` (check mode) reads the cache but never writes it.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import hashlib
-import json
+import marshal
 import os
-import tempfile
+import sys
+import zlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def cache_dir():
@@ -31,36 +34,44 @@ def cache_dir():
 
 
 def _key(binary, build_id, spec, options):
-    material = json.dumps([CACHE_VERSION, build_id, os.path.abspath(binary), spec, sorted(options.items())])
-    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+    # marshal's format depends on the Python version: part of the key.
+    return repr((CACHE_VERSION, sys.version_info[:2], build_id, os.path.abspath(binary), spec,
+                 sorted(options.items())))
 
 
 def _path(build_id, key):
-    return os.path.join(cache_dir(), build_id, key[:32] + ".json")
+    return os.path.join(cache_dir(), build_id, "%08x.bin" % (zlib.crc32(key.encode("utf-8")) & 0xffffffff))
 
 
 def load(binary, build_id, spec, options):
     if not build_id:
         return None
+    key = _key(binary, build_id, spec, options)
     try:
-        with open(_path(build_id, _key(binary, build_id, spec, options)), "r") as handle:
-            return json.load(handle)
-    except (IOError, OSError, ValueError):
+        with open(_path(build_id, key), "rb") as handle:
+            stored_key, result = marshal.load(handle)
+    except (IOError, OSError, ValueError, EOFError, TypeError):
         return None
+    return result if stored_key == key else None
 
 
 def store(binary, build_id, spec, options, result):
     if not build_id:
         return
-    path = _path(build_id, _key(binary, build_id, spec, options))
+    key = _key(binary, build_id, spec, options)
+    path = _path(build_id, key)
+    temp = "%s.%d.tmp" % (path, os.getpid())
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-        with os.fdopen(handle, "w") as out:
-            json.dump(result, out)
+        if not os.path.isdir(os.path.dirname(path)):
+            os.makedirs(os.path.dirname(path))
+        with open(temp, "wb") as out:
+            marshal.dump((key, result), out)
         os.rename(temp, path)   # atomic: concurrent runs never see half a file
-    except (IOError, OSError):
-        pass                    # a cache that cannot be written only costs time
+    except (IOError, OSError, ValueError):
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass                # a cache that cannot be written only costs time
 
 
 def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_id=None, force=False,
@@ -69,7 +80,6 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
     binary = os.path.abspath(binary)
     options = {"group": group, "event": event, "debuginfo": debuginfo, "force": force,
                "allow_unavailable": allow_unavailable}
-    actual = None
     if use_cache and os.path.isfile(binary):
         actual = dwarf_debuginfo.read_build_id(binary)
         if build_id and actual and actual != build_id.lower():

@@ -3,48 +3,76 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Command line like ``perf probe -x BIN --definition SPEC`` (used by benchmarks).
 
-    python -m ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cli -x BIN 'SPEC' ...
+    python -S -m ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cli \\
+        -x BIN [--debuginfo FILE] [--no-cache] 'SPEC' ...
 
-Only the build-id keyed cache is consulted before pyelftools is imported,
-so a repeat answers without parsing DWARF.
+Prints one uprobe_events line per probe address; errors go to stderr (exit 1).
+A cache hit needs only built-in modules, so it can run with ``python -S``
+(no site-packages scan); on a miss the site-packages are added to reach
+pyelftools.  No argparse: its import alone costs more than a cache hit.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import argparse
 import sys
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_cache
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
+
+USAGE = "usage: dwarf_cli -x BINARY [--debuginfo FILE] [--no-cache] SPEC [SPEC ...]\n"
+_ERRORS = ("ResolveError", "ProbeSpecError", "DebugInfoError")
+
+
+def parse_args(argv):
+    options = {"binary": None, "debuginfo": None, "cache": True, "specs": []}
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        if word in ("-x", "--exec") and words:
+            options["binary"] = words.pop(0)
+        elif word == "--debuginfo" and words:
+            options["debuginfo"] = words.pop(0)
+        elif word == "--no-cache":
+            options["cache"] = False
+        elif word in ("-h", "--help") or word.startswith("-") and not options["specs"] and word != "-":
+            return None
+        else:
+            options["specs"].append(word)
+    if not options["binary"] or not options["specs"]:
+        return None
+    return options
+
+
+def resolve(options, spec):
+    try:
+        return dwarf_cache.cached_resolve(options["binary"], spec, debuginfo=options["debuginfo"],
+                                          use_cache=options["cache"])
+    except ImportError:
+        if not sys.flags.no_site:
+            raise
+        import site                 # started with -S: a cache miss needs pyelftools from site-packages
+        site.main()
+        return dwarf_cache.cached_resolve(options["binary"], spec, debuginfo=options["debuginfo"],
+                                          use_cache=options["cache"])
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="resolve perf-probe specs into uprobe_events lines")
-    parser.add_argument("-x", "--exec", dest="binary", required=True, help="ELF executable or shared library")
-    parser.add_argument("--debuginfo", help="file with the DWARF (default: searched like gdb does)")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the resolver cache")
-    parser.add_argument("specs", nargs="+", help="perf probe specs, e.g. 'func:3 var:u64'")
-    options = parser.parse_args(argv)
+    options = parse_args(sys.argv[1:] if argv is None else argv)
+    if options is None:
+        sys.stderr.write(USAGE)
+        return 2
     status = 0
-    for spec in options.specs:
+    for spec in options["specs"]:
         try:
-            result = dwarf_cache.cached_resolve(options.binary, spec, debuginfo=options.debuginfo,
-                                                use_cache=not options.no_cache)
-        except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError) as exc:
-            sys.stderr.write("error: %s\n" % exc)
-            status = 1
-            continue
-        except Exception as exc:  # ResolveError is imported lazily with pyelftools
-            if type(exc).__name__ != "ResolveError":
+            result = resolve(options, spec)
+        except Exception as exc:    # our errors; the resolver's classes load lazily with pyelftools
+            if type(exc).__name__ not in _ERRORS:
                 raise
             sys.stderr.write("error: %s\n" % exc)
             status = 1
             continue
-        for line in result["definitions"]:
-            sys.stdout.write(line + "\n")
+        sys.stdout.write("".join(line + "\n" for line in result["definitions"]))
     return status
 
 
