@@ -321,3 +321,33 @@ def test_clear_errors_and_check_mode(tracefs, unique_name, run_module):
         assert inst.tracing_on is False  # check mode armed nothing
     finally:
         inst.remove()
+
+
+def test_works_with_async_and_poll(tracefs, unique_name, tick_binary, run_playbook, tmp_path):
+    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
+    armed = None
+    try:
+        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
+                              threshold=10 ** 12, syscalls=False)
+        result = run_playbook("""
+            - hosts: localhost
+              gather_facts: false
+              tasks:
+                - name: capture in the background
+                  fleettrace.tracefs.capture:
+                    instance: %s
+                    timeout: 3
+                    max_events: 3
+                  async: 60
+                  poll: 1
+                  register: captured
+            """ % armed.instance.name)
+        task = result.task("capture in the background")
+        assert result.rc == 0, task
+        assert task["finished"] == 1 and task["stop_reason"] == "timeout"
+        assert len(task["events"]) == 3 and task["event_count"] >= 50
+        assert armed.instance.tracing_on is False
+    finally:
+        proc.stop()
+        if armed is not None:
+            armed.remove()
