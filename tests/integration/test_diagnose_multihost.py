@@ -24,11 +24,12 @@ def test_three_hosts_over_ssh_and_one_unreachable(ssh_inventory, demo_daemon, ru
                           extra_vars={"diagnose_corosync_binary": demo_daemon.binary, "diagnose_threshold_ms": 400,
                                       "diagnose_timeout": 120, "diagnose_results_dir": results,
                                       "diagnose_run_id": run_id},
-                          json_output=False)
+                          json_output=False, env={"ANSIBLE_PIPELINING": "1"})
     # node4 is unreachable: the run reports it and still returns the others' results.
     assert "node4" in result.stdout and "UNREACHABLE" in result.stdout, result.stdout[-3000:]
     run_dir = os.path.join(results, "corosync-%s" % run_id)
-    assert sorted(os.listdir(run_dir)) == ["node1.json", "node2.json", "node3.json", "summary.json", "summary.md"]
+    assert sorted(os.listdir(run_dir)) == ["node1.json", "node2.json", "node3.json", "report", "summary.json",
+                                           "summary.md"]
     with open(os.path.join(run_dir, "summary.json")) as handle:
         summary = json.load(handle)
     assert summary["unreachable"] == ["node4"]
@@ -49,3 +50,7 @@ def test_three_hosts_over_ssh_and_one_unreachable(ssh_inventory, demo_daemon, ru
     with open(os.path.join(run_dir, "summary.md")) as handle:
         markdown = handle.read()
     assert "3 of 3 host(s) reached the threshold" in markdown and "- node4" in markdown
+    # The fleet report (roles/report) took the three hosts' findings.
+    with open(os.path.join(run_dir, "report", "report.json")) as handle:
+        report = json.load(handle)
+    assert sorted(report["hosts"]) == ["node1", "node2", "node3"]
