@@ -384,8 +384,8 @@ function sortFleet(col, numeric) {
 _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
-th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
-th { background: #eee; cursor: pointer; } td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+th { background: #eee; cursor: pointer; } td.n { text-align: right; }
 .failed { background: #fdd; } .passed { background: #dfd; } .skipped { color: #888; }
 .host { border-top: 2px solid #888; margin-top: 1.5em; }
 pre { background: #f6f6f6; padding: 6px; font-size: 12px; }
@@ -417,7 +417,7 @@ def render_html(report):
             value = row.get(key)
             data = "" if value is None else str(value)
             cell = '<a href="#host-%s">%s</a>' % (e(_anchor(row["host"])), e(row["host"])) if key == "host" else e(_fmt(value))
-            out.append('<td data-v="%s">%s</td>' % (e(data), cell))
+            out.append('<td%s data-v="%s">%s</td>' % ("" if key == "host" else ' class="n"', e(data), cell))
         out.append("</tr>")
     out.append("</tbody></table>")
     if report["checks"]:
