@@ -351,3 +351,24 @@ def test_works_with_async_and_poll(tracefs, unique_name, tick_binary, run_playbo
         proc.stop()
         if armed is not None:
             armed.remove()
+
+
+def test_stop_after_a_number_of_probe_hits(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
+    armed = None
+    try:
+        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
+                              threshold=10 ** 12)
+        result = run_module("fleettrace.tracefs.capture", {
+            "instance": armed.instance.name, "timeout": 60, "stop_after_events": 5,
+            "stop_event": "%s:tick_gap" % armed.group, "poll_interval": 0.05})
+        assert not result.get("failed"), result.get("msg")
+        assert result["stop_reason"] == "event_count" and result["triggered"] is False
+        assert "stopped after 5 events" in result["message"]
+        hits = [e for e in result["events"] if e["event"] == "tick_gap"]
+        assert 5 <= len(hits) < 60  # stopped soon after the fifth, not at the timeout
+        assert result["duration"] < 30
+    finally:
+        proc.stop()
+        if armed is not None:
+            armed.remove()

@@ -120,3 +120,14 @@ def test_builtin_syscall_table_agrees_with_the_kernel_headers():
         correlate._syscall_table_cache[:] = []
     for number, name in correlate.X86_64_SYSCALLS.items():
         assert from_header[number] == name, (number, name)
+
+
+def test_loss_accounting_and_buffer_suggestion():
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture
+    before = {0: {"overrun": 5, "dropped events": 0, "entries": 0}, 1: {"overrun": 0, "dropped events": 0}}
+    after = {0: {"overrun": 305, "dropped events": 0, "entries": 100}, 1: {"overrun": 0, "dropped events": 0,
+                                                                           "entries": 50}}
+    lost = capture.lost_counts(before, after)
+    assert lost == {0: {"overrun": 300, "dropped": 0, "entries": 100}}
+    # 100 kept + 300 lost on the worst CPU: 4x the buffer, plus 25 %.
+    assert capture.suggested_buffer_kb(1408, lost) == 7040
