@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import bisect
+import io
 import struct
 
 
@@ -41,23 +42,29 @@ def _read_encoded(data, position, encoding, section_addr):
 
 
 class CfaFinder:
-    """CFA rules of one ELF (pyelftools ``ELFFile``)."""
+    """CFA rules of one ELF: ``headers`` is a dwarf_debuginfo.ElfHeaders, ``structs`` pyelftools DWARFStructs."""
 
-    def __init__(self, elffile):
-        self.elffile = elffile
+    def __init__(self, headers, structs):
+        self.headers = headers
+        self.structs = structs
         self._table = None
         self._all_fdes = None
         self._cfi = None
+
+    def _section(self, name):
+        entry = self.headers.sections.get(name)
+        data = self.headers.section_bytes(name)
+        if entry is None or not data:
+            return None, None
+        return data, entry[1]
 
     def _hdr_table(self):
         if self._table is not None:
             return self._table
         self._table = ([], [])
-        hdr = self.elffile.get_section_by_name(".eh_frame_hdr")
-        if hdr is None or hdr["sh_type"] == "SHT_NOBITS":
+        data, addr = self._section(".eh_frame_hdr")
+        if not data:
             return self._table
-        data = hdr.data()
-        addr = hdr["sh_addr"]
         version, _ptr_enc, count_enc, table_enc = struct.unpack("BBBB", data[:4])
         if version != 1:
             return self._table
@@ -77,37 +84,33 @@ class CfaFinder:
         self._table = (starts, fdes)
         return self._table
 
-    def _eh_cfi(self):
+    def _call_frame_info(self, name):
         from elftools.dwarf.callframe import CallFrameInfo
-        if self._cfi is None:
-            section = self.elffile.get_section_by_name(".eh_frame")
-            if section is None or section["sh_type"] == "SHT_NOBITS":
-                return None
-            dwarf = self.elffile.get_dwarf_info(relocate_dwarf_sections=False)
-            self._cfi = (CallFrameInfo(stream=section.stream, size=section["sh_size"], address=section["sh_addr"],
-                                       base_structs=dwarf.structs, for_eh_frame=True), section["sh_addr"])
-        return self._cfi
+        data, addr = self._section(name)
+        if not data:
+            return None
+        return CallFrameInfo(stream=io.BytesIO(data), size=len(data), address=addr, base_structs=self.structs,
+                             for_eh_frame=name == ".eh_frame")
 
     def _fde_at(self, address):
         starts, fdes = self._hdr_table()
-        cfi = self._eh_cfi()
-        if starts and cfi is not None:
+        if self._cfi is None:
+            self._cfi = self._call_frame_info(".eh_frame") or False
+        if starts and self._cfi:
             index = bisect.bisect_right(starts, address) - 1
             if index >= 0:
                 try:
-                    fde = cfi[0]._parse_entry_at(fdes[index] - cfi[1])
+                    fde = self._cfi._parse_entry_at(fdes[index] - self._cfi.address)
                     if fde["initial_location"] <= address < fde["initial_location"] + fde["address_range"]:
                         return fde
                 except Exception:  # private pyelftools API: fall back to the full walk below
                     pass
         if self._all_fdes is None:
-            self._all_fdes = []
-            dwarf = self.elffile.get_dwarf_info(relocate_dwarf_sections=False)
             entries = []
-            if dwarf.has_EH_CFI():
-                entries += dwarf.EH_CFI_entries()
-            if dwarf.has_CFI():
-                entries += dwarf.CFI_entries()
+            for name in (".eh_frame", ".debug_frame"):
+                cfi = self._call_frame_info(name)
+                if cfi is not None:
+                    entries += cfi.get_entries()
             self._all_fdes = [e for e in entries if hasattr(e, "header") and "initial_location" in e.header]
         for fde in self._all_fdes:
             if fde["initial_location"] <= address < fde["initial_location"] + fde["address_range"]:

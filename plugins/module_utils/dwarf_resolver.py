@@ -135,10 +135,12 @@ class SymbolTable:
                 data = headers.section_bytes(table)
                 names = headers.section_bytes(strings)
                 if data and names:
-                    entries = list(struct.iter_unpack(fmt, data[:len(data) - len(data) % size]))
-                    if not headers.is64:    # to the 64-bit field order
-                        entries = [(n, i, o, x, v, sz) for n, v, sz, i, o, x in entries]
-                    self._tables.append((entries, names))
+                    data = data[:len(data) - len(data) % size]
+                    if headers.is64:
+                        entries = struct.iter_unpack(fmt, data)
+                    else:                   # to the 64-bit field order
+                        entries = [(n, i, o, x, v, sz) for n, v, sz, i, o, x in struct.iter_unpack(fmt, data)]
+                    self._tables.append(((fmt, data) if headers.is64 else entries, names))
         return self._tables
 
     def _lookup(self, name, kinds):
@@ -152,6 +154,8 @@ class SymbolTable:
                 position = names.find(wanted, position + 1)
             if not offsets:
                 continue
+            if isinstance(entries, tuple):
+                entries = struct.iter_unpack(*entries)
             for st_name, st_info, _other, shndx, value, sym_size in entries:
                 if st_name in offsets and (st_info & 0xf) in kinds and shndx != 0:
                     if (value, sym_size) not in places:
@@ -168,11 +172,12 @@ class SymbolTable:
         return self._lookup(name, (1,))           # STT_OBJECT
 
     def has_functions(self):
-        return any(entries for entries, _names in self._load())
+        return any(entries for entries, _names in self._load())   # (fmt, bytes) or a list: both truthy when non-empty
 
     def is_function_start(self, address):
         if self._starts is None:
-            self._starts = sorted(set(e[4] for entries, _n in self._load() for e in entries
+            self._starts = sorted(set(e[4] for entries, _n in self._load()
+                                      for e in (struct.iter_unpack(*entries) if isinstance(entries, tuple) else entries)
                                       if (e[1] & 0xf) == 2 and e[3] != 0))
         index = bisect.bisect_left(self._starts, address)
         return index < len(self._starts) and self._starts[index] == address
@@ -186,11 +191,12 @@ class Resolver:
         self.binary = os.path.abspath(binary)
         self.info = dwarf_debuginfo.find_debuginfo(self.binary, explicit=debuginfo,
                                                    expected_build_id=expected_build_id)
-        from elftools.elf.elffile import ELFFile
+        if self.info.binary.e_machine != 62:
+            raise ResolveError("%s is not an x86_64 binary (ELF machine %d): the resolver knows only x86_64's "
+                               "DWARF registers; resolve on an x86_64 host is not enough, the target must be x86_64"
+                               % (self.binary, self.info.binary.e_machine))
         self._files = []
-        self.debug_elf = ELFFile(self._open(self.info.debug.path))
-        self.dwarf = self.debug_elf.get_dwarf_info(relocate_dwarf_sections=False)
-        self.binary_elf = None
+        self.dwarf = open_dwarf(self.info.debug, self._open)
         self._symbols = None
         self._aranges = None
         self._cfa = None
@@ -227,14 +233,11 @@ class Resolver:
         from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cfi import CfaFinder, CfiError
         if self._cfa is None:
             finders = []
-            debug_frame_ok = self.info.debug.has_section_data(".eh_frame") or self.info.debug.has_section_data(".debug_frame")
             if self.info.debug is not self.info.binary:
                 # objcopy --only-keep-debug leaves .eh_frame NOBITS: the binary holds the CFI.
-                from elftools.elf.elffile import ELFFile
-                self.binary_elf = ELFFile(self._open(self.info.binary.path))
-                finders.append(CfaFinder(self.binary_elf))
-            if debug_frame_ok:
-                finders.append(CfaFinder(self.debug_elf))
+                finders.append(CfaFinder(self.info.binary, self.dwarf.structs))
+            if self.info.debug.has_section_data(".eh_frame") or self.info.debug.has_section_data(".debug_frame"):
+                finders.append(CfaFinder(self.info.debug, self.dwarf.structs))
             self._cfa = finders
         errors = []
         for finder in self._cfa:
@@ -246,11 +249,20 @@ class Resolver:
 
     def cu_offset_for_address(self, address):
         if self._aranges is None:
-            self._aranges = self.dwarf.get_aranges() or False
-        if self._aranges:
-            offset = self._aranges.cu_offset_at_addr(address)
-            if offset is not None:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_skim
+            try:
+                self._aranges = dwarf_skim.parse_aranges(self._section(".debug_aranges"))
+            except (dwarf_skim.SkimError, struct.error):
+                self._aranges = []
+            self._arange_starts = [r[0] for r in self._aranges]
+        index = bisect.bisect_right(self._arange_starts, address) - 1
+        while index >= 0 and self._aranges[index][0] <= address:
+            start, end, offset = self._aranges[index]
+            if address < end:
                 return offset
+            index -= 1
+            if address - start > 1 << 24:   # ranges do not nest: stop looking far back
+                break
         # No .debug_aranges entry: check each CU's top DIE ranges (no full parse).
         for cu in self.dwarf.iter_CUs():
             if self.die_contains(cu.get_top_DIE(), address):
@@ -1061,6 +1073,76 @@ class Resolver:
                     entry["location"] = "aggregate: name a member"
                 result.append(entry)
         return result
+
+
+class SectionStream:
+    """A file-like window on one section, read on demand.
+
+    pyelftools wants one stream per section; reading every DWARF section of
+    a 23 MB library into memory first costs more than resolving a probe.
+    """
+
+    def __init__(self, handle, offset, size):
+        self.handle = handle
+        self.offset = offset
+        self.size = size
+        self.position = 0
+
+    def seek(self, position, whence=0):
+        if whence == 1:
+            position += self.position
+        elif whence == 2:
+            position += self.size
+        self.position = position
+        return position
+
+    def tell(self):
+        return self.position
+
+    def read(self, count=-1):
+        if count is None or count < 0 or self.position + count > self.size:
+            count = max(0, self.size - self.position)
+        self.handle.seek(self.offset + self.position)
+        data = self.handle.read(count)
+        self.position += len(data)
+        return data
+
+
+_DWARF_SECTIONS = ("debug_info", "debug_aranges", "debug_abbrev", "debug_str", "debug_loc", "debug_ranges",
+                   "debug_line", "debug_addr", "debug_str_offsets", "debug_line_str", "debug_loclists",
+                   "debug_rnglists")
+
+
+def open_dwarf(headers, open_file):
+    """pyelftools DWARFInfo over the sections that ``headers`` (ElfHeaders) lists.
+
+    Builds the DWARFInfo directly instead of through ELFFile: importing and
+    setting up elftools.elf costs more than a whole small resolution.  Files
+    that need more (dwz supplementary files, relocations) go through ELFFile.
+    """
+    from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DWARFInfo, DwarfConfig
+    simple = headers.e_machine == 62 and headers.e_type in (2, 3) and ".gnu_debugaltlink" not in headers.sections \
+        and ".debug_types" not in headers.sections
+    if simple:
+        sections = {}
+        handle = None
+        for name in _DWARF_SECTIONS:
+            if headers.has_section_data("." + name):
+                handle = handle or open_file(headers.path)
+                entry = headers.sections["." + name]
+                sections[name + "_sec"] = DebugSectionDescriptor(SectionStream(handle, entry[2], entry[3]),
+                                                                  "." + name, entry[2], entry[3], entry[1])
+        try:
+            return DWARFInfo(config=DwarfConfig(little_endian=headers.endian == "<", machine_arch="x64",
+                                                default_address_size=8 if headers.is64 else 4),
+                             debug_frame_sec=None, eh_frame_sec=None, debug_pubtypes_sec=None,
+                             debug_pubnames_sec=None, debug_sup_sec=None, gnu_debugaltlink_sec=None,
+                             debug_types_sec=None,
+                             **dict((n + "_sec", sections.get(n + "_sec")) for n in _DWARF_SECTIONS))
+        except TypeError:   # another pyelftools version: its ELFFile knows its own signature
+            pass
+    from elftools.elf.elffile import ELFFile
+    return ELFFile(open_file(headers.path)).get_dwarf_info(relocate_dwarf_sections=False)
 
 
 class LineTable:

@@ -271,3 +271,28 @@ def decode_line_rows(program, version):
     del address_size, version
     rows.sort(key=lambda r: (r[0], r[1]))
     return rows
+
+
+def parse_aranges(data):
+    """.debug_aranges bytes -> sorted [(start, end, cu_offset)] (32-bit DWARF, 8-byte addresses)."""
+    ranges = []
+    pos = 0
+    while pos + 12 <= len(data):
+        length, version, cu_offset, address_size, _segment = struct.unpack_from("<IHIBB", data, pos)
+        if length == 0xffffffff or address_size not in (4, 8):
+            raise SkimError("64-bit DWARF or unusual address size in .debug_aranges")
+        end = pos + 4 + length
+        tuple_size = 2 * address_size
+        entry = pos + 12
+        entry += (-entry + pos) % tuple_size        # tuples are aligned to their size from the set start
+        fmt = "<QQ" if address_size == 8 else "<II"
+        while entry + tuple_size <= end:
+            start, size = struct.unpack_from(fmt, data, entry)
+            entry += tuple_size
+            if start == 0 and size == 0:
+                break
+            if size:
+                ranges.append((start, start + size, cu_offset))
+        pos = end
+    ranges.sort()
+    return ranges
