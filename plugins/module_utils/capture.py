@@ -20,6 +20,7 @@ import errno
 import json
 import math
 import os
+import re
 import select
 import time
 
@@ -249,27 +250,55 @@ def _read_available(fd, consume):
         consume(chunk.decode("utf-8", "replace"))
 
 
-def symbolize_user_stacks(events, pid_alive=procfs.process_alive):
-    """Replace user stack addresses by {'address', 'object', 'symbol'} while processes live.
+_OBJECT_FRAME = re.compile(r"^(?P<path>/.*)\[\+0x(?P<offset>[0-9a-fA-F]+)\]$")
 
-    Returns the pids that were gone (their frames stay bare addresses).
+
+def _bare(address):
+    return {"address": "0x%x" % address, "object": None, "symbol": None}
+
+
+def symbolize_user_stacks(events, pid_alive=procfs.process_alive):
+    """Turn ``user_stack`` frames into {'address', 'object', 'offset', 'symbol'} dicts.
+
+    Bare addresses need the process's maps, so they are symbolized only while
+    it lives; 'path[+0xoff]' frames (option sym-userobj) are symbolized from
+    the file alone.  Frames of neither form keep their text.  Returns the pids
+    that were gone (their address frames stay bare).
     """
-    caches = {}
+    elf_cache = {}
     gone = set()
     for record in events:
         if "user_stack" not in record:
             continue
         pid = record.get("tgid", record["pid"])
-        addresses = user_stack_addresses(record)
-        if pid in gone or not pid_alive(pid):
+        frames = []
+        addresses = []  # (index in frames, address) to resolve through the maps
+        for text in record["user_stack"]:
+            if isinstance(text, dict):
+                frames.append(text)
+                continue
+            address = user_stack_addresses({"user_stack": [text]})
+            if address:
+                addresses.append((len(frames), address[0]))
+                frames.append(_bare(address[0]))
+                continue
+            match = _OBJECT_FRAME.match(text.strip())
+            if match:
+                offset = int(match.group("offset"), 16)
+                frames.append({"address": None, "object": match.group("path"), "offset": "0x%x" % offset,
+                               "symbol": procfs.file_symbol(match.group("path"), offset, elf_cache)})
+            else:
+                frames.append({"address": None, "object": None, "symbol": None, "text": text.strip()})
+        if addresses and pid not in gone and pid_alive(pid):
+            try:
+                resolved = procfs.symbolize(pid, [a for _i, a in addresses], elf_cache)
+                for (index, _address), frame in zip(addresses, resolved):
+                    frames[index] = frame
+            except procfs.ProcessGone:
+                gone.add(pid)
+        elif addresses:
             gone.add(pid)
-            record["user_stack"] = [{"address": "0x%x" % a, "object": None, "symbol": None} for a in addresses]
-            continue
-        try:
-            record["user_stack"] = procfs.symbolize(pid, addresses, caches.setdefault("elf", {}))
-        except procfs.ProcessGone:
-            gone.add(pid)
-            record["user_stack"] = [{"address": "0x%x" % a, "object": None, "symbol": None} for a in addresses]
+        record["user_stack"] = frames
     return sorted(gone)
 
 

@@ -404,20 +404,31 @@ def symbolize(pid, addresses, cache=None):
                 file_offset = address - start + map_offset
                 frame["offset"] = "0x%x" % file_offset
                 if path.startswith("/"):
-                    if path not in cache:
-                        try:
-                            cache[path] = ElfSymbols(_proc_root_path(pid, path))
-                        except Exception:  # not an ELF file, unreadable, pyelftools missing
-                            cache[path] = None
-                    symbols = cache[path]
-                    if symbols is not None:
-                        vaddr = symbols.vaddr_of_offset(file_offset)
-                        found = symbols.lookup(vaddr) if vaddr is not None else None
-                        if found:
-                            frame["symbol"] = "%s+0x%x" % found if found[1] else found[0]
+                    frame["symbol"] = file_symbol(_proc_root_path(pid, path), file_offset, cache)
                 break
         frames.append(frame)
     return frames
+
+
+def file_symbol(path, file_offset, cache=None):
+    """'func+0x12' for a file offset inside ELF file ``path``, or None.
+
+    Works without the process (option sym-userobj prints 'path[+0xoffset]').
+    """
+    cache = {} if cache is None else cache
+    if path not in cache:
+        try:
+            cache[path] = ElfSymbols(path)
+        except Exception:  # not an ELF file, unreadable, pyelftools missing
+            cache[path] = None
+    symbols = cache[path]
+    if symbols is None:
+        return None
+    vaddr = symbols.vaddr_of_offset(file_offset)
+    found = symbols.lookup(vaddr) if vaddr is not None else None
+    if not found:
+        return None
+    return "%s+0x%x" % found if found[1] else found[0]
 
 
 def _proc_root_path(pid, path):
