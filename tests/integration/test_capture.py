@@ -35,10 +35,15 @@ def tick_binary(tmp_path_factory):
 class TickProcess:
     """tick_loop running with its stdout in a file (the gaps it really measured)."""
 
-    def __init__(self, binary, heartbeat, out_path, interval_ms=20, ticks=0):
+    def __init__(self, binary, heartbeat, out_path, interval_ms=20, ticks=0, rtprio=None):
         self.out_path = str(out_path)
         self.out = open(self.out_path, "w")
-        self.proc = subprocess.Popen([binary, heartbeat, str(interval_ms), str(ticks)], stdout=self.out)
+
+        def realtime():
+            # Like corosync (SCHED_RR): a busy machine cannot make a tick late, only the freeze can.
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(rtprio))
+        self.proc = subprocess.Popen([binary, heartbeat, str(interval_ms), str(ticks)], stdout=self.out,
+                                     preexec_fn=realtime if rtprio else None)
         self.pid = self.proc.pid
         deadline = time.monotonic() + 10
         while "ready" not in self._text():
@@ -133,7 +138,7 @@ def freeze_when_armed(instance, fs, delay=0.3, seconds=FREEZE_SECONDS):
 
 def test_capture_finds_the_d_state_stall(tracefs, unique_name, tick_binary, frozen_fs, run_module, tmp_path):
     heartbeat = frozen_fs.file("heartbeat")
-    proc = TickProcess(tick_binary, heartbeat, tmp_path / "gaps.txt")
+    proc = TickProcess(tick_binary, heartbeat, tmp_path / "gaps.txt", rtprio=50)
     armed = None
     try:
         armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid)
@@ -171,6 +176,9 @@ def test_capture_finds_the_d_state_stall(tracefs, unique_name, tick_binary, froz
         assert finding["value"] in printed and finding["value"] >= THRESHOLD_NS
         assert finding["pid"] == proc.pid
         assert finding["state"] == "D", finding["summary"]
+        switch = [e for e in everything["events"] if e["event"] == "sched_switch"
+                  and e["timestamp"] == finding["switched_out_at"]][0]
+        assert switch["fields"]["prev_prio"] == 99 - 50  # the kernel's prio of SCHED_RR 50
         # The frozen filesystem's frames: writers wait in sb_start_write's percpu rwsem.
         stack = " ".join(finding["kernel_stack"])
         assert "percpu_rwsem_wait" in stack or "__sb_start_write" in stack, finding["kernel_stack"]
