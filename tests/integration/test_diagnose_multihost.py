@@ -4,12 +4,20 @@ node1..node3 are this machine through the loopback sshd (scripts/ssh-loopback.sh
 so the three hosts share one kernel and one demo daemon: each must get its own
 instance and probe group, and the controller must gather all three results.
 A fourth host that cannot be reached is listed, the others still reported.
+The probe is resolved once on the controller and sent to the nodes as a definition.
 """
 
 import json
 import os
 
 from tests.conftest import REPO
+
+
+def first_fetcharg(hosts):
+    definitions = [h["probe"]["definitions"][0] for h in hosts.values()]
+    fetchargs = set(d.rsplit(" tv_diff=", 1)[-1] for d in definitions)
+    assert len(fetchargs) == 1, definitions
+    return fetchargs.pop()
 
 
 def test_three_hosts_over_ssh_and_one_unreachable(ssh_inventory, demo_daemon, run_playbook, tmp_path, run_token):
@@ -23,7 +31,9 @@ def test_three_hosts_over_ssh_and_one_unreachable(ssh_inventory, demo_daemon, ru
     result = run_playbook(os.path.join(REPO, "playbooks", "diagnose-corosync.yml"), inventory=ssh_inventory,
                           extra_vars={"diagnose_corosync_binary": demo_daemon.binary, "diagnose_threshold_ms": 400,
                                       "diagnose_timeout": 120, "diagnose_results_dir": results,
-                                      "diagnose_run_id": run_id},
+                                      "diagnose_run_id": run_id,
+                                      # The nodes get a definition resolved on the controller.
+                                      "diagnose_resolve_on_controller": True},
                           json_output=False, env={"ANSIBLE_PIPELINING": "1"})
     # node4 is unreachable: the run reports it and still returns the others' results.
     assert "node4" in result.stdout and "UNREACHABLE" in result.stdout, result.stdout[-3000:]
@@ -42,6 +52,12 @@ def test_three_hosts_over_ssh_and_one_unreachable(ssh_inventory, demo_daemon, ru
         assert stall["state"] == "D" and stall["fd"] == 3 and stall["file"] == demo_daemon.heartbeat, stall
         assert any(frame.startswith("percpu_rwsem_wait") for frame in stall["kernel_stack"])
         assert any(abs(ms - stall["value"] / 1e6) < 0.001 for ms in demo_daemon.late_ticks_ms())
+        # Resolved once on the controller: same address and fetch args, this host's group.
+        assert host["probe"]["spec"] == "", "the node resolved the probe itself"
+        (definition,) = host["probe"]["definitions"]
+        assert definition.startswith("p:%s/timer_function_scheduler_timeout %s:0x" % (host["probe"]["group"],
+                                                                                      demo_daemon.binary))
+        assert definition.endswith(" tv_diff=%s" % first_fetcharg(hosts))
     # One kernel, three hosts: no two share an instance or a probe group, and all carry the run id.
     instances = set(h["probe"]["instance"] for h in hosts.values())
     groups = set(h["probe"]["group"] for h in hosts.values())
