@@ -1,0 +1,84 @@
+"""Build-id keyed resolver cache and debug-info search (no tracefs needed)."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_cache, dwarf_debuginfo, dwarf_resolver
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
+import programs  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def build_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLEETTRACE_RESOLVER_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def cached_files(cache):
+    return [f for _d, _s, files in os.walk(str(cache)) for f in files]
+
+
+def test_hit_after_miss_and_check_mode_writes_nothing(cc, build_dir, cache):
+    binary = programs.build(cc, build_dir, "demo_O0")
+    first = dwarf_cache.cached_resolve(binary, "scale", write=False)
+    assert first["cached"] is False and cached_files(cache) == []         # check mode: nothing written
+    dwarf_cache.cached_resolve(binary, "scale")
+    assert len(cached_files(cache)) == 1
+    again = dwarf_cache.cached_resolve(binary, "scale")
+    assert again["cached"] is True
+    assert again["definitions"] == dwarf_resolver.resolve(binary, "scale")["definitions"]
+    # Options are part of the key: another group is another entry.
+    other = dwarf_cache.cached_resolve(binary, "scale", group="fleettrace_other")
+    assert other["cached"] is False and other["group"] == "fleettrace_other"
+
+
+def test_corrupt_entry_is_ignored_and_build_id_is_checked(cc, build_dir, cache):
+    binary = programs.build(cc, build_dir, "demo_O2")
+    dwarf_cache.cached_resolve(binary, "compute")
+    for directory, _sub, files in os.walk(str(cache)):
+        for name in files:
+            with open(os.path.join(directory, name), "wb") as handle:
+                handle.write(b"garbage")
+    assert dwarf_cache.cached_resolve(binary, "compute")["cached"] is False
+    with pytest.raises(dwarf_debuginfo.DebugInfoError) as info:
+        dwarf_cache.cached_resolve(binary, "compute", build_id="00" * 20)
+    assert "different build" in str(info.value)
+
+
+def test_debuglink_explicit_and_missing_debug_info(cc, build_dir):
+    stripped, debug = programs.build_split_debug(cc, build_dir)
+    found = dwarf_debuginfo.find_debuginfo(stripped)
+    assert found.debug.path == debug and found.build_id == dwarf_debuginfo.read_build_id(debug)
+    # A debug file of another build is refused when given explicitly ...
+    other = programs.build(cc, build_dir, "demo_O2")
+    with pytest.raises(dwarf_debuginfo.DebugInfoError) as info:
+        dwarf_debuginfo.find_debuginfo(stripped, explicit=other)
+    assert "different builds" in str(info.value)
+    # ... and without any debug info the message lists where it looked.
+    bare = os.path.join(build_dir, "bare")
+    shutil.copy(other, bare)
+    subprocess.run(["strip", "--strip-debug", bare], check=True)
+    with pytest.raises(dwarf_debuginfo.DebugInfoError) as info:
+        dwarf_debuginfo.find_debuginfo(bare)
+    message = str(info.value)
+    assert "/usr/lib/debug/.build-id/" in message and "no .debug_info" in message and "rebuild it with -g" in message
+
+
+def test_not_elf_and_relative_paths(tmp_path):
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(dwarf_debuginfo.DebugInfoError) as info:
+        dwarf_debuginfo.find_debuginfo(str(script))
+    assert "not an ELF file" in str(info.value)
+    with pytest.raises(dwarf_debuginfo.DebugInfoError):
+        dwarf_debuginfo.find_debuginfo("/nonexistent/binary")
