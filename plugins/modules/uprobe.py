@@ -24,7 +24,7 @@ description:
     debug info) can be given, guarded by O(build_id).
   - A probe is only placed at an address that the line table or the symbol table names; a C(FUNC+OFFSET)
     elsewhere needs O(force), because a probe inside an instruction corrupts the traced program.
-  - All lines are added or none: when the kernel refuses one, the ones already added are removed.
+  - All lines are added or none. When the kernel refuses one, the ones already added are removed.
   - C(state=absent) disables the event in every tracefs instance and then removes it; it removes only the
     events named by this spec (or O(group)/O(event)).
 author:
