@@ -39,3 +39,64 @@ def test_demo_prints_the_true_finding(tmp_path, run_token):
     assert stall["value"] >= 400 * 1000000
     # Probe and instance carried the run id and were removed (the leak check verifies the tracefs side).
     assert run_id in host["probe"]["instance"]
+
+
+def run_diagnose(tmp_path, run_id, binary, timeout=30, background=False):
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                         % os.path.join(REPO, ".venv", "bin", "python"))
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+           os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
+           "-e", json.dumps({"diagnose_corosync_binary": binary, "diagnose_threshold_ms": 400,
+                             "diagnose_timeout": timeout, "diagnose_results_dir": str(tmp_path / "results"),
+                             "diagnose_run_id": run_id})]
+    if background:
+        return subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                universal_newlines=True)
+    return subprocess.run(cmd, cwd=REPO, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=600, check=False)
+
+
+def host_result(tmp_path, run_id):
+    with open(os.path.join(str(tmp_path / "results"), "corosync-%s" % run_id, "summary.json")) as handle:
+        return json.load(handle)["hosts"][0]
+
+
+def test_node_without_the_daemon_is_reported_not_failed(tmp_path, run_token):
+    run_id = "%s_absent" % run_token
+    proc = run_diagnose(tmp_path, run_id, "/usr/sbin/fleettrace-no-such-daemon")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    host = host_result(tmp_path, run_id)
+    assert host["status"] == "target_not_running" and host["threshold_reached"] is False
+    assert "localhost: target not running" in proc.stdout
+
+
+def test_target_dying_while_armed_is_reported_and_cleaned(demo_daemon, tmp_path, run_token):
+    import glob
+    import time
+    demo_daemon.start(period_ms=100, threshold_ms=400)  # no faults: it only dies
+    run_id = "%s_dies" % run_token
+    playbook = run_diagnose(tmp_path, run_id, demo_daemon.binary, timeout=120, background=True)
+    try:
+        deadline = time.time() + 300
+        armed = False
+        while not armed and playbook.poll() is None and time.time() < deadline:
+            for path in glob.glob("/sys/kernel/tracing/instances/fleettrace_%s_*/tracing_on" % run_id):
+                try:
+                    with open(path) as handle:
+                        armed = armed or handle.read().strip() == "1"
+                except IOError:
+                    pass
+            time.sleep(0.05)
+        assert armed, "never armed"
+        demo_daemon.proc.kill()
+        output, _ = playbook.communicate(timeout=600)
+    finally:
+        if playbook.poll() is None:
+            playbook.kill()
+            playbook.wait()
+    assert playbook.returncode == 0, output[-4000:]
+    host = host_result(tmp_path, run_id)
+    assert host["status"] == "target_exited", host
+    assert host["target"]["alive"] is False
+    # The leak check (autouse) verifies that the instance and probe are gone.
