@@ -642,8 +642,7 @@ class Resolver:
         for child in scope.iter_children():
             yield child
             if child.has_children and child.tag in _SCOPE_TAGS and self.die_contains(child, address):
-                for inner in self._walk_visible(child, address):
-                    yield inner
+                yield from self._walk_visible(child, address)
 
     def find_variable(self, name, cu, chain, address):
         """(die, kind) of a variable visible at address: locals first (perf's order), then CU globals."""
@@ -852,9 +851,9 @@ class Resolver:
             return self._file_line_addresses(point)
         functions = self.find_function(point.function, point.source)
         if not functions:
+            where = " (in %s)" % point.source if point.source else ""
             raise ResolveError("function %s not found in the debug info of %s%s; is it spelled right and "
-                               "compiled into this binary?" % (point.function, self.binary,
-                                                                " (in %s)" % point.source if point.source else ""))
+                               "compiled into this binary?" % (point.function, self.binary, where))
         if point.relative_line == 0:
             point.relative_line = None      # perf: FUNC:0 is FUNC itself (name, prologue rule)
         results = []
@@ -1130,8 +1129,8 @@ def open_dwarf(headers, open_file):
             if headers.has_section_data("." + name):
                 handle = handle or open_file(headers.path)
                 entry = headers.sections["." + name]
-                sections[name + "_sec"] = DebugSectionDescriptor(SectionStream(handle, entry[2], entry[3]),
-                                                                  "." + name, entry[2], entry[3], entry[1])
+                stream = SectionStream(handle, entry[2], entry[3])
+                sections[name + "_sec"] = DebugSectionDescriptor(stream, "." + name, entry[2], entry[3], entry[1])
         try:
             return DWARFInfo(config=DwarfConfig(little_endian=headers.endian == "<", machine_arch="x64",
                                                 default_address_size=8 if headers.is64 else 4),
@@ -1226,33 +1225,26 @@ def _add_offset(value, offset, what):
     raise LocationError("%s is held in a register here, not in memory, so %s cannot be addressed" % ("it", what))
 
 
-def _file_matcher(name, suffix=False):
-    """perf compares source files by suffix; an exact name also matches its basename."""
+def _file_matcher(name, suffix=True):
+    """perf compares source files by suffix: 'demo.c' matches '/src/demo.c' and the other way round."""
     def matches(candidate):
         if not candidate:
             return False
         if candidate == name:
             return True
-        if suffix or True:
-            return candidate.endswith("/" + name) or name.endswith("/" + candidate) or \
-                os.path.basename(candidate) == name
-        return False
+        return suffix and (candidate.endswith("/" + name) or name.endswith("/" + candidate))
     return matches
 
 
 def _compress_lines(numbers):
-    parts, start, previous = [], None, None
+    """[1, 2, 3, 7] -> '1-3, 7'."""
+    groups = []
     for number in numbers:
-        if start is None:
-            start = previous = number
-        elif number == previous + 1:
-            previous = number
+        if groups and number == groups[-1][1] + 1:
+            groups[-1][1] = number
         else:
-            parts.append(str(start) if start == previous else "%d-%d" % (start, previous))
-            start = previous = number
-    if start is not None:
-        parts.append(str(start) if start == previous else "%d-%d" % (start, previous))
-    return ", ".join(parts)
+            groups.append([number, number])
+    return ", ".join(str(a) if a == b else "%d-%d" % (a, b) for a, b in groups)
 
 
 def _read_source(file_name, cu):

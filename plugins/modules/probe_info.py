@@ -49,6 +49,7 @@ attributes:
     description: Read-only; runs the same in check mode.
   diff_mode:
     support: none
+    description: Changes nothing, so there is no diff.
 notes:
   - Needs pyelftools on the target. No root needed when the binary and its debug info are readable.
 seealso:
