@@ -303,8 +303,8 @@ def render_markdown(report):
     if report["checks"]:
         out += ["## Checks", "", "| host | check | status | value | limit |", "|---|---|---|---|---|"]
         for c in report["checks"]:
-            out.append("| %s | %s | %s | %s | %s |" % (c["host"], c["check"], c["status"],
-                                                      _fmt(c.get("value"), 3), c.get("limit", c.get("message", ""))))
+            cells = (c["host"], c["check"], c["status"], _fmt(c.get("value"), 3), c.get("limit", c.get("message", "")))
+            out.append("| %s | %s | %s | %s | %s |" % cells)
         out.append("")
     for name in sorted(report["hosts"]):
         entry = report["hosts"][name]
@@ -325,8 +325,8 @@ def render_markdown(report):
                            % (_fmt(wait["latency_us"]), wait["kind"], wait["comm"], wait["pid"], wait["cpu"], ran or "-"))
             out.append("")
         for stall in _stalls(entry)[:5]:
-            out.append("- %s stall %s ms of %s %s" % (stall["state"], _fmt(stall["duration_ms"], 3), stall["task"],
-                                                     stall["detail"]))
+            out.append("- %s stall %s ms of %s %s"
+                       % (stall["state"], _fmt(stall["duration_ms"], 3), stall["task"], stall["detail"]))
             for frame in stall["kernel_stack"][:12]:
                 out.append("    %s" % frame)
         out.append("")
@@ -342,10 +342,10 @@ def svg_histogram(buckets, width=420, height=140):
     parts = ['<svg class="hist" width="%d" height="%d" '
              'viewBox="0 0 %d %d" role="img">' % (width, height + 30, width, height + 30)]
     for index, bucket in enumerate(buckets):
-        bar = 0 if not bucket["count"] else max(2.0, (height - 10) * bucket["count"] / float(top))
+        bar_height = 0 if not bucket["count"] else max(2.0, (height - 10) * bucket["count"] / float(top))
         x = 30 + index * slot
         parts.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s-%s us: %d</title></rect>'
-                     % (x, height - bar, max(slot - 2, 1), bar, BAR_COLOR, bucket["low_us"], bucket["high_us"],
+                     % (x, height - bar_height, max(slot - 2, 1), bar_height, BAR_COLOR, bucket["low_us"], bucket["high_us"],
                         bucket["count"]))
         if index % 2 == 0:
             parts.append('<text x="%.1f" y="%d" font-size="9" text-anchor="middle">%s</text>'

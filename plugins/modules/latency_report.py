@@ -28,6 +28,7 @@ attributes:
     description: Builds the report and evaluates the checks, writes no file.
   diff_mode:
     support: none
+    description: Nothing persistent changes, so there is no diff.
 options:
   results:
     description: Per-host result documents given directly (each with C(kind) and C(host)).

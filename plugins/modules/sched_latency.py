@@ -20,7 +20,7 @@ description:
     intervals of watched tasks split by state (S, D) with the kernel stacks of the longest D intervals.
   - Events are read as binary pages from C(per_cpu/cpuN/trace_pipe_raw) while tracing, so memory stays
     bounded by the histogram size; events the kernel dropped are counted and reported in
-    RV(sched_latency.events.lost), never hidden.
+    C(sched_latency.events.lost), never hidden.
   - The instance is removed at the end, also on failure or interruption. Nothing persistent changes,
     so the module always reports C(changed=false).
 author: fleettrace developers (@fleettrace)
@@ -30,6 +30,7 @@ attributes:
     description: Reports the tracefs writes it would make and the host facts; traces nothing.
   diff_mode:
     support: none
+    description: Nothing persistent changes, so there is no diff.
 options:
   duration:
     description: Length of the tracing window in seconds.
