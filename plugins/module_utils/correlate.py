@@ -167,14 +167,21 @@ def syscall_in_flight(events, pid, before_index, after_index):
 
 
 def find_stalls(events, probe_event, field, threshold, pid=None, states=("D",), resolve_fds=True):
-    """One finding per probe hit with ``field >= threshold``; see the module docstring."""
+    """One finding per probe hit with ``field >= threshold``; see the module docstring.
+
+    ``pid``: a task id, or a collection of them (the threads of a process:
+    trace records carry thread ids, and the probed loop may run in any thread).
+    """
     states = set(states)
+    if pid is not None and not isinstance(pid, (set, frozenset, list, tuple)):
+        pid = (pid,)
+    pids = frozenset(pid) if pid is not None else None
     findings = []
     previous_hit = {}
     for index, record in enumerate(events):
         if not event_matches(record, probe_event):
             continue
-        if pid is not None and record["pid"] != pid:
+        if pids is not None and record["pid"] not in pids and record.get("tgid") not in pids:
             continue
         task = record["pid"]
         window_start = previous_hit.get(task, -1)

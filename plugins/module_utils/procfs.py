@@ -203,6 +203,14 @@ def _task_facts(task_dir):
     return facts, stat
 
 
+def thread_ids(pid):
+    """The thread ids of ``pid`` ([pid] alone when it is gone or not readable)."""
+    try:
+        return sorted(int(t) for t in os.listdir(_pid_dir(pid, "task")) if t.isdigit())
+    except OSError:
+        return [int(pid)]
+
+
 def thread_facts(pid, kernel_stack=True):
     threads = []
     task_root = _pid_dir(pid, "task")

@@ -113,7 +113,7 @@ options:
         type: int
         required: true
       pid:
-        description: Only hits of this task (defaults to O(pid)).
+        description: Only hits of this process or any of its threads (defaults to O(pid)).
         type: int
       states:
         description: C(prev_state) letters that count as blocked.
@@ -396,9 +396,10 @@ def main():
         result["symbolize_gone"] = capture_core.symbolize_user_stacks(events)
     if params["findings"]:
         wanted = params["findings"]
+        task = wanted["pid"] if wanted["pid"] is not None else params["pid"]
         result["findings"] = correlate.find_stalls(
             events, wanted["probe_event"], wanted["field"], wanted["threshold"],
-            pid=wanted["pid"] if wanted["pid"] is not None else params["pid"], states=wanted["states"])
+            pid=procfs.thread_ids(task) if task is not None else None, states=wanted["states"])
     result["process_exited"] = result["stop_reason"] == capture_core.STOP_PROCESS_EXITED or bool(
         params["pid"] is not None and not procfs.process_alive(params["pid"]))
     result["message"] = build_message(result, params)

@@ -131,3 +131,12 @@ def test_loss_accounting_and_buffer_suggestion():
     assert lost == {0: {"overrun": 300, "dropped": 0, "entries": 100}}
     # 100 kept + 300 lost on the worst CPU: 4x the buffer, plus 25 %.
     assert capture.suggested_buffer_kb(1408, lost) == 7040
+
+
+def test_hits_of_any_thread_of_the_process():
+    text = "\n".join([tick("1.0", 10, pid=3797), switch_out("1.2", "D", pid=3797), tick("2.0", 900000000, pid=3797)]) + "\n"
+    events = parse_trace(text)["events"]
+    assert correlate.find_stalls(events, "timer_function_scheduler_timeout", "tv_diff_u64", 5 * 10 ** 8, pid=3796) == []
+    found = correlate.find_stalls(events, "timer_function_scheduler_timeout", "tv_diff_u64", 5 * 10 ** 8,
+                                  pid=[3796, 3797], resolve_fds=False)
+    assert len(found) == 1 and found[0]["pid"] == 3797 and found[0]["state"] == "D"
