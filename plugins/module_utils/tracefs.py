@@ -555,8 +555,18 @@ class Event:
         # Counted triggers are removed by their command; the kernel ignores the filter.
         if parts[-1].isdigit():
             parts = parts[:-1]
+        # An enable_event trigger that fired leaves its target soft-enabled
+        # ("1*"), and removing the trigger turns that into a plain enable:
+        # what the trigger switched on is switched off with it.
+        target = None
+        if parts[0] == "enable_event" and len(parts) >= 3:
+            target = Event(self.instance, parts[1], parts[2], checked=True)
+            if not target.exists() or not target._read("enable").strip().endswith("*"):
+                target = None
         self._write("trigger", "!" + ":".join(parts), append=True,
                     what="removing trigger %r from %s in %s" % (text, self.spec, self.instance.label))
+        if target is not None and target.enabled:
+            target.set_enabled(False)
 
     def clear(self):
         """Triggers off, filter off, disabled: the cleanup order of the house."""

@@ -323,3 +323,21 @@ def test_step4_catches_a_real_d_state_stall_with_its_stack(tracefs, run_playbook
     assert all("prev_state=D" in line for line in switches), switches
     assert "<stack trace>" in trace
     assert "percpu_rwsem" in trace or "sb_start_write" in trace, trace[-3000:]
+
+
+def test_removing_a_fired_enable_event_trigger_disables_its_target(tracefs, unique_name):
+    """Kernel behaviour: the fired trigger's soft enable turns into a plain enable on removal."""
+    inst = tracefs.instance(unique_name("enev"))
+    inst.create()
+    try:
+        switch, wakeup = inst.event("sched:sched_switch"), inst.event("sched:sched_wakeup")
+        switch.add_trigger("enable_event:sched:sched_wakeup")
+        deadline = time.time() + 5
+        while not wakeup._read("enable").strip() == "1*" and time.time() < deadline:
+            time.sleep(0.05)  # any context switch on the machine fires it
+        assert wakeup._read("enable").strip() == "1*"
+        switch.remove_trigger("enable_event:sched:sched_wakeup")
+        assert switch.triggers() == []
+        assert not wakeup.enabled
+    finally:
+        inst.remove()
