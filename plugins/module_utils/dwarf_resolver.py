@@ -346,7 +346,7 @@ class Resolver:
         # CUs' top-level DIEs, but only when the name is in the string tables at all.
         if not self._name_in_debug_strings(name):
             return found
-        inlined_only = False
+        inlined_only = []
         for cu in self.dwarf.iter_CUs():
             if source and not self._cu_matches(cu, source):
                 continue
@@ -357,11 +357,9 @@ class Resolver:
                 if self.die_ranges(die):
                     found.append((cu, die))
                 elif "DW_AT_inline" in info:
-                    inlined_only = True
-        if not found and inlined_only:
-            raise ResolveError("function %s exists only as inlined copies (no out-of-line code) in %s; probe a "
-                               "line of its callers instead (FILE.c:LINE of the call)" % (name, self.binary))
-        return found
+                    inlined_only.append((cu, die))
+        # An inline-only function: its abstract DIE stands for all its inlined copies.
+        return found or inlined_only
 
     def _name_in_debug_strings(self, name):
         wanted = name.encode("utf-8") + b"\0"
@@ -718,7 +716,11 @@ class Resolver:
                     raise
             value, type_die, kernel_type = self._apply_accesses(arg, value, type_die)
         except LocationError as exc:
-            note.reason = "%s: %s" % (arg.variable if not arg.accesses else arg.text.split(":")[0], exc)
+            reason = str(exc)
+            stripped = dwarf_types.strip(dwarf_types.type_of(die))
+            if stripped is None or stripped.tag != "DW_TAG_pointer_type":
+                reason = reason.split(" Its members (")[0]      # only pointers have members to follow
+            note.reason = "%s: %s" % (arg.variable if not arg.accesses else arg.text.split(":")[0], reason)
             if isinstance(exc, OptimizedOut) and kind != "global":
                 hint = self._availability_hint(die, cu, table)
                 if hint:
@@ -859,6 +861,17 @@ class Resolver:
         results = []
         for cu, die in functions:
             entry = self.entry_pc(die)
+            if entry is None and point.relative_line is None:
+                # Inline-only: like perf, one probe at the entry of every inlined copy.
+                if point.offset is not None:
+                    raise ResolveError("%s exists only as inlined copies; FUNC+OFFSET needs out-of-line code. "
+                                       "Use %s or %s:N instead" % (point.function, point.function, point.function))
+                copies = self.inlined_copies(cu, die)
+                if not copies:
+                    raise ResolveError("%s is declared inline but no inlined copy has code in %s"
+                                       % (point.function, self.binary))
+                results += [(address, cu, point.function) for address in copies]
+                continue
             if point.offset is not None:
                 address = entry + point.offset
                 table = self.line_table(cu)
@@ -879,6 +892,20 @@ class Resolver:
                     address = self._skip_prologue(cu, die, entry)
                 results.append((address, cu, point.function))
         return results
+
+    def inlined_copies(self, cu, abstract):
+        """Entry addresses of every inlined copy of ``abstract`` in its CU (walks the whole CU)."""
+        addresses = set()
+        for die in cu.iter_DIEs():
+            if die.tag != "DW_TAG_inlined_subroutine" or "DW_AT_abstract_origin" not in die.attributes:
+                continue
+            attr = die.attributes["DW_AT_abstract_origin"]
+            target = attr.value if attr.form == "DW_FORM_ref_addr" else attr.value + cu.cu_offset
+            if target == abstract.offset:
+                pc = self.entry_pc(die)
+                if pc is not None:
+                    addresses.add(pc)
+        return sorted(addresses)
 
     def _is_optimized(self, cu):
         producer = cu.get_top_DIE().attributes.get("DW_AT_producer")
@@ -911,6 +938,10 @@ class Resolver:
         line = decl_line.value + point.relative_line
         same_file = _file_matcher(file_name)
         addresses = self.line_addresses(cu, same_file, line, die)
+        if not addresses and not self.die_ranges(die):
+            raise ResolveError("%s:%d (%s:%d) has no code in any inlined copy of %s (it has no out-of-line copy)"
+                               % (point.function, point.relative_line, os.path.basename(file_name), line,
+                                  point.function))
         if not addresses:
             lines = self.function_lines(cu, die)
             relative = sorted(set(l - decl_line.value for l in lines))
