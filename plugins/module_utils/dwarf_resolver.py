@@ -537,12 +537,8 @@ class Resolver:
         """(file name, line) perf sees at an address: inline call / function entry / first row."""
         chain = self._scope_chain(cu, address)
         table = self.line_table(cu)
-        for die in reversed(chain):
-            if die.tag == "DW_TAG_inlined_subroutine" and self.entry_pc(die) == address:
-                call_line = die.attributes.get("DW_AT_call_line")
-                call_file = die.attributes.get("DW_AT_call_file")
-                if call_line is not None and call_file is not None:
-                    return table.file_name(call_file.value), call_line.value
+        # perf (cu_find_lineinfo): a real function's entry maps to its declaration line;
+        # anything else, inlined entries included, to the first is_stmt row there.
         if chain and self.entry_pc(chain[0]) == address:
             decl_line = dwarf_types.origin_attr(chain[0], "DW_AT_decl_line")[0]
             decl_file = dwarf_types.origin_attr(chain[0], "DW_AT_decl_file")[0]
@@ -893,9 +889,17 @@ class Resolver:
                 results.append((address, cu, point.function))
         return results
 
+    def _in_inlined_copy(self, cu, abstract, address):
+        for die in self._scope_chain(cu, address):
+            attr = die.attributes.get("DW_AT_abstract_origin")
+            if die.tag == "DW_TAG_inlined_subroutine" and attr is not None and \
+                    (attr.value if attr.form == "DW_FORM_ref_addr" else attr.value + cu.cu_offset) == abstract.offset:
+                return True
+        return False
+
     def inlined_copies(self, cu, abstract):
-        """Entry addresses of every inlined copy of ``abstract`` in its CU (walks the whole CU)."""
-        addresses = set()
+        """Entry addresses of every inlined copy of ``abstract`` in its CU, in DIE order as perf lists them."""
+        addresses = []
         for die in cu.iter_DIEs():
             if die.tag != "DW_TAG_inlined_subroutine" or "DW_AT_abstract_origin" not in die.attributes:
                 continue
@@ -903,9 +907,9 @@ class Resolver:
             target = attr.value if attr.form == "DW_FORM_ref_addr" else attr.value + cu.cu_offset
             if target == abstract.offset:
                 pc = self.entry_pc(die)
-                if pc is not None:
-                    addresses.add(pc)
-        return sorted(addresses)
+                if pc is not None and pc not in addresses:
+                    addresses.append(pc)
+        return addresses
 
     def _is_optimized(self, cu):
         producer = cu.get_top_DIE().attributes.get("DW_AT_producer")
@@ -951,7 +955,7 @@ class Resolver:
         for address in addresses:
             found_file, found_line = self.line_at(cu, address)
             if found_line is not None and found_line != line and same_file(found_file or ""):
-                if self.die_contains(die, address):
+                if self.die_contains(die, address) or self._in_inlined_copy(cu, die, address):
                     instead = "%s:%d" % (point.function, found_line - decl_line.value)
                 else:       # the line lies outside the function: only a file line names it
                     instead = "%s:%d" % (found_file, found_line)

@@ -174,3 +174,10 @@ def test_separate_debug_file_takes_cfi_from_the_binary(tracefs, unique_name, cc,
     assert resolution["debuginfo"] == debug
     assert "total=-8(%bp):s64" in resolution["definitions"][0]
     assert_matches(traced, program_records(stdout, "compute"), "k", {"k": "k", "total": "total", "name": "name"})
+
+
+def test_inline_only_function_fires_in_every_copy(tracefs, unique_name, cc, build_dir):
+    binary = programs.build(cc, build_dir, "demo_O2")
+    resolution, stdout, traced = trace_run(tracefs, unique_name, binary, "clamp_add", [binary, "3"])
+    assert len(resolution["definitions"]) == 2                         # two inlined copies in main
+    assert len(traced) == len(program_records(stdout, "clamp")) == 4    # 3 rounds + the final call

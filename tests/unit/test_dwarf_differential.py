@@ -25,6 +25,7 @@ pytestmark = pytest.mark.skipif(PERF is None, reason="perf (Debian linux-perf) i
 REPORT = programs.marker_line("report") - programs.decl_line("compute")
 SCALE_PRINT = programs.marker_line("scale_print") - programs.decl_line("scale")
 SCALE_RESULT = programs.marker_line("scale_result") - programs.decl_line("scale")
+CLAMP_SUM = programs.marker_line("clamp_sum") - programs.decl_line("clamp_add")
 GLOBAL = re.compile(r"@(?:\+0x[0-9a-f]+|[A-Za-z_]\w*\+\d+)")
 
 
@@ -54,11 +55,13 @@ COMMON = [
     "scale:%d $vars" % SCALE_PRINT,
 ]
 PER_VARIANT = {
-    "demo_O0": ["compute:%d total k label o->in->z[2] o->name:string o->a:u64 k:u64 o->tag o->embedded.y" % REPORT,
+    "demo_O0": ["clamp_add base extra", "clamp_add:%d sum base extra" % CLAMP_SUM,
+                "compute:%d total k label o->in->z[2] o->name:string o->a:u64 k:u64 o->tag o->embedded.y" % REPORT,
                 "demo.c:%d k label:string" % programs.marker_line("report"),
                 "scale:%d doubled v" % SCALE_RESULT],
     "demo_O0_dw4": ["compute:%d total o->in->y o->name:string" % REPORT, "compute:%d" % (REPORT + 2)],
-    "demo_O2": ["compute:%d total k label" % REPORT, "demo.c:%d k" % programs.marker_line("report"),
+    "demo_O2": ["clamp_add",        # inline-only: one probe per inlined copy, in perf's order
+                "compute:%d total k label" % REPORT, "demo.c:%d k" % programs.marker_line("report"),
                 "compute:3", "compute:10"],
     "demo_O2_nopie_dw4": ["compute:%d total k label" % REPORT, "scale:%d v doubled" % SCALE_PRINT],
 }
@@ -94,6 +97,7 @@ def test_globals_use_file_offsets_where_perf_uses_symbols(cc, build_dir):
     ("demo_O2", "scale:%d" % (SCALE_RESULT - 1)),    # 'int doubled = v * 2;' shares the entry
     ("demo_O2", "compute:5"),
     ("demo_O2", "compute:1"),
+    ("demo_O2", "clamp_add:2"),     # inside inlined copies
 ])
 def test_refuses_shared_lines_like_perf(cc, build_dir, variant, spec):
     binary = programs.build(cc, build_dir, variant)

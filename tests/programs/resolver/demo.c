@@ -43,6 +43,16 @@ __attribute__((noinline)) int scale(int v)
     return result;
 }
 
+/* Inline-only at -O2: two inlined copies in main, no out-of-line code. */
+static inline int clamp_add(int base, int extra)
+{
+    int sum = base * 3 + extra; /* MARK:clamp_sum */
+
+    if (sum > 1000)
+        sum = 1000;
+    return sum;
+}
+
 int main(int argc, char **argv)
 {
     struct inner in;
@@ -62,6 +72,8 @@ int main(int argc, char **argv)
     for (r = 1; r <= rounds; r++) {
         compute(&o, r, argc > 2 ? argv[2] : "default");
         scale(r + 40);
+        printf("clamp base=%d extra=%d sum=%d\n", r, rounds, clamp_add(r, rounds));
     }
+    printf("clamp base=%d extra=%d sum=%d\n", rounds * 500, 7, clamp_add(rounds * 500, 7));
     return 0;
 }
