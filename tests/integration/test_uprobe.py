@@ -41,6 +41,7 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
           fleettrace.tracefs.uprobe: %(args)s
           check_mode: true
           diff: true
+          register: checked
         - name: look after check
           ansible.builtin.command: cat /sys/kernel/tracing/uprobe_events
           changed_when: false
@@ -51,8 +52,13 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
         - name: check again
           fleettrace.tracefs.uprobe: %(args)s
           check_mode: true
+        - name: from definition
+          fleettrace.tracefs.uprobe:
+            definition: "{{ checked.definitions }}"
+            build_id: "{{ checked.build_id }}"
     """ % {"args": repr(args)}
     env = {"FLEETTRACE_RESOLVER_CACHE": str(cache)}
+    inst = tracefs.instance(unique_name("inst"))
     try:
         result = run_playbook(play, env=env)
         check = result.task("check")
@@ -68,23 +74,25 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
         present, again = result.task("present"), result.task("again")
         assert present["changed"] is True and present["definitions"] == check["definitions"]
         assert again["changed"] is False and result.task("check again")["changed"] is False
+        # The resolve-on-the-controller path: the same lines given as definitions change nothing.
+        from_definition = result.task("from definition")
+        assert not from_definition.get("failed"), from_definition
+        assert from_definition["changed"] is False and from_definition["events"] == present["events"]
         # Only the real run wrote the cache, once.
         assert len([f for _d, _s, files in os.walk(str(cache)) for f in files]) == 1
         installed = our_lines(tracefs, group)
         assert len(installed) == 1 and "total=" in installed[0]
 
         # Runtime truth through the installed probe.
-        inst = tracefs.instance(unique_name("inst"))
-        try:
-            inst.create()
-            inst.event(group, present["events"][0]).set_enabled(True)
-            out = subprocess.run([binary, "2"], stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-            trace = inst.read("trace")
-        finally:
-            inst.remove()
+        inst.create()
+        event = inst.event(group, present["events"][0])
+        event.set_enabled(True)
+        out = subprocess.run([binary, "2"], stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+        trace = inst.read("trace")
         truth = re.findall(r"compute k=(\d+) total=(\d+) .* z2=(\d+) .* gcount=(\d+)", out)
         traced = re.findall(r"total=(\d+) k=(\d+) z=(\d+) gcount=(\d+)", trace)
         assert truth and sorted((k, t, z, g) for t, k, z, g in traced) == sorted(truth)
+        # Left enabled on purpose: absent must disable it in every instance before removing it.
     finally:
         absent = run_playbook("""
         - hosts: localhost
@@ -95,6 +103,7 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
             - name: absent again
               fleettrace.tracefs.uprobe: %(args)s
         """ % {"args": repr(dict(args, state="absent"))}, env=env)
+        inst.remove()
     assert absent.task("absent")["changed"] is True
     assert absent.task("absent again")["changed"] is False
     assert our_lines(tracefs, group) == []
