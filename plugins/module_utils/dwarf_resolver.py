@@ -715,7 +715,7 @@ class Resolver:
             reason = str(exc)
             stripped = dwarf_types.strip(dwarf_types.type_of(die))
             if stripped is None or stripped.tag != "DW_TAG_pointer_type":
-                reason = reason.split(" Its members (")[0]      # only pointers have members to follow
+                reason = reason.split(" Its members (", 1)[0]      # only pointers have members to follow
             note.reason = "%s: %s" % (arg.variable if not arg.accesses else arg.text.split(":")[0], reason)
             if isinstance(exc, OptimizedOut) and kind != "global":
                 hint = self._availability_hint(die, cu, table)
