@@ -287,6 +287,11 @@ class SchedAnalyzer:
         self.longest_d = []        # min-heap of (duration, seq, record)
         self._seq = 0
         self.clock_underflows = 0
+        self.current = {}           # cpu -> pid believed on CPU
+        self.last_event = {}        # cpu -> ts of its latest event
+        self.comms = {}             # pid -> last comm seen (bounded by the number of tasks)
+        self.inferred_switch_ins = 0
+        self.unmeasured_waits = 0
         self.counts = collections.Counter()
         self.first_ts = None
         self.last_ts = None
@@ -295,8 +300,13 @@ class SchedAnalyzer:
         return LatencySeries(exact_cap or self.exact_cap, self.tail_cap)
 
     # -- events --------------------------------------------------------------
-    def wakeup(self, ts, cpu, pid, comm, event="sched_waking"):
+    def wakeup(self, ts, cpu, pid, comm, event="sched_waking", waker=None):
+        """``waker``: common_pid of the event, the task running on ``cpu`` at ``ts``."""
         self.counts[event] += 1
+        self.comms[pid] = comm
+        if waker is not None:
+            self._running(ts, cpu, waker, None)
+            self.last_event[cpu] = ts
         if pid not in self.queued:
             self.queued[pid] = (ts, WAKEUP)
         record = self.off_cpu.get(pid)
@@ -308,6 +318,11 @@ class SchedAnalyzer:
         if self.first_ts is None:
             self.first_ts = ts
         self.last_ts = ts
+        self._running(ts, cpu, prev_pid, prev_comm)
+        self.current[cpu] = next_pid
+        self.last_event[cpu] = ts
+        if next_pid:
+            self.comms[next_pid] = next_comm
         watch = self.watch
         if prev_pid:
             if prev_state & STATE_RUNNING_MASK == 0:
@@ -346,6 +361,26 @@ class SchedAnalyzer:
                 record[2] = list(addresses)
 
     # -- bookkeeping -----------------------------------------------------------
+    def _running(self, ts, cpu, pid, comm):
+        """``pid`` is on ``cpu`` now; if no switch put it there, the kernel did not record one.
+
+        Some kernels do not emit sched_switch when a CPU leaves idle (seen on a 6.18 VM
+        kernel for CPU 1).  Such a switch-in is inferred at the CPU's previous event
+        (for history: who held the CPU), and the task's wait, whose end is unknown, is
+        dropped and counted instead of being measured wrong.
+        """
+        current = self.current.get(cpu)
+        if current is None or current == pid:
+            self.current[cpu] = pid
+            return
+        self.inferred_switch_ins += 1
+        self.current[cpu] = pid
+        if pid and self.queued.pop(pid, None) is not None:
+            self.unmeasured_waits += 1
+        history = self.history.get(cpu)
+        if history is not None:
+            history.append((self.last_event.get(cpu, ts), pid, comm or self.comms.get(pid, b"?")))
+
     def _record_latency(self, latency, queued, ts, cpu, pid, comm, history):
         kind = queued[1]
         self.series["all"].add(latency)
@@ -467,6 +502,8 @@ class SchedAnalyzer:
             "worst_waits": worst,
             "longest_d": longest,
             "clock_underflows": self.clock_underflows,
+            "inferred_switch_ins": self.inferred_switch_ins,
+            "unmeasured_waits": self.unmeasured_waits,
             "event_counts": dict(self.counts),
             "first_ns": self.first_ts,
             "last_ns": self.last_ts,

@@ -34,7 +34,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import 
 SCHEMA_VERSION = 1
 WAKE_EVENTS = ("sched_waking", "sched_wakeup", "sched_wakeup_new")
 SWITCH_FIELDS = ("prev_comm", "prev_pid", "prev_state", "next_comm", "next_pid")
-WAKE_FIELDS = ("comm", "pid")
+# In offset order, so the struct needs no reordering.
+WAKE_FIELDS = ("common_pid", "comm", "pid")
 # Hold events this long past "now" before merging: covers the gap between a
 # timestamp being taken and its event being committed.
 MERGE_MARGIN_NS = 5000000
@@ -269,7 +270,7 @@ class SchedCollector:
             elif event_id == stack_id:
                 analyzer.kernel_stack(ts, cpu, fields[0], sched_analysis.stack_addresses(fields[1], fields[2]))
             else:
-                wakeup(ts, cpu, fields[1], fields[0], wake_ids[event_id])
+                wakeup(ts, cpu, fields[2], fields[1], wake_ids[event_id], fields[0])
 
     def run(self, duration, progress=None):
         """Trace for ``duration`` seconds, feeding the analyzer in time order."""

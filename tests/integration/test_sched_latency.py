@@ -229,3 +229,95 @@ def test_an_existing_instance_is_not_taken_over(tracefs, unique_name, run_module
         assert inst.exists()
     finally:
         inst.remove()
+
+
+HOG = textwrap.dedent("""
+    import os, sys, time
+    comm, go = sys.argv[1:3]
+    with open("/proc/self/comm", "w") as handle:
+        handle.write(comm)
+    os.sched_setaffinity(0, {1})
+    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    start = time.monotonic_ns()
+    while time.monotonic_ns() - start < 150000000:   # spin 150 ms: CPU 1 belongs to us
+        pass
+    end = time.monotonic_ns()
+    print(start, end, flush=True)
+""")
+
+SLEEPER = textwrap.dedent("""
+    import os, sys, time
+    with open("/proc/self/comm", "w") as handle:
+        handle.write(sys.argv[1])
+    os.sched_setaffinity(0, {1})
+    print("ready", flush=True)
+    while True:
+        time.sleep(0.005)
+""")
+
+
+def test_runqueue_wait_behind_an_rt_hog_matches_the_hog(tracefs, unique_name, run_token, run_playbook, tmp_path):
+    """A SCHED_OTHER task on CPU 1 woken while a SCHED_FIFO task spins there waits until the spin ends.
+
+    The trace clock is ``mono``, the clock both programs read, so the traced wait can be compared
+    with the hog's own start/end times.
+    """
+    if os.cpu_count() < 2:
+        pytest.skip("needs two CPUs")
+    instance = unique_name("sched")
+    hog_comm, sleeper_comm = ("h%s" % run_token)[:15], ("s%s" % run_token)[:15]
+    go = str(tmp_path / "go")
+    (tmp_path / "hog.py").write_text(HOG)
+    (tmp_path / "sleeper.py").write_text(SLEEPER)
+    hog = subprocess.Popen([sys.executable, str(tmp_path / "hog.py"), hog_comm, go], stdout=subprocess.PIPE,
+                           universal_newlines=True)
+    sleeper = subprocess.Popen([sys.executable, str(tmp_path / "sleeper.py"), sleeper_comm], stdout=subprocess.PIPE,
+                               universal_newlines=True)
+    try:
+        assert hog.stdout.readline().strip() == "ready" and sleeper.stdout.readline().strip() == "ready"
+        play = [{"hosts": "localhost", "gather_facts": False, "tasks": [
+            {"name": "the module", MODULE: {"duration": 3, "instance": instance, "watch_comms": [sleeper_comm, hog_comm]},
+             "register": "result"}]}]
+        outcome = {}
+        runner = threading.Thread(target=lambda: outcome.update(result=run_playbook(json.dumps(play) + "\n")))
+        runner.start()
+        switch_enable = tracefs.path("instances", instance, "events", "sched", "sched_switch", "enable")
+
+        def tracing():
+            try:
+                with open(switch_enable) as handle:
+                    return handle.read().startswith("1")
+            except OSError:
+                return False
+        _wait_for(tracing, 60, "the module to enable sched_switch in %s" % instance)
+        time.sleep(0.3)
+        open(go, "w").close()
+        hog_start, hog_end = (int(v) for v in hog.stdout.readline().split())
+        runner.join(120)
+        assert not runner.is_alive(), "the playbook did not finish"
+    finally:
+        for proc in (hog, sleeper):
+            proc.kill()
+            proc.wait()
+    task = outcome["result"].task("the module")
+    assert not task.get("failed"), task.get("msg")
+    data = task["sched_latency"]
+    assert data["events"]["complete"] is True
+    tasks = dict((t["comm"], t) for t in data["tasks"])
+    assert tasks[hog_comm]["policy"] == "SCHED_FIFO" and tasks[hog_comm]["rtprio"] == 10
+    assert tasks[sleeper_comm]["policy"] == "SCHED_OTHER"
+    # The sleeper's 5 ms timer fired during the 150 ms spin: it waited from then until the spin ended.
+    waited_ms = tasks[sleeper_comm]["runqueue"]["max_us"] / 1000.0
+    spin_ms = (hog_end - hog_start) / 1e6
+    assert spin_ms - 5 - 2 <= waited_ms <= spin_ms + 5, (waited_ms, spin_ms)
+    worst = [w for w in data["worst_waits"] if w["comm"] == sleeper_comm]
+    if worst:   # among the host's worst waits unless the machine had even longer ones
+        wait = worst[0]
+        assert wait["cpu"] == 1 and wait["kind"] == "wakeup"
+        assert hog_start - 1000000 <= wait["since_ns"] <= hog_start + 6000000
+        assert hog_end <= wait["until_ns"] <= hog_end + 5000000
+        top = wait["ran_meanwhile"][0]
+        assert top["comm"] == hog_comm and top["us"] >= (spin_ms - 7) * 1000

@@ -267,3 +267,31 @@ def test_stack_addresses_use_the_recorded_count():
     raw = struct.pack("=4Q", 0xa, 0xb, 0, 0)
     assert sa.stack_addresses(2, raw) == [0xa, 0xb]
     assert sa.stack_addresses(9, raw) == [0xa, 0xb]
+
+
+def test_unrecorded_switch_in_from_idle_is_inferred_not_mismeasured():
+    # Some kernels emit no sched_switch when a CPU leaves idle: B appears on CPU 1 unannounced.
+    an = sa.SchedAnalyzer()
+    switch(an, 1000, 1, A, 1, IDLE)          # A sleeps, CPU 1 idle
+    an.wakeup(2000, 1, B[0], B[1], waker=0)   # B woken by a timer on the idle CPU
+    # (idle -> B not recorded)
+    an.wakeup(3000, 1, C[0], C[1], waker=B[0])  # B, now running, wakes C: B is on CPU 1
+    switch(an, 9000, 1, B, 1, C)             # C waited 6 us behind B
+    result = an.result()
+    assert result["inferred_switch_ins"] == 1
+    assert result["unmeasured_waits"] == 1   # B's own wait has no known end: dropped, counted
+    assert result["latency"]["all"]["count"] == 1 and result["latency"]["all"]["max_us"] == 6.0
+    # B held the CPU since its wakeup (the CPU's previous event), not the idle task.
+    assert result["worst_waits"][0]["ran_meanwhile"] == [{"pid": B[0], "comm": "hog", "us": 6.0}]
+
+
+def test_unrecorded_switch_in_seen_at_the_switch_out():
+    an = sa.SchedAnalyzer()
+    switch(an, 1000, 1, A, 1, IDLE)
+    an.wakeup(2000, 1, B[0], B[1], waker=0)
+    an.wakeup(2500, 0, C[0], C[1], waker=A[0])   # C queued for CPU 1 from CPU 0
+    switch(an, 8000, 1, B, 1, C)                 # first sign of B: its switch-out
+    result = an.result()
+    assert result["inferred_switch_ins"] == 1 and result["unmeasured_waits"] == 1
+    assert result["latency"]["all"]["max_us"] == 5.5
+    assert result["worst_waits"][0]["ran_meanwhile"][0]["comm"] == "hog"
