@@ -122,6 +122,7 @@ def host_summary(entry):
         "findings": len(findings), "max_finding_ms": _max(f.get("duration_ms") for f in findings),
         "lost_events": lost, "complete": events.get("complete") if sched else None,
         "events_per_s": events.get("per_second"),
+        "unmeasured_waits": sched.get("unmeasured_waits"),
         "cpu_count": (sched.get("facts") or diag.get("facts") or {}).get("cpu_count"),
         "kernel": (sched.get("facts") or diag.get("facts") or {}).get("kernel"),
         "kinds": sorted(k for k in KINDS if entry.get(k)),
@@ -435,10 +436,12 @@ def render_html(report):
         if sched:
             overall = sched["latency"]["all"]
             facts = sched.get("facts") or {}
-            out.append("<p>%s CPUs, kernel %s, sched_rt_runtime_us %s. %s events in %s s, <b>%s lost</b>.</p>" % (
-                e(_fmt(facts.get("cpu_count"))), e(_fmt(facts.get("kernel"))), e(_fmt(facts.get("sched_rt_runtime_us"))),
-                e(_fmt(sched["events"].get("processed"))), e(_fmt(sched["window"].get("duration_s"))),
-                e(_fmt(sched["events"].get("lost")))))
+            out.append("<p>%s CPUs, kernel %s, sched_rt_runtime_us %s. %s events in %s s, <b>%s lost</b>; "
+                       "%s switch-ins the kernel did not record, %s waits unmeasured.</p>" % (
+                           e(_fmt(facts.get("cpu_count"))), e(_fmt(facts.get("kernel"))),
+                           e(_fmt(facts.get("sched_rt_runtime_us"))), e(_fmt(sched["events"].get("processed"))),
+                           e(_fmt(sched["window"].get("duration_s"))), e(_fmt(sched["events"].get("lost"))),
+                           e(_fmt(sched.get("inferred_switch_ins"))), e(_fmt(sched.get("unmeasured_waits")))))
             out.append("<h3>Run-queue latency: p50 %s us, p99 %s us, p99.9 %s us, max %s us (%s waits)</h3>" % tuple(
                 e(_fmt(overall.get(k))) for k in ("p50_us", "p99_us", "p99_9_us", "max_us", "count")))
             out.append(svg_histogram(overall.get("histogram_log2_us") or []))
