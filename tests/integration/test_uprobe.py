@@ -52,11 +52,18 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
         - name: check again
           fleettrace.tracefs.uprobe: %(args)s
           check_mode: true
+        - name: allow unavailable
+          fleettrace.tracefs.uprobe:
+            binary: %(binary)s
+            spec: "scale:%(scale)d result doubled"
+            group: %(group)s
+            allow_unavailable: true
+          check_mode: true
         - name: from definition
           fleettrace.tracefs.uprobe:
             definition: "{{ checked.definitions }}"
             build_id: "{{ checked.build_id }}"
-    """ % {"args": repr(args)}
+    """ % {"args": repr(args), "binary": binary, "group": group, "scale": SCALE_RESULT}
     env = {"FLEETTRACE_RESOLVER_CACHE": str(cache)}
     inst = tracefs.instance(unique_name("inst"))
     try:
@@ -74,6 +81,11 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
         present, again = result.task("present"), result.task("again")
         assert present["changed"] is True and present["definitions"] == check["definitions"]
         assert again["changed"] is False and result.task("check again")["changed"] is False
+        partial = result.task("allow unavailable")
+        assert not partial.get("failed"), partial
+        assert " doubled=" in partial["definitions"][0] and " result=" not in partial["definitions"][0]
+        notes = dict((v["name"], v) for v in partial["variables"])
+        assert notes["result"]["available"] is False and "optimized out" in notes["result"]["reason"]
         # The resolve-on-the-controller path: the same lines given as definitions change nothing.
         from_definition = result.task("from definition")
         assert not from_definition.get("failed"), from_definition
