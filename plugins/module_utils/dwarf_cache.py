@@ -33,9 +33,28 @@ def cache_dir():
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fleettrace", "resolver")
 
 
+_RESOLVER_FILES = ("dwarf_resolver.py", "dwarf_location.py", "dwarf_types.py", "dwarf_skim.py", "dwarf_cfi.py",
+                   "dwarf_debuginfo.py", "probe_spec.py")
+
+
+def _code_stamp():
+    """Modification times of the resolver's sources: a changed resolver never reads old results.
+
+    Inside an AnsiballZ zip the files cannot be stat'ed; the version constant then stands alone.
+    """
+    directory = os.path.dirname(os.path.abspath(__file__))
+    stamps = []
+    for name in _RESOLVER_FILES:
+        try:
+            stamps.append(int(os.stat(os.path.join(directory, name)).st_mtime))
+        except OSError:
+            stamps.append(0)
+    return tuple(stamps)
+
+
 def _key(binary, build_id, spec, options):
     # marshal's format depends on the Python version: part of the key.
-    return repr((CACHE_VERSION, sys.version_info[:2], build_id, os.path.abspath(binary), spec,
+    return repr((CACHE_VERSION, _code_stamp(), sys.version_info[:2], build_id, os.path.abspath(binary), spec,
                  sorted(options.items())))
 
 

@@ -581,7 +581,7 @@ class Resolver:
         return top.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in top.attributes else 0
 
     def available_ranges(self, die, cu):
-        """(low, high) ranges where a location-list variable has a location."""
+        """(low, high, expression) ranges where a location-list variable has a location."""
         attr = die.attributes.get("DW_AT_location")
         if attr is None:
             return []
@@ -599,7 +599,7 @@ class Resolver:
                 low = entry.begin_offset if entry.is_absolute else base + entry.begin_offset
                 high = entry.end_offset if entry.is_absolute else base + entry.end_offset
                 if high > low:
-                    ranges.append((low, high))
+                    ranges.append((low, high, entry.loc_expr))
         return ranges
 
     def _frame_base(self, function_die, cu):
@@ -718,7 +718,7 @@ class Resolver:
                 reason = reason.split(" Its members (", 1)[0]      # only pointers have members to follow
             note.reason = "%s: %s" % (arg.variable if not arg.accesses else arg.text.split(":")[0], reason)
             if isinstance(exc, OptimizedOut) and kind != "global":
-                hint = self._availability_hint(die, cu, table)
+                hint = self._availability_hint(die, cu, table, chain)
                 if hint:
                     note.reason += "; " + hint
             return note
@@ -728,17 +728,28 @@ class Resolver:
         note.value = value
         return note
 
-    def _availability_hint(self, die, cu, table):
+    def _availability_hint(self, die, cu, table, chain):
+        """Where the variable can be traced instead: its lines, absolute and as FUNC:N."""
         table = table or self.line_table(cu)
-        ranges = self.available_ranges(die, cu)
+        subprogram = chain[0] if chain else None
         lines = set()
-        for low, high in ranges:
+        for low, high, expr in self.available_ranges(die, cu):
+            try:
+                dwarf_location.translate(self._expr_parser.parse_expr(expr), self._frame_base(subprogram, cu), low)
+            except LocationError:
+                continue            # has a location there, but not one uprobes can read
             for row in table.rows_between(low, high):
-                lines.add(row[2])
+                if row[4]:
+                    lines.add(row[2])
         if not lines:
-            return "it has no location anywhere in this function"
+            return "it is not traceable anywhere in this function"
         ordered = sorted(lines)
-        return "it is available at line%s %s" % ("s" if len(ordered) > 1 else "", _compress_lines(ordered))
+        text = "it is available at line%s %s" % ("s" if len(ordered) > 1 else "", _compress_lines(ordered))
+        decl = dwarf_types.origin_attr(subprogram, "DW_AT_decl_line")[0] if subprogram is not None else None
+        if decl is not None:
+            text += " (%s:%s)" % (dwarf_types.name_of(subprogram),
+                                  _compress_lines([l - decl.value for l in ordered]).replace(", ", ", :"))
+        return text
 
     def _apply_accesses(self, arg, value, type_die):
         """Members, array elements, casts: (value, type_die, kernel type)."""
