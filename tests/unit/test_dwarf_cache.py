@@ -82,3 +82,33 @@ def test_not_elf_and_relative_paths(tmp_path):
     assert "not an ELF file" in str(info.value)
     with pytest.raises(dwarf_debuginfo.DebugInfoError):
         dwarf_debuginfo.find_debuginfo("/nonexistent/binary")
+
+
+def test_build_id_directory(cc, build_dir):
+    """/usr/lib/debug/.build-id/xx/rest.debug, as debuginfod and -dbgsym packages install it."""
+    if os.geteuid() != 0:
+        pytest.skip("writing under /usr/lib/debug needs root")
+    stripped, debug = programs.build_split_debug(cc, build_dir, "demo_O0_dw4")
+    lonely = os.path.join(build_dir, "lonely")
+    # Without the debuglink only the build-id can find the debug file.
+    subprocess.run(["objcopy", "--remove-section=.gnu_debuglink", stripped, lonely], check=True)
+    build_id = dwarf_debuginfo.read_build_id(lonely)
+    target = os.path.join("/usr/lib/debug/.build-id", build_id[:2], build_id[2:] + ".debug")
+    created = []
+    directory = os.path.dirname(target)
+    while not os.path.isdir(directory):
+        created.append(directory)
+        directory = os.path.dirname(directory)
+    try:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.copy(debug, target)
+        found = dwarf_debuginfo.find_debuginfo(lonely)
+        assert found.debug.path == target
+        result = dwarf_resolver.resolve(lonely, "scale v")
+        assert result["debuginfo"] == target and result["build_id"] == build_id
+        assert "v=-20(%bp):s32" in result["definitions"][0]       # CFI from the binary, DWARF from the file
+    finally:
+        if os.path.exists(target):
+            os.unlink(target)
+        for path in created:
+            os.rmdir(path)
