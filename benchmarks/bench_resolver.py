@@ -38,7 +38,7 @@ CLI = "ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cli"
 CLI_SCRIPT = os.path.join(COLLECTIONS, *CLI.split(".")) + ".py"
 OURS = [PYTHON, "-S", CLI_SCRIPT]
 sys.path.insert(0, os.path.join(REPO, "tests", "programs", "resolver"))
-import programs  # noqa: E402
+import resolver_programs as programs  # noqa: E402
 
 
 def libpython():

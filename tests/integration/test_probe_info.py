@@ -10,7 +10,7 @@ import sys
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import programs  # noqa: E402
+import resolver_programs as programs  # noqa: E402
 
 REPORT = programs.marker_line("report") - programs.decl_line("compute")
 

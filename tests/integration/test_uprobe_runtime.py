@@ -17,7 +17,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_re
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import UprobeDefinition
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import programs  # noqa: E402
+import resolver_programs as programs  # noqa: E402
 
 REPORT = programs.marker_line("report") - programs.decl_line("compute")
 SCALE_PRINT = programs.marker_line("scale_print") - programs.decl_line("scale")

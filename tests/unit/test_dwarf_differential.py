@@ -17,7 +17,7 @@ import pytest
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import programs  # noqa: E402
+import resolver_programs as programs  # noqa: E402
 
 PERF = shutil.which("perf")
 pytestmark = pytest.mark.skipif(PERF is None, reason="perf (Debian linux-perf) is not installed")

@@ -8,7 +8,7 @@ import pytest
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver, dwarf_skim
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import programs  # noqa: E402
+import resolver_programs as programs  # noqa: E402
 
 LIBPYTHON = "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0"
 
