@@ -272,12 +272,11 @@ class SchedCollector:
             else:
                 wakeup(ts, cpu, fields[2], fields[1], wake_ids[event_id], fields[0])
 
-    def run(self, duration, progress=None):
+    def run(self, duration):
         """Trace for ``duration`` seconds, feeding the analyzer in time order."""
         start = time.monotonic()
         deadline = start + duration
         pending = []
-        last_progress = start
         stopped = None
         while True:
             now_ns = time.monotonic_ns()
@@ -304,9 +303,6 @@ class SchedCollector:
                 cut -= 1
             self._dispatch(batch[:cut])
             pending = batch[cut:]
-            if progress is not None and time.monotonic() - last_progress >= 1.0:
-                last_progress = time.monotonic()
-                progress(last_progress - start)
             if pages < 8:
                 time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
         self.stats = dict((cpu, ring_buffer.cpu_stats(self.instance.path(), cpu)) for cpu in online_cpus(self.tracefs.root))
@@ -327,7 +323,7 @@ def _timestamp(event):
 
 def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=(), watch_comm_regex=(),
             buffer_size_kb=4096, stack_traces=True, worst_count=10, exact_samples=100000,
-            poll_interval=0.05, progress=None, collector_nice=-10):
+            poll_interval=0.05, collector_nice=-10):
     """Run one window and return the per-host result document (``kind: sched_latency``).
 
     ``collector_nice``: the reader runs at this nice value during the window so
@@ -351,7 +347,7 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
         if collector_nice is not None and collector_nice < nice_before:
             os.setpriority(os.PRIO_PROCESS, 0, collector_nice)
         collector.setup()
-        elapsed = collector.run(duration, progress=progress)
+        elapsed = collector.run(duration)
     finally:
         try:
             collector.close()

@@ -221,13 +221,14 @@ def main():
         module.fail_json(msg="watch_pids %s: no such process on this host; list running pids with "
                              "'pgrep' or watch by name with watch_comms" % ", ".join(str(p) for p in missing),
                          changed=False, facts=facts)
+    # What the window writes, for check mode and for the record (building it touches nothing).
+    planner = sched_collector.SchedCollector(tracefs, name, sched_analysis.SchedAnalyzer(), params["buffer_size_kb"],
+                                             stack_pids=watched if params["stack_traces"] else ())
+    plan = planner.plan()
     if module.check_mode:
-        analyzer = sched_analysis.SchedAnalyzer()
-        collector = sched_collector.SchedCollector(tracefs, name, analyzer, params["buffer_size_kb"],
-                                                   stack_pids=watched if params["stack_traces"] else ())
-        module.exit_json(changed=False, plan=collector.plan(), facts=facts, watched_pids=watched,
+        module.exit_json(changed=False, plan=plan, facts=facts, watched_pids=watched,
                          msg="would trace %s for %s s in instance %s (check mode: nothing traced)"
-                             % (", ".join(collector.events), params["duration"], name))
+                             % (", ".join(planner.events), params["duration"], name))
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
@@ -242,16 +243,13 @@ def main():
                              % (name, getattr(exc, "message", str(exc))), changed=False, facts=facts)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    analyzer = sched_analysis.SchedAnalyzer()
-    collector = sched_collector.SchedCollector(tracefs, name, analyzer, params["buffer_size_kb"],
-                                               stack_pids=watched if params["stack_traces"] else ())
     overall = result["latency"]["all"]
     msg = "%d events in %.1f s, %d lost; run-queue latency p99 %s us, max %s us over %d waits" % (
         result["events"]["processed"], result["window"]["duration_s"], result["events"]["lost"],
         overall["p99_us"], overall["max_us"], overall["count"])
     if result["longest_d"]:
         msg += "; longest D-state stall of a watched task %s ms" % result["longest_d"][0]["duration_ms"]
-    module.exit_json(changed=False, sched_latency=result, plan=collector.plan(), facts=facts, msg=msg)
+    module.exit_json(changed=False, sched_latency=result, plan=plan, facts=facts, msg=msg)
 
 
 if __name__ == "__main__":
