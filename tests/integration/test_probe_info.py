@@ -7,8 +7,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
 import resolver_programs as programs  # noqa: E402
 
@@ -41,11 +39,11 @@ def test_lines_and_variables(run_playbook, tracefs, cc, tmp_path):
     perf = shutil.which("perf")
     if perf:
         listing = subprocess.run([perf, "probe", "-x", binary, "-L", "compute"], stdout=subprocess.PIPE,
-                                 universal_newlines=True).stdout
+                                 universal_newlines=True, check=True).stdout
         perf_lines = [int(m) for m in re.findall(r"^\s+(\d+)\s", listing, re.M)]
         assert perf_lines == [l["relative_line"] for l in lines["lines"]]
         shown = subprocess.run([perf, "probe", "-x", binary, "-V", "compute:%d" % REPORT], stdout=subprocess.PIPE,
-                               universal_newlines=True).stdout
+                               universal_newlines=True, check=True).stdout
         perf_vars = set(re.findall(r"\t\t.*\s(\w+)$", shown, re.M))
         # perf -V lists only what it believes it can fetch: `o` it gets wrong (see test_uprobe_runtime),
         # `i` (the constant 4 after the loop, DW_OP_lit4; DW_OP_stack_value) it cannot express.

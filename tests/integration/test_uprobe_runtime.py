@@ -122,7 +122,7 @@ def test_O2_registers_and_a_pointer_perf_gets_wrong(tracefs, unique_name, cc, bu
         return
     # perf's line for the same member: it drops the '- 56' of `o` and reads other memory.
     out = subprocess.run([perf, "probe", "-x", binary, "--definition", "compute:%d k o->in->z[2]" % REPORT],
-                         stdout=subprocess.PIPE, universal_newlines=True).stdout.strip().splitlines()
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip().splitlines()
 
     def perf_lines(group):
         return [re.sub(r"^p:[^/]+/", "p:%s/" % group, line) for line in out]
