@@ -1110,12 +1110,16 @@ class Resolver:
                          "kind": "parameter" if die.tag == "DW_TAG_formal_parameter" else "local",
                          "available": note.available, "location": note.location, "reason": note.reason,
                          "fetcharg": None}
+                if not note.available and note.reason and "name a member" in note.reason:
+                    # A char array reads as a string; other aggregates need a member named.
+                    as_string = self.fetch_arg(probe_spec.ProbeArg(name + ":string", variable=name, type_cast="string"),
+                                               cu, chain, address, table)
+                    if as_string.available:
+                        note = as_string
                 if note.available:
                     entry["fetcharg"] = "%s=%s:%s" % (name, dwarf_location.render(note.value, delta), note.kernel_type)
-                elif note.reason and "is a " in note.reason and "name a member" in note.reason:
-                    entry["available"] = True
-                    entry["reason"] = None
-                    entry["location"] = "aggregate: name a member"
+                    entry["location"] = note.location
+                    entry["available"], entry["reason"] = True, None
                 result.append(entry)
         return result
 

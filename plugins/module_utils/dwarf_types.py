@@ -120,7 +120,8 @@ def c_name(type_die, depth=0):
         inner = c_name(type_of(type_die), depth + 1)
         return inner + ("*" if inner.endswith("*") else " *")
     if tag == "DW_TAG_const_type":
-        return "const " + c_name(type_of(type_die), depth + 1)
+        inner = c_name(type_of(type_die), depth + 1)
+        return inner if inner.startswith("const ") else "const " + inner
     if tag == "DW_TAG_volatile_type":
         return "volatile " + c_name(type_of(type_die), depth + 1)
     if tag == "DW_TAG_restrict_type":
