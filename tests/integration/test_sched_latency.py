@@ -86,8 +86,8 @@ def load():
         proc.wait()
 
 
-def test_busy_host_latency_and_a_watched_task_stalled_in_d(tracefs, unique_name, run_token, run_playbook,
-                                                          frozen_fs, load, tmp_path):
+def test_busy_host_latency_and_a_watched_task_stalled_in_d(
+        tracefs, unique_name, run_token, run_playbook, frozen_fs, load, tmp_path):
     instance = unique_name("sched")
     comm = ("w%s" % run_token)[:15]
     go = str(tmp_path / "go")

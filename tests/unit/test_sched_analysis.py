@@ -18,7 +18,7 @@ def nearest_rank(values, percent):
 # -- percentiles ----------------------------------------------------------------------
 def test_percentiles_are_exact_below_the_cap():
     rng = random.Random(7)
-    values = [int(rng.lognormvariate(10, 1.5)) for _ in range(5000)]
+    values = [int(rng.lognormvariate(10, 1.5)) for _index in range(5000)]
     series = sa.LatencySeries(exact_cap=10000, tail_cap=100)
     for v in values:
         series.add(v)
@@ -33,7 +33,7 @@ def test_percentiles_are_exact_below_the_cap():
 
 def test_past_the_cap_memory_is_bounded_tail_exact_and_body_within_error():
     rng = random.Random(11)
-    values = [int(rng.expovariate(1 / 50000.0)) for _ in range(60000)]
+    values = [int(rng.expovariate(1 / 50000.0)) for _index in range(60000)]
     series = sa.LatencySeries(exact_cap=2000, tail_cap=1000)
     for v in values:
         series.add(v)
