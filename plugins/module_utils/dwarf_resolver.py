@@ -28,7 +28,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_lo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_location import LocationError, OptimizedOut
 
-RESOLVER_VERSION = 1
 _SCOPE_TAGS = ("DW_TAG_lexical_block", "DW_TAG_inlined_subroutine")
 _FUNCTION_TAGS = ("DW_TAG_subprogram", "DW_TAG_inlined_subroutine")
 _VARIABLE_TAGS = ("DW_TAG_formal_parameter", "DW_TAG_variable")
@@ -616,12 +615,8 @@ class Resolver:
                 return ("imm", const.value)
             if "DW_AT_const_value" in die.attributes:
                 raise LocationError("it is a constant the kernel cannot hold as an immediate")
-            # A declaration (extern/static member): the definition has the location.
-            spec_die = die
-            for _i in range(4):
-                if "DW_AT_specification" not in spec_die.attributes:
-                    break
-                spec_die = spec_die.get_DIE_from_attribute("DW_AT_specification")
+            # Globals declared here but defined elsewhere get their address from the
+            # symbol table in fetch_arg (global_value).
             raise OptimizedOut("it has no location (optimized out)")
         ops = self._location_ops(die, "DW_AT_location", address, cu)
         return dwarf_location.translate(ops, self._frame_base(subprogram, cu), address)
