@@ -182,3 +182,12 @@ def test_inline_only_function_fires_in_every_copy(tracefs, unique_name, cc, buil
     resolution, stdout, traced = trace_run(tracefs, unique_name, binary, "clamp_add", [binary, "3"])
     assert len(resolution["definitions"]) == 2                         # two inlined copies in main
     assert len(traced) == len(program_records(stdout, "clamp")) == 4    # 3 rounds + the final call
+
+
+def test_global_defined_in_another_compile_unit(tracefs, unique_name, cc, build_dir):
+    binary = programs.build_extern(cc, build_dir)
+    resolution, stdout, traced = trace_run(tracefs, unique_name, binary, "report_shared round shared_counter",
+                                           [binary])
+    # The declaring CU has no location: the address comes from the symbol table.
+    assert re.search(r"shared_counter=@\+0x[0-9a-f]+:s64", resolution["definitions"][0])
+    assert_matches(traced, program_records(stdout, "shared"), "round", {"round": "round", "shared_counter": "counter"})

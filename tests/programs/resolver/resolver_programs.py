@@ -68,3 +68,12 @@ def build_split_debug(cc, directory, name="demo_O0"):
         subprocess.run(["objcopy", "--only-keep-debug", full, debug], check=True)
         subprocess.run(["objcopy", "--strip-debug", "--add-gnu-debuglink=" + debug, full, stripped], check=True)
     return stripped, debug
+
+
+def build_extern(cc, directory):
+    """Two compile units: the global is defined in one and only declared in the other."""
+    out = os.path.join(directory, "extern_demo")
+    if not os.path.exists(out):
+        subprocess.run([cc, "-g", "-O2", "-o", out, os.path.join(HERE, "extern_main.c"),
+                        os.path.join(HERE, "extern_use.c")], check=True)
+    return out
