@@ -63,7 +63,13 @@ _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 
 
 class TopLevelSkimmer:
-    """Top-level DIEs of one CU: ``(offset, tag, name, low, high, has_ranges)``."""
+    """Top-level DIEs of one CU as dicts: offset, tag and the attributes in ``WANTED`` as (value, form)."""
+
+    WANTED = ("DW_AT_name", "DW_AT_low_pc", "DW_AT_high_pc", "DW_AT_ranges", "DW_AT_specification",
+              "DW_AT_abstract_origin", "DW_AT_declaration", "DW_AT_inline", "DW_AT_decl_file", "DW_AT_decl_line",
+              "DW_AT_location")
+    # Names are decoded only for these tags (types are most of the top level and never looked up by name).
+    NAMED_TAGS = ("DW_TAG_subprogram", "DW_TAG_variable")
 
     def __init__(self, dwarfinfo, cu, debug_str, debug_line_str):
         self.cu = cu
@@ -76,115 +82,134 @@ class TopLevelSkimmer:
         self.address_size = cu["address_size"]
         self.offset_size = 8 if cu.dwarf_format() == 64 else 4
         self.abbrevs = cu.get_abbrev_table()
-        self._specs = {}
+        self._plans = {}
 
-    def _spec(self, code):
-        spec = self._specs.get(code)
-        if spec is None:
-            decl = self.abbrevs.get_abbrev(code)
-            attrs = [(a.name, a.form, getattr(a, "value", None)) for a in decl["attr_spec"]]
-            spec = (decl["tag"], decl.has_children(), attrs)
-            self._specs[code] = spec
-        return spec
+    def _plan(self, code):
+        """Steps to walk one DIE of this abbreviation: runs of fixed-size attributes become one skip."""
+        plan = self._plans.get(code)
+        if plan is not None:
+            return plan
+        decl = self.abbrevs.get_abbrev(code)
+        tag = decl["tag"]
+        steps = []
+        sibling_is_addr = False
+        for spec in decl["attr_spec"]:
+            name, form = spec.name, spec.form
+            if name == "DW_AT_sibling":
+                sibling_is_addr = form == "DW_FORM_ref_addr"
+                keep = "sibling"
+            elif name in self.WANTED and (name != "DW_AT_name" or tag in self.NAMED_TAGS):
+                keep = name
+            else:
+                keep = None
+            if form == "DW_FORM_implicit_const":
+                steps.append(("implicit", getattr(spec, "value", None), keep, form))
+                continue
+            if form == "DW_FORM_flag_present":
+                steps.append(("implicit", True, keep, form))
+                continue
+            size = self.address_size if form == "DW_FORM_addr" else _FIXED.get(form)
+            if size is None and form in _OFFSET:
+                size = self.offset_size
+            if size is not None:
+                if keep is None:
+                    if steps and steps[-1][0] == "skip":
+                        steps[-1] = ("skip", steps[-1][1] + size, None, None)
+                    else:
+                        steps.append(("skip", size, None, None))
+                elif size in _UNSIGNED:
+                    steps.append(("fixed", size, keep, form))
+                else:
+                    raise SkimError("form %s for %s" % (form, name))
+            elif form in _LEB:
+                steps.append(("leb", form == "DW_FORM_sdata", keep, form))
+            elif form == "DW_FORM_string":
+                steps.append(("cstr", None, keep, form))
+            elif form in ("DW_FORM_exprloc", "DW_FORM_block"):
+                steps.append(("block", 0, keep, form))
+            elif form in ("DW_FORM_block1", "DW_FORM_block2", "DW_FORM_block4"):
+                steps.append(("block", int(form[-1]), keep, form))
+            else:
+                raise SkimError("form %s" % form)
+        plan = (tag, decl.has_children(), steps, sibling_is_addr)
+        self._plans[code] = plan
+        return plan
 
     def _string(self, table, offset):
         end = table.index(b"\0", offset)
         return table[offset:end].decode("utf-8", "replace")
 
-    def _read(self, form, pos, want):
-        """(value or None, new pos) of one attribute; value only when ``want``."""
+    def _walk(self, steps, pos, info):
+        """Move past one DIE's attributes; fill ``info`` (when given) and return (pos, sibling)."""
         data = self.data
-        if form == "DW_FORM_addr":
-            size = self.address_size
-            value = struct.unpack_from("<" + _UNSIGNED[size], data, pos)[0] if want else None
-            return value, pos + size
-        size = _FIXED.get(form)
-        if size is not None:
-            value = None
-            if size == 0:
-                value = True if form == "DW_FORM_flag_present" else None
-            elif want and size in _UNSIGNED:
-                value = struct.unpack_from("<" + _UNSIGNED[size], data, pos)[0]
-            elif want:
-                raise SkimError("form %s" % form)
-            return value, pos + size
-        if form in _OFFSET:
-            value = struct.unpack_from("<" + _UNSIGNED[self.offset_size], data, pos)[0]
-            if want and form == "DW_FORM_strp":
-                value = self._string(self.debug_str, value)
-            elif want and form == "DW_FORM_line_strp":
-                value = self._string(self.debug_line_str, value)
-            elif want and form != "DW_FORM_sec_offset" and form != "DW_FORM_ref_addr":
-                raise SkimError("form %s" % form)
-            return value, pos + self.offset_size
-        if form in _LEB:
-            value, new = (_sleb if form == "DW_FORM_sdata" else _uleb)(data, pos)
-            if want and form in ("DW_FORM_strx", "DW_FORM_addrx"):
-                raise SkimError("form %s" % form)
-            return value, new
-        if form == "DW_FORM_string":
-            end = data.index(b"\0", pos)
-            return (data[pos:end].decode("utf-8", "replace") if want else None), end + 1
-        if form in ("DW_FORM_exprloc", "DW_FORM_block"):
-            length, pos = _uleb(data, pos)
-            return None, pos + length
-        if form in ("DW_FORM_block1", "DW_FORM_block2", "DW_FORM_block4"):
-            size = int(form[-1])
-            length = struct.unpack_from("<" + _UNSIGNED[size], data, pos)[0]
-            return None, pos + size + length
-        raise SkimError("form %s" % form)
-
-    _WANTED = ("DW_AT_name", "DW_AT_low_pc", "DW_AT_high_pc", "DW_AT_sibling", "DW_AT_ranges",
-               "DW_AT_specification", "DW_AT_abstract_origin", "DW_AT_declaration", "DW_AT_inline",
-               "DW_AT_decl_file", "DW_AT_decl_line", "DW_AT_location")
+        sibling = None
+        for kind, arg, keep, form in steps:
+            if kind == "skip":
+                pos += arg
+                continue
+            if kind == "fixed":
+                value = struct.unpack_from("<" + _UNSIGNED[arg], data, pos)[0]
+                pos += arg
+                if form == "DW_FORM_strp" and keep == "DW_AT_name":
+                    value = self._string(self.debug_str, value)
+                elif form == "DW_FORM_line_strp" and keep == "DW_AT_name":
+                    value = self._string(self.debug_line_str, value)
+                elif form.startswith("DW_FORM_strx") and keep == "DW_AT_name":
+                    raise SkimError("form %s" % form)
+            elif kind == "implicit":
+                value = arg
+            elif kind == "leb":
+                value, pos = (_sleb if arg else _uleb)(data, pos)
+                if keep is not None and form in ("DW_FORM_strx", "DW_FORM_addrx"):
+                    raise SkimError("form %s" % form)
+            elif kind == "cstr":
+                end = data.index(b"\0", pos)
+                value = data[pos:end].decode("utf-8", "replace") if keep is not None else None
+                pos = end + 1
+            else:       # block: a length (ULEB or 1/2/4 bytes) and that many bytes
+                if arg:
+                    length = struct.unpack_from("<" + _UNSIGNED[arg], data, pos)[0]
+                    pos += arg
+                else:
+                    length, pos = _uleb(data, pos)
+                pos += length
+                value = None
+            if keep == "sibling":
+                sibling = value
+            elif keep is not None and info is not None:
+                info[keep] = (value, form)
+        return pos, sibling
 
     def top_level(self):
         """Yield dicts for the CU's top-level DIEs, skipping subtrees by DW_AT_sibling."""
+        data = self.data
         pos = self.cu.cu_die_offset - self.base
-        code, pos = _uleb(self.data, pos)
-        _tag, has_children, attrs = self._spec(code)
-        for name, form, _implicit in attrs:
-            _v, pos = self._read(form, pos, False)
+        code, pos = _uleb(data, pos)
+        _tag, has_children, steps, _sib = self._plan(code)
+        pos, _sibling = self._walk(steps, pos, None)
         if not has_children:
             return
         depth = 0
-        while pos < len(self.data):
+        end = len(data)
+        while pos < end:
             offset = pos
-            code, pos = _uleb(self.data, pos)
+            code, pos = _uleb(data, pos)
             if code == 0:
                 if depth == 0:
                     return
                 depth -= 1
                 continue
-            tag, has_children, attrs = self._spec(code)
-            info = {} if depth == 0 else None
-            sibling = None
-            for name, form, implicit in attrs:
-                want = info is not None and name in self._WANTED or name == "DW_AT_sibling"
-                value, pos = self._read(form, pos, want)
-                if form == "DW_FORM_implicit_const":
-                    value = implicit
-                if name == "DW_AT_sibling":
-                    sibling = value
-                elif info is not None and want:
-                    info[name] = (value, form)
+            tag, has_children, steps, sibling_is_addr = self._plan(code)
+            info = {"offset": offset + self.base, "tag": tag} if depth == 0 else None
+            pos, sibling = self._walk(steps, pos, info)
             if info is not None:
-                info["offset"] = offset + self.base
-                info["tag"] = tag
                 yield info
             if has_children:
                 if sibling is not None and depth == 0:
                     # CU-relative for DW_FORM_refN; DW_FORM_ref_addr is section-relative.
-                    pos = sibling - self.base if sibling_form(attrs) == "DW_FORM_ref_addr" else sibling
+                    pos = sibling - self.base if sibling_is_addr else sibling
                 else:
                     depth += 1
-
-
-def sibling_form(attrs):
-    for name, form, _implicit in attrs:
-        if name == "DW_AT_sibling":
-            return form
-    return None
 
 
 def die_range(info):
