@@ -37,11 +37,7 @@ class ResolveError(Exception):
     """The spec cannot be resolved; the message says why and what to try."""
 
 
-def default_group(binary):
-    """perf's group: 'probe_' + basename up to the first non [A-Za-z0-9_] char."""
-    base = os.path.basename(binary)
-    match = re.match(r"[A-Za-z0-9_]*", base)
-    return "probe_" + match.group(0)
+default_group = probe_spec.default_group
 
 
 class VariableNote:

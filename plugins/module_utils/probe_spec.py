@@ -16,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 
 
@@ -206,3 +207,21 @@ def parse(text):
         raise ProbeSpecError("probe spec %r: a %%return probe can fetch $retval and registers, not C variables "
                              "(they are gone when the function returns)" % text)
     return ProbeSpec(point, args, text)
+
+
+def default_group(binary):
+    """perf's group: 'probe_' + basename up to the first char outside [A-Za-z0-9_]."""
+    return "probe_" + re.match(r"[A-Za-z0-9_]*", os.path.basename(binary)).group(0)
+
+
+def default_event(point):
+    """perf's event name when the spec alone decides it (None for FILE:LINE: the function there does)."""
+    if point.event:
+        return point.event
+    if point.function is None:
+        return None
+    if point.is_return:
+        return point.function + "__return"
+    if point.relative_line:
+        return "%s_L%d" % (point.function, point.relative_line)
+    return point.function

@@ -298,7 +298,20 @@ def absent_names(module, params):
         if not group:
             raise ModuleFailure("state=absent with 'event' needs 'group' too (or give the 'spec')")
         return group, [params["event"]], {"definitions": [], "build_id": None, "variables": []}
-    resolved = resolve_spec(module, dict(params, allow_unavailable=True))
+    try:
+        resolved = resolve_spec(module, dict(params, allow_unavailable=True))
+    except ModuleFailure as exc:
+        # Cleanup must work when the binary or its debug info is gone (upgraded, removed):
+        # perf's names follow from the spec alone, except for FILE:LINE.
+        try:
+            point = probe_spec.parse(params["spec"]).point
+        except probe_spec.ProbeSpecError:
+            raise exc
+        event = params["event"] or probe_spec.default_event(point)
+        if event is None:
+            raise ModuleFailure("%s; to remove a FILE:LINE probe without resolving it, give 'group' and 'event'" % exc)
+        group = params["group"] or point.group or probe_spec.default_group(params["binary"])
+        return group, [event], {"definitions": [], "build_id": None, "variables": []}
     return resolved["group"], resolved["events"], resolved
 
 

@@ -166,3 +166,22 @@ def test_refusals_change_nothing(run_playbook, tracefs, unique_name, cc, build_d
     assert "already added were removed" in msg["kernel refuses second line"]
     assert "a/b" in msg["bad group"]
     assert our_lines(tracefs, group) == []
+
+
+def test_absent_works_when_the_binary_is_gone(run_module, tracefs, unique_name, cc, build_dir, tmp_path):
+    binary = str(tmp_path / "short_lived")
+    subprocess.run(["cp", programs.build(cc, build_dir, "demo_O0"), binary], check=True)
+    group = unique_name("grp")
+    spec = "compute:%d k" % REPORT
+    line = dwarf_resolver.resolve(binary, spec, group=group)["definitions"][0]
+    tracefs.add_uprobe(line)
+    try:
+        os.unlink(binary)                  # upgraded or removed: no DWARF to resolve any more
+        gone = run_module("fleettrace.tracefs.uprobe", {"binary": binary, "spec": spec, "group": group,
+                                                        "state": "absent"})
+        assert not gone.get("failed"), gone
+        assert gone["changed"] is True and gone["events"] == ["compute_L%d" % REPORT]
+        assert our_lines(tracefs, group) == []
+    finally:
+        for left in our_lines(tracefs, group):
+            tracefs.remove_uprobe(group, left.split()[0].split("/")[1])

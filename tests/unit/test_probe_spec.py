@@ -51,3 +51,16 @@ def test_bad_specs_say_what_is_wrong(text, words):
     with pytest.raises(probe_spec.ProbeSpecError) as info:
         probe_spec.parse(text)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("text, event", [
+    ("f:3", "f_L3"), ("f", "f"), ("f:0", "f"), ("f+8", "f"), ("f%return", "f__return"), ("ev=f:2", "ev"),
+    ("demo.c:33", None),       # the function at that line decides
+])
+def test_default_event_names_follow_perf(text, event):
+    assert probe_spec.default_event(probe_spec.parse(text).point) == event
+
+
+def test_default_group_cuts_the_basename_like_perf():
+    assert probe_spec.default_group("/usr/lib/libpython3.11.so.1.0") == "probe_libpython3"
+    assert probe_spec.default_group("/usr/sbin/corosync") == "probe_corosync"
