@@ -51,7 +51,12 @@ prepare() {
 }
 
 is_running() {
-  [ -f "$DIR/sshd.pid" ] && kill -0 "$(cat "$DIR/sshd.pid")" 2>/dev/null
+  # The pid must still be our sshd: after a reboot or a killed session the
+  # stale pid file may name an unrelated process.
+  local pid
+  [ -f "$DIR/sshd.pid" ] || return 1
+  pid=$(cat "$DIR/sshd.pid")
+  kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$DIR/sshd_config"
 }
 
 can_login() {

@@ -1,16 +1,19 @@
 """The README's main command (scripts/demo.sh) end to end: the finding is printed and true."""
 
+import glob
 import json
 import os
 import re
 import subprocess
+import time
+
+import pytest
 
 from tests.conftest import REPO, ansible_env
 
 
 def test_demo_prints_the_true_finding(tmp_path, run_token):
     if os.geteuid() != 0:
-        import pytest
         pytest.skip("the demo needs root")
     run_id = "%s_demo" % run_token
     env = ansible_env({"FLEETTRACE_DEMO_RESULTS": str(tmp_path), "FLEETTRACE_DEMO_RUN_ID": run_id})
@@ -72,8 +75,6 @@ def test_node_without_the_daemon_is_reported_not_failed(tmp_path, run_token):
 
 
 def test_target_dying_while_armed_is_reported_and_cleaned(demo_daemon, tmp_path, run_token):
-    import glob
-    import time
     demo_daemon.start(period_ms=100, threshold_ms=400)  # no faults: it only dies
     run_id = "%s_dies" % run_token
     playbook = run_diagnose(tmp_path, run_id, demo_daemon.binary, timeout=120, background=True)
@@ -90,7 +91,7 @@ def test_target_dying_while_armed_is_reported_and_cleaned(demo_daemon, tmp_path,
             time.sleep(0.05)
         assert armed, "never armed"
         demo_daemon.proc.kill()
-        output, _ = playbook.communicate(timeout=600)
+        output = playbook.communicate(timeout=600)[0]
     finally:
         if playbook.poll() is None:
             playbook.kill()
