@@ -80,3 +80,47 @@ def test_cleanup_after_a_killed_run(kill_when, demo_daemon, run_playbook, tmp_pa
         subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible"), "localhost", "-m", "fleettrace.tracefs.cleanup",
                         "-a", "name_contains=%s" % run_id], cwd=REPO, env=ansible_env(),
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def test_cleanup_module_removes_only_what_fleettrace_owns(tracefs, run_module, unique_name, run_token, cc, tmp_path):
+    binary = str(tmp_path / "demo_daemon")
+    subprocess.run([cc, "-g", "-O2", "-o", binary, os.path.join(REPO, "tests", "programs", "demo", "demo_daemon.c")],
+                   check=True)
+    owned_instance = unique_name("inst")
+    group = unique_name("grp")
+    foreign_instance = "other_%s" % run_token  # not ours: must survive
+    probe = run_module("fleettrace.tracefs.uprobe", {"binary": binary, "spec": "main", "group": group, "event": "main"})
+    assert not probe.get("failed"), probe.get("msg")
+    foreign = tracefs.instance(foreign_instance)
+    try:
+        tracefs.instance(owned_instance).create()
+        tracefs.instance(owned_instance).event("sched", "sched_switch").set_filter("prev_state == 2")
+        foreign.create()
+        # Our probe's event enabled with a filter inside somebody else's instance.
+        event = foreign.event(group, "main")
+        event.set_filter("common_pid > 0")
+        event.set_enabled(True)
+
+        bad = run_module("fleettrace.tracefs.cleanup", {"prefix": "other"})
+        assert bad.get("failed") and "fleettrace" in bad["msg"] and bad["changed"] is False
+
+        listed = run_module("fleettrace.tracefs.cleanup", {"name_contains": run_token}, check=True)
+        assert listed["changed"] is True
+        assert listed["removed"]["instances"] == [owned_instance]
+        assert listed["removed"]["uprobes"] == ["%s/main" % group]
+        assert listed["removed"]["events"] == ["%s:%s:main" % (foreign_instance, group)]
+        assert tracefs.instance(owned_instance).exists() and event.enabled
+
+        removed = run_module("fleettrace.tracefs.cleanup", {"name_contains": run_token})
+        assert removed["changed"] is True, removed.get("msg")
+        assert not tracefs.instance(owned_instance).exists()
+        assert not [u for u in tracefs.list_uprobes() if u.group == group]
+        assert foreign.exists(), "an instance fleettrace does not own was removed"
+        assert run_module("fleettrace.tracefs.cleanup", {"name_contains": run_token})["changed"] is False
+    finally:
+        for inst in (tracefs.instance(owned_instance), foreign):
+            if inst.exists():
+                inst.remove()
+        for uprobe in tracefs.list_uprobes():
+            if uprobe.group == group:
+                tracefs.remove_uprobe(uprobe.group, uprobe.event)
