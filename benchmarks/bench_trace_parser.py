@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How fast trace_parser turns tracefs text into records, and how much memory it needs.
 
 Usage (from the repository root, as root for --real):
@@ -122,7 +121,7 @@ def timed(function, repeat):
     wall time mostly measures the neighbours.  Wall time is printed as well.
     """
     best = None
-    for _ in range(repeat):
+    for _run in range(repeat):
         started, started_wall = time.process_time(), time.perf_counter()
         result = function()
         elapsed = time.process_time() - started
@@ -135,7 +134,7 @@ WALL = []
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--events", type=int, default=200000)
     parser.add_argument("--real", action="store_true", help="record real sched events (root, tracefs)")
     parser.add_argument("--repeat", type=int, default=3)
@@ -149,14 +148,14 @@ def main():
         text = synthetic_text(args.events)
     lines = text.count("\n")
 
-    split_seconds, _ = timed(lambda: sum(1 for line in text.split("\n") if line and line[0] != "#"), args.repeat)
+    split_seconds, _count = timed(lambda: sum(1 for line in text.split("\n") if line and line[0] != "#"), args.repeat)
     keep_seconds, parsed = timed(lambda: parse_trace(text), args.repeat)
 
     def stream():
         streaming = TraceParser(keep_events=False)
         streaming.feed_text(text)
         return streaming.result()
-    stream_seconds, _ = timed(stream, args.repeat)
+    stream_seconds, _count = timed(stream, args.repeat)
     events = parsed["event_count"]
     assert not parsed["unparsed"], parsed["unparsed"][:3]
     del parsed

@@ -34,7 +34,7 @@ class FrozenFsUnavailable(RuntimeError):
 
 
 def _run(cmd):
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError("%s failed (rc %d): %s" % (" ".join(cmd), proc.returncode, proc.stderr.strip()))
     return proc.stdout
@@ -96,9 +96,9 @@ class LoopExt4:
             try:
                 if self._mounted:
                     # Lazy unmount as a fallback: a stray writer must not leak the mount.
-                    proc = subprocess.run(["umount", self.mountpoint], stderr=subprocess.PIPE)
+                    proc = subprocess.run(["umount", self.mountpoint], stderr=subprocess.PIPE, check=False)
                     if proc.returncode != 0:
-                        subprocess.run(["umount", "-l", self.mountpoint], stderr=subprocess.PIPE)
+                        subprocess.run(["umount", "-l", self.mountpoint], stderr=subprocess.PIPE, check=False)
                     self._mounted = False
             finally:
                 if self.workdir and os.path.isdir(self.workdir):

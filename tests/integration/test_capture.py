@@ -26,7 +26,7 @@ def tick_binary(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     cc = subprocess.run(["sh", "-c", "command -v gcc || command -v cc"], stdout=subprocess.PIPE,
-                        universal_newlines=True).stdout.strip()
+                        universal_newlines=True, check=False).stdout.strip()
     if not cc:
         pytest.skip("no C compiler")
     return capture_program.build(cc, tmp_path_factory.mktemp("tick_loop"))
@@ -198,8 +198,8 @@ def test_capture_finds_the_d_state_stall(tracefs, unique_name, tick_binary, froz
             armed.remove()
 
 
-def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(tracefs, unique_name, tick_binary, run_module,
-                                                                 tmp_path):
+def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(
+        tracefs, unique_name, tick_binary, run_module, tmp_path):
     proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
     armed = None
     try:

@@ -42,8 +42,8 @@ def ps_view(pid):
     return view
 
 
-@pytest.mark.parametrize("policy,nice,rtprio", [("SCHED_RR", 0, 42), ("SCHED_OTHER", 7, None),
-                                                 ("SCHED_FIFO", 0, 99)])
+@pytest.mark.parametrize("policy,nice,rtprio", [
+    ("SCHED_RR", 0, 42), ("SCHED_OTHER", 7, None), ("SCHED_FIFO", 0, 99)])
 def test_priorities_match_ps(tick_binary, run_module, tmp_path, policy, nice, rtprio):
     def setup():
         if rtprio:

@@ -53,11 +53,11 @@ def test_gone_process():
 
 def test_zombie_is_not_alive():
     proc = subprocess.Popen(["true"])
-    for _ in range(200):
+    for _attempt in range(200):
         with open("/proc/%d/stat" % proc.pid) as handle:
             if ") Z " in handle.read():
                 break
-        subprocess.run(["sleep", "0.01"])
+        subprocess.run(["sleep", "0.01"], check=True)
     assert procfs.pid_exists(proc.pid) and not procfs.process_alive(proc.pid)
     proc.wait()
 
