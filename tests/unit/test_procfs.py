@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import time
 import sys
 
 import pytest
@@ -65,6 +66,10 @@ def test_zombie_is_not_alive():
 def test_find_pids(tmp_path):
     proc = subprocess.Popen(["sh", "-c", "sleep 30", str(tmp_path)])
     try:
+        # Until the child has exec'd, its cmdline is still the forking Python's.
+        deadline = time.time() + 10
+        while str(tmp_path) not in " ".join(procfs.cmdline(proc.pid) or []) and time.time() < deadline:
+            time.sleep(0.01)
         assert procfs.find_pids(cmdline_regex=r"sleep 30 %s$" % tmp_path) == [proc.pid]
         assert proc.pid in procfs.find_pids(name="sh")
         pidfile = tmp_path / "pid"
