@@ -44,7 +44,7 @@ def test_demo_prints_the_true_finding(tmp_path, run_token):
     assert run_id in host["probe"]["instance"]
 
 
-def run_diagnose(tmp_path, run_id, binary, timeout=30, background=False):
+def run_diagnose(tmp_path, run_id, binary, timeout=30, background=False, extra_args=()):
     inventory = tmp_path / "inventory.ini"
     inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
                          % os.path.join(REPO, ".venv", "bin", "python"))
@@ -52,7 +52,7 @@ def run_diagnose(tmp_path, run_id, binary, timeout=30, background=False):
            os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
            "-e", json.dumps({"diagnose_corosync_binary": binary, "diagnose_threshold_ms": 400,
                              "diagnose_timeout": timeout, "diagnose_results_dir": str(tmp_path / "results"),
-                             "diagnose_run_id": run_id})]
+                             "diagnose_run_id": run_id})] + list(extra_args)
     if background:
         return subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 universal_newlines=True)
@@ -101,3 +101,16 @@ def test_target_dying_while_armed_is_reported_and_cleaned(demo_daemon, tmp_path,
     assert host["status"] == "target_exited", host
     assert host["target"]["alive"] is False
     # The leak check (autouse) verifies that the instance and probe are gone.
+
+
+def test_check_mode_says_what_it_would_do_and_writes_nothing(demo_daemon, tmp_path, run_token):
+    pid = demo_daemon.start(period_ms=100, threshold_ms=400)
+    run_id = "%s_check" % run_token
+    proc = run_diagnose(tmp_path, run_id, demo_daemon.binary, extra_args=["--check"])
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    match = re.search(r"check mode: would install p:(fleettrace_%s_\S+)/timer_function_scheduler_timeout %s:0x[0-9a-f]+ "
+                      r"tv_diff=\S+:u64, trace demo_daemon\[%d\]" % (run_id, re.escape(demo_daemon.binary), pid),
+                      proc.stdout)
+    assert match, proc.stdout[-4000:]
+    assert not os.path.exists(str(tmp_path / "results" / ("corosync-%s" % run_id) / "summary.json"))
+    # Nothing in tracefs either: the autouse leak check compares before and after.
