@@ -9,7 +9,7 @@ export PATH=$PWD/.venv/bin:$PATH
 bash scripts/setup.sh
 
 echo "== pytest: unit and real-tracefs integration tests"
-FLEETTRACE_STRICT_LEAKS=1 .venv/bin/pytest -q -p no:cacheprovider tests
+FLEETTRACE_STRICT_LEAKS=1 FLEETTRACE_REQUIRE_COROSYNC=1 .venv/bin/pytest -q -p no:cacheprovider tests
 
 echo "== ansible-test sanity"
 bash scripts/sanity.sh

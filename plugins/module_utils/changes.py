@@ -76,3 +76,11 @@ class ChangePlan:
                 exc.failed_command = step.command
                 raise
             done.append(step)
+
+
+def failure_message(exc, undone="nothing was changed (the writes already made were undone)"):
+    """The message for a failed ``apply()``: the refusal, then what the rollback did."""
+    rollback = getattr(exc, "rollback_errors", [])
+    if rollback:
+        return "%s; undoing the writes already made also failed: %s" % (exc, "; ".join(rollback))
+    return "%s; %s" % (exc, undone)

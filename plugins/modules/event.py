@@ -130,7 +130,7 @@ state:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan, failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import (
     Tracefs, TracefsError, normalize_trigger, trigger_key)
 
@@ -261,14 +261,8 @@ def main():
         try:
             plan.apply()
         except (TracefsError, validate.ValidationError) as exc:
-            msg = str(exc)
-            rollback = getattr(exc, "rollback_errors", [])
-            if rollback:
-                msg += "; restoring the earlier state also failed: " + "; ".join(rollback)
-            else:
-                msg += "; nothing was changed (writes already made were undone)"
             result.update(changed=False, state=event_state(event))
-            module.fail_json(msg=msg, **result)
+            module.fail_json(msg=failure_message(exc), **result)
         result["state"] = event_state(event)
     module.exit_json(**result)
 

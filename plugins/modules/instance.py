@@ -125,7 +125,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan, failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
 
 
@@ -259,14 +259,8 @@ def main():
         try:
             plan.apply()
         except (TracefsError, validate.ValidationError) as exc:
-            msg = str(exc)
-            rollback = getattr(exc, "rollback_errors", [])
-            if rollback:
-                msg += "; restoring the earlier settings also failed: " + "; ".join(rollback)
-            else:
-                msg += "; nothing was changed (settings already written were restored)"
             result["changed"] = False
-            module.fail_json(msg=msg, **result)
+            module.fail_json(msg=failure_message(exc), **result)
     if params["state"] == "present":
         result["instance"] = current_settings(inst, (params["options"] or {}).keys()) if not module.check_mode else after
     module.exit_json(**result)

@@ -198,7 +198,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan, failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError, UprobeDefinition
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
@@ -418,12 +418,7 @@ def main():
         try:
             plan.apply()
         except (TracefsError, validate.ValidationError) as exc:
-            msg = "adding the probe failed: %s" % exc
-            rollback = getattr(exc, "rollback_errors", [])
-            if rollback:
-                msg += "; removing the lines already added also failed: " + "; ".join(rollback)
-            else:
-                msg += "; the lines already added were removed again"
+            msg = "adding the probe failed: " + failure_message(exc, "the lines already added were removed again")
             if current and params["state"] == "present":
                 msg += " (the earlier definition of %s/%s was replaced and is gone)" % (group, ", ".join(current_events))
             result["changed"] = bool(current)
