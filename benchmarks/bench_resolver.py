@@ -29,7 +29,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLLECTIONS = os.path.expanduser("~/.cache/fleettrace/collections")
+COLLECTIONS = os.path.join(REPO, ".cache", "collections")  # made by scripts/setup.sh
 PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 CLI = "ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cli"
 # Run as a script with -S: no runpy/site imports before the cache is consulted

@@ -38,7 +38,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLLECTIONS = os.path.expanduser("~/.cache/fleettrace/collections")
+COLLECTIONS = os.path.join(REPO, ".cache", "collections")  # made by scripts/setup.sh
 EVENTS = ("sched_waking", "sched_wakeup", "sched_wakeup_new", "sched_switch")
 
 OURS = r"""

@@ -27,7 +27,7 @@ import tracemalloc
 import uuid
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.expanduser("~/.cache/fleettrace/collections"))
+sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))  # made by scripts/setup.sh
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import (  # noqa: E402
     TraceParser, parse_trace)

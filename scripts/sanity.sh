@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-WORK=${HOME}/.cache/fleettrace/sanity/ansible_collections/fleettrace/tracefs
+# One work tree per checkout, outside it (ansible-test must not see our .git).
+WORK=${HOME}/.cache/fleettrace/sanity-$(echo "$ROOT" | md5sum | cut -c1-8)/ansible_collections/fleettrace/tracefs
 
 # ansible-test bootstraps pip in its venvs with a script it downloads from a
 # host this machine cannot reach; the stand-in does the same from PyPI.

@@ -44,8 +44,9 @@ if [ ! -e /sys/kernel/tracing/README ]; then
   mount -t tracefs nodev /sys/kernel/tracing
 fi
 
-# Ansible finds the collection through ansible.cfg's collections_path.
-COLLECTIONS=${HOME}/.cache/fleettrace/collections
+# Ansible finds the collection through ansible.cfg's collections_path; the
+# link lives in this checkout so that two clones never see each other's code.
+COLLECTIONS=$ROOT/.cache/collections
 mkdir -p "$COLLECTIONS/ansible_collections/fleettrace"
 ln -sfn "$ROOT" "$COLLECTIONS/ansible_collections/fleettrace/tracefs"
 echo "setup: ready (venv .venv, collection linked from $COLLECTIONS)"

@@ -11,7 +11,8 @@ import uuid
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COLLECTIONS = os.path.expanduser("~/.cache/fleettrace/collections")
+# scripts/setup.sh links this checkout there (per checkout: clones never see each other).
+COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
 
 if COLLECTIONS not in sys.path:

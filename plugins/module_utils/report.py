@@ -26,6 +26,8 @@ import os
 import re
 from xml.sax.saxutils import quoteattr, escape as xml_escape
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import correlate
+
 try:
     import jmespath
     HAS_JMESPATH = True
@@ -279,6 +281,33 @@ def summary_lines(report):
     return lines
 
 
+def describe_syscall(finding):
+    """``write(fd 3 -> /var/log/heartbeat.log)`` from a finding's syscall, fd and file."""
+    syscall = finding.get("syscall")
+    name = syscall.get("name") if isinstance(syscall, dict) else syscall
+    fd = finding.get("fd")
+    if fd is None and isinstance(syscall, dict):
+        fd = syscall.get("fd")
+    target = ""
+    if fd is not None:
+        target = "fd %s" % fd + (" -> %s" % finding["file"] if finding.get("file") else "")
+    if name:
+        return "in %s(%s)" % (name, target)
+    return "on %s" % target if target else ""
+
+
+def blocking_frames(stack):
+    """The stack from where the task blocked outwards: scheduler and tracer frames dropped."""
+    frames = [frame.strip().lstrip("=> ").strip() for frame in stack]
+    first = correlate.blocked_in(frames)
+    if first is None:
+        return frames
+    for index, frame in enumerate(frames):
+        if frame.split("+")[0] == first:
+            return frames[index:]
+    return frames
+
+
 def _stalls(entry):
     """Worst stalls of one host: D intervals (audit) and findings (diagnose), longest first."""
     stalls = []
@@ -288,10 +317,10 @@ def _stalls(entry):
                        "detail": "ongoing at end of window" if item.get("ongoing") else "",
                        "kernel_stack": item.get("kernel_stack") or []})
     for item in (entry.get("diagnose") or {}).get("findings") or []:
-        detail = ", ".join("%s=%s" % (k, item[k]) for k in ("syscall", "fd", "file") if item.get(k) is not None)
         stalls.append({"source": "diagnose", "duration_ms": item.get("duration_ms"), "state": item.get("state"),
-                       "task": "%s[%s]" % (item.get("comm", "?"), item.get("pid", "?")), "detail": detail,
-                       "kernel_stack": item.get("kernel_stack") or []})
+                       "task": "%s[%s]" % (item.get("comm", "?"), item.get("pid", "?")),
+                       "detail": describe_syscall(item),
+                       "kernel_stack": blocking_frames(item.get("kernel_stack") or [])})
     stalls.sort(key=lambda s: -(_number(s["duration_ms"]) or 0))
     return stalls
 

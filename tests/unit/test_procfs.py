@@ -64,14 +64,16 @@ def test_zombie_is_not_alive():
 
 
 def test_find_pids(tmp_path):
-    proc = subprocess.Popen(["sh", "-c", "sleep 30", str(tmp_path)])
+    # One process that never forks: a shell could fork 'sleep', and a child
+    # that has not exec'd yet carries its parent's cmdline.
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", str(tmp_path)])
     try:
         # Until the child has exec'd, its cmdline is still the forking Python's.
         deadline = time.time() + 10
         while str(tmp_path) not in " ".join(procfs.cmdline(proc.pid) or []) and time.time() < deadline:
             time.sleep(0.01)
-        assert procfs.find_pids(cmdline_regex=r"sleep 30 %s$" % tmp_path) == [proc.pid]
-        assert proc.pid in procfs.find_pids(name="sh")
+        assert procfs.find_pids(cmdline_regex=r"time\.sleep\(30\) %s$" % tmp_path) == [proc.pid]
+        assert proc.pid in procfs.find_pids(name=os.path.basename(sys.executable))
         pidfile = tmp_path / "pid"
         pidfile.write_text("%d\n" % proc.pid)
         assert procfs.find_pids(pidfile=str(pidfile)) == [proc.pid]

@@ -135,7 +135,7 @@ def test_html_is_self_contained_escaped_and_has_histograms_and_stacks():
 def test_markdown_lists_fleet_checks_and_stalls():
     text = rp.render_markdown(make_report())
     assert "node2" in text and "p99_wakeup_latency_us | failed" in text
-    assert "D stall 1200.500 ms of corosync[3796] syscall=ioctl, fd=10, file=/dev/watchdog" in text
+    assert "D stall 1200.500 ms of corosync[3796] in ioctl(fd 10 -> /dev/watchdog)" in text
 
 
 def test_load_documents_names_hosts_from_paths(tmp_path):
@@ -158,3 +158,14 @@ def test_write_files_reports_only_changed_files(tmp_path):
     assert rp.write_files(str(tmp_path / "out"), rendered) == ["a.txt", "b.txt"]
     assert rp.write_files(str(tmp_path / "out"), rendered) == []
     assert rp.write_files(str(tmp_path / "out"), {"a.txt": "3\n"}) == ["a.txt"]
+
+
+def test_diagnose_finding_reads_like_the_summary():
+    finding = {"syscall": {"name": "write", "nr": 1, "args": [3, 1, 2], "fd": 3}, "fd": 3,
+               "file": "/mnt/heartbeat.log",
+               "kernel_stack": ["=> trace_event_raw_event_sched_switch", "=> __traceiter_sched_switch",
+                                "=> __schedule", "=> schedule", "=> percpu_rwsem_wait", "=> vfs_write"]}
+    assert rp.describe_syscall(finding) == "in write(fd 3 -> /mnt/heartbeat.log)"
+    assert rp.describe_syscall({"fd": 10}) == "on fd 10"
+    assert rp.describe_syscall({}) == ""
+    assert rp.blocking_frames(finding["kernel_stack"]) == ["percpu_rwsem_wait", "vfs_write"]
