@@ -13,6 +13,7 @@ DEBIAN_PACKAGES=(
   openssh-server              # multi-host tests over loopback SSH
   util-linux e2fsprogs        # fsfreeze, losetup, mkfs.ext4 for D-state tests
   rsync python3-venv
+  shellcheck                  # ansible-test sanity checks the shell scripts with it
   chromium                    # headless screenshot test of the HTML report
 )
 

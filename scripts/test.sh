@@ -21,7 +21,8 @@ echo "== ansible-galaxy collection build"
 .venv/bin/ansible-galaxy collection build --force --output-path .cache/build
 # The built artifact must install and document its modules on its own.
 rm -rf .cache/installed
+export ANSIBLE_COLLECTIONS_PATH=$PWD/.cache/installed
 .venv/bin/ansible-galaxy collection install --force -p .cache/installed .cache/build/fleettrace-tracefs-*.tar.gz >/dev/null
-ANSIBLE_COLLECTIONS_PATH=$PWD/.cache/installed .venv/bin/ansible-doc -l fleettrace.tracefs
+.venv/bin/ansible-doc -l fleettrace.tracefs
 
 echo "== all checks passed"
