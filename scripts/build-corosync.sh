@@ -22,7 +22,7 @@ flock 9
 
 done_prefix() {
   local found
-  found=$(ls -d "$CACHE"/corosync-*/.complete 2>/dev/null | head -n1 || true)
+  found=$(find "$CACHE" -maxdepth 2 -path "$CACHE/corosync-*/.complete" 2>/dev/null | sort | head -n1 || true)
   [ -n "$found" ] && dirname "$found"
 }
 if prefix=$(done_prefix) && [ -n "$prefix" ]; then
@@ -62,7 +62,7 @@ log "fetching source"
 # .dsc lists, which makes 'apt-get source' refuse to unpack: then unpack the
 # tarballs it did download and apply Debian's patch series by hand.
 if ! apt-get source -qq corosync >fetch.log 2>&1; then
-  orig=$(ls corosync_*.orig.tar.* 2>/dev/null | head -n1)
+  orig=$(find . -maxdepth 1 -name 'corosync_*.orig.tar.*' ! -name '*.asc' -printf '%f\n' | sort | head -n1)
   [ -n "$orig" ] || { cat fetch.log >&2; log "could not download corosync's source"; exit 1; }
   log "apt-get source did not unpack (see below); unpacking $orig by hand"
   grep -E '^(E|W):' fetch.log >&2 || true
