@@ -130,83 +130,10 @@ state:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan, failure_message
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import (
-    Tracefs, TracefsError, normalize_trigger, trigger_key)
-
-
-FRESH_EVENT = {"enabled": False, "filter": "", "triggers": []}
-
-
-def event_state(event):
-    return {"enabled": event.enabled, "filter": event.filter, "triggers": event.triggers()}
-
-
-def check_triggers(fs, triggers):
-    normalized = []
-    for text in triggers:
-        trigger = normalize_trigger(validate.expression(text, "trigger"))
-        if not trigger:
-            raise validate.ValidationError("an empty trigger was given; remove it from the list")
-        if trigger.startswith("hist") and not fs.features()["hist_triggers"]:
-            raise validate.ValidationError(
-                "trigger %r needs hist triggers, which this kernel does not have (CONFIG_HIST_TRIGGERS); "
-                "use sched_latency or a capture to build histograms in user space instead" % text)
-        if trigger.partition(" if ")[0].split(":")[0] == "snapshot" and not fs.features()["snapshot"]:
-            raise validate.ValidationError(
-                "trigger %r needs the snapshot buffer, which this kernel does not have (CONFIG_TRACER_SNAPSHOT)" % text)
-        normalized.append(trigger)
-    keys = [trigger_key(t) for t in normalized]
-    duplicates = sorted(set(k for k in keys if keys.count(k) > 1))
-    if duplicates:
-        raise validate.ValidationError(
-            "the kernel keeps one trigger per command and target; %s given more than once: %s"
-            % ("this one is" if len(duplicates) == 1 else "these are", ", ".join(duplicates)))
-    return normalized
-
-
-def plan_changes(event, before, params, wanted_triggers):
-    """Writes needed to go from ``before`` to what params ask, in the house order."""
-    plan = ChangePlan()
-    path = event.instance.path(*event.rel())
-    after = dict(before)
-
-    def write_filter(text):
-        return lambda: event.set_filter(text)
-
-    def add_trigger(text):
-        return lambda: event.add_trigger(text)
-
-    def remove_trigger(text):
-        return lambda: event.remove_trigger(text)
-
-    if params["state"] == "absent":
-        for trigger in before["triggers"]:
-            plan.write(path + "/trigger", "!" + trigger_key(trigger), remove_trigger(trigger), add_trigger(trigger), append=True)
-        if before["filter"]:
-            plan.write(path + "/filter", "0", write_filter(""), write_filter(before["filter"]))
-        if before["enabled"]:
-            plan.write(path + "/enable", "0", lambda: event.set_enabled(False), lambda: event.set_enabled(True))
-        return plan, {"enabled": False, "filter": "", "triggers": []}
-
-    if params["filter"] is not None:
-        wanted_filter = validate.expression(params["filter"], "filter")
-        if wanted_filter != before["filter"]:
-            plan.write(path + "/filter", wanted_filter or "0", write_filter(wanted_filter), write_filter(before["filter"]))
-        after["filter"] = wanted_filter
-    if wanted_triggers is not None:
-        for trigger in before["triggers"]:
-            if trigger not in wanted_triggers:
-                plan.write(path + "/trigger", "!" + trigger_key(trigger), remove_trigger(trigger), add_trigger(trigger), append=True)
-        for trigger in wanted_triggers:
-            if trigger not in before["triggers"]:
-                plan.write(path + "/trigger", trigger, add_trigger(trigger), remove_trigger(trigger), append=True)
-        after["triggers"] = list(wanted_triggers)
-    if params["enabled"] is not None and params["enabled"] != before["enabled"]:
-        plan.write(path + "/enable", "1" if params["enabled"] else "0",
-                   lambda: event.set_enabled(params["enabled"]), lambda: event.set_enabled(before["enabled"]))
-        after["enabled"] = params["enabled"]
-    return plan, after
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import failure_message
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.plans import (
+    FRESH_EVENT, check_triggers, event_state, plan_event)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
 
 
 def main():
@@ -251,7 +178,7 @@ def main():
         module.fail_json(msg=str(exc), **base)
 
     before = FRESH_EVENT if instance_pending else event_state(event)
-    plan, after = plan_changes(event, before, params, wanted_triggers)
+    plan, after = plan_event(event, before, params, wanted_triggers)
     result = dict(base)
     result.update(changed=bool(plan), commands=plan.commands, state=after)
     if module._diff:

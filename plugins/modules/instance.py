@@ -120,100 +120,13 @@ instance:
            "event_pids": [3796], "options": {"userstacktrace": true}}
 """
 
-import os
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan, failure_message
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import failure_message
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.plans import (
+    check_instance_request, instance_settings, plan_instance)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
-
-
-def current_settings(inst, wanted_options):
-    if not inst.exists():
-        return {"exists": False}
-    return {
-        "exists": True,
-        "buffer_size_kb": inst.buffer_size_kb,
-        "clock": inst.clock,
-        "tracing_on": inst.tracing_on,
-        "event_pids": inst.event_pids,
-        "options": dict((name, inst.option(name)) for name in sorted(wanted_options)),
-    }
-
-
-def check_options(fs, inst, params):
-    """Fail before any write on names the kernel would refuse."""
-    # A new instance offers a subset of the top-level options; setting one it
-    # lacks fails later and rolls the creation back.
-    available = (inst if inst.exists() else fs.instance(None)).option_names()
-    for name, value in (params["options"] or {}).items():
-        if name not in available:
-            raise validate.ValidationError(
-                "trace option %r does not exist on this kernel; available options: %s" % (name, ", ".join(available)))
-        if not isinstance(value, bool):
-            raise validate.ValidationError("trace option %r must be true or false, got %r" % (name, value))
-    if params["clock"] is not None and params["clock"] not in fs.features()["trace_clocks"]:
-        raise validate.ValidationError("trace clock %r is not available; this kernel offers: %s"
-                                       % (params["clock"], ", ".join(fs.features()["trace_clocks"])))
-    if params["buffer_size_kb"] is not None and params["buffer_size_kb"] <= 0:
-        raise validate.ValidationError("buffer_size_kb must be a positive number of KiB, got %d" % params["buffer_size_kb"])
-    gone = [pid for pid in params["event_pids"] or [] if not os.path.isdir("/proc/%d" % validate.pid(pid))]
-    if gone:
-        raise validate.ValidationError(
-            "event_pids: no process with pid %s on this host (the kernel would silently record nothing); "
-            "look the pid up right before this task, e.g. with fleettrace.tracefs.proc_info"
-            % ", ".join(str(pid) for pid in gone))
-
-
-def desired_settings(inst, before, params):
-    after = dict(before, exists=True)
-    wanted_size = params["buffer_size_kb"]
-    if wanted_size is not None and not inst.buffer_size_matches(before.get("buffer_size_kb"), wanted_size):
-        after["buffer_size_kb"] = wanted_size
-    for key in ("clock", "tracing_on"):
-        if params[key] is not None:
-            after[key] = params[key]
-    if params["event_pids"] is not None:
-        after["event_pids"] = sorted(set(params["event_pids"]))
-    if params["options"]:
-        after["options"] = dict(before.get("options") or {}, **params["options"])
-    return after
-
-
-def plan_present(inst, before, after):
-    plan = ChangePlan()
-    created = not before["exists"]
-    if created:
-        plan.mkdir(inst.path(), inst.create, inst.remove)
-    old = before if not created else {}
-
-    def setting(key, filename, text, apply, restore):
-        if created or before.get(key) != after.get(key):
-            plan.write(inst.path(filename), text, apply, None if created else restore)
-
-    if after.get("buffer_size_kb") is not None:
-        setting("buffer_size_kb", "buffer_size_kb", str(after["buffer_size_kb"]),
-                lambda: inst.set_buffer_size_kb(after["buffer_size_kb"]),
-                lambda: inst.set_buffer_size_kb(old["buffer_size_kb"]))
-    if after.get("clock") is not None:
-        setting("clock", "trace_clock", after["clock"],
-                lambda: inst.set_clock(after["clock"]), lambda: inst.set_clock(old["clock"]))
-    for name, value in sorted((after.get("options") or {}).items()):
-        if created or (before.get("options") or {}).get(name) != value:
-            plan.write(inst.path("options", name), "1" if value else "0",
-                       (lambda n=name, v=value: inst.set_option(n, v)),
-                       None if created else (lambda n=name, v=value: inst.set_option(n, not v)))
-    if after.get("event_pids") is not None and (not created or after["event_pids"]):
-        setting("event_pids", "set_event_pid", " ".join(str(p) for p in after["event_pids"]),
-                lambda: inst.set_event_pids(after["event_pids"]),
-                lambda: inst.set_event_pids(old["event_pids"]))
-    # tracing_on last: the buffer starts recording only once it is fully set up.
-    if after.get("tracing_on") is not None:
-        setting("tracing_on", "tracing_on", "1" if after["tracing_on"] else "0",
-                lambda: inst.set_tracing_on(after["tracing_on"]),
-                lambda: inst.set_tracing_on(old["tracing_on"]))
-    return plan
 
 
 def main():
@@ -236,19 +149,12 @@ def main():
         fs.require("instances", "a private trace buffer")
         inst = fs.instance(params["name"])
         if params["state"] == "present":
-            check_options(fs, inst, params)
+            check_instance_request(fs, inst, params)
     except (validate.ValidationError, TracefsError) as exc:
         module.fail_json(msg=str(exc), name=params["name"], commands=[])
 
-    before = current_settings(inst, (params["options"] or {}).keys())
-    if params["state"] == "absent":
-        after = {"exists": False}
-        plan = ChangePlan()
-        if before["exists"]:
-            plan.rmdir(inst.path(), inst.remove)
-    else:
-        after = desired_settings(inst, before, params)
-        plan = plan_present(inst, before, after)
+    before = instance_settings(inst, (params["options"] or {}).keys())
+    plan, after = plan_instance(inst, before, params)
 
     # Not "path": Ansible would add file attributes of that path to the result.
     result = dict(changed=bool(plan), name=params["name"], instance_path=inst.path(), commands=plan.commands)
@@ -262,7 +168,7 @@ def main():
             result["changed"] = False
             module.fail_json(msg=failure_message(exc), **result)
     if params["state"] == "present":
-        result["instance"] = current_settings(inst, (params["options"] or {}).keys()) if not module.check_mode else after
+        result["instance"] = instance_settings(inst, (params["options"] or {}).keys()) if not module.check_mode else after
     module.exit_json(**result)
 
 
