@@ -577,15 +577,6 @@ class Event:
         if self.enabled:
             self.set_enabled(False)
 
-    def format_fields(self):
-        """Field names of this event from its ``format`` file."""
-        fields = []
-        for line in self._read("format").splitlines():
-            match = re.search(r"field:[^;]*?([A-Za-z_][A-Za-z0-9_]*)(\[[^\]]*\])?;", line)
-            if match:
-                fields.append(match.group(1))
-        return fields
-
 
 # -- snapshot ------------------------------------------------------------------
 _GLOBAL_FILES = ("tracing_on", "current_tracer", "trace_clock", "set_event", "set_event_pid",
