@@ -94,8 +94,11 @@ def store(binary, build_id, spec, options, result):
 
 
 def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_id=None, force=False,
-                   allow_unavailable=False, use_cache=True, write=True):
-    """``dwarf_resolver.resolve`` with the build-id keyed cache in front."""
+                   allow_unavailable=False, use_cache=True, write=True, on_miss=None):
+    """``dwarf_resolver.resolve`` with the build-id keyed cache in front.
+
+    ``on_miss`` (no arguments) is called before resolving, when the cache has no answer.
+    """
     binary = os.path.abspath(binary)
     options = {"group": group, "event": event, "debuginfo": debuginfo, "force": force,
                "allow_unavailable": allow_unavailable}
@@ -110,6 +113,8 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
             if found is not None:
                 found["cached"] = True
                 return found
+    if on_miss is not None:
+        on_miss()
     from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver
     result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
                                     build_id=build_id, force=force, allow_unavailable=allow_unavailable)

@@ -44,17 +44,16 @@ def parse_args(argv):
     return options
 
 
-def resolve(options, spec):
-    try:
-        return dwarf_cache.cached_resolve(options["binary"], spec, debuginfo=options["debuginfo"],
-                                          use_cache=options["cache"])
-    except ImportError:
-        if not sys.flags.no_site:
-            raise
-        import site                 # started with -S: a cache miss needs pyelftools from site-packages
+def _add_site():
+    """Started with -S: a cache miss needs pyelftools from site-packages (added once, before resolving)."""
+    if sys.flags.no_site and "site" not in sys.modules:
+        import site
         site.main()
-        return dwarf_cache.cached_resolve(options["binary"], spec, debuginfo=options["debuginfo"],
-                                          use_cache=options["cache"])
+
+
+def resolve(options, spec):
+    return dwarf_cache.cached_resolve(options["binary"], spec, debuginfo=options["debuginfo"],
+                                      use_cache=options["cache"], on_miss=_add_site)
 
 
 def main(argv=None):

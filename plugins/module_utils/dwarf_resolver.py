@@ -21,6 +21,8 @@ import bisect
 import os
 import re
 import struct
+import sys
+import types
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
@@ -447,7 +449,7 @@ class Resolver:
                     continue
                 rows.append((state.address, 0 if state.end_sequence else 1, state.line, state.file,
                              state.is_stmt, state.end_sequence))
-        rows.sort(key=lambda r: (r[0], r[1]))
+            rows.sort(key=lambda r: (r[0], r[1]))   # decode_line_rows returns its rows sorted already
         table = LineTable(program, rows, cu["version"])
         self._cu_cache[key] = table
         return table
@@ -1122,11 +1124,15 @@ class SectionStream:
     a 23 MB library into memory first costs more than resolving a probe.
     """
 
+    BLOCK = 8192    # pyelftools reads a few bytes at a time: one file read serves many of them
+
     def __init__(self, handle, offset, size):
         self.handle = handle
         self.offset = offset
         self.size = size
         self.position = 0
+        self._start = 0         # section offset of self._block
+        self._block = b""
 
     def seek(self, position, whence=0):
         if whence == 1:
@@ -1142,8 +1148,21 @@ class SectionStream:
     def read(self, count=-1):
         if count is None or count < 0 or self.position + count > self.size:
             count = max(0, self.size - self.position)
-        self.handle.seek(self.offset + self.position)
-        data = self.handle.read(count)
+            if not count:
+                return b""
+        position = self.position
+        start = position - self._start
+        if start < 0 or start + count > len(self._block):
+            if count >= self.BLOCK:
+                self.handle.seek(self.offset + position)
+                data = self.handle.read(count)
+                self.position += len(data)
+                return data
+            self.handle.seek(self.offset + position)
+            self._block = self.handle.read(min(self.BLOCK, self.size - position))
+            self._start = position
+            start = 0
+        data = self._block[start:start + count]
         self.position += len(data)
         return data
 
@@ -1153,6 +1172,60 @@ _DWARF_SECTIONS = ("debug_info", "debug_aranges", "debug_abbrev", "debug_str", "
                    "debug_rnglists")
 
 
+class _DeferredModule(types.ModuleType):
+    """Stands in for a standard module while pyelftools is imported; the real one loads on first use."""
+
+    def __init__(self, name, functions):
+        super(_DeferredModule, self).__init__(name)
+        for function in functions:       # names pyelftools takes with ``from X import name``
+            setattr(self, function, self._forward(function))
+
+    def _forward(self, function):
+        def forward(*args, **kwargs):
+            return getattr(self._real(), function)(*args, **kwargs)
+        forward.__name__ = function
+        return forward
+
+    def _real(self):
+        name = self.__name__
+        if sys.modules.get(name) is self:
+            del sys.modules[name]
+        __import__(name)
+        return sys.modules[name]
+
+    def __getattr__(self, attr):
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        return getattr(self._real(), attr)
+
+
+# Modules pyelftools imports at start-up but uses only to print or debug constructs: pprint
+# (with dataclasses and inspect, ~10 ms), pdb (~4 ms), inspect, traceback.
+_DEFERRED_MODULES = (("pprint", ("pformat",)), ("pdb", ()), ("inspect", ()), ("traceback", ()))
+
+
+def _import_dwarfinfo():
+    """``elftools.dwarf.dwarfinfo`` without paying for the debugging modules pyelftools imports.
+
+    Only modules not imported yet are deferred, and only during this import: afterwards a plain
+    ``import pprint`` anywhere gets the real module, and pyelftools' own references load it on use.
+    """
+    if "elftools.dwarf.dwarfinfo" in sys.modules:
+        return sys.modules["elftools.dwarf.dwarfinfo"]
+    placed = []
+    for name, functions in _DEFERRED_MODULES:
+        if name not in sys.modules:
+            sys.modules[name] = _DeferredModule(name, functions)
+            placed.append(sys.modules[name])
+    try:
+        from elftools.dwarf import dwarfinfo
+    finally:
+        for module in placed:
+            if sys.modules.get(module.__name__) is module:
+                del sys.modules[module.__name__]
+    return dwarfinfo
+
+
 def open_dwarf(headers, open_file):
     """pyelftools DWARFInfo over the sections that ``headers`` (ElfHeaders) lists.
 
@@ -1160,7 +1233,9 @@ def open_dwarf(headers, open_file):
     setting up elftools.elf costs more than a whole small resolution.  Files
     that need more (dwz supplementary files, relocations) go through ELFFile.
     """
-    from elftools.dwarf.dwarfinfo import DebugSectionDescriptor, DWARFInfo, DwarfConfig
+    dwarfinfo = _import_dwarfinfo()
+    DebugSectionDescriptor, DWARFInfo, DwarfConfig = (dwarfinfo.DebugSectionDescriptor, dwarfinfo.DWARFInfo,
+                                                      dwarfinfo.DwarfConfig)
     simple = headers.e_machine == 62 and headers.e_type in (2, 3) and ".gnu_debugaltlink" not in headers.sections \
         and ".debug_types" not in headers.sections
     if simple:

@@ -18,11 +18,15 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import operator
 import struct
 
 
 class SkimError(Exception):
     pass
+
+
+_row_order = operator.itemgetter(0, 1)     # line rows: address, then end_sequence rows first
 
 
 def _uleb(data, pos):
@@ -240,21 +244,30 @@ def decode_line_rows(program, version):
     lengths = list(header["standard_opcode_lengths"])
     address_size = header.get("address_size") if hasattr(header, "get") else None
     rows = []
+    append = rows.append
     pos = 0
     end = len(data)
-
-    def reset():
-        return [0, 1, 1, default_is_stmt]      # address, file, line, is_stmt
-
-    state = reset()
+    const_add = ((255 - opcode_base) // line_range) * min_len
+    column_operand = len(lengths) > 4 and lengths[4] == 1
+    # The state lives in locals (address, file, line, is_stmt): this loop runs once per opcode.
+    address, file_index, line, is_stmt = 0, 1, 1, default_is_stmt
     while pos < end:
         opcode = data[pos]
         pos += 1
         if opcode >= opcode_base:
             adjusted = opcode - opcode_base
-            state[0] += (adjusted // line_range) * min_len
-            state[2] += line_base + adjusted % line_range
-            rows.append((state[0], 1, state[2], state[1], state[3], False))
+            address += (adjusted // line_range) * min_len
+            line += line_base + adjusted % line_range
+            append((address, 1, line, file_index, is_stmt, False))
+        elif opcode == 5 and column_operand:   # set_column (the most frequent): skip its ULEB
+            if data[pos] < 0x80:
+                pos += 1
+            else:
+                _v, pos = _uleb(data, pos)
+        elif opcode == 6:       # negate_stmt
+            is_stmt = not is_stmt
+        elif opcode == 1:       # copy
+            append((address, 1, line, file_index, is_stmt, False))
         elif opcode == 0:
             length, pos = _uleb(data, pos)
             if length == 0:
@@ -263,30 +276,34 @@ def decode_line_rows(program, version):
             body = pos + 1
             pos += length
             if sub == 1:        # end_sequence
-                rows.append((state[0], 0, state[2], state[1], state[3], True))
-                state = reset()
+                append((address, 0, line, file_index, is_stmt, True))
+                address, file_index, line, is_stmt = 0, 1, 1, default_is_stmt
             elif sub == 2:      # set_address
                 size = length - 1
                 if size not in _UNSIGNED:
                     raise SkimError("set_address of %d bytes" % size)
-                state[0] = struct.unpack_from("<" + _UNSIGNED[size], data, body)[0]
+                address = struct.unpack_from("<" + _UNSIGNED[size], data, body)[0]
             # define_file (3), set_discriminator (4), vendor ops: nothing we use.
-        elif opcode == 1:       # copy
-            rows.append((state[0], 1, state[2], state[1], state[3], False))
         elif opcode == 2:       # advance_pc
-            value, pos = _uleb(data, pos)
-            state[0] += value * min_len
+            value = data[pos]
+            if value < 0x80:
+                pos += 1
+            else:
+                value, pos = _uleb(data, pos)
+            address += value * min_len
         elif opcode == 3:       # advance_line
-            value, pos = _sleb(data, pos)
-            state[2] += value
+            value = data[pos]
+            if value < 0x40:    # one-byte SLEB, positive
+                pos += 1
+            else:
+                value, pos = _sleb(data, pos)
+            line += value
         elif opcode == 4:       # set_file
-            state[1], pos = _uleb(data, pos)
-        elif opcode == 6:       # negate_stmt
-            state[3] = not state[3]
+            file_index, pos = _uleb(data, pos)
         elif opcode == 8:       # const_add_pc
-            state[0] += ((255 - opcode_base) // line_range) * min_len
+            address += const_add
         elif opcode == 9:       # fixed_advance_pc
-            state[0] += struct.unpack_from("<H", data, pos)[0]
+            address += struct.unpack_from("<H", data, pos)[0]
             pos += 2
         elif opcode in (7, 10, 11):
             pass
@@ -294,7 +311,7 @@ def decode_line_rows(program, version):
             for _i in range(lengths[opcode - 1] if opcode - 1 < len(lengths) else 0):
                 _v, pos = _uleb(data, pos)
     del address_size, version
-    rows.sort(key=lambda r: (r[0], r[1]))
+    rows.sort(key=_row_order)
     return rows
 
 
