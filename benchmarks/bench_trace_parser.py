@@ -12,7 +12,10 @@ Side by side, on the same text:
 - ``parse (keep)``: ``parse_trace`` building every record (what capture does);
 - ``parse (stream)``: ``TraceParser(keep_events=False)``, counting only (constant memory).
 Peak memory is measured in a separate run with tracemalloc (it slows the code down),
-plus the process's max RSS.
+plus the process's max RSS.  ``capture read`` compares the two ways ``capture`` (trigger mode)
+reads a ``trace`` file: before, the whole text read then ``parse_trace`` keeping every record;
+now ``capture.read_trace`` line by line into an ``EventSink`` keeping ``--max-events``
+(with a stall finder and JSON/raw files written, as with findings/json_path/raw_path).
 """
 
 import argparse
@@ -22,6 +25,7 @@ import random
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 import uuid
@@ -29,6 +33,7 @@ import uuid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))  # made by scripts/setup.sh
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture, correlate  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import (  # noqa: E402
     TraceParser, parse_trace)
 
@@ -114,6 +119,41 @@ def real_text(count, buffer_kb=65536, max_seconds=20):
         inst.remove()
 
 
+def capture_read_peaks(text, max_events):
+    """Peak tracemalloc bytes of capture's read of a trace file: (whole text + keep all, streaming)."""
+    workdir = tempfile.mkdtemp(prefix="fleettrace_bench_")
+    path = os.path.join(workdir, "trace")
+    try:
+        with open(path, "w") as handle:
+            handle.write(text)
+
+        def before():
+            with open(path) as handle:
+                whole = handle.read()
+            return parse_trace(whole)
+
+        def after():
+            finder = correlate.StallFinder("timer_function_scheduler_timeout", "tv_diff_u64", 10 ** 9,
+                                           resolve_fds=False)
+            sink = capture.EventSink(max_events=max_events, json_path=os.path.join(workdir, "all.json"),
+                                     stall_finder=finder)
+            parser = capture.read_trace(path, sink, raw_path=os.path.join(workdir, "raw.txt"))
+            sink.finish_json({"event_count": parser.event_count})
+            return parser.event_count
+
+        peaks = []
+        for function in (before, after):
+            tracemalloc.start()
+            function()
+            peaks.append(tracemalloc.get_traced_memory()[1])
+            tracemalloc.stop()
+        return peaks
+    finally:
+        for name in os.listdir(workdir):
+            os.unlink(os.path.join(workdir, name))
+        os.rmdir(workdir)
+
+
 def timed(function, repeat):
     """Best of ``repeat`` runs, in CPU seconds of this process.
 
@@ -139,6 +179,7 @@ def main():
     parser.add_argument("--real", action="store_true", help="record real sched events (root, tracefs)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", help="also write the numbers to this file")
+    parser.add_argument("--max-events", type=int, default=1000, help="events capture keeps (capture read)")
     args = parser.parse_args()
 
     kernel_seconds = None
@@ -169,6 +210,7 @@ def main():
     stream()
     _current, peak_stream = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    capture_before, capture_after = capture_read_peaks(text, args.max_events)
     max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     numbers = {
@@ -184,6 +226,9 @@ def main():
         "peak_mb_keep": round(peak_keep / 1e6, 1),
         "peak_mb_stream": round(peak_stream / 1e6, 2),
         "bytes_per_event_keep": round(peak_keep / max(1, events)),
+        "capture_read_peak_mb_before": round(capture_before / 1e6, 1),
+        "capture_read_peak_mb_after": round(capture_after / 1e6, 2),
+        "capture_max_events": args.max_events,
         "max_rss_mb": round(max_rss_kb / 1024.0, 1),
         "python": sys.version.split()[0],
         "load_average": os.getloadavg()[0],
@@ -199,6 +244,9 @@ def main():
         args.repeat, ", ".join("%.2f" % w for w in WALL[args.repeat:2 * args.repeat]), os.getloadavg()[0]))
     print("  peak memory: %.1f MB keeping records (%d B/event), %.2f MB streaming; max RSS %.1f MB" % (
         numbers["peak_mb_keep"], numbers["bytes_per_event_keep"], numbers["peak_mb_stream"], numbers["max_rss_mb"]))
+    print("  capture read of the trace file: peak %.1f MB before (whole text, every record kept), "
+          "%.2f MB streaming (max_events %d, findings, json_path and raw_path written)" % (
+              numbers["capture_read_peak_mb_before"], numbers["capture_read_peak_mb_after"], args.max_events))
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as handle:

@@ -6,9 +6,12 @@
 ``capture_trigger``: clear the buffer, turn tracing on, wait until a
 ``traceoff`` trigger has turned it off (``tracing_on`` reads 0), enough
 events arrived, the watched process exited, or the timeout passed; then read
-``trace`` and parse it.  ``capture_window``: stream ``trace_pipe`` for a
-fixed time.  Both leave the instance's tracing off (capture turned it on)
-and report lost events from ``per_cpu/cpuN/stats`` and the trace header.
+``trace`` and parse it one line at a time.  ``capture_window``: stream
+``trace_pipe`` for a fixed time.  Both leave the instance's tracing off
+(capture turned it on) and report lost events from ``per_cpu/cpuN/stats``
+and the trace header.  Records go to an ``EventSink`` as they are parsed:
+it keeps the last ``max_events``, writes every record to the JSON file and
+feeds the stall finder, so memory does not grow with the buffer size.
 No Ansible imports.
 """
 
@@ -18,6 +21,7 @@ __metaclass__ = type
 
 import errno
 import json
+from collections import deque
 import math
 import os
 import re
@@ -91,6 +95,95 @@ class CaptureResult(dict):
     """The dict a capture returns (module return values, see capture module RETURN)."""
 
 
+class EventSink:
+    """Where a capture's records go, one at a time, in trace order (``TraceParser(on_event=sink.add)``).
+
+    - keeps the last ``max_events`` records (``None``: all of them) for the result;
+    - with ``json_path``, writes every record to that file as it arrives
+      (``finish_json(result)`` then adds the other result keys);
+    - with ``symbolize``, symbolizes user stacks (before a record is written);
+    - feeds ``stall_finder`` (``correlate.StallFinder``) every record.
+    ``seen`` counts every record, kept or not.
+    """
+
+    def __init__(self, max_events=None, json_path=None, symbolize=False, stall_finder=None,
+                 pid_alive=procfs.process_alive):
+        self.kept = deque(maxlen=max_events)
+        self.seen = 0
+        self.symbolize = symbolize
+        self.stall_finder = stall_finder
+        self.pid_alive = pid_alive
+        self.gone = set()
+        self._elf_cache = {}
+        self._json = None
+        if json_path:
+            self._json = open(json_path, "w")
+            self._json.write('{"events": [')
+
+    def add(self, record):
+        self.seen += 1
+        if self.stall_finder is not None:
+            self.stall_finder.feed(record)
+        if self._json is not None:
+            if self.symbolize:
+                self._symbolize([record])
+            self._json.write("\n" if self.seen == 1 else ",\n")
+            self._json.write(json.dumps(record, sort_keys=True))
+        self.kept.append(record)
+
+    def _symbolize(self, records):
+        symbolize_user_stacks(records, pid_alive=self.pid_alive, elf_cache=self._elf_cache, gone=self.gone)
+
+    def events(self):
+        """The kept records (the last ``max_events``), symbolized when asked."""
+        records = list(self.kept)
+        if self.symbolize and self._json is None:
+            self._symbolize(records)
+        return records
+
+    def finish_json(self, result):
+        """Close the JSON file: the events written so far, then every other key of ``result``."""
+        handle, self._json = self._json, None
+        if handle is None:
+            return
+        try:
+            handle.write("\n]")
+            for key in sorted(result):
+                if key != "events":
+                    handle.write(",\n%s: %s" % (json.dumps(key), json.dumps(result[key], indent=1, sort_keys=True)))
+            handle.write("}\n")
+        finally:
+            handle.close()
+
+    def close(self):
+        """Close the JSON file without finishing it (on errors)."""
+        if self._json is not None:
+            self._json.close()
+            self._json = None
+
+
+def read_trace(path, sink, raw_path=None):
+    """Parse the ``trace`` file at ``path`` line by line into ``sink``; returns the closed parser.
+
+    Only one line, the records still waiting for a stack (``TraceParser``
+    lookahead) and what ``sink`` keeps are in memory; with ``raw_path`` each
+    line is copied to that file as it is read.
+    """
+    parser = TraceParser(keep_events=False, on_event=sink.add)
+    raw = open(raw_path, "w") if raw_path else None
+    try:
+        with open(path) as handle:
+            for line in handle:
+                if raw is not None:
+                    raw.write(line)
+                parser.feed(line.rstrip("\n"))
+    finally:
+        if raw is not None:
+            raw.close()
+    parser.close()
+    return parser
+
+
 def _require_instance(instance):
     if not instance.exists():
         raise TracefsError(
@@ -98,8 +191,9 @@ def _require_instance(instance):
             "events to capture (fleettrace.tracefs.event)" % (instance.label, instance.path()))
 
 
-def _finish(instance, parser, stop_reason, started, stats_before, extra):
+def _finish(instance, parser, sink, stop_reason, started, stats_before, extra):
     parsed = parser.result()
+    events = sink.events()
     stats_after = cpu_stats(instance)
     lost_by_cpu = lost_counts(stats_before, stats_after)
     lost_stats = sum(c["overrun"] + c["dropped"] for c in lost_by_cpu.values())
@@ -111,8 +205,9 @@ def _finish(instance, parser, stop_reason, started, stats_before, extra):
         stop_reason=stop_reason,
         triggered=stop_reason == STOP_TRIGGERED,
         threshold_reached=stop_reason == STOP_TRIGGERED,
-        events=parsed["events"],
+        events=events,
         event_count=parsed["event_count"],
+        events_truncated=len(events) < parsed["event_count"],
         entries_in_buffer=parsed["entries_in_buffer"],
         entries_written=parsed["entries_written"],
         # Each source sees part of the loss; the largest is the best lower bound.
@@ -131,8 +226,11 @@ def _finish(instance, parser, stop_reason, started, stats_before, extra):
 
 
 def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after_events=None,
-                    stop_event=None, pid=None, raw_path=None):
-    """Arm the instance, wait for its traceoff trigger (or count/timeout/exit), read the buffer."""
+                    stop_event=None, pid=None, raw_path=None, sink=None):
+    """Arm the instance, wait for its traceoff trigger (or count/timeout/exit), read the buffer.
+
+    Records go to ``sink`` (an ``EventSink``; default: one keeping all of them).
+    """
     _require_instance(instance)
     started = time.time()
     process_missing_at_start = pid is not None and not procfs.process_alive(pid)
@@ -170,26 +268,25 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
             # Capture turned tracing on; it is off again whatever happened.
             if instance.exists():
                 instance.set_tracing_on(False)
-    parser = TraceParser()
-    text = instance.read("trace")
-    if raw_path:
-        with open(raw_path, "w") as handle:
-            handle.write(text)
-    parser.feed_text(text)
-    return _finish(instance, parser, stop_reason, started, stats_before,
+    if sink is None:
+        sink = EventSink()
+    parser = read_trace(instance.path("trace"), sink, raw_path=raw_path)
+    return _finish(instance, parser, sink, stop_reason, started, stats_before,
                    {"armed": armed, "process_missing_at_start": process_missing_at_start})
 
 
 def capture_window(instance, duration, clear=True, stop_after_events=None, stop_event=None, pid=None,
-                   raw_path=None):
-    """Stream ``trace_pipe`` for ``duration`` seconds (no trigger wanted)."""
+                   raw_path=None, sink=None):
+    """Stream ``trace_pipe`` for ``duration`` seconds (no trigger wanted); records go to ``sink``."""
     _require_instance(instance)
     started = time.time()
     instance.set_tracing_on(False)
     if clear:
         instance.clear_buffer()
     stats_before = cpu_stats(instance)
-    parser = TraceParser()
+    if sink is None:
+        sink = EventSink()
+    parser = TraceParser(keep_events=False, on_event=sink.add)
     raw = open(raw_path, "w") if raw_path else None
     pending = [""]
     stop_reason = STOP_WINDOW
@@ -231,10 +328,11 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
         os.close(fd)
         if pending[0]:
             parser.feed(pending[0])
+        parser.close()
         if raw is not None:
             raw.close()
-    return _finish(instance, parser, stop_reason, started, stats_before, {"armed": True,
-                                                                          "process_missing_at_start": False})
+    return _finish(instance, parser, sink, stop_reason, started, stats_before,
+                   {"armed": True, "process_missing_at_start": False})
 
 
 def _read_available(fd, consume):
@@ -257,16 +355,17 @@ def _bare(address):
     return {"address": "0x%x" % address, "object": None, "symbol": None}
 
 
-def symbolize_user_stacks(events, pid_alive=procfs.process_alive):
+def symbolize_user_stacks(events, pid_alive=procfs.process_alive, elf_cache=None, gone=None):
     """Turn ``user_stack`` frames into {'address', 'object', 'offset', 'symbol'} dicts.
 
     Bare addresses need the process's maps, so they are symbolized only while
     it lives; 'path[+0xoff]' frames (option sym-userobj) are symbolized from
     the file alone.  Frames of neither form keep their text.  Returns the pids
-    that were gone (their address frames stay bare).
+    that were gone (their address frames stay bare).  ``elf_cache`` and
+    ``gone`` may be shared between calls (records symbolized one at a time).
     """
-    elf_cache = {}
-    gone = set()
+    elf_cache = {} if elf_cache is None else elf_cache
+    gone = set() if gone is None else gone
     for record in events:
         if "user_stack" not in record:
             continue

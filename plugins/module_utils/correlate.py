@@ -193,7 +193,142 @@ def find_stalls(events, probe_event, field, threshold, pid=None, states=("D",), 
     return findings
 
 
+class StallFinder:
+    """``find_stalls`` one record at a time, for a capture that does not keep its events.
+
+    ``feed(record)`` every record in trace order, then ``findings()``: the
+    same findings as ``find_stalls`` on the whole list.  Per task it keeps
+    only what a finding needs since that task's previous probe hit: the
+    switch-outs in a wanted state still waiting for their switch-in, the
+    longest off-CPU stretch so far with the system call in flight when it
+    began, and the task's last two ``sys_enter`` records since its last
+    ``sys_exit``.  Every task is followed (each task's window is its own, so
+    the ``pid`` filter only picks findings and may be set later with
+    ``select``).  Memory grows with the number of tasks and of probe hits
+    over the threshold, not with the number of events.
+    """
+
+    def __init__(self, probe_event, field, threshold, pid=None, states=("D",), resolve_fds=True):
+        self.probe_event = probe_event
+        self.field = field
+        self.threshold = threshold
+        self.states = set(states)
+        self.pids = None
+        self.select(pid)
+        self.resolve_fds = resolve_fds
+        self._tasks = {}    # pid -> {"enters": [...], "open": [(switch, call)], "best": (...) or None}
+        self._found = []    # (hit, value, best) in trace order
+
+    def _task(self, pid):
+        state = self._tasks.get(pid)
+        if state is None:
+            state = self._tasks[pid] = {"enters": [], "open": [], "best": None}
+        return state
+
+    def select(self, pid):
+        """Change the task filter (findings() applies it, so it may be set after the last record)."""
+        if pid is not None and not isinstance(pid, (set, frozenset, list, tuple)):
+            pid = (pid,)
+        self.pids = frozenset(pid) if pid is not None else None
+
+    def feed(self, record):
+        event = record["event"]
+        fields = record["fields"]
+        if event == "sched_switch":
+            # A switch-in ends the stretches of its task that began before it.
+            woken = self._tasks.get(fields.get("next_pid"))
+            if woken is not None and woken["open"]:
+                for switch, call in woken["open"]:
+                    self._consider(woken, switch, record["ts_ns"] - switch["ts_ns"], "switch_in", call)
+                woken["open"] = []
+        if event_matches(record, self.probe_event):
+            self._hit(record)
+            return
+        if event == "sched_switch":
+            prev = fields.get("prev_pid")
+            if _state_letters(fields.get("prev_state", "")) & self.states:
+                task = self._task(prev)
+                task["open"].append((record, self._in_flight(task)))
+            return
+        pid = record["pid"]
+        if _is_exit(record):
+            if pid in self._tasks:
+                self._tasks[pid]["enters"] = []
+        elif event == "sys_enter" or event.startswith("sys_enter_"):
+            task = self._task(pid)
+            task["enters"] = task["enters"][-1:] + [record]
+
+    def _in_flight(self, task):
+        """syscall_in_flight over the task's last two sys_enter records (newest first)."""
+        found = None
+        for record in reversed(task["enters"]):
+            call = _syscall_of(record)
+            if found is None:
+                found = call
+                continue
+            if call["name"] == found["name"] or found["name"].startswith("syscall_"):
+                if found["nr"] is None:
+                    found["nr"] = call["nr"]
+                if isinstance(call["args"], dict):
+                    found["args"] = call["args"]
+                    found["source"] = call["source"]
+                    if call["fd"] is not None:
+                        found["fd"] = call["fd"]
+                found["name"] = call["name"] if found["name"].startswith("syscall_") else found["name"]
+        return found
+
+    def _consider(self, task, switch, blocked, until, call):
+        best = task["best"]
+        if best is None or blocked > best[1]:
+            task["best"] = (switch, blocked, until, call)
+
+    def _hit(self, hit):
+        task = self._task(hit["pid"])
+        for switch, call in task["open"]:
+            self._consider(task, switch, hit["ts_ns"] - switch["ts_ns"], "probe_hit", call)
+        best = task["best"]
+        task.update(enters=[], open=[], best=None)  # the next window starts after this hit
+        value = hit["fields"].get(self.field)
+        if isinstance(value, int) and value >= self.threshold:
+            self._found.append((hit, value, best))
+
+    def findings(self):
+        """The findings so far (fds resolved now, stacks read now: call after the last record)."""
+        pids = self.pids
+        return [_make_finding(hit, self.field, value, self.threshold, self.states, best, self.resolve_fds)
+                for hit, value, best in self._found
+                if pids is None or hit["pid"] in pids or hit.get("tgid") in pids]
+
+
 def _finding(events, hit_index, window_start, hit, field, value, threshold, states, resolve_fds):
+    task = hit["pid"]
+    # The longest off-CPU stretch in a wanted state between the previous hit and this one.
+    best = None
+    for index in range(window_start + 1, hit_index):
+        record = events[index]
+        if record["event"] != "sched_switch" or record["fields"].get("prev_pid") != task:
+            continue
+        letters = _state_letters(record["fields"].get("prev_state", ""))
+        if not letters & states:
+            continue
+        switch_in, until = None, "probe_hit"
+        for later in range(index + 1, hit_index + 1):
+            candidate = events[later]
+            if candidate["event"] == "sched_switch" and candidate["fields"].get("next_pid") == task:
+                switch_in, until = candidate, "switch_in"
+                break
+        end_ns = (switch_in or hit)["ts_ns"]
+        blocked = end_ns - record["ts_ns"]
+        if best is None or blocked > best[1]:
+            best = (index, blocked, until, letters & states)
+    if best is not None:
+        index, blocked, until, _matched = best
+        best = (events[index], blocked, until, syscall_in_flight(events, task, index, window_start))
+    return _make_finding(hit, field, value, threshold, states, best, resolve_fds)
+
+
+def _make_finding(hit, field, value, threshold, states, best, resolve_fds):
+    """A finding from the hit and its longest stretch ``(switch, blocked_ns, until, syscall)`` or None."""
     task = hit["pid"]
     finding = {
         "pid": task,
@@ -214,33 +349,13 @@ def _finding(events, hit_index, window_start, hit, field, value, threshold, stat
         "fd": None,
         "file": None,
     }
-    # The longest off-CPU stretch in a wanted state between the previous hit and this one.
-    best = None
-    for index in range(window_start + 1, hit_index):
-        record = events[index]
-        if record["event"] != "sched_switch" or record["fields"].get("prev_pid") != task:
-            continue
-        letters = _state_letters(record["fields"].get("prev_state", ""))
-        if not letters & states:
-            continue
-        switch_in, until = None, "probe_hit"
-        for later in range(index + 1, hit_index + 1):
-            candidate = events[later]
-            if candidate["event"] == "sched_switch" and candidate["fields"].get("next_pid") == task:
-                switch_in, until = candidate, "switch_in"
-                break
-        end_ns = (switch_in or hit)["ts_ns"]
-        blocked = end_ns - record["ts_ns"]
-        if best is None or blocked > best[1]:
-            best = (index, blocked, until, letters & states)
     if best is None:
         finding["summary"] = ("%s[%d] %s=%d >= %d at %.6f, but no switch-out in state %s was captured "
                               "before it (is sched:sched_switch enabled for this pid?)"
                               % (hit["comm"], task, field, value, threshold, hit["timestamp"], "/".join(sorted(states))))
         return finding
-    index, blocked, until, matched = best
-    switch = events[index]
-    state = sorted(matched)[0]
+    switch, blocked, until, call = best
+    state = sorted(_state_letters(switch["fields"].get("prev_state", "")) & states)[0]
     finding.update({
         "state": state,
         "state_name": procfs.STATE_NAMES.get(state, state),
@@ -250,7 +365,6 @@ def _finding(events, hit_index, window_start, hit, field, value, threshold, stat
         "kernel_stack": list(switch.get("kernel_stack", [])),
         "blocked_in": blocked_in(switch.get("kernel_stack")),
     })
-    call = syscall_in_flight(events, task, index, window_start)
     if call is not None:
         finding["syscall"] = call
         finding["fd"] = call["fd"]

@@ -25,6 +25,7 @@ __metaclass__ = type
 
 import re
 import sys
+from collections import deque
 
 # Field names, comms, flags and event names repeat in every record: one shared
 # string object each instead of one per record (about a third less memory).
@@ -141,10 +142,21 @@ class TraceParser:
 
     Works for the whole ``trace`` file and for ``trace_pipe`` streamed in
     pieces (keeps the state needed to attach stacks across ``feed`` calls).
+
+    ``on_event(record)``: called once per record, in trace order, when the
+    record is complete: a later record of the same CPU exists (no stack can
+    attach to it any more), or ``lookahead`` records are waiting behind it (a
+    CPU that went quiet), or ``close()`` was called.  A stack that would still
+    have belonged to a record released by the lookahead becomes a record of
+    its own, as any stack whose event is gone.  With ``keep_events=False``
+    and ``on_event``, memory stays bounded by ``lookahead`` records.
     """
 
-    def __init__(self, keep_events=True):
+    def __init__(self, keep_events=True, on_event=None, lookahead=1024):
         self.keep_events = keep_events
+        self.on_event = on_event
+        self.lookahead = lookahead
+        self._pending = deque()        # records not yet handed to on_event, in trace order
         self.events = []
         self.event_count = 0
         self.entries_in_buffer = None
@@ -159,6 +171,11 @@ class TraceParser:
     def feed_text(self, text):
         for line in text.splitlines():
             self.feed(line)
+
+    def feed_lines(self, lines):
+        """Feed an iterable of lines (an open file: one line in memory at a time)."""
+        for line in lines:
+            self.feed(line.rstrip("\n"))
 
     def feed(self, line):
         if not line:
@@ -210,6 +227,25 @@ class TraceParser:
         self._last_by_cpu[record["cpu"]] = record
         if self.keep_events:
             self.events.append(record)
+        if self.on_event is not None:
+            self._pending.append(record)
+            self._release()
+
+    def _release(self):
+        pending = self._pending
+        while pending:
+            head = pending[0]
+            if self._last_by_cpu.get(head["cpu"]) is head:
+                if len(pending) <= self.lookahead:
+                    return
+                del self._last_by_cpu[head["cpu"]]  # a stack for it now becomes a record of its own
+            self.on_event(pending.popleft())
+
+    def close(self):
+        """Hand the records still waiting to ``on_event`` (end of the text)."""
+        self._stack_target = None
+        while self._pending:
+            self.on_event(self._pending.popleft())
 
     def _header(self, line):
         started = _BUFFER_STARTED.match(line)

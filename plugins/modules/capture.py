@@ -289,6 +289,8 @@ def build_message(result, params):
     else:
         text = "threshold not reached within %.1f s (no traceoff trigger fired)" % params["timeout"]
     text += "; %d events captured" % result["event_count"]
+    if result["events_truncated"]:
+        text += " (the last %d returned)" % len(result["events"]) if result["events"] else " (none returned)"
     if result["lost_events"]:
         text += ("; %d events LOST (buffer overflow: buffer_size_kb is %d per CPU, about %d would have held "
                  "them)" % (result["lost_events"], result["buffer_size_kb"], result["suggested_buffer_size_kb"]))
@@ -373,44 +375,53 @@ def main():
         module.fail_json(msg="instance %r has no enabled events, a capture would stay empty; enable them with "
                              "fleettrace.tracefs.event first" % params["instance"])
 
+    finder = None
+    if params["findings"]:
+        wanted = params["findings"]
+        # Correlated while the trace is read; which tasks count is decided afterwards (threads now).
+        finder = correlate.StallFinder(wanted["probe_event"], wanted["field"], wanted["threshold"],
+                                       states=wanted["states"])
+    sink = None
     try:
+        # Records are handled as they are parsed: the last max_events kept, all of them to json_path.
+        sink = capture_core.EventSink(max_events=params["max_events"], json_path=params["json_path"],
+                                      symbolize=params["symbolize"], stall_finder=finder)
         if params["mode"] == "trigger":
             result = capture_core.capture_trigger(
                 instance, timeout=params["timeout"], poll_interval=params["poll_interval"], clear=params["clear"],
                 stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
-                raw_path=params["raw_path"])
+                raw_path=params["raw_path"], sink=sink)
         else:
             result = capture_core.capture_window(
                 instance, duration=params["duration"], clear=params["clear"],
                 stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
-                raw_path=params["raw_path"])
+                raw_path=params["raw_path"], sink=sink)
     except TracefsError as exc:
+        if sink is not None:
+            sink.close()
         module.fail_json(msg="capture from instance %r failed: %s" % (params["instance"], exc.message),
                          error_log=exc.error_log)
     except (IOError, OSError) as exc:
+        if sink is not None:
+            sink.close()
         module.fail_json(msg="capture from instance %r failed: %s (%s)" % (
             params["instance"], exc.strerror or exc, getattr(exc, "filename", "")))
 
-    events = result["events"]
     if params["symbolize"]:
-        result["symbolize_gone"] = capture_core.symbolize_user_stacks(events)
-    if params["findings"]:
+        result["symbolize_gone"] = sorted(sink.gone)
+    if finder is not None:
         wanted = params["findings"]
         task = wanted["pid"] if wanted["pid"] is not None else params["pid"]
-        result["findings"] = correlate.find_stalls(
-            events, wanted["probe_event"], wanted["field"], wanted["threshold"],
-            pid=procfs.thread_ids(task) if task is not None else None, states=wanted["states"])
+        finder.select(procfs.thread_ids(task) if task is not None else None)
+        result["findings"] = finder.findings()
     result["process_exited"] = result["stop_reason"] == capture_core.STOP_PROCESS_EXITED or bool(
         params["pid"] is not None and not procfs.process_alive(params["pid"]))
     result["message"] = build_message(result, params)
     if params["json_path"]:
-        capture_core.write_json(params["json_path"], result)
+        sink.finish_json(result)
         result["json_path"] = params["json_path"]
     if params["raw_path"]:
         result["raw_path"] = params["raw_path"]
-    limit = params["max_events"]
-    result["events"] = events[-limit:] if limit else []
-    result["events_truncated"] = len(result["events"]) < result["event_count"]
     result["enabled_events"] = enabled
     module.exit_json(changed=bool(result["armed"]), **result)
 
