@@ -137,6 +137,22 @@ def _is_exit(record):
     return record["event"] == "sys_exit" or record["event"].startswith("sys_exit_")
 
 
+def _merge_syscall(found, call):
+    """The same call seen by both event kinds (raw_syscalls and syscalls:*) becomes one:
+    the number of one and the argument names of the other end up in ``found``."""
+    if not (call["name"] == found["name"] or found["name"].startswith("syscall_")):
+        return
+    if found["nr"] is None:
+        found["nr"] = call["nr"]
+    if isinstance(call["args"], dict):
+        found["args"] = call["args"]
+        found["source"] = call["source"]
+        if call["fd"] is not None:
+            found["fd"] = call["fd"]
+    if found["name"].startswith("syscall_"):
+        found["name"] = call["name"]
+
+
 def syscall_in_flight(events, pid, before_index, after_index):
     """The system call ``pid`` was in at ``before_index`` (None if none was seen)."""
     found = None
@@ -152,16 +168,7 @@ def syscall_in_flight(events, pid, before_index, after_index):
         if found is None:
             found = call
             continue
-        # The same call seen by both event kinds: merge number and argument names.
-        if call["name"] == found["name"] or found["name"].startswith("syscall_"):
-            if found["nr"] is None:
-                found["nr"] = call["nr"]
-            if isinstance(call["args"], dict):
-                found["args"] = call["args"]
-                found["source"] = call["source"]
-                if call["fd"] is not None:
-                    found["fd"] = call["fd"]
-            found["name"] = call["name"] if found["name"].startswith("syscall_") else found["name"]
+        _merge_syscall(found, call)
         break
     return found
 
@@ -266,15 +273,7 @@ class StallFinder:
             if found is None:
                 found = call
                 continue
-            if call["name"] == found["name"] or found["name"].startswith("syscall_"):
-                if found["nr"] is None:
-                    found["nr"] = call["nr"]
-                if isinstance(call["args"], dict):
-                    found["args"] = call["args"]
-                    found["source"] = call["source"]
-                    if call["fd"] is not None:
-                        found["fd"] = call["fd"]
-                found["name"] = call["name"] if found["name"].startswith("syscall_") else found["name"]
+            _merge_syscall(found, call)
         return found
 
     def _consider(self, task, switch, blocked, until, call):
