@@ -179,13 +179,6 @@ class Tracefs:
                 "this kernel's tracefs has no %s, which %s needs (kernel %s; see %s/README)"
                 % (feature.replace("_", " "), why, os.uname()[2], self.root))
 
-    def read_error_log(self, instance=None):
-        rel = "error_log" if instance is None else os.path.join("instances", instance, "error_log")
-        try:
-            return _error_log_lines(self.read(rel))
-        except (IOError, OSError):
-            return []
-
     # -- instances ---------------------------------------------------------
     def instance(self, name=None):
         return Instance(self, name)
