@@ -9,6 +9,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, ansible_env
+from tests.helpers.armed import is_armed
 
 TRACEFS = "/sys/kernel/tracing"
 
@@ -21,14 +22,7 @@ def leftovers(run_id):
 
 
 def armed(run_id):
-    for name in leftovers(run_id)[0]:
-        try:
-            with open(os.path.join(TRACEFS, "instances", name, "tracing_on")) as handle:
-                if handle.read().strip() == "1":
-                    return True
-        except IOError:
-            pass
-    return False
+    return is_armed(run_id)
 
 
 def probe_installed(run_id):

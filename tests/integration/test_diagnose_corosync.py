@@ -7,7 +7,6 @@ blocks in D state (mnt_want_write -> percpu_rwsem_wait) and its scheduler-pause
 timer fires late, exactly the "not scheduled for N ms" of the story.
 """
 
-import glob
 import json
 import os
 import re
@@ -18,6 +17,7 @@ import time
 import pytest
 
 from tests.conftest import REPO, ansible_env
+from tests.helpers.armed import wait_armed
 
 TOKEN_MS = 1000  # corosync warns at 0.8 x token = 800 ms
 
@@ -156,21 +156,6 @@ def corosync(corosync_prefix, tmp_path):
         yield node
     finally:
         node.stop()
-
-
-def wait_armed(run_id, proc, timeout=300):
-    """Until a private instance of this run records (tracing_on 1), or the playbook ended."""
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        for path in glob.glob("/sys/kernel/tracing/instances/fleettrace_%s_*/tracing_on" % run_id):
-            try:
-                with open(path) as handle:
-                    if handle.read().strip() == "1":
-                        return True
-            except IOError:
-                pass
-        time.sleep(0.2)
-    return False
 
 
 def test_diagnose_corosync_explains_a_real_stall(corosync, tmp_path, run_token):

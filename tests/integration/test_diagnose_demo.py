@@ -1,15 +1,14 @@
 """The README's main command (scripts/demo.sh) end to end: the finding is printed and true."""
 
-import glob
 import json
 import os
 import re
 import subprocess
-import time
 
 import pytest
 
 from tests.conftest import REPO, ansible_env
+from tests.helpers.armed import wait_armed
 
 
 def test_demo_prints_the_true_finding(tmp_path, run_token):
@@ -79,17 +78,7 @@ def test_target_dying_while_armed_is_reported_and_cleaned(demo_daemon, tmp_path,
     run_id = "%s_dies" % run_token
     playbook = run_diagnose(tmp_path, run_id, demo_daemon.binary, timeout=120, background=True)
     try:
-        deadline = time.time() + 300
-        armed = False
-        while not armed and playbook.poll() is None and time.time() < deadline:
-            for path in glob.glob("/sys/kernel/tracing/instances/fleettrace_%s_*/tracing_on" % run_id):
-                try:
-                    with open(path) as handle:
-                        armed = armed or handle.read().strip() == "1"
-                except IOError:
-                    pass
-            time.sleep(0.05)
-        assert armed, "never armed"
+        assert wait_armed(run_id, playbook, timeout=300, interval=0.05), "never armed"
         demo_daemon.proc.kill()
         output = playbook.communicate(timeout=600)[0]
     finally:
