@@ -4,7 +4,7 @@
 
 Binaries: this machine's libpython3.11.so.1.0 (DWARF 5, ~23 MB) and demo.c
 built with gcc -O2 -g.  Each spec is resolved by
-``python -S .../module_utils/dwarf_cli.py -x BIN SPEC`` (the resolver behind the
+``python -S .../module_utils/dwarf/cli.py -x BIN SPEC`` (the resolver behind the
 uprobe module) and by ``perf probe -x BIN --definition SPEC``:
 
 * cold: our build-id keyed cache is empty (a fresh directory per run);
@@ -31,7 +31,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")  # made by scripts/setup.sh
 PYTHON = os.path.join(REPO, ".venv", "bin", "python")
-CLI = "ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cli"
+CLI = "ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cli"
 # Run as a script with -S: no runpy/site imports before the cache is consulted
 # (dwarf_cli adds site-packages itself on a cache miss).
 CLI_SCRIPT = os.path.join(COLLECTIONS, *CLI.split(".")) + ".py"
@@ -58,7 +58,7 @@ def libpython():
 def dwarf_version(path):
     """Version of the first compile unit in .debug_info (struct only)."""
     sys.path.insert(0, COLLECTIONS)
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_debuginfo import ElfHeaders
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.debuginfo import ElfHeaders
     headers = ElfHeaders(path)
     entry = headers.sections.get(".debug_info")
     if entry is None:

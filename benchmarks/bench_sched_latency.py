@@ -44,7 +44,8 @@ EVENTS = ("sched_waking", "sched_wakeup", "sched_wakeup_new", "sched_switch")
 OURS = r"""
 import json, sys
 sys.path.insert(0, %r)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import tracefs, sched_collector
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
 r = sched_collector.collect(tracefs.Tracefs(), %f, instance_name=%r, buffer_size_kb=%d)
 print(json.dumps({"events": r["events"], "window": r["window"], "collector": r["collector"],
                   "p99_us": r["latency"]["all"]["p99_us"], "waits": r["latency"]["all"]["count"]}))

@@ -33,8 +33,10 @@ import uuid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))  # made by scripts/setup.sh
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture, correlate  # noqa: E402
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import (  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture  # noqa: E402
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (  # noqa: E402
     TraceParser, parse_trace)
 
 HEADER = """# tracer: nop
@@ -81,7 +83,7 @@ def synthetic_text(count, seed=1):
 def real_text(count, buffer_kb=65536, max_seconds=20):
     """Record real sched events in a private instance until ``count`` are there."""
     sys.path.insert(0, REPO)
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
     fs = Tracefs()
     inst = fs.instance("fleettrace_bench_%s" % uuid.uuid4().hex[:8])
     inst.create()

@@ -18,7 +18,7 @@ VENV_BIN = os.path.join(REPO, ".venv", "bin")
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import tracefs as tracefs_core  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs_core  # noqa: E402
 
 # One token per pytest process: every name a test creates carries it.
 RUN_TOKEN = "t%s" % uuid.uuid4().hex[:8]

@@ -266,9 +266,11 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture as capture_core
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import correlate, procfs, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
 
 def build_message(result, params):

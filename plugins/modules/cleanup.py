@@ -100,9 +100,9 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.cleanup import (
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import (
     commands_for, find_leftovers, remove_leftovers)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import (
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
     OWNED_PREFIX, Tracefs, TracefsError)
 
 

@@ -129,11 +129,11 @@ state:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import failure_message
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.plans import (
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
     FRESH_EVENT, check_triggers, event_state, plan_event)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
 
 def main():

@@ -122,11 +122,11 @@ instance:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import failure_message
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.plans import (
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
     check_instance_request, instance_settings, plan_instance)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
 
 def main():

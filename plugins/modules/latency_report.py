@@ -115,7 +115,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import report as report_lib
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import core as report_lib
 
 
 def main():

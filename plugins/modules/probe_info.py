@@ -160,8 +160,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 
 
 def main():
@@ -179,7 +179,7 @@ def main():
     params = module.params
     result = dict(changed=False, lines=[], build_id=None)
     try:
-        from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
     except ImportError as exc:
         module.fail_json(msg="probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"
                          % exc, **result)

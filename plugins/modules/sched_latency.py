@@ -158,10 +158,10 @@ import signal
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import sched_analysis
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import sched_collector
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.validate import ValidationError, instance_name
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import ValidationError, instance_name
 
 
 def _terminate(signum, _frame):

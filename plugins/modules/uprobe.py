@@ -197,11 +197,11 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan, failure_message
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError, UprobeDefinition
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, failure_message
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError, UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 
 _PLACE = re.compile(r"^(?P<path>/\S+):(?P<offset>0x[0-9a-fA-F]+|\d+)(?P<rest>.*)$")
 
@@ -225,7 +225,7 @@ def normalize(definition):
 
 
 def resolve_spec(module, params):
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_cache
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
     try:
         import elftools  # noqa: F401 - only to give a clear message when it is missing
     except ImportError:

@@ -12,7 +12,7 @@ from tests.conftest import REPO
 SNIPPET = """
 import sys
 sys.path.insert(0, sys.argv[1])
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 try:
     Tracefs().instance("fleettrace_notroot").create()
 except TracefsError as exc:

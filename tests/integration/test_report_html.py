@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import report as report_lib
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import core as report_lib
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",

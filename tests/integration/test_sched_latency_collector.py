@@ -11,10 +11,10 @@ import sys
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import ring_buffer
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import sched_analysis
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import sched_collector
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ring_buffer
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError
 
 CHURN = "import os\nfor _ in range(%d):\n    os.sched_yield() if os.fork() else os._exit(0)\n    os.wait()\n"
 

@@ -13,8 +13,8 @@ import sys
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import UprobeDefinition
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
 import resolver_programs as programs  # noqa: E402

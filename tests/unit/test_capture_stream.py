@@ -4,8 +4,10 @@ import json
 import random
 import tracemalloc
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture, correlate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import parse_trace
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import parse_trace
 
 HEADER = ("# tracer: nop\n#\n# entries-in-buffer/entries-written: {kept}/{written}   #P:2\n#\n"
           "#           TASK-PID     CPU#  |||||  TIMESTAMP  FUNCTION\n")
@@ -120,7 +122,7 @@ def test_max_events_zero_keeps_nothing_but_counts_everything(tmp_path):
 
 def test_a_quiet_cpu_does_not_hold_records_back(tmp_path):
     """The lookahead hands on a record whose CPU went quiet; a late stack is then a record of its own."""
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import TraceParser
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import TraceParser
     seen = []
     parser = TraceParser(keep_events=False, on_event=seen.append, lookahead=10)
     parser.feed(line(10 ** 9, "sched_waking: comm=a pid=1 prio=120 target_cpu=000", 7, 0))

@@ -2,8 +2,8 @@
 
 import os
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import correlate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import parse_trace
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import parse_trace
 
 
 def line(ts, body, pid=3796, cpu=1, comm="corosync", flags="d..2."):
@@ -123,7 +123,7 @@ def test_builtin_syscall_table_agrees_with_the_kernel_headers():
 
 
 def test_loss_accounting_and_buffer_suggestion():
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture
     before = {0: {"overrun": 5, "dropped events": 0, "entries": 0}, 1: {"overrun": 0, "dropped events": 0}}
     after = {0: {"overrun": 305, "dropped events": 0, "entries": 100}, 1: {"overrun": 0, "dropped events": 0,
                                                                            "entries": 50}}

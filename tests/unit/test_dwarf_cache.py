@@ -7,7 +7,11 @@ import sys
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_cache, dwarf_debuginfo, dwarf_resolver
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
 import resolver_programs as programs  # noqa: E402

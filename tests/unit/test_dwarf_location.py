@@ -4,8 +4,8 @@ import collections
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_location
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_location import LocationError, OptimizedOut
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import location as dwarf_location
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError, OptimizedOut
 
 Op = collections.namedtuple("Op", "op_name args")
 

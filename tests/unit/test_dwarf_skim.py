@@ -5,7 +5,9 @@ import sys
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver, dwarf_skim
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
 import resolver_programs as programs  # noqa: E402

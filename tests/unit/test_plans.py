@@ -2,8 +2,8 @@
 
 import os
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import plans
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import Tracefs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 from tests.unit.test_tracefs_core import make_fake_tracefs
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 
 
 def test_function_line_and_casts():

@@ -119,7 +119,7 @@ def test_symbolize_a_gone_process():
 
 def test_user_stack_frames_of_every_form():
     import ctypes
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils import capture
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture
     libc = ctypes.CDLL(None)
     address = ctypes.cast(libc.getpid, ctypes.c_void_p).value + 4
     live = procfs.symbolize(os.getpid(), [address])[0]

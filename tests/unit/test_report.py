@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import report as rp
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import core as rp
 
 
 def series(p99, max_us=None, count=100):

@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import ring_buffer
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import sched_analysis as sa
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ring_buffer
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sa
 
 
 def nearest_rank(values, percent):

@@ -1,6 +1,6 @@
 """trace_parser on text in the kernel's exact format (samples taken from this machine's tracefs)."""
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import (
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (
     TraceParser, parse_cpu_stats, parse_trace, timestamp_ns, typed_value, user_stack_addresses)
 
 HEADER = """\

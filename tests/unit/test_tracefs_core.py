@@ -5,9 +5,9 @@ import os
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan, shell_write
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import (
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, shell_write
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
     Tracefs, TracefsError, UprobeDefinition, diff_snapshots, normalize_trigger, trigger_key)
 
 
@@ -171,7 +171,7 @@ def test_diff_snapshots_reports_leaks_and_filters_by_owner():
 
 
 def test_tracefs_missing_and_not_root(tmp_path, monkeypatch):
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils import tracefs as core
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core
     empty = [str(tmp_path / "a"), str(tmp_path / "b")]
     with pytest.raises(TracefsError, match="not mounted .*allow mounting"):
         core.find_tracefs(mount=False, candidates=empty)

@@ -24,11 +24,11 @@ import struct
 import sys
 import types
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_spec
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_location
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_types
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_location import LocationError, OptimizedOut
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import location as dwarf_location
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError, OptimizedOut
 
 _SCOPE_TAGS = ("DW_TAG_lexical_block", "DW_TAG_inlined_subroutine")
 _FUNCTION_TAGS = ("DW_TAG_subprogram", "DW_TAG_inlined_subroutine")
@@ -227,7 +227,7 @@ class Resolver:
         return self._symbols
 
     def cfa_at(self, address):
-        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cfi import CfaFinder, CfiError
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cfi import CfaFinder, CfiError
         if self._cfa is None:
             finders = []
             if self.info.debug is not self.info.binary:
@@ -246,7 +246,7 @@ class Resolver:
 
     def cu_offset_for_address(self, address):
         if self._aranges is None:
-            from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_skim
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
             try:
                 self._aranges = dwarf_skim.parse_aranges(self._section(".debug_aranges"))
             except (dwarf_skim.SkimError, struct.error):
@@ -376,7 +376,7 @@ class Resolver:
         """Skimmed top-level DIEs of a CU (see dwarf_skim), or None when skimming failed."""
         key = ("top", cu.cu_offset)
         if key not in self._cu_cache:
-            from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_skim
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
             try:
                 skimmer = dwarf_skim.TopLevelSkimmer(self.dwarf, cu, self._section(".debug_str"),
                                                      self._section(".debug_line_str"))
@@ -436,7 +436,7 @@ class Resolver:
             return cached
         program = self.dwarf.line_program_for_CU(cu)
         rows = []
-        from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_skim
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
         try:
             rows = dwarf_skim.decode_line_rows(program, cu["version"]) if program is not None else []
             fast = True

@@ -21,7 +21,7 @@ import os
 import sys
 import zlib
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 
 CACHE_VERSION = 2
 
@@ -33,18 +33,18 @@ def cache_dir():
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fleettrace", "resolver")
 
 
-_RESOLVER_FILES = ("dwarf_resolver.py", "dwarf_location.py", "dwarf_types.py", "dwarf_skim.py", "dwarf_cfi.py",
-                   "dwarf_debuginfo.py", "probe_spec.py")
-
-
 def _code_stamp():
     """Modification times of the resolver's sources: a changed resolver never reads old results.
 
     Inside an AnsiballZ zip the files cannot be stat'ed; the version constant then stands alone.
     """
     directory = os.path.dirname(os.path.abspath(__file__))
+    try:
+        names = sorted(name for name in os.listdir(directory) if name.endswith(".py"))
+    except OSError:
+        names = []
     stamps = []
-    for name in _RESOLVER_FILES:
+    for name in names:
         try:
             stamps.append(int(os.stat(os.path.join(directory, name)).st_mtime))
         except OSError:
@@ -115,7 +115,7 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
                 return found
     if on_miss is not None:
         on_miss()
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_resolver
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
     result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
                                     build_id=build_id, force=force, allow_unavailable=allow_unavailable)
     result["cached"] = False

@@ -16,9 +16,9 @@ __metaclass__ = type
 
 import os
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import ChangePlan
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import normalize_trigger, trigger_key
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import normalize_trigger, trigger_key
 
 
 # -- instance ----------------------------------------------------------------------

@@ -26,10 +26,10 @@ import socket
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import ring_buffer
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import sched_analysis
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import TracefsError, OWNED_PREFIX
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.changes import shell_write
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ring_buffer
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError, OWNED_PREFIX
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import shell_write
 
 SCHEMA_VERSION = 1
 WAKE_EVENTS = ("sched_waking", "sched_wakeup", "sched_wakeup_new")

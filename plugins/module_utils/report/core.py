@@ -26,7 +26,7 @@ import os
 import re
 from xml.sax.saxutils import quoteattr, escape as xml_escape
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import correlate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
 
 try:
     import jmespath

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Command line like ``perf probe -x BIN --definition SPEC`` (used by benchmarks).
 
-    python -S -m ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf_cli \\
+    python -S -m ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cli \\
         -x BIN [--debuginfo FILE] [--no-cache] 'SPEC' ...
 
 Prints one uprobe_events line per probe address; errors go to stderr (exit 1).
@@ -18,7 +18,7 @@ __metaclass__ = type
 
 import sys
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import dwarf_cache
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
 
 USAGE = "usage: dwarf_cli -x BINARY [--debuginfo FILE] [--no-cache] SPEC [SPEC ...]\n"
 _ERRORS = ("ResolveError", "ProbeSpecError", "DebugInfoError")

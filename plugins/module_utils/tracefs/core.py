@@ -21,7 +21,7 @@ import re
 import subprocess
 import time
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 
 TRACEFS_PATHS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 

@@ -29,9 +29,9 @@ import select
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace_parser import (
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (
     TraceParser, parse_cpu_stats, user_stack_addresses)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError
 
 STOP_TRIGGERED = "triggered"
 STOP_EVENTS = "event_count"

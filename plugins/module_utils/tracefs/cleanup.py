@@ -20,7 +20,7 @@ import glob
 import os
 import time
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import OWNED_PREFIX, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import OWNED_PREFIX, TracefsError
 
 
 def _owned(name, prefix, name_contains):
