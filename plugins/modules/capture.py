@@ -340,6 +340,14 @@ def main():
     for key in ("timeout", "poll_interval", "duration"):
         if params[key] is not None and params[key] <= 0:
             module.fail_json(msg="%s must be a positive number of seconds, got %s" % (key, params[key]))
+    try:  # nan, inf and 1e308 would wait forever; pid 0 and -1 are no process
+        for key in ("timeout", "poll_interval", "duration"):
+            if params[key] is not None:
+                validate.seconds(params[key], key)
+        if params["pid"] is not None:
+            validate.pid(params["pid"])
+    except validate.ValidationError as exc:
+        module.fail_json(msg=str(exc))
     if params["max_events"] < 0:
         module.fail_json(msg="max_events must be 0 or more, got %d" % params["max_events"])
     if params["stop_after_events"] is not None and params["stop_after_events"] <= 0:

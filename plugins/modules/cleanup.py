@@ -19,7 +19,8 @@ description:
     on the host (for example when the reaper was killed too).
   - By default only orphans are removed. A live run is removed only when named in O(force).
   - Objects without a manifest (made by other tools, or by fleettrace before manifests) are never removed by default;
-    name them explicitly with O(name_contains) or O(names). Those never include objects of a live run.
+    name them explicitly with O(name_contains) or O(names). A name request also removes runs whose owner is gone
+    (before their lease expired), never a run whose owner lives.
   - Removal matches names exactly; triggers and filters first, then events are disabled, instances removed, probes
     removed. One item the kernel refuses to remove does not stop the others; the task fails afterwards and names each.
   - The global tracing state is never reset.
@@ -162,11 +163,21 @@ def main():
     except (TracefsError, validate.ValidationError, OSError) as exc:
         module.fail_json(msg="cannot list tracefs state: %s" % (getattr(exc, "message", None) or exc), changed=False)
     found = {"instances": [], "uprobes": [], "events": [], "triggers": []}
-    chosen, live = [], []
+    pick = None
+    if params["name_contains"] or params["names"]:
+        pick = legacy_match(params["prefix"], params["name_contains"], params["names"])
+    chosen, live, owned = [], [], set()
     for manifest in runs:
+        names = set(manifest["objects"]["instances"]) | set(manifest["objects"]["groups"])
+        owned |= names
         why = ownership.expired(manifest)
-        if why or manifest["tag"] in params["force"]:
-            chosen.append({"tag": manifest["tag"], "run_id": manifest.get("run_id"), "why": why or "forced"})
+        if not why and manifest["tag"] in params["force"]:
+            why = "forced"
+        if not why and pick and not ownership.alive(manifest["owner"]) and any(pick(n) for n in names):
+            # Named explicitly and its owner is gone: no need to wait for the lease.
+            why = "owner gone, named"
+        if why:
+            chosen.append({"tag": manifest["tag"], "run_id": manifest.get("run_id"), "why": why})
             _merge(found, find_leftovers(fs, ownership.matches(manifest)))
         else:
             live.append(ownership.describe(manifest))
@@ -174,12 +185,8 @@ def main():
     if unknown:
         module.fail_json(msg="force names no run on this host: %s; runs here: %s"
                          % (", ".join(unknown), ", ".join(m["tag"] for m in runs) or "none"), changed=False)
-    if params["name_contains"] or params["names"]:
-        owned = set()
-        for manifest in runs:
-            owned |= set(manifest["objects"]["instances"]) | set(manifest["objects"]["groups"])
-        pick = legacy_match(params["prefix"], params["name_contains"], params["names"])
-        # Objects of a manifest are decided above (orphan or forced), never by a name request.
+    if pick:
+        # Objects of a manifest are decided above (orphaned, forced, or owner gone), never by the name alone.
         _merge(found, find_leftovers(fs, lambda name: pick(name) and name not in owned))
     plan = plan_removal(fs, found)
     removed = as_result(found)
@@ -190,9 +197,10 @@ def main():
                               after={"instances": [], "uprobes": []})
     if not changed or module.check_mode:
         module.exit_json(**result)
-    errors = plan.apply_each()
-    for run in chosen:
-        if not errors:
+    with ownership.locked():    # not at the same time as a run's reaper
+        errors = plan.apply_each()
+    if not errors:
+        for run in chosen:
             ownership.forget(run["tag"])
     remaining = as_result(find_leftovers(fs, lambda name: name in set(removed["instances"]) | set(
         r.split("/")[0] for r in removed["uprobes"])))

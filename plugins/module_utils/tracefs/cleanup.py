@@ -104,22 +104,38 @@ def _remove_instance(inst):
             time.sleep(RMDIR_PAUSE)
 
 
+def _remove_trigger(event, trigger):
+    if event.exists() and trigger in event.triggers():
+        event.remove_trigger(trigger)
+
+
+def _clear(event):
+    if event.exists():
+        event.clear()
+
+
+def _remove_uprobe(fs, group, event):
+    # Idempotent: a reaper or another cleanup may have removed it a moment ago.
+    if any(u.group == group and u.event == event for u in fs.list_uprobes()):
+        fs.remove_uprobe(group, event)
+
+
 def plan_removal(fs, found):
-    """The removals as a ChangePlan, in the cleanup order."""
+    """The removals as a ChangePlan, in the cleanup order; each step is a no-op when its object is gone."""
     plan = ChangePlan()
     for name, group, event_name, trigger in found["triggers"]:
         event = fs.instance(name).event(group, event_name)
         plan.write(event.instance.path(*event.rel("trigger")), "!" + trigger.partition(" if ")[0],
-                   (lambda e=event, t=trigger: e.remove_trigger(t)), append=True)
+                   (lambda e=event, t=trigger: _remove_trigger(e, t)), append=True)
     for name, group, event_name in found["events"]:
         event = fs.instance(name).event(group, event_name)
         plan.add("clear triggers and filter, " + shell_write(event.instance.path(*event.rel("enable")), "0"),
-                 event.clear)
+                 (lambda e=event: _clear(e)))
     # Instances before probes: a probe enabled in an instance cannot be removed.
     for name in found["instances"]:
         plan.add("disable all events and rmdir %s" % fs.path("instances", name),
                  (lambda inst=fs.instance(name): _remove_instance(inst)))
     for group, event_name in found["uprobes"]:
         plan.write(fs.path("uprobe_events"), "-:%s/%s" % (group, event_name),
-                   (lambda g=group, e=event_name: fs.remove_uprobe(g, e)), append=True)
+                   (lambda g=group, e=event_name: _remove_uprobe(fs, g, e)), append=True)
     return plan

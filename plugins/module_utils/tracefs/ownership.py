@@ -157,7 +157,7 @@ def _ensure_dir(runs_dir):
 
 
 @contextlib.contextmanager
-def _locked(runs_dir):
+def locked(runs_dir=RUNS_DIR):
     """One writer of manifests at a time (flock: released when a holder dies)."""
     _ensure_dir(runs_dir)
     fd = os.open(os.path.join(runs_dir, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
@@ -275,7 +275,7 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
         validate.instance_name(name)
     now = time.time()
     owner = owner or find_owner()
-    with _locked(runs_dir):
+    with locked(runs_dir):
         existing = load(tag, runs_dir)
         if existing is not None:
             why = expired(existing, now)
@@ -309,7 +309,7 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
 
 
 def renew(tag, nonce, runs_dir=RUNS_DIR):
-    with _locked(runs_dir):
+    with locked(runs_dir):
         manifest = load(tag, runs_dir)
         if manifest is None or manifest["nonce"] != nonce:
             raise OwnershipError("run %s is not live on this host (it ended or was reaped)" % tag)
@@ -325,7 +325,7 @@ def finish(fs, tag, nonce=None, force=False, runs_dir=RUNS_DIR):
     a refused second run with the same id never removes the first one's objects.
     Returns (manifest or None, errors).
     """
-    with _locked(runs_dir):
+    with locked(runs_dir):
         manifest = load(tag, runs_dir)
         if manifest is None:
             return None, []
@@ -347,7 +347,7 @@ def reap_expired(fs, runs_dir=RUNS_DIR, now=None):
     for manifest in list_runs(runs_dir):
         if expired(manifest, now) is None:
             continue
-        with _locked(runs_dir):
+        with locked(runs_dir):
             current = load(manifest["tag"], runs_dir)
             why = current and expired(current, now)
             if not why:
@@ -411,7 +411,7 @@ def spawn_reaper(tag, runs_dir=RUNS_DIR):
 
 def _reaper_loop(tag, runs_dir):
     me = process(os.getpid(), "reaper")
-    with _locked(runs_dir):
+    with locked(runs_dir):
         manifest = load(tag, runs_dir)
         if manifest is None:
             return
@@ -452,5 +452,27 @@ def _reaper_loop(tag, runs_dir):
 
 def forget(tag, runs_dir=RUNS_DIR):
     """Drop a run's manifest once its objects were removed by the caller."""
-    with _locked(runs_dir):
+    with locked(runs_dir):
         _delete(tag, runs_dir)
+
+
+# Slack after a module's own time limit before its objects are removed anyway.
+MODULE_RUN_MARGIN = 60.0
+
+
+@contextlib.contextmanager
+def module_run(fs, tag, seconds, instances=(), groups=(), runs_dir=RUNS_DIR):
+    """The calling module process owns ``instances``/``groups`` for at most ``seconds``.
+
+    For modules that create and remove their own objects (sched_latency): when
+    the module is killed (an async timeout sends SIGKILL) its reaper sees the
+    owner gone and removes them at once; a normal end removes what is left.
+    """
+    reap_expired_quietly(fs, runs_dir)
+    me = process(os.getpid(), "module process %d (%s)" % (os.getpid(), _comm(os.getpid())))
+    manifest = start(fs, tag, instances, groups, deadline=seconds + MODULE_RUN_MARGIN, lease=0.0, owner=me,
+                     runs_dir=runs_dir)
+    try:
+        yield manifest
+    finally:
+        finish(fs, tag, manifest["nonce"], runs_dir=runs_dir)
