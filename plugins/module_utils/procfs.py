@@ -17,6 +17,8 @@ import errno
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+
 PROC = "/proc"
 
 # sched_setscheduler(2) policy numbers (include/uapi/linux/sched.h).
@@ -272,7 +274,7 @@ def all_pids():
 
 def read_pidfile(path):
     """The pid in a pidfile; ValueError with a clear text if it holds none."""
-    text = _read(path).strip()
+    text = bounded.read_user_file(path, "pidfile", bounded.PIDFILE_MAX).decode("utf-8", "replace").strip()
     first = text.split()[0] if text else ""
     if not first.isdigit():
         raise ValueError("pidfile %s does not start with a pid (content: %r)" % (path, text[:40]))

@@ -80,17 +80,29 @@ def ticking_daemon(tmp_path, cc):
 
 
 def modules_of(marker, name):
-    """Pids of module processes of this test (their command line holds our private remote_tmp)."""
+    """Pids of this test's processes (their command line holds our private tmp dir), reapers excluded."""
     found = []
     for stat in glob.glob("/proc/[0-9]*/cmdline"):
         try:
             with open(stat, "rb") as handle:
                 cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+            with open(stat[:-len("cmdline")] + "comm") as handle:
+                comm = handle.read().strip()
         except (IOError, OSError):
             continue
-        if marker in cmdline and name in cmdline:
+        if marker in cmdline and name in cmdline and comm != "fleettrace-reap":
             found.append(int(stat.split("/")[2]))
     return found
+
+
+def kill_strays(tmp_path):
+    """Ansible's workers run in sessions of their own and outlive a killed controller: end them."""
+    for pid in modules_of(str(tmp_path), ""):
+        if pid != os.getpid():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def start_diagnose(binary, tmp_path, run_id, timeout_s, inventory=None, env=None):
@@ -171,12 +183,14 @@ def test_killed_run_restores_the_node_by_itself(phase, method, ticking_daemon, t
             os.killpg(playbook.pid, signal.SIGKILL)
             playbook.wait()
         took = wait_restored(run_id)
+        kill_strays(tmp_path)
         assert took is not None, "%s at %s: still there after %d s: %s" % (method, phase, PROMISE_S, fingerprint(run_id))
         print("restored %.1f s after the play ended (%s at %s)" % (took, method, phase))
     finally:
         if playbook.poll() is None:
             os.killpg(playbook.pid, signal.SIGKILL)
             playbook.wait()
+        kill_strays(tmp_path)
         if fingerprint(run_id) != EMPTY:
             remove_everything_of(run_id)
 

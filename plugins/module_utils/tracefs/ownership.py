@@ -46,6 +46,7 @@ REAPER_POLL = 0.5
 # the manifest to the next module run.
 REAPER_RETRY_FOR = 60.0
 MAX_MANIFEST_BYTES = 1 << 20
+REAPER_COMM = "fleettrace-reap"
 # Ancestors that only pass the module through: skipped when looking for the owner.
 _CONTROLLERS = ("ansible-playbook", "ansible", "ansible-console", "ansible-pull")
 _PASS_THROUGH = ("sh", "bash", "dash", "sudo", "su", "python", "python3", "env", "timeout")
@@ -403,10 +404,20 @@ def spawn_reaper(tag, runs_dir=RUNS_DIR):
         os.closerange(3, 65536)
         for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
+        _name_self(REAPER_COMM)
         _reaper_loop(tag, runs_dir)
     except BaseException:  # noqa: B036 - the reaper must never return into the module
         pass
     os._exit(0)
+
+
+def _name_self(name):
+    """Show up as ``name`` in ps/top (comm), not as a copy of the module that forked it."""
+    try:
+        with open("/proc/self/comm", "w") as handle:
+            handle.write(name)
+    except (IOError, OSError):
+        pass
 
 
 def _reaper_loop(tag, runs_dir):
