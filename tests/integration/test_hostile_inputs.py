@@ -149,3 +149,11 @@ def test_proc_info_pidfiles(run_playbook, special_files):
     }
     check_refused(run_table(run_playbook, "fleettrace.tracefs.proc_info", cases), cases)
 
+
+
+def test_latency_report_result_paths(run_playbook, special_files, tmp_path):
+    cases = {
+        "/dev/zero": ({"result_paths": ["/dev/zero"], "dest": str(tmp_path / "r1")}, "character device"),
+        "FIFO": ({"result_paths": [special_files["fifo"]], "dest": str(tmp_path / "r2")}, "FIFO"),
+    }
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.latency_report", cases), cases)
