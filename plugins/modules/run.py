@@ -57,7 +57,6 @@ options:
   nonce:
     description: The RV(nonce) of C(started); required for C(finished) and for renewing.
     type: str
-    no_log: false
   state:
     description: C(started) records the run (or renews it with O(nonce)); C(finished) removes its objects.
     type: str
