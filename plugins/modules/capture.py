@@ -269,7 +269,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
 
@@ -396,16 +396,18 @@ def main():
         # Records are handled as they are parsed: the last max_events kept, all of them to json_path.
         sink = capture_core.EventSink(max_events=params["max_events"], json_path=params["json_path"],
                                       symbolize=params["symbolize"], stall_finder=finder)
-        if params["mode"] == "trigger":
-            result = capture_core.capture_trigger(
-                instance, timeout=params["timeout"], poll_interval=params["poll_interval"], clear=params["clear"],
-                stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
-                raw_path=params["raw_path"], sink=sink)
-        else:
-            result = capture_core.capture_window(
-                instance, duration=params["duration"], clear=params["clear"],
-                stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
-                raw_path=params["raw_path"], sink=sink)
+        # While it waits, this process keeps its run alive (docs/tracefs-core.md, ownership).
+        with ownership.holding([params["instance"]]):
+            if params["mode"] == "trigger":
+                result = capture_core.capture_trigger(
+                    instance, timeout=params["timeout"], poll_interval=params["poll_interval"], clear=params["clear"],
+                    stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
+                    raw_path=params["raw_path"], sink=sink)
+            else:
+                result = capture_core.capture_window(
+                    instance, duration=params["duration"], clear=params["clear"],
+                    stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
+                    raw_path=params["raw_path"], sink=sink)
     except TracefsError as exc:
         if sink is not None:
             sink.close()

@@ -160,6 +160,7 @@ def main():
         fs = Tracefs()
         if not module.check_mode:
             ownership.reap_expired_quietly(fs)
+            ownership.touch_quietly([params["instance"], group])
         inst = fs.instance(params["instance"])
         event = inst.event(group, name)
         instance_pending = not inst.exists()

@@ -149,6 +149,7 @@ def main():
         fs.require("instances", "a private trace buffer")
         if not module.check_mode:
             ownership.reap_expired_quietly(fs)
+            ownership.touch_quietly([params["name"]])
         inst = fs.instance(params["name"])
         if params["state"] == "present":
             check_instance_request(fs, inst, params)

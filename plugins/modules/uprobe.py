@@ -322,6 +322,8 @@ def main():
                 wanted = [re.sub(r":x(8|16|32|64)\b", r":u\1", line) for line in wanted]
             for line in wanted:
                 validate.expression(line, "uprobe definition")
+        if not module.check_mode:
+            ownership.touch_quietly([group])
         plan, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, existing, guard)
         if params["definition"] and not params["group"] and current and plan:
             raise ModuleFailure("uprobe group %s already has %s; a definition without 'group' may not replace "

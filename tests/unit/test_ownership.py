@@ -113,3 +113,23 @@ def test_names_say_which_kernel_limit():
 def test_pids_must_name_a_process(pid):
     with pytest.raises(validate.ValidationError):
         validate.pid(pid)
+
+
+def test_a_run_over_per_task_sessions_lives_while_its_modules_work(tmp_path, me, dead_process):
+    """Without a persistent connection each task has its own owner: a touch hands the run over,
+    and a holder (capture's wait) keeps it alive after that owner is gone; the deadline still ends it."""
+    fs = Tracefs(make_fake_tracefs(str(tmp_path / "tracefs")))
+    runs = str(tmp_path / "runs")
+    ownership.start(fs, "fleettrace_r3_h", instances=["fleettrace_r3_h"], deadline=60, lease=2,
+                    owner=dead_process, runs_dir=runs, spawn=False)
+    assert ownership.touch(["fleettrace_r3_h"], runs, holder=me) == ["fleettrace_r3_h"]
+    manifest = ownership.load("fleettrace_r3_h", runs)
+    assert manifest["persistent"] is False and ownership.alive(manifest["owner"]) and manifest["holders"] == [me]
+    manifest["owner"] = dead_process              # that task's session ended too
+    later = time.time() + 5                       # lease (2 s) long gone
+    assert ownership.expired(manifest, now=later) is None
+    assert ownership.expired(dict(manifest, holders=[]), now=later) == "owner gone, lease expired"
+    assert ownership.expired(manifest, now=time.time() + 61) == "deadline passed"
+    # A persistent run (the default) ignores holders once its owner is gone: the controller died.
+    assert ownership.expired(dict(manifest, persistent=True), now=later) == "owner gone, lease expired"
+    assert ownership.touch(["fleettrace_other"], runs) == []

@@ -34,6 +34,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import Tracefs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.owner import (  # noqa: F401
+    _comm, alive, find_owner, process, process_start)
 
 RUNS_DIR = "/run/fleettrace/runs"
 SCHEMA = "fleettrace.run/1"
@@ -47,107 +49,10 @@ REAPER_POLL = 0.5
 REAPER_RETRY_FOR = 60.0
 MAX_MANIFEST_BYTES = 1 << 20
 REAPER_COMM = "fleettrace-reap"
-# Ancestors that only pass the module through: skipped when looking for the owner.
-_CONTROLLERS = ("ansible-playbook", "ansible", "ansible-console", "ansible-pull")
-_PASS_THROUGH = ("sh", "bash", "dash", "sudo", "su", "python", "python3", "env", "timeout")
 
 
 class OwnershipError(Exception):
     """A run that may not start or end as asked."""
-
-
-# -- processes ---------------------------------------------------------------------
-def process_start(pid):
-    """The start time of ``pid`` in clock ticks since boot, or None when it is gone."""
-    try:
-        with open("/proc/%d/stat" % int(pid), "rb") as handle:
-            data = handle.read(4096)
-    except (IOError, OSError, ValueError):
-        return None
-    # comm may hold spaces and ')': the fields after the last ')' are fixed.
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields and fields[0] == b"Z":
-        return None     # a zombie has finished all it will do
-    return int(fields[19])
-
-
-def _ppid(pid):
-    try:
-        with open("/proc/%d/stat" % pid, "rb") as handle:
-            data = handle.read(4096)
-        return int(data[data.rindex(b")") + 2:].split()[1])
-    except (IOError, OSError, ValueError, IndexError):
-        return 0
-
-
-def _cmdline(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            return handle.read(4096).replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except (IOError, OSError):
-        return ""
-
-
-def _comm(pid):
-    try:
-        with open("/proc/%d/comm" % pid) as handle:
-            return handle.read(64).strip()
-    except (IOError, OSError):
-        return ""
-
-
-def _is_ansible_controller(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as handle:
-            argv = handle.read(4096).split(b"\0")
-    except (IOError, OSError):
-        return False
-    names = [os.path.basename(arg).decode("utf-8", "replace") for arg in argv[:2]]
-    return any(name in _CONTROLLERS for name in names)
-
-
-def process(pid, what):
-    return {"pid": int(pid), "start": process_start(pid), "what": what}
-
-
-def alive(proc):
-    """True while the very process recorded (same pid and start time) runs."""
-    return bool(proc) and proc.get("start") is not None and process_start(proc["pid"]) == proc["start"]
-
-
-def find_owner(pid=None):
-    """The process whose death ends the run, seen from a module process.
-
-    Over SSH: the ``sshd`` process of the session (it ends when the connection
-    drops; with ControlPersist it lives as long as the controller uses it).
-    Locally: the outermost ``ansible-playbook``/``ansible`` ancestor (its
-    per-task workers come and go).  Otherwise the module's first ancestor that
-    is not a shell, sudo or python wrapper.
-    """
-    chain = []
-    current = _ppid(pid or os.getpid())
-    while current > 1 and len(chain) < 64:
-        chain.append(current)
-        current = _ppid(current)
-    for ancestor in chain:
-        if _comm(ancestor).startswith("sshd"):
-            return process(ancestor, "ssh session (sshd %d: %s)" % (ancestor, _cmdline(ancestor)[:80]))
-    controllers = [a for a in chain if _is_ansible_controller(a)]
-    if controllers:
-        # The per-task worker is a fork of the controller: take the outermost
-        # of the contiguous controller ancestors.
-        first = chain.index(controllers[0])
-        outer = controllers[0]
-        for ancestor in chain[first:]:
-            if not _is_ansible_controller(ancestor):
-                break
-            outer = ancestor
-        return process(outer, "ansible controller (pid %d: %s)" % (outer, _cmdline(outer)[:80]))
-    for ancestor in chain:
-        if _comm(ancestor) not in _PASS_THROUGH:
-            return process(ancestor, "parent process %d (%s)" % (ancestor, _comm(ancestor)))
-    parent = os.getppid()
-    return process(parent, "parent process %d" % parent)
 
 
 # -- manifests ---------------------------------------------------------------------
@@ -234,7 +139,13 @@ def expired(manifest, now=None):
     now = time.time() if now is None else now
     if now >= manifest["deadline"]:
         return "deadline passed"
-    if not alive(manifest["owner"]) and now >= manifest["lease_until"]:
+    if alive(manifest["owner"]):
+        return None
+    # Over a connection without a persistent session the owner ends with every
+    # task: then a module working for the run (capture's wait) keeps it alive.
+    if not manifest.get("persistent", True) and any(alive(h) for h in manifest.get("holders", [])):
+        return None
+    if now >= manifest["lease_until"]:
         return "owner gone, lease expired"
     return None
 
@@ -302,6 +213,7 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
             "nonce": uuid.uuid4().hex, "owner": owner, "created": now, "lease": float(lease),
             "lease_until": now + float(lease), "deadline": now + float(deadline), "tracefs": fs.root,
             "objects": {"instances": sorted(set(instances)), "groups": sorted(set(groups))}, "reaper": None,
+            "persistent": True, "holders": [],
         }
         _save(manifest, runs_dir)
     if spawn:
@@ -317,6 +229,62 @@ def renew(tag, nonce, runs_dir=RUNS_DIR):
         manifest["lease_until"] = time.time() + manifest["lease"]
         _save(manifest, runs_dir)
     return manifest
+
+
+def touch(names, runs_dir=RUNS_DIR, holder=None, release=False):
+    """A module works on ``names``: renew the lease of the runs that own them.
+
+    When the recorded owner is gone but the run goes on (a connection without a
+    persistent session: every task has its own sshd), the caller's owner takes
+    over and the run is marked not persistent.  ``holder``: a process to add
+    (or, with ``release``, remove) as working for the run.
+    """
+    names = set(names)
+    if not names or not os.path.isdir(runs_dir):
+        return []
+    touched = []
+    with locked(runs_dir):
+        for manifest in list_runs(runs_dir):
+            if not names & (set(manifest["objects"]["instances"]) | set(manifest["objects"]["groups"])):
+                continue
+            if expired(manifest):
+                continue    # too late: the reaper removes it
+            if not alive(manifest["owner"]):
+                current = find_owner()
+                if alive(current):
+                    manifest["owner"], manifest["persistent"] = current, False
+            holders = [h for h in manifest.get("holders", []) if alive(h)]
+            if holder is not None:
+                holders = [h for h in holders if h["pid"] != holder["pid"]] + ([] if release else [holder])
+            manifest["holders"] = holders
+            manifest["lease_until"] = time.time() + manifest["lease"]
+            _save(manifest, runs_dir)
+            touched.append(manifest["tag"])
+    return touched
+
+
+def touch_quietly(names, runs_dir=RUNS_DIR):
+    try:
+        return touch(names, runs_dir)
+    except (OSError, IOError, ValueError, KeyError):
+        return []
+
+
+@contextlib.contextmanager
+def holding(names, runs_dir=RUNS_DIR):
+    """This process works for the runs owning ``names`` (e.g. capture's wait) while the block runs."""
+    me = process(os.getpid(), "module process %d" % os.getpid())
+    try:
+        touch(names, runs_dir, holder=me)
+    except (OSError, IOError, ValueError, KeyError):
+        pass
+    try:
+        yield
+    finally:
+        try:
+            touch(names, runs_dir, holder=me, release=True)
+        except (OSError, IOError, ValueError, KeyError):
+            pass
 
 
 def finish(fs, tag, nonce=None, force=False, runs_dir=RUNS_DIR):
@@ -404,6 +372,8 @@ def spawn_reaper(tag, runs_dir=RUNS_DIR):
         os.closerange(3, 65536)
         for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_IGN)
+        # Not the module's handler (sched_latency turns SIGTERM into an exception).
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         _name_self(REAPER_COMM)
         _reaper_loop(tag, runs_dir)
     except BaseException:  # noqa: B036 - the reaper must never return into the module
