@@ -68,6 +68,7 @@ attributes:
     description: Reports the manifest it would write and writes nothing.
   diff_mode:
     support: none
+    description: Nothing to compare; RV(manifest) names the file.
 notes:
   - Needs root (C(become=true)).
 seealso:

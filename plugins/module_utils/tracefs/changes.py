@@ -95,4 +95,3 @@ def failure_message(exc, undone="nothing was changed (the writes already made we
     if rollback:
         return "%s; undoing the writes already made also failed: %s" % (exc, "; ".join(rollback))
     return "%s; %s" % (exc, undone)
-

@@ -82,7 +82,8 @@ def _group_dirs(inst, match):
 
 def as_result(found):
     """The module's text form: 'group/event', 'instance:group:event' ('top' for the top level)."""
-    label = lambda name: "top" if name is None else name  # noqa: E731
+    def label(name):
+        return "top" if name is None else name
     return {
         "instances": list(found["instances"]),
         "uprobes": ["%s/%s" % item for item in found["uprobes"]],

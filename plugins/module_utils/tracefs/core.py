@@ -20,3 +20,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.event i
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import (  # noqa: F401
     OWNED_PREFIX, TRACEFS_PATHS, Tracefs, find_tracefs)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.instance import Instance  # noqa: F401
+
+__all__ = ["Event", "Instance", "OWNED_PREFIX", "TRACEFS_PATHS", "Tracefs", "TracefsError", "UprobeDefinition",
+           "find_tracefs", "normalize_trigger", "trigger_key"]

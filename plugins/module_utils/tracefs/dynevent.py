@@ -41,4 +41,3 @@ class UprobeDefinition:
 
     def __repr__(self):
         return "UprobeDefinition(%r)" % self.line()
-

@@ -29,7 +29,6 @@ class TracefsError(Exception):
         self.error_log = list(error_log or [])
 
 
-
 def _read(path):
     with open(path, "r") as handle:
         return handle.read()

@@ -56,7 +56,6 @@ def trigger_key(text):
     return parts[0]
 
 
-
 class Event:
     """One trace event of one instance."""
 

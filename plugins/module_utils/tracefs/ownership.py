@@ -35,7 +35,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import Tracefs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.owner import (  # noqa: F401
-    _comm, alive, find_owner, process, process_start)
+    _comm, alive, find_owner, process)
 
 RUNS_DIR = "/run/fleettrace/runs"
 SCHEMA = "fleettrace.run/1"
@@ -428,7 +428,6 @@ def _reaper_loop(tag, runs_dir):
             select.select([pidfd], [], [], wait)
         else:
             time.sleep(wait)
-
 
 
 def forget(tag, runs_dir=RUNS_DIR):

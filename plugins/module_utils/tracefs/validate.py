@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import os
 import re
 
@@ -171,6 +172,6 @@ def seconds(value, what, low=0.0, high=7 * 86400.0):
         number = float(value)
     except (TypeError, ValueError):
         raise ValidationError("%s=%r is not a number of seconds" % (what, value))
-    if number != number or number in (float("inf"), float("-inf")) or not low < number <= high:
+    if math.isnan(number) or math.isinf(number) or not low < number <= high:
         raise ValidationError("%s=%r is out of range: give seconds, %g < %s <= %g" % (what, value, low, what, high))
     return number
