@@ -267,3 +267,35 @@ def test_overlapping_run_ids_never_touch_each_other(ticking_daemon, tmp_path, ru
         for run_id in (long_id, short_id):
             if fingerprint(run_id) != EMPTY:
                 remove_everything_of(run_id)
+
+
+def test_dropped_ssh_connection_restores_the_node(loopback_sshd, ticking_daemon, tmp_path, run_token):
+    """The SSH connection dies while armed (its multiplexing master killed): the run's owner, the
+    node's sshd session, ends, and the node removes the run's objects by itself."""
+    run_id = "%s_fi_ssh_drop" % run_token
+    inventory = str(tmp_path / "ssh.ini")
+    subprocess.run(["bash", os.path.join(REPO, "scripts", "ssh-loopback.sh"), "inventory", "1", inventory],
+                   check=True, stdout=subprocess.PIPE, timeout=60)
+    control = str(tmp_path / "cp")     # a master of our own: never another agent's shared one
+    os.mkdir(control)
+    playbook = start_diagnose(ticking_daemon, tmp_path, run_id, timeout_s=120, inventory=inventory,
+                              env={"ANSIBLE_SSH_CONTROL_PATH_DIR": control})
+    try:
+        deadline = time.time() + 300
+        while not is_armed(run_id) and playbook.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert is_armed(run_id), "never armed"
+        masters = modules_of(control, "ssh")
+        assert masters, "no ssh master of ours"
+        for pid in masters:
+            os.kill(pid, signal.SIGKILL)
+        took = wait_restored(run_id)
+        assert took is not None, "still there after %d s: %s" % (PROMISE_S, fingerprint(run_id))
+        print("restored %.1f s after the connection dropped" % took)
+    finally:
+        if playbook.poll() is None:
+            os.killpg(playbook.pid, signal.SIGKILL)
+            playbook.wait()
+        kill_strays(tmp_path)
+        if fingerprint(run_id) != EMPTY:
+            remove_everything_of(run_id)
