@@ -34,21 +34,23 @@ def cache_dir():
 
 
 def _code_stamp():
-    """Modification times of the resolver's sources: a changed resolver never reads old results.
+    """Modification times of the resolver's sources (dwarf/ and the ELF reader in elf/):
+    a changed resolver never reads old results.
 
     Inside an AnsiballZ zip the files cannot be stat'ed; the version constant then stands alone.
     """
-    directory = os.path.dirname(os.path.abspath(__file__))
-    try:
-        names = sorted(name for name in os.listdir(directory) if name.endswith(".py"))
-    except OSError:
-        names = []
+    here = os.path.dirname(os.path.abspath(__file__))
     stamps = []
-    for name in names:
+    for directory in (here, os.path.join(os.path.dirname(here), "elf")):
         try:
-            stamps.append(int(os.stat(os.path.join(directory, name)).st_mtime))
+            names = sorted(name for name in os.listdir(directory) if name.endswith(".py"))
         except OSError:
-            stamps.append(0)
+            names = []
+        for name in names:
+            try:
+                stamps.append(int(os.stat(os.path.join(directory, name)).st_mtime))
+            except OSError:
+                stamps.append(0)
     return tuple(stamps)
 
 
