@@ -18,6 +18,9 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.reader impo
     SHN_UNDEF, STT_FUNC, STT_GNU_IFUNC, STT_OBJECT, iter_symbols, symbol_type)
 
 FUNCTION_TYPES = (STT_FUNC, STT_GNU_IFUNC)
+# By address only STT_FUNC: an STT_GNU_IFUNC symbol's value is its resolver, which picks the code
+# actually called at load time (that code has its own STT_FUNC symbol, e.g. __memchr_avx2).
+ADDRESS_TYPES = (STT_FUNC,)
 # A symbol without a size ends nowhere: look no further back than this for one holding an address.
 MAX_SYMBOL_DISTANCE = 1 << 20
 KALLSYMS = "/proc/kallsyms"
@@ -90,7 +93,7 @@ class ElfSymbols:
         seen = set()
         for entries, names in headers.symbol_tables():
             for st_name, st_info, _other, _shndx, value, size in iter_symbols(entries):
-                if symbol_type(st_info) not in FUNCTION_TYPES or not value:
+                if symbol_type(st_info) not in ADDRESS_TYPES or not value:
                     continue
                 name = elf_reader.symbol_name(names, st_name)
                 if (value, name) not in seen:
