@@ -13,7 +13,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symb
 
 def elf_files():
     """This Python's executable and shared library, plus the libc it runs on."""
-    import ctypes.util
     found = [os.path.realpath(sys.executable)]
     libdir = sysconfig.get_config_var("LIBDIR") or ""
     ldlibrary = sysconfig.get_config_var("LDLIBRARY") or ""
