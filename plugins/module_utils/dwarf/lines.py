@@ -12,7 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import bisect
-import collections
+import operator
 import os
 import struct
 
@@ -22,19 +22,42 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import ty
 # DWARF 5 numbers files and directories from 0, with the CU's own at 0; earlier versions from 1.
 DWARF5 = 5
 
-# One row of the line-number matrix.  ``order`` sorts end_sequence rows (0) before
-# others (1) at the same address, as perf reads them.
-LineRow = collections.namedtuple("LineRow", "address order line file is_stmt end_sequence")
+
+class LineRow(tuple):
+    """One row of the line-number matrix: ``LineRow(tuple_of_six)``.
+
+    ``order`` sorts end_sequence rows (0) before others (1) at the same address, as perf
+    reads them.  A tuple with named fields, written out: collections.namedtuple builds
+    its class with exec at import, which a cold resolution pays for.
+    """
+
+    __slots__ = ()
+    _fields = ("address", "order", "line", "file", "is_stmt", "end_sequence")
+    address = property(operator.itemgetter(0))
+    order = property(operator.itemgetter(1))
+    line = property(operator.itemgetter(2))
+    file = property(operator.itemgetter(3))
+    is_stmt = property(operator.itemgetter(4))
+    end_sequence = property(operator.itemgetter(5))
+
+    def __repr__(self):
+        return "LineRow(%s)" % ", ".join("%s=%r" % pair for pair in zip(self._fields, self))
 
 
 class LineTable:
-    """Rows (``LineRow``) of one CU, sorted by (address, order)."""
+    """The line-number matrix of one CU, sorted by (address, order).
+
+    ``rows`` holds plain tuples in ``LineRow``'s field order, and scans over them unpack
+    each into named locals: a CU of libpython has ~8000 rows, and building a LineRow for
+    each, or unpacking a tuple subclass, costs more than a millisecond per table.  The
+    lookups of single rows (``first_stmt_row_at``, ``rows_between``) return ``LineRow``s.
+    """
 
     def __init__(self, program, rows, version):
         self.program = program
         self.rows = rows
         self.version = version
-        self._addresses = [r.address for r in rows]
+        self._addresses = [address for address, _o, _l, _f, _s, _e in rows]
         self._names = {}
 
     def file_indexes(self):
@@ -66,14 +89,17 @@ class LineTable:
         self._names[index] = full
         return full
 
+    def row(self, index):
+        return LineRow(self.rows[index])
+
     def has_address(self, address):
         index = bisect.bisect_left(self._addresses, address)
-        return index < len(self._addresses) and self._addresses[index] == address and not self.rows[index].end_sequence
+        return index < len(self._addresses) and self._addresses[index] == address and not self.row(index).end_sequence
 
     def first_stmt_row_at(self, address):
         index = bisect.bisect_left(self._addresses, address)
-        while index < len(self.rows) and self.rows[index].address == address:
-            row = self.rows[index]
+        while index < len(self.rows) and self._addresses[index] == address:
+            row = self.row(index)
             if row.is_stmt and not row.end_sequence:
                 return row
             index += 1
@@ -81,9 +107,10 @@ class LineTable:
 
     def rows_between(self, low, high):
         index = bisect.bisect_left(self._addresses, low)
-        while index < len(self.rows) and self.rows[index].address < high:
-            if not self.rows[index].end_sequence:
-                yield self.rows[index]
+        while index < len(self.rows) and self._addresses[index] < high:
+            row = self.row(index)
+            if not row.end_sequence:
+                yield row
             index += 1
 
 
@@ -108,7 +135,7 @@ def line_table(ctx, cu):
             rows.append((state.address, 0 if state.end_sequence else 1, state.line, state.file,
                          state.is_stmt, state.end_sequence))
         rows.sort(key=lambda r: (r[0], r[1]))   # decode_line_rows returns its rows sorted already
-    table = LineTable(program, list(map(LineRow._make, rows)), cu["version"])
+    table = LineTable(program, rows, cu["version"])
     ctx.line_tables[cu.cu_offset] = table
     return table
 
@@ -224,13 +251,13 @@ def prologue_end(ctx, cu, die, entry):
     entry_row = table.first_stmt_row_at(entry)
     if entry_row is None:
         return entry
-    for row in table.rows:
-        if row.address <= entry or row.end_sequence or not row.is_stmt:
+    for address, _order, line, _file, is_stmt, end_sequence in table.rows:
+        if address <= entry or end_sequence or not is_stmt:
             continue
-        if not any(low <= row.address < high for low, high in ranges):
+        if not any(low <= address < high for low, high in ranges):
             break
-        if row.line != entry_row.line:
-            return row.address
+        if line != entry_row.line:
+            return address
     return entry
 
 

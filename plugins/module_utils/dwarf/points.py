@@ -52,9 +52,10 @@ def addresses(ctx, point, spec, force):
             address = entry + point.offset
             table = dwarf_lines.line_table(ctx, cu)
             if not force and not table.has_address(address) and not ctx.symbols.is_function_start(address):
-                starts = ["+%d" % n for n in sorted(set(r.address - entry for r in table.rows
-                                                        if entry <= r.address < entry + NEAR_ENTRY_BYTES
-                                                        and not r.end_sequence))]
+                starts = ["+%d" % n for n in sorted(set(row_address - entry
+                                                        for row_address, _o, _l, _f, _s, end in table.rows
+                                                        if entry <= row_address < entry + NEAR_ENTRY_BYTES
+                                                        and not end))]
                 raise ResolveError("%s+%d (0x%x) is not an address the line table or symbol table names, so it "
                                    "may be inside an instruction and would corrupt the program; known "
                                    "instruction starts near it: %s. Set force: true only if you know it is "

@@ -20,7 +20,7 @@ SCOPE_TAGS = ("DW_TAG_lexical_block", "DW_TAG_inlined_subroutine")
 VARIABLE_TAGS = ("DW_TAG_formal_parameter", "DW_TAG_variable")
 # Where C++ nests functions below the CU.
 NESTING_TAGS = ("DW_TAG_namespace", "DW_TAG_class_type", "DW_TAG_structure_type")
-_OPTIMIZE_FLAG = re.compile(r"(?:^|\s)-O(\S*)")
+_OPTIMIZE_FLAG = r"(?:^|\s)-O(\S*)"     # compiled on first use (re caches it), not at import
 
 
 def find_function(ctx, name, source=None):
@@ -77,7 +77,7 @@ def is_optimized(cu):
     """Whether the CU was compiled with -O other than -O0 (its DW_AT_producer says)."""
     producer = cu.get_top_DIE().attributes.get("DW_AT_producer")
     text = producer.value.decode("utf-8", "replace") if producer is not None else ""
-    match = _OPTIMIZE_FLAG.findall(text)
+    match = re.findall(_OPTIMIZE_FLAG, text)
     return bool(match) and match[-1] != "0"
 
 
