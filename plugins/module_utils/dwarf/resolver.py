@@ -5,9 +5,9 @@
 
 Follows ``perf probe --definition`` (perf 6.1) where perf is right: same
 addresses, fetch args, types, group and event names; see
-docs/uprobe.md and PERF-PROBE-NOTES.md for where we deliberately differ
-(globals, multi-op expressions, entry values, bitfields, separate debug
-files).  Speed: the compile unit is found through the symbol table and
+docs/uprobe.md ("Where we differ from perf, on purpose") for globals,
+multi-op expressions, entry values, bitfields, separate debug files.
+Speed: the compile unit is found through the symbol table and
 .debug_aranges, and only that unit is parsed.
 
 ``Resolver`` is the facade: the work is done by functions over one shared
