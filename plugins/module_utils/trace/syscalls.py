@@ -175,9 +175,20 @@ def format_call(call_name, args, fd_paths=None):
     return "%s(%s)" % (call_name, ", ".join(shown))
 
 
+def short_call(call_name, args, fd_paths=None):
+    """The call with only what was decoded (fds, ioctl command, open flags), as the talk's slide shows it:
+    ``ioctl(fd 10 -> /dev/watchdog, WDIOC_KEEPALIVE)``, ``write(fd 3 -> /var/log/x)``."""
+    kept = dict((key, value) for key, value in named_args(call_name, args)
+                if key in FD_NAMES or (call_name == "ioctl" and key == "cmd")
+                or (call_name in ("open", "openat") and key in ("flags", "dfd")))
+    text = format_call(call_name, kept, fd_paths)
+    return text
+
+
 def describe(call, fd_paths=None):
-    """Decoded facts of a call dict (correlate's ``{'name', 'args', 'fd', ...}``): text and ioctl."""
-    facts = {"text": format_call(call["name"], call["args"], fd_paths)}
+    """Decoded facts of a call dict (correlate's ``{'name', 'args', 'fd', ...}``): text, short and ioctl."""
+    facts = {"text": format_call(call["name"], call["args"], fd_paths),
+             "short": short_call(call["name"], call["args"], fd_paths)}
     if call["name"] == "ioctl":
         cmd = dict(named_args("ioctl", call["args"])).get("cmd")
         if isinstance(cmd, int):
