@@ -24,7 +24,7 @@ shift 2
 
 if [ "${FLEETTRACE_IN_PRIVATE_NS:-}" != 1 ]; then
   export FLEETTRACE_IN_PRIVATE_NS=1
-  exec unshare --mount --propagation private -- "$0" "$watchdog" "$stage" "$@"
+  exec unshare --mount --propagation private -- bash "$0" "$watchdog" "$stage" "$@"
 fi
 # Belt and braces: never mount over the host's /dev.
 if [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ]; then
