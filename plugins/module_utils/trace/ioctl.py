@@ -124,10 +124,10 @@ def macro(cmd):
 
 
 def decode(cmd):
-    """{'cmd', 'name' (or None), 'macro', 'dir', 'type', 'nr', 'size', 'text'}; text is what strace prints."""
+    """{'cmd' (hex text), 'value', 'name' (or None), 'macro', 'dir', 'type', 'nr', 'size', 'text'}; text is what strace prints."""
     cmd = int(cmd) & 0xFFFFFFFF
     name = NAMES.get(cmd)
-    result = {"cmd": "0x%x" % cmd, "name": name, "macro": macro(cmd)}
+    result = {"cmd": "0x%x" % cmd, "value": cmd, "name": name, "macro": macro(cmd)}
     result.update(fields(cmd))
     result["text"] = name or result["macro"]
     return result
