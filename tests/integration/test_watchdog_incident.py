@@ -112,3 +112,9 @@ def test_slow_keepalive_is_named_and_measured(tmp_path, run_token, watchdog_bina
     assert guesses["token timeout too low"]["ruled_out"] is True
     assert "1000 ms" in guesses["token timeout too low"]["seen"]
     assert guesses["overloaded host"]["ruled_out"] is True
+
+    # The HTML report shows both histograms as inline SVG, with the same numbers.
+    with open(os.path.join(str(tmp_path / "results"), "corosync-%s" % run_id, "report", "report.html")) as handle:
+        page = handle.read()
+    assert '<h3 class="culprit-latency">ioctl on fd 4 (WDIOC_KEEPALIVE): %d samples' % latency["count"] in page
+    assert '<h3 class="probe-values">' in page and page.count('<svg class="hist"') >= 2
