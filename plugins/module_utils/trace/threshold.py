@@ -47,7 +47,7 @@ def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_
         before = evidence.snapshot(pid) if pid is not None else None
         while True:
             attempts += 1
-            finder = correlate.StallFinder(stop.events[0], stop.field, stop.threshold, states=states, unit=stop.unit)
+            finder = correlate.StallFinder(stop.events, stop.field, stop.threshold, states=states, unit=stop.unit)
             sink = capture_core.EventSink(stall_finder=finder, **sink_options)
             try:
                 result = capture_core.capture_trigger(instance, timeout=timeout, poll_interval=poll_interval,
