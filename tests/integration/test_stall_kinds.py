@@ -119,7 +119,7 @@ def run_stall(tracefs, unique_name, tick, action, run_module, tmp_path):
         setup.remove()
 
 
-def check_common(result, tick):
+def check_common(result, tick, min_ticks=2):
     finding = result["findings"][0]
     if os.environ.get("SHOW_FINDINGS"):
         import json
@@ -131,7 +131,7 @@ def check_common(result, tick):
     assert finding["duration_ms"] == round(finding["value"] / 1e6, 3)
     assert finding["pid"] == tick.pid
     values = result["probe_values"]
-    assert values["count"] >= 2 and values["max_ms"] == round(finding["value"] / 1e6, 3)
+    assert values["count"] >= min_ticks and values["max_ms"] == round(finding["value"] / 1e6, 3)
     names = [g["guess"] for g in result["guesses"]]
     assert names == ["overloaded host", "overloaded VM host", "memory not locked", "token timeout too low", "KSM"]
     return finding
@@ -269,3 +269,67 @@ def test_stopped_stall_sigstop(tracefs, unique_name, tick_binary, run_module, tm
     assert finding["cause"] == "stopped" and finding["state"] == "T", finding["explanation"]
     assert "SIGSTOP" in finding["explanation"][1]
     assert finding["asleep_ns"] <= stopped_ns + 2e6 and finding["value"] >= finding["asleep_ns"]
+
+
+def test_stall_begun_before_arming_is_rearmed_then_explained(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    """The first late tick's stall began before tracing: capture arms again by itself; a stall caught whole
+    is then explained.  With no re-arm left, the finding still says what is missing (never 'Unknown error')."""
+    tick = Tick(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
+    setup = StallSetup(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, tick.pid)
+    try:
+        os.kill(tick.pid, signal.SIGSTOP)  # stopped before anything is armed
+        probe = setup.instance.event(setup.group, "tick_gap")
+
+        def armed():
+            return setup.instance.tracing_on and "traceoff" in " ".join(probe.triggers())
+
+        def wait_for(condition):
+            deadline = time.monotonic() + 60
+            while not condition():
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+
+        def story():
+            wait_for(armed)
+            time.sleep(0.3)
+            os.kill(tick.pid, signal.SIGCONT)           # the late tick of a stall begun before arming
+            wait_for(lambda: not setup.instance.tracing_on)
+            wait_for(armed)                              # capture armed again by itself
+            time.sleep(0.3)
+            os.kill(tick.pid, signal.SIGSTOP)
+            time.sleep(HOLD_SECONDS)
+            os.kill(tick.pid, signal.SIGCONT)
+        thread = threading.Thread(target=story)
+        thread.start()
+        try:
+            result = capture(run_module, setup, tick.pid, tmp_path, rearm=1)
+        finally:
+            thread.join()
+        assert result["attempts"] == 2, result["message"]
+        finding = check_common(result, tick)
+        assert finding["cause"] == "stopped" and finding["began_before_capture"] is False
+
+        # No re-arm left: the finding of a stall begun before arming says so.
+        tick = Tick(tick_binary, str(tmp_path / "heartbeat2"), tmp_path / "gaps2.txt")
+        setup.remove()
+        setup = StallSetup(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, tick.pid)
+        os.kill(tick.pid, signal.SIGSTOP)
+        probe = setup.instance.event(setup.group, "tick_gap")
+
+        def late():
+            wait_for(armed)
+            time.sleep(0.3)
+            os.kill(tick.pid, signal.SIGCONT)
+        thread = threading.Thread(target=late)
+        thread.start()
+        try:
+            result = capture(run_module, setup, tick.pid, tmp_path, rearm=0)
+        finally:
+            thread.join()
+        finding = check_common(result, tick, min_ticks=1)
+        assert result["attempts"] == 1 and finding["cause"] == "unexplained"
+        assert finding["began_before_capture"] is True
+        assert "may have begun before tracing was armed" in finding["explanation"][1]
+    finally:
+        tick.stop()
+        setup.remove()

@@ -24,6 +24,7 @@ STOPPED_STATES = frozenset(("T", "t"))
 # Nanoseconds per unit of the probed field.
 UNIT_NS = {"ns": 1, "us": 1000, "ms": 1000000, "s": 1000000000}
 NS_PER_MS = 1e6
+WORTH_SAYING_NS = 1000000   # a wait for a CPU shorter than 1 ms is not worth a sentence
 CAUSE_BLOCKED, CAUSE_STOPPED, CAUSE_RUNNABLE, CAUSE_UNEXPLAINED = "blocked", "stopped", "runnable", "unexplained"
 IDLE_WHY = ("the loop's own wait for its next event or timer: sleeping there is the loop being idle, "
             "what matters is what kept it from getting back there")
@@ -164,7 +165,7 @@ def _sentences(finding, cause, length):
         if finding["ran_instead"]:
             said.append("%s had the CPU instead." % _task_text(finding["ran_instead"]["comm"],
                                                                finding["ran_instead"]["pid"]))
-    if finding["runnable_ns"] and cause != CAUSE_RUNNABLE:
+    if finding["runnable_ns"] >= WORTH_SAYING_NS and cause != CAUSE_RUNNABLE:
         said.append("Then it waited %s for a CPU." % _ms(finding["runnable_ns"]))
     if finding["excluded"]:
         said.append("Left out: %s asleep in %s, %s." % (_ms(finding["excluded"]["asleep_ns"]),

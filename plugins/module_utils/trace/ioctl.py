@@ -85,12 +85,12 @@ BLOCK = {
     _ior("\x12", 114, 8): "BLKGETSIZE64",
 }
 FILESYSTEM = {
-    _iowr("X", 119, 4): "FIFREEZE", _iowr("X", 120, 4): "FITHAW", _iowr("X", 121, 16): "FITRIM",
+    _iowr("X", 119, 4): "FIFREEZE", _iowr("X", 120, 4): "FITHAW", _iowr("X", 121, 24): "FITRIM",
     _iowr("f", 11, 32): "FS_IOC_FIEMAP", _ior("f", 1, 8): "FS_IOC_GETFLAGS", _iow("f", 2, 8): "FS_IOC_SETFLAGS",
     _ior("v", 1, 8): "FS_IOC_GETVERSION", _iow("v", 2, 8): "FS_IOC_SETVERSION",
     _ior("X", 31, 28): "FS_IOC_FSGETXATTR", _iow("X", 32, 28): "FS_IOC_FSSETXATTR",
     _ior("\x94", 49, 256): "FS_IOC_GETFSLABEL", _iow("\x94", 50, 256): "FS_IOC_SETFSLABEL",
-    _iowr("\x94", 9, 4): "FICLONE", _iow("\x94", 13, 32): "FICLONERANGE",
+    _iow("\x94", 9, 4): "FICLONE", _iow("\x94", 13, 32): "FICLONERANGE",
 }
 
 NAMES = {}
@@ -124,10 +124,10 @@ def macro(cmd):
 
 
 def decode(cmd):
-    """{'cmd', 'name' (or None), 'macro', 'dir', 'type', 'nr', 'size', 'text'}; text is what strace prints."""
+    """{'cmd' (hex text), 'value', 'name' (or None), 'macro', 'dir', 'type', 'nr', 'size', 'text'}; text is what strace prints."""
     cmd = int(cmd) & 0xFFFFFFFF
     name = NAMES.get(cmd)
-    result = {"cmd": "0x%x" % cmd, "name": name, "macro": macro(cmd)}
+    result = {"cmd": "0x%x" % cmd, "value": cmd, "name": name, "macro": macro(cmd)}
     result.update(fields(cmd))
     result["text"] = name or result["macro"]
     return result

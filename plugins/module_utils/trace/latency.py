@@ -98,7 +98,8 @@ def measure(tracefs, name, pid, call, fd=None, cmd=None, duration=10.0, max_samp
     instance = tracefs.instance(name)
     if instance.exists():
         raise TracefsError("%s already exists; give a name no other run uses" % instance.label)
-    named = instance.event("syscalls", "sys_enter_" + call).exists()
+    # The instance does not exist yet: ask the top level which events the kernel has.
+    named = tracefs.instance(None).event("syscalls", "sys_enter_" + call).exists()
     enter_filter, exit_filter = filters(pid, call, fd, cmd, named)
     if named:
         enter, leave = instance.event("syscalls", "sys_enter_" + call), instance.event("syscalls", "sys_exit_" + call)
