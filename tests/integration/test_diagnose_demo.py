@@ -84,7 +84,7 @@ def test_demo_by_default_tells_the_talks_story(tmp_path, run_token):
     assert re.search(r"It slept \d+\.\d ms in state S \(sleeping\) in ioctl\(fd 4 -> /dev/watchdog, WDIOC_KEEPALIVE, 0x[0-9a-f]+\)",
                      tail), tail
     assert "The guess 'token timeout too low': ruled out" in tail
-    histogram = re.search(r"^- ioctl on fd 4: (\d+) calls in [0-9.]+ s, p50 [0-9.]+ ms, p99 ([0-9.]+) ms", tail, re.M)
+    histogram = re.search(r"^- ioctl on fd 4 \(WDIOC_KEEPALIVE\): (\d+) calls in [0-9.]+ s, p50 [0-9.]+ ms, p99 ([0-9.]+) ms", tail, re.M)
     assert histogram, tail
     assert re.search(r"^ +524288 -> 1048576 +us : [1-9]", tail, re.M), tail  # the held keepalives, ~1 s
 
