@@ -298,8 +298,8 @@ def test_diagnose_corosync_names_the_slow_watchdog(corosync_with_watchdog, slow_
     assert os.readlink("/proc/%d/ns/mnt" % pid) != os.readlink("/proc/self/ns/mnt")
     wd_fd = _watchdog_fd(pid)
     assert wd_fd is not None, os.listdir("/proc/%d/fd" % pid)
-    assert {call["name"] for call in slow_watchdog.ioctls()} >= {"WDIOC_GETSUPPORT", "WDIOC_GETTIMEOUT",
-                                                                   "WDIOC_SETTIMEOUT", "WDIOC_SETOPTIONS"}
+    driver_calls = {call["name"] for call in slow_watchdog.ioctls()}
+    assert driver_calls >= {"WDIOC_GETSUPPORT", "WDIOC_GETTIMEOUT", "WDIOC_SETTIMEOUT", "WDIOC_SETOPTIONS"}
     assert slow_watchdog.state()["timeout_s"] == WATCHDOG_TIMEOUT_S
 
     run_id = "%s_corosync_wd" % run_token

@@ -96,12 +96,13 @@ def test_demo_by_default_tells_the_talks_story(tmp_path, run_token):
     assert stall["state"] == "S" and stall["cause"] == "blocked", stall
     assert stall["fd"] == 4 and stall["file"] == "/dev/watchdog"
     assert stall["syscall"]["short"] == "ioctl(fd 4 -> /dev/watchdog, WDIOC_KEEPALIVE)"
-    assert stall["excluded"]["syscall"] == "clock_nanosleep"  # the loop's own idle wait, said and left out    # Runtime truth 1: the stall is a delay the daemon itself measured and logged.
+    assert stall["excluded"]["syscall"] == "clock_nanosleep"  # the loop's own idle wait, said and left out
+    # Runtime truth 1: the stall is a delay the daemon itself measured and logged.
     logged = [float(ms) for ms in re.findall(r"main process was not scheduled for ([0-9.]+) ms", proc.stdout)]
     assert any(abs(ms - stall["value"] / 1e6) < 0.001 for ms in logged), (stall["value"], logged)
     # Runtime truth 2: the slow watchdog held one of this daemon's keepalives inside that stall.
     with open(os.path.join(str(tmp_path), "corosync-%s" % run_id, "slow_watchdog.log")) as handle:
-        keepalives, _ = sw.parse_log(handle.read())
+        keepalives = sw.parse_log(handle.read())[0]
     held = [ka for ka in keepalives if ka["slow"]]
     assert held and all(ka["pid"] == pid for ka in keepalives)
     assert any(1000e6 <= ka["duration_ns"] <= stall["value"] for ka in held), (stall["value"], held)
