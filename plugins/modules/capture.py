@@ -375,7 +375,7 @@ def main():
                 states=dict(type="list", elements="str", default=list(correlate.ALL_STATES)),
                 rearm=dict(type="int", default=3),
                 max_findings=dict(type="int", default=20),
-                token_timeout_ms=dict(type="int"),
+                token_timeout_ms=dict(type="int", no_log=False),
             )),
         ),
         mutually_exclusive=[("stop", "findings")],
@@ -420,6 +420,8 @@ def main():
                 params["instance"], params["timeout"])
         else:
             plan = "would stream trace_pipe of instance %r for %.1f s" % (params["instance"], params["duration"])
+        if stop is not None:
+            plan += "; would install %r on %s for the wait" % (stop.trigger, ", ".join(stop.events))
         module.exit_json(changed=True, triggered=False, threshold_reached=False, stop_reason="check_mode",
                          events=[], event_count=0, events_truncated=False, lost_events=0, lost_by_cpu={},
                          process_exited=False, enabled_events=enabled,

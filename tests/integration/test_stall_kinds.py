@@ -122,9 +122,7 @@ def run_stall(tracefs, unique_name, tick, action, run_module, tmp_path):
 def check_common(result, tick, min_ticks=2):
     finding = result["findings"][0]
     if os.environ.get("SHOW_FINDINGS"):
-        import json
-        print(json.dumps(dict(finding, kernel_stack=finding["kernel_stack"][:6]), indent=1, sort_keys=True))
-        print(json.dumps(result["probe_values"], sort_keys=True), json.dumps(result["guesses"], indent=1))
+        print("\n".join([finding["summary"]] + finding["explanation"] + [result["message"]]))
     tick.stop()
     printed = tick.gaps()
     assert finding["value"] in printed and finding["value"] >= THRESHOLD_NS

@@ -61,7 +61,7 @@ def test_slow_keepalive_is_named_and_measured(tmp_path, run_token, watchdog_bina
                 cwd=REPO, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
             assert wait_armed(run_id, playbook), "the run never armed"
             wd.control(delay_ms=HELD_MS, every=EVERY)
-            out, _ = playbook.communicate(timeout=600)
+            out = playbook.communicate(timeout=600)[0]
             assert playbook.returncode == 0, out[-6000:]
         finally:
             if playbook is not None and playbook.poll() is None:

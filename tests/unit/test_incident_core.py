@@ -131,6 +131,25 @@ def test_runnable_names_who_ran_instead_and_stopped_says_so():
     assert "SIGSTOP or a debugger" in stopped["explanation"][1]
 
 
+def test_preempted_while_running_is_runnable_and_inlined_probe_copies_all_count():
+    text = "\n".join([
+        tick("1.000000", 10 ** 6),
+        switch("1.000100", 3796, "R+", 4242, next_comm="hog"),
+        switch("1.800100", 4242, "S", 3796, prev_comm="hog"),
+        line("1.800200", "tick_2: (0x401100) tv_diff=800200000"),
+    ]) + "\n"
+    events = parse_trace(text)["events"]
+    finder = correlate.StallFinder(["grp:tick", "grp:tick_2"], "tv_diff", 500 * 10 ** 6, states=correlate.ALL_STATES,
+                                   resolve_fds=False, unit="ns")
+    for record in events:
+        finder.feed(record)
+    finding = finder.findings()[0]
+    assert finding["cause"] == "runnable" and finding["left_in_state"] == "R"
+    assert finding["runnable_ns"] == 800 * 10 ** 6 and finding["asleep_ns"] == 0
+    assert finding["ran_instead"] == {"comm": "hog", "pid": 4242}
+    assert "preempted at 1.000100 s" in finding["explanation"][1]
+
+
 def test_a_hit_without_explanation_is_still_a_finding():
     first = stalls([tick("2.000000", 900 * 10 ** 6)])[0]
     assert first["cause"] == "unexplained" and first["began_before_capture"] is True

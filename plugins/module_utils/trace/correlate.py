@@ -160,6 +160,9 @@ class StallFinder:
 
     def __init__(self, probe_event, field, threshold, pid=None, states=("D",), resolve_fds=True, unit=None):
         self.probe_event = probe_event
+        # One probe or several (inlined copies of the probed line): 'group:event' or 'event' each.
+        specs = [probe_event] if isinstance(probe_event, str) else list(probe_event)
+        self._probe_names = frozenset(spec.split(":")[-1].split("/")[-1] for spec in specs)
         self.field = field
         self.threshold = threshold
         self.states = set(states)
@@ -187,7 +190,7 @@ class StallFinder:
     def feed(self, record):
         event = record["event"]
         fields = record["fields"]
-        if event_matches(record, self.probe_event):
+        if event in self._probe_names:
             self._hit(record)
             return
         if event == "sched_switch":

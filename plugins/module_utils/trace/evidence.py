@@ -115,10 +115,11 @@ def settle(before, after, finding=None, token_timeout_ms=None):
         guesses.append(_guess("token timeout too low", "token timeout not given" if token_timeout_ms is None
                               else "no stall length", None, "no data"))
     else:
-        seen = "the loop was not scheduled for %.1f ms; the token timeout is %d ms" % (stall_ms, token_timeout_ms)
+        stall = float(stall_ms)
+        seen = "the loop was not scheduled for %.1f ms; the token timeout is %d ms" % (stall, token_timeout_ms)
         guesses.append(_guess("token timeout too low", seen, True,
                               "the timeout only notices the stall: the loop itself stopped for %.1f ms%s" % (
-                                  stall_ms, ", longer than the timeout" if stall_ms >= token_timeout_ms else "")))
+                                  stall, ", longer than the timeout" if stall >= token_timeout_ms else "")))
     ksm = after.get("ksm") or {}
     if "run" not in ksm:
         guesses.append(_guess("KSM", "no %s on this kernel" % KSM_DIR, True, "KSM is not built in"))

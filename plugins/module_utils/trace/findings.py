@@ -87,9 +87,10 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
     head = "%s %s=%d >= %d" % (_task_text(hit["comm"], task), field, value, threshold)
     stall = duration_ms(value, unit, interval["off_ns"] if interval else None)
     finding["duration_ms"] = stall
-    opening = ("%s was not scheduled for %.1f ms (%s=%d, threshold %d)" % (_task_text(hit["comm"], task), stall, field,
-                                                                          value, threshold)
-               if stall is not None else head)
+    opening = head
+    if stall is not None:
+        opening = "%s was not scheduled for %.1f ms (%s=%d, threshold %d)" % (
+            _task_text(hit["comm"], task), stall, field, value, threshold)
     if interval is None:
         _unexplained(finding, states, head, opening)
         return finding
@@ -156,8 +157,10 @@ def _sentences(finding, cause, length):
             _ms(length), finding["state"], finding["state_name"], where, stack, finding["switched_out_at"],
             "its wakeup" if finding["woken_at"] is not None else "the late tick")]
     elif cause == CAUSE_STOPPED:
-        said = ["It was stopped for %s (state %s: SIGSTOP or a debugger), from %.6f s; the call it was in: %s." % (
-            _ms(length), finding["state"], finding["switched_out_at"], call["text"] if call else "none seen")]
+        said = ["It was stopped for %s (state %s: SIGSTOP or a debugger), from %.6f s, %s." % (
+            _ms(length), finding["state"], finding["switched_out_at"],
+            "in %s" % call["text"] if call else "outside any system call (a stop takes effect on the way back "
+                                                "to user space)")]
     else:
         said = ["It was runnable but not running for %s on CPU %s (%s at %.6f s, back on the CPU %s later)." % (
             _ms(length), finding.get("cpu"), "preempted" if finding["left_in_state"] == "R" else "woken",
@@ -168,8 +171,8 @@ def _sentences(finding, cause, length):
     if finding["runnable_ns"] >= WORTH_SAYING_NS and cause != CAUSE_RUNNABLE:
         said.append("Then it waited %s for a CPU." % _ms(finding["runnable_ns"]))
     if finding["excluded"]:
-        said.append("Left out: %s asleep in %s, %s." % (_ms(finding["excluded"]["asleep_ns"]),
-                                                         finding["excluded"]["syscall"], IDLE_WHY))
+        said.append("Left out: %s asleep in %s, %s." % (
+            _ms(finding["excluded"]["asleep_ns"]), finding["excluded"]["syscall"], IDLE_WHY))
     return said
 
 
@@ -181,7 +184,7 @@ def _unexplained(finding, states, head, opening):
     if finding["began_before_capture"]:
         why.append("this is the task's first tick in the buffer, so the stall may have begun before tracing "
                    "was armed")
-    if not finding["off_cpu_switches"]:
+    if not finding["off_cpu_switches"] and not finding["began_before_capture"]:
         why.append("the task never left the CPU in the window (busy on the CPU, or sched:sched_switch is not "
                    "recorded for this pid)")
     if finding["excluded"]:
@@ -190,6 +193,9 @@ def _unexplained(finding, states, head, opening):
     if set(states) != set(("D", "S", "T", "t", "R")):
         why.append("only states %s were looked for" % wanted)
     finding["missing_cause"] = why
-    finding["summary"] = ("%s at %.6f, but no switch-out in state %s was captured before it (is sched:sched_switch "
-                          "enabled for this pid?)" % (head, finding["timestamp"], wanted))
+    if set(states) == set(("D",)):  # the wording earlier releases printed
+        finding["summary"] = ("%s at %.6f, but no switch-out in state %s was captured before it (is "
+                              "sched:sched_switch enabled for this pid?)" % (head, finding["timestamp"], wanted))
+    else:
+        finding["summary"] = "%s at %.6f: no cause in the buffer (%s)" % (head, finding["timestamp"], "; ".join(why))
     finding["explanation"] = [opening + ".", "No cause in the buffer: %s; %s." % (seen, "; ".join(why) or "nothing else")]

@@ -49,7 +49,7 @@ def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_
         before = evidence.snapshot(pid) if pid is not None else None
         while True:
             attempts += 1
-            finder = correlate.StallFinder(stop.events[0], stop.field, stop.threshold, states=states, unit=stop.unit)
+            finder = correlate.StallFinder(stop.events, stop.field, stop.threshold, states=states, unit=stop.unit)
             sink = capture_core.EventSink(stall_finder=finder, **sink_options)
             try:
                 result = capture_core.capture_trigger(instance, timeout=timeout, poll_interval=poll_interval,
@@ -71,9 +71,9 @@ def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_
             finding["missing_cause"].append("%d events were lost (buffer too small)" % result["lost_events"])
             finding["explanation"][-1] = finding["explanation"][-1][:-1] + "; %d events were lost." % result["lost_events"]
     result.update({
-        "sink": sink, "attempts": attempts, "stop": {"events": stop.events, "field": stop.field,
-                                                    "threshold": stop.threshold, "unit": stop.unit,
-                                                    "trigger": stop.trigger},
+        "sink": sink, "attempts": attempts,
+        "stop": {"events": stop.events, "field": stop.field, "threshold": stop.threshold, "unit": stop.unit,
+                 "trigger": stop.trigger},
         "installed": plan.commands, "status": status(result, pid), "findings": findings[:max_findings],
         "findings_total": len(findings),
         "probe_values": latency.distribution(finder.probe_values(), 1),
