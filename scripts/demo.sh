@@ -36,6 +36,7 @@ PAUSE_MS=${FLEETTRACE_DEMO_PAUSE_MS:-2500}
 # watchdog: a keepalive after every tick; every KEEPALIVE_EVERY-th is held KEEPALIVE_MS.
 KEEPALIVE_MS=${FLEETTRACE_DEMO_KEEPALIVE_MS:-1000}
 KEEPALIVE_EVERY=${FLEETTRACE_DEMO_KEEPALIVE_EVERY:-30}
+LATENCY_S=${FLEETTRACE_DEMO_LATENCY_S:-10}
 RESULTS=${FLEETTRACE_DEMO_RESULTS:-$ROOT/results}
 RUN_ID=${FLEETTRACE_DEMO_RUN_ID:-demo_$(date -u +%Y%m%dT%H%M%S)}
 run_dir=$RESULTS/corosync-$RUN_ID
@@ -127,9 +128,14 @@ inventory=$work/inventory.ini
 echo "localhost ansible_connection=local ansible_python_interpreter=$ROOT/.venv/bin/python" >"$inventory"
 mkdir -p "$RESULTS"
 echo "demo: ansible-playbook playbooks/diagnose-corosync.yml (presets pointed at the demo daemon)"
+# The daemon warns at 0.8 x a token timeout, as corosync does: give that
+# timeout so the "token timeout too low" guess is settled too.  The culprit's
+# latency is measured for LATENCY_S afterwards (the talk's histogram).
 ansible-playbook -i "$inventory" playbooks/diagnose-corosync.yml \
   -e "diagnose_corosync_binary=$work/demo_daemon" \
   -e "diagnose_threshold_ms=$THRESHOLD_MS" \
+  -e "threshold_capture_token_timeout_ms=$((THRESHOLD_MS * 10 / 8))" \
+  -e "threshold_capture_latency_seconds=$LATENCY_S" \
   -e "diagnose_timeout=60" \
   -e "diagnose_results_dir=$RESULTS" \
   -e "diagnose_run_id=$RUN_ID" \
@@ -146,7 +152,28 @@ if [ "$SCENARIO" = watchdog ]; then
   [ -d "$run_dir" ] && cp "$work/keepalives.log" "$run_dir/slow_watchdog.log" && echo "  (every keepalive: $run_dir/slow_watchdog.log)"
 fi
 echo "demo: finding (full result in $run_dir):"
-if ! grep -h -- '- stall 1:' "$run_dir/summary.md"; then
+if ! grep -q -- '^- stall 1:' "$run_dir/summary.md"; then
   echo "demo: no stall was captured; see $run_dir/summary.md" >&2
   exit 1
+fi
+# The stalls and what was left out (their sub-items), as summary.md has them.
+awk '/^- stall / { on = 1; print; next } on && /^  / { print; next } { on = 0 }' "$run_dir/summary.md"
+echo "demo: in words:"
+"$ROOT/.venv/bin/python" - "$run_dir/summary.json" <<'PY'
+import json
+import sys
+
+with open(sys.argv[1]) as handle:
+    host = json.load(handle)["hosts"][0]
+for finding in host["findings"][:1]:
+    for line in finding.get("explanation", [finding.get("summary", "")]):
+        print("  " + line)
+for guess in host.get("guesses", []):
+    verdict = {True: "ruled out", False: "not ruled out"}.get(guess["ruled_out"], "no data")
+    print("  The guess '%s': %s (%s)." % (guess["guess"], verdict, guess["seen"]))
+PY
+# The culprit's latency measured afterwards on its fd: the talk's histogram.
+if grep -q -E '^- [a-z0-9_]+ on fd ' "$run_dir/summary.md"; then
+  echo "demo: the culprit call's latency afterwards (the talk's histogram):"
+  awk '/^- [a-z0-9_]+ on fd / { on = 1; print; next } on && /^- / { exit } on && NF' "$run_dir/summary.md"
 fi

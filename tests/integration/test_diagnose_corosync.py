@@ -36,6 +36,8 @@ TOKEN_MS = 1000  # corosync warns at 0.8 x token = 800 ms
 WATCHDOG_TIMEOUT_S = 2
 # A blocked keepalive longer than the threshold stalls the loop past it.
 KEEPALIVE_DELAY_MS = 1500
+# The trace's text timestamps have microseconds.
+CLOCK_RESOLUTION_NS = 1000
 
 COROSYNC_CONF = """\
 totem {
@@ -296,8 +298,8 @@ def test_diagnose_corosync_names_the_slow_watchdog(corosync_with_watchdog, slow_
     assert os.readlink("/proc/%d/ns/mnt" % pid) != os.readlink("/proc/self/ns/mnt")
     wd_fd = _watchdog_fd(pid)
     assert wd_fd is not None, os.listdir("/proc/%d/fd" % pid)
-    assert {call["name"] for call in slow_watchdog.ioctls()} >= {"WDIOC_GETSUPPORT", "WDIOC_GETTIMEOUT",
-                                                                   "WDIOC_SETTIMEOUT", "WDIOC_SETOPTIONS"}
+    driver_calls = {call["name"] for call in slow_watchdog.ioctls()}
+    assert driver_calls >= {"WDIOC_GETSUPPORT", "WDIOC_GETTIMEOUT", "WDIOC_SETTIMEOUT", "WDIOC_SETOPTIONS"}
     assert slow_watchdog.state()["timeout_s"] == WATCHDOG_TIMEOUT_S
 
     run_id = "%s_corosync_wd" % run_token
@@ -337,8 +339,36 @@ def test_diagnose_corosync_names_the_slow_watchdog(corosync_with_watchdog, slow_
     assert logged, corosync.read_log()[-3000:]
     nearest = min(logged, key=lambda ms: abs(ms - stall["value"] / 1e6))
     assert abs(nearest - stall["value"] / 1e6) <= 0.01 * nearest, (stall["value"], logged)
-    # ... and the slow watchdog's own log has the keepalive that held it: one slow
-    # keepalive of corosync's, at least the delay long, no longer than the stall.
-    slow = [ka for ka in slow_watchdog.keepalives() if ka["slow"] and ka["pid"] == pid]
-    assert slow, slow_watchdog.keepalives()
-    assert any(KEEPALIVE_DELAY_MS * 1e6 <= ka["duration_ns"] <= stall["value"] for ka in slow), (stall, slow)
+    # What held it, as it really was: a FUSE request waits interruptibly (S), in request_wait_answer.
+    assert stall["cause"] == "blocked" and stall["state"] == "S", stall
+    assert "request_wait_answer" in stall["kernel_stack"] and "fuse_do_ioctl" in stall["kernel_stack"], stall
+    call = stall["syscall"]
+    assert call["name"] == "ioctl" and call["fd"] == wd_fd and stall["fd"] == wd_fd, call
+    # /proc/PID/fd read from the host names the file as corosync's namespace sees it.
+    assert stall["file"] == "/dev/watchdog", stall
+    assert int(call["ioctl"]["cmd"], 16) == sw.WDIOC_KEEPALIVE and call["ioctl"]["name"] == "WDIOC_KEEPALIVE", call
+    decoded = "ioctl(fd %d -> /dev/watchdog, WDIOC_KEEPALIVE)" % wd_fd
+    assert call["short"] == decoded, call
+    assert "not scheduled for %.1f ms; S state in %s" % (stall["value"] / 1e6, decoded) in output, output[-4000:]
+    # The slow watchdog's own log has the keepalive that held it: corosync's, as long as the sleep (1 %).
+    held = [ka for ka in slow_watchdog.keepalives() if ka["slow"]]
+    assert held and all(ka["pid"] == pid for ka in slow_watchdog.keepalives()), slow_watchdog.keepalives()
+    nearest = min(held, key=lambda ka: abs(ka["duration_ns"] - stall["asleep_ns"]))
+    assert abs(stall["asleep_ns"] - nearest["duration_ns"]) <= 0.01 * nearest["duration_ns"], (stall, nearest)
+    assert stall["asleep_ns"] < stall["value"]
+
+    # The culprit's latency, measured afterwards on that fd, is the watchdog's own: every call
+    # traced is one keepalive the daemon served (same clock: CLOCK_MONOTONIC), none missed between.
+    measured = host["culprit_latency"]
+    assert measured["call"] == "ioctl" and measured["fd"] == wd_fd and measured["trace_clock"] == "mono", measured
+    samples = measured["samples"]
+    assert measured["count"] == len(samples) > 0, measured
+    served = slow_watchdog.keepalives()
+    for sample in samples:
+        inside = [ka for ka in served if sample["start_ns"] <= ka["start_ns"]
+                  and ka["end_ns"] <= sample["start_ns"] + sample["ns"] + CLOCK_RESOLUTION_NS]
+        assert len(inside) == 1, (sample, served)
+        if inside[0]["slow"]:
+            assert sample["ns"] <= 1.01 * inside[0]["duration_ns"], (sample, inside[0])
+    first, last = samples[0]["start_ns"], samples[-1]["start_ns"] + samples[-1]["ns"] + CLOCK_RESOLUTION_NS
+    assert len([ka for ka in served if first <= ka["start_ns"] and ka["end_ns"] <= last]) == len(samples)

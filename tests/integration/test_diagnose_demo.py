@@ -17,6 +17,8 @@ from tests.helpers import slow_watchdog as sw
 from tests.helpers.armed import wait_armed
 
 DEMO = os.path.join(REPO, "scripts", "demo.sh")
+# The trace's text timestamps have microseconds.
+CLOCK_RESOLUTION_NS = 1000
 
 
 @pytest.fixture(autouse=True)
@@ -72,24 +74,57 @@ def test_demo_by_default_tells_the_talks_story(tmp_path, run_token):
     assert proc.returncode == 0, proc.stdout[-6000:]
     assert "demo: scenario watchdog" in proc.stdout
 
+    # The one line a user reads: the talk's culprit, in the talk's terms.
     finding = [line for line in proc.stdout.splitlines() if line.startswith("- stall 1:")]
     assert finding, proc.stdout[-4000:]
+    assert re.search(r"not scheduled for \d+\.\d ms; S state in ioctl\(fd 4 -> /dev/watchdog, WDIOC_KEEPALIVE\), "
+                     r"off CPU \d+\.\d ms; kernel stack: request_wait_answer <- __fuse_simple_request <- fuse_do_ioctl",
+                     finding[-1]), finding[-1]
+    tail = proc.stdout[proc.stdout.index("demo: in words:"):]
+    assert re.search(r"It slept \d+\.\d ms in state S \(sleeping\) in ioctl\(fd 4 -> /dev/watchdog, WDIOC_KEEPALIVE, 0x[0-9a-f]+\)",
+                     tail), tail
+    assert "The guess 'token timeout too low': ruled out" in tail
+    histogram = re.search(r"^- ioctl on fd 4 \(WDIOC_KEEPALIVE\): (\d+) calls in [0-9.]+ s, p50 [0-9.]+ ms, p99 ([0-9.]+) ms", tail, re.M)
+    assert histogram, tail
+    assert re.search(r"^ +524288 -> 1048576 +us : [1-9]", tail, re.M), tail  # the held keepalives, ~1 s
+
     with open(os.path.join(str(tmp_path), "corosync-%s" % run_id, "summary.json")) as handle:
         host = json.load(handle)["hosts"][0]
     assert host["threshold_reached"] is True
     stall = host["findings"][0]
     pid = host["target"]["pid"]
+    assert stall["state"] == "S" and stall["cause"] == "blocked", stall
+    assert stall["fd"] == 4 and stall["file"] == "/dev/watchdog"
+    assert stall["syscall"]["short"] == "ioctl(fd 4 -> /dev/watchdog, WDIOC_KEEPALIVE)"
+    assert stall["excluded"]["syscall"] == "clock_nanosleep"  # the loop's own idle wait, said and left out
     # Runtime truth 1: the stall is a delay the daemon itself measured and logged.
     logged = [float(ms) for ms in re.findall(r"main process was not scheduled for ([0-9.]+) ms", proc.stdout)]
     assert any(abs(ms - stall["value"] / 1e6) < 0.001 for ms in logged), (stall["value"], logged)
     # Runtime truth 2: the slow watchdog held one of this daemon's keepalives inside that stall.
     with open(os.path.join(str(tmp_path), "corosync-%s" % run_id, "slow_watchdog.log")) as handle:
-        keepalives, _ = sw.parse_log(handle.read())
+        keepalives = sw.parse_log(handle.read())[0]
     held = [ka for ka in keepalives if ka["slow"]]
     assert held and all(ka["pid"] == pid for ka in keepalives)
     assert any(1000e6 <= ka["duration_ns"] <= stall["value"] for ka in held), (stall["value"], held)
+    nearest = min(held, key=lambda ka: abs(ka["duration_ns"] - stall["asleep_ns"]))
+    assert abs(stall["asleep_ns"] - nearest["duration_ns"]) <= 0.01 * nearest["duration_ns"], (stall, nearest)
     served = re.search(r"(\d+) keepalives served, (\d+) held", proc.stdout)
     assert served and int(served.group(1)) == len(keepalives) and int(served.group(2)) == len(held)
+    # Runtime truth 3: the histogram counts exactly the keepalives the watchdog served in that window
+    # (same clock, CLOCK_MONOTONIC), each call traced around one served keepalive.
+    measured = host["culprit_latency"]
+    assert measured["trace_clock"] == "mono" and measured["count"] == len(measured["samples"]) == int(histogram.group(1))
+    samples = measured["samples"]
+    for sample in samples:
+        inside = [ka for ka in keepalives if sample["start_ns"] <= ka["start_ns"]
+                  and ka["end_ns"] <= sample["start_ns"] + sample["ns"] + CLOCK_RESOLUTION_NS]
+        assert len(inside) == 1, (sample, inside)
+    first, last = samples[0]["start_ns"], samples[-1]["start_ns"] + samples[-1]["ns"] + CLOCK_RESOLUTION_NS
+    assert len([ka for ka in keepalives if first <= ka["start_ns"] and ka["end_ns"] <= last]) == len(samples)
+    slow_in_window = [ka for ka in held if first <= ka["start_ns"] and ka["end_ns"] <= last]
+    # ~1 in 30 keepalives is held: the p99 printed is one of the held ones the watchdog logged.
+    p99_ns = float(histogram.group(2)) * 1e6
+    assert any(abs(p99_ns - ka["duration_ns"]) <= 0.01 * ka["duration_ns"] for ka in slow_in_window), (p99_ns, held)
 
 
 def test_demo_without_fuse_says_what_is_missing(tmp_path, run_token):

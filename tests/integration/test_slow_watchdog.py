@@ -136,7 +136,7 @@ def test_every_nth_keepalive_blocks_and_the_mode_switches_at_run_time(watchdog):
     fd = os.open(watchdog.device, os.O_WRONLY)
 
     def tickle(times):
-        for _ in range(times):
+        for _count in range(times):
             fcntl.ioctl(fd, sw.WDIOC_KEEPALIVE, array.array("i", [1]))
     try:
         watchdog.control(delay_ms=delay_ms, every=3)

@@ -24,8 +24,10 @@ STATUS_REACHED, STATUS_NOT_REACHED, STATUS_EXITED = "threshold_reached", "thresh
 
 
 def _needs_rearm(result, findings):
-    return bool(result["triggered"] and findings and findings[0]["cause"] == "unexplained"
-                and findings[0]["began_before_capture"])
+    # A stall that began before arming was only partly recorded, whatever the
+    # partial evidence says (a blocking call entered before arming leaves only
+    # the short runnable wait after it in the buffer): wait for a whole one.
+    return bool(result["triggered"] and findings and findings[0]["began_before_capture"])
 
 
 def status(result, pid):
