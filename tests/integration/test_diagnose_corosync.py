@@ -160,7 +160,9 @@ class Corosync:
             while not self._stop.is_set():
                 subprocess.run(["fsfreeze", "-f", self.state], check=True)
                 # The flight-data dump runs in corosync's main loop and opens a file in state_dir.
-                dump = subprocess.Popen([self.cmapctl, "-s", "runtime.blackbox.dump_flight_data", "str", "yes"],
+                # Any change of the key dumps (exec/main.c), setting the same value is none: alternate.
+                value = "yes" if self.stalls % 2 == 0 else "no"
+                dump = subprocess.Popen([self.cmapctl, "-s", "runtime.blackbox.dump_flight_data", "str", value],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 self._stop.wait(freeze_s)
                 subprocess.run(["fsfreeze", "-u", self.state], check=False)
