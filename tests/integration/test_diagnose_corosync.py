@@ -277,7 +277,7 @@ def corosync_with_watchdog(corosync_prefix, slow_watchdog, tmp_path):
         yield node
     finally:
         # corosync first: its namespace holds the last reference to the watchdog mount.
-        slow_watchdog.control(enabled=0)
+        slow_watchdog.try_control(enabled=0)
         node.stop()
 
 
@@ -324,7 +324,7 @@ def test_diagnose_corosync_names_the_slow_watchdog(corosync_with_watchdog, slow_
         if playbook.poll() is None:
             playbook.kill()
             playbook.wait()
-        slow_watchdog.control(enabled=0)
+        slow_watchdog.try_control(enabled=0)
     out.seek(0)
     output = out.read()
     assert armed, "the playbook never armed tracing:\n" + output[-5000:]
