@@ -160,6 +160,20 @@ def test_a_hit_without_explanation_is_still_a_finding():
     assert "never left the CPU" in busy["explanation"][1]
 
 
+def test_a_short_stretch_does_not_explain_a_long_stall():
+    # A keepalive entered before arming: only its wakeup, switch-in and a 0.1 ms preemption are in the buffer.
+    finding = stalls([
+        wakeup("2.000000", 3796), switch("2.000010", 0, "R", 3796, prev_comm="swapper/1"),
+        exit_("2.000020", 16),
+        switch("2.000030", 3796, "R+", 4242, next_comm="ansible-playboo"),
+        switch("2.000130", 4242, "S", 3796, prev_comm="ansible-playboo"),
+        tick("2.000200", 1100 * 10 ** 6),
+    ])[0]
+    assert finding["cause"] == "unexplained" and finding["began_before_capture"] is True
+    assert finding["missing_cause"][0] == "the longest stretch found (runnable, 0.1 ms) is only 0 % of the stall"
+    assert finding["duration_ms"] == 1100.0 and finding["ran_instead"] is None
+
+
 def test_probe_values_are_the_distribution_of_every_hit():
     events = parse_trace("\n".join([tick("1.0", 20 * 10 ** 6), tick("1.02", 21 * 10 ** 6),
                                     tick("1.9", 880 * 10 ** 6)]) + "\n")["events"]

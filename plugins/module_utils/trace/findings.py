@@ -25,6 +25,9 @@ STOPPED_STATES = frozenset(("T", "t"))
 UNIT_NS = {"ns": 1, "us": 1000, "ms": 1000000, "s": 1000000000}
 NS_PER_MS = 1e6
 WORTH_SAYING_NS = 1000000   # a wait for a CPU shorter than 1 ms is not worth a sentence
+# An off-CPU stretch shorter than this share of the stall does not explain it (e.g. a 0.1 ms
+# wait for a CPU after a call entered before arming): the finding says what is missing instead.
+MIN_EXPLAINED_SHARE = 0.1
 CAUSE_BLOCKED, CAUSE_STOPPED, CAUSE_RUNNABLE, CAUSE_UNEXPLAINED = "blocked", "stopped", "runnable", "unexplained"
 IDLE_WHY = ("the loop's own wait for its next event or timer: sleeping there is the loop being idle, "
             "what matters is what kept it from getting back there")
@@ -72,6 +75,12 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
     """A finding from the hit and its window (see the module docstring)."""
     task = hit["pid"]
     cause, interval, length = _choose(window)
+    partial = None
+    stall_ns = value * UNIT_NS[unit] if unit in UNIT_NS else None
+    if interval is not None and stall_ns and length < MIN_EXPLAINED_SHARE * stall_ns:
+        partial = "the longest stretch found (%s, %s) is only %.0f %% of the stall" % (
+            cause, _ms(length), 100.0 * length / stall_ns)
+        cause, interval, length = CAUSE_UNEXPLAINED, None, 0
     finding = {
         "pid": task, "comm": hit["comm"], "probe_event": hit["event"], "field": field, "value": value,
         "threshold": threshold, "timestamp": hit["timestamp"], "cause": cause,
@@ -92,7 +101,7 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
         opening = "%s was not scheduled for %.1f ms (%s=%d, threshold %d)" % (
             _task_text(hit["comm"], task), stall, field, value, threshold)
     if interval is None:
-        _unexplained(finding, states, head, opening)
+        _unexplained(finding, states, head, opening, partial)
         return finding
     out = interval["out"]
     letters = interval["letters"]
@@ -176,11 +185,11 @@ def _sentences(finding, cause, length):
     return said
 
 
-def _unexplained(finding, states, head, opening):
+def _unexplained(finding, states, head, opening, partial=None):
     """No interval explains the hit: say what was seen and why the cause is missing."""
     wanted = "/".join(sorted(states))
     seen = "%d switch-out(s) of the task between this tick and the previous one" % finding["off_cpu_switches"]
-    why = []
+    why = [partial] if partial else []
     if finding["began_before_capture"]:
         why.append("this is the task's first tick in the buffer, so the stall may have begun before tracing "
                    "was armed")
