@@ -147,6 +147,14 @@ class SlowWatchdog:
         with open(self.control_file, "w") as handle:
             handle.write(text + "\n")
 
+    def try_control(self, **settings):
+        """control() for cleanup paths: False instead of an error when the daemon is gone."""
+        try:
+            self.control(**settings)
+            return True
+        except OSError:
+            return False
+
     def state(self):
         """The daemon's counters and settings, as it reports them in MNT/control."""
         with open(self.control_file) as handle:

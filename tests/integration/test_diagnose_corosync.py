@@ -160,7 +160,9 @@ class Corosync:
             while not self._stop.is_set():
                 subprocess.run(["fsfreeze", "-f", self.state], check=True)
                 # The flight-data dump runs in corosync's main loop and opens a file in state_dir.
-                dump = subprocess.Popen([self.cmapctl, "-s", "runtime.blackbox.dump_flight_data", "str", "yes"],
+                # Any change of the key dumps (exec/main.c), setting the same value is none: alternate.
+                value = "yes" if self.stalls % 2 == 0 else "no"
+                dump = subprocess.Popen([self.cmapctl, "-s", "runtime.blackbox.dump_flight_data", "str", value],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 self._stop.wait(freeze_s)
                 subprocess.run(["fsfreeze", "-u", self.state], check=False)
@@ -275,7 +277,7 @@ def corosync_with_watchdog(corosync_prefix, slow_watchdog, tmp_path):
         yield node
     finally:
         # corosync first: its namespace holds the last reference to the watchdog mount.
-        slow_watchdog.control(enabled=0)
+        slow_watchdog.try_control(enabled=0)
         node.stop()
 
 
@@ -322,7 +324,7 @@ def test_diagnose_corosync_names_the_slow_watchdog(corosync_with_watchdog, slow_
         if playbook.poll() is None:
             playbook.kill()
             playbook.wait()
-        slow_watchdog.control(enabled=0)
+        slow_watchdog.try_control(enabled=0)
     out.seek(0)
     output = out.read()
     assert armed, "the playbook never armed tracing:\n" + output[-5000:]

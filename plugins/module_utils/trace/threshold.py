@@ -23,11 +23,24 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import co
 STATUS_REACHED, STATUS_NOT_REACHED, STATUS_EXITED = "threshold_reached", "threshold_not_reached", "target_exited"
 
 
+# A stall that began before arming (or whose start the buffer lost) is kept
+# when what was recorded explains at least this share of it.
+EXPLAINED_SHARE = 0.5
+
+
 def _needs_rearm(result, findings):
-    # A stall that began before arming was only partly recorded, whatever the
-    # partial evidence says (a blocking call entered before arming leaves only
-    # the short runnable wait after it in the buffer): wait for a whole one.
-    return bool(result["triggered"] and findings and findings[0]["began_before_capture"])
+    """Wait for a whole stall when the first one was only partly recorded and its cause is missing.
+
+    A blocking call entered before arming leaves only the short runnable wait
+    after it in the buffer: that must not pass for the cause of the stall.
+    """
+    if not (result["triggered"] and findings and findings[0]["began_before_capture"]):
+        return False
+    first = findings[0]
+    explained_ns = {"blocked": first.get("asleep_ns"), "stopped": first.get("asleep_ns"),
+                    "runnable": first.get("runnable_ns")}.get(first["cause"]) or 0
+    stall_ns = (first.get("duration_ms") or 0) * 1e6
+    return first["cause"] == "unexplained" or explained_ns < EXPLAINED_SHARE * stall_ns
 
 
 def status(result, pid):
