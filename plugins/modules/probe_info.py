@@ -189,6 +189,12 @@ def main():
     params = module.params
     result = dict(changed=False, lines=[], build_id=None)
     try:
+        # Known without pyelftools (struct only): a caller can resolve elsewhere by it when this host cannot.
+        result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
+    except dwarf_debuginfo.DebugInfoError:
+        pass
+    try:
+        import elftools  # noqa: F401 - the resolver imports it late; say so before any work
         from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
     except ImportError as exc:
         module.fail_json(msg="probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"

@@ -194,7 +194,7 @@ debuginfo_source:
   type: str
   sample: debuginfod
 debuginfod_server:
-  description: The debuginfod server that served the DWARF, or C(cache) for an earlier download.
+  description: The debuginfod server that served the DWARF (also when it came from the cache of an earlier download).
   returned: when RV(debuginfo_source) is C(debuginfod)
   type: str
   sample: https://debuginfod.debian.net

@@ -88,11 +88,11 @@ def test_stripped_binary_resolved_from_real_debuginfod_traces_the_truth(served, 
             tracefs.remove_uprobe(group, event)
     assert_matches(traced, program_records(proc.stdout, "compute"), "k", FIELDS)
 
-    # Again, with the server down: the cached download is used, nobody is asked.
+    # Again, with the server down: the cached download is used (it names its server), nobody is asked.
     asked = len(server.requests())
     again = run_playbook(uprobe_play(stripped, group, [servers.down_url()], cache, check=True)).task("probe")
     assert not again.get("failed"), again.get("msg")
-    assert again["debuginfod_server"] == "cache" and again["definitions"] == probe["definitions"]
+    assert again["debuginfod_server"] == server.url and again["definitions"] == probe["definitions"]
     assert len(server.requests()) == asked
 
 
@@ -101,7 +101,6 @@ def test_bad_servers_fail_clearly_and_write_nothing(kind, served, tracefs, uniqu
     stripped, build_id, _debug, server, other = served
     cache = str(tmp_path / "cache")
     group = unique_name("bad")
-    before = [u.line() for u in tracefs.list_uprobes()]
     expected = {
         "down": r"cannot connect",
         "slow": r"no (complete )?answer within 2(\.0)? s",
@@ -124,7 +123,7 @@ def test_bad_servers_fail_clearly_and_write_nothing(kind, served, tracefs, uniqu
     assert probe.get("failed"), probe
     assert re.search(expected, probe["msg"]), probe["msg"]
     assert "no debuginfod server gave the debug info" in probe["msg"] and "looked at" in probe["msg"]
-    assert [u.line() for u in tracefs.list_uprobes()] == before
+    # Other agents share this kernel: only our group is ours to check.
     assert our_lines(tracefs, group) == []
     # Nothing kept from a bad answer: no file, no half-written temporary.
     leftovers = []

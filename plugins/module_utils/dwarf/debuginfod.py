@@ -40,6 +40,8 @@ MAX_BYTES = 4 << 30
 CHUNK = 1 << 20
 BUILD_ID = re.compile(r"^[0-9a-f]{2,128}$")
 USER_AGENT = "fleettrace-debuginfod/1 (python urllib)"
+# Beside the client's files: which server a cached download came from, for the results.
+ORIGIN_FILE = ".fleettrace-origin"
 
 
 class DebuginfodError(dwarf_debuginfo.DebugInfoError):
@@ -111,6 +113,15 @@ def cached(build_id, cache=None):
     return None
 
 
+def _origin(path):
+    """The server a cached file came from (our note beside it), else ``cache`` (e.g. fetched by gdb)."""
+    try:
+        with open(os.path.join(os.path.dirname(path), ORIGIN_FILE)) as handle:
+            return handle.read().strip() or "cache"
+    except (IOError, OSError):
+        return "cache"
+
+
 def _download(url, target, timeout):
     """Fetch ``url`` into ``target``; the whole answer must come within ``timeout`` seconds."""
     deadline = time.time() + timeout
@@ -138,6 +149,8 @@ def _download(url, target, timeout):
 def fetch(build_id, urls, timeout=None, cache=None):
     """``(path, server)`` of the debug info of ``build_id``: from the cache or the first server that has it.
 
+    For a cached file, ``server`` is the one it once came from (``cache`` when unknown).
+
     Raises ``DebuginfodError`` naming every server and what it answered.  Nothing
     is kept from a server whose answer is not the debug info of ``build_id``.
     """
@@ -146,7 +159,7 @@ def fetch(build_id, urls, timeout=None, cache=None):
     cache = cache or cache_dir()
     found = cached(build_id, cache)
     if found:
-        return found, "cache"
+        return found, _origin(found)
     if not urls:
         raise DebuginfodError("no debuginfod server given: set DEBUGINFOD_URLS or the debuginfod_urls option")
     directory = os.path.join(cache, build_id)
@@ -162,6 +175,7 @@ def fetch(build_id, urls, timeout=None, cache=None):
             reason = _usable(temp, build_id)
             if reason is None:
                 os.rename(temp, target)   # atomic: a concurrent reader sees the whole file or none
+                _note_origin(directory, server)
                 return target, server
             errors.append("%s answered, but %s" % (url, reason))
         except HTTPError as exc:
@@ -187,6 +201,16 @@ def fetch(build_id, urls, timeout=None, cache=None):
                           % (build_id, "; ".join(errors)))
 
 
+def _note_origin(directory, server):
+    temp = os.path.join(directory, "%s.%d.tmp" % (ORIGIN_FILE, os.getpid()))
+    try:
+        with open(temp, "w") as handle:
+            handle.write(server + "\n")
+        os.rename(temp, os.path.join(directory, ORIGIN_FILE))
+    except (IOError, OSError):
+        pass    # only the results' wording depends on it
+
+
 def locate(binary, explicit=None, expected_build_id=None, urls=None, timeout=None, cache=None):
     """Where the DWARF of ``binary`` comes from: ``{"path", "source", "server"}``.
 
@@ -204,7 +228,7 @@ def locate(binary, explicit=None, expected_build_id=None, urls=None, timeout=Non
         same = os.path.realpath(info.debug.path) == os.path.realpath(binary)
         return {"path": None, "source": "binary" if same else "local", "server": None, "file": info.debug.path}
     if explicit or not urls or not os.path.isfile(binary):
-        if not explicit and not urls:
+        if not explicit and not urls and os.path.isfile(binary):
             raise dwarf_debuginfo.DebugInfoError("%s; or name a debuginfod server (DEBUGINFOD_URLS or the "
                                                  "debuginfod_urls option)" % local_error)
         raise local_error
