@@ -16,6 +16,9 @@ import shutil
 import subprocess
 import uuid
 
+import pytest
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import timeline
 from tests.conftest import REPO
 from tests.helpers import debuginfod_servers as servers
 from tests.integration.conftest import SSH_LOOPBACK
@@ -137,3 +140,37 @@ def test_node_binary_fetched_when_the_controller_has_no_copy(loopback_sshd, demo
     # The definition names the node's path, not the controller's fetched copy.
     assert " %s:0x" % demo_daemon.binary in host["probe"]["definitions"][0]
     assert any(abs(ms - host["findings"][0]["value"] / 1e6) < 0.001 for ms in demo_daemon.late_ticks_ms())
+
+    # The finding drawn: the report's timeline renders in headless Chromium (the off-CPU interval in
+    # the D colour, the late tick in red) and trace.json has the same interval for Perfetto.
+    report_dir = os.path.join(results, "corosync-%s" % run_id, "report")
+    stall = host["findings"][0]
+    pixels = screenshot_colors(os.path.join(report_dir, "report.html"), tmp_path,
+                               [timeline.OFFCPU_COLOR["D"], timeline.LATE_COLOR])
+    assert pixels[timeline.OFFCPU_COLOR["D"]] > 1000, pixels
+    with open(os.path.join(report_dir, "trace.json")) as handle:
+        events = json.load(handle)["traceEvents"]
+    (off,) = [e for e in events if e["name"] == "off CPU (D)"]
+    assert abs(off["dur"] - stall["blocked_ns"] / 1e3) < 1 and off["args"]["blocked_in"] == stall["blocked_in"]
+    assert any(e["name"] == "late tick" and e["args"]["value"] == stall["value"] for e in events)
+
+
+def screenshot_colors(page, tmp_path, colors):
+    """How many pixels of each colour a headless Chromium screenshot of ``page`` has."""
+    image = pytest.importorskip("PIL.Image")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("chromium is not installed; run scripts/setup.sh")
+    from tests.integration.test_report_html import CHROMIUM_FLAGS
+    shot = tmp_path / "timeline.png"
+    flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")] + ["--window-size=1000,2400"]
+    proc = subprocess.run([chromium] + flags + ["--user-data-dir=%s" % (tmp_path / "chromium-profile"),
+                                                "--screenshot=%s" % shot, "file://%s" % page],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    assert shot.exists(), proc.stderr[-2000:]
+    wanted = dict((tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)), c) for c in colors)
+    counts = dict((c, 0) for c in colors)
+    for count, rgb in image.open(str(shot)).convert("RGB").getcolors(maxcolors=1 << 24):
+        if rgb in wanted:
+            counts[wanted[rgb]] += count
+    return counts

@@ -170,3 +170,17 @@ def svg(finding, events=None, unit=None):
         out.append('<text x="%.1f" y="%d" font-size="9" text-anchor="middle">%+.3f s</text>' % (x(t), axis_y, t - late))
     out.append("</svg>")
     return "".join(out)
+
+
+def host_timelines(entry, limit=10):
+    """HTML blocks (caption and SVG) for the diagnose findings of one host's report entry."""
+    diag = entry.get("diagnose") or {}
+    blocks = []
+    for finding in [f for f in diag.get("findings") or [] if isinstance(f, dict)][:limit]:
+        picture = svg(finding, diag.get("events"), diag.get("field_unit"))
+        if picture is None:
+            continue
+        caption = finding.get("summary") or "%s[%s]" % (finding.get("comm", "?"), finding.get("pid", "?"))
+        blocks.append('<figure class="stall-timeline">%s<figcaption>%s</figcaption></figure>'
+                      % (picture, html.escape(str(caption))))
+    return blocks
