@@ -174,7 +174,7 @@ def main():
             module.fail_json(msg="no per-host results found in results or %s: did the audit run on any host?"
                                  % ", ".join(params["result_paths"]), changed=False)
         report = report_model.build_report(docs, checks=params["checks"], columns=params["columns"],
-                                         title=params["title"])
+                                           title=params["title"])
         rendered = report_files.render_all(report)
     except report_document.ReportError as exc:
         module.fail_json(msg=str(exc), changed=False)

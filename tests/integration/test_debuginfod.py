@@ -60,7 +60,7 @@ def our_lines(tracefs, group):
 
 
 def test_stripped_binary_resolved_from_real_debuginfod_traces_the_truth(served, tracefs, unique_name, run_playbook,
-                                                                       tmp_path):
+                                                                        tmp_path):
     stripped, build_id, _debug, server, _other = served
     cache = str(tmp_path / "cache")
     group = unique_name("dbgd")

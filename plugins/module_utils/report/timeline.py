@@ -55,7 +55,7 @@ def syscall_label(finding):
 def probe_hits(finding, events):
     """Timestamps of the probe's hits of the finding's task among the host's events."""
     probe = str(finding.get("probe_event") or "")
-    name = probe.split(":")[-1]
+    name = probe.rsplit(":", maxsplit=1)[-1]
     pid = finding.get("pid")
     hits = []
     for event in events or []:
