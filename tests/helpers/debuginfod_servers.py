@@ -95,7 +95,8 @@ class _Threading(ThreadingMixIn, HTTPServer):
 
 
 class BadServer:
-    """mode: ``slow`` (sleeps until stopped), ``wrong`` (serves ``payload``, another build), ``error`` (HTTP 500)."""
+    """mode: ``slow`` (sleeps until stopped), ``wrong`` (serves ``payload``, another build), ``html`` (a web
+    page with status 200), ``error`` (HTTP 500)."""
 
     def __init__(self, mode, payload=None):
         self.stopping = threading.Event()
@@ -108,9 +109,12 @@ class BadServer:
                 if mode == "slow":
                     server.stopping.wait(600)
                     return
-                if mode == "wrong":
-                    with open(payload, "rb") as handle:
-                        data = handle.read()
+                if mode in ("wrong", "html"):
+                    if mode == "html":      # a proxy's or portal's page instead of the file
+                        data = b"<html><body>please log in</body></html>"
+                    else:
+                        with open(payload, "rb") as handle:
+                            data = handle.read()
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()

@@ -96,7 +96,7 @@ def test_stripped_binary_resolved_from_real_debuginfod_traces_the_truth(served, 
     assert len(server.requests()) == asked
 
 
-@pytest.mark.parametrize("kind", ["down", "slow", "wrong", "error", "missing"])
+@pytest.mark.parametrize("kind", ["down", "slow", "wrong", "html", "error", "missing"])
 def test_bad_servers_fail_clearly_and_write_nothing(kind, served, tracefs, unique_name, run_playbook, tmp_path):
     stripped, build_id, _debug, server, other = served
     cache = str(tmp_path / "cache")
@@ -106,6 +106,7 @@ def test_bad_servers_fail_clearly_and_write_nothing(kind, served, tracefs, uniqu
         "slow": r"no (complete )?answer within 2(\.0)? s",
         "wrong": r"has build-id %s, not %s" % (servers.build_id_of(other), build_id),
         "error": r"HTTP 500",
+        "html": r"answered, but it is not an ELF file \(it starts with b'<html>",
         "missing": r"HTTP 404 \(the server does not have this build\)",
     }[kind]
     if kind == "down":

@@ -95,9 +95,11 @@ def _check_build_id(build_id):
 def _usable(path, build_id):
     """None when ``path`` is debug info of ``build_id``, else why not."""
     try:
-        headers = dwarf_debuginfo.ElfHeaders(path)
-    except dwarf_debuginfo.DebugInfoError as exc:
-        return str(exc)
+        headers = dwarf_debuginfo.elf_headers(path)
+    except dwarf_debuginfo.DebugInfoError:
+        with open(path, "rb") as handle:
+            start = handle.read(24)
+        return "it is not an ELF file (it starts with %r: a web page or proxy error?)" % start
     if headers.build_id != build_id:
         return "it has build-id %s, not %s (the server serves another build)" % (headers.build_id, build_id)
     if not headers.has_debug_info:
