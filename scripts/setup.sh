@@ -16,6 +16,7 @@ DEBIAN_PACKAGES=(
   rsync python3-venv
   shellcheck                  # ansible-test sanity checks the shell scripts with it
   chromium                    # headless screenshot test of the HTML report
+  debuginfod                  # a real debuginfod server on loopback for the debug-info-by-build-id tests
 )
 
 missing=()
