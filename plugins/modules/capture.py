@@ -384,15 +384,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    for key in ("timeout", "poll_interval", "duration"):
-        if params[key] is not None and params[key] <= 0:
-            module.fail_json(msg="%s must be a positive number of seconds, got %s" % (key, params[key]))
-    try:  # nan, inf and 1e308 would wait forever; pid 0 and -1 are no process
-        for key in ("timeout", "poll_interval", "duration"):
-            if params[key] is not None:
-                validate.seconds(params[key], key)
-        if params["pid"] is not None:
-            validate.pid(params["pid"])
+    try:  # 0, nan, inf and 1e308 would never end; pid 0 and -1 are no process
+        validate.numbers(params, durations=("timeout", "poll_interval", "duration"), pids=("pid",))
     except validate.ValidationError as exc:
         module.fail_json(msg=str(exc))
     if params["max_events"] < 0:
@@ -449,7 +442,6 @@ def main():
         # Records are handled as they are parsed: the last max_events kept, all of them to json_path.
         sink = capture_core.EventSink(max_events=params["max_events"], json_path=params["json_path"],
                                       symbolize=params["symbolize"], stall_finder=finder)
-        # While it waits, this process keeps its run alive (docs/tracefs-core.md, ownership).
         with ownership.holding([params["instance"]]):
             if stop is not None:
                 wanted = params["stop"]

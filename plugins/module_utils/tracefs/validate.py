@@ -175,3 +175,13 @@ def seconds(value, what, low=0.0, high=7 * 86400.0):
     if math.isnan(number) or math.isinf(number) or not low < number <= high:
         raise ValidationError("%s=%r is out of range: give seconds, %g < %s <= %g" % (what, value, low, what, high))
     return number
+
+
+def numbers(params, durations=(), pids=()):
+    """Check a module's duration and pid parameters (those that are set)."""
+    for key in durations:
+        if params.get(key) is not None:
+            params[key] = seconds(params[key], key)
+    for key in pids:
+        if params.get(key) is not None:
+            params[key] = pid(params[key])
