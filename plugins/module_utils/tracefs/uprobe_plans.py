@@ -25,10 +25,10 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 
 PLACE = re.compile(r"^(?P<path>/\S+):(?P<offset>0x[0-9a-fA-F]+|\d+)(?P<rest>.*)$")
 BUILD_ID = re.compile(r"^[0-9a-fA-F]{2,}$")
-STT_FUNC = "STT_FUNC"
 # How many known instruction starts around a refused offset the message lists.
 NEAR_STARTS = 8
 
@@ -52,43 +52,27 @@ def normalize(definition):
 
 
 # -- instruction boundaries ----------------------------------------------------------
-def _file_offset_to_vaddr(headers, offset):
-    for p_type, p_offset, p_vaddr, p_filesz, _memsz in headers.segments:
-        if p_type == dwarf_debuginfo.PT_LOAD and p_offset <= offset < p_offset + p_filesz:
-            return offset - p_offset + p_vaddr
-    return None
-
-
-def known_starts(binary, build_id):
+def known_starts(binary, headers, build_id):
     """Sorted addresses where the symbol table or the line table says an instruction starts.
 
     Returns (addresses, sources); sources names what was read ('symbols',
     'line table of FILE').  Empty when the binary is stripped and no debug info
     is found: then only the build-id vouches for the offset.
     """
+    starts, sources = set(), []
+    for entries, _names in headers.symbol_tables():
+        found = [e[4] for e in elf_reader.iter_symbols(entries)
+                 if elf_reader.symbol_type(e[1]) == elf_reader.STT_FUNC and e[3] != elf_reader.SHN_UNDEF and e[4]]
+        starts.update(found)
+    if starts:
+        sources.append("the symbol table")
     try:
         from elftools.elf.elffile import ELFFile
-    except ImportError:
-        return [], []
-    starts, sources = set(), []
-    with open(binary, "rb") as handle:
-        elf = ELFFile(handle)
-        for name in (".symtab", ".dynsym"):
-            section = elf.get_section_by_name(name)
-            if section is None:
-                continue
-            found = [s["st_value"] for s in section.iter_symbols()
-                     if s["st_info"]["type"] == STT_FUNC and s["st_value"]]
-            if found:
-                starts.update(found)
-                sources.append("symbols (%s)" % name)
-    try:
         info = dwarf_debuginfo.find_debuginfo(binary, expected_build_id=build_id)
-    except dwarf_debuginfo.DebugInfoError:
+    except (ImportError, dwarf_debuginfo.DebugInfoError):
         return sorted(starts), sources
     with open(info.debug.path, "rb") as handle:
-        elf = ELFFile(handle)
-        dwarf = elf.get_dwarf_info()
+        dwarf = ELFFile(handle).get_dwarf_info()
         for cu in dwarf.iter_CUs():
             program = dwarf.line_program_for_CU(cu)
             if program is None:
@@ -96,18 +80,18 @@ def known_starts(binary, build_id):
             for entry in program.get_entries():
                 if entry.state is not None and not entry.state.end_sequence:
                     starts.add(entry.state.address)
-        sources.append("line table of %s" % info.debug.path)
+        sources.append("the line table of %s" % info.debug.path)
     return sorted(starts), sources
 
 
 def check_boundary(path, offset, build_id, line):
     """Refuse ``offset`` in ``path`` unless an instruction starts there (as far as the binary tells)."""
-    headers = dwarf_debuginfo.ElfHeaders(path)
-    vaddr = _file_offset_to_vaddr(headers, offset)
+    headers = dwarf_debuginfo.elf_headers(path)
+    vaddr = headers.file_offset_to_vaddr(offset)
     if vaddr is None:
         raise PlanError("definition %r: offset 0x%x is in no loadable segment of %s: it is not code of this "
                         "binary. Resolve the spec again for this build. Nothing was written." % (line, offset, path))
-    starts, sources = known_starts(path, build_id)
+    starts, sources = known_starts(path, headers, build_id)
     if not starts:
         return "no symbol table or debug info on this host: the build-id match vouches for 0x%x" % offset
     index = bisect.bisect_left(starts, vaddr)
