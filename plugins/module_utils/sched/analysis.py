@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Scheduling latency from sched_waking/sched_wakeup/sched_switch records.
+"""Run-queue waits the trace proves, from sched_wakeup/sched_switch/sched_migrate_task.
 
 Fed events in time order, ``SchedAnalyzer`` computes
 
@@ -14,9 +14,13 @@ Fed events in time order, ``SchedAnalyzer`` computes
   (S, D), the longest D intervals with the kernel stack recorded at the
   switch (stacktrace trigger on sched_switch).
 
+A wait is measured only when the trace proves it: its start and its end are
+both seen and nothing in between contradicts it (``UNMEASURED_REASONS``,
+docs/sched-audit.md "Only waits the trace proves").  Anything else is
+counted in ``unmeasured_by_reason``, never as latency.
+
 Memory is bounded by the number of tasks and the histogram sizes, never by
-the event count.  How percentiles stay exact: see ``LatencySeries``.
-Nothing here imports Ansible (Python 3.8+).
+the event count.  Nothing here imports Ansible (Python 3.8+).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -28,7 +32,11 @@ import collections
 import heapq
 import re
 import struct
-from array import array
+
+# Re-exported: the series are part of this module's interface.
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.series import (  # noqa: F401
+    LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, log2_histogram_us, _fine_bin,
+    _fine_bin_middle, _nearest_rank)
 
 # prev_state bits as the sched_switch format prints them.
 STATE_RUNNING_MASK = 0xff   # no bit set: R (the 0x100 bit is R+, preempted)
@@ -37,171 +45,24 @@ STATE_D = 0x2
 
 WAKEUP = "wakeup"
 PREEMPT = "preempt"
+ENQUEUE_EVENTS = ("sched_wakeup", "sched_wakeup_new")
 
-# Log-linear bins: 2**SUB_BITS bins per power of two, exact below 2**(SUB_BITS+1) ns.
-SUB_BITS = 7
-MAX_RELATIVE_ERROR = 1.0 / (1 << (SUB_BITS + 1))  # bin half-width / lower bound
+# Why a wait was not measured (keys of ``unmeasured_by_reason``).
+REWOKEN = "woken_again"              # woken again before any switch-in: it ran unseen in between
+RAN_UNTRACED = "ran_without_switch_in"  # seen running (its own event) with no switch-in recorded
+MIGRATED = "migrated_while_waiting"  # moved to another run queue after it was enqueued
+CPU_MISMATCH = "switched_in_elsewhere"  # switched in on a CPU it was not queued on
+IDLE_CPU = "cpu_went_idle"           # its CPU went idle while it was queued there
+LOST = "events_lost"                 # events were lost while it waited
+CLOCK_ORDER = "clock_order"          # switched in before it was woken, beyond the clock tolerance
+UNMEASURED_REASONS = (REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER)
 
-PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
+# Per-CPU trace clocks may disagree by a little: a switch-in stamped up to this
+# much "before" its wakeup on another CPU is a wait of 0 (counted); more is a contradiction.
+CLOCK_TOLERANCE_NS = 10000
 
-
-def _fine_bin(value):
-    """Log-linear bin key of a non-negative integer (ns)."""
-    if value < (1 << (SUB_BITS + 1)):
-        return value
-    shift = value.bit_length() - (SUB_BITS + 1)
-    return ((shift + 1) << (SUB_BITS + 1)) | (value >> shift)
-
-
-def _fine_bin_middle(key):
-    """Representative value (bin middle) of a log-linear bin key."""
-    if key < (1 << (SUB_BITS + 1)):
-        return key
-    shift = (key >> (SUB_BITS + 1)) - 1
-    top = key & ((1 << (SUB_BITS + 1)) - 1)
-    return (top << shift) + ((1 << shift) >> 1)
-
-
-def _nearest_rank(count, percent):
-    """1-based rank of the nearest-rank percentile of ``count`` samples."""
-    # Integer arithmetic in tenths of a percent: 1000 * 99.9 must not become 999.0000001.
-    tenths = int(round(percent * 10))
-    rank = -(-count * tenths // 1000)
-    return min(max(rank, 1), count)
-
-
-def log2_histogram_us(values_ns=None, counts=None):
-    """bcc-style log2 buckets of microseconds: [{low_us, high_us, count}].
-
-    Bucket k holds values whose microsecond count has bit length k:
-    0 -> [0,1) us, 1 -> [1,2), 2 -> [2,4), ...
-    """
-    if counts is None:
-        counts = collections.Counter()
-        for value in values_ns:
-            counts[(value // 1000).bit_length()] += 1
-    if not counts:
-        return []
-    buckets = []
-    for k in range(0, max(counts) + 1):
-        low = 0 if k == 0 else 1 << (k - 1)
-        buckets.append({"low_us": low, "high_us": 1 << k if k else 1, "count": counts.get(k, 0)})
-    return buckets
-
-
-class LatencySeries:
-    """Latency samples (ns) of one population, with bounded memory.
-
-    Exact percentiles without unbounded memory: every sample is kept
-    (8 bytes each, ``array('q')``) until ``exact_cap`` samples; past that the
-    samples are folded into a log-linear histogram (``2**SUB_BITS`` bins per
-    power of two, so any value read back from it is within
-    ``MAX_RELATIVE_ERROR`` = 0.39 % of the truth) while the ``tail_cap``
-    largest samples are still kept exactly in a heap.  A percentile is exact
-    when its rank falls into the kept tail (p99.9 of up to 1000 * tail_cap
-    samples, p99 of up to 100 * tail_cap) and otherwise carries the bounded
-    error, flagged in ``exact``.  max, min, count and mean are always exact.
-    """
-
-    __slots__ = ("count", "total", "max", "min", "samples", "exact_cap", "tail_cap", "tail",
-                 "fine", "log2")
-
-    def __init__(self, exact_cap=100000, tail_cap=10000):
-        self.count = 0
-        self.total = 0
-        self.max = 0
-        self.min = None
-        self.samples = array("q")
-        self.exact_cap = exact_cap
-        self.tail_cap = tail_cap
-        self.tail = None
-        self.fine = None
-        self.log2 = None
-
-    def add(self, value):
-        self.count += 1
-        self.total += value
-        if value > self.max:
-            self.max = value
-        if self.min is None or value < self.min:
-            self.min = value
-        samples = self.samples
-        if samples is not None:
-            samples.append(value)
-            if len(samples) > self.exact_cap:
-                self._fold()
-            return
-        key = _fine_bin(value)
-        self.fine[key] = self.fine.get(key, 0) + 1
-        k = (value // 1000).bit_length()
-        self.log2[k] = self.log2.get(k, 0) + 1
-        tail = self.tail
-        if len(tail) < self.tail_cap:
-            heapq.heappush(tail, value)
-        elif value > tail[0]:
-            heapq.heapreplace(tail, value)
-
-    def _fold(self):
-        fine = {}
-        log2 = {}
-        for value in self.samples:
-            key = _fine_bin(value)
-            fine[key] = fine.get(key, 0) + 1
-            k = (value // 1000).bit_length()
-            log2[k] = log2.get(k, 0) + 1
-        self.fine = fine
-        self.log2 = log2
-        self.tail = heapq.nlargest(self.tail_cap, self.samples)
-        heapq.heapify(self.tail)
-        self.samples = None
-
-    def percentile(self, percent):
-        """(value_ns, exact) of the nearest-rank percentile, or (None, True)."""
-        if not self.count:
-            return None, True
-        rank = _nearest_rank(self.count, percent)
-        if self.samples is not None:
-            return sorted(self.samples)[rank - 1], True
-        from_top = self.count - rank  # 0 = the largest sample
-        if from_top < len(self.tail):
-            return sorted(self.tail, reverse=True)[from_top], True
-        seen = 0
-        for key in sorted(self.fine):
-            seen += self.fine[key]
-            if seen >= rank:
-                return _fine_bin_middle(key), False
-        return self.max, True
-
-    def summary(self, unit="us"):
-        """Plain dict for JSON: count, mean, min, max, percentiles, log2 histogram."""
-        divisor = 1000.0 if unit == "us" else 1000000.0
-        result = {"count": self.count}
-        if not self.count:
-            for name, _percent in PERCENTILES:
-                result["%s_%s" % (name, unit)] = None
-            result.update({"mean_%s" % unit: None, "min_%s" % unit: None, "max_%s" % unit: None,
-                           "exact": True, "histogram_log2_us": []})
-            return result
-        ordered = sorted(self.samples) if self.samples is not None else None
-        exact_all = True
-        for name, percent in PERCENTILES:
-            if ordered is not None:
-                value, exact = ordered[_nearest_rank(self.count, percent) - 1], True
-            else:
-                value, exact = self.percentile(percent)
-            exact_all = exact_all and exact
-            result["%s_%s" % (name, unit)] = round(value / divisor, 3)
-        result["mean_%s" % unit] = round(self.total / self.count / divisor, 3)
-        result["min_%s" % unit] = round(self.min / divisor, 3)
-        result["max_%s" % unit] = round(self.max / divisor, 3)
-        result["exact"] = exact_all
-        if not exact_all:
-            result["max_relative_error"] = MAX_RELATIVE_ERROR
-        if ordered is not None:
-            result["histogram_log2_us"] = log2_histogram_us(values_ns=ordered)
-        else:
-            result["histogram_log2_us"] = log2_histogram_us(counts=self.log2)
-        return result
+# Fields of a queued-wait record (a list, for speed).
+Q_SINCE, Q_KIND, Q_CPU, Q_ENQUEUED, Q_IDLE_SEQ = range(5)
 
 
 class WatchSpec:
@@ -278,7 +139,7 @@ class SchedAnalyzer:
         self.per_cpu = {}
         self.tasks = {}            # watched pid -> task record
         self.tasks_dropped = 0
-        self.queued = {}           # pid -> (since_ts, kind)
+        self.queued = {}           # pid -> [since, kind, cpu, enqueued, idle_seq of that cpu] (Q_*)
         self.off_cpu = {}          # watched pid -> [since_ts, state, stack, woken_ts, comm]
         self.pending_stack = {}    # cpu -> pid switched out in D, waiting for its kernel_stack
         self.history_len = cpu_history
@@ -288,10 +149,15 @@ class SchedAnalyzer:
         self._seq = 0
         self.clock_underflows = 0
         self.current = {}           # cpu -> pid believed on CPU
+        self.running = {}           # pid -> cpu it is believed to run on
+        self.idle_seq = collections.Counter()  # cpu -> times it went idle
         self.last_event = {}        # cpu -> ts of its latest event
         self.comms = {}             # pid -> last comm seen (bounded by the number of tasks)
         self.inferred_switch_ins = 0
-        self.unmeasured_waits = 0
+        self.woken_while_running = 0
+        self.unmeasured = collections.Counter()
+        self.losses = []            # sorted, merged [since, until] intervals with lost events
+        self._loss_starts = []
         self.counts = collections.Counter()
         self.first_ts = None
         self.last_ts = None
@@ -299,19 +165,80 @@ class SchedAnalyzer:
     def _new_series(self, exact_cap=None):
         return LatencySeries(exact_cap or self.exact_cap, self.tail_cap)
 
+    @property
+    def unmeasured_waits(self):
+        return sum(self.unmeasured.values())
+
     # -- events --------------------------------------------------------------
-    def wakeup(self, ts, cpu, pid, comm, event="sched_waking", waker=None):
-        """``waker``: common_pid of the event, the task running on ``cpu`` at ``ts``."""
+    def lost(self, since, until):
+        """Events were lost somewhere between ``since`` and ``until`` (ns; None: unknown)."""
+        since = -1 if since is None else since
+        until = float("inf") if until is None else until
+        self.losses.append([since, until])
+        self.losses.sort()
+        merged = []
+        for low, high in self.losses:
+            if merged and low <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], high)
+            else:
+                merged.append([low, high])
+        self.losses = merged
+        self._loss_starts = [low for low, _high in merged]
+
+    def _overlaps_loss(self, since, until):
+        index = bisect.bisect_left(self._loss_starts, until) - 1
+        return index >= 0 and self.losses[index][1] > since
+
+    def wakeup(self, ts, cpu, pid, comm, event="sched_waking", waker=None, target_cpu=None):
+        """``waker``: common_pid of the event, the task running on ``cpu`` at ``ts``.
+
+        ``sched_waking`` starts a wait; ``sched_wakeup``/``sched_wakeup_new``
+        put the task on ``target_cpu``'s run queue (the enqueue).
+        """
         self.counts[event] += 1
         self.comms[pid] = comm
         if waker is not None:
             self._running(ts, cpu, waker, None)
             self.last_event[cpu] = ts
-        if pid not in self.queued:
-            self.queued[pid] = (ts, WAKEUP)
         record = self.off_cpu.get(pid)
         if record is not None and record[3] is None:
             record[3] = ts
+        if pid in self.running:
+            # Woken while still on a CPU (it had not switched out yet): no wait.
+            self.woken_while_running += 1
+            return
+        enqueue = event in ENQUEUE_EVENTS
+        entry = self.queued.get(pid)
+        if entry is not None:
+            if entry[Q_KIND] == PREEMPT:
+                return  # preempted, still queued: woken before it ran again
+            if not enqueue or entry[Q_ENQUEUED]:
+                # A second wakeup of a woken task: it ran and slept in between, unseen.
+                self.unmeasured[REWOKEN] += 1
+                entry = None
+            else:
+                entry[Q_ENQUEUED] = True
+                if target_cpu is not None:
+                    entry[Q_CPU] = target_cpu
+                    entry[Q_IDLE_SEQ] = self.idle_seq[target_cpu]
+                return
+        self.queued[pid] = [ts, WAKEUP, target_cpu, enqueue, self.idle_seq[target_cpu]]
+
+    def migrate(self, ts, cpu, pid, orig_cpu, dest_cpu, waker=None):
+        """``sched_migrate_task``: before the enqueue it places a woken task, after it moves it."""
+        self.counts["sched_migrate_task"] += 1
+        if waker is not None:
+            self._running(ts, cpu, waker, None)
+            self.last_event[cpu] = ts
+        entry = self.queued.get(pid)
+        if entry is None:
+            return
+        if entry[Q_KIND] == WAKEUP and not entry[Q_ENQUEUED]:
+            entry[Q_CPU] = dest_cpu
+            entry[Q_IDLE_SEQ] = self.idle_seq[dest_cpu]
+        else:
+            del self.queued[pid]
+            self.unmeasured[MIGRATED] += 1
 
     def switch(self, ts, cpu, prev_comm, prev_pid, prev_state, next_comm, next_pid):
         self.counts["sched_switch"] += 1
@@ -321,35 +248,33 @@ class SchedAnalyzer:
         self._running(ts, cpu, prev_pid, prev_comm)
         self.current[cpu] = next_pid
         self.last_event[cpu] = ts
-        if next_pid:
-            self.comms[next_pid] = next_comm
+        running = self.running
+        if running.get(prev_pid) == cpu:
+            del running[prev_pid]
         watch = self.watch
         if prev_pid:
             if prev_state & STATE_RUNNING_MASK == 0:
-                self.queued[prev_pid] = (ts, PREEMPT)
-            else:
-                self.queued.pop(prev_pid, None)
-                if watch and watch.matches(prev_pid, prev_comm) and prev_state & (STATE_S | STATE_D):
-                    state = "D" if prev_state & STATE_D else "S"
-                    self.off_cpu[prev_pid] = [ts, state, None, None, prev_comm]
-                    if state == "D":
-                        self.pending_stack[cpu] = prev_pid
+                self.queued[prev_pid] = [ts, PREEMPT, cpu, True, self.idle_seq[cpu]]
+            elif watch and prev_state & (STATE_S | STATE_D) and watch.matches(prev_pid, prev_comm):
+                state = "D" if prev_state & STATE_D else "S"
+                self.off_cpu[prev_pid] = [ts, state, None, None, prev_comm]
+                if state == "D":
+                    self.pending_stack[cpu] = prev_pid
         history = self.history.get(cpu)
         if history is None:
             history = self.history[cpu] = collections.deque(maxlen=self.history_len)
         if next_pid:
-            queued = self.queued.pop(next_pid, None)
-            if queued is not None:
-                latency = ts - queued[0]
-                if latency < 0:
-                    # The wakeup was stamped on another CPU whose clock ran ahead.
-                    self.clock_underflows += 1
-                    latency = 0
-                self._record_latency(latency, queued, ts, cpu, next_pid, next_comm, history)
+            running[next_pid] = cpu
+            self.comms[next_pid] = next_comm
+            entry = self.queued.pop(next_pid, None)
+            if entry is not None:
+                self._end_wait(entry, ts, cpu, next_pid, next_comm, history)
             if watch:
                 record = self.off_cpu.pop(next_pid, None)
                 if record is not None:
                     self._record_off_cpu(next_pid, record, ts, ongoing=False)
+        else:
+            self.idle_seq[cpu] += 1
         history.append((ts, next_pid, next_comm))
 
     def kernel_stack(self, ts, cpu, pid, addresses):
@@ -361,13 +286,36 @@ class SchedAnalyzer:
                 record[2] = list(addresses)
 
     # -- bookkeeping -----------------------------------------------------------
+    def _end_wait(self, entry, ts, cpu, pid, comm, history):
+        """A switch-in ends a wait: measure it if nothing contradicts it."""
+        if entry[Q_CPU] is not None and entry[Q_CPU] != cpu:
+            self.unmeasured[CPU_MISMATCH] += 1
+            return
+        if entry[Q_ENQUEUED] and entry[Q_CPU] is not None and self.idle_seq[cpu] != entry[Q_IDLE_SEQ]:
+            self.unmeasured[IDLE_CPU] += 1
+            return
+        since = entry[Q_SINCE]
+        if self.losses and self._overlaps_loss(since, ts):
+            self.unmeasured[LOST] += 1
+            return
+        latency = ts - since
+        if latency < 0:
+            if latency < -CLOCK_TOLERANCE_NS:
+                self.unmeasured[CLOCK_ORDER] += 1
+                return
+            # The wakeup was stamped on another CPU whose clock ran a little ahead.
+            self.clock_underflows += 1
+            latency = 0
+        self._record_latency(latency, entry, ts, cpu, pid, comm, history)
+
     def _running(self, ts, cpu, pid, comm):
         """``pid`` is on ``cpu`` now; if no switch put it there, the kernel did not record one.
 
-        Some kernels do not emit sched_switch when a CPU leaves idle (seen on a 6.18 VM
-        kernel for CPU 1).  Such a switch-in is inferred at the CPU's previous event
-        (for history: who held the CPU), and the task's wait, whose end is unknown, is
-        dropped and counted instead of being measured wrong.
+        This kernel (docs/sched-audit.md) records no sched_switch when CPU 1 leaves
+        idle, and sometimes none when it goes back.  A task seen running without a
+        switch-in ends its wait unmeasured (its end is unknown); the idle task seen
+        on a CPU believed busy means the CPU went idle, which contradicts the
+        waits queued there.  For history, the switch is put at the CPU's previous event.
         """
         current = self.current.get(cpu)
         if current is None or current == pid:
@@ -375,34 +323,47 @@ class SchedAnalyzer:
             return
         self.inferred_switch_ins += 1
         self.current[cpu] = pid
-        if pid and self.queued.pop(pid, None) is not None:
-            self.unmeasured_waits += 1
+        running = self.running
+        if running.get(current) == cpu:
+            del running[current]
+        if pid:
+            running[pid] = cpu
+            if self.queued.pop(pid, None) is not None:
+                self.unmeasured[RAN_UNTRACED] += 1
+        else:
+            self.idle_seq[cpu] += 1
         history = self.history.get(cpu)
         if history is not None:
             history.append((self.last_event.get(cpu, ts), pid, comm or self.comms.get(pid, b"?")))
 
-    def _record_latency(self, latency, queued, ts, cpu, pid, comm, history):
-        kind = queued[1]
+    def _record_latency(self, latency, entry, ts, cpu, pid, comm, history):
+        kind = entry[Q_KIND]
         self.series["all"].add(latency)
         self.series[kind].add(latency)
         per_cpu = self.per_cpu.get(cpu)
         if per_cpu is None:
             per_cpu = self.per_cpu[cpu] = self._new_series(max(1000, self.exact_cap // 8))
         per_cpu.add(latency)
+        since = entry[Q_SINCE]
         if self.watch and self.watch.matches(pid, comm):
             task = self._task(pid, comm)
             if task is not None:
                 task["runqueue"].add(latency)
+                self._keep_worst(task["worst"], latency, {"latency_ns": latency, "cpu": cpu, "kind": kind,
+                                                          "since_ns": since, "until_ns": ts})
         worst = self.worst
         if len(worst) < self.worst_count or latency > worst[0][0]:
+            self._keep_worst(worst, latency, {
+                "latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": kind,
+                "since_ns": since, "until_ns": ts, "ran_meanwhile": self._ran_meanwhile(history, since, ts)})
+
+    def _keep_worst(self, heap, latency, record):
+        if len(heap) < self.worst_count or latency > heap[0][0]:
             self._seq += 1
-            record = {"latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": kind,
-                      "since_ns": queued[0], "until_ns": ts,
-                      "ran_meanwhile": self._ran_meanwhile(history, queued[0], ts)}
-            if len(worst) < self.worst_count:
-                heapq.heappush(worst, (latency, self._seq, record))
+            if len(heap) < self.worst_count:
+                heapq.heappush(heap, (latency, self._seq, record))
             else:
-                heapq.heapreplace(worst, (latency, self._seq, record))
+                heapq.heapreplace(heap, (latency, self._seq, record))
 
     @staticmethod
     def _ran_meanwhile(history, since, until):
@@ -429,7 +390,7 @@ class SchedAnalyzer:
                 return None
             cap = max(1000, self.exact_cap // 8)
             task = self.tasks[pid] = {"pid": pid, "comm": comm, "runqueue": self._new_series(cap),
-                                      "S": self._new_series(cap), "D": self._new_series(cap)}
+                                      "S": self._new_series(cap), "D": self._new_series(cap), "worst": []}
         task["comm"] = comm
         return task
 
@@ -461,6 +422,15 @@ class SchedAnalyzer:
                 self._record_off_cpu(pid, record, end_ts, ongoing=True)
         self.off_cpu = {}
 
+    def coverage(self):
+        """How much of the window the latency numbers cover: measured vs unmeasured waits."""
+        measured = self.series["all"].count
+        unmeasured = self.unmeasured_waits
+        total = measured + unmeasured
+        return {"measured": measured, "unmeasured": unmeasured,
+                "unmeasured_by_reason": dict((r, self.unmeasured.get(r, 0)) for r in UNMEASURED_REASONS),
+                "measured_fraction": round(measured / float(total), 4) if total else None}
+
     def result(self, symbols=None, facts_by_pid=None):
         """The analysis as plain data (JSON-ready), times in us / ms."""
         facts_by_pid = facts_by_pid or {}
@@ -472,16 +442,19 @@ class SchedAnalyzer:
                 return ["0x%x" % a for a in stack]
             return [symbols.name(a) for a in stack]
 
+        def by_size(heap):
+            return [item[2] for item in sorted(heap, key=lambda item: (-item[0], item[1]))]
+
         worst = []
-        for latency, _seq, record in sorted(self.worst, key=lambda item: (-item[0], item[1])):
-            worst.append({"latency_us": round(latency / 1000.0, 3), "pid": record["pid"],
+        for record in by_size(self.worst):
+            worst.append({"latency_us": round(record["latency_ns"] / 1000.0, 3), "pid": record["pid"],
                           "comm": comm_text(record["comm"]), "cpu": record["cpu"], "kind": record["kind"],
                           "since_ns": record["since_ns"], "until_ns": record["until_ns"],
                           "ran_meanwhile": record["ran_meanwhile"]["tasks"],
                           "ran_meanwhile_complete": record["ran_meanwhile"]["complete"]})
         longest = []
-        for duration, _seq, entry in sorted(self.longest_d, key=lambda item: (-item[0], item[1])):
-            longest.append({"duration_ms": round(duration / 1e6, 3), "pid": entry["pid"],
+        for entry in by_size(self.longest_d):
+            longest.append({"duration_ms": round(entry["duration_ns"] / 1e6, 3), "pid": entry["pid"],
                             "comm": comm_text(entry["comm"]), "state": "D",
                             "blocked_ms": round(entry["blocked_ns"] / 1e6, 3),
                             "since_ns": entry["since_ns"], "until_ns": entry["until_ns"],
@@ -491,9 +464,13 @@ class SchedAnalyzer:
             task = self.tasks[pid]
             item = {"pid": pid, "comm": comm_text(task["comm"]),
                     "runqueue": task["runqueue"].summary("us"),
+                    "worst_waits": [{"latency_us": round(r["latency_ns"] / 1000.0, 3), "cpu": r["cpu"],
+                                     "kind": r["kind"], "since_ns": r["since_ns"], "until_ns": r["until_ns"]}
+                                    for r in by_size(task["worst"])],
                     "offcpu": {"S": task["S"].summary("ms"), "D": task["D"].summary("ms")}}
             item.update(facts_by_pid.get(pid, {}))
             tasks.append(item)
+        coverage = self.coverage()
         return {
             "latency": dict((name, series.summary("us")) for name, series in self.series.items()),
             "per_cpu": dict((str(cpu), self.per_cpu[cpu].summary("us")) for cpu in sorted(self.per_cpu)),
@@ -503,7 +480,10 @@ class SchedAnalyzer:
             "longest_d": longest,
             "clock_underflows": self.clock_underflows,
             "inferred_switch_ins": self.inferred_switch_ins,
-            "unmeasured_waits": self.unmeasured_waits,
+            "woken_while_running": self.woken_while_running,
+            "unmeasured_waits": coverage["unmeasured"],
+            "unmeasured_by_reason": coverage["unmeasured_by_reason"],
+            "coverage": coverage,
             "event_counts": dict(self.counts),
             "first_ns": self.first_ts,
             "last_ns": self.last_ts,
