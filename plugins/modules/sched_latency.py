@@ -224,7 +224,7 @@ def main():
     # What the window writes, for check mode and for the record (building it touches nothing).
     planner = sched_collector.SchedCollector(tracefs, name, sched_analysis.SchedAnalyzer(), params["buffer_size_kb"],
                                              stack_pids=watched if params["stack_traces"] else ())
-    plan = planner.plan()
+    plan = planner.plan_commands()
     if module.check_mode:
         module.exit_json(changed=False, plan=plan, facts=facts, watched_pids=watched,
                          msg="would trace %s for %s s in instance %s (check mode: nothing traced)"

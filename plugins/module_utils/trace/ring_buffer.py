@@ -25,6 +25,8 @@ import os
 import re
 import struct
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
+
 TYPE_PADDING = 29
 TYPE_TIME_EXTEND = 30
 TYPE_TIME_STAMP = 31
@@ -236,15 +238,5 @@ class RawReader:
 
 
 def cpu_stats(instance_path, cpu):
-    """``per_cpu/cpuN/stats`` as a dict of ints (overrun, dropped events, ...)."""
-    stats = {}
-    try:
-        with open(os.path.join(instance_path, "per_cpu", "cpu%d" % cpu, "stats")) as handle:
-            for line in handle:
-                key, _sep, value = line.partition(":")
-                value = value.strip()
-                if re.match(r"^\d+$", value):
-                    stats[key.strip().replace(" ", "_")] = int(value)
-    except (IOError, OSError):
-        pass
-    return stats
+    """``per_cpu/cpuN/stats`` as a dict of ints (overrun, commit_overrun, dropped_events, ...)."""
+    return per_cpu.cpu_stats(instance_path, cpu)
