@@ -35,7 +35,7 @@ import struct
 
 # Re-exported: the series are part of this module's interface.
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.series import (  # noqa: F401
-    LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, log2_histogram_us, _fine_bin,
+    LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, FLUSH_AT, log2_histogram_us, _fine_bin,
     _fine_bin_middle, _nearest_rank)
 
 # prev_state bits as the sched_switch format prints them.
@@ -158,9 +158,31 @@ class SchedAnalyzer:
         self.unmeasured = collections.Counter()
         self.losses = []            # sorted, merged [since, until] intervals with lost events
         self._loss_starts = []
-        self.counts = collections.Counter()
+        self._counts = collections.Counter()
+        self.n_switches = 0         # counted apart from ``counts``: the hottest event
         self.first_ts = None
         self.last_ts = None
+        self.watching = bool(self.watch)
+        self._worst_floor = -1      # a wait must exceed this to enter ``worst``
+        self._all_pending = self.series["all"].pending
+        self._all_add = self._all_pending.append
+        self._wakeup_add = self.series[WAKEUP].pending.append
+        self._preempt_add = self.series[PREEMPT].pending.append
+        self._per_cpu_add = {}      # cpu -> append of its series' pending list
+
+    def _per_cpu_series(self, cpu):
+        series = self.per_cpu.get(cpu)
+        if series is None:
+            series = self.per_cpu[cpu] = self._new_series(max(1000, self.exact_cap // 8))
+            self._per_cpu_add[cpu] = series.pending.append
+        return series
+
+    def flush(self):
+        """Fold the samples waiting in every series (bounded memory; result() does it too)."""
+        for series in self.series.values():
+            series.flush()
+        for series in self.per_cpu.values():
+            series.flush()
 
     def _new_series(self, exact_cap=None):
         return LatencySeries(exact_cap or self.exact_cap, self.tail_cap)
@@ -195,14 +217,16 @@ class SchedAnalyzer:
         ``sched_waking`` starts a wait; ``sched_wakeup``/``sched_wakeup_new``
         put the task on ``target_cpu``'s run queue (the enqueue).
         """
-        self.counts[event] += 1
+        self._counts[event] += 1
         self.comms[pid] = comm
         if waker is not None:
-            self._running(ts, cpu, waker, None)
+            if self.current.get(cpu, waker) != waker:
+                self._running(ts, cpu, waker, None)
             self.last_event[cpu] = ts
-        record = self.off_cpu.get(pid)
-        if record is not None and record[3] is None:
-            record[3] = ts
+        if self.watching:
+            record = self.off_cpu.get(pid)
+            if record is not None and record[3] is None:
+                record[3] = ts
         if pid in self.running:
             # Woken while still on a CPU (it had not switched out yet): no wait.
             self.woken_while_running += 1
@@ -226,7 +250,7 @@ class SchedAnalyzer:
 
     def migrate(self, ts, cpu, pid, orig_cpu, dest_cpu, waker=None):
         """``sched_migrate_task``: before the enqueue it places a woken task, after it moves it."""
-        self.counts["sched_migrate_task"] += 1
+        self._counts["sched_migrate_task"] += 1
         if waker is not None:
             self._running(ts, cpu, waker, None)
             self.last_event[cpu] = ts
@@ -241,21 +265,25 @@ class SchedAnalyzer:
             self.unmeasured[MIGRATED] += 1
 
     def switch(self, ts, cpu, prev_comm, prev_pid, prev_state, next_comm, next_pid):
-        self.counts["sched_switch"] += 1
+        # The hot path (every other event): checks inlined, rare cases in helpers.
+        self.n_switches += 1
         if self.first_ts is None:
             self.first_ts = ts
         self.last_ts = ts
-        self._running(ts, cpu, prev_pid, prev_comm)
-        self.current[cpu] = next_pid
+        current = self.current
+        believed = current.get(cpu)
+        if believed != prev_pid and believed is not None:
+            self._running(ts, cpu, prev_pid, prev_comm)
+        current[cpu] = next_pid
         self.last_event[cpu] = ts
         running = self.running
         if running.get(prev_pid) == cpu:
             del running[prev_pid]
-        watch = self.watch
+        watching = self.watching
         if prev_pid:
             if prev_state & STATE_RUNNING_MASK == 0:
                 self.queued[prev_pid] = [ts, PREEMPT, cpu, True, self.idle_seq[cpu]]
-            elif watch and prev_state & (STATE_S | STATE_D) and watch.matches(prev_pid, prev_comm):
+            elif watching and prev_state & (STATE_S | STATE_D) and self.watch.matches(prev_pid, prev_comm):
                 state = "D" if prev_state & STATE_D else "S"
                 self.off_cpu[prev_pid] = [ts, state, None, None, prev_comm]
                 if state == "D":
@@ -268,8 +296,25 @@ class SchedAnalyzer:
             self.comms[next_pid] = next_comm
             entry = self.queued.pop(next_pid, None)
             if entry is not None:
-                self._end_wait(entry, ts, cpu, next_pid, next_comm, history)
-            if watch:
+                since = entry[0]
+                latency = ts - since
+                if (entry[2] == cpu and latency >= 0 and not self.losses
+                        and self.idle_seq[cpu] == entry[4] and not watching):
+                    # Proven (queued here, CPU never idle since, nothing lost): the common case.
+                    # Straight into the series' pending lists; folded every FLUSH_AT waits.
+                    self._all_add(latency)
+                    (self._wakeup_add if entry[1] is WAKEUP else self._preempt_add)(latency)
+                    per_cpu_add = self._per_cpu_add.get(cpu)
+                    if per_cpu_add is None:
+                        per_cpu_add = self._per_cpu_series(cpu).pending.append
+                    per_cpu_add(latency)
+                    if len(self._all_pending) >= FLUSH_AT:
+                        self.flush()
+                    if latency > self._worst_floor:
+                        self._record_worst(latency, entry, ts, cpu, next_pid, next_comm, history)
+                else:
+                    self._end_wait(entry, ts, cpu, next_pid, next_comm, history)
+            if watching:
                 record = self.off_cpu.pop(next_pid, None)
                 if record is not None:
                     self._record_off_cpu(next_pid, record, ts, ongoing=False)
@@ -278,7 +323,7 @@ class SchedAnalyzer:
         history.append((ts, next_pid, next_comm))
 
     def kernel_stack(self, ts, cpu, pid, addresses):
-        self.counts["kernel_stack"] += 1
+        self._counts["kernel_stack"] += 1
         if self.pending_stack.get(cpu) == pid:
             del self.pending_stack[cpu]
             record = self.off_cpu.get(pid)
@@ -340,22 +385,24 @@ class SchedAnalyzer:
         kind = entry[Q_KIND]
         self.series["all"].add(latency)
         self.series[kind].add(latency)
-        per_cpu = self.per_cpu.get(cpu)
-        if per_cpu is None:
-            per_cpu = self.per_cpu[cpu] = self._new_series(max(1000, self.exact_cap // 8))
-        per_cpu.add(latency)
+        self._per_cpu_series(cpu).add(latency)
         since = entry[Q_SINCE]
-        if self.watch and self.watch.matches(pid, comm):
+        if self.watching and self.watch.matches(pid, comm):
             task = self._task(pid, comm)
             if task is not None:
                 task["runqueue"].add(latency)
                 self._keep_worst(task["worst"], latency, {"latency_ns": latency, "cpu": cpu, "kind": kind,
                                                           "since_ns": since, "until_ns": ts})
-        worst = self.worst
-        if len(worst) < self.worst_count or latency > worst[0][0]:
-            self._keep_worst(worst, latency, {
-                "latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": kind,
-                "since_ns": since, "until_ns": ts, "ran_meanwhile": self._ran_meanwhile(history, since, ts)})
+        if latency > self._worst_floor:
+            self._record_worst(latency, entry, ts, cpu, pid, comm, history)
+
+    def _record_worst(self, latency, entry, ts, cpu, pid, comm, history):
+        since = entry[Q_SINCE]
+        self._keep_worst(self.worst, latency, {
+            "latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": entry[Q_KIND],
+            "since_ns": since, "until_ns": ts, "ran_meanwhile": self._ran_meanwhile(history, since, ts)})
+        if len(self.worst) >= self.worst_count:
+            self._worst_floor = self.worst[0][0]
 
     def _keep_worst(self, heap, latency, record):
         if len(heap) < self.worst_count or latency > heap[0][0]:
@@ -422,6 +469,17 @@ class SchedAnalyzer:
                 self._record_off_cpu(pid, record, end_ts, ongoing=True)
         self.off_cpu = {}
 
+    @property
+    def counts(self):
+        """Events seen, by name."""
+        return self.event_counts()
+
+    def event_counts(self):
+        counts = dict(self._counts)
+        if self.n_switches:
+            counts["sched_switch"] = self.n_switches
+        return counts
+
     def coverage(self):
         """How much of the window the latency numbers cover: measured vs unmeasured waits."""
         measured = self.series["all"].count
@@ -484,7 +542,7 @@ class SchedAnalyzer:
             "unmeasured_waits": coverage["unmeasured"],
             "unmeasured_by_reason": coverage["unmeasured_by_reason"],
             "coverage": coverage,
-            "event_counts": dict(self.counts),
+            "event_counts": self.event_counts(),
             "first_ns": self.first_ts,
             "last_ns": self.last_ts,
         }

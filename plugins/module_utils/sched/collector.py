@@ -336,26 +336,28 @@ class _Dispatcher:
 
     def __init__(self, analyzer, kinds):
         self.analyzer = analyzer
-        self.by_id = {}
-        for event_id, name in kinds.items():
-            self.by_id[event_id] = name
+        ids = dict((name, event_id) for event_id, name in kinds.items())
+        self.switch_id = ids.get("sched_switch")
+        self.migrate_id = ids.get("sched_migrate_task")
+        self.stack_id = ids.get("kernel_stack")
+        self.wake_names = dict((event_id, name) for event_id, name in kinds.items() if "wak" in name)
 
     def __call__(self, events):
         analyzer = self.analyzer
-        kinds = self.by_id
+        switch_id = self.switch_id
+        migrate_id = self.migrate_id
+        wake_names = self.wake_names
         switch = analyzer.switch
         wakeup = analyzer.wakeup
-        migrate = analyzer.migrate
         for ts, cpu, event_id, fields in events:
-            kind = kinds[event_id]
-            if kind == "sched_switch":
-                switch(ts, cpu, fields[0], fields[1], fields[2], fields[3], fields[4])
-            elif kind == "sched_migrate_task":
-                migrate(ts, cpu, fields[1], fields[2], fields[3], fields[0])
-            elif kind == "kernel_stack":
-                analyzer.kernel_stack(ts, cpu, fields[0], sched_analysis.stack_addresses(fields[1], fields[2]))
+            if event_id == switch_id:
+                switch(ts, cpu, *fields)
+            elif event_id in wake_names:
+                wakeup(ts, cpu, fields[2], fields[1], wake_names[event_id], fields[0], fields[3])
+            elif event_id == migrate_id:
+                analyzer.migrate(ts, cpu, fields[1], fields[2], fields[3], fields[0])
             else:
-                wakeup(ts, cpu, fields[2], fields[1], kind, fields[0], fields[3])
+                analyzer.kernel_stack(ts, cpu, fields[0], sched_analysis.stack_addresses(fields[1], fields[2]))
 
 
 def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=(), watch_comm_regex=(),

@@ -18,6 +18,9 @@ from array import array
 SUB_BITS = 7
 MAX_RELATIVE_ERROR = 1.0 / (1 << (SUB_BITS + 1))  # bin half-width / lower bound
 
+# Samples added between two bulk folds (bounded memory, see LatencySeries.flush).
+FLUSH_AT = 4096
+
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
 
 
@@ -79,60 +82,106 @@ class LatencySeries:
     error, flagged in ``exact``.  max, min, count and mean are always exact.
     """
 
-    __slots__ = ("count", "total", "max", "min", "samples", "exact_cap", "tail_cap", "tail",
-                 "fine", "log2")
+    __slots__ = ("_count", "_total", "_max", "_min", "samples", "exact_cap", "tail_cap", "tail",
+                 "fine", "log2", "pending")
 
     def __init__(self, exact_cap=100000, tail_cap=10000):
-        self.count = 0
-        self.total = 0
-        self.max = 0
-        self.min = None
+        self._count = 0
+        self._total = 0
+        self._max = 0
+        self._min = None
         self.samples = array("q")
         self.exact_cap = exact_cap
         self.tail_cap = tail_cap
         self.tail = None
         self.fine = None
         self.log2 = None
+        # New samples wait here and are folded in bulk (``flush``): one list
+        # append per sample on the hot path; at most FLUSH_AT of them.
+        self.pending = []
 
     def add(self, value):
-        self.count += 1
-        self.total += value
-        if value > self.max:
-            self.max = value
-        if self.min is None or value < self.min:
-            self.min = value
-        samples = self.samples
-        if samples is not None:
-            samples.append(value)
-            if len(samples) > self.exact_cap:
-                self._fold()
-            return
-        key = _fine_bin(value)
-        self.fine[key] = self.fine.get(key, 0) + 1
-        k = (value // 1000).bit_length()
-        self.log2[k] = self.log2.get(k, 0) + 1
-        tail = self.tail
-        if len(tail) < self.tail_cap:
-            heapq.heappush(tail, value)
-        elif value > tail[0]:
-            heapq.heapreplace(tail, value)
+        pending = self.pending
+        pending.append(value)
+        if len(pending) >= FLUSH_AT:
+            self.flush()
 
-    def _fold(self):
-        fine = {}
-        log2 = {}
-        for value in self.samples:
-            key = _fine_bin(value)
+    @property
+    def count(self):
+        self.flush()
+        return self._count
+
+    @property
+    def total(self):
+        self.flush()
+        return self._total
+
+    @property
+    def max(self):
+        self.flush()
+        return self._max
+
+    @property
+    def min(self):
+        self.flush()
+        return self._min
+
+    def flush(self):
+        """Fold the pending samples in (C-speed bulk steps where possible)."""
+        if not self.pending:
+            return
+        values = list(self.pending)
+        del self.pending[:]   # in place: callers may hold ``pending.append``
+        self._count += len(values)
+        self._total += sum(values)
+        high = max(values)
+        low = min(values)
+        if high > self._max:
+            self._max = high
+        if self._min is None or low < self._min:
+            self._min = low
+        if self.samples is not None:
+            self.samples.extend(values)
+            if len(self.samples) > self.exact_cap:
+                self._fold(self.samples)
+            return
+        self._bin(values)
+        tail = self.tail
+        cap = self.tail_cap
+        threshold = tail[0] if len(tail) >= cap else -1
+        for value in values:
+            if value > threshold:
+                if len(tail) < cap:
+                    heapq.heappush(tail, value)
+                else:
+                    heapq.heapreplace(tail, value)
+                    threshold = tail[0]
+
+    def _bin(self, values):
+        fine = self.fine
+        log2 = self.log2
+        small = 1 << (SUB_BITS + 1)
+        for value in values:
+            if value < small:
+                key = value
+            else:
+                shift = value.bit_length() - (SUB_BITS + 1)
+                key = ((shift + 1) << (SUB_BITS + 1)) | (value >> shift)
             fine[key] = fine.get(key, 0) + 1
             k = (value // 1000).bit_length()
             log2[k] = log2.get(k, 0) + 1
-        self.fine = fine
-        self.log2 = log2
-        self.tail = heapq.nlargest(self.tail_cap, self.samples)
+
+    def _fold(self, samples):
+        self.fine = {}
+        self.log2 = {}
+        self._bin(samples)
+        self.tail = heapq.nlargest(self.tail_cap, samples)
         heapq.heapify(self.tail)
         self.samples = None
 
     def percentile(self, percent):
         """(value_ns, exact) of the nearest-rank percentile, or (None, True)."""
+        self.flush()
         if not self.count:
             return None, True
         rank = _nearest_rank(self.count, percent)
@@ -151,6 +200,7 @@ class LatencySeries:
     def summary(self, unit="us"):
         """Plain dict for JSON: count, mean, min, max, percentiles, log2 histogram."""
         divisor = 1000.0 if unit == "us" else 1000000.0
+        self.flush()
         result = {"count": self.count}
         if not self.count:
             for name, _percent in PERCENTILES:

@@ -166,7 +166,8 @@ class PageSpool:
         streams = dict((cpu, self.pages(cpu)) for cpu in self.files)
         newest = dict((cpu, -1) for cpu in streams)
         pending = []
-        parse_page = ring_buffer.parse_page
+        decode_page = ring_buffer.decode_page
+        table = ring_buffer.compile_decoders(decoders)
         while streams:
             cpu = min(streams, key=newest.__getitem__)
             chunk = next(streams[cpu], None)
@@ -175,7 +176,7 @@ class PageSpool:
             else:
                 start = len(pending)
                 for page in chunk:
-                    parse_page(page, layout, decoders, cpu, pending)
+                    decode_page(page, layout, table, cpu, pending)
                 if len(pending) > start:
                     newest[cpu] = pending[-1][0]
             watermark = min([newest[c] for c in streams] or [0])

@@ -128,8 +128,10 @@ class PageLayout:
         return cls(commit[0], commit[1], data[0])
 
 
+_U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
+_HEAD = struct.Struct("=IH")   # event header word + the common_type of a short event
 
 
 def parse_page(page, layout, decoders, cpu, out):
@@ -141,6 +143,17 @@ def parse_page(page, layout, decoders, cpu, out):
     ``caller``).  Other events are skipped by their length.  Returns the number of events the writer
     overwrote before this page (-1: some, count unknown; 0: none).
     """
+    return decode_page(page, layout, compile_decoders(decoders), cpu, out)
+
+
+def compile_decoders(decoders):
+    """The table ``decode_page`` uses: id -> (unpack_from, size, index, tail)."""
+    return dict((event_id, (unpacker.unpack_from, unpacker.size, index, tail))
+                for event_id, (unpacker, index, tail) in decoders.items())
+
+
+def decode_page(page, layout, table, cpu, out):
+    """``parse_page`` with a ``compile_decoders`` table (built once per window, not per page)."""
     ts, commit = layout.header.unpack_from(page, 0)
     size = commit & COMMIT_MASK
     missed = 0
@@ -151,50 +164,50 @@ def parse_page(page, layout, decoders, cpu, out):
     pos = layout.data_offset
     end = min(layout.data_offset + size, len(page))
     unpack_u32 = _U32.unpack_from
+    unpack_head = _HEAD.unpack_from
+    get = table.get
     append = out.append
     while pos < end:
-        word = unpack_u32(page, pos)[0]
+        # Header word and, for the usual short event, its type id in one unpack.
+        word, event_id = unpack_head(page, pos) if pos + 6 <= end else (unpack_u32(page, pos)[0], None)
         type_len = word & 31
-        delta = word >> 5
-        if type_len == 0:
+        if 0 < type_len <= 28:
+            ts += word >> 5
+            data = pos + 4
+            pos = data + (type_len << 2)
+        elif type_len == 0:
+            ts += word >> 5
             length = ((unpack_u32(page, pos + 4)[0] - 4) + 3) & ~3
             data = pos + 8
-            ts += delta
-        elif type_len <= 28:
-            length = type_len << 2
-            data = pos + 4
-            ts += delta
+            pos = data + length
+            event_id = _U16.unpack_from(page, data)[0]
         elif type_len == TYPE_PADDING:
-            if delta == 0:
+            if word >> 5 == 0:
                 break  # the rest of the page is padding
             # A discarded event: skip it; its delta is only a marker.
             pos += 4 + unpack_u32(page, pos + 4)[0]
             continue
         elif type_len == TYPE_TIME_EXTEND:
-            ts += (unpack_u32(page, pos + 4)[0] << TS_SHIFT) + delta
+            ts += (unpack_u32(page, pos + 4)[0] << TS_SHIFT) + (word >> 5)
             pos += 8
             continue
         else:  # TYPE_TIME_STAMP: absolute
-            ts = ((unpack_u32(page, pos + 4)[0] << TS_SHIFT) + delta) | (ts & TS_MSB)
+            ts = ((unpack_u32(page, pos + 4)[0] << TS_SHIFT) + (word >> 5)) | (ts & TS_MSB)
             pos += 8
             continue
-        pos = data + length
-        event_id = page[data] | (page[data + 1] << 8) if _LITTLE else (page[data] << 8) | page[data + 1]
-        decoder = decoders.get(event_id)
+        decoder = get(event_id)
         if decoder is not None:
-            unpacker, index, tail = decoder
-            if unpacker.size > length:
+            unpack, need, index, tail = decoder
+            if need > pos - data:
                 continue
-            fields = unpacker.unpack_from(page, data)
+            fields = unpack(page, data)
             if index is not None:
                 fields = tuple(fields[i] for i in index)
             if tail is not None:
-                fields = fields + (page[data + tail:data + length],)
+                fields = fields + (page[data + tail:pos],)
             append((ts, cpu, event_id, fields))
     return missed
 
-
-_LITTLE = struct.pack("=H", 1) == b"\x01\x00"
 
 
 class RawReader:
