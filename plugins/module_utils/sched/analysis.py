@@ -29,6 +29,7 @@ __metaclass__ = type
 
 import bisect
 import collections
+import functools
 import heapq
 import re
 import struct
@@ -45,7 +46,9 @@ STATE_D = 0x2
 
 WAKEUP = "wakeup"
 PREEMPT = "preempt"
+SWITCH = "sched_switch"   # the ``kind`` of a switch in ``SchedAnalyzer.feed``
 ENQUEUE_EVENTS = ("sched_wakeup", "sched_wakeup_new")
+WAKE_EVENTS = ("sched_waking",) + ENQUEUE_EVENTS
 
 # Why a wait was not measured (keys of ``unmeasured_by_reason``).
 REWOKEN = "woken_again"              # woken again before any switch-in: it ran unseen in between
@@ -217,6 +220,11 @@ class SchedAnalyzer:
         ``sched_waking`` starts a wait; ``sched_wakeup``/``sched_wakeup_new``
         put the task on ``target_cpu``'s run queue (the enqueue).
         """
+        self.wake_fields(event, ts, cpu, (waker, comm, pid, target_cpu))
+
+    def wake_fields(self, event, ts, cpu, fields):
+        """``wakeup()`` with the fields as decoded: (common_pid, comm, pid, target_cpu)."""
+        waker, comm, pid, target_cpu = fields
         self._counts[event] += 1
         self.comms[pid] = comm
         if waker is not None:
@@ -250,6 +258,11 @@ class SchedAnalyzer:
 
     def migrate(self, ts, cpu, pid, orig_cpu, dest_cpu, waker=None):
         """``sched_migrate_task``: before the enqueue it places a woken task, after it moves it."""
+        self.migrate_fields(ts, cpu, (waker, pid, orig_cpu, dest_cpu))
+
+    def migrate_fields(self, ts, cpu, fields):
+        """``migrate()`` with the fields as decoded: (common_pid, pid, orig_cpu, dest_cpu)."""
+        waker, pid, _orig_cpu, dest_cpu = fields
         self._counts["sched_migrate_task"] += 1
         if waker is not None:
             self._running(ts, cpu, waker, None)
@@ -265,62 +278,111 @@ class SchedAnalyzer:
             self.unmeasured[MIGRATED] += 1
 
     def switch(self, ts, cpu, prev_comm, prev_pid, prev_state, next_comm, next_pid):
-        # The hot path (every other event): checks inlined, rare cases in helpers.
-        self.n_switches += 1
-        if self.first_ts is None:
-            self.first_ts = ts
-        self.last_ts = ts
+        self.feed(((ts, cpu, SWITCH, (prev_comm, prev_pid, prev_state, next_comm, next_pid)),))
+
+    def feed(self, events, handlers=None, switch_kind=SWITCH):
+        """Analyse ``(ts, cpu, kind, fields)`` events in time order.
+
+        ``kind`` is ``switch_kind`` (fields as ``switch()`` takes them) or a key of
+        ``handlers``, whose value is called as ``handler(ts, cpu, fields)``.
+        The switch, every other event, is handled inline here (the hot path:
+        local names, no call per event); rare cases go to helpers.
+        """
         current = self.current
-        believed = current.get(cpu)
-        if believed != prev_pid and believed is not None:
-            self._running(ts, cpu, prev_pid, prev_comm)
-        current[cpu] = next_pid
-        self.last_event[cpu] = ts
         running = self.running
-        if running.get(prev_pid) == cpu:
-            del running[prev_pid]
+        queued = self.queued
+        idle_seq = self.idle_seq
+        histories = self.history
+        comms = self.comms
+        per_cpu_adds = self._per_cpu_add
+        all_add, wakeup_add, preempt_add = self._all_add, self._wakeup_add, self._preempt_add
+        all_pending = self._all_pending
         watching = self.watching
-        if prev_pid:
-            if prev_state & STATE_RUNNING_MASK == 0:
-                self.queued[prev_pid] = [ts, PREEMPT, cpu, True, self.idle_seq[cpu]]
-            elif watching and prev_state & (STATE_S | STATE_D) and self.watch.matches(prev_pid, prev_comm):
-                state = "D" if prev_state & STATE_D else "S"
-                self.off_cpu[prev_pid] = [ts, state, None, None, prev_comm]
-                if state == "D":
-                    self.pending_stack[cpu] = prev_pid
-        history = self.history.get(cpu)
-        if history is None:
-            history = self.history[cpu] = collections.deque(maxlen=self.history_len)
-        if next_pid:
-            running[next_pid] = cpu
-            self.comms[next_pid] = next_comm
-            entry = self.queued.pop(next_pid, None)
-            if entry is not None:
-                since = entry[0]
-                latency = ts - since
-                if (entry[2] == cpu and latency >= 0 and not self.losses
-                        and self.idle_seq[cpu] == entry[4] and not watching):
-                    # Proven (queued here, CPU never idle since, nothing lost): the common case.
-                    # Straight into the series' pending lists; folded every FLUSH_AT waits.
-                    self._all_add(latency)
-                    (self._wakeup_add if entry[1] is WAKEUP else self._preempt_add)(latency)
-                    per_cpu_add = self._per_cpu_add.get(cpu)
-                    if per_cpu_add is None:
-                        per_cpu_add = self._per_cpu_series(cpu).pending.append
-                    per_cpu_add(latency)
-                    if len(self._all_pending) >= FLUSH_AT:
-                        self.flush()
-                    if latency > self._worst_floor:
-                        self._record_worst(latency, entry, ts, cpu, next_pid, next_comm, history)
-                else:
-                    self._end_wait(entry, ts, cpu, next_pid, next_comm, history)
-            if watching:
-                record = self.off_cpu.pop(next_pid, None)
-                if record is not None:
-                    self._record_off_cpu(next_pid, record, ts, ongoing=False)
-        else:
-            self.idle_seq[cpu] += 1
-        history.append((ts, next_pid, next_comm))
+        measured_fast = not watching and not self.losses
+        worst_floor = self._worst_floor
+        n_switches = 0
+        ts = None
+        for ts, cpu, kind, fields in events:
+            if kind != switch_kind:
+                handlers[kind](ts, cpu, fields)
+                continue
+            n_switches += 1
+            prev_comm, prev_pid, prev_state, next_comm, next_pid = fields
+            believed = current.get(cpu)
+            if believed != prev_pid and believed is not None:
+                self._running(ts, cpu, prev_pid, prev_comm)
+            current[cpu] = next_pid
+            if running.get(prev_pid) == cpu:
+                del running[prev_pid]
+            if prev_pid:
+                if prev_state & STATE_RUNNING_MASK == 0:
+                    queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq[cpu]]
+                elif watching and prev_state & (STATE_S | STATE_D):
+                    prev_comm = prev_comm or comms.get(prev_pid, b"")
+                    if self.watch.matches(prev_pid, prev_comm):
+                        self._switched_out(ts, cpu, prev_pid, prev_comm, prev_state)
+            history = histories.get(cpu)
+            if history is None:
+                history = histories[cpu] = collections.deque(maxlen=self.history_len)
+            if next_pid:
+                running[next_pid] = cpu
+                if watching:
+                    comms[next_pid] = next_comm
+                entry = queued.pop(next_pid, None)
+                if entry is not None:
+                    latency = ts - entry[0]
+                    if measured_fast and entry[2] == cpu and latency >= 0 and idle_seq[cpu] == entry[4]:
+                        # Proven (queued here, CPU never idle since, nothing lost): the common case.
+                        # Straight into the series' pending lists; folded every FLUSH_AT waits.
+                        all_add(latency)
+                        (wakeup_add if entry[1] is WAKEUP else preempt_add)(latency)
+                        add = per_cpu_adds.get(cpu)
+                        if add is None:
+                            add = self._per_cpu_series(cpu).pending.append
+                        add(latency)
+                        if latency > worst_floor:
+                            self._record_worst(latency, entry, ts, cpu, next_pid, next_comm, history)
+                            worst_floor = self._worst_floor
+                    else:
+                        self._end_wait(entry, ts, cpu, next_pid, next_comm, history)
+                        worst_floor = self._worst_floor
+                if watching:
+                    record = self.off_cpu.pop(next_pid, None)
+                    if record is not None:
+                        self._record_off_cpu(next_pid, record, ts, ongoing=False)
+            else:
+                idle_seq[cpu] += 1
+            history.append((ts, next_pid, next_comm))
+        if len(all_pending) >= FLUSH_AT:
+            self.flush()  # memory stays bounded by the batch size plus FLUSH_AT
+        if n_switches:
+            self.n_switches += n_switches
+            if self.first_ts is None:
+                self.first_ts = events[0][0] if isinstance(events, (list, tuple)) else ts
+            self.last_ts = ts
+
+    def handlers(self, kinds):
+        """``feed`` handlers for decoded events: {id: handler} from {id: event name}."""
+        handlers = {}
+        for kind, name in kinds.items():
+            if name == "sched_migrate_task":
+                handlers[kind] = self.migrate_fields
+            elif name == "kernel_stack":
+                handlers[kind] = self.stack_fields
+            elif name in WAKE_EVENTS:
+                handlers[kind] = functools.partial(self.wake_fields, name)
+        return handlers
+
+    def _switched_out(self, ts, cpu, pid, comm, prev_state):
+        """A watched task left the CPU asleep (S) or blocked (D): its off-CPU interval starts."""
+        state = "D" if prev_state & STATE_D else "S"
+        self.off_cpu[pid] = [ts, state, None, None, comm]
+        if state == "D":
+            self.pending_stack[cpu] = pid
+
+    def stack_fields(self, ts, cpu, fields):
+        """A decoded ftrace kernel_stack: (common_pid, size, raw caller array)."""
+        self.kernel_stack(ts, cpu, fields[0], stack_addresses(fields[1], fields[2]))
 
     def kernel_stack(self, ts, cpu, pid, addresses):
         self._counts["kernel_stack"] += 1
@@ -379,7 +441,9 @@ class SchedAnalyzer:
             self.idle_seq[cpu] += 1
         history = self.history.get(cpu)
         if history is not None:
-            history.append((self.last_event.get(cpu, ts), pid, comm or self.comms.get(pid, b"?")))
+            # At the CPU's previous event: its last wakeup/migration or its last switch.
+            since = max(self.last_event.get(cpu, -1), history[-1][0] if history else -1)
+            history.append((since if since >= 0 else ts, pid, comm or self.comms.get(pid) or b"?"))
 
     def _record_latency(self, latency, entry, ts, cpu, pid, comm, history):
         kind = entry[Q_KIND]

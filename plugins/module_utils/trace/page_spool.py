@@ -20,6 +20,7 @@ __metaclass__ = type
 
 import errno
 import fcntl
+import operator
 import os
 import struct
 import tempfile
@@ -217,5 +218,4 @@ def _close(fd):
         pass
 
 
-def _timestamp(event):
-    return event[0]
+_timestamp = operator.itemgetter(0)

@@ -73,11 +73,12 @@ class EventFormat:
             raise ValueError("not an event format file (no name/ID line)")
         return cls(name, event_id, fields)
 
-    def struct_for(self, names):
+    def struct_for(self, names, blank=()):
         """A ``struct.Struct`` unpacking ``names`` (in that order) from the payload.
 
         Integers are native-endian (trace_pipe_raw is the machine's layout);
-        ``char x[N]`` fields come back as bytes.
+        ``char x[N]`` fields come back as bytes.  Fields in ``blank`` keep
+        their place but come back as ``b""`` without being read (cheaper).
         """
         wanted = []
         for field in names:
@@ -90,6 +91,9 @@ class EventFormat:
         fmt = "="
         position = 0
         for offset, size, signed, field in order:
+            if field in blank:
+                fmt += "0s"
+                continue
             if offset > position:
                 fmt += "%dx" % (offset - position)
             code = _INT_CODES.get((size, signed))
@@ -132,6 +136,7 @@ _U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
 _HEAD = struct.Struct("=IH")   # event header word + the common_type of a short event
+_HEAD_PAD = b"\0" * _HEAD.size
 
 
 def parse_page(page, layout, decoders, cpu, out):
@@ -163,13 +168,15 @@ def decode_page(page, layout, table, cpu, out):
             missed = _U64.unpack_from(page, layout.data_offset + size)[0]
     pos = layout.data_offset
     end = min(layout.data_offset + size, len(page))
+    if end + _HEAD.size > len(page):
+        page += _HEAD_PAD  # so the combined unpack below may read past the last word
     unpack_u32 = _U32.unpack_from
     unpack_head = _HEAD.unpack_from
     get = table.get
     append = out.append
     while pos < end:
         # Header word and, for the usual short event, its type id in one unpack.
-        word, event_id = unpack_head(page, pos) if pos + 6 <= end else (unpack_u32(page, pos)[0], None)
+        word, event_id = unpack_head(page, pos)
         type_len = word & 31
         if 0 < type_len <= 28:
             ts += word >> 5
