@@ -226,7 +226,8 @@ class SchedAnalyzer:
         """``wakeup()`` with the fields as decoded: (common_pid, comm, pid, target_cpu)."""
         waker, comm, pid, target_cpu = fields
         self._counts[event] += 1
-        self.comms[pid] = comm
+        if comm:
+            self.comms[pid] = comm
         if waker is not None:
             if self.current.get(cpu, waker) != waker:
                 self._running(ts, cpu, waker, None)
@@ -318,7 +319,7 @@ class SchedAnalyzer:
                 if prev_state & STATE_RUNNING_MASK == 0:
                     queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq[cpu]]
                 elif watching and prev_state & (STATE_S | STATE_D):
-                    prev_comm = prev_comm or comms.get(prev_pid, b"")
+                    prev_comm = prev_comm or self._name(prev_pid)
                     if self.watch.matches(prev_pid, prev_comm):
                         self._switched_out(ts, cpu, prev_pid, prev_comm, prev_state)
             history = histories.get(cpu)
@@ -443,7 +444,18 @@ class SchedAnalyzer:
         if history is not None:
             # At the CPU's previous event: its last wakeup/migration or its last switch.
             since = max(self.last_event.get(cpu, -1), history[-1][0] if history else -1)
-            history.append((since if since >= 0 else ts, pid, comm or self.comms.get(pid) or b"?"))
+            history.append((since if since >= 0 else ts, pid, comm or self._name(pid)))
+
+    def _name(self, pid):
+        """A task's last known name (decoding skips names the hot path does not need)."""
+        comm = self.comms.get(pid)
+        if comm:
+            return comm
+        for history in self.history.values():
+            for _ts, other, comm in reversed(history):
+                if other == pid:
+                    return comm
+        return b"?"
 
     def _record_latency(self, latency, entry, ts, cpu, pid, comm, history):
         kind = entry[Q_KIND]

@@ -45,7 +45,7 @@ FIELDS = {
     "sched_migrate_task": ("common_pid", "pid", "orig_cpu", "dest_cpu"),
 }
 # Kept in place but not read: the analysis knows a task's name from its switch-in.
-BLANK_FIELDS = ("prev_comm",)
+BLANK_FIELDS = ("prev_comm", "comm")
 MAX_STACK_PIDS = 150
 DEFAULT_MAX_SPOOL_MB = 2048
 RMDIR_ATTEMPTS = 20   # rmdir is EBUSY while any file of the instance is open, briefly
