@@ -83,11 +83,19 @@ def run_tree(cmd, **kwargs):
 
 
 def remove_instance(name):
+    """Remove this benchmark's instance (trace-cmd's readers may take a moment to let go)."""
     path = "/sys/kernel/tracing/instances/%s" % name
-    if os.path.isdir(path):
-        with open(os.path.join(path, "set_event"), "w") as handle:
-            handle.write("")
-        os.rmdir(path)
+    for _attempt in range(100):
+        if not os.path.isdir(path):
+            return
+        try:
+            with open(os.path.join(path, "set_event"), "w") as handle:
+                handle.write("")
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("could not remove %s" % path)
 
 
 def collector_row(result, seconds):

@@ -201,3 +201,39 @@ def test_every_reason_is_reported_even_when_zero():
     assert sorted(result["unmeasured_by_reason"]) == sorted(sa.UNMEASURED_REASONS)
     assert result["coverage"] == {"measured": 0, "unmeasured": 0, "measured_fraction": None,
                                   "unmeasured_by_reason": result["unmeasured_by_reason"]}
+
+
+def test_the_batch_path_gives_the_same_result_as_the_method_calls():
+    """``feed`` (what the collector uses, with its inline fast paths) and the per-event methods agree."""
+    import random
+    rng = random.Random(5)
+    events = []
+    ts = 0
+    running = {0: 0, 1: 0}
+    for _step in range(20000):
+        ts += rng.randint(1, 3000)
+        cpu = rng.randint(0, 1)
+        if rng.random() < 0.5:
+            pid = rng.randint(1, 12)
+            events.append((ts, cpu, "wakeup", (running[cpu], b"", pid, rng.randint(0, 1))))
+        elif rng.random() < 0.05:
+            events.append((ts, cpu, "migrate", (running[cpu], rng.randint(1, 12), 0, 1)))
+        else:
+            nxt = rng.choice([0] + list(range(1, 13)))
+            events.append((ts, cpu, sa.SWITCH, (b"", running[cpu], rng.choice([0, 1, 2, 0x100]), b"t%d" % nxt, nxt)))
+            running[cpu] = nxt
+    by_methods = sa.SchedAnalyzer()
+    for ts, cpu, kind, f in events:
+        if kind == "wakeup":
+            by_methods.wakeup(ts, cpu, f[2], f[1], "sched_wakeup", f[0], f[3])
+        elif kind == "migrate":
+            by_methods.migrate(ts, cpu, f[1], f[2], f[3], f[0])
+        else:
+            by_methods.switch(ts, cpu, *f)
+    batched = sa.SchedAnalyzer()
+    handlers = batched.handlers({"wakeup": "sched_wakeup", "migrate": "sched_migrate_task"})
+    for start in range(0, len(events), 777):
+        batched.feed(events[start:start + 777], handlers, sa.SWITCH, "wakeup")
+    one, two = by_methods.result(), batched.result()
+    assert one["latency"]["all"]["count"] > 1000 and one["unmeasured_waits"] > 100
+    assert one == two

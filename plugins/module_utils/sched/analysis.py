@@ -31,10 +31,14 @@ import bisect
 import collections
 import functools
 import heapq
-import re
-import struct
 
-# Re-exported: the series are part of this module's interface.
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import result as sched_result
+# Why a wait was not measured: the reasons live with the result that reports them.
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.result import (  # noqa: F401
+    REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER, UNMEASURED_REASONS)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import OffCpuIntervals, stack_addresses  # noqa: F401
+# Re-exported: the series and the watch list are part of this module's interface.
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.watch import WatchSpec, comm_text  # noqa: F401
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.series import (  # noqa: F401
     LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, FLUSH_AT, log2_histogram_us, _fine_bin,
     _fine_bin_middle, _nearest_rank)
@@ -50,53 +54,12 @@ SWITCH = "sched_switch"   # the ``kind`` of a switch in ``SchedAnalyzer.feed``
 ENQUEUE_EVENTS = ("sched_wakeup", "sched_wakeup_new")
 WAKE_EVENTS = ("sched_waking",) + ENQUEUE_EVENTS
 
-# Why a wait was not measured (keys of ``unmeasured_by_reason``).
-REWOKEN = "woken_again"              # woken again before any switch-in: it ran unseen in between
-RAN_UNTRACED = "ran_without_switch_in"  # seen running (its own event) with no switch-in recorded
-MIGRATED = "migrated_while_waiting"  # moved to another run queue after it was enqueued
-CPU_MISMATCH = "switched_in_elsewhere"  # switched in on a CPU it was not queued on
-IDLE_CPU = "cpu_went_idle"           # its CPU went idle while it was queued there
-LOST = "events_lost"                 # events were lost while it waited
-CLOCK_ORDER = "clock_order"          # switched in before it was woken, beyond the clock tolerance
-UNMEASURED_REASONS = (REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER)
-
 # Per-CPU trace clocks may disagree by a little: a switch-in stamped up to this
 # much "before" its wakeup on another CPU is a wait of 0 (counted); more is a contradiction.
 CLOCK_TOLERANCE_NS = 10000
 
 # Fields of a queued-wait record (a list, for speed).
 Q_SINCE, Q_KIND, Q_CPU, Q_ENQUEUED, Q_IDLE_SEQ = range(5)
-
-
-class WatchSpec:
-    """Which tasks to follow closely: pids, exact comms, comm regexes."""
-
-    def __init__(self, pids=(), comms=(), comm_regexes=()):
-        self.pids = set(int(p) for p in pids)
-        self.comms = set(c.encode("utf-8")[:15] if not isinstance(c, bytes) else c for c in comms)
-        self.regexes = [re.compile(r.encode("utf-8") if not isinstance(r, bytes) else r) for r in comm_regexes]
-        self._cache = {}
-
-    def __bool__(self):
-        return bool(self.pids or self.comms or self.regexes)
-
-    __nonzero__ = __bool__
-
-    def matches(self, pid, comm):
-        if pid in self.pids:
-            return True
-        found = self._cache.get(comm)
-        if found is None:
-            found = comm in self.comms or any(r.search(comm) for r in self.regexes)
-            self._cache[comm] = found
-        return found
-
-
-def comm_text(comm):
-    """A raw ``char comm[16]`` as text."""
-    if isinstance(comm, bytes):
-        return comm.split(b"\0", 1)[0].decode("utf-8", "replace")
-    return comm
 
 
 class KernelSymbols:
@@ -127,7 +90,7 @@ class KernelSymbols:
         return "%s+0x%x" % (self.names[index], address - self.addresses[index])
 
 
-class SchedAnalyzer:
+class SchedAnalyzer(OffCpuIntervals):
     """Streaming state machine over scheduler events in time order."""
 
     def __init__(self, watch=None, worst_count=10, longest_d_count=10, exact_cap=100000,
@@ -153,7 +116,7 @@ class SchedAnalyzer:
         self.clock_underflows = 0
         self.current = {}           # cpu -> pid believed on CPU
         self.running = {}           # pid -> cpu it is believed to run on
-        self.idle_seq = collections.Counter()  # cpu -> times it went idle
+        self.idle_seq = {}          # cpu -> times it went idle
         self.last_event = {}        # cpu -> ts of its latest event
         self.comms = {}             # pid -> last comm seen (bounded by the number of tasks)
         self.inferred_switch_ins = 0
@@ -226,6 +189,7 @@ class SchedAnalyzer:
         """``wakeup()`` with the fields as decoded: (common_pid, comm, pid, target_cpu)."""
         waker, comm, pid, target_cpu = fields
         self._counts[event] += 1
+        self._seen(ts, ts)
         if comm:
             self.comms[pid] = comm
         if waker is not None:
@@ -253,9 +217,9 @@ class SchedAnalyzer:
                 entry[Q_ENQUEUED] = True
                 if target_cpu is not None:
                     entry[Q_CPU] = target_cpu
-                    entry[Q_IDLE_SEQ] = self.idle_seq[target_cpu]
+                    entry[Q_IDLE_SEQ] = self.idle_seq.get(target_cpu, 0)
                 return
-        self.queued[pid] = [ts, WAKEUP, target_cpu, enqueue, self.idle_seq[target_cpu]]
+        self.queued[pid] = [ts, WAKEUP, target_cpu, enqueue, self.idle_seq.get(target_cpu, 0)]
 
     def migrate(self, ts, cpu, pid, orig_cpu, dest_cpu, waker=None):
         """``sched_migrate_task``: before the enqueue it places a woken task, after it moves it."""
@@ -265,6 +229,7 @@ class SchedAnalyzer:
         """``migrate()`` with the fields as decoded: (common_pid, pid, orig_cpu, dest_cpu)."""
         waker, pid, _orig_cpu, dest_cpu = fields
         self._counts["sched_migrate_task"] += 1
+        self._seen(ts, ts)
         if waker is not None:
             self._running(ts, cpu, waker, None)
             self.last_event[cpu] = ts
@@ -273,7 +238,7 @@ class SchedAnalyzer:
             return
         if entry[Q_KIND] == WAKEUP and not entry[Q_ENQUEUED]:
             entry[Q_CPU] = dest_cpu
-            entry[Q_IDLE_SEQ] = self.idle_seq[dest_cpu]
+            entry[Q_IDLE_SEQ] = self.idle_seq.get(dest_cpu, 0)
         else:
             del self.queued[pid]
             self.unmeasured[MIGRATED] += 1
@@ -281,11 +246,13 @@ class SchedAnalyzer:
     def switch(self, ts, cpu, prev_comm, prev_pid, prev_state, next_comm, next_pid):
         self.feed(((ts, cpu, SWITCH, (prev_comm, prev_pid, prev_state, next_comm, next_pid)),))
 
-    def feed(self, events, handlers=None, switch_kind=SWITCH):
+    def feed(self, events, handlers=None, switch_kind=SWITCH, enqueue_kind=None):
         """Analyse ``(ts, cpu, kind, fields)`` events in time order.
 
         ``kind`` is ``switch_kind`` (fields as ``switch()`` takes them) or a key of
-        ``handlers``, whose value is called as ``handler(ts, cpu, fields)``.
+        ``handlers``, whose value is called as ``handler(ts, cpu, fields)``;
+        ``enqueue_kind`` (sched_wakeup, fields as ``wake_fields`` takes them) has
+        its common case inline too.
         The switch, every other event, is handled inline here (the hot path:
         local names, no call per event); rare cases go to helpers.
         """
@@ -293,6 +260,7 @@ class SchedAnalyzer:
         running = self.running
         queued = self.queued
         idle_seq = self.idle_seq
+        last_event = self.last_event
         histories = self.history
         comms = self.comms
         per_cpu_adds = self._per_cpu_add
@@ -302,9 +270,24 @@ class SchedAnalyzer:
         measured_fast = not watching and not self.losses
         worst_floor = self._worst_floor
         n_switches = 0
+        n_enqueues = 0
         ts = None
+        if events and self.first_ts is None:
+            self.first_ts = events[0][0]
         for ts, cpu, kind, fields in events:
             if kind != switch_kind:
+                if kind == enqueue_kind and not watching:
+                    waker, comm, pid, target = fields
+                    believed = current.get(cpu)
+                    if (believed == waker or believed is None) and pid not in running and pid not in queued:
+                        # A sleeping task put on a run queue: a wait starts.
+                        n_enqueues += 1
+                        current[cpu] = waker
+                        last_event[cpu] = ts
+                        if comm:
+                            comms[pid] = comm
+                        queued[pid] = [ts, WAKEUP, target, True, idle_seq.get(target, 0)]
+                        continue
                 handlers[kind](ts, cpu, fields)
                 continue
             n_switches += 1
@@ -317,7 +300,7 @@ class SchedAnalyzer:
                 del running[prev_pid]
             if prev_pid:
                 if prev_state & STATE_RUNNING_MASK == 0:
-                    queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq[cpu]]
+                    queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq.get(cpu, 0)]
                 elif watching and prev_state & (STATE_S | STATE_D):
                     prev_comm = prev_comm or self._name(prev_pid)
                     if self.watch.matches(prev_pid, prev_comm):
@@ -332,7 +315,7 @@ class SchedAnalyzer:
                 entry = queued.pop(next_pid, None)
                 if entry is not None:
                     latency = ts - entry[0]
-                    if measured_fast and entry[2] == cpu and latency >= 0 and idle_seq[cpu] == entry[4]:
+                    if measured_fast and entry[2] == cpu and latency >= 0 and idle_seq.get(cpu, 0) == entry[4]:
                         # Proven (queued here, CPU never idle since, nothing lost): the common case.
                         # Straight into the series' pending lists; folded every FLUSH_AT waits.
                         all_add(latency)
@@ -352,15 +335,22 @@ class SchedAnalyzer:
                     if record is not None:
                         self._record_off_cpu(next_pid, record, ts, ongoing=False)
             else:
-                idle_seq[cpu] += 1
+                idle_seq[cpu] = idle_seq.get(cpu, 0) + 1
             history.append((ts, next_pid, next_comm))
         if len(all_pending) >= FLUSH_AT:
             self.flush()  # memory stays bounded by the batch size plus FLUSH_AT
+        if n_enqueues:
+            self._counts["sched_wakeup"] += n_enqueues
         if n_switches:
             self.n_switches += n_switches
-            if self.first_ts is None:
-                self.first_ts = events[0][0] if isinstance(events, (list, tuple)) else ts
+        if ts is not None:
             self.last_ts = ts
+
+    def _seen(self, first, last):
+        """``first_ns``/``last_ns``: the first and last event analysed, of any kind."""
+        if self.first_ts is None:
+            self.first_ts = first
+        self.last_ts = last
 
     def handlers(self, kinds):
         """``feed`` handlers for decoded events: {id: handler} from {id: event name}."""
@@ -374,32 +364,13 @@ class SchedAnalyzer:
                 handlers[kind] = functools.partial(self.wake_fields, name)
         return handlers
 
-    def _switched_out(self, ts, cpu, pid, comm, prev_state):
-        """A watched task left the CPU asleep (S) or blocked (D): its off-CPU interval starts."""
-        state = "D" if prev_state & STATE_D else "S"
-        self.off_cpu[pid] = [ts, state, None, None, comm]
-        if state == "D":
-            self.pending_stack[cpu] = pid
-
-    def stack_fields(self, ts, cpu, fields):
-        """A decoded ftrace kernel_stack: (common_pid, size, raw caller array)."""
-        self.kernel_stack(ts, cpu, fields[0], stack_addresses(fields[1], fields[2]))
-
-    def kernel_stack(self, ts, cpu, pid, addresses):
-        self._counts["kernel_stack"] += 1
-        if self.pending_stack.get(cpu) == pid:
-            del self.pending_stack[cpu]
-            record = self.off_cpu.get(pid)
-            if record is not None and record[2] is None:
-                record[2] = list(addresses)
-
     # -- bookkeeping -----------------------------------------------------------
     def _end_wait(self, entry, ts, cpu, pid, comm, history):
         """A switch-in ends a wait: measure it if nothing contradicts it."""
         if entry[Q_CPU] is not None and entry[Q_CPU] != cpu:
             self.unmeasured[CPU_MISMATCH] += 1
             return
-        if entry[Q_ENQUEUED] and entry[Q_CPU] is not None and self.idle_seq[cpu] != entry[Q_IDLE_SEQ]:
+        if entry[Q_ENQUEUED] and entry[Q_CPU] is not None and self.idle_seq.get(cpu, 0) != entry[Q_IDLE_SEQ]:
             self.unmeasured[IDLE_CPU] += 1
             return
         since = entry[Q_SINCE]
@@ -439,7 +410,7 @@ class SchedAnalyzer:
             if self.queued.pop(pid, None) is not None:
                 self.unmeasured[RAN_UNTRACED] += 1
         else:
-            self.idle_seq[cpu] += 1
+            self.idle_seq[cpu] = self.idle_seq.get(cpu, 0) + 1
         history = self.history.get(cpu)
         if history is not None:
             # At the CPU's previous event: its last wakeup/migration or its last switch.
@@ -476,7 +447,7 @@ class SchedAnalyzer:
         since = entry[Q_SINCE]
         self._keep_worst(self.worst, latency, {
             "latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": entry[Q_KIND],
-            "since_ns": since, "until_ns": ts, "ran_meanwhile": self._ran_meanwhile(history, since, ts)})
+            "since_ns": since, "until_ns": ts, "ran_meanwhile": sched_result.ran_meanwhile(history, since, ts)})
         if len(self.worst) >= self.worst_count:
             self._worst_floor = self.worst[0][0]
 
@@ -488,62 +459,13 @@ class SchedAnalyzer:
             else:
                 heapq.heapreplace(heap, (latency, self._seq, record))
 
-    @staticmethod
-    def _ran_meanwhile(history, since, until):
-        """Who held the CPU during [since, until], longest first (bounded history)."""
-        spans = collections.Counter()
-        names = {}
-        entries = list(history)
-        covered = bool(entries) and entries[0][0] <= since
-        for index, (start, pid, comm) in enumerate(entries):
-            end = entries[index + 1][0] if index + 1 < len(entries) else until
-            low, high = max(start, since), min(end, until)
-            if high > low:
-                spans[pid] += high - low
-                names[pid] = comm
-        ran = [{"pid": pid, "comm": comm_text(names[pid]), "us": round(ns / 1000.0, 3)}
-               for pid, ns in spans.most_common(5)]
-        return {"tasks": ran, "complete": covered}
+    def coverage(self):
+        """How much of the window the latency numbers cover: measured vs unmeasured waits."""
+        return sched_result.coverage_of(self)
 
-    def _task(self, pid, comm):
-        task = self.tasks.get(pid)
-        if task is None:
-            if len(self.tasks) >= self.max_watched_tasks:
-                self.tasks_dropped += 1
-                return None
-            cap = max(1000, self.exact_cap // 8)
-            task = self.tasks[pid] = {"pid": pid, "comm": comm, "runqueue": self._new_series(cap),
-                                      "S": self._new_series(cap), "D": self._new_series(cap), "worst": []}
-        task["comm"] = comm
-        return task
-
-    def _record_off_cpu(self, pid, record, ts, ongoing):
-        since, state, stack, woken, comm = record
-        duration = max(ts - since, 0)
-        task = self._task(pid, comm)
-        if task is not None:
-            task[state].add(duration)
-        if state != "D":
-            return
-        heap = self.longest_d
-        if len(heap) < self.longest_d_count or duration > heap[0][0]:
-            self._seq += 1
-            entry = {"duration_ns": duration, "pid": pid, "comm": comm, "since_ns": since,
-                     "until_ns": ts, "blocked_ns": (woken - since) if woken is not None else duration,
-                     "ongoing": ongoing, "stack": stack}
-            if len(heap) < self.longest_d_count:
-                heapq.heappush(heap, (duration, self._seq, entry))
-            else:
-                heapq.heapreplace(heap, (duration, self._seq, entry))
-
-    # -- result ----------------------------------------------------------------
-    def finish(self, end_ts=None):
-        """Close intervals still open at the end of the window (marked ongoing)."""
-        end_ts = end_ts if end_ts is not None else self.last_ts
-        for pid, record in list(self.off_cpu.items()):
-            if end_ts is not None:
-                self._record_off_cpu(pid, record, end_ts, ongoing=True)
-        self.off_cpu = {}
+    def result(self, symbols=None, facts_by_pid=None):
+        """The analysis as plain data (JSON-ready), times in us / ms."""
+        return sched_result.analysis_result(self, symbols=symbols, facts_by_pid=facts_by_pid)
 
     @property
     def counts(self):
@@ -555,77 +477,3 @@ class SchedAnalyzer:
         if self.n_switches:
             counts["sched_switch"] = self.n_switches
         return counts
-
-    def coverage(self):
-        """How much of the window the latency numbers cover: measured vs unmeasured waits."""
-        measured = self.series["all"].count
-        unmeasured = self.unmeasured_waits
-        total = measured + unmeasured
-        return {"measured": measured, "unmeasured": unmeasured,
-                "unmeasured_by_reason": dict((r, self.unmeasured.get(r, 0)) for r in UNMEASURED_REASONS),
-                "measured_fraction": round(measured / float(total), 4) if total else None}
-
-    def result(self, symbols=None, facts_by_pid=None):
-        """The analysis as plain data (JSON-ready), times in us / ms."""
-        facts_by_pid = facts_by_pid or {}
-
-        def symbolize(stack):
-            if not stack:
-                return []
-            if symbols is None:
-                return ["0x%x" % a for a in stack]
-            return [symbols.name(a) for a in stack]
-
-        def by_size(heap):
-            return [item[2] for item in sorted(heap, key=lambda item: (-item[0], item[1]))]
-
-        worst = []
-        for record in by_size(self.worst):
-            worst.append({"latency_us": round(record["latency_ns"] / 1000.0, 3), "pid": record["pid"],
-                          "comm": comm_text(record["comm"]), "cpu": record["cpu"], "kind": record["kind"],
-                          "since_ns": record["since_ns"], "until_ns": record["until_ns"],
-                          "ran_meanwhile": record["ran_meanwhile"]["tasks"],
-                          "ran_meanwhile_complete": record["ran_meanwhile"]["complete"]})
-        longest = []
-        for entry in by_size(self.longest_d):
-            longest.append({"duration_ms": round(entry["duration_ns"] / 1e6, 3), "pid": entry["pid"],
-                            "comm": comm_text(entry["comm"]), "state": "D",
-                            "blocked_ms": round(entry["blocked_ns"] / 1e6, 3),
-                            "since_ns": entry["since_ns"], "until_ns": entry["until_ns"],
-                            "ongoing": entry["ongoing"], "kernel_stack": symbolize(entry["stack"])})
-        tasks = []
-        for pid in sorted(self.tasks):
-            task = self.tasks[pid]
-            item = {"pid": pid, "comm": comm_text(task["comm"]),
-                    "runqueue": task["runqueue"].summary("us"),
-                    "worst_waits": [{"latency_us": round(r["latency_ns"] / 1000.0, 3), "cpu": r["cpu"],
-                                     "kind": r["kind"], "since_ns": r["since_ns"], "until_ns": r["until_ns"]}
-                                    for r in by_size(task["worst"])],
-                    "offcpu": {"S": task["S"].summary("ms"), "D": task["D"].summary("ms")}}
-            item.update(facts_by_pid.get(pid, {}))
-            tasks.append(item)
-        coverage = self.coverage()
-        return {
-            "latency": dict((name, series.summary("us")) for name, series in self.series.items()),
-            "per_cpu": dict((str(cpu), self.per_cpu[cpu].summary("us")) for cpu in sorted(self.per_cpu)),
-            "tasks": tasks,
-            "tasks_not_tracked": self.tasks_dropped,
-            "worst_waits": worst,
-            "longest_d": longest,
-            "clock_underflows": self.clock_underflows,
-            "inferred_switch_ins": self.inferred_switch_ins,
-            "woken_while_running": self.woken_while_running,
-            "unmeasured_waits": coverage["unmeasured"],
-            "unmeasured_by_reason": coverage["unmeasured_by_reason"],
-            "coverage": coverage,
-            "event_counts": self.event_counts(),
-            "first_ns": self.first_ts,
-            "last_ns": self.last_ts,
-        }
-
-
-def stack_addresses(count, raw):
-    """Addresses of a kernel_stack payload: ``count`` native longs of ``raw``."""
-    available = len(raw) // 8
-    count = max(0, min(count, available))
-    return [a for a in struct.unpack_from("=%dQ" % count, raw, 0) if a] if count else []

@@ -346,9 +346,9 @@ class SchedCollector:
             if stats.get("commit_overrun") or stats.get("dropped_events") or (stats.get("overrun") and cpu not in paged):
                 analyzer.lost(None, None)
         handlers = analyzer.handlers(self.kinds)
-        switch_id = [event_id for event_id, name in self.kinds.items() if name == "sched_switch"][0]
+        ids = dict((name, event_id) for event_id, name in self.kinds.items())
         for batch in self.spool.merged(self.layout, self.decoders):
-            analyzer.feed(batch, handlers, switch_id)
+            analyzer.feed(batch, handlers, ids["sched_switch"], ids.get("sched_wakeup"))
 
     def lost_events(self):
         """Events the kernel could not hand us: max of what stats and pages say."""
