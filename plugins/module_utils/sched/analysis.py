@@ -43,6 +43,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.series im
     LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, FLUSH_AT, log2_histogram_us, _fine_bin,
     _fine_bin_middle, _nearest_rank)
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
+
 # prev_state bits as the sched_switch format prints them.
 STATE_RUNNING_MASK = 0xff   # no bit set: R (the 0x100 bit is R+, preempted)
 STATE_S = 0x1
@@ -62,32 +64,8 @@ CLOCK_TOLERANCE_NS = 10000
 Q_SINCE, Q_KIND, Q_CPU, Q_ENQUEUED, Q_IDLE_SEQ = range(5)
 
 
-class KernelSymbols:
-    """Address -> ``function+0xoff`` from /proc/kallsyms (root sees real addresses)."""
-
-    def __init__(self, path="/proc/kallsyms"):
-        addresses = []
-        names = []
-        try:
-            with open(path) as handle:
-                for line in handle:
-                    parts = line.split()
-                    if len(parts) >= 3 and parts[1] in "tTwW":
-                        address = int(parts[0], 16)
-                        if address:
-                            addresses.append(address)
-                            names.append(parts[2])
-        except (IOError, OSError):
-            pass
-        order = sorted(range(len(addresses)), key=addresses.__getitem__)
-        self.addresses = [addresses[i] for i in order]
-        self.names = [names[i] for i in order]
-
-    def name(self, address):
-        index = bisect.bisect_right(self.addresses, address) - 1
-        if index < 0:
-            return "0x%x" % address
-        return "%s+0x%x" % (self.names[index], address - self.addresses[index])
+# /proc/kallsyms lookup lives with the other symbolizers (elf.symbols).
+KernelSymbols = elf_symbols.KernelSymbols
 
 
 class SchedAnalyzer(OffCpuIntervals):
