@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from xml.sax.saxutils import quoteattr
+
 # The analysis's reason keys (sched/result.py), as a reader would say them.
 REASON_TEXT = (
     ("woken_again", "woken again before a switch-in"),
@@ -61,3 +63,17 @@ def coverage_text(sched):
                             for key, count in sorted(cov["reasons"].items(), key=lambda item: -item[1]))
         text += "; not measured %d (the trace does not prove them): %s" % (cov["unmeasured"], reasons or "-")
     return text
+
+
+def coverage_properties(report):
+    """JUnit ``<properties>`` with every audited host's coverage (the percentiles' context in CI)."""
+    lines = []
+    for name in sorted(report["hosts"]):
+        sched = report["hosts"][name].get("sched_latency")
+        if not sched:
+            continue
+        text = coverage_text(sched)
+        summary = report["hosts"][name].get("summary") or {}
+        lines.append("<property name=%s value=%s/>" % (quoteattr("%s.p99_us" % name), quoteattr(str(summary.get("p99_us")))))
+        lines.append("<property name=%s value=%s/>" % (quoteattr("%s.coverage" % name), quoteattr(text)))
+    return ["<properties>"] + lines + ["</properties>"] if lines else []
