@@ -93,13 +93,13 @@ def main():
     try:
         print("%6s %8s %9s %11s %10s %13s" % ("hosts", "wall s", "window s", "outside s", "ctl cpu s", "cpu s / host"))
         for count in [int(n) for n in args.hosts.split(",")]:
-            runs = [run(count, args.window, workdir, extra_env) for _ in range(args.repeat)]
+            runs = [run(count, args.window, workdir, extra_env) for _run in range(args.repeat)]
             row = dict(min(runs, key=lambda r: r["outside_window_s"]))
             row["runs"] = runs
             rows.append(row)
-            print("%6d %8.2f %9.2f %11.2f %10.2f %13.3f" % (count, row["wall_s"], row["window_s"],
-                                                           row["outside_window_s"], row["controller_cpu_s"],
-                                                           row["controller_cpu_s_per_host"]))
+            cells = (count, row["wall_s"], row["window_s"], row["outside_window_s"], row["controller_cpu_s"],
+                     row["controller_cpu_s_per_host"])
+            print("%6d %8.2f %9.2f %11.2f %10.2f %13.3f" % cells)
             sys.stdout.flush()
         if rows[0]["outside_window_s"]:
             print("outside-window growth %d -> %d hosts: %.2fx" % (

@@ -243,7 +243,7 @@ def main():
         print("%8s | %9s %6s %9s %6s %6s | %9s %7s %8s %5s | %9s %6s %6s %6s %6s %9s" % header)
         for rounds in [int(s) for s in args.steps.split(",")]:
             runs = [step(load_binary, rounds, args.seconds, workdir, args.buffer_kb, baseline,
-                         sched_collector.EVENTS) for _ in range(args.repeat)]
+                         sched_collector.EVENTS) for _run in range(args.repeat)]
             row = median_row(runs)
             row["runs"] = runs
             rows.append(row)

@@ -17,6 +17,7 @@ def sched_doc(host, p99):
             "per_cpu": {}, "tasks": [], "worst_waits": [], "longest_d": [],
             "events": {"processed": 1000, "lost": 0, "complete": True}, "window": {"duration_s": 10}, "facts": {}}
 
+
 REASONS = {"woken_again": 0, "ran_without_switch_in": 30, "migrated_while_waiting": 20, "switched_in_elsewhere": 0,
            "cpu_went_idle": 0, "events_lost": 0, "clock_order": 0}
 

@@ -33,15 +33,18 @@ import functools
 import heapq
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import result as sched_result
-# Why a wait was not measured: the reasons live with the result that reports them.
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import OffCpuIntervals
+# Re-exported, part of this module's interface: the reasons a wait is not measured (they live with
+# the result that reports them), the series, the watch list, kernel stack decoding.
+# pylint: disable=unused-import
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.result import (  # noqa: F401
     REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER, UNMEASURED_REASONS)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import OffCpuIntervals, stack_addresses  # noqa: F401
-# Re-exported: the series and the watch list are part of this module's interface.
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import stack_addresses  # noqa: F401
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.watch import WatchSpec, comm_text  # noqa: F401
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.series import (  # noqa: F401
     LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, FLUSH_AT, log2_histogram_us, _fine_bin,
     _fine_bin_middle, _nearest_rank)
+# pylint: enable=unused-import
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 

@@ -51,6 +51,7 @@ def coverage_of(analyzer):
             "unmeasured_by_reason": dict((r, analyzer.unmeasured.get(r, 0)) for r in UNMEASURED_REASONS),
             "measured_fraction": round(measured / float(total), 4) if total else None}
 
+
 def analysis_result(analyzer, symbols=None, facts_by_pid=None):
     """The analysis as plain data (JSON-ready), times in us / ms."""
     facts_by_pid = facts_by_pid or {}

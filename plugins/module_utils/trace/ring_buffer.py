@@ -216,7 +216,6 @@ def decode_page(page, layout, table, cpu, out):
     return missed
 
 
-
 class RawReader:
     """Non-blocking readers of every CPU's trace_pipe_raw of one instance."""
 
