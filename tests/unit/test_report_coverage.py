@@ -59,3 +59,10 @@ def test_summary_fleet_table_and_every_format_show_it():
     assert '"unmeasured_by_reason"' in rendered["report.json"]
     props = dict((p.get("name"), p.get("value")) for p in ET.fromstring(rendered["junit.xml"]).iter("property"))
     assert wanted in props["node1.coverage"] and props["node1.p99_us"] == "100.0"
+
+
+def test_prometheus_text_counts_unmeasured_waits_by_reason():
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import prometheus
+    text = prometheus.render_host(build([audited("node1")]), "node1")
+    assert 'runqueue_waits_unmeasured_total{host="node1",reason="ran_without_switch_in"} 30' in text
+    assert 'reason="migrated_while_waiting"} 20' in text and 'reason="woken_again"' not in text

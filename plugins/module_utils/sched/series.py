@@ -83,7 +83,7 @@ class LatencySeries:
     error, flagged in ``exact``.  max, min, count and mean are always exact.
     """
 
-    __slots__ = ("_count", "_total", "_max", "_min", "samples", "exact_cap", "tail_cap", "tail",
+    __slots__ = ("_count", "_total", "_max", "_min", "_samples", "exact_cap", "tail_cap", "tail",
                  "fine", "log2", "pending")
 
     def __init__(self, exact_cap=100000, tail_cap=10000):
@@ -91,7 +91,7 @@ class LatencySeries:
         self._total = 0
         self._max = 0
         self._min = None
-        self.samples = array("q")
+        self._samples = array("q")
         self.exact_cap = exact_cap
         self.tail_cap = tail_cap
         self.tail = None
@@ -106,6 +106,12 @@ class LatencySeries:
         pending.append(value)
         if len(pending) >= FLUSH_AT:
             self.flush()
+
+    @property
+    def samples(self):
+        """Every sample while below ``exact_cap`` (``array('q')``, batches sorted), else None."""
+        self.flush()
+        return self._samples
 
     @property
     def count(self):
@@ -139,10 +145,10 @@ class LatencySeries:
             self._max = values[-1]
         if self._min is None or values[0] < self._min:
             self._min = values[0]
-        if self.samples is not None:
-            self.samples.extend(values)
-            if len(self.samples) > self.exact_cap:
-                self._fold(sorted(self.samples))
+        if self._samples is not None:
+            self._samples.extend(values)
+            if len(self._samples) > self.exact_cap:
+                self._fold(sorted(self._samples))
             return
         self._bin(values)
         tail = self.tail
@@ -185,7 +191,7 @@ class LatencySeries:
         self._bin(ordered)
         self.tail = ordered[-self.tail_cap:] if self.tail_cap else []
         heapq.heapify(self.tail)
-        self.samples = None
+        self._samples = None
 
     def percentile(self, percent):
         """(value_ns, exact) of the nearest-rank percentile, or (None, True)."""
@@ -193,8 +199,8 @@ class LatencySeries:
         if not self.count:
             return None, True
         rank = _nearest_rank(self.count, percent)
-        if self.samples is not None:
-            return sorted(self.samples)[rank - 1], True
+        if self._samples is not None:
+            return sorted(self._samples)[rank - 1], True
         from_top = self.count - rank  # 0 = the largest sample
         if from_top < len(self.tail):
             return sorted(self.tail, reverse=True)[from_top], True
@@ -216,7 +222,7 @@ class LatencySeries:
             result.update({"mean_%s" % unit: None, "min_%s" % unit: None, "max_%s" % unit: None,
                            "exact": True, "histogram_log2_us": []})
             return result
-        ordered = sorted(self.samples) if self.samples is not None else None
+        ordered = sorted(self._samples) if self._samples is not None else None
         exact_all = True
         for name, percent in PERCENTILES:
             if ordered is not None:

@@ -20,8 +20,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
-import os
 import re
 import struct
 
@@ -214,46 +212,6 @@ def decode_page(page, layout, table, cpu, out):
                 fields = fields + (page[data + tail:pos],)
             append((ts, cpu, event_id, fields))
     return missed
-
-
-class RawReader:
-    """Non-blocking readers of every CPU's trace_pipe_raw of one instance."""
-
-    def __init__(self, instance_path, cpus, page_size=4096):
-        self.instance_path = instance_path
-        self.page_size = page_size
-        self.fds = {}
-        try:
-            for cpu in cpus:
-                path = os.path.join(instance_path, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw")
-                self.fds[cpu] = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            self.close()
-            raise
-
-    def read_pages(self, cpu, limit=4096):
-        """Pages available now on ``cpu`` (maybe partial pages), without blocking."""
-        fd = self.fds[cpu]
-        pages = []
-        while len(pages) < limit:
-            try:
-                page = os.read(fd, self.page_size)
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EINTR):
-                    break
-                raise
-            if not page:
-                break
-            pages.append(page)
-        return pages
-
-    def close(self):
-        for fd in self.fds.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.fds = {}
 
 
 def cpu_stats(instance_path, cpu):
