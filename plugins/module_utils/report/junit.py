@@ -21,6 +21,8 @@ def xml_escape(value):
     # Control characters from comm names would make the file invalid XML.
     return _escape(xml_text(value))
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_properties
+
 
 def render_junit(report, suite="fleettrace.sched_latency"):
     """One testcase per host per check; skipped when the host has no data for it."""
@@ -31,6 +33,7 @@ def render_junit(report, suite="fleettrace.sched_latency"):
            "<testsuites>",
            "<testsuite name=%s tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"%d\" timestamp=%s>"
            % (quoteattr(suite), len(checks), failures, skipped, quoteattr(report["generated"]))]
+    out += coverage_properties(report)
     for c in checks:
         out.append("<testcase classname=%s name=%s>" % (quoteattr(c["host"]), quoteattr(c["check"])))
         if c["status"] == "failed":
