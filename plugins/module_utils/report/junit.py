@@ -10,6 +10,7 @@ __metaclass__ = type
 import json
 from xml.sax.saxutils import quoteattr as _quoteattr, escape as _escape
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_properties
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.escape import xml_text
 
 
@@ -20,8 +21,6 @@ def quoteattr(value):
 def xml_escape(value):
     # Control characters from comm names would make the file invalid XML.
     return _escape(xml_text(value))
-
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_properties
 
 
 def render_junit(report, suite="fleettrace.sched_latency"):
