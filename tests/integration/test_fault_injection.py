@@ -116,7 +116,10 @@ def start_diagnose(binary, tmp_path, run_id, timeout_s, inventory=None, env=None
                              "diagnose_timeout": timeout_s, "diagnose_results_dir": str(tmp_path / "results"),
                              "diagnose_run_id": run_id, "diagnose_report": False,
                              "threshold_capture_lease": LEASE_S})]
-    extra = {"ANSIBLE_REMOTE_TMP": str(tmp_path / "remote_tmp"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local_tmp")}
+    # Module files in a private remote_tmp (no pipelining): the test finds its own module processes
+    # by that path, never another agent's.
+    extra = {"ANSIBLE_REMOTE_TMP": str(tmp_path / "remote_tmp"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local_tmp"),
+             "ANSIBLE_PIPELINING": "False"}
     extra.update(env or {})
     return subprocess.Popen(cmd, cwd=REPO, env=ansible_env(extra), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
