@@ -50,6 +50,7 @@ class DwarfContext:
         self._aranges = None
         self._arange_starts = None
         self._cfa = None
+        self._index = None          # dwarf.index.FunctionIndex, or False when the DWARF cannot be indexed
         from elftools.dwarf.dwarf_expr import DWARFExprParser
         from elftools.dwarf.locationlists import LocationParser
         self.expr_parser = DWARFExprParser(self.dwarf.structs)
@@ -85,6 +86,10 @@ class DwarfContext:
         if data is None:
             data = self.sections[name] = self.info.debug.section_bytes(name) or b""
         return data
+
+    def section_size(self, name):
+        entry = self.info.debug.sections.get(name)
+        return entry[3] if entry is not None and self.info.debug.has_section_data(name) else 0
 
     def file_offset(self, vaddr):
         offset = self.info.binary.vaddr_to_file_offset(vaddr)
@@ -132,6 +137,47 @@ class DwarfContext:
             if self.die_contains(cu.get_top_DIE(), address):
                 return cu.cu_offset
         return None
+
+    @property
+    def function_index(self):
+        """dwarf.index.FunctionIndex (cached on disk by build-id), or None when the DWARF has
+        something the one-pass skim does not read (callers then walk the compile units)."""
+        if self._index is None:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+            try:
+                self._index = dwarf_index.function_index(self.build_id, self.section, self.section_size)
+            except dwarf_index.IndexBuildError:
+                self._index = False
+        return self._index or None
+
+    def named_subprograms(self, name):
+        """[(cu, die offset, has DW_AT_inline)] of the top-level subprograms with DW_AT_name ``name``,
+        in DIE order: from the function index, else by skimming every compile unit's top level."""
+        index = self.function_index
+        if index is not None:
+            return [(self.cu_at(cu_offset), offset, inline) for cu_offset, offset, inline in index.subprograms(name)]
+        found = []
+        for cu in self.dwarf.iter_CUs():
+            for info in self.top_level(cu) or []:
+                if info["tag"] == "DW_TAG_subprogram" and (info.get("DW_AT_name") or (None,))[0] == name:
+                    found.append((self.cu_at(cu.cu_offset), info["offset"], "DW_AT_inline" in info))
+        return found
+
+    def inlined_subroutines(self, cu, abstract_offset):
+        """DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is ``abstract_offset``, in DIE
+        order: from the function index, else by parsing the whole compile unit."""
+        index = self.function_index
+        if index is not None:
+            return [self.die_at(cu, offset)
+                    for offset in index.inlined_copies(abstract_offset, cu.cu_offset, cu.cu_offset + cu.size)]
+        found = []
+        for die in cu.iter_DIEs():
+            attr = die.attributes.get("DW_AT_abstract_origin") if die.tag == "DW_TAG_inlined_subroutine" else None
+            if attr is not None:
+                target = attr.value if attr.form == "DW_FORM_ref_addr" else attr.value + cu.cu_offset
+                if target == abstract_offset:
+                    found.append(die)
+        return found
 
     def cu_at(self, offset):
         cu = self.cus.get(offset)

@@ -39,22 +39,19 @@ def find_function(ctx, name, source=None):
                 found.append((cu, die))
     if found:
         return found
-    # Not in the symbol table (static in a stripped binary, or inlined only): search the
-    # CUs' top-level DIEs, but only when the name is in the string tables at all.
-    if not name_in_debug_strings(ctx, name):
+    # Not in the symbol table (static in a stripped binary, or inlined only): the function index
+    # (context.named_subprograms); without one, skim only when the name is in the string tables.
+    if ctx.function_index is None and not name_in_debug_strings(ctx, name):
         return found
     inlined_only = []
-    for cu in ctx.dwarf.iter_CUs():
+    for cu, offset, inline in ctx.named_subprograms(name):
         if source and not cu_matches(cu, source):
             continue
-        for info in ctx.top_level(cu) or []:
-            if info["tag"] != "DW_TAG_subprogram" or (info.get("DW_AT_name") or (None,))[0] != name:
-                continue
-            die = ctx.die_at(cu, info["offset"])
-            if ctx.die_ranges(die):
-                found.append((cu, die))
-            elif "DW_AT_inline" in info:
-                inlined_only.append((cu, die))
+        die = ctx.die_at(cu, offset)
+        if ctx.die_ranges(die):
+            found.append((cu, die))
+        elif inline:
+            inlined_only.append((cu, die))
     # An inline-only function: its abstract DIE stands for all its inlined copies.
     return found or inlined_only
 
@@ -162,13 +159,10 @@ def in_inlined_copy(ctx, cu, abstract, address):
 def inlined_copies(ctx, cu, abstract):
     """Entry addresses of every inlined copy of ``abstract`` in its CU, in DIE order as perf lists them."""
     addresses = []
-    for die in cu.iter_DIEs():
-        if die.tag != "DW_TAG_inlined_subroutine" or "DW_AT_abstract_origin" not in die.attributes:
-            continue
-        if _origin_offset(cu, die.attributes["DW_AT_abstract_origin"]) == abstract.offset:
-            pc = ctx.entry_pc(die)
-            if pc is not None and pc not in addresses:
-                addresses.append(pc)
+    for die in ctx.inlined_subroutines(cu, abstract.offset):
+        pc = ctx.entry_pc(die)
+        if pc is not None and pc not in addresses:
+            addresses.append(pc)
     return addresses
 
 
