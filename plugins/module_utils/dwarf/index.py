@@ -71,8 +71,23 @@ _UNSIGNED = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
 SKIP, LEB, CSTR, BLOCK, READ = 0, 1, 2, 3, 4
 
 
+_READ_ONLY = []    # non-empty while read_only() is active (check mode)
+
+
 class IndexBuildError(Exception):
     pass
+
+
+class read_only:
+    """``with read_only():`` indexes are read from disk but never written (Ansible's check mode)."""
+
+    def __enter__(self):
+        _READ_ONLY.append(True)
+        return self
+
+    def __exit__(self, *_exc):
+        _READ_ONLY.pop()
+        return False
 
 
 def index_dir():
@@ -400,6 +415,6 @@ def function_index(build_id, section, section_size, use_disk=True):
         if found is not None:
             return found
     index = FunctionIndex.from_lists(*build(*[section(name) for name in INDEXED_SECTIONS]))
-    if build_id and use_disk:
+    if build_id and use_disk and not _READ_ONLY:
         store(build_id, sizes, index)
     return index
