@@ -166,7 +166,7 @@ def inline_only_functions(binary, count):
     resolver = dwarf_resolver.Resolver(binary)
     try:
         index = resolver.context.function_index
-        names = sorted(n for n in index.names if all(inline for _c, _o, inline in index.subprograms(n)))
+        names = sorted(n for n in index.all_names() if all(inline for _c, _o, inline in index.subprograms(n)))
         chosen = []
         for name in names[::max(1, len(names) // (count * 4))]:
             found = scopes.find_function(resolver.context, name)
@@ -180,6 +180,36 @@ def inline_only_functions(binary, count):
         return chosen
     finally:
         resolver.close()
+
+
+def walk_vs_index(label, binary, specs, index_dir):
+    """In-process CPU time of one fresh resolution through the stored function index and through the
+    walk it replaced (every CU's top level skimmed, whole CUs parsed for inlined copies), same specs,
+    alternating; outputs compared."""
+    sys.path.insert(0, COLLECTIONS)
+    os.environ["FLEETTRACE_DWARF_INDEX"] = index_dir
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
+
+    def once(spec, use_index):
+        start = time.process_time()
+        resolver = dwarf_resolver.Resolver(binary)
+        try:
+            if not use_index:
+                resolver.context._index = False
+            lines = resolver.resolve(spec).definitions
+        finally:
+            resolver.close()
+        return time.process_time() - start, lines
+
+    print("\n== %s, in-process CPU ms per resolution: function index vs walk over every CU" % label)
+    totals = [0.0, 0.0]
+    for spec in specs:
+        indexed, walked = once(spec, True), once(spec, False)
+        totals[0] += indexed[0]
+        totals[1] += walked[0]
+        print("%-44s index %7.1f   walk %7.1f   %s" % (spec[:44], indexed[0] * 1e3, walked[0] * 1e3,
+                                                     "same" if indexed[1] == walked[1] else "DIFFERENT"))
+    print("walk/index: %.1fx" % (totals[1] / totals[0]))
 
 
 def without_symtab(binary, directory):
@@ -285,11 +315,13 @@ def main():
             inline = inline_only_functions(lib, 5)
             bench_binary("libpython inline-only functions (every inlined copy)", lib, inline, options.runs, perf,
                          index_dir)
+            walk_vs_index("libpython inline-only functions", lib, inline, index_dir)
         if "nosymtab" in parts:
             stripped = without_symtab(lib, workdir)
-            bench_binary("libpython without .symtab: static functions", stripped,
-                         ["list_append", "dict_dealloc", "list_dealloc", "gc_collect_main"],
-                         options.runs, perf, index_dir)
+            static = ["list_append", "dict_dealloc", "list_dealloc", "gc_collect_main"]
+            bench_binary("libpython without .symtab: static functions", stripped, static, options.runs, perf,
+                         index_dir)
+            walk_vs_index("libpython without .symtab", stripped, static, index_dir)
         if "demo" in parts:
             bench_binary("demo.c -O2", demo,
                          ["compute:%d total k label" % report, "compute $params", "scale:3 $vars",

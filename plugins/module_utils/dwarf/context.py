@@ -65,6 +65,8 @@ class DwarfContext:
         for handle in self._files:
             handle.close()
         self._files = []
+        if self._index:
+            self._index.close()
 
     @property
     def build_id(self):
@@ -150,12 +152,25 @@ class DwarfContext:
                 self._index = False
         return self._index or None
 
+    def _from_index(self, lookup):
+        """``lookup(index)``, or None when there is no index or its stored copy turns out damaged."""
+        index = self.function_index
+        if index is None:
+            return None
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+        try:
+            return lookup(index)
+        except dwarf_index.IndexBuildError:
+            index.close()
+            self._index = False
+            return None
+
     def named_subprograms(self, name):
         """[(cu, die offset, has DW_AT_inline)] of the top-level subprograms with DW_AT_name ``name``,
         in DIE order: from the function index, else by skimming every compile unit's top level."""
-        index = self.function_index
-        if index is not None:
-            return [(self.cu_at(cu_offset), offset, inline) for cu_offset, offset, inline in index.subprograms(name)]
+        entries = self._from_index(lambda index: index.subprograms(name))
+        if entries is not None:
+            return [(self.cu_at(cu_offset), offset, inline) for cu_offset, offset, inline in entries]
         found = []
         for cu in self.dwarf.iter_CUs():
             for info in self.top_level(cu) or []:
@@ -166,10 +181,10 @@ class DwarfContext:
     def inlined_subroutines(self, cu, abstract_offset):
         """DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is ``abstract_offset``, in DIE
         order: from the function index, else by parsing the whole compile unit."""
-        index = self.function_index
-        if index is not None:
-            return [self.die_at(cu, offset)
-                    for offset in index.inlined_copies(abstract_offset, cu.cu_offset, cu.cu_offset + cu.size)]
+        offsets = self._from_index(
+            lambda index: index.inlined_copies(abstract_offset, cu.cu_offset, cu.cu_offset + cu.size))
+        if offsets is not None:
+            return [self.die_at(cu, offset) for offset in offsets]
         found = []
         for die in cu.iter_DIEs():
             attr = die.attributes.get("DW_AT_abstract_origin") if die.tag == "DW_TAG_inlined_subroutine" else None

@@ -37,6 +37,7 @@ import marshal
 import os
 import struct
 import sys
+import zlib
 
 INDEX_VERSION = 1
 HAS_RANGE = 1       # flags: DW_AT_low_pc or DW_AT_ranges present
@@ -324,36 +325,71 @@ def _walk_unit(data, debug_str, debug_line_str, unit, pos, end, plans, names, co
             return      # a unit DIE without children
 
 
-class FunctionIndex:
-    """``names`` and ``copies`` (see the module docstring) of one binary.
+SHARDS = 64         # a stored index is read one shard at a time: a lookup reads ~1/64 of it
+_HEADER = struct.Struct("<8sQ")   # magic, length of the marshalled header that follows it
+_MAGIC = b"FTINDEX%d" % INDEX_VERSION
 
-    Stored packed (one bytes value per name or abstract DIE, little-endian ``<IIB`` / ``<I``
-    records) so that loading it creates few objects: it is read on every resolution that needs it.
+
+def name_shard(name):
+    return zlib.crc32(name.encode("utf-8")) % SHARDS
+
+
+def offset_shard(offset):
+    return offset % SHARDS
+
+
+class FunctionIndex:
+    """``names`` and ``copies`` (see the module docstring) of one binary, in ``SHARDS`` shards each.
+
+    Records are packed (one bytes value per name or abstract DIE, little-endian ``<IIB`` / ``<I``)
+    so that a shard loads as few objects.  ``load_shard(kind, number)`` fills a shard not held yet
+    (a stored index reads only the shards its lookups need).
     """
 
     NAME_RECORD = struct.Struct("<IIB")
     COPY_RECORD = struct.Struct("<I")
 
-    def __init__(self, names, copies, cached=False):
-        self.names = names      # name -> packed [(cu_offset, die_offset, flags)]
-        self.copies = copies    # abstract offset -> packed [die_offset]
+    def __init__(self, names, copies, load_shard=None, cached=False, handle=None):
+        self.names = names      # [shard: {name: packed [(cu_offset, die_offset, flags)]} or None]
+        self.copies = copies    # [shard: {abstract offset: packed [die_offset]} or None]
+        self.load_shard = load_shard
         self.cached = cached
+        self._handle = handle
+
+    def close(self):
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
     @classmethod
     def from_lists(cls, names, copies):
         pack_name, pack_copy = cls.NAME_RECORD.pack, cls.COPY_RECORD.pack
-        return cls(dict((name, b"".join(pack_name(*e) for e in entries)) for name, entries in names.items()),
-                   dict((target, b"".join(pack_copy(o) for o in offsets)) for target, offsets in copies.items()))
+        name_shards = [{} for _i in range(SHARDS)]
+        copy_shards = [{} for _i in range(SHARDS)]
+        for name, entries in names.items():
+            name_shards[name_shard(name)][name] = b"".join(pack_name(*e) for e in entries)
+        for target, offsets in copies.items():
+            copy_shards[offset_shard(target)][target] = b"".join(pack_copy(o) for o in offsets)
+        return cls(name_shards, copy_shards)
+
+    def _shard(self, shards, kind, number):
+        if shards[number] is None:
+            shards[number] = self.load_shard(kind, number)
+        return shards[number]
+
+    def all_names(self):
+        """Every indexed name (reads every shard)."""
+        return [n for i in range(SHARDS) for n in self._shard(self.names, "names", i)]
 
     def subprograms(self, name):
         """[(cu_offset, die_offset, has DW_AT_inline)] of top-level subprograms named ``name``."""
-        return [(cu, offset, bool(flags & HAS_INLINE))
-                for cu, offset, flags in self.NAME_RECORD.iter_unpack(self.names.get(name, b""))]
+        packed = self._shard(self.names, "names", name_shard(name)).get(name, b"")
+        return [(cu, offset, bool(flags & HAS_INLINE)) for cu, offset, flags in self.NAME_RECORD.iter_unpack(packed)]
 
     def inlined_copies(self, abstract_offset, cu_start, cu_end):
         """Offsets of the inlined copies of an abstract DIE that lie in the unit [cu_start, cu_end)."""
-        return [o for (o,) in self.COPY_RECORD.iter_unpack(self.copies.get(abstract_offset, b""))
-                if cu_start <= o < cu_end]
+        packed = self._shard(self.copies, "copies", offset_shard(abstract_offset)).get(abstract_offset, b"")
+        return [o for (o,) in self.COPY_RECORD.iter_unpack(packed) if cu_start <= o < cu_end]
 
 
 def _stamp(sizes):
@@ -364,7 +400,7 @@ def _stamp(sizes):
         code = (int(source.st_mtime), source.st_size)
     except OSError:
         code = None
-    return (INDEX_VERSION, code, tuple(sys.version_info[:2]), sizes)
+    return (INDEX_VERSION, SHARDS, code, tuple(sys.version_info[:2]), sizes)
 
 
 def index_path(build_id):
@@ -372,25 +408,63 @@ def index_path(build_id):
 
 
 def load(build_id, sizes):
-    """The stored index for ``build_id`` when its stamp matches, else None."""
+    """The stored index for ``build_id`` when its stamp matches, else None.
+
+    File layout: 8 bytes of magic, an 8-byte length, a marshalled header ``(build_id, stamp, {kind: [(start, length)]})``,
+    then one marshalled dict per shard; only the header is read here.
+    """
+    path = index_path(build_id)
     try:
-        with open(index_path(build_id), "rb") as handle:
-            stored_id, stamp, names, copies = marshal.load(handle)
-    except (IOError, OSError, ValueError, EOFError, TypeError):
+        handle = open(path, "rb")
+    except (IOError, OSError):
         return None
+    try:
+        magic, length = _HEADER.unpack(handle.read(_HEADER.size))
+        if magic != _MAGIC:
+            raise ValueError("not a function index")
+        stored_id, stamp, spans = marshal.loads(handle.read(length))
+    except (IOError, OSError, ValueError, EOFError, TypeError, MemoryError, struct.error):
+        stored_id = stamp = length = None
     if stored_id != build_id or stamp != _stamp(sizes):
+        handle.close()
         return None
-    return FunctionIndex(names, copies, cached=True)
+    base = _HEADER.size + length
+
+    def load_shard(kind, number):
+        # The handle stays open: a run that replaces the file (rename) does not change what we read.
+        start, size = spans[kind][number]
+        try:
+            handle.seek(base + start)
+            shard = marshal.loads(handle.read(size))
+        except (IOError, OSError, ValueError, EOFError, TypeError, MemoryError):
+            shard = None
+        if not isinstance(shard, dict):
+            raise IndexBuildError("the stored function index %s is damaged; remove it" % path)
+        return shard
+
+    return FunctionIndex([None] * SHARDS, [None] * SHARDS, load_shard, cached=True, handle=handle)
 
 
 def store(build_id, sizes, index):
     path = index_path(build_id)
     temp = "%s.%d.tmp" % (path, os.getpid())
+    blobs, spans, position = [], {}, 0
+    for kind, shards in (("names", index.names), ("copies", index.copies)):
+        spans[kind] = []
+        for shard in shards:
+            blob = marshal.dumps(shard)
+            blobs.append(blob)
+            spans[kind].append((position, len(blob)))
+            position += len(blob)
+    header = marshal.dumps((build_id, _stamp(sizes), spans))
     try:
         if not os.path.isdir(os.path.dirname(path)):
             os.makedirs(os.path.dirname(path))
         with open(temp, "wb") as out:
-            marshal.dump((build_id, _stamp(sizes), index.names, index.copies), out)
+            out.write(_HEADER.pack(_MAGIC, len(header)))
+            out.write(header)
+            for blob in blobs:
+                out.write(blob)
         os.rename(temp, path)   # atomic: concurrent runs never see half a file
     except (IOError, OSError, ValueError):
         try:
