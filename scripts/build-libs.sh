@@ -25,7 +25,17 @@ log() { echo "build-libs: $*" >&2; }
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.libs-build.lock"       # parallel test runs share the cache
 flock 9
+# Programs linked with -L<variant dir> ask for the soname: link it to the build there.
+soname_links() {
+  local v
+  for v in O0 O0dw4 O2 O2dw4; do
+    ln -sfn libz.so "$ROOT/zlib-$v/libz.so.1"
+    ln -sfn liblz4.so "$ROOT/lz4-$v/liblz4.so.1"
+    ln -sfn liblzma.so "$ROOT/xz-$v/liblzma.so.5"
+  done
+}
 if [ -f "$ROOT/.complete" ]; then
+  [ -e "$ROOT/xz-O2dw4/liblzma.so.5" ] || soname_links
   echo "$ROOT"
   exit 0
 fi
@@ -98,6 +108,7 @@ for lib in zlib lz4 xz; do
     "build_$lib" "$out" "${VARIANTS[$variant]}"
   done
 done
+soname_links
 touch "$ROOT/.complete"
 log "built in $ROOT"
 echo "$ROOT"
