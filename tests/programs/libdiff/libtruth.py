@@ -93,12 +93,20 @@ def judge(fs, token, binary, driver, result, function, index):
             for w in args:
                 kinds[(who, w.split("=", 1)[0])] = w.rsplit(":", 1)[-1]
             lines.append("%s:%s/%s%d %s" % (words[0][0], group, who, i, " ".join([words[1]] + args)))
-    added = []
+    added, refused = [], set()
     verdict = {"ours": "none", "perf": "none", "hits": 0, "detail": []}
     try:
         for line in lines:
-            fs.add_uprobe(line)
-            added.append(line.split()[0].split(":", 1)[1].split("/", 1)[1])
+            event = line.split()[0].split(":", 1)[1].split("/", 1)[1]
+            try:
+                fs.add_uprobe(line)
+            except Exception as exc:  # noqa: BLE001 - the kernel's refusal is the verdict
+                if event == "truth":
+                    raise
+                refused.add("ours" if event.startswith("ours") else "perf")
+                verdict["detail"].append("kernel refused %s: %s" % (event, str(exc).split(";")[0]))
+                continue
+            added.append(event)
         instance.create()
         # uprobe consumers run newest first: enabling the truth probe last makes it fire
         # first when ours or perf's probe sits on the same address.
@@ -144,6 +152,9 @@ def judge(fs, token, binary, driver, result, function, index):
     for who in ("ours", "perf"):
         defined = any(l.split()[0].split("/", 1)[1].startswith(who) for l in lines[1:])
         if not defined:
+            continue
+        if who in refused:
+            verdict[who] = "kernel-refused"
             continue
         right, wrong = seen[who]
         verdict[who] = "wrong" if wrong else ("right" if right else "not-hit")
