@@ -154,7 +154,7 @@ def main():
         env = dict(os.environ, PYTHONPATH=COLLECTIONS)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         subprocess.run([PYTHON, "-c", "import %s, ansible_collections.fleettrace.tracefs.plugins.module_utils."
-                        "dwarf_resolver, elftools.elf.elffile" % CLI], env=env, check=True)
+                        "dwarf.resolver, elftools.elf.elffile" % CLI], env=env, check=True)
         bench_binary("libpython (-O2, DWARF 5)", lib,
                      ["PyList_Append newitem", "PyList_Append:3 op newitem", "PyObject_GetAttr:4 v name",
                       "PyDict_SetItem key value"], options.runs, perf)

@@ -5,7 +5,7 @@
 ``cat /proc/PID/stack`` would tell, as plain dicts.
 
 Also symbolizes user-space addresses (``<user stack trace>`` frames) through
-``/proc/PID/maps`` and the ELF symbol tables (pyelftools), which only works
+``/proc/PID/maps`` and the ELF symbol tables (``elf.symbols``), which only works
 while the process still lives.  No Ansible imports; Python 3.8+.
 """
 
@@ -16,6 +16,8 @@ __metaclass__ = type
 import errno
 import os
 import re
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 
 PROC = "/proc"
 
@@ -336,60 +338,9 @@ def parse_maps(text):
     return maps
 
 
-class ElfSymbols:
-    """Function symbols of one ELF file (symtab and dynsym), by address."""
-
-    def __init__(self, path):
-        from elftools.elf.elffile import ELFFile  # pyelftools: a requirement of the collection
-        self.path = path
-        self.loads = []
-        self.symbols = []
-        with open(path, "rb") as handle:
-            elf = ELFFile(handle)
-            for segment in elf.iter_segments():
-                if segment["p_type"] == "PT_LOAD":
-                    self.loads.append((segment["p_offset"], segment["p_filesz"], segment["p_vaddr"]))
-            seen = set()
-            for section_name in (".symtab", ".dynsym"):
-                section = elf.get_section_by_name(section_name)
-                if section is None:
-                    continue
-                for symbol in section.iter_symbols():
-                    if symbol["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC") or not symbol["st_value"]:
-                        continue
-                    key = (symbol["st_value"], symbol.name)
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    self.symbols.append((symbol["st_value"], symbol["st_size"], symbol.name))
-        self.symbols.sort()
-
-    def vaddr_of_offset(self, file_offset):
-        for offset, size, vaddr in self.loads:
-            if offset <= file_offset < offset + size:
-                return file_offset - offset + vaddr
-        return None
-
-    def lookup(self, vaddr):
-        """(name, offset) of the function holding ``vaddr``, or None."""
-        best = None
-        low, high = 0, len(self.symbols)
-        while low < high:  # last symbol starting at or before vaddr
-            middle = (low + high) // 2
-            if self.symbols[middle][0] <= vaddr:
-                low = middle + 1
-            else:
-                high = middle
-        index = low - 1
-        while index >= 0:
-            start, size, name = self.symbols[index]
-            if start <= vaddr < start + max(size, 1):
-                best = (name, vaddr - start)
-                break
-            if size and start + size <= vaddr and vaddr - start > 1 << 20:
-                break
-            index -= 1
-        return best
+# One ELF reader and symbolizer for the collection (elf.symbols); the names stay here for callers.
+ElfSymbols = elf_symbols.ElfSymbols
+file_symbol = elf_symbols.file_symbol
 
 
 def symbolize(pid, addresses, cache=None):
@@ -416,27 +367,6 @@ def symbolize(pid, addresses, cache=None):
                 break
         frames.append(frame)
     return frames
-
-
-def file_symbol(path, file_offset, cache=None):
-    """'func+0x12' for a file offset inside ELF file ``path``, or None.
-
-    Works without the process (option sym-userobj prints 'path[+0xoffset]').
-    """
-    cache = {} if cache is None else cache
-    if path not in cache:
-        try:
-            cache[path] = ElfSymbols(path)
-        except Exception:  # not an ELF file, unreadable, pyelftools missing
-            cache[path] = None
-    symbols = cache[path]
-    if symbols is None:
-        return None
-    vaddr = symbols.vaddr_of_offset(file_offset)
-    found = symbols.lookup(vaddr) if vaddr is not None else None
-    if not found:
-        return None
-    return "%s+0x%x" % found if found[1] else found[0]
 
 
 def _proc_root_path(pid, path):

@@ -115,7 +115,11 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import core as report_lib
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import checks as report_checks
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import document as report_document
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import files as report_files
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import model as report_model
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import text as report_text
 
 
 def main():
@@ -132,36 +136,36 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if not report_lib.HAS_JMESPATH:
+    if not report_checks.HAS_JMESPATH:
         module.fail_json(msg=missing_required_lib("jmespath"), changed=False)
     try:
-        docs = [report_lib.validate_document(doc, "results[%d]" % i) for i, doc in enumerate(params["results"])]
+        docs = [report_document.validate_document(doc, "results[%d]" % i) for i, doc in enumerate(params["results"])]
         missing = [p for p in params["result_paths"] if not os.path.exists(p)]
         if missing:
             module.fail_json(msg="result_paths: %s does not exist; point it at the per-host JSON files "
                                  "or the directory holding them" % ", ".join(missing), changed=False)
-        docs += report_lib.load_documents(params["result_paths"])
+        docs += report_document.load_documents(params["result_paths"])
         if not docs:
             module.fail_json(msg="no per-host results found in results or %s: did the audit run on any host?"
                                  % ", ".join(params["result_paths"]), changed=False)
-        report = report_lib.build_report(docs, checks=params["checks"], columns=params["columns"],
+        report = report_model.build_report(docs, checks=params["checks"], columns=params["columns"],
                                          title=params["title"])
-        rendered = report_lib.render_all(report)
-    except report_lib.ReportError as exc:
+        rendered = report_files.render_all(report)
+    except report_document.ReportError as exc:
         module.fail_json(msg=str(exc), changed=False)
-    files = dict((name, os.path.join(params["dest"], name)) for name in report_lib.REPORT_FILES)
+    files = dict((name, os.path.join(params["dest"], name)) for name in report_files.REPORT_FILES)
     changed_files = []
     if not module.check_mode:
         try:
-            changed_files = report_lib.write_files(params["dest"], rendered)
+            changed_files = report_files.write_files(params["dest"], rendered)
         except (IOError, OSError) as exc:
             module.fail_json(msg="cannot write the report into %s: %s" % (params["dest"], exc), changed=False)
     else:
-        changed_files = list(report_lib.REPORT_FILES)
+        changed_files = list(report_files.REPORT_FILES)
     module.exit_json(changed=bool(changed_files), files=files, passed=report["passed"],
                      failed_checks=report["failed"], checks=report["checks"],
-                     summary_lines=report_lib.summary_lines(report), fleet=report["fleet"],
-                     msg=report_lib.failure_message(report))
+                     summary_lines=report_text.summary_lines(report), fleet=report["fleet"],
+                     msg=report_model.failure_message(report))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import core as report_lib
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import svg as report_svg
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -51,14 +51,14 @@ def test_report_html_renders_histogram_in_headless_chromium(run_playbook, unique
     assert shot.exists(), proc.stderr[-2000:]
     picture = image.open(str(shot)).convert("RGB")
     width, height = picture.size
-    bar_color = hex_rgb(report_lib.BAR_COLOR)
+    bar_color = hex_rgb(report_svg.BAR_COLOR)
     pixels = picture.load()
     columns = {}
     for x in range(width):
         for y in range(height):
             if pixels[x, y] == bar_color:
                 columns[x] = columns.get(x, 0) + 1
-    assert sum(columns.values()) > 500, "no histogram bars of colour %s in the screenshot" % report_lib.BAR_COLOR
+    assert sum(columns.values()) > 500, "no histogram bars of colour %s in the screenshot" % report_svg.BAR_COLOR
     # Bars of different heights: the shape of the distribution, not one block.
     heights = set(columns.values())
     assert len(heights) >= 2, heights

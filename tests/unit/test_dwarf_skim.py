@@ -83,7 +83,7 @@ def test_aranges_match_pyelftools(binaries):
         resolver = dwarf_resolver.Resolver(binary)
         try:
             aranges = resolver.dwarf.get_aranges()
-            for start, end, cu_offset in dwarf_skim.parse_aranges(resolver._section(".debug_aranges"))[:200]:
+            for start, end, cu_offset in dwarf_skim.parse_aranges(resolver.context.section(".debug_aranges"))[:200]:
                 assert aranges.cu_offset_at_addr(start) == cu_offset
                 assert resolver.cu_offset_for_address(end - 1) == cu_offset
         finally:

@@ -6,7 +6,14 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import core as rp
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import document as report_document
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import files as report_files
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import html_page as report_html_page
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import junit as report_junit
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import markdown as report_markdown
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import model as report_model
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import svg as report_svg
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import text as report_text
 
 
 def series(p99, max_us=None, count=100):
@@ -45,7 +52,7 @@ CHECKS = [
 def make_report(checks=None, **kwargs):
     docs = [sched_doc("node1", 100.0), sched_doc("node2", 5000.0, lost=3), sched_doc("node3", 300.0, d_ms=20.0),
             diagnose_doc("node3"), diagnose_doc("node4")]
-    return rp.build_report([rp.validate_document(d, "test") for d in docs],
+    return report_model.build_report([report_document.validate_document(d, "test") for d in docs],
                            checks=CHECKS if checks is None else checks, **kwargs)
 
 
@@ -69,7 +76,7 @@ def test_checks_pass_fail_and_skip_per_host():
     assert status[("node2", "no_lost_events")] == "failed"
     assert status[("node1", "no_lost_events")] == "passed"
     assert not report["passed"]
-    message = rp.failure_message(report)
+    message = report_model.failure_message(report)
     assert "node2: p99_wakeup_latency_us = 4500.0 (must be <= 1000.0)" in message
     assert "node3: max_d_state_stall_ms = 1200.5" in message
     assert "node1" not in message
@@ -77,7 +84,7 @@ def test_checks_pass_fail_and_skip_per_host():
 
 def test_all_pass_with_generous_thresholds():
     report = make_report(checks=[{"name": "p99", "value": "summary.p99_us", "max": 10 ** 6}])
-    assert report["passed"] and rp.failure_message(report).startswith("all 4 checks passed")
+    assert report["passed"] and report_model.failure_message(report).startswith("all 4 checks passed")
 
 
 @pytest.mark.parametrize("check, message", [
@@ -88,7 +95,7 @@ def test_all_pass_with_generous_thresholds():
     ({"name": "x", "value": "summary.p99_us", "max": "lots"}, "is not a number"),
 ])
 def test_bad_checks_are_refused_with_a_clear_message(check, message):
-    with pytest.raises(rp.ReportError, match=re.escape(message)):
+    with pytest.raises(report_document.ReportError, match=re.escape(message)):
         make_report(checks=[check])
 
 
@@ -98,20 +105,20 @@ def test_bad_checks_are_refused_with_a_clear_message(check, message):
     ({"kind": "diagnose", "host": "a", "findings": "x"}, "'findings' must be a list"),
 ])
 def test_bad_documents_are_refused(doc, message):
-    with pytest.raises(rp.ReportError, match=re.escape(message)):
-        rp.validate_document(doc, "x.json")
+    with pytest.raises(report_document.ReportError, match=re.escape(message)):
+        report_document.validate_document(doc, "x.json")
 
 
 def test_columns_from_jmespath():
     report = make_report(columns={"cpus": "sched_latency.facts.cpu_count"})
     rows = dict((row["host"], row) for row in report["fleet"])
     assert rows["node1"]["cpus"] == 2 and rows["node4"]["cpus"] is None
-    assert "cpus" in rp.summary_lines(report)[0]
+    assert "cpus" in report_text.summary_lines(report)[0]
 
 
 def test_junit_has_one_case_per_host_per_check():
     report = make_report()
-    root = ET.fromstring(rp.render_junit(report))
+    root = ET.fromstring(report_junit.render_junit(report))
     suite = root.find("testsuite")
     cases = suite.findall("testcase")
     assert len(cases) == 4 * len(CHECKS) == int(suite.get("tests"))
@@ -122,18 +129,18 @@ def test_junit_has_one_case_per_host_per_check():
 
 
 def test_html_is_self_contained_escaped_and_has_histograms_and_stacks():
-    page = rp.render_html(make_report())
+    page = report_html_page.render_html(make_report())
     assert not re.search(r"https?://", page)
     assert not re.search(r"<(link|img|iframe)\b|\bsrc=|@import|url\(", page)
     assert page.count('<svg class="hist"') == 3              # one per host with audit data
-    assert rp.BAR_COLOR in page
+    assert report_svg.BAR_COLOR in page
     assert 'id="fleet"' in page and "sortFleet(" in page
     assert "&lt;hog&gt;" in page and "<hog>" not in page
     assert "ipmi_heartbeat" in page and "percpu_rwsem_wait+0x15f" in page
 
 
 def test_markdown_lists_fleet_checks_and_stalls():
-    text = rp.render_markdown(make_report())
+    text = report_markdown.render_markdown(make_report())
     assert "node2" in text and "p99_wakeup_latency_us | failed" in text
     assert "D stall 1200.500 ms of corosync[3796] in ioctl(fd 10 -> /dev/watchdog)" in text
 
@@ -146,18 +153,18 @@ def test_load_documents_names_hosts_from_paths(tmp_path):
     diag = diagnose_doc("y")
     del diag["host"]
     (tmp_path / "hosts" / "node8.json").write_text(json.dumps(diag))
-    docs = rp.load_documents([str(tmp_path / "hosts")])
-    assert sorted(rp.host_name(d) for d in docs) == ["node7", "node8"]
+    docs = report_document.load_documents([str(tmp_path / "hosts")])
+    assert sorted(report_document.host_name(d) for d in docs) == ["node7", "node8"]
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(rp.ReportError, match="bad.json: cannot read"):
-        rp.load_documents([str(tmp_path / "bad.json")])
+    with pytest.raises(report_document.ReportError, match="bad.json: cannot read"):
+        report_document.load_documents([str(tmp_path / "bad.json")])
 
 
 def test_write_files_reports_only_changed_files(tmp_path):
     rendered = {"a.txt": "1\n", "b.txt": "2\n"}
-    assert rp.write_files(str(tmp_path / "out"), rendered) == ["a.txt", "b.txt"]
-    assert rp.write_files(str(tmp_path / "out"), rendered) == []
-    assert rp.write_files(str(tmp_path / "out"), {"a.txt": "3\n"}) == ["a.txt"]
+    assert report_files.write_files(str(tmp_path / "out"), rendered) == ["a.txt", "b.txt"]
+    assert report_files.write_files(str(tmp_path / "out"), rendered) == []
+    assert report_files.write_files(str(tmp_path / "out"), {"a.txt": "3\n"}) == ["a.txt"]
 
 
 def test_diagnose_finding_reads_like_the_summary():
@@ -165,7 +172,7 @@ def test_diagnose_finding_reads_like_the_summary():
                "file": "/mnt/heartbeat.log",
                "kernel_stack": ["=> trace_event_raw_event_sched_switch", "=> __traceiter_sched_switch",
                                 "=> __schedule", "=> schedule", "=> percpu_rwsem_wait", "=> vfs_write"]}
-    assert rp.describe_syscall(finding) == "in write(fd 3 -> /mnt/heartbeat.log)"
-    assert rp.describe_syscall({"fd": 10}) == "on fd 10"
-    assert rp.describe_syscall({}) == ""
-    assert rp.blocking_frames(finding["kernel_stack"]) == ["percpu_rwsem_wait", "vfs_write"]
+    assert report_text.describe_syscall(finding) == "in write(fd 3 -> /mnt/heartbeat.log)"
+    assert report_text.describe_syscall({"fd": 10}) == "on fd 10"
+    assert report_text.describe_syscall({}) == ""
+    assert report_text.blocking_frames(finding["kernel_stack"]) == ["percpu_rwsem_wait", "vfs_write"]

@@ -21,7 +21,7 @@ import os
 import sys
 import zlib
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 
 CACHE_VERSION = 2
 
@@ -34,21 +34,23 @@ def cache_dir():
 
 
 def _code_stamp():
-    """Modification times of the resolver's sources: a changed resolver never reads old results.
+    """Modification times of the resolver's sources (dwarf/ and the ELF reader in elf/):
+    a changed resolver never reads old results.
 
     Inside an AnsiballZ zip the files cannot be stat'ed; the version constant then stands alone.
     """
-    directory = os.path.dirname(os.path.abspath(__file__))
-    try:
-        names = sorted(name for name in os.listdir(directory) if name.endswith(".py"))
-    except OSError:
-        names = []
+    here = os.path.dirname(os.path.abspath(__file__))
     stamps = []
-    for name in names:
+    for directory in (here, os.path.join(os.path.dirname(here), "elf")):
         try:
-            stamps.append(int(os.stat(os.path.join(directory, name)).st_mtime))
+            names = sorted(name for name in os.listdir(directory) if name.endswith(".py"))
         except OSError:
-            stamps.append(0)
+            names = []
+        for name in names:
+            try:
+                stamps.append(int(os.stat(os.path.join(directory, name)).st_mtime))
+            except OSError:
+                stamps.append(0)
     return tuple(stamps)
 
 
@@ -93,6 +95,12 @@ def store(binary, build_id, spec, options, result):
             pass                # a cache that cannot be written only costs time
 
 
+def _debuginfo_error(message):
+    # dwarf.debuginfo is imported only here: a cache hit needs just the ELF reader.
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+    return dwarf_debuginfo.DebugInfoError(message)
+
+
 def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_id=None, force=False,
                    allow_unavailable=False, use_cache=True, write=True, on_miss=None):
     """``dwarf_resolver.resolve`` with the build-id keyed cache in front.
@@ -103,9 +111,12 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
     options = {"group": group, "event": event, "debuginfo": debuginfo, "force": force,
                "allow_unavailable": allow_unavailable}
     if use_cache and os.path.isfile(binary):
-        actual = dwarf_debuginfo.read_build_id(binary)
+        try:
+            actual = elf_reader.read_build_id(binary)
+        except elf_reader.ElfError as exc:
+            raise _debuginfo_error(str(exc))
         if build_id and actual and actual != build_id.lower():
-            raise dwarf_debuginfo.DebugInfoError(
+            raise _debuginfo_error(
                 "build-id of %s is %s, not the expected %s: this is a different build; resolve the probe "
                 "again for this binary" % (binary, actual, build_id))
         if debuginfo is None or os.path.isfile(debuginfo):

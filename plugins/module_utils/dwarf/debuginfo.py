@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""ELF facts (build-id, sections, segments) and the search for debug info.
+"""The search for the debug info of a binary.
 
-The header reader here uses only ``struct`` so that a cached resolution can
+ELF facts come from ``elf.reader``, which uses only ``struct`` so that a cached resolution can
 be answered without importing pyelftools.  The search follows what
 distributions and gdb do: the binary itself, ``/usr/lib/debug/<path>.debug``,
 ``/usr/lib/debug/.build-id/xx/rest.debug``, ``.gnu_debuglink``; an explicit
@@ -15,129 +15,28 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
-import struct
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.reader import ElfError, ElfHeaders  # noqa: F401
 
-class DebugInfoError(Exception):
-    """No usable ELF or debug info; the message says where we looked."""
-
-
-SHT_NOBITS = 8
-SHT_NOTE = 7
-PT_LOAD = 1
-NT_GNU_BUILD_ID = 3
 DEBUG_ROOT = "/usr/lib/debug"
 
 
-class ElfHeaders:
-    """Section and program headers of one ELF file, read with ``struct``."""
+class DebugInfoError(ElfError):
+    """No usable ELF or debug info; the message says where we looked."""
 
-    def __init__(self, path):
-        self.path = path
-        try:
-            with open(path, "rb") as handle:
-                ident = handle.read(64)
-                if len(ident) < 64 or ident[:4] != b"\x7fELF":
-                    raise DebugInfoError("%s is not an ELF file (no ELF magic): give the path of the "
-                                         "executable or shared library itself, not a script or link" % path)
-                self.is64 = ident[4] == 2
-                self.endian = "<" if ident[5] == 1 else ">"
-                self._read(handle, ident)
-        except (IOError, OSError) as exc:
-            raise DebugInfoError("cannot read %s: %s" % (path, exc.strerror or exc))
 
-    def _read(self, handle, ident):
-        e = self.endian
-        if self.is64:
-            (self.e_type, self.e_machine, _v, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum,
-             shentsize, shnum, shstrndx) = struct.unpack(e + "HHIQQQIHHHHHH", ident[16:64])
-        else:
-            (self.e_type, self.e_machine, _v, _entry, phoff, shoff, _flags, _ehsize, phentsize, phnum,
-             shentsize, shnum, shstrndx) = struct.unpack(e + "HHIIIIIHHHHHH", ident[16:52])
-        self.segments = []
-        handle.seek(phoff)
-        raw = handle.read(phentsize * phnum)
-        for i in range(phnum):
-            chunk = raw[i * phentsize:(i + 1) * phentsize]
-            if self.is64:
-                p_type, _f, p_offset, p_vaddr, _pa, p_filesz, p_memsz, _al = struct.unpack(e + "IIQQQQQQ", chunk[:56])
-            else:
-                p_type, p_offset, p_vaddr, _pa, p_filesz, p_memsz, _f, _al = struct.unpack(e + "IIIIIIII", chunk[:32])
-            self.segments.append((p_type, p_offset, p_vaddr, p_filesz, p_memsz))
-        self.sections = {}
-        if not shoff or not shnum:
-            return
-        handle.seek(shoff)
-        raw = handle.read(shentsize * shnum)
-        headers = []
-        for i in range(shnum):
-            chunk = raw[i * shentsize:(i + 1) * shentsize]
-            if self.is64:
-                name, sh_type, _fl, addr, offset, size = struct.unpack(e + "IIQQQQ", chunk[:40])
-            else:
-                name, sh_type, _fl, addr, offset, size = struct.unpack(e + "IIIIII", chunk[:24])
-            headers.append((name, sh_type, addr, offset, size))
-        strtab = headers[shstrndx]
-        handle.seek(strtab[3])
-        names = handle.read(strtab[4])
-        for name, sh_type, addr, offset, size in headers:
-            text = names[name:names.index(b"\0", name)].decode("ascii", "replace")
-            self.sections[text] = (sh_type, addr, offset, size)
-        self._handle_path = self.path
-
-    def section_bytes(self, name):
-        entry = self.sections.get(name)
-        if entry is None or entry[0] == SHT_NOBITS:
-            return None
-        with open(self.path, "rb") as handle:
-            handle.seek(entry[2])
-            return handle.read(entry[3])
-
-    def has_section_data(self, name):
-        entry = self.sections.get(name)
-        return entry is not None and entry[0] != SHT_NOBITS and entry[3] > 0
-
-    @property
-    def has_debug_info(self):
-        return self.has_section_data(".debug_info")
-
-    @property
-    def build_id(self):
-        for name, (sh_type, _addr, _offset, _size) in self.sections.items():
-            if sh_type != SHT_NOTE:
-                continue
-            data = self.section_bytes(name) or b""
-            position = 0
-            while position + 12 <= len(data):
-                namesz, descsz, note_type = struct.unpack(self.endian + "III", data[position:position + 12])
-                name_start = position + 12
-                desc_start = name_start + ((namesz + 3) & ~3)
-                if note_type == NT_GNU_BUILD_ID and data[name_start:name_start + namesz].rstrip(b"\0") == b"GNU":
-                    return data[desc_start:desc_start + descsz].hex()
-                position = desc_start + ((descsz + 3) & ~3)
-        return None
-
-    @property
-    def debuglink(self):
-        data = self.section_bytes(".gnu_debuglink")
-        if not data:
-            return None
-        return data[:data.index(b"\0")].decode("utf-8", "replace")
-
-    @property
-    def is_shared_object(self):
-        return self.e_type == 3
-
-    def vaddr_to_file_offset(self, vaddr):
-        """File offset of a virtual address, through the PT_LOAD that maps it."""
-        for p_type, p_offset, p_vaddr, p_filesz, _memsz in self.segments:
-            if p_type == PT_LOAD and p_vaddr <= vaddr < p_vaddr + p_filesz:
-                return vaddr - p_vaddr + p_offset
-        return None
+def elf_headers(path):
+    """``ElfHeaders`` of ``path``; raises DebugInfoError (what callers of the debug-info search catch)."""
+    try:
+        return ElfHeaders(path)
+    except DebugInfoError:
+        raise
+    except ElfError as exc:
+        raise DebugInfoError(str(exc))
 
 
 def read_build_id(path):
-    return ElfHeaders(path).build_id
+    return elf_headers(path).build_id
 
 
 def candidate_paths(binary, headers):
@@ -199,7 +98,7 @@ def find_debuginfo(binary, explicit=None, expected_build_id=None):
                              "to probe" % binary)
     if not os.path.isabs(binary):
         raise DebugInfoError("binary %r must be an absolute path (uprobe_events needs one)" % binary)
-    headers = ElfHeaders(binary)
+    headers = elf_headers(binary)
     build_id = headers.build_id
     if expected_build_id and build_id != expected_build_id.lower():
         raise DebugInfoError("build-id of %s is %s, not the expected %s: this is a different build; "
@@ -211,7 +110,7 @@ def find_debuginfo(binary, explicit=None, expected_build_id=None):
             looked_at.append("%s (missing)" % path)
             continue
         try:
-            debug = headers if os.path.realpath(path) == os.path.realpath(binary) else ElfHeaders(path)
+            debug = headers if os.path.realpath(path) == os.path.realpath(binary) else elf_headers(path)
         except DebugInfoError as exc:
             looked_at.append("%s (%s)" % (path, exc))
             continue

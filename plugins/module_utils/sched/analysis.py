@@ -23,12 +23,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import bisect
 import collections
 import heapq
 import re
 import struct
 from array import array
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 
 # prev_state bits as the sched_switch format prints them.
 STATE_RUNNING_MASK = 0xff   # no bit set: R (the 0x100 bit is R+, preempted)
@@ -235,32 +236,8 @@ def comm_text(comm):
     return comm
 
 
-class KernelSymbols:
-    """Address -> ``function+0xoff`` from /proc/kallsyms (root sees real addresses)."""
-
-    def __init__(self, path="/proc/kallsyms"):
-        addresses = []
-        names = []
-        try:
-            with open(path) as handle:
-                for line in handle:
-                    parts = line.split()
-                    if len(parts) >= 3 and parts[1] in "tTwW":
-                        address = int(parts[0], 16)
-                        if address:
-                            addresses.append(address)
-                            names.append(parts[2])
-        except (IOError, OSError):
-            pass
-        order = sorted(range(len(addresses)), key=addresses.__getitem__)
-        self.addresses = [addresses[i] for i in order]
-        self.names = [names[i] for i in order]
-
-    def name(self, address):
-        index = bisect.bisect_right(self.addresses, address) - 1
-        if index < 0:
-            return "0x%x" % address
-        return "%s+0x%x" % (self.names[index], address - self.addresses[index])
+# /proc/kallsyms lookup lives with the other symbolizers (elf.symbols).
+KernelSymbols = elf_symbols.KernelSymbols
 
 
 class SchedAnalyzer:

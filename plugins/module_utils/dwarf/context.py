@@ -1,0 +1,213 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the resolver knows about one binary, shared by its pieces.
+
+``DwarfContext`` holds the DWARF (pyelftools' DWARFInfo), the ELF symbols,
+the call frame information and one typed cache per kind of fact (compile
+units, section bytes, skimmed top-level DIEs, line tables), as perf's
+``debuginfo`` and pyelftools' ``DWARFInfo`` do.  The pieces (scopes, lines,
+variables, points) are functions taking the context; ``resolver.Resolver``
+is the facade over them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import bisect
+import struct
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import loader as dwarf_loader
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols import SymbolTable
+
+# .debug_aranges ranges do not nest: an address this far past a range start is in none before it.
+ARANGE_LOOKBACK = 1 << 24
+ADDRESS_FORMS = ("DW_FORM_addr", "DW_FORM_addrx")   # DW_AT_high_pc in these is an address, else a length
+
+
+class ResolveError(Exception):
+    """The spec cannot be resolved; the message says why and what to try."""
+
+
+class DwarfContext:
+    """One binary's DWARF, symbols and CFI, with typed caches; ``close()`` when done.
+
+    ``info`` is a ``debuginfo.DebugInfo`` (the binary's and the debug file's ELF headers).
+    """
+
+    def __init__(self, binary, info):
+        self.binary = binary
+        self.info = info
+        self._files = []
+        self.dwarf = dwarf_loader.open_dwarf(info.debug, self._open)
+        self.cus = {}               # CU offset -> pyelftools CompileUnit
+        self.sections = {}          # section name -> bytes (b"" when absent)
+        self.top_levels = {}        # CU offset -> [skimmed top-level DIE dict] or None (skim failed)
+        self.line_tables = {}       # CU offset -> lines.LineTable
+        self._symbols = None
+        self._aranges = None
+        self._arange_starts = None
+        self._cfa = None
+        from elftools.dwarf.dwarf_expr import DWARFExprParser
+        from elftools.dwarf.locationlists import LocationParser
+        self.expr_parser = DWARFExprParser(self.dwarf.structs)
+        self.loc_parser = LocationParser(self.dwarf.location_lists())
+
+    def _open(self, path):
+        handle = open(path, "rb")
+        self._files.append(handle)
+        return handle
+
+    def close(self):
+        for handle in self._files:
+            handle.close()
+        self._files = []
+
+    @property
+    def build_id(self):
+        return self.info.build_id
+
+    # -- ELF -------------------------------------------------------------------------
+    @property
+    def symbols(self):
+        """Symbol table of the binary, or of the debug file when the binary is stripped."""
+        if self._symbols is None:
+            self._symbols = SymbolTable(self.info.binary)
+            if not self._symbols.has_functions() and self.info.debug is not self.info.binary:
+                self._symbols = SymbolTable(self.info.debug)
+        return self._symbols
+
+    def section(self, name):
+        """Bytes of a section of the debug file (b"" when it has none)."""
+        data = self.sections.get(name)
+        if data is None:
+            data = self.sections[name] = self.info.debug.section_bytes(name) or b""
+        return data
+
+    def file_offset(self, vaddr):
+        offset = self.info.binary.vaddr_to_file_offset(vaddr)
+        if offset is None:
+            raise ResolveError("address 0x%x is in no loadable segment of %s" % (vaddr, self.binary))
+        return offset
+
+    def cfa_at(self, address):
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cfi import CfaFinder, CfiError
+        if self._cfa is None:
+            finders = []
+            if self.info.debug is not self.info.binary:
+                # objcopy --only-keep-debug leaves .eh_frame NOBITS: the binary holds the CFI.
+                finders.append(CfaFinder(self.info.binary, self.dwarf.structs))
+            if self.info.debug.has_section_data(".eh_frame") or self.info.debug.has_section_data(".debug_frame"):
+                finders.append(CfaFinder(self.info.debug, self.dwarf.structs))
+            self._cfa = finders
+        errors = []
+        for finder in self._cfa:
+            try:
+                return finder.cfa_at(address)
+            except CfiError as exc:
+                errors.append(str(exc))
+        raise LocationError("the frame base needs the CFA, but " + ("; ".join(errors) or "there is no call frame information"))
+
+    # -- compile units and DIEs -----------------------------------------------------------
+    def cu_offset_for_address(self, address):
+        if self._aranges is None:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
+            try:
+                self._aranges = dwarf_skim.parse_aranges(self.section(".debug_aranges"))
+            except (dwarf_skim.SkimError, struct.error):
+                self._aranges = []
+            self._arange_starts = [r[0] for r in self._aranges]
+        index = bisect.bisect_right(self._arange_starts, address) - 1
+        while index >= 0 and self._aranges[index][0] <= address:
+            start, end, offset = self._aranges[index]
+            if address < end:
+                return offset
+            index -= 1
+            if address - start > ARANGE_LOOKBACK:
+                break
+        # No .debug_aranges entry: check each CU's top DIE ranges (no full parse).
+        for cu in self.dwarf.iter_CUs():
+            if self.die_contains(cu.get_top_DIE(), address):
+                return cu.cu_offset
+        return None
+
+    def cu_at(self, offset):
+        cu = self.cus.get(offset)
+        if cu is None:
+            cu = self.cus[offset] = self.dwarf.get_CU_at(offset)
+        return cu
+
+    def die_at(self, cu, offset):
+        return self.dwarf.get_DIE_from_refaddr(offset, cu)
+
+    def top_level(self, cu):
+        """Skimmed top-level DIEs of a CU (see dwarf.skim), or None when skimming failed."""
+        key = cu.cu_offset
+        if key not in self.top_levels:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
+            try:
+                skimmer = dwarf_skim.TopLevelSkimmer(self.dwarf, cu, self.section(".debug_str"),
+                                                     self.section(".debug_line_str"))
+                infos = list(skimmer.top_level())
+                for info in infos:
+                    info["range"] = dwarf_skim.die_range(info)
+            except (dwarf_skim.SkimError, IndexError, KeyError, ValueError, struct.error):
+                infos = None
+            self.top_levels[key] = infos
+        return self.top_levels[key]
+
+    def die_ranges(self, die):
+        """List of (low, high) of a DIE with code."""
+        attrs = die.attributes
+        if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
+            low = attrs["DW_AT_low_pc"].value
+            high_attr = attrs["DW_AT_high_pc"]
+            high = high_attr.value
+            if high_attr.form not in ADDRESS_FORMS:
+                high = low + high
+            return [(low, high)]
+        if "DW_AT_ranges" in attrs:
+            rangelists = self.dwarf.range_lists()
+            if rangelists is None:
+                return []
+            cu = die.cu
+            base = cu_base(cu)
+            result = []
+            try:
+                entries = rangelists.get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=cu)
+            except Exception:  # noqa: BLE001 - forms pyelftools cannot read: treat as no ranges
+                return []
+            for entry in entries:
+                if hasattr(entry, "base_address"):
+                    base = entry.base_address
+                    continue
+                if entry.is_absolute:
+                    low, high = entry.begin_offset, entry.end_offset
+                else:
+                    low, high = base + entry.begin_offset, base + entry.end_offset
+                if high > low:
+                    result.append((low, high))
+            return result
+        if "DW_AT_low_pc" in attrs:
+            low = attrs["DW_AT_low_pc"].value
+            return [(low, low + 1)]
+        return []
+
+    def die_contains(self, die, address):
+        return any(low <= address < high for low, high in self.die_ranges(die))
+
+    def entry_pc(self, die):
+        if "DW_AT_entry_pc" in die.attributes and die.attributes["DW_AT_entry_pc"].form == "DW_FORM_addr":
+            return die.attributes["DW_AT_entry_pc"].value
+        if "DW_AT_low_pc" in die.attributes:
+            return die.attributes["DW_AT_low_pc"].value
+        ranges = self.die_ranges(die)
+        return ranges[0][0] if ranges else None
+
+
+def cu_base(cu):
+    """Base address of a CU's range and location lists (its DW_AT_low_pc, else 0)."""
+    top = cu.get_top_DIE()
+    return top.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in top.attributes else 0

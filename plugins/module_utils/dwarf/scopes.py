@@ -1,0 +1,199 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Functions and scopes in the DIE tree: which function holds an address, the
+blocks and inlined calls nested there, the copies of a function.
+
+Every function takes a ``context.DwarfContext`` first.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
+
+SCOPE_TAGS = ("DW_TAG_lexical_block", "DW_TAG_inlined_subroutine")
+VARIABLE_TAGS = ("DW_TAG_formal_parameter", "DW_TAG_variable")
+# Where C++ nests functions below the CU.
+NESTING_TAGS = ("DW_TAG_namespace", "DW_TAG_class_type", "DW_TAG_structure_type")
+_OPTIMIZE_FLAG = r"(?:^|\s)-O(\S*)"     # compiled on first use (re caches it), not at import
+
+
+def find_function(ctx, name, source=None):
+    """``(cu, subprogram_die)`` list of concrete (out-of-line) copies of ``name``."""
+    found = []
+    for vaddr, _size in ctx.symbols.function(name):
+        offset = ctx.cu_offset_for_address(vaddr)
+        if offset is None:
+            continue
+        cu = ctx.cu_at(offset)
+        if source and not cu_matches(cu, source):
+            continue
+        die = subprogram_at(ctx, cu, vaddr)
+        if die is not None and dwarf_types.name_of(die) == name:
+            if all(d.offset != die.offset for _c, d in found):
+                found.append((cu, die))
+    if found:
+        return found
+    # Not in the symbol table (static in a stripped binary, or inlined only): search the
+    # CUs' top-level DIEs, but only when the name is in the string tables at all.
+    if not name_in_debug_strings(ctx, name):
+        return found
+    inlined_only = []
+    for cu in ctx.dwarf.iter_CUs():
+        if source and not cu_matches(cu, source):
+            continue
+        for info in ctx.top_level(cu) or []:
+            if info["tag"] != "DW_TAG_subprogram" or (info.get("DW_AT_name") or (None,))[0] != name:
+                continue
+            die = ctx.die_at(cu, info["offset"])
+            if ctx.die_ranges(die):
+                found.append((cu, die))
+            elif "DW_AT_inline" in info:
+                inlined_only.append((cu, die))
+    # An inline-only function: its abstract DIE stands for all its inlined copies.
+    return found or inlined_only
+
+
+def name_in_debug_strings(ctx, name):
+    wanted = name.encode("utf-8") + b"\0"
+    for section in (".debug_str", ".debug_info"):
+        data = ctx.section(section)
+        if data and wanted in data:
+            return True
+    return False
+
+
+def cu_matches(cu, source):
+    name = dwarf_types.name_of(cu.get_top_DIE()) or ""
+    return name.endswith(source) or os.path.basename(name) == os.path.basename(source)
+
+
+def is_optimized(cu):
+    """Whether the CU was compiled with -O other than -O0 (its DW_AT_producer says)."""
+    producer = cu.get_top_DIE().attributes.get("DW_AT_producer")
+    text = producer.value.decode("utf-8", "replace") if producer is not None else ""
+    match = re.findall(_OPTIMIZE_FLAG, text)
+    return bool(match) and match[-1] != "0"
+
+
+def iter_subprograms(cu):
+    """Subprogram DIEs of a CU, also inside namespaces and classes (the full parse)."""
+    top = cu.get_top_DIE()
+    stack = list(top.iter_children())
+    stack.reverse()
+    while stack:
+        die = stack.pop()
+        if die.tag == "DW_TAG_subprogram":
+            yield die
+        elif die.tag in NESTING_TAGS:
+            children = list(die.iter_children())
+            children.reverse()
+            stack.extend(children)
+
+
+def subprogram_at(ctx, cu, address):
+    """The top-level subprogram DIE whose code contains ``address``."""
+    infos = ctx.top_level(cu)
+    if infos is None:
+        for die in iter_subprograms(cu):
+            if ctx.die_contains(die, address):
+                return die
+        return None
+    for info in infos:
+        if info["tag"] != "DW_TAG_subprogram":
+            continue
+        rng = info["range"]
+        if rng is not None and rng[0] <= address < rng[1]:
+            return ctx.die_at(cu, info["offset"])
+        if rng is None and "DW_AT_ranges" in info:
+            die = ctx.die_at(cu, info["offset"])
+            if ctx.die_contains(die, address):
+                return die
+    return None
+
+
+def scope_chain(ctx, cu, address):
+    """DIEs from the subprogram down to the innermost block containing ``address``."""
+    chain = []
+    subprogram = subprogram_at(ctx, cu, address)
+    if subprogram is not None:
+        chain.append(subprogram)
+    if not chain:
+        return chain
+    descended = True
+    while descended:
+        descended = False
+        for child in chain[-1].iter_children():
+            if child.tag in SCOPE_TAGS and ctx.die_contains(child, address):
+                chain.append(child)
+                descended = True
+                break
+    return chain
+
+
+def inlined_entries(ctx, die, out):
+    """Append (entry pc, DIE) of every inlined call below ``die`` to ``out``."""
+    for child in die.iter_children():
+        if child.tag == "DW_TAG_inlined_subroutine":
+            pc = ctx.entry_pc(child)
+            if pc is not None:
+                out.append((pc, child))
+        if child.tag in SCOPE_TAGS or child.tag == "DW_TAG_subprogram":
+            inlined_entries(ctx, child, out)
+
+
+def _origin_offset(cu, attr):
+    return attr.value if attr.form == "DW_FORM_ref_addr" else attr.value + cu.cu_offset
+
+
+def in_inlined_copy(ctx, cu, abstract, address):
+    for die in scope_chain(ctx, cu, address):
+        attr = die.attributes.get("DW_AT_abstract_origin")
+        if die.tag == "DW_TAG_inlined_subroutine" and attr is not None and _origin_offset(cu, attr) == abstract.offset:
+            return True
+    return False
+
+
+def inlined_copies(ctx, cu, abstract):
+    """Entry addresses of every inlined copy of ``abstract`` in its CU, in DIE order as perf lists them."""
+    addresses = []
+    for die in cu.iter_DIEs():
+        if die.tag != "DW_TAG_inlined_subroutine" or "DW_AT_abstract_origin" not in die.attributes:
+            continue
+        if _origin_offset(cu, die.attributes["DW_AT_abstract_origin"]) == abstract.offset:
+            pc = ctx.entry_pc(die)
+            if pc is not None and pc not in addresses:
+                addresses.append(pc)
+    return addresses
+
+
+def walk_visible(ctx, scope, address):
+    """Pre-order walk of ``scope``'s children, descending only into DIEs whose code holds ``address``.
+
+    This is perf's order (die_find_child with DIE_FIND_CB_CONTINUE/SIBLING):
+    a function's own parameters come before those of blocks and inlined
+    calls nested inside it.
+    """
+    for child in scope.iter_children():
+        yield child
+        if child.has_children and child.tag in SCOPE_TAGS and ctx.die_contains(child, address):
+            yield from walk_visible(ctx, child, address)
+
+
+def scope_variables(ctx, chain, address, params_only=False):
+    """Parameters (and locals) visible at ``address``, in perf's order, first of each name."""
+    if not chain:
+        return []
+    found, names = [], set()
+    for die in walk_visible(ctx, chain[0], address):
+        if die.tag == "DW_TAG_formal_parameter" or (die.tag == "DW_TAG_variable" and not params_only):
+            name = dwarf_types.name_of(die)
+            if name and name not in names:
+                names.add(name)
+                found.append(die)
+    return found

@@ -1,0 +1,75 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Per-host result documents: what the fleet report accepts, and how it reads them.
+
+Accepted per-host documents (schema in docs/sched-audit.md):
+
+* ``kind: sched_latency`` -- the sched_latency module's result;
+* ``kind: diagnose`` -- the diagnose workflow's result with ``findings``
+  (``duration_ms``, ``state``, ``kernel_stack``, ``syscall``, ``fd``, ``file``...).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+KINDS = ("sched_latency", "diagnose")
+
+
+class ReportError(ValueError):
+    """A per-host document or a check that cannot be used."""
+
+
+def number(value):
+    """``value`` when it is an int or float (not a bool), else None."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def host_name(doc, fallback=None):
+    return doc.get("inventory_hostname") or doc.get("host") or fallback
+
+
+def validate_document(doc, where):
+    """Check one per-host document; return it. ``where`` names its origin in errors."""
+    if not isinstance(doc, dict):
+        raise ReportError("%s: a per-host result must be a JSON object, got %s" % (where, type(doc).__name__))
+    kind = doc.get("kind")
+    if kind is None and str(doc.get("schema", "")).startswith("fleettrace.threshold_capture/"):
+        # The threshold_capture role (diagnose workflow) names its schema instead of a kind.
+        kind = doc["kind"] = "diagnose"
+    if kind not in KINDS:
+        raise ReportError("%s: field 'kind' must be one of %s, got %r (see docs/sched-audit.md)"
+                          % (where, ", ".join(KINDS), kind))
+    if not host_name(doc):
+        raise ReportError("%s: no 'host' (or 'inventory_hostname') field" % where)
+    if kind == "diagnose" and not isinstance(doc.get("findings", []), list):
+        raise ReportError("%s: 'findings' must be a list" % where)
+    return doc
+
+
+def load_documents(paths):
+    """Read per-host JSON files; a directory is searched for ``*.json`` (one level of host dirs)."""
+    docs = []
+    for path in paths:
+        files = []
+        if os.path.isdir(path):
+            for root, _dirs, names in sorted(os.walk(path)):
+                files.extend(os.path.join(root, n) for n in sorted(names) if n.endswith(".json"))
+        else:
+            files.append(path)
+        for name in files:
+            try:
+                with open(name) as handle:
+                    doc = json.load(handle)
+            except (IOError, OSError, ValueError) as exc:
+                raise ReportError("%s: cannot read a JSON per-host result: %s" % (name, exc))
+            if isinstance(doc, dict) and not host_name(doc):
+                # DIR/<host>/<kind>.json or DIR/<host>.json: the path names the host.
+                base = os.path.basename(name)[:-len(".json")]
+                doc["inventory_hostname"] = os.path.basename(os.path.dirname(name)) if base in KINDS else base
+            docs.append(validate_document(doc, name))
+    return docs

@@ -1,0 +1,47 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""All report files rendered at once, and written only when their content changed."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.html_page import render_html
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.junit import render_junit
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.markdown import render_markdown
+
+REPORT_FILES = ("report.json", "report.md", "report.html", "junit.xml")
+
+
+def render_all(report):
+    return {
+        "report.json": json.dumps(report, indent=2, sort_keys=True, default=str) + "\n",
+        "report.md": render_markdown(report),
+        "report.html": render_html(report),
+        "junit.xml": render_junit(report),
+    }
+
+
+def write_files(directory, rendered):
+    """Write the rendered files; return the names whose content changed."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    changed = []
+    for name, text in sorted(rendered.items()):
+        path = os.path.join(directory, name)
+        try:
+            with open(path) as handle:
+                if handle.read() == text:
+                    continue
+        except (IOError, OSError):
+            pass
+        tmp = path + ".tmp"
+        with open(tmp, "w") as handle:
+            handle.write(text)
+        os.rename(tmp, path)
+        changed.append(name)
+    return changed

@@ -1,0 +1,133 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report as one self-contained HTML page (report.html)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import html
+import re
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.svg import svg_histogram
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import TABLE_COLUMNS, fmt, worst_stalls
+
+STALL_COLOR = "#d62728"
+
+_SORT_JS = """
+function sortFleet(col, numeric) {
+  var table = document.getElementById('fleet');
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  var dir = table.getAttribute('data-col') == col && table.getAttribute('data-dir') == 'desc' ? 'asc' : 'desc';
+  rows.sort(function (a, b) {
+    var x = a.cells[col].getAttribute('data-v'), y = b.cells[col].getAttribute('data-v');
+    if (numeric) { x = x === '' ? -Infinity : parseFloat(x); y = y === '' ? -Infinity : parseFloat(y); }
+    var r = x < y ? -1 : (x > y ? 1 : 0);
+    return dir == 'desc' ? -r : r;
+  });
+  rows.forEach(function (row) { body.appendChild(row); });
+  table.setAttribute('data-col', col); table.setAttribute('data-dir', dir);
+}
+"""
+
+_CSS = """
+body { font-family: sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
+th { background: #eee; cursor: pointer; } td.n { text-align: right; }
+.failed { background: #fdd; } .passed { background: #dfd; } .skipped { color: #888; }
+.host { border-top: 2px solid #888; margin-top: 1.5em; }
+pre { background: #f6f6f6; padding: 6px; font-size: 12px; }
+.stall { color: %s; font-weight: bold; }
+""" % STALL_COLOR
+
+
+def render_html(report):
+    """A self-contained page: inline CSS, inline SVG, inline JS; nothing fetched."""
+    e = html.escape
+    columns = list(TABLE_COLUMNS) + [(c, c) for c in report.get("columns", [])]
+    out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+           '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'; '
+           'script-src \'unsafe-inline\'; img-src data:">',
+           "<title>%s</title><style>%s</style></head><body>" % (e(report["title"]), _CSS),
+           "<h1>%s</h1>" % e(report["title"]),
+           "<p>Generated %s &middot; %d hosts &middot; checks: %s</p>" % (
+               e(report["generated"]), len(report["hosts"]),
+               "all passed" if report["passed"] else "<b>%d failed</b>" % len(report["failed"])),
+           "<h2>Fleet</h2><p>Click a column to sort (initially by p99, worst first).</p>",
+           '<table id="fleet" data-col="3" data-dir="desc"><thead><tr>']
+    for index, (key, label) in enumerate(columns):
+        out.append('<th onclick="sortFleet(%d, %s)">%s</th>' % (index, "false" if key == "host" else "true", e(label)))
+    out.append("</tr></thead><tbody>")
+    failing_hosts = set(c["host"] for c in report["failed"])
+    for row in report["fleet"]:
+        out.append('<tr class="%s">' % ("failed" if row["host"] in failing_hosts else ""))
+        for key, _label in columns:
+            value = row.get(key)
+            data = "" if value is None else str(value)
+            cell = '<a href="#host-%s">%s</a>' % (e(_anchor(row["host"])), e(row["host"])) if key == "host" else e(fmt(value))
+            out.append('<td%s data-v="%s">%s</td>' % ("" if key == "host" else ' class="n"', e(data), cell))
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    if report["checks"]:
+        out.append("<h2>Checks</h2><table><thead><tr><th>host</th><th>check</th><th>status</th>"
+                   "<th>value</th><th>limit</th></tr></thead><tbody>")
+        for c in report["checks"]:
+            out.append('<tr class="%s"><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>' % (
+                e(c["status"]), e(c["host"]), e(c["check"]), e(c["status"]), e(fmt(c.get("value"), 3)),
+                e(c.get("limit", c.get("message", "")))))
+        out.append("</tbody></table>")
+    for name in sorted(report["hosts"]):
+        entry = report["hosts"][name]
+        out.append('<div class="host" id="host-%s"><h2>%s</h2>' % (e(_anchor(name)), e(name)))
+        sched = entry.get("sched_latency")
+        if sched:
+            overall = sched["latency"]["all"]
+            facts = sched.get("facts") or {}
+            out.append("<p>%s CPUs, kernel %s, sched_rt_runtime_us %s. %s events in %s s, <b>%s lost</b>; "
+                       "%s switch-ins the kernel did not record, %s waits unmeasured.</p>" % (
+                           e(fmt(facts.get("cpu_count"))), e(fmt(facts.get("kernel"))),
+                           e(fmt(facts.get("sched_rt_runtime_us"))), e(fmt(sched["events"].get("processed"))),
+                           e(fmt(sched["window"].get("duration_s"))), e(fmt(sched["events"].get("lost"))),
+                           e(fmt(sched.get("inferred_switch_ins"))), e(fmt(sched.get("unmeasured_waits")))))
+            out.append("<h3>Run-queue latency: p50 %s us, p99 %s us, p99.9 %s us, max %s us (%s waits)</h3>" % tuple(
+                e(fmt(overall.get(k))) for k in ("p50_us", "p99_us", "p99_9_us", "max_us", "count")))
+            out.append(svg_histogram(overall.get("histogram_log2_us") or []))
+            if sched.get("worst_waits"):
+                out.append("<h3>Worst waits</h3><table><thead><tr><th>task</th><th>waited us</th><th>kind</th>"
+                           "<th>CPU</th><th>ran meanwhile</th></tr></thead><tbody>")
+                for wait in sched["worst_waits"]:
+                    ran = ", ".join("%s[%s] %s us" % (t["comm"], t["pid"], fmt(t["us"])) for t in wait["ran_meanwhile"])
+                    out.append("<tr><td>%s[%s]</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
+                        e(wait["comm"]), wait["pid"], e(fmt(wait["latency_us"])), e(wait["kind"]), wait["cpu"],
+                        e(ran or "-")))
+                out.append("</tbody></table>")
+            if sched.get("tasks"):
+                out.append("<h3>Watched tasks</h3><table><thead><tr><th>task</th><th>policy</th><th>rtprio</th>"
+                           "<th>nice</th><th>p99 us</th><th>max us</th><th>S max ms</th><th>D max ms</th></tr></thead><tbody>")
+                for task in sched["tasks"][:50]:
+                    out.append("<tr><td>%s[%s]</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td>"
+                               "<td>%s</td></tr>" % (
+                                   e(task["comm"]), task["pid"], e(fmt(task.get("policy"))), e(fmt(task.get("rtprio"))),
+                                   e(fmt(task.get("nice"))), e(fmt(task["runqueue"].get("p99_us"))),
+                                   e(fmt(task["runqueue"].get("max_us"))), e(fmt(task["offcpu"]["S"].get("max_ms"))),
+                                   e(fmt(task["offcpu"]["D"].get("max_ms")))))
+                out.append("</tbody></table>")
+        stalls = worst_stalls(entry)
+        if stalls:
+            out.append("<h3>Worst stalls</h3>")
+            for stall in stalls[:10]:
+                out.append('<p><span class="stall">%s %s ms</span> %s (%s) %s</p>' % (
+                    e(fmt(stall["state"])), e(fmt(stall["duration_ms"], 3)), e(stall["task"]), e(stall["source"]),
+                    e(stall["detail"])))
+                if stall["kernel_stack"]:
+                    out.append("<pre>%s</pre>" % e("\n".join(stall["kernel_stack"])))
+        out.append("</div>")
+    out.append("<script>%s</script></body></html>" % _SORT_JS)
+    return "\n".join(out) + "\n"
+
+
+def _anchor(name):
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)

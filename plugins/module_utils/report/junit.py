@@ -1,0 +1,32 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report's checks as JUnit XML (junit.xml), one testcase per host per check."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+from xml.sax.saxutils import quoteattr, escape as xml_escape
+
+
+def render_junit(report, suite="fleettrace.sched_latency"):
+    """One testcase per host per check; skipped when the host has no data for it."""
+    checks = report["checks"]
+    failures = len([c for c in checks if c["status"] == "failed"])
+    skipped = len([c for c in checks if c["status"] == "skipped"])
+    out = ['<?xml version="1.0" encoding="UTF-8"?>',
+           "<testsuites>",
+           "<testsuite name=%s tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"%d\" timestamp=%s>"
+           % (quoteattr(suite), len(checks), failures, skipped, quoteattr(report["generated"]))]
+    for c in checks:
+        out.append("<testcase classname=%s name=%s>" % (quoteattr(c["host"]), quoteattr(c["check"])))
+        if c["status"] == "failed":
+            out.append("<failure message=%s type=\"threshold\">%s</failure>"
+                       % (quoteattr(c["message"]), xml_escape(json.dumps(c, sort_keys=True, default=str))))
+        elif c["status"] == "skipped":
+            out.append("<skipped message=%s/>" % quoteattr(c["message"]))
+        out.append("</testcase>")
+    out += ["</testsuite>", "</testsuites>"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,48 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report as Markdown (report.md)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import fmt, summary_lines, worst_stalls
+
+
+def render_markdown(report):
+    out = ["# %s" % report["title"], "", "Generated %s. Hosts: %d. Checks: %s." % (
+        report["generated"], len(report["hosts"]),
+        "all passed" if report["passed"] else "%d failed" % len(report["failed"])), "",
+        "## Fleet (sorted by p99 run-queue latency)", "", "```"] + summary_lines(report) + ["```", ""]
+    if report["checks"]:
+        out += ["## Checks", "", "| host | check | status | value | limit |", "|---|---|---|---|---|"]
+        for c in report["checks"]:
+            cells = (c["host"], c["check"], c["status"], fmt(c.get("value"), 3), c.get("limit", c.get("message", "")))
+            out.append("| %s | %s | %s | %s | %s |" % cells)
+        out.append("")
+    for name in sorted(report["hosts"]):
+        entry = report["hosts"][name]
+        out += ["## %s" % name, ""]
+        sched = entry.get("sched_latency")
+        if sched:
+            overall = sched["latency"]["all"]
+            out.append("Run-queue latency over %s waits: p50 %s us, p99 %s us, max %s us; %s events, %s lost."
+                       % (overall.get("count"), fmt(overall.get("p50_us")), fmt(overall.get("p99_us")),
+                          fmt(overall.get("max_us")), sched["events"].get("processed"), sched["events"].get("lost")))
+            out += ["", "```", "     usecs          : count"]
+            for b in overall.get("histogram_log2_us") or []:
+                out.append("%8d -> %-8d : %d" % (b["low_us"], b["high_us"] - 1 if b["high_us"] > 1 else 0, b["count"]))
+            out += ["```", ""]
+            for wait in (sched.get("worst_waits") or [])[:3]:
+                ran = ", ".join("%s[%s] %s us" % (t["comm"], t["pid"], fmt(t["us"])) for t in wait["ran_meanwhile"])
+                out.append("- waited %s us (%s) %s[%s] on CPU %s; meanwhile: %s"
+                           % (fmt(wait["latency_us"]), wait["kind"], wait["comm"], wait["pid"], wait["cpu"], ran or "-"))
+            out.append("")
+        for stall in worst_stalls(entry)[:5]:
+            out.append("- %s stall %s ms of %s %s"
+                       % (stall["state"], fmt(stall["duration_ms"], 3), stall["task"], stall["detail"]))
+            for frame in stall["kernel_stack"][:12]:
+                out.append("    %s" % frame)
+        out.append("")
+    return "\n".join(out) + "\n"

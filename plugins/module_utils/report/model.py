@@ -1,0 +1,89 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet report's model: per-host documents merged into the report.json structure."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import checks as report_checks
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.document import KINDS, ReportError, host_name, number
+
+
+def _max(values):
+    values = [v for v in values if number(v) is not None]
+    return max(values) if values else None
+
+
+def host_summary(entry):
+    """The numbers a fleet table and the default checks use, from one host's entry."""
+    sched = entry.get("sched_latency") or {}
+    diag = entry.get("diagnose") or {}
+    latency = sched.get("latency") or {}
+    overall = latency.get("all") or {}
+    wakeup = latency.get("wakeup") or {}
+    findings = diag.get("findings") or []
+    d_stalls = [s.get("duration_ms") for s in sched.get("longest_d") or []]
+    d_stalls += [f.get("duration_ms") for f in findings if str(f.get("state", "")).startswith("D")]
+    events = sched.get("events") or {}
+    lost = events.get("lost") if sched else None
+    if diag.get("lost_events") is not None:
+        lost = (lost or 0) + diag["lost_events"]
+    summary = {
+        "p50_us": overall.get("p50_us"), "p90_us": overall.get("p90_us"), "p99_us": overall.get("p99_us"),
+        "p99_9_us": overall.get("p99_9_us"), "max_us": overall.get("max_us"), "waits": overall.get("count"),
+        "wakeup_p99_us": wakeup.get("p99_us"), "wakeup_max_us": wakeup.get("max_us"),
+        "max_d_ms": _max(d_stalls), "d_stalls": len([d for d in d_stalls if number(d) is not None]),
+        "findings": len(findings), "max_finding_ms": _max(f.get("duration_ms") for f in findings),
+        "lost_events": lost, "complete": events.get("complete") if sched else None,
+        "events_per_s": events.get("per_second"),
+        "unmeasured_waits": sched.get("unmeasured_waits"),
+        "cpu_count": (sched.get("facts") or diag.get("facts") or {}).get("cpu_count"),
+        "kernel": (sched.get("facts") or diag.get("facts") or {}).get("kernel"),
+        "kinds": sorted(k for k in KINDS if entry.get(k)),
+    }
+    return summary
+
+
+def build_report(docs, checks=None, columns=None, title="Scheduling latency report", now=None):
+    """Merge per-host documents into the report.json structure and evaluate checks."""
+    hosts = {}
+    for doc in docs:
+        name = host_name(doc)
+        entry = hosts.setdefault(name, {"host": name})
+        if entry.get(doc["kind"]):
+            raise ReportError("host %s has two %s results; give one per host and kind" % (name, doc["kind"]))
+        entry[doc["kind"]] = doc
+    for name, entry in hosts.items():
+        entry["summary"] = host_summary(entry)
+    fleet = []
+    for name in sorted(hosts):
+        row = dict(hosts[name]["summary"])
+        row["host"] = name
+        for column, expression in (columns or {}).items():
+            row[column] = report_checks.search(expression, hosts[name], "column %r" % column)
+        fleet.append(row)
+    fleet.sort(key=lambda row: (row["p99_us"] is None, -(row["p99_us"] or 0), row["host"]))
+    report = {
+        "title": title,
+        "generated": (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "hosts": hosts,
+        "fleet": fleet,
+        "columns": sorted((columns or {}).keys()),
+        "checks": [],
+    }
+    report["checks"] = report_checks.evaluate_checks(report, checks or [])
+    report["failed"] = [c for c in report["checks"] if c["status"] == "failed"]
+    report["passed"] = not report["failed"]
+    return report
+
+
+def failure_message(report):
+    if report["passed"]:
+        return "all %d checks passed on %d hosts" % (len(report["checks"]), len(report["hosts"]))
+    lines = ["%d of %d checks failed:" % (len(report["failed"]), len(report["checks"]))]
+    lines += ["  %s" % c["message"] for c in report["failed"]]
+    return "\n".join(lines)
