@@ -34,7 +34,7 @@ PERF_WRONG = {
     "perf-global-symbol": "perf writes @sym+0 for globals, which the kernel refuses in uprobes",
 }
 # perf refuses, we resolve: perf's own limits (we are judged by runtime truth where the ABI can).
-PERF_REFUSES = ("perf-refuses:",)
+PERF_REFUSES = ("perf-",)
 
 pytestmark = pytest.mark.skipif(libdiff.PERF is None, reason="perf (Debian linux-perf) is not installed")
 

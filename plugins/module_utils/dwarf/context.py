@@ -46,6 +46,7 @@ class DwarfContext:
         self.sections = {}          # section name -> bytes (b"" when absent)
         self.top_levels = {}        # CU offset -> [skimmed top-level DIE dict] or None (skim failed)
         self.line_tables = {}       # CU offset -> lines.LineTable
+        self.unit_starts = None     # .debug_info offsets of every unit (functions.units_naming)
         self._symbols = None
         self._aranges = None
         self._arange_starts = None
