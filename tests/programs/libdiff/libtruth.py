@@ -94,7 +94,7 @@ def judge(fs, token, binary, driver, result, function, index):
                 kinds[(who, w.split("=", 1)[0])] = w.rsplit(":", 1)[-1]
             lines.append("%s:%s/%s%d %s" % (words[0][0], group, who, i, " ".join([words[1]] + args)))
     added, refused = [], set()
-    verdict = {"ours": "none", "perf": "none", "hits": 0, "detail": []}
+    verdict = {"ours": "none", "perf": "none", "hits": 0, "detail": [], "wrong_args": {"ours": [], "perf": []}}
     try:
         for line in lines:
             event = line.split()[0].split(":", 1)[1].split("/", 1)[1]
@@ -147,6 +147,8 @@ def judge(fs, token, binary, driver, result, function, index):
                 seen[who][0] += 1
             else:
                 seen[who][1] += 1
+                if name not in verdict["wrong_args"][who]:
+                    verdict["wrong_args"][who].append(name)
                 if len(verdict["detail"]) < 6:
                     verdict["detail"].append("%s %s=%s, truth %s" % (who, name, text_value, expected.get(name)))
     for who in ("ours", "perf"):
