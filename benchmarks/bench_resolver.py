@@ -142,7 +142,8 @@ def bench_binary(label, binary, specs, runs, perf, index_dir):
         rows.append((spec, [median([t[0] for t in x]) for x in (perf_times, cold, warm)],
                      [median([t[1] for t in x]) for x in (perf_times, cold, warm)], same))
     print("\n== %s: %s" % (label, binary))
-    print("first resolution with the function index built: wall %.0f ms, cpu %.0f ms (once per build-id)"
+    print("first resolution, all caches empty (builds the function index if the spec needs it, once per "
+          "build-id): wall %.0f ms, cpu %.0f ms"
           % (build[0] * 1e3, build[1] * 1e3))
     print("%-44s %27s   %27s  %s" % ("spec", "wall ms: perf  cold  warm", "cpu ms: perf  cold  warm", "output"))
     for spec, wall, cpu, same in rows:
@@ -162,17 +163,17 @@ def inline_only_functions(binary, count):
     its DWARF, spread over the alphabet, that perf probes too (it gives up past 128 copies)."""
     sys.path.insert(0, COLLECTIONS)
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
     resolver = dwarf_resolver.Resolver(binary)
     try:
         index = resolver.context.function_index
         names = sorted(n for n in index.all_names() if all(inline for _c, _o, inline in index.subprograms(n)))
         chosen = []
         for name in names[::max(1, len(names) // (count * 4))]:
-            found = scopes.find_function(resolver.context, name)
+            found = functions.find_function(resolver.context, name)
             if found and not resolver.symbols.function(name) and all(
                     resolver.context.entry_pc(die) is None for _cu, die in found):
-                copies = sum(len(scopes.inlined_copies(resolver.context, cu, die)) for cu, die in found)
+                copies = sum(len(functions.inlined_copies(resolver.context, cu, die)) for cu, die in found)
                 if 1 <= copies <= 64:
                     chosen.append(name)
             if len(chosen) == count:

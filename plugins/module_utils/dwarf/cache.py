@@ -156,13 +156,13 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
                 return found
     if on_miss is not None:
         on_miss()
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
     if use_cache and write:
         result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
                                         build_id=build_id, force=force, allow_unavailable=allow_unavailable)
     else:
-        with dwarf_index.read_only():     # check mode: the function index is not written either
+        with dwarf_function_index.read_only():     # check mode: the function index is not written either
             result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
                                             build_id=build_id, force=force, allow_unavailable=allow_unavailable)
     result["cached"] = False

@@ -46,11 +46,12 @@ class DwarfContext:
         self.sections = {}          # section name -> bytes (b"" when absent)
         self.top_levels = {}        # CU offset -> [skimmed top-level DIE dict] or None (skim failed)
         self.line_tables = {}       # CU offset -> lines.LineTable
+        self.unit_starts = None     # .debug_info offsets of every unit (functions.units_naming)
         self._symbols = None
         self._aranges = None
         self._arange_starts = None
         self._cfa = None
-        self._index = None          # dwarf.index.FunctionIndex, or False when the DWARF cannot be indexed
+        self._index = None          # dwarf.function_index.FunctionIndex, or False when the DWARF cannot be indexed
         from elftools.dwarf.dwarf_expr import DWARFExprParser
         from elftools.dwarf.locationlists import LocationParser
         self.expr_parser = DWARFExprParser(self.dwarf.structs)
@@ -142,13 +143,13 @@ class DwarfContext:
 
     @property
     def function_index(self):
-        """dwarf.index.FunctionIndex (cached on disk by build-id), or None when the DWARF has
+        """dwarf.function_index.FunctionIndex (cached on disk by build-id), or None when the DWARF has
         something the one-pass skim does not read (callers then walk the compile units)."""
         if self._index is None:
-            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
             try:
-                self._index = dwarf_index.function_index(self.build_id, self.section, self.section_size)
-            except dwarf_index.IndexBuildError:
+                self._index = dwarf_function_index.function_index(self.build_id, self.section, self.section_size)
+            except dwarf_function_index.IndexBuildError:
                 self._index = False
         return self._index or None
 
@@ -157,42 +158,25 @@ class DwarfContext:
         index = self.function_index
         if index is None:
             return None
-        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
         try:
             return lookup(index)
-        except dwarf_index.IndexBuildError:
+        except dwarf_function_index.IndexBuildError:
             index.close()
             self._index = False
             return None
 
-    def named_subprograms(self, name):
-        """[(cu, die offset, has DW_AT_inline)] of the top-level subprograms with DW_AT_name ``name``,
-        in DIE order: from the function index, else by skimming every compile unit's top level."""
+    def indexed_units(self, name):
+        """Sorted offsets of the units with a top-level subprogram DIE named ``name``, from the
+        function index; None without one (callers search the bytes, dwarf/index.py)."""
         entries = self._from_index(lambda index: index.subprograms(name))
-        if entries is not None:
-            return [(self.cu_at(cu_offset), offset, inline) for cu_offset, offset, inline in entries]
-        found = []
-        for cu in self.dwarf.iter_CUs():
-            for info in self.top_level(cu) or []:
-                if info["tag"] == "DW_TAG_subprogram" and (info.get("DW_AT_name") or (None,))[0] == name:
-                    found.append((self.cu_at(cu.cu_offset), info["offset"], "DW_AT_inline" in info))
-        return found
+        return None if entries is None else sorted(set(cu_offset for cu_offset, _o, _i in entries))
 
-    def inlined_subroutines(self, cu, abstract_offset):
-        """DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is ``abstract_offset``, in DIE
-        order: from the function index, else by parsing the whole compile unit."""
-        offsets = self._from_index(
+    def indexed_inlined_copies(self, cu, abstract_offset):
+        """Offsets of the DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is
+        ``abstract_offset``, in DIE order, from the function index; None without one."""
+        return self._from_index(
             lambda index: index.inlined_copies(abstract_offset, cu.cu_offset, cu.cu_offset + cu.size))
-        if offsets is not None:
-            return [self.die_at(cu, offset) for offset in offsets]
-        found = []
-        for die in cu.iter_DIEs():
-            attr = die.attributes.get("DW_AT_abstract_origin") if die.tag == "DW_TAG_inlined_subroutine" else None
-            if attr is not None:
-                target = attr.value if attr.form == "DW_FORM_ref_addr" else attr.value + cu.cu_offset
-                if target == abstract_offset:
-                    found.append(die)
-        return found
 
     def cu_at(self, offset):
         cu = self.cus.get(offset)

@@ -125,7 +125,7 @@ def find_variable(ctx, name, cu, chain, address):
     """(die, kind) of a variable visible at address: locals first (perf's order), then CU globals."""
     if chain:
         fallback = None
-        for die in scopes.walk_visible(ctx, chain[0], address):
+        for die in scopes.walk_visible(ctx, scopes.scope_of(chain), address):
             if die.tag not in scopes.VARIABLE_TAGS or dwarf_types.name_of(die) != name:
                 continue
             attrs = die.attributes
@@ -269,6 +269,9 @@ def apply_accesses(arg, value, type_die):
         if stripped is not None and stripped.tag == "DW_TAG_pointer_type":
             value = dwarf_location.deref(value)
         elif stripped is not None and stripped.tag == "DW_TAG_array_type":
+            if not dwarf_types.is_char(dwarf_types.type_of(stripped)):
+                raise LocationError("':string' needs a char array or pointer, not %s; name an element ([i])"
+                                    % dwarf_types.c_name(type_die))
             if value[0] not in ("mem", "global"):
                 raise LocationError("it is an array not in memory, so it cannot be read as a string")
         else:
