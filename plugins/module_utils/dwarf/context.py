@@ -145,6 +145,8 @@ class DwarfContext:
     def function_index(self):
         """dwarf.function_index.FunctionIndex (cached on disk by build-id), or None when the DWARF has
         something the one-pass skim does not read (callers then walk the compile units)."""
+        if self._index is None and not self.build_id:
+            self._index = False     # cannot be stored: the byte search (dwarf/index.py) costs less than a build
         if self._index is None:
             from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
             try:
