@@ -10,7 +10,9 @@ __metaclass__ = type
 import html
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.incident import render_incident_html
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.svg import svg_histogram
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import timeline
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import TABLE_COLUMNS, fmt, worst_stalls
 
 STALL_COLOR = "#d62728"
@@ -124,6 +126,11 @@ def render_html(report):
                     e(stall["detail"])))
                 if stall["kernel_stack"]:
                     out.append("<pre>%s</pre>" % e("\n".join(stall["kernel_stack"])))
+        out.append(render_incident_html(entry.get("diagnose") or {}))
+        drawn = timeline.host_timelines(entry)
+        if drawn:
+            out.append("<h3>Stall timelines</h3>")
+            out += drawn
         out.append("</div>")
     out.append("<script>%s</script></body></html>" % _SORT_JS)
     return "\n".join(out) + "\n"
