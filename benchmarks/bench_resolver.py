@@ -184,9 +184,8 @@ def inline_only_functions(binary, count):
 
 
 def walk_vs_index(label, binary, specs, index_dir):
-    """In-process CPU time of one fresh resolution through the stored function index and through the
-    walk it replaced (every CU's top level skimmed, whole CUs parsed for inlined copies), same specs,
-    alternating; outputs compared."""
+    """In-process CPU time of one fresh resolution with the stored function index and without it
+    (functions.py then searches the raw bytes, dwarf/index.py), same specs, alternating; outputs compared."""
     sys.path.insert(0, COLLECTIONS)
     os.environ["FLEETTRACE_DWARF_INDEX"] = index_dir
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
@@ -202,15 +201,15 @@ def walk_vs_index(label, binary, specs, index_dir):
             resolver.close()
         return time.process_time() - start, lines
 
-    print("\n== %s, in-process CPU ms per resolution: function index vs walk over every CU" % label)
+    print("\n== %s, in-process CPU ms per resolution: stored function index vs byte search" % label)
     totals = [0.0, 0.0]
     for spec in specs:
         indexed, walked = once(spec, True), once(spec, False)
         totals[0] += indexed[0]
         totals[1] += walked[0]
-        print("%-44s index %7.1f   walk %7.1f   %s" % (spec[:44], indexed[0] * 1e3, walked[0] * 1e3,
+        print("%-44s index %7.1f   bytes %7.1f   %s" % (spec[:44], indexed[0] * 1e3, walked[0] * 1e3,
                                                      "same" if indexed[1] == walked[1] else "DIFFERENT"))
-    print("walk/index: %.1fx" % (totals[1] / totals[0]))
+    print("byte search/index: %.1fx" % (totals[1] / totals[0]))
 
 
 def without_symtab(binary, directory):
