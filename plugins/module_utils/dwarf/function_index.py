@@ -34,6 +34,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import marshal
 import os
 import struct
@@ -80,16 +81,14 @@ class IndexBuildError(Exception):
     pass
 
 
-class read_only:
+@contextlib.contextmanager
+def read_only():
     """``with read_only():`` indexes are read from disk but never written (Ansible's check mode)."""
-
-    def __enter__(self):
-        _READ_ONLY.append(True)
-        return self
-
-    def __exit__(self, *_exc):
+    _READ_ONLY.append(True)
+    try:
+        yield
+    finally:
         _READ_ONLY.pop()
-        return False
 
 
 def index_dir():
