@@ -74,18 +74,27 @@ base_cflags=$(dpkg-buildflags --get CFLAGS | sed -e 's/-O[0-9s]//g' -e 's/-g\b//
 cppflags=$(dpkg-buildflags --get CPPFLAGS)
 src=$ROOT/src           # the final place: DW_AT_comp_dir and file names point there
 
+compile() {      # $1 out dir, $2 flags, then sources: compiled nproc at a time
+  local out=$1 flags=$2 c
+  shift 2
+  for c in "$@"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; do wait -n; done
+    # shellcheck disable=SC2086 # flags are word lists
+    gcc -c -fPIC $flags $base_cflags $cppflags -o "$out/$(basename "$c" .c).o" "$c" &
+  done
+  wait
+}
 build_zlib() {   # $1 out dir, $2 flags
-  local c
+  local c sources=()
   for c in adler32 compress crc32 deflate gzclose gzlib gzread gzwrite infback inffast inflate inftrees \
            trees uncompr zutil; do
-    echo "$src/zlib/$c.c"
-  done | xargs -P"$(nproc)" -I{} sh -c 'gcc -c -fPIC '"$2 $base_cflags $cppflags"' -DHAVE_UNISTD_H -DHAVE_STDARG_H -D_LARGEFILE64_SOURCE=1 -o "'"$1"'/$(basename {} .c).o" {}'
+    sources+=("$src/zlib/$c.c")
+  done
+  compile "$1" "$2 -DHAVE_UNISTD_H -DHAVE_STDARG_H -D_LARGEFILE64_SOURCE=1" "${sources[@]}"
   gcc -shared -Wl,-soname,libz.so.1 -o "$1/libz.so" "$1"/*.o
 }
 build_lz4() {
-  local c
-  for c in lz4 lz4hc lz4frame xxhash; do echo "$src/lz4/lib/$c.c"; done \
-    | xargs -P"$(nproc)" -I{} sh -c 'gcc -c -fPIC '"$2 $base_cflags $cppflags"' -o "'"$1"'/$(basename {} .c).o" {}'
+  compile "$1" "$2" "$src/lz4/lib/lz4.c" "$src/lz4/lib/lz4hc.c" "$src/lz4/lib/lz4frame.c" "$src/lz4/lib/xxhash.c"
   gcc -shared -Wl,-soname,liblz4.so.1 -o "$1/liblz4.so" "$1"/*.o
 }
 build_xz() {     # liblzma only, in a copy of the configured tree per variant

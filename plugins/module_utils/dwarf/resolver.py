@@ -285,7 +285,7 @@ class Resolver:
                          "kind": "parameter" if die.tag == "DW_TAG_formal_parameter" else "local",
                          "available": note.available, "location": note.location, "reason": note.reason,
                          "fetcharg": None}
-                if not note.available and note.reason and "name a member" in note.reason:
+                if not note.available and note.reason and ("name a member" in note.reason or ":string" in note.reason):
                     # A char array reads as a string; other aggregates need a member named.
                     as_string = variables.fetch_arg(
                         ctx, probe_spec.ProbeArg(name + ":string", variable=name, type_cast="string"),
