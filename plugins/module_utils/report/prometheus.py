@@ -25,6 +25,8 @@ __metaclass__ = type
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import coverage as report_coverage
+
 PREFIX = "fleettrace_"
 SERIES = ("all", "wakeup", "preempt")
 QUANTILES = (("p50_us", "0.5"), ("p90_us", "0.9"), ("p99_us", "0.99"), ("p99_9_us", "0.999"))
@@ -113,6 +115,13 @@ def render_host(report, host):
         value = _number(data.get("max_us"))
         quant.add(labels + (("quantile", "1"),), value * US if value is not None else None)
     families += [hist, quant]
+    # Next to the percentiles: the waits they leave out, by reason (docs/sched-audit.md).
+    unmeasured = _Family("runqueue_waits_unmeasured_total", "counter",
+                         "Waits of the window the trace does not prove, by reason; not in the latency numbers.")
+    if sched:
+        for reason, count in sorted(report_coverage.coverage(sched)["reasons"].items()):
+            unmeasured.add(base + (("reason", reason),), count)
+    families.append(unmeasured)
 
     stalls = _Family("stalls_total", "counter",
                      "Stalls seen: D-state intervals of watched tasks (audit) and threshold findings (diagnose).")

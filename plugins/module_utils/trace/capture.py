@@ -29,8 +29,9 @@ import select
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (
-    TraceParser, parse_cpu_stats, user_stack_addresses)
+    TraceParser, user_stack_addresses)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError
 
@@ -42,31 +43,13 @@ STOP_WINDOW = "window_elapsed"
 
 
 def cpu_stats(instance):
-    """{cpu: stats dict} from the instance's per_cpu/cpuN/stats."""
-    stats = {}
-    try:
-        names = os.listdir(instance.path("per_cpu"))
-    except OSError:
-        return stats
-    for name in names:
-        if name.startswith("cpu") and name[3:].isdigit():
-            try:
-                stats[int(name[3:])] = parse_cpu_stats(instance.read("per_cpu", name, "stats"))
-            except (IOError, OSError):
-                continue
-    return stats
+    """{cpu: stats dict} from the instance's per_cpu/cpuN/stats (trace/per_cpu.py)."""
+    return per_cpu.all_stats(instance.path())
 
 
 def lost_counts(before, after):
-    """Events overwritten (overrun) and dropped per CPU between two cpu_stats."""
-    lost = {}
-    for cpu, now in after.items():
-        then = before.get(cpu, {})
-        overrun = max(0, now.get("overrun", 0) - then.get("overrun", 0))
-        dropped = max(0, now.get("dropped events", 0) - then.get("dropped events", 0))
-        if overrun or dropped:
-            lost[cpu] = {"overrun": overrun, "dropped": dropped, "entries": now.get("entries", 0)}
-    return lost
+    """Events overwritten (overrun) and dropped (incl. commit overruns) per CPU between two cpu_stats."""
+    return per_cpu.lost_between(before, after)
 
 
 def suggested_buffer_kb(buffer_kb, lost_by_cpu):
