@@ -126,6 +126,9 @@ def test_check_mode_writes_no_function_index(cc, build_dir, cache):
     second = dwarf_cache.cached_resolve(binary, "clamp_add")
     assert second["definitions"] == first["definitions"]
     assert sorted(cached_files(cache))[-1] == "functions.idx" and len(cached_files(cache)) == 2
+    # Check mode reads a stored index (same answer, from the result cache or not).
+    third = dwarf_cache.cached_resolve(binary, "clamp_add", write=False, use_cache=False)
+    assert third["definitions"] == first["definitions"] and len(cached_files(cache)) == 2
 
 
 def test_code_stamp_same_on_disk_and_in_ansiballz_zip(tmp_path):

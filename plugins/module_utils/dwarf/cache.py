@@ -158,7 +158,7 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
         on_miss()
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-    if use_cache and write:
+    if write:
         result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
                                         build_id=build_id, force=force, allow_unavailable=allow_unavailable)
     else:

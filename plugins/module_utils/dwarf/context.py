@@ -150,7 +150,8 @@ class DwarfContext:
         if self._index is None:
             from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
             try:
-                self._index = dwarf_function_index.function_index(self.build_id, self.section, self.section_size)
+                self._index = dwarf_function_index.function_index(self.build_id, self.section,
+                                                                  self.section_size) or False
             except dwarf_function_index.IndexBuildError:
                 self._index = False
         return self._index or None

@@ -480,15 +480,17 @@ def function_index(build_id, section, section_size, use_disk=True):
     """The index of the DWARF whose sections ``section(name)`` returns (bytes, b"" when absent).
 
     ``section_size(name)`` gives a section's size without reading it (a stored index is used
-    without reading ``.debug_info``).  Raises IndexBuildError when the DWARF has something the
-    one-pass skim does not read.
+    without reading ``.debug_info``).  None in check mode (read_only) when none is stored.  Raises
+    IndexBuildError when the DWARF has something the one-pass skim does not read.
     """
     sizes = tuple(section_size(name) for name in INDEXED_SECTIONS)
     if build_id and use_disk:
         found = load(build_id, sizes)
         if found is not None:
             return found
+    if build_id and use_disk and _READ_ONLY:
+        return None     # check mode: a build that cannot be kept costs more than the byte search
     index = FunctionIndex.from_lists(*build(*[section(name) for name in INDEXED_SECTIONS]))
-    if build_id and use_disk and not _READ_ONLY:
+    if build_id and use_disk:
         store(build_id, sizes, index)
     return index
