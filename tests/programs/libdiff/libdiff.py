@@ -236,6 +236,16 @@ def sample(functions, count, seed):
     return specs
 
 
+def entry_sweep(functions, count, seed):
+    """``count`` "F $params" specs of exported functions (the driver programs call them) whose
+    parameters are all passed in integer registers: what runtime truth can judge."""
+    names = sorted(n for n, f in functions.items() if f.exported and f.symbol and f.params
+                   and len(f.params) <= 6 and all(k in ("scalar", "pointer", "char_ptr", "struct_ptr")
+                                                  for _n, k in f.params))
+    rng = random.Random(seed)
+    return [(name + " $params", "sweep", name) for name in rng.sample(names, min(count, len(names)))]
+
+
 # -- resolving ---------------------------------------------------------------------------
 def perf_definition(binary, spec):
     """(lines, message, seconds) from perf probe --definition."""
