@@ -6,8 +6,10 @@
 setup:
 	bash scripts/setup.sh
 
+# make demo SCENARIO=frozen-fs for the frozen-file-system stall (no FUSE needed)
+SCENARIO ?= watchdog
 demo: setup
-	bash scripts/demo.sh
+	FLEETTRACE_DEMO_SCENARIO=$(SCENARIO) bash scripts/demo.sh
 
 test:
 	bash scripts/test.sh

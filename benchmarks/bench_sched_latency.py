@@ -1,20 +1,23 @@
-"""Benchmark the sched_latency collector side by side with ``trace-cmd record``.
+"""Benchmark the sched_latency collector side by side with ``trace-cmd record`` (and the previous collector).
 
 For each load step a paced ping-pong load (benchmarks/sched_load.c) runs while
-both tracers record the same four events (sched_waking, sched_wakeup,
-sched_wakeup_new, sched_switch) in their own private instances during the same
-window:
+three tracers record in their own private instances during the same window:
 
-* ours: ``sched_collector.collect`` (binary trace_pipe_raw pages, analysed
-  on the fly, nothing written to disk);
-* trace-cmd: ``trace-cmd record -B <instance>`` (splice of raw pages to a file,
-  no analysis).
+* ours: ``sched_collector.collect`` (raw pages copied with splice during the
+  window, decoded and analysed after it);
+* trace-cmd: ``trace-cmd record -B <instance>`` on the same events as ours
+  (splice of raw pages to a file, no analysis);
+* baseline: the collector of ``--baseline`` (a git ref; default the commit
+  before issue 11), which decoded and analysed during the window.
 
-Per step it prints the event rate each saw, the events each lost, and CPU
-seconds per wall second of each (rusage of the process tree, from wait4).
-"Sustained without loss" is the highest step at which ours lost nothing.
+Per step it prints the events each saw and lost, CPU seconds *during the
+window* per wall second (ours: the copier's own os.times; trace-cmd: rusage of
+its process tree) and CPU microseconds per event for the whole run, decoding
+and analysis included (the collectors' own os.times from setup to result).
+Steps repeat ``--repeat`` times; the table shows the median of each number.
+The machine may be loaded by others: compare within a row, not across runs.
 
-    sudo .venv/bin/python benchmarks/bench_sched_latency.py [--seconds 5] [--steps 10000,20000,30000]
+    sudo .venv/bin/python benchmarks/bench_sched_latency.py [--seconds 5] [--steps 10000,20000] [--repeat 3]
 
 Results are also written to benchmarks/results/sched_latency.json.
 
@@ -22,8 +25,8 @@ This machine's sandbox refuses writes to /proc/sys/kernel/ftrace_enabled and
 opening the function-tracer files, which trace-cmd touches on start even when
 only events are recorded; it is run in a private mount namespace where those
 files are bind-mounted placeholders (ftrace_enabled already reads 1, so
-nothing changes).  Both tracers run at their default priority except that our
-collector uses its documented default nice -10.
+nothing changes).  Both collectors run at their documented default nice -10
+during the window; trace-cmd at its default priority.
 """
 
 import argparse
@@ -39,15 +42,17 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")  # made by scripts/setup.sh
-EVENTS = ("sched_waking", "sched_wakeup", "sched_wakeup_new", "sched_switch")
+# The baseline: the last commit before issue 11 changed the collector.
+DEFAULT_BASELINE = "d1ac691"
 
-OURS = r"""
-import json, sys
+COLLECTOR = r"""
+import json, os, sys
 sys.path.insert(0, %r)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
 r = sched_collector.collect(tracefs.Tracefs(), %f, instance_name=%r, buffer_size_kb=%d)
 print(json.dumps({"events": r["events"], "window": r["window"], "collector": r["collector"],
+                  "event_counts": r["event_counts"], "unmeasured": r.get("unmeasured_waits"),
                   "p99_us": r["latency"]["all"]["p99_us"], "waits": r["latency"]["all"]["count"]}))
 """
 
@@ -78,57 +83,85 @@ def run_tree(cmd, **kwargs):
 
 
 def remove_instance(name):
+    """Remove this benchmark's instance (trace-cmd's readers may take a moment to let go)."""
     path = "/sys/kernel/tracing/instances/%s" % name
-    if os.path.isdir(path):
-        with open(os.path.join(path, "set_event"), "w") as handle:
-            handle.write("")
-        os.rmdir(path)
+    for _attempt in range(100):
+        if not os.path.isdir(path):
+            return
+        try:
+            with open(os.path.join(path, "set_event"), "w") as handle:
+                handle.write("")
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("could not remove %s" % path)
 
 
-def step(load_binary, rounds, seconds, workdir, buffer_kb):
+def collector_row(result, seconds):
+    wall = result["window"]["duration_s"]
+    counts = result["event_counts"]
+    col = result["collector"]
+    window_cpu = col.get("window_cpu_seconds", col["cpu_seconds"])  # the baseline analysed in the window
+    return {
+        "events_per_s": round(result["events"]["processed"] / wall),
+        "lost": result["events"]["lost"],
+        "window_cpu_per_wall_s": round(window_cpu / wall, 4),
+        "cpu_seconds": col["cpu_seconds"],
+        "cpu_us_per_event": round(col["cpu_seconds"] * 1e6 / max(1, result["events"]["processed"]), 3),
+        "cpu_us_per_switch": round(col["cpu_seconds"] * 1e6 / max(1, counts.get("sched_switch", 0)), 3),
+        "p99_us": result["p99_us"],
+        "waits": result["waits"],
+        "unmeasured": result.get("unmeasured"),
+    }
+
+
+def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections, events):
     tag = "fleettrace_bench_%d_%d" % (os.getpid(), rounds)
-    ours_name, tc_name = tag + "_ours", tag + "_tc"
+    names = {"ours": tag + "_ours", "baseline": tag + "_base", "tc": tag + "_tc"}
     dat = os.path.join(workdir, "%d.dat" % rounds)
-    load = subprocess.Popen([load_binary, "2", str(rounds), str(seconds + 6)], start_new_session=True)
+    load = subprocess.Popen([load_binary, "2", str(rounds), str(seconds + 8)], start_new_session=True)
+    procs = {}
     try:
-        time.sleep(1.0)  # load at its pace before both windows open
-        ours = run_tree([sys.executable, "-c", OURS % (COLLECTIONS, seconds, ours_name, buffer_kb)],
-                        stdout=subprocess.PIPE, universal_newlines=True)
-        tc_cmd = ["unshare", "-m", "sh", "-c", TRACE_CMD_WRAPPER, "sh", tc_name, workdir,
-                  "trace-cmd", "record", "-B", tc_name, "-b", str(buffer_kb), "-o", dat]
-        for event in EVENTS:
+        time.sleep(1.0)  # load at its pace before the windows open
+        for who, path in (("ours", COLLECTIONS), ("baseline", baseline_collections)):
+            if path:
+                procs[who] = run_tree([sys.executable, "-c", COLLECTOR % (path, seconds, names[who], buffer_kb)],
+                                      stdout=subprocess.PIPE, universal_newlines=True)
+        tc_cmd = ["unshare", "-m", "sh", "-c", TRACE_CMD_WRAPPER, "sh", names["tc"], workdir,
+                  "trace-cmd", "record", "-B", names["tc"], "-b", str(buffer_kb), "-o", dat]
+        for event in events:
             tc_cmd += ["-e", "sched:%s" % event]
         tc_cmd += ["sleep", str(seconds)]
         tc = run_tree(tc_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
         tc_out = tc.stdout.read()
         tc_rc, tc_cpu = tc.wait_tree()
-        ours_out = ours.stdout.read()
-        ours_rc, ours_cpu = ours.wait_tree()
+        outputs = {}
+        for who, proc in procs.items():
+            out = proc.stdout.read()
+            rc, _cpu = proc.wait_tree()
+            if rc != 0:
+                raise SystemExit("the %s collector failed (rc %d): %s" % (who, rc, out))
+            outputs[who] = json.loads(out.strip().splitlines()[-1])
     finally:
         os.killpg(load.pid, signal.SIGKILL)
         load.wait()
-        for name in (ours_name, tc_name):
+        for name in names.values():
             remove_instance(name)
-    if ours_rc != 0:
-        raise SystemExit("our collector failed (rc %d): %s" % (ours_rc, ours_out))
-    result = json.loads(ours_out.strip().splitlines()[-1])
-    tc_events, tc_lost = count_trace_cmd(dat)
+    tc_events, tc_lost = count_trace_cmd(dat, events)
     overrun = sum(int(n) for n in re.findall(r"overrun:\s*(\d+)", tc_out))
-    wall = result["window"]["duration_s"]
-    row = {
-        "load_rounds_per_s": rounds,
-        "ours_events_per_s": round(result["events"]["processed"] / wall),
-        "ours_lost": result["events"]["lost"],
-        "ours_cpu_per_wall_s": round(ours_cpu / wall, 3),
-        "ours_self_reported_cpu_per_wall_s": result["collector"]["cpu_per_wall_second"],
-        "trace_cmd_rc": tc_rc,
-        "trace_cmd_events_per_s": round(tc_events / seconds) if tc_events is not None else None,
-        "trace_cmd_lost": max(tc_lost, overrun),
-        "trace_cmd_cpu_per_wall_s": round(tc_cpu / seconds, 3),
-        "p99_us": result["p99_us"],
-    }
+    row = {"load_rounds_per_s": rounds, "trace_cmd_rc": tc_rc,
+           "trace_cmd_events_per_s": round(tc_events / seconds) if tc_events is not None else None,
+           "trace_cmd_lost": max(tc_lost, overrun),
+           "trace_cmd_cpu_per_wall_s": round(tc_cpu / seconds, 4)}
+    for who, result in outputs.items():
+        row[who] = collector_row(result, seconds)
     if row["trace_cmd_cpu_per_wall_s"]:
-        row["cpu_ratio_ours_vs_trace_cmd"] = round(row["ours_cpu_per_wall_s"] / row["trace_cmd_cpu_per_wall_s"], 2)
+        row["window_cpu_ratio_ours_vs_trace_cmd"] = round(
+            row["ours"]["window_cpu_per_wall_s"] / row["trace_cmd_cpu_per_wall_s"], 2)
+    if "baseline" in row:
+        row["cpu_per_switch_ratio_baseline_vs_ours"] = round(
+            row["baseline"]["cpu_us_per_switch"] / row["ours"]["cpu_us_per_switch"], 2)
     try:
         os.unlink(dat)
     except OSError:
@@ -136,16 +169,45 @@ def step(load_binary, rounds, seconds, workdir, buffer_kb):
     return row
 
 
-def count_trace_cmd(dat):
+def median_row(rows):
+    """The median of every number over repeated runs of one step."""
+    def med(values):
+        values = sorted(v for v in values if v is not None)
+        return values[len(values) // 2] if values else None
+    out = {}
+    for key, value in rows[0].items():
+        if isinstance(value, dict):
+            out[key] = median_row([r[key] for r in rows])
+        elif isinstance(value, (int, float)):
+            out[key] = med([r[key] for r in rows])
+        else:
+            out[key] = value
+    return out
+
+
+def baseline_tree(ref, workdir):
+    """The collection as of ``ref`` (git archive of plugins/) for side-by-side runs; None if no ref."""
+    if not ref:
+        return None
+    root = os.path.join(workdir, "baseline")
+    target = os.path.join(root, "ansible_collections", "fleettrace", "tracefs")
+    os.makedirs(target)
+    archive = subprocess.run(["git", "-C", REPO, "archive", ref, "plugins"], stdout=subprocess.PIPE, check=True)
+    subprocess.run(["tar", "-x", "-C", target], input=archive.stdout, check=True)
+    return root
+
+
+def count_trace_cmd(dat, events):
     """Events in a trace-cmd data file and the LOST markers trace-cmd report prints."""
     if not os.path.exists(dat):
         return None, 0
+    wanted = re.compile(r"\b(%s):" % "|".join(events))
     proc = subprocess.run(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                           universal_newlines=True, check=False)
     events = 0
     lost = 0
     for line in proc.stdout.splitlines():
-        if re.search(r"\bsched_(waking|wakeup|wakeup_new|switch):", line):
+        if wanted.search(line):
             events += 1
         match = re.search(r"LOST (\d+) EVENTS", line)
         if match:
@@ -158,37 +220,45 @@ def main():
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--steps", default="10000,20000,30000,40000",
                         help="load steps in ping-pong round trips per second (about 5 events each)")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--buffer-kb", type=int, default=4096)
+    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git ref of the collector to compare; '' for none")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (tracefs)")
-    for tool in ("trace-cmd", "unshare", "gcc"):
+    for tool in ("trace-cmd", "unshare", "gcc", "git"):
         if not shutil.which(tool):
             raise SystemExit("needs %s (scripts/setup.sh installs it)" % tool)
+    sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
     workdir = tempfile.mkdtemp(prefix="fleettrace-bench-")
     try:
         load_binary = os.path.join(workdir, "sched_load")
         subprocess.run(["gcc", "-O2", "-pthread", "-o", load_binary, os.path.join(REPO, "benchmarks", "sched_load.c")],
                        check=True)
+        baseline = baseline_tree(args.baseline, workdir)
         rows = []
-        header = ("load r/s", "ours ev/s", "ours lost", "ours cpu/s", "tc ev/s", "tc lost", "tc cpu/s", "ratio")
-        print("%9s %10s %9s %10s %10s %9s %9s %6s" % header)
+        header = ("load r/s", "ours ev/s", "lost", "win cpu/s", "us/ev", "us/sw", "tc ev/s", "tc lost",
+                  "tc cpu/s", "ratio", "base ev/s", "lost", "cpu/s", "us/ev", "us/sw", "base/ours")
+        print("%8s | %9s %6s %9s %6s %6s | %9s %7s %8s %5s | %9s %6s %6s %6s %6s %9s" % header)
         for rounds in [int(s) for s in args.steps.split(",")]:
-            row = step(load_binary, rounds, args.seconds, workdir, args.buffer_kb)
+            runs = [step(load_binary, rounds, args.seconds, workdir, args.buffer_kb, baseline,
+                         sched_collector.EVENTS) for _run in range(args.repeat)]
+            row = median_row(runs)
+            row["runs"] = runs
             rows.append(row)
-            print("%9d %10d %9d %10.3f %10s %9s %9.3f %6s" % (
-                rounds, row["ours_events_per_s"], row["ours_lost"], row["ours_cpu_per_wall_s"],
-                row["trace_cmd_events_per_s"], row["trace_cmd_lost"], row["trace_cmd_cpu_per_wall_s"],
-                row.get("cpu_ratio_ours_vs_trace_cmd")))
+            ours, base = row["ours"], row.get("baseline") or {}
+            print("%8d | %9d %6d %9.4f %6.2f %6.2f | %9s %7s %8.4f %5s | %9s %6s %6s %6s %6s %9s" % (
+                rounds, ours["events_per_s"], ours["lost"], ours["window_cpu_per_wall_s"], ours["cpu_us_per_event"],
+                ours["cpu_us_per_switch"], row["trace_cmd_events_per_s"], row["trace_cmd_lost"],
+                row["trace_cmd_cpu_per_wall_s"], row.get("window_cpu_ratio_ours_vs_trace_cmd"),
+                base.get("events_per_s"), base.get("lost"), base.get("window_cpu_per_wall_s"),
+                base.get("cpu_us_per_event"), base.get("cpu_us_per_switch"),
+                row.get("cpu_per_switch_ratio_baseline_vs_ours")))
             sys.stdout.flush()
-        lossless = [r["ours_events_per_s"] for r in rows if r["ours_lost"] == 0]
-        near_100k = min(rows, key=lambda r: abs(r["ours_events_per_s"] - 100000))
-        summary = {"sustained_events_per_s_without_loss": max(lossless) if lossless else 0,
-                   "at_about_100k": near_100k, "steps": rows, "seconds_per_step": args.seconds,
-                   "cpus": os.cpu_count(), "kernel": os.uname()[2]}
-        print("sustained without loss: %d events/s; at %d events/s ours %.3f vs trace-cmd %.3f CPU s per wall s"
-              % (summary["sustained_events_per_s_without_loss"], near_100k["ours_events_per_s"],
-                 near_100k["ours_cpu_per_wall_s"], near_100k["trace_cmd_cpu_per_wall_s"]))
+        summary = {"steps": rows, "seconds_per_step": args.seconds, "repeat": args.repeat,
+                   "baseline": args.baseline, "cpus": os.cpu_count(), "kernel": os.uname()[2],
+                   "loadavg_at_end": os.getloadavg()}
         out_dir = os.path.join(REPO, "benchmarks", "results")
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "sched_latency.json"), "w") as handle:

@@ -13,9 +13,11 @@ DEBIAN_PACKAGES=(
   trace-cmd rt-tests          # benchmarks and load generators
   openssh-server              # multi-host tests over loopback SSH
   util-linux e2fsprogs        # fsfreeze, losetup, mkfs.ext4 for D-state tests
+  fuse3 libfuse3-dev pkgconf  # the slow watchdog (FUSE) of the demo and the S-state tests
   rsync python3-venv
   shellcheck                  # ansible-test sanity checks the shell scripts with it
   chromium                    # headless screenshot test of the HTML report
+  debuginfod                  # a real debuginfod server on loopback for the debug-info-by-build-id tests
 )
 
 missing=()

@@ -120,6 +120,27 @@ options:
         type: list
         elements: str
         default: [D]
+  stop:
+    description:
+      - The threshold, written once (O(mode=trigger)). Installs C(traceoff if FIELD >= THRESHOLD) on each of
+        O(stop.events) (removed again at the end), waits, and returns finished RV(findings) (cause, stall length,
+        decoded call), RV(status), RV(probe_values) and RV(guesses). Replaces O(findings).
+      - When the first late tick's stall began before tracing was armed, the buffer is armed again (O(stop.rearm)).
+    type: dict
+    suboptions:
+      events: {description: "Probe events, C(group:event).", type: list, elements: str, required: true}
+      field: {description: The probe's field holding the measured delay., type: str, required: true}
+      threshold: {description: Hits with O(stop.field) at or above this are stalls., type: int, required: true}
+      unit: {description: "Unit of O(stop.field) (C(ns), C(us), C(ms), C(s)); gives each stall its C(duration_ms).",
+             type: str, default: ns}
+      states:
+        description: C(prev_state) letters that may be blamed (C(R) is runnable, waiting for a CPU).
+        type: list
+        elements: str
+        default: [D, S, T, t, R]
+      rearm: {description: Times to arm again when the stall began before tracing., type: int, default: 3}
+      max_findings: {description: Findings returned at most., type: int, default: 20}
+      token_timeout_ms: {description: The cluster's token timeout (ms) the stall is compared with., type: int}
 attributes:
   check_mode:
     support: full
@@ -234,10 +255,25 @@ process_exited:
   description: Whether O(pid) was gone before or during the capture.
   returned: always
   type: bool
+status:
+  description: C(threshold_reached), C(threshold_not_reached) or C(target_exited) (with O(stop)).
+  returned: when O(stop) is given
+  type: str
+probe_values:
+  description: Distribution of O(stop.field) over every hit in the buffer (count, p50_ms, p99_ms, max_ms, log2 histogram).
+  returned: when O(stop) is given
+  type: dict
+guesses:
+  description: For each usual guess (overloaded host, overloaded VM host, memory not locked, token timeout too low,
+    KSM) what the node showed during the capture and whether it is ruled out.
+  returned: when O(stop) is given and O(pid) runs
+  type: list
+  elements: dict
 findings:
   description:
     - One per stall (O(findings) given), with C(pid), C(comm), C(value), C(threshold), C(timestamp),
-      C(state) (C(D)), C(state_name), C(switched_out_at), C(blocked_ns) (off-CPU time until switched back in,
+      C(cause) (C(blocked), C(stopped), C(runnable), C(unexplained)), C(duration_ms), C(explanation) (sentences),
+      C(state) (C(D), C(S), C(T), C(R)), C(state_name), C(switched_out_at), C(blocked_ns) (off-CPU time until switched back in,
       or until the probe hit), C(blocked_until), C(kernel_stack), C(blocked_in) (first frame below the
       scheduler), C(syscall) (name, nr, args, fd, source), C(fd), C(file) and a one-line C(summary).
   returned: when O(findings) is given
@@ -267,7 +303,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, threshold
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
@@ -331,7 +367,18 @@ def main():
                 pid=dict(type="int"),
                 states=dict(type="list", elements="str", default=["D"]),
             )),
+            stop=dict(type="dict", options=dict(
+                events=dict(type="list", elements="str", required=True),
+                field=dict(type="str", required=True),
+                threshold=dict(type="int", required=True),
+                unit=dict(type="str", default="ns"),
+                states=dict(type="list", elements="str", default=list(correlate.ALL_STATES)),
+                rearm=dict(type="int", default=3),
+                max_findings=dict(type="int", default=20),
+                token_timeout_ms=dict(type="int", no_log=False),
+            )),
         ),
+        mutually_exclusive=[("stop", "findings")],
         required_if=[("mode", "window", ("duration",))],
         required_by={"stop_event": ("stop_after_events",)},
         supports_check_mode=True,
@@ -355,6 +402,10 @@ def main():
             validate.event_name(stop_event, "stop_event")
         fs = Tracefs()
         instance = fs.instance(params["instance"])
+        stop = None
+        if params["stop"]:
+            stop = capture_core.StopCondition(params["stop"]["events"], params["stop"]["field"],
+                                              params["stop"]["threshold"], params["stop"]["unit"])
     except (TracefsError, ValueError) as exc:
         module.fail_json(msg=str(getattr(exc, "message", exc)))
 
@@ -369,6 +420,8 @@ def main():
                 params["instance"], params["timeout"])
         else:
             plan = "would stream trace_pipe of instance %r for %.1f s" % (params["instance"], params["duration"])
+        if stop is not None:
+            plan += "; would install %r on %s for the wait" % (stop.trigger, ", ".join(stop.events))
         module.exit_json(changed=True, triggered=False, threshold_reached=False, stop_reason="check_mode",
                          events=[], event_count=0, events_truncated=False, lost_events=0, lost_by_cpu={},
                          process_exited=False, enabled_events=enabled,
@@ -388,7 +441,16 @@ def main():
         # Records are handled as they are parsed: the last max_events kept, all of them to json_path.
         sink = capture_core.EventSink(max_events=params["max_events"], json_path=params["json_path"],
                                       symbolize=params["symbolize"], stall_finder=finder)
-        if params["mode"] == "trigger":
+        if stop is not None:
+            wanted = params["stop"]
+            result = threshold.run(
+                instance, stop, params["pid"], params["timeout"], states=wanted["states"], rearm=wanted["rearm"],
+                max_findings=wanted["max_findings"], poll_interval=params["poll_interval"], raw_path=params["raw_path"],
+                token_timeout_ms=wanted["token_timeout_ms"],
+                sink_options=dict(max_events=params["max_events"], json_path=params["json_path"],
+                                  symbolize=params["symbolize"]))
+            sink = result.pop("sink")
+        elif params["mode"] == "trigger":
             result = capture_core.capture_trigger(
                 instance, timeout=params["timeout"], poll_interval=params["poll_interval"], clear=params["clear"],
                 stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
@@ -403,6 +465,10 @@ def main():
             sink.close()
         module.fail_json(msg="capture from instance %r failed: %s" % (params["instance"], exc.message),
                          error_log=exc.error_log)
+    except ValueError as exc:  # a refused trigger (validate.ValidationError)
+        if sink is not None:
+            sink.close()
+        module.fail_json(msg="capture from instance %r failed: %s" % (params["instance"], exc))
     except (IOError, OSError) as exc:
         if sink is not None:
             sink.close()

@@ -16,7 +16,11 @@ description:
   - Reads per-host result documents (C(kind=sched_latency) from M(fleettrace.tracefs.sched_latency),
     C(kind=diagnose) from the diagnose workflow) and writes C(report.json), C(report.md), a self-contained
     C(report.html) (inline SVG histograms, fleet table sortable by p99, worst stalls with kernel stacks;
-    nothing is fetched over the network) and C(junit.xml) with one test case per host per check.
+    nothing is fetched over the network; each diagnose finding drawn as a timeline), C(junit.xml) with one test
+    case per host per check, and C(trace.json), the captured windows as Chrome trace events (open it in
+    Perfetto or chrome://tracing).
+  - With O(prometheus_dir), also one C(fleettrace_HOST.prom) per host in the Prometheus text format of
+    node_exporter's textfile collector (histograms, percentiles, stalls, lost events, check verdicts).
   - Checks are JMESPath expressions over each host's entry of C(report.json); see docs/sched-audit.md.
   - Meant to run once on the controller (C(delegate_to=localhost), C(run_once=true)).
 author: fleettrace developers (@fleettrace)
@@ -60,6 +64,12 @@ options:
     description: Extra fleet-table columns, name -> JMESPath expression over the host's entry.
     type: dict
     default: {}
+  prometheus_dir:
+    description:
+      - Directory (created if missing) for one C(fleettrace_HOST.prom) per host, each written atomically
+        (temporary name, then rename), for example a node_exporter C(--collector.textfile.directory).
+      - RV(prometheus) returns the same texts, to copy each onto its host (see the report role).
+    type: path
 notes:
   - The module never fails because a check failed; it returns RV(passed) and RV(failed_checks) so the
     playbook decides (see playbooks/ci-latency-gate.yml).
@@ -79,6 +89,14 @@ EXAMPLES = r"""
   delegate_to: localhost
   run_once: true
   register: report
+
+- name: Also write one .prom file per host for node_exporter's textfile collector
+  fleettrace.tracefs.latency_report:
+    result_paths: ["{{ report_dir }}/hosts"]
+    dest: "{{ report_dir }}"
+    prometheus_dir: /var/lib/prometheus/node-exporter
+  delegate_to: localhost
+  run_once: true
 """
 
 RETURN = r"""
@@ -86,6 +104,11 @@ files:
   description: Paths of the report files (not written in check mode).
   returned: always
   type: dict
+prometheus:
+  description: Per host, the name and text of its C(.prom) file.
+  returned: when O(prometheus_dir) is given
+  type: dict
+  sample: {"node1": {"file": "fleettrace_node1.prom", "text": "# HELP fleettrace_runqueue_latency_seconds ..."}}
 passed:
   description: Whether every check passed (skipped checks do not fail).
   returned: always
@@ -119,6 +142,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import c
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import document as report_document
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import files as report_files
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import model as report_model
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import prometheus as report_prometheus
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import text as report_text
 
 
@@ -131,6 +155,7 @@ def main():
             title=dict(type="str", default="Scheduling latency report"),
             checks=dict(type="list", elements="dict", default=[]),
             columns=dict(type="dict", default={}),
+            prometheus_dir=dict(type="path"),
         ),
         required_one_of=[("results", "result_paths")],
         supports_check_mode=True,
@@ -149,7 +174,7 @@ def main():
             module.fail_json(msg="no per-host results found in results or %s: did the audit run on any host?"
                                  % ", ".join(params["result_paths"]), changed=False)
         report = report_model.build_report(docs, checks=params["checks"], columns=params["columns"],
-                                         title=params["title"])
+                                           title=params["title"])
         rendered = report_files.render_all(report)
     except report_document.ReportError as exc:
         module.fail_json(msg=str(exc), changed=False)
@@ -162,10 +187,21 @@ def main():
             module.fail_json(msg="cannot write the report into %s: %s" % (params["dest"], exc), changed=False)
     else:
         changed_files = list(report_files.REPORT_FILES)
+    extra = {}
+    if params["prometheus_dir"]:
+        texts = report_prometheus.render_all(report)
+        extra["prometheus"] = dict((host, {"file": report_prometheus.file_name(host),
+                                           "text": texts[report_prometheus.file_name(host)]}) for host in report["hosts"])
+        if not module.check_mode:
+            try:
+                changed_files += report_prometheus.write_textfiles(params["prometheus_dir"], texts)
+            except (IOError, OSError) as exc:
+                module.fail_json(msg="cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc),
+                                 changed=bool(changed_files))
     module.exit_json(changed=bool(changed_files), files=files, passed=report["passed"],
                      failed_checks=report["failed"], checks=report["checks"],
                      summary_lines=report_text.summary_lines(report), fleet=report["fleet"],
-                     msg=report_model.failure_message(report))
+                     msg=report_model.failure_message(report), **extra)
 
 
 if __name__ == "__main__":

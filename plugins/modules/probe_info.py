@@ -43,6 +43,8 @@ options:
   build_id:
     description: Expected GNU build-id of O(binary); the module fails when the file is a different build.
     type: str
+extends_documentation_fragment:
+  - fleettrace.tracefs.debuginfod
 attributes:
   check_mode:
     support: full
@@ -149,6 +151,11 @@ variables:
       type: str
   sample: [{"name": "tv_diff", "type": "uint64_t", "kind": "local", "address": "0x26097", "location": "register %si",
             "fetcharg": "tv_diff=%si:x64", "available": true, "reason": null}]
+debuginfo_source:
+  description: Where the DWARF came from, C(binary), C(local), C(file) or C(debuginfod).
+  returned: when the debug info was found
+  type: str
+  sample: local
 build_id:
   description: GNU build-id of the binary.
   returned: always
@@ -161,6 +168,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 
 
@@ -172,6 +180,8 @@ def main():
             spec=dict(type="str"),
             debuginfo=dict(type="path"),
             build_id=dict(type="str"),
+            debuginfod_urls=dict(type="list", elements="str"),
+            debuginfod_timeout=dict(type="float"),
         ),
         required_one_of=[("function", "spec")],
         supports_check_mode=True,
@@ -179,6 +189,12 @@ def main():
     params = module.params
     result = dict(changed=False, lines=[], build_id=None)
     try:
+        # Known without pyelftools (struct only): a caller can resolve elsewhere by it when this host cannot.
+        result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
+    except dwarf_debuginfo.DebugInfoError:
+        pass
+    try:
+        import elftools  # noqa: F401 - the resolver imports it late; say so before any work
         from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
     except ImportError as exc:
         module.fail_json(msg="probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"
@@ -187,7 +203,11 @@ def main():
         module.fail_json(msg="build_id %r must be a hex GNU build-id" % params["build_id"], **result)
     resolver = None
     try:
-        resolver = dwarf_resolver.Resolver(params["binary"], debuginfo=params["debuginfo"],
+        found = debuginfod.locate(params["binary"], explicit=params["debuginfo"], expected_build_id=params["build_id"],
+                                  urls=debuginfod.server_urls(params["debuginfod_urls"]),
+                                  timeout=params["debuginfod_timeout"])
+        result["debuginfo_source"] = found["source"]
+        resolver = dwarf_resolver.Resolver(params["binary"], debuginfo=found["path"],
                                            expected_build_id=params["build_id"])
         result["build_id"] = resolver.build_id
         function = params["function"]

@@ -77,9 +77,18 @@ options:
     type: int
     default: 100000
   collector_nice:
-    description: Nice value of the reader during the window, so a saturated host does not starve it.
+    description: Nice value of the page copier during the window, so a saturated host does not starve it.
     type: int
     default: -10
+  spool_dir:
+    description:
+      - Directory for the raw pages copied during the window (unlinked temporary files, decoded after it).
+      - About 4 KiB per 60 scheduler events; default the system temporary directory.
+    type: path
+  max_spool_mb:
+    description: The window ends early (C(window.ended_early)) once this many MiB of pages were copied.
+    type: int
+    default: 2048
 notes:
   - Needs root and tracefs with instances. Uses the C(mono) trace clock when available.
   - The longest D intervals of watched tasks still blocked at the end of the window are reported with C(ongoing=true).
@@ -135,6 +144,16 @@ sched_latency:
     events:
       description: processed, lost, lost_by_cpu, complete.
       type: dict
+    unmeasured_waits:
+      description: Waits not measured because the trace does not prove them (see C(unmeasured_by_reason)).
+      type: int
+    unmeasured_by_reason:
+      description: Unmeasured waits by reason (woken_again, ran_without_switch_in, migrated_while_waiting,
+        switched_in_elsewhere, cpu_went_idle, events_lost, clock_order).
+      type: dict
+    coverage:
+      description: measured, unmeasured, unmeasured_by_reason and measured_fraction of the window's waits.
+      type: dict
     facts:
       description: cpu_count, kernel, sched_rt_runtime_us, tracing_features.
       type: dict
@@ -153,6 +172,7 @@ msg:
   type: str
 """
 
+import os
 import re
 import signal
 
@@ -183,6 +203,8 @@ def main():
             worst_count=dict(type="int", default=10),
             exact_samples=dict(type="int", default=100000),
             collector_nice=dict(type="int", default=-10),
+            spool_dir=dict(type="path"),
+            max_spool_mb=dict(type="int", default=2048),
         ),
         mutually_exclusive=[("instance", "instance_label")],
         supports_check_mode=True,
@@ -194,6 +216,12 @@ def main():
     if params["buffer_size_kb"] < 64:
         module.fail_json(msg="buffer_size_kb=%d is too small: give at least 64 (KiB per CPU)" % params["buffer_size_kb"],
                          changed=False)
+    if params["max_spool_mb"] < 1:
+        module.fail_json(msg="max_spool_mb=%d is too small: give at least 1 (MiB)" % params["max_spool_mb"],
+                         changed=False)
+    if params["spool_dir"] and not os.path.isdir(params["spool_dir"]):
+        module.fail_json(msg="spool_dir %s is not a directory: give an existing directory with free space"
+                         % params["spool_dir"], changed=False)
     if params["worst_count"] < 1 or params["exact_samples"] < 1000:
         module.fail_json(msg="worst_count must be >= 1 and exact_samples >= 1000 (got %d and %d)"
                          % (params["worst_count"], params["exact_samples"]), changed=False)
@@ -224,7 +252,7 @@ def main():
     # What the window writes, for check mode and for the record (building it touches nothing).
     planner = sched_collector.SchedCollector(tracefs, name, sched_analysis.SchedAnalyzer(), params["buffer_size_kb"],
                                              stack_pids=watched if params["stack_traces"] else ())
-    plan = planner.plan()
+    plan = planner.plan_commands()
     if module.check_mode:
         module.exit_json(changed=False, plan=plan, facts=facts, watched_pids=watched,
                          msg="would trace %s for %s s in instance %s (check mode: nothing traced)"
@@ -237,16 +265,17 @@ def main():
             watch_comms=params["watch_comms"], watch_comm_regex=params["watch_comm_regex"],
             buffer_size_kb=params["buffer_size_kb"], stack_traces=params["stack_traces"],
             worst_count=params["worst_count"], exact_samples=params["exact_samples"],
-            collector_nice=params["collector_nice"])
+            collector_nice=params["collector_nice"], spool_dir=params["spool_dir"],
+            max_spool_mb=params["max_spool_mb"])
     except (TracefsError, ValidationError) as exc:
         module.fail_json(msg="scheduling latency window in instance %s failed: %s"
                              % (name, getattr(exc, "message", str(exc))), changed=False, facts=facts)
     finally:
         signal.signal(signal.SIGTERM, previous)
     overall = result["latency"]["all"]
-    msg = "%d events in %.1f s, %d lost; run-queue latency p99 %s us, max %s us over %d waits" % (
+    msg = "%d events in %.1f s, %d lost; run-queue latency p99 %s us, max %s us over %d waits (%d unmeasured)" % (
         result["events"]["processed"], result["window"]["duration_s"], result["events"]["lost"],
-        overall["p99_us"], overall["max_us"], overall["count"])
+        overall["p99_us"], overall["max_us"], overall["count"], result["unmeasured_waits"])
     if result["longest_d"]:
         msg += "; longest D-state stall of a watched task %s ms" % result["longest_d"][0]["duration_ms"]
     module.exit_json(changed=False, sched_latency=result, plan=plan, facts=facts, msg=msg)

@@ -93,6 +93,8 @@ options:
     type: str
     choices: [present, absent]
     default: present
+extends_documentation_fragment:
+  - fleettrace.tracefs.debuginfod
 attributes:
   check_mode:
     support: full
@@ -184,6 +186,18 @@ debuginfo:
   returned: when resolved from a spec without the cache
   type: str
   sample: /usr/lib/debug/.build-id/3b/5c7f0e9a3d4c1b8e2f6a7d9c0b1e2f3a4b5c6d.debug
+debuginfo_source:
+  description:
+    - Where the DWARF came from, C(binary), C(local) (C(/usr/lib/debug), debuglink), C(file) (O(debuginfo)) or
+      C(debuginfod) (then RV(debuginfod_server) names the server, or C(cache)).
+  returned: when resolved from a spec
+  type: str
+  sample: debuginfod
+debuginfod_server:
+  description: The debuginfod server that served the DWARF (also when it came from the cache of an earlier download).
+  returned: when RV(debuginfo_source) is C(debuginfod)
+  type: str
+  sample: https://debuginfod.debian.net
 commands:
   description: The writes made (or that would be made) to C(uprobe_events), as shell commands.
   returned: always
@@ -226,17 +240,26 @@ def normalize(definition):
 
 def resolve_spec(module, params):
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
     try:
         import elftools  # noqa: F401 - only to give a clear message when it is missing
     except ImportError:
         raise ModuleFailure("resolving a spec needs the Python package pyelftools on %s (pip install pyelftools), "
                             "or give ready 'definition' lines resolved on a host that has it" % os.uname()[1])
     try:
-        return dwarf_cache.cached_resolve(
+        # The binary, /usr/lib/debug, the given file, then debuginfod servers by build-id.
+        found = debuginfod.locate(params["binary"], explicit=params["debuginfo"], expected_build_id=params["build_id"],
+                                  urls=debuginfod.server_urls(params["debuginfod_urls"]),
+                                  timeout=params["debuginfod_timeout"])
+        resolved = dwarf_cache.cached_resolve(
             params["binary"], params["spec"], group=params["group"], event=params["event"],
-            debuginfo=params["debuginfo"], build_id=params["build_id"], force=params["force"],
+            debuginfo=found["path"], build_id=params["build_id"], force=params["force"],
             allow_unavailable=params["allow_unavailable"], use_cache=params["cache"],
             write=not module.check_mode)
+        resolved.update(debuginfo_source=found["source"])
+        if found["server"]:
+            resolved.update(debuginfod_server=found["server"])
+        return resolved
     except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError) as exc:
         raise ModuleFailure("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc))
     except Exception as exc:
@@ -325,6 +348,8 @@ def main():
             group=dict(type="str"),
             event=dict(type="str"),
             debuginfo=dict(type="path"),
+            debuginfod_urls=dict(type="list", elements="str"),
+            debuginfod_timeout=dict(type="float"),
             force=dict(type="bool", default=False),
             allow_unavailable=dict(type="bool", default=False),
             cache=dict(type="bool", default=True),
@@ -365,11 +390,17 @@ def main():
             for line in wanted:
                 validate.expression(line, "uprobe definition")
     except (ModuleFailure, validate.ValidationError, TracefsError) as exc:
+        # The binary's build-id, when readable: the caller can resolve it elsewhere (controller) by it.
+        if not result["build_id"] and params["binary"] and os.path.isfile(params["binary"]):
+            try:
+                result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
+            except dwarf_debuginfo.DebugInfoError:
+                pass
         module.fail_json(msg=str(exc), **result)
 
     result.update(group=group, events=events, definitions=wanted or resolved.get("definitions", []),
                   build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
-    for key in ("addresses", "debuginfo"):
+    for key in ("addresses", "debuginfo", "debuginfo_source", "debuginfod_server"):
         if key in resolved:
             result[key] = resolved[key]
 

@@ -103,3 +103,23 @@ def read_summary(results_dir, run_id, label="corosync"):
     import json
     with open(os.path.join(results_dir, "%s-%s" % (label, run_id), "summary.json")) as handle:
         return json.load(handle)
+
+
+@pytest.fixture
+def mount_leak_check(tmp_path, run_token):
+    """Fail the test when it leaves a mount behind (under tmp_path or carrying the run token).
+
+    Leaked mounts are lazily unmounted before failing, so one failing test never
+    leaves the machine with stray FUSE or loop mounts.
+    """
+    from tests.helpers.slow_watchdog import mounts_of
+
+    def ours():
+        return set(mounts_of(str(tmp_path))) | set(mounts_of(run_token))
+    before = ours()
+    yield
+    leaked = sorted(ours() - before)
+    for mount_point in reversed(leaked):
+        subprocess.run(["umount", "-l", mount_point], stderr=subprocess.DEVNULL, check=False)
+    if leaked:
+        pytest.fail("mounts left behind (now lazily unmounted):\n  " + "\n  ".join(leaked))

@@ -1,10 +1,20 @@
 """diagnose-corosync.yml against a real corosync built from Debian's source, stalled for real.
 
 A single-node corosync runs on loopback with its state directory on a
-loop-mounted ext4.  The test freezes that file system and asks corosync to
-dump its flight recorder there (corosync-cmapctl): corosync's main loop then
-blocks in D state (mnt_want_write -> percpu_rwsem_wait) and its scheduler-pause
-timer fires late, exactly the "not scheduled for N ms" of the story.
+loop-mounted ext4.  Two stalls, both real:
+
+- frozen file system: the test freezes that file system and asks corosync to
+  dump its flight recorder there (corosync-cmapctl): corosync's main loop then
+  blocks in D state (mnt_want_write -> percpu_rwsem_wait) and its
+  scheduler-pause timer fires late, exactly the "not scheduled for N ms" of
+  the story.
+- the talk's own incident: corosync's watchdog service (exec/wd.c) tickles
+  /dev/watchdog with WDIOC_KEEPALIVE from a main-loop timer every
+  resources.watchdog_timeout / 2 seconds.  corosync runs in a private mount
+  namespace where /dev/watchdog is the slow watchdog (FUSE,
+  tests/programs/slow_watchdog); when a keepalive blocks past the threshold
+  the loop sleeps in S state in request_wait_answer, as an IPMI watchdog held
+  it in the talk.
 """
 
 import json
@@ -17,9 +27,17 @@ import time
 import pytest
 
 from tests.conftest import REPO, ansible_env
+from tests.helpers import slow_watchdog as sw
 from tests.helpers.armed import wait_armed
 
 TOKEN_MS = 1000  # corosync warns at 0.8 x token = 800 ms
+# exec/wd.c: the keepalive timer runs every watchdog_timeout * 1000 / 2 ms;
+# 2 s (the smallest it accepts) tickles every second.
+WATCHDOG_TIMEOUT_S = 2
+# A blocked keepalive longer than the threshold stalls the loop past it.
+KEEPALIVE_DELAY_MS = 1500
+# The trace's text timestamps have microseconds.
+CLOCK_RESOLUTION_NS = 1000
 
 COROSYNC_CONF = """\
 totem {
@@ -50,7 +68,19 @@ logging {
 system {
   state_dir: %(state)s
 }
-"""
+%(resources)s"""
+
+WATCHDOG_RESOURCES = """\
+resources {
+  watchdog_device: /dev/watchdog
+  watchdog_timeout: %d
+}
+""" % WATCHDOG_TIMEOUT_S
+
+
+@pytest.fixture(autouse=True)
+def _no_mount_left(mount_leak_check):
+    yield
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +100,9 @@ def corosync_prefix():
 
 
 class Corosync:
-    def __init__(self, prefix, workdir):
+    """One corosync; with watchdog_file, in a private namespace where that file is /dev/watchdog."""
+
+    def __init__(self, prefix, workdir, watchdog_file=None):
         self.prefix = prefix
         self.binary = os.path.join(prefix, "sbin", "corosync")
         self.cmapctl = os.path.join(prefix, "sbin", "corosync-cmapctl")
@@ -78,6 +110,7 @@ class Corosync:
         self.state = os.path.join(workdir, "state")
         self.log = os.path.join(workdir, "corosync.log")
         self.conf = os.path.join(workdir, "corosync.conf")
+        self.watchdog_file = watchdog_file
         self.proc = None
         self._stop = threading.Event()
         self._staller = None
@@ -92,9 +125,15 @@ class Corosync:
         subprocess.run(["mkfs.ext4", "-q", "-F", image], check=True)
         subprocess.run(["mount", "-o", "loop", image, self.state], check=True)
         with open(self.conf, "w") as handle:
-            handle.write(COROSYNC_CONF % {"token": TOKEN_MS, "log": self.log, "state": self.state})
-        self.proc = subprocess.Popen([self.binary, "-f", "-c", self.conf], cwd=self.workdir,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            handle.write(COROSYNC_CONF % {"token": TOKEN_MS, "log": self.log, "state": self.state,
+                                          "resources": WATCHDOG_RESOURCES if self.watchdog_file else ""})
+        argv = [self.binary, "-f", "-c", self.conf]
+        if self.watchdog_file:
+            stage = os.path.join(self.workdir, "ns-stage")
+            os.makedirs(stage)
+            # exec'ed all the way down: self.proc.pid is corosync's pid.
+            argv = ["bash", sw.WITH_DEV_WATCHDOG, self.watchdog_file, stage] + argv
+        self.proc = subprocess.Popen(argv, cwd=self.workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -121,7 +160,9 @@ class Corosync:
             while not self._stop.is_set():
                 subprocess.run(["fsfreeze", "-f", self.state], check=True)
                 # The flight-data dump runs in corosync's main loop and opens a file in state_dir.
-                dump = subprocess.Popen([self.cmapctl, "-s", "runtime.blackbox.dump_flight_data", "str", "yes"],
+                # Any change of the key dumps (exec/main.c), setting the same value is none: alternate.
+                value = "yes" if self.stalls % 2 == 0 else "no"
+                dump = subprocess.Popen([self.cmapctl, "-s", "runtime.blackbox.dump_flight_data", "str", value],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 self._stop.wait(freeze_s)
                 subprocess.run(["fsfreeze", "-u", self.state], check=False)
@@ -145,6 +186,13 @@ class Corosync:
                 self.proc.wait(timeout=30)
         if os.path.ismount(self.state):
             subprocess.run(["umount", self.state], check=True)
+
+
+def _require_watchdog_feature(prefix):
+    version = subprocess.run([os.path.join(prefix, "sbin", "corosync"), "-v"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, universal_newlines=True, check=False).stdout
+    assert re.search(r"features:.*\bwatchdog\b", version), (
+        "corosync at %s was built without the watchdog service:\n%s" % (prefix, version))
 
 
 @pytest.fixture
@@ -204,3 +252,125 @@ def test_diagnose_corosync_explains_a_real_stall(corosync, tmp_path, run_token):
     assert any(abs(ms - stall["value"] / 1e6) < 0.05 for ms in logged), (stall["value"], logged)
     # The summary printed at the end of the play says the same.
     assert re.search(r"stall 1: not scheduled for [0-9.]+ ms; D state in (openat|write)\(", output), output[-3000:]
+
+
+@pytest.fixture
+def slow_watchdog(cc, tmp_path, run_token):
+    """The slow watchdog, fast for now (the test makes it slow once tracing is armed)."""
+    try:
+        binary = sw.build(cc, tmp_path)
+    except sw.FuseUnavailable as why:
+        if os.environ.get("FLEETTRACE_REQUIRE_COROSYNC") == "1":
+            pytest.fail("the slow watchdog cannot run here: %s" % why)
+        pytest.skip(str(why))
+    with sw.SlowWatchdog(binary, tmp_path, "fleettrace_%s_corosync_wd" % run_token, delay_ms=0) as wd:
+        yield wd
+
+
+@pytest.fixture
+def corosync_with_watchdog(corosync_prefix, slow_watchdog, tmp_path):
+    _require_watchdog_feature(corosync_prefix)
+    node = Corosync(corosync_prefix, str(tmp_path / "corosync"), watchdog_file=slow_watchdog.device)
+    os.makedirs(node.workdir)
+    try:
+        node.start()
+        yield node
+    finally:
+        # corosync first: its namespace holds the last reference to the watchdog mount.
+        slow_watchdog.try_control(enabled=0)
+        node.stop()
+
+
+def _watchdog_fd(pid):
+    """corosync's fd on /dev/watchdog, read from the host as the capture reads it."""
+    for name in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, name)) == "/dev/watchdog":
+                return int(name)
+        except OSError:
+            continue
+    return None
+
+
+def test_diagnose_corosync_names_the_slow_watchdog(corosync_with_watchdog, slow_watchdog, tmp_path, run_token):
+    corosync = corosync_with_watchdog
+    pid = corosync.proc.pid
+    # corosync really took the slow watchdog for its /dev/watchdog, in its namespace only.
+    assert "Watchdog /dev/watchdog is now being tickled by corosync." in corosync.read_log(), corosync.read_log()
+    assert os.readlink("/proc/%d/ns/mnt" % pid) != os.readlink("/proc/self/ns/mnt")
+    wd_fd = _watchdog_fd(pid)
+    assert wd_fd is not None, os.listdir("/proc/%d/fd" % pid)
+    driver_calls = {call["name"] for call in slow_watchdog.ioctls()}
+    assert driver_calls >= {"WDIOC_GETSUPPORT", "WDIOC_GETTIMEOUT", "WDIOC_SETTIMEOUT", "WDIOC_SETOPTIONS"}
+    assert slow_watchdog.state()["timeout_s"] == WATCHDOG_TIMEOUT_S
+
+    run_id = "%s_corosync_wd" % run_token
+    results = str(tmp_path / "results")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                         % os.path.join(REPO, ".venv", "bin", "python"))
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+           os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
+           "-e", json.dumps({"diagnose_corosync_binary": corosync.binary, "diagnose_timeout": 120,
+                             "diagnose_results_dir": results, "diagnose_run_id": run_id})]
+    out = open(str(tmp_path / "playbook.log"), "w+")
+    playbook = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        armed = wait_armed(run_id, playbook)
+        # Every other keepalive now blocks 1.5 s: a stall every ~2 s, none before tracing was armed.
+        slow_watchdog.control(delay_ms=KEEPALIVE_DELAY_MS, every=2)
+        playbook.wait(timeout=600)
+    finally:
+        if playbook.poll() is None:
+            playbook.kill()
+            playbook.wait()
+        slow_watchdog.try_control(enabled=0)
+    out.seek(0)
+    output = out.read()
+    assert armed, "the playbook never armed tracing:\n" + output[-5000:]
+    assert playbook.returncode == 0, output[-5000:]
+
+    with open(os.path.join(results, "corosync-%s" % run_id, "summary.json")) as handle:
+        host = json.load(handle)["hosts"][0]
+    assert host["threshold"] == int(TOKEN_MS * 0.8 * 1000000)
+    assert host["threshold_reached"] is True, host
+    assert host["target"]["pid"] == pid and host["target"]["policy"] == "SCHED_RR"
+    stall = host["findings"][0]
+    # The stall length is corosync's own: its log line says the same number (within 1 %).
+    logged = [float(ms) for ms in re.findall(r"not scheduled \(@\d+\) for ([0-9.]+) ms", corosync.read_log())]
+    assert logged, corosync.read_log()[-3000:]
+    nearest = min(logged, key=lambda ms: abs(ms - stall["value"] / 1e6))
+    assert abs(nearest - stall["value"] / 1e6) <= 0.01 * nearest, (stall["value"], logged)
+    # What held it, as it really was: a FUSE request waits interruptibly (S), in request_wait_answer.
+    assert stall["cause"] == "blocked" and stall["state"] == "S", stall
+    assert "request_wait_answer" in stall["kernel_stack"] and "fuse_do_ioctl" in stall["kernel_stack"], stall
+    call = stall["syscall"]
+    assert call["name"] == "ioctl" and call["fd"] == wd_fd and stall["fd"] == wd_fd, call
+    # /proc/PID/fd read from the host names the file as corosync's namespace sees it.
+    assert stall["file"] == "/dev/watchdog", stall
+    assert int(call["ioctl"]["cmd"], 16) == sw.WDIOC_KEEPALIVE and call["ioctl"]["name"] == "WDIOC_KEEPALIVE", call
+    decoded = "ioctl(fd %d -> /dev/watchdog, WDIOC_KEEPALIVE)" % wd_fd
+    assert call["short"] == decoded, call
+    assert "not scheduled for %.1f ms; S state in %s" % (stall["value"] / 1e6, decoded) in output, output[-4000:]
+    # The slow watchdog's own log has the keepalive that held it: corosync's, as long as the sleep (1 %).
+    held = [ka for ka in slow_watchdog.keepalives() if ka["slow"]]
+    assert held and all(ka["pid"] == pid for ka in slow_watchdog.keepalives()), slow_watchdog.keepalives()
+    nearest = min(held, key=lambda ka: abs(ka["duration_ns"] - stall["asleep_ns"]))
+    assert abs(stall["asleep_ns"] - nearest["duration_ns"]) <= 0.01 * nearest["duration_ns"], (stall, nearest)
+    assert stall["asleep_ns"] < stall["value"]
+
+    # The culprit's latency, measured afterwards on that fd, is the watchdog's own: every call
+    # traced is one keepalive the daemon served (same clock: CLOCK_MONOTONIC), none missed between.
+    measured = host["culprit_latency"]
+    assert measured["call"] == "ioctl" and measured["fd"] == wd_fd and measured["trace_clock"] == "mono", measured
+    samples = measured["samples"]
+    assert measured["count"] == len(samples) > 0, measured
+    served = slow_watchdog.keepalives()
+    for sample in samples:
+        inside = [ka for ka in served if sample["start_ns"] <= ka["start_ns"]
+                  and ka["end_ns"] <= sample["start_ns"] + sample["ns"] + CLOCK_RESOLUTION_NS]
+        assert len(inside) == 1, (sample, served)
+        if inside[0]["slow"]:
+            assert sample["ns"] <= 1.01 * inside[0]["duration_ns"], (sample, inside[0])
+    first, last = samples[0]["start_ns"], samples[-1]["start_ns"] + samples[-1]["ns"] + CLOCK_RESOLUTION_NS
+    assert len([ka for ka in served if first <= ka["start_ns"] and ka["end_ns"] <= last]) == len(samples)

@@ -53,7 +53,7 @@ def make_report(checks=None, **kwargs):
     docs = [sched_doc("node1", 100.0), sched_doc("node2", 5000.0, lost=3), sched_doc("node3", 300.0, d_ms=20.0),
             diagnose_doc("node3"), diagnose_doc("node4")]
     return report_model.build_report([report_document.validate_document(d, "test") for d in docs],
-                           checks=CHECKS if checks is None else checks, **kwargs)
+                                     checks=CHECKS if checks is None else checks, **kwargs)
 
 
 def test_hosts_merge_both_kinds_and_fleet_sorts_by_p99():

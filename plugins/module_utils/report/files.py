@@ -10,11 +10,12 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import chrome_trace
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.html_page import render_html
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.junit import render_junit
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.markdown import render_markdown
 
-REPORT_FILES = ("report.json", "report.md", "report.html", "junit.xml")
+REPORT_FILES = ("report.json", "report.md", "report.html", "junit.xml", "trace.json")
 
 
 def render_all(report):
@@ -23,6 +24,7 @@ def render_all(report):
         "report.md": render_markdown(report),
         "report.html": render_html(report),
         "junit.xml": render_junit(report),
+        "trace.json": chrome_trace.render(report),   # Perfetto / chrome://tracing
     }
 
 

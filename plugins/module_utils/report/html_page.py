@@ -10,7 +10,10 @@ __metaclass__ = type
 import html
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.incident import render_incident_html
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.svg import svg_histogram
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_text
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import timeline
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import TABLE_COLUMNS, fmt, worst_stalls
 
 STALL_COLOR = "#d62728"
@@ -94,6 +97,7 @@ def render_html(report):
                            e(fmt(sched.get("inferred_switch_ins"))), e(fmt(sched.get("unmeasured_waits")))))
             out.append("<h3>Run-queue latency: p50 %s us, p99 %s us, p99.9 %s us, max %s us (%s waits)</h3>" % tuple(
                 e(fmt(overall.get(k))) for k in ("p50_us", "p99_us", "p99_9_us", "max_us", "count")))
+            out.append('<p class="coverage">Coverage: %s.</p>' % e(coverage_text(sched) or "-"))
             out.append(svg_histogram(overall.get("histogram_log2_us") or []))
             if sched.get("worst_waits"):
                 out.append("<h3>Worst waits</h3><table><thead><tr><th>task</th><th>waited us</th><th>kind</th>"
@@ -124,6 +128,11 @@ def render_html(report):
                     e(stall["detail"])))
                 if stall["kernel_stack"]:
                     out.append("<pre>%s</pre>" % e("\n".join(stall["kernel_stack"])))
+        out.append(render_incident_html(entry.get("diagnose") or {}))
+        drawn = timeline.host_timelines(entry)
+        if drawn:
+            out.append("<h3>Stall timelines</h3>")
+            out += drawn
         out.append("</div>")
     out.append("<script>%s</script></body></html>" % _SORT_JS)
     return "\n".join(out) + "\n"

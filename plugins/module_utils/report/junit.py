@@ -10,6 +10,8 @@ __metaclass__ = type
 import json
 from xml.sax.saxutils import quoteattr, escape as xml_escape
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_properties
+
 
 def render_junit(report, suite="fleettrace.sched_latency"):
     """One testcase per host per check; skipped when the host has no data for it."""
@@ -20,6 +22,7 @@ def render_junit(report, suite="fleettrace.sched_latency"):
            "<testsuites>",
            "<testsuite name=%s tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"%d\" timestamp=%s>"
            % (quoteattr(suite), len(checks), failures, skipped, quoteattr(report["generated"]))]
+    out += coverage_properties(report)
     for c in checks:
         out.append("<testcase classname=%s name=%s>" % (quoteattr(c["host"]), quoteattr(c["check"])))
         if c["status"] == "failed":

@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_text
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import fmt, summary_lines, worst_stalls
 
 
@@ -30,6 +31,7 @@ def render_markdown(report):
             out.append("Run-queue latency over %s waits: p50 %s us, p99 %s us, max %s us; %s events, %s lost."
                        % (overall.get("count"), fmt(overall.get("p50_us")), fmt(overall.get("p99_us")),
                           fmt(overall.get("max_us")), sched["events"].get("processed"), sched["events"].get("lost")))
+            out.append("Coverage: %s." % (coverage_text(sched) or "-"))
             out += ["", "```", "     usecs          : count"]
             for b in overall.get("histogram_log2_us") or []:
                 out.append("%8d -> %-8d : %d" % (b["low_us"], b["high_us"] - 1 if b["high_us"] > 1 else 0, b["count"]))

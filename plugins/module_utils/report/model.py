@@ -10,6 +10,7 @@ __metaclass__ = type
 import datetime
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import checks as report_checks
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import coverage as report_coverage
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.document import KINDS, ReportError, host_name, number
 
 
@@ -45,6 +46,7 @@ def host_summary(entry):
         "kernel": (sched.get("facts") or diag.get("facts") or {}).get("kernel"),
         "kinds": sorted(k for k in KINDS if entry.get(k)),
     }
+    summary.update(report_coverage.summary_fields(sched))
     return summary
 
 

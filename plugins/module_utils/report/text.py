@@ -20,7 +20,7 @@ def fmt(value, digits=1):
 
 
 TABLE_COLUMNS = (("host", "host"), ("p50_us", "p50 us"), ("p90_us", "p90 us"), ("p99_us", "p99 us"),
-                 ("p99_9_us", "p99.9 us"), ("max_us", "max us"), ("waits", "waits"),
+                 ("p99_9_us", "p99.9 us"), ("max_us", "max us"), ("waits", "waits"), ("unmeasured_waits", "unmeasured"),
                  ("max_d_ms", "max D ms"), ("findings", "findings"), ("lost_events", "lost events"))
 
 

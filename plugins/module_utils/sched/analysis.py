@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Scheduling latency from sched_waking/sched_wakeup/sched_switch records.
+"""Run-queue waits the trace proves, from sched_wakeup/sched_switch/sched_migrate_task.
 
 Fed events in time order, ``SchedAnalyzer`` computes
 
@@ -14,20 +14,37 @@ Fed events in time order, ``SchedAnalyzer`` computes
   (S, D), the longest D intervals with the kernel stack recorded at the
   switch (stacktrace trigger on sched_switch).
 
+A wait is measured only when the trace proves it: its start and its end are
+both seen and nothing in between contradicts it (``UNMEASURED_REASONS``,
+docs/sched-audit.md "Only waits the trace proves").  Anything else is
+counted in ``unmeasured_by_reason``, never as latency.
+
 Memory is bounded by the number of tasks and the histogram sizes, never by
-the event count.  How percentiles stay exact: see ``LatencySeries``.
-Nothing here imports Ansible (Python 3.8+).
+the event count.  Nothing here imports Ansible (Python 3.8+).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import bisect
 import collections
+import functools
 import heapq
-import re
-import struct
-from array import array
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import result as sched_result
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import OffCpuIntervals
+# Re-exported, part of this module's interface: the reasons a wait is not measured (they live with
+# the result that reports them), the series, the watch list, kernel stack decoding.
+# pylint: disable=unused-import
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.result import (  # noqa: F401
+    REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER, UNMEASURED_REASONS)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import stack_addresses  # noqa: F401
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.watch import WatchSpec, comm_text  # noqa: F401
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.series import (  # noqa: F401
+    LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, FLUSH_AT, log2_histogram_us, _fine_bin,
+    _fine_bin_middle, _nearest_rank)
+# pylint: enable=unused-import
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 
@@ -38,209 +55,23 @@ STATE_D = 0x2
 
 WAKEUP = "wakeup"
 PREEMPT = "preempt"
+SWITCH = "sched_switch"   # the ``kind`` of a switch in ``SchedAnalyzer.feed``
+ENQUEUE_EVENTS = ("sched_wakeup", "sched_wakeup_new")
+WAKE_EVENTS = ("sched_waking",) + ENQUEUE_EVENTS
 
-# Log-linear bins: 2**SUB_BITS bins per power of two, exact below 2**(SUB_BITS+1) ns.
-SUB_BITS = 7
-MAX_RELATIVE_ERROR = 1.0 / (1 << (SUB_BITS + 1))  # bin half-width / lower bound
+# Per-CPU trace clocks may disagree by a little: a switch-in stamped up to this
+# much "before" its wakeup on another CPU is a wait of 0 (counted); more is a contradiction.
+CLOCK_TOLERANCE_NS = 10000
 
-PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p99_9", 99.9))
-
-
-def _fine_bin(value):
-    """Log-linear bin key of a non-negative integer (ns)."""
-    if value < (1 << (SUB_BITS + 1)):
-        return value
-    shift = value.bit_length() - (SUB_BITS + 1)
-    return ((shift + 1) << (SUB_BITS + 1)) | (value >> shift)
-
-
-def _fine_bin_middle(key):
-    """Representative value (bin middle) of a log-linear bin key."""
-    if key < (1 << (SUB_BITS + 1)):
-        return key
-    shift = (key >> (SUB_BITS + 1)) - 1
-    top = key & ((1 << (SUB_BITS + 1)) - 1)
-    return (top << shift) + ((1 << shift) >> 1)
-
-
-def _nearest_rank(count, percent):
-    """1-based rank of the nearest-rank percentile of ``count`` samples."""
-    # Integer arithmetic in tenths of a percent: 1000 * 99.9 must not become 999.0000001.
-    tenths = int(round(percent * 10))
-    rank = -(-count * tenths // 1000)
-    return min(max(rank, 1), count)
-
-
-def log2_histogram_us(values_ns=None, counts=None):
-    """bcc-style log2 buckets of microseconds: [{low_us, high_us, count}].
-
-    Bucket k holds values whose microsecond count has bit length k:
-    0 -> [0,1) us, 1 -> [1,2), 2 -> [2,4), ...
-    """
-    if counts is None:
-        counts = collections.Counter()
-        for value in values_ns:
-            counts[(value // 1000).bit_length()] += 1
-    if not counts:
-        return []
-    buckets = []
-    for k in range(0, max(counts) + 1):
-        low = 0 if k == 0 else 1 << (k - 1)
-        buckets.append({"low_us": low, "high_us": 1 << k if k else 1, "count": counts.get(k, 0)})
-    return buckets
-
-
-class LatencySeries:
-    """Latency samples (ns) of one population, with bounded memory.
-
-    Exact percentiles without unbounded memory: every sample is kept
-    (8 bytes each, ``array('q')``) until ``exact_cap`` samples; past that the
-    samples are folded into a log-linear histogram (``2**SUB_BITS`` bins per
-    power of two, so any value read back from it is within
-    ``MAX_RELATIVE_ERROR`` = 0.39 % of the truth) while the ``tail_cap``
-    largest samples are still kept exactly in a heap.  A percentile is exact
-    when its rank falls into the kept tail (p99.9 of up to 1000 * tail_cap
-    samples, p99 of up to 100 * tail_cap) and otherwise carries the bounded
-    error, flagged in ``exact``.  max, min, count and mean are always exact.
-    """
-
-    __slots__ = ("count", "total", "max", "min", "samples", "exact_cap", "tail_cap", "tail",
-                 "fine", "log2")
-
-    def __init__(self, exact_cap=100000, tail_cap=10000):
-        self.count = 0
-        self.total = 0
-        self.max = 0
-        self.min = None
-        self.samples = array("q")
-        self.exact_cap = exact_cap
-        self.tail_cap = tail_cap
-        self.tail = None
-        self.fine = None
-        self.log2 = None
-
-    def add(self, value):
-        self.count += 1
-        self.total += value
-        if value > self.max:
-            self.max = value
-        if self.min is None or value < self.min:
-            self.min = value
-        samples = self.samples
-        if samples is not None:
-            samples.append(value)
-            if len(samples) > self.exact_cap:
-                self._fold()
-            return
-        key = _fine_bin(value)
-        self.fine[key] = self.fine.get(key, 0) + 1
-        k = (value // 1000).bit_length()
-        self.log2[k] = self.log2.get(k, 0) + 1
-        tail = self.tail
-        if len(tail) < self.tail_cap:
-            heapq.heappush(tail, value)
-        elif value > tail[0]:
-            heapq.heapreplace(tail, value)
-
-    def _fold(self):
-        fine = {}
-        log2 = {}
-        for value in self.samples:
-            key = _fine_bin(value)
-            fine[key] = fine.get(key, 0) + 1
-            k = (value // 1000).bit_length()
-            log2[k] = log2.get(k, 0) + 1
-        self.fine = fine
-        self.log2 = log2
-        self.tail = heapq.nlargest(self.tail_cap, self.samples)
-        heapq.heapify(self.tail)
-        self.samples = None
-
-    def percentile(self, percent):
-        """(value_ns, exact) of the nearest-rank percentile, or (None, True)."""
-        if not self.count:
-            return None, True
-        rank = _nearest_rank(self.count, percent)
-        if self.samples is not None:
-            return sorted(self.samples)[rank - 1], True
-        from_top = self.count - rank  # 0 = the largest sample
-        if from_top < len(self.tail):
-            return sorted(self.tail, reverse=True)[from_top], True
-        seen = 0
-        for key in sorted(self.fine):
-            seen += self.fine[key]
-            if seen >= rank:
-                return _fine_bin_middle(key), False
-        return self.max, True
-
-    def summary(self, unit="us"):
-        """Plain dict for JSON: count, mean, min, max, percentiles, log2 histogram."""
-        divisor = 1000.0 if unit == "us" else 1000000.0
-        result = {"count": self.count}
-        if not self.count:
-            for name, _percent in PERCENTILES:
-                result["%s_%s" % (name, unit)] = None
-            result.update({"mean_%s" % unit: None, "min_%s" % unit: None, "max_%s" % unit: None,
-                           "exact": True, "histogram_log2_us": []})
-            return result
-        ordered = sorted(self.samples) if self.samples is not None else None
-        exact_all = True
-        for name, percent in PERCENTILES:
-            if ordered is not None:
-                value, exact = ordered[_nearest_rank(self.count, percent) - 1], True
-            else:
-                value, exact = self.percentile(percent)
-            exact_all = exact_all and exact
-            result["%s_%s" % (name, unit)] = round(value / divisor, 3)
-        result["mean_%s" % unit] = round(self.total / self.count / divisor, 3)
-        result["min_%s" % unit] = round(self.min / divisor, 3)
-        result["max_%s" % unit] = round(self.max / divisor, 3)
-        result["exact"] = exact_all
-        if not exact_all:
-            result["max_relative_error"] = MAX_RELATIVE_ERROR
-        if ordered is not None:
-            result["histogram_log2_us"] = log2_histogram_us(values_ns=ordered)
-        else:
-            result["histogram_log2_us"] = log2_histogram_us(counts=self.log2)
-        return result
-
-
-class WatchSpec:
-    """Which tasks to follow closely: pids, exact comms, comm regexes."""
-
-    def __init__(self, pids=(), comms=(), comm_regexes=()):
-        self.pids = set(int(p) for p in pids)
-        self.comms = set(c.encode("utf-8")[:15] if not isinstance(c, bytes) else c for c in comms)
-        self.regexes = [re.compile(r.encode("utf-8") if not isinstance(r, bytes) else r) for r in comm_regexes]
-        self._cache = {}
-
-    def __bool__(self):
-        return bool(self.pids or self.comms or self.regexes)
-
-    __nonzero__ = __bool__
-
-    def matches(self, pid, comm):
-        if pid in self.pids:
-            return True
-        found = self._cache.get(comm)
-        if found is None:
-            found = comm in self.comms or any(r.search(comm) for r in self.regexes)
-            self._cache[comm] = found
-        return found
-
-
-def comm_text(comm):
-    """A raw ``char comm[16]`` as text."""
-    if isinstance(comm, bytes):
-        return comm.split(b"\0", 1)[0].decode("utf-8", "replace")
-    return comm
+# Fields of a queued-wait record (a list, for speed).
+Q_SINCE, Q_KIND, Q_CPU, Q_ENQUEUED, Q_IDLE_SEQ = range(5)
 
 
 # /proc/kallsyms lookup lives with the other symbolizers (elf.symbols).
 KernelSymbols = elf_symbols.KernelSymbols
 
 
-class SchedAnalyzer:
+class SchedAnalyzer(OffCpuIntervals):
     """Streaming state machine over scheduler events in time order."""
 
     def __init__(self, watch=None, worst_count=10, longest_d_count=10, exact_cap=100000,
@@ -255,7 +86,7 @@ class SchedAnalyzer:
         self.per_cpu = {}
         self.tasks = {}            # watched pid -> task record
         self.tasks_dropped = 0
-        self.queued = {}           # pid -> (since_ts, kind)
+        self.queued = {}           # pid -> [since, kind, cpu, enqueued, idle_seq of that cpu] (Q_*)
         self.off_cpu = {}          # watched pid -> [since_ts, state, stack, woken_ts, comm]
         self.pending_stack = {}    # cpu -> pid switched out in D, waiting for its kernel_stack
         self.history_len = cpu_history
@@ -265,86 +96,286 @@ class SchedAnalyzer:
         self._seq = 0
         self.clock_underflows = 0
         self.current = {}           # cpu -> pid believed on CPU
+        self.running = {}           # pid -> cpu it is believed to run on
+        self.idle_seq = {}          # cpu -> times it went idle
         self.last_event = {}        # cpu -> ts of its latest event
         self.comms = {}             # pid -> last comm seen (bounded by the number of tasks)
         self.inferred_switch_ins = 0
-        self.unmeasured_waits = 0
-        self.counts = collections.Counter()
+        self.woken_while_running = 0
+        self.unmeasured = collections.Counter()
+        self.losses = []            # sorted, merged [since, until] intervals with lost events
+        self._loss_starts = []
+        self._counts = collections.Counter()
+        self.n_switches = 0         # counted apart from ``counts``: the hottest event
         self.first_ts = None
         self.last_ts = None
+        self.watching = bool(self.watch)
+        self._worst_floor = -1      # a wait must exceed this to enter ``worst``
+        self._all_pending = self.series["all"].pending
+        self._all_add = self._all_pending.append
+        self._wakeup_add = self.series[WAKEUP].pending.append
+        self._preempt_add = self.series[PREEMPT].pending.append
+        self._per_cpu_add = {}      # cpu -> append of its series' pending list
+
+    def _per_cpu_series(self, cpu):
+        series = self.per_cpu.get(cpu)
+        if series is None:
+            series = self.per_cpu[cpu] = self._new_series(max(1000, self.exact_cap // 8))
+            self._per_cpu_add[cpu] = series.pending.append
+        return series
+
+    def flush(self):
+        """Fold the samples waiting in every series (bounded memory; result() does it too)."""
+        for series in self.series.values():
+            series.flush()
+        for series in self.per_cpu.values():
+            series.flush()
 
     def _new_series(self, exact_cap=None):
         return LatencySeries(exact_cap or self.exact_cap, self.tail_cap)
 
+    @property
+    def unmeasured_waits(self):
+        return sum(self.unmeasured.values())
+
     # -- events --------------------------------------------------------------
-    def wakeup(self, ts, cpu, pid, comm, event="sched_waking", waker=None):
-        """``waker``: common_pid of the event, the task running on ``cpu`` at ``ts``."""
-        self.counts[event] += 1
-        self.comms[pid] = comm
+    def lost(self, since, until):
+        """Events were lost somewhere between ``since`` and ``until`` (ns; None: unknown)."""
+        since = -1 if since is None else since
+        until = float("inf") if until is None else until
+        self.losses.append([since, until])
+        self.losses.sort()
+        merged = []
+        for low, high in self.losses:
+            if merged and low <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], high)
+            else:
+                merged.append([low, high])
+        self.losses = merged
+        self._loss_starts = [low for low, _high in merged]
+
+    def _overlaps_loss(self, since, until):
+        index = bisect.bisect_left(self._loss_starts, until) - 1
+        return index >= 0 and self.losses[index][1] > since
+
+    def wakeup(self, ts, cpu, pid, comm, event="sched_waking", waker=None, target_cpu=None):
+        """``waker``: common_pid of the event, the task running on ``cpu`` at ``ts``.
+
+        ``sched_waking`` starts a wait; ``sched_wakeup``/``sched_wakeup_new``
+        put the task on ``target_cpu``'s run queue (the enqueue).
+        """
+        self.wake_fields(event, ts, cpu, (waker, comm, pid, target_cpu))
+
+    def wake_fields(self, event, ts, cpu, fields):
+        """``wakeup()`` with the fields as decoded: (common_pid, comm, pid, target_cpu)."""
+        waker, comm, pid, target_cpu = fields
+        self._counts[event] += 1
+        self._seen(ts, ts)
+        if comm:
+            self.comms[pid] = comm
+        if waker is not None:
+            if self.current.get(cpu, waker) != waker:
+                self._running(ts, cpu, waker, None)
+            self.last_event[cpu] = ts
+        if self.watching:
+            record = self.off_cpu.get(pid)
+            if record is not None and record[3] is None:
+                record[3] = ts
+        if pid in self.running:
+            # Woken while still on a CPU (it had not switched out yet): no wait.
+            self.woken_while_running += 1
+            return
+        enqueue = event in ENQUEUE_EVENTS
+        entry = self.queued.get(pid)
+        if entry is not None:
+            if entry[Q_KIND] == PREEMPT:
+                return  # preempted, still queued: woken before it ran again
+            if not enqueue or entry[Q_ENQUEUED]:
+                # A second wakeup of a woken task: it ran and slept in between, unseen.
+                self.unmeasured[REWOKEN] += 1
+                entry = None
+            else:
+                entry[Q_ENQUEUED] = True
+                if target_cpu is not None:
+                    entry[Q_CPU] = target_cpu
+                    entry[Q_IDLE_SEQ] = self.idle_seq.get(target_cpu, 0)
+                return
+        self.queued[pid] = [ts, WAKEUP, target_cpu, enqueue, self.idle_seq.get(target_cpu, 0)]
+
+    def migrate(self, ts, cpu, pid, orig_cpu, dest_cpu, waker=None):
+        """``sched_migrate_task``: before the enqueue it places a woken task, after it moves it."""
+        self.migrate_fields(ts, cpu, (waker, pid, orig_cpu, dest_cpu))
+
+    def migrate_fields(self, ts, cpu, fields):
+        """``migrate()`` with the fields as decoded: (common_pid, pid, orig_cpu, dest_cpu)."""
+        waker, pid, _orig_cpu, dest_cpu = fields
+        self._counts["sched_migrate_task"] += 1
+        self._seen(ts, ts)
         if waker is not None:
             self._running(ts, cpu, waker, None)
             self.last_event[cpu] = ts
-        if pid not in self.queued:
-            self.queued[pid] = (ts, WAKEUP)
-        record = self.off_cpu.get(pid)
-        if record is not None and record[3] is None:
-            record[3] = ts
+        entry = self.queued.get(pid)
+        if entry is None:
+            return
+        if entry[Q_KIND] == WAKEUP and not entry[Q_ENQUEUED]:
+            entry[Q_CPU] = dest_cpu
+            entry[Q_IDLE_SEQ] = self.idle_seq.get(dest_cpu, 0)
+        else:
+            del self.queued[pid]
+            self.unmeasured[MIGRATED] += 1
 
     def switch(self, ts, cpu, prev_comm, prev_pid, prev_state, next_comm, next_pid):
-        self.counts["sched_switch"] += 1
-        if self.first_ts is None:
-            self.first_ts = ts
-        self.last_ts = ts
-        self._running(ts, cpu, prev_pid, prev_comm)
-        self.current[cpu] = next_pid
-        self.last_event[cpu] = ts
-        if next_pid:
-            self.comms[next_pid] = next_comm
-        watch = self.watch
-        if prev_pid:
-            if prev_state & STATE_RUNNING_MASK == 0:
-                self.queued[prev_pid] = (ts, PREEMPT)
-            else:
-                self.queued.pop(prev_pid, None)
-                if watch and watch.matches(prev_pid, prev_comm) and prev_state & (STATE_S | STATE_D):
-                    state = "D" if prev_state & STATE_D else "S"
-                    self.off_cpu[prev_pid] = [ts, state, None, None, prev_comm]
-                    if state == "D":
-                        self.pending_stack[cpu] = prev_pid
-        history = self.history.get(cpu)
-        if history is None:
-            history = self.history[cpu] = collections.deque(maxlen=self.history_len)
-        if next_pid:
-            queued = self.queued.pop(next_pid, None)
-            if queued is not None:
-                latency = ts - queued[0]
-                if latency < 0:
-                    # The wakeup was stamped on another CPU whose clock ran ahead.
-                    self.clock_underflows += 1
-                    latency = 0
-                self._record_latency(latency, queued, ts, cpu, next_pid, next_comm, history)
-            if watch:
-                record = self.off_cpu.pop(next_pid, None)
-                if record is not None:
-                    self._record_off_cpu(next_pid, record, ts, ongoing=False)
-        history.append((ts, next_pid, next_comm))
+        self.feed(((ts, cpu, SWITCH, (prev_comm, prev_pid, prev_state, next_comm, next_pid)),))
 
-    def kernel_stack(self, ts, cpu, pid, addresses):
-        self.counts["kernel_stack"] += 1
-        if self.pending_stack.get(cpu) == pid:
-            del self.pending_stack[cpu]
-            record = self.off_cpu.get(pid)
-            if record is not None and record[2] is None:
-                record[2] = list(addresses)
+    def feed(self, events, handlers=None, switch_kind=SWITCH, enqueue_kind=None):
+        """Analyse ``(ts, cpu, kind, fields)`` events in time order.
+
+        ``kind`` is ``switch_kind`` (fields as ``switch()`` takes them) or a key of
+        ``handlers``, whose value is called as ``handler(ts, cpu, fields)``;
+        ``enqueue_kind`` (sched_wakeup, fields as ``wake_fields`` takes them) has
+        its common case inline too.
+        The switch, every other event, is handled inline here (the hot path:
+        local names, no call per event); rare cases go to helpers.
+        """
+        current = self.current
+        running = self.running
+        queued = self.queued
+        idle_seq = self.idle_seq
+        last_event = self.last_event
+        histories = self.history
+        comms = self.comms
+        per_cpu_adds = self._per_cpu_add
+        all_add, wakeup_add, preempt_add = self._all_add, self._wakeup_add, self._preempt_add
+        all_pending = self._all_pending
+        watching = self.watching
+        measured_fast = not watching and not self.losses
+        worst_floor = self._worst_floor
+        n_switches = 0
+        n_enqueues = 0
+        ts = None
+        if events and self.first_ts is None:
+            self.first_ts = events[0][0]
+        for ts, cpu, kind, fields in events:
+            if kind != switch_kind:
+                if kind == enqueue_kind and not watching:
+                    waker, comm, pid, target = fields
+                    believed = current.get(cpu)
+                    if (believed == waker or believed is None) and pid not in running and pid not in queued:
+                        # A sleeping task put on a run queue: a wait starts.
+                        n_enqueues += 1
+                        current[cpu] = waker
+                        last_event[cpu] = ts
+                        if comm:
+                            comms[pid] = comm
+                        queued[pid] = [ts, WAKEUP, target, True, idle_seq.get(target, 0)]
+                        continue
+                handlers[kind](ts, cpu, fields)
+                continue
+            n_switches += 1
+            prev_comm, prev_pid, prev_state, next_comm, next_pid = fields
+            believed = current.get(cpu)
+            if believed != prev_pid and believed is not None:
+                self._running(ts, cpu, prev_pid, prev_comm)
+            current[cpu] = next_pid
+            if running.get(prev_pid) == cpu:
+                del running[prev_pid]
+            if prev_pid:
+                if prev_state & STATE_RUNNING_MASK == 0:
+                    queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq.get(cpu, 0)]
+                elif watching and prev_state & (STATE_S | STATE_D):
+                    prev_comm = prev_comm or self._name(prev_pid)
+                    if self.watch.matches(prev_pid, prev_comm):
+                        self._switched_out(ts, cpu, prev_pid, prev_comm, prev_state)
+            history = histories.get(cpu)
+            if history is None:
+                history = histories[cpu] = collections.deque(maxlen=self.history_len)
+            if next_pid:
+                running[next_pid] = cpu
+                if watching:
+                    comms[next_pid] = next_comm
+                entry = queued.pop(next_pid, None)
+                if entry is not None:
+                    latency = ts - entry[0]
+                    if measured_fast and entry[2] == cpu and latency >= 0 and idle_seq.get(cpu, 0) == entry[4]:
+                        # Proven (queued here, CPU never idle since, nothing lost): the common case.
+                        # Straight into the series' pending lists; folded every FLUSH_AT waits.
+                        all_add(latency)
+                        (wakeup_add if entry[1] is WAKEUP else preempt_add)(latency)
+                        add = per_cpu_adds.get(cpu)
+                        if add is None:
+                            add = self._per_cpu_series(cpu).pending.append
+                        add(latency)
+                        if latency > worst_floor:
+                            self._record_worst(latency, entry, ts, cpu, next_pid, next_comm, history)
+                            worst_floor = self._worst_floor
+                    else:
+                        self._end_wait(entry, ts, cpu, next_pid, next_comm, history)
+                        worst_floor = self._worst_floor
+                if watching:
+                    record = self.off_cpu.pop(next_pid, None)
+                    if record is not None:
+                        self._record_off_cpu(next_pid, record, ts, ongoing=False)
+            else:
+                idle_seq[cpu] = idle_seq.get(cpu, 0) + 1
+            history.append((ts, next_pid, next_comm))
+        if len(all_pending) >= FLUSH_AT:
+            self.flush()  # memory stays bounded by the batch size plus FLUSH_AT
+        if n_enqueues:
+            self._counts["sched_wakeup"] += n_enqueues
+        if n_switches:
+            self.n_switches += n_switches
+        if ts is not None:
+            self.last_ts = ts
+
+    def _seen(self, first, last):
+        """``first_ns``/``last_ns``: the first and last event analysed, of any kind."""
+        if self.first_ts is None:
+            self.first_ts = first
+        self.last_ts = last
+
+    def handlers(self, kinds):
+        """``feed`` handlers for decoded events: {id: handler} from {id: event name}."""
+        handlers = {}
+        for kind, name in kinds.items():
+            if name == "sched_migrate_task":
+                handlers[kind] = self.migrate_fields
+            elif name == "kernel_stack":
+                handlers[kind] = self.stack_fields
+            elif name in WAKE_EVENTS:
+                handlers[kind] = functools.partial(self.wake_fields, name)
+        return handlers
 
     # -- bookkeeping -----------------------------------------------------------
+    def _end_wait(self, entry, ts, cpu, pid, comm, history):
+        """A switch-in ends a wait: measure it if nothing contradicts it."""
+        if entry[Q_CPU] is not None and entry[Q_CPU] != cpu:
+            self.unmeasured[CPU_MISMATCH] += 1
+            return
+        if entry[Q_ENQUEUED] and entry[Q_CPU] is not None and self.idle_seq.get(cpu, 0) != entry[Q_IDLE_SEQ]:
+            self.unmeasured[IDLE_CPU] += 1
+            return
+        since = entry[Q_SINCE]
+        if self.losses and self._overlaps_loss(since, ts):
+            self.unmeasured[LOST] += 1
+            return
+        latency = ts - since
+        if latency < 0:
+            if latency < -CLOCK_TOLERANCE_NS:
+                self.unmeasured[CLOCK_ORDER] += 1
+                return
+            # The wakeup was stamped on another CPU whose clock ran a little ahead.
+            self.clock_underflows += 1
+            latency = 0
+        self._record_latency(latency, entry, ts, cpu, pid, comm, history)
+
     def _running(self, ts, cpu, pid, comm):
         """``pid`` is on ``cpu`` now; if no switch put it there, the kernel did not record one.
 
-        Some kernels do not emit sched_switch when a CPU leaves idle (seen on a 6.18 VM
-        kernel for CPU 1).  Such a switch-in is inferred at the CPU's previous event
-        (for history: who held the CPU), and the task's wait, whose end is unknown, is
-        dropped and counted instead of being measured wrong.
+        This kernel (docs/sched-audit.md) records no sched_switch when CPU 1 leaves
+        idle, and sometimes none when it goes back.  A task seen running without a
+        switch-in ends its wait unmeasured (its end is unknown); the idle task seen
+        on a CPU believed busy means the CPU went idle, which contradicts the
+        waits queued there.  For history, the switch is put at the CPU's previous event.
         """
         current = self.current.get(cpu)
         if current is None or current == pid:
@@ -352,143 +383,78 @@ class SchedAnalyzer:
             return
         self.inferred_switch_ins += 1
         self.current[cpu] = pid
-        if pid and self.queued.pop(pid, None) is not None:
-            self.unmeasured_waits += 1
+        running = self.running
+        if running.get(current) == cpu:
+            del running[current]
+        if pid:
+            running[pid] = cpu
+            if self.queued.pop(pid, None) is not None:
+                self.unmeasured[RAN_UNTRACED] += 1
+        else:
+            self.idle_seq[cpu] = self.idle_seq.get(cpu, 0) + 1
         history = self.history.get(cpu)
         if history is not None:
-            history.append((self.last_event.get(cpu, ts), pid, comm or self.comms.get(pid, b"?")))
+            # At the CPU's previous event: its last wakeup/migration or its last switch.
+            since = max(self.last_event.get(cpu, -1), history[-1][0] if history else -1)
+            history.append((since if since >= 0 else ts, pid, comm or self._name(pid)))
 
-    def _record_latency(self, latency, queued, ts, cpu, pid, comm, history):
-        kind = queued[1]
+    def _name(self, pid):
+        """A task's last known name (decoding skips names the hot path does not need)."""
+        comm = self.comms.get(pid)
+        if comm:
+            return comm
+        for history in self.history.values():
+            for _ts, other, comm in reversed(history):
+                if other == pid:
+                    return comm
+        return b"?"
+
+    def _record_latency(self, latency, entry, ts, cpu, pid, comm, history):
+        kind = entry[Q_KIND]
         self.series["all"].add(latency)
         self.series[kind].add(latency)
-        per_cpu = self.per_cpu.get(cpu)
-        if per_cpu is None:
-            per_cpu = self.per_cpu[cpu] = self._new_series(max(1000, self.exact_cap // 8))
-        per_cpu.add(latency)
-        if self.watch and self.watch.matches(pid, comm):
+        self._per_cpu_series(cpu).add(latency)
+        since = entry[Q_SINCE]
+        if self.watching and self.watch.matches(pid, comm):
             task = self._task(pid, comm)
             if task is not None:
                 task["runqueue"].add(latency)
-        worst = self.worst
-        if len(worst) < self.worst_count or latency > worst[0][0]:
+                self._keep_worst(task["worst"], latency, {"latency_ns": latency, "cpu": cpu, "kind": kind,
+                                                          "since_ns": since, "until_ns": ts})
+        if latency > self._worst_floor:
+            self._record_worst(latency, entry, ts, cpu, pid, comm, history)
+
+    def _record_worst(self, latency, entry, ts, cpu, pid, comm, history):
+        since = entry[Q_SINCE]
+        self._keep_worst(self.worst, latency, {
+            "latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": entry[Q_KIND],
+            "since_ns": since, "until_ns": ts, "ran_meanwhile": sched_result.ran_meanwhile(history, since, ts)})
+        if len(self.worst) >= self.worst_count:
+            self._worst_floor = self.worst[0][0]
+
+    def _keep_worst(self, heap, latency, record):
+        if len(heap) < self.worst_count or latency > heap[0][0]:
             self._seq += 1
-            record = {"latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": kind,
-                      "since_ns": queued[0], "until_ns": ts,
-                      "ran_meanwhile": self._ran_meanwhile(history, queued[0], ts)}
-            if len(worst) < self.worst_count:
-                heapq.heappush(worst, (latency, self._seq, record))
+            if len(heap) < self.worst_count:
+                heapq.heappush(heap, (latency, self._seq, record))
             else:
-                heapq.heapreplace(worst, (latency, self._seq, record))
+                heapq.heapreplace(heap, (latency, self._seq, record))
 
-    @staticmethod
-    def _ran_meanwhile(history, since, until):
-        """Who held the CPU during [since, until], longest first (bounded history)."""
-        spans = collections.Counter()
-        names = {}
-        entries = list(history)
-        covered = bool(entries) and entries[0][0] <= since
-        for index, (start, pid, comm) in enumerate(entries):
-            end = entries[index + 1][0] if index + 1 < len(entries) else until
-            low, high = max(start, since), min(end, until)
-            if high > low:
-                spans[pid] += high - low
-                names[pid] = comm
-        ran = [{"pid": pid, "comm": comm_text(names[pid]), "us": round(ns / 1000.0, 3)}
-               for pid, ns in spans.most_common(5)]
-        return {"tasks": ran, "complete": covered}
-
-    def _task(self, pid, comm):
-        task = self.tasks.get(pid)
-        if task is None:
-            if len(self.tasks) >= self.max_watched_tasks:
-                self.tasks_dropped += 1
-                return None
-            cap = max(1000, self.exact_cap // 8)
-            task = self.tasks[pid] = {"pid": pid, "comm": comm, "runqueue": self._new_series(cap),
-                                      "S": self._new_series(cap), "D": self._new_series(cap)}
-        task["comm"] = comm
-        return task
-
-    def _record_off_cpu(self, pid, record, ts, ongoing):
-        since, state, stack, woken, comm = record
-        duration = max(ts - since, 0)
-        task = self._task(pid, comm)
-        if task is not None:
-            task[state].add(duration)
-        if state != "D":
-            return
-        heap = self.longest_d
-        if len(heap) < self.longest_d_count or duration > heap[0][0]:
-            self._seq += 1
-            entry = {"duration_ns": duration, "pid": pid, "comm": comm, "since_ns": since,
-                     "until_ns": ts, "blocked_ns": (woken - since) if woken is not None else duration,
-                     "ongoing": ongoing, "stack": stack}
-            if len(heap) < self.longest_d_count:
-                heapq.heappush(heap, (duration, self._seq, entry))
-            else:
-                heapq.heapreplace(heap, (duration, self._seq, entry))
-
-    # -- result ----------------------------------------------------------------
-    def finish(self, end_ts=None):
-        """Close intervals still open at the end of the window (marked ongoing)."""
-        end_ts = end_ts if end_ts is not None else self.last_ts
-        for pid, record in list(self.off_cpu.items()):
-            if end_ts is not None:
-                self._record_off_cpu(pid, record, end_ts, ongoing=True)
-        self.off_cpu = {}
+    def coverage(self):
+        """How much of the window the latency numbers cover: measured vs unmeasured waits."""
+        return sched_result.coverage_of(self)
 
     def result(self, symbols=None, facts_by_pid=None):
         """The analysis as plain data (JSON-ready), times in us / ms."""
-        facts_by_pid = facts_by_pid or {}
+        return sched_result.analysis_result(self, symbols=symbols, facts_by_pid=facts_by_pid)
 
-        def symbolize(stack):
-            if not stack:
-                return []
-            if symbols is None:
-                return ["0x%x" % a for a in stack]
-            return [symbols.name(a) for a in stack]
+    @property
+    def counts(self):
+        """Events seen, by name."""
+        return self.event_counts()
 
-        worst = []
-        for latency, _seq, record in sorted(self.worst, key=lambda item: (-item[0], item[1])):
-            worst.append({"latency_us": round(latency / 1000.0, 3), "pid": record["pid"],
-                          "comm": comm_text(record["comm"]), "cpu": record["cpu"], "kind": record["kind"],
-                          "since_ns": record["since_ns"], "until_ns": record["until_ns"],
-                          "ran_meanwhile": record["ran_meanwhile"]["tasks"],
-                          "ran_meanwhile_complete": record["ran_meanwhile"]["complete"]})
-        longest = []
-        for duration, _seq, entry in sorted(self.longest_d, key=lambda item: (-item[0], item[1])):
-            longest.append({"duration_ms": round(duration / 1e6, 3), "pid": entry["pid"],
-                            "comm": comm_text(entry["comm"]), "state": "D",
-                            "blocked_ms": round(entry["blocked_ns"] / 1e6, 3),
-                            "since_ns": entry["since_ns"], "until_ns": entry["until_ns"],
-                            "ongoing": entry["ongoing"], "kernel_stack": symbolize(entry["stack"])})
-        tasks = []
-        for pid in sorted(self.tasks):
-            task = self.tasks[pid]
-            item = {"pid": pid, "comm": comm_text(task["comm"]),
-                    "runqueue": task["runqueue"].summary("us"),
-                    "offcpu": {"S": task["S"].summary("ms"), "D": task["D"].summary("ms")}}
-            item.update(facts_by_pid.get(pid, {}))
-            tasks.append(item)
-        return {
-            "latency": dict((name, series.summary("us")) for name, series in self.series.items()),
-            "per_cpu": dict((str(cpu), self.per_cpu[cpu].summary("us")) for cpu in sorted(self.per_cpu)),
-            "tasks": tasks,
-            "tasks_not_tracked": self.tasks_dropped,
-            "worst_waits": worst,
-            "longest_d": longest,
-            "clock_underflows": self.clock_underflows,
-            "inferred_switch_ins": self.inferred_switch_ins,
-            "unmeasured_waits": self.unmeasured_waits,
-            "event_counts": dict(self.counts),
-            "first_ns": self.first_ts,
-            "last_ns": self.last_ts,
-        }
-
-
-def stack_addresses(count, raw):
-    """Addresses of a kernel_stack payload: ``count`` native longs of ``raw``."""
-    available = len(raw) // 8
-    count = max(0, min(count, available))
-    return [a for a in struct.unpack_from("=%dQ" % count, raw, 0) if a] if count else []
+    def event_counts(self):
+        counts = dict(self._counts)
+        if self.n_switches:
+            counts["sched_switch"] = self.n_switches
+        return counts

@@ -19,6 +19,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import platform
 import re
@@ -26,20 +27,28 @@ import socket
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ring_buffer
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool, per_cpu, ring_buffer
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError, OWNED_PREFIX
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import shell_write
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 
 SCHEMA_VERSION = 1
-WAKE_EVENTS = ("sched_waking", "sched_wakeup", "sched_wakeup_new")
-SWITCH_FIELDS = ("prev_comm", "prev_pid", "prev_state", "next_comm", "next_pid")
-# In offset order, so the struct needs no reordering.
-WAKE_FIELDS = ("common_pid", "comm", "pid")
-# Hold events this long past "now" before merging: covers the gap between a
-# timestamp being taken and its event being committed.
-MERGE_MARGIN_NS = 5000000
+# The enqueue (sched_wakeup, sched_wakeup_new) starts a wait; sched_waking is
+# not traced (a third of the events, and not the run-queue wait); migrations
+# tell a wait that moved.  docs/sched-audit.md explains each.
+EVENTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task")
+# The fields the analysis uses, per event (in offset order: no reordering).
+WAKE_FIELDS = ("common_pid", "comm", "pid", "target_cpu")
+FIELDS = {
+    "sched_switch": ("prev_comm", "prev_pid", "prev_state", "next_comm", "next_pid"),
+    "sched_wakeup": WAKE_FIELDS, "sched_wakeup_new": WAKE_FIELDS, "sched_waking": WAKE_FIELDS,
+    "sched_migrate_task": ("common_pid", "pid", "orig_cpu", "dest_cpu"),
+}
+# Kept in place but not read: the analysis knows a task's name from its switch-in.
+BLANK_FIELDS = ("prev_comm", "comm")
 MAX_STACK_PIDS = 150
+DEFAULT_MAX_SPOOL_MB = 2048
+RMDIR_ATTEMPTS = 20   # rmdir is EBUSY while any file of the instance is open, briefly
 
 POLICY_NAMES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH",
                 5: "SCHED_IDLE", 6: "SCHED_DEADLINE"}
@@ -51,9 +60,7 @@ def default_instance_name(label=None):
     return "%s_sched_%s_%d" % (OWNED_PREFIX, safe, os.getpid())
 
 
-def online_cpus(tracefs_root):
-    return sorted(int(name[3:]) for name in os.listdir(os.path.join(tracefs_root, "per_cpu"))
-                  if name.startswith("cpu") and name[3:].isdigit())
+online_cpus = per_cpu.online_cpus
 
 
 def _read_int(path):
@@ -129,10 +136,10 @@ def resolve_watched(pids=(), comms=(), comm_regexes=()):
 
 
 class SchedCollector:
-    """One tracing window: set up, read and analyse, clean up."""
+    """One tracing window: plan and set up, copy pages, analyse, clean up."""
 
     def __init__(self, tracefs, instance_name, analyzer, buffer_size_kb=4096, stack_pids=(),
-                 poll_interval=0.05):
+                 poll_interval=0.2, spool_dir=None, max_spool_mb=DEFAULT_MAX_SPOOL_MB):
         self.tracefs = tracefs
         self.instance = tracefs.instance(instance_name)
         self.analyzer = analyzer
@@ -140,15 +147,21 @@ class SchedCollector:
         self.stack_pids = sorted(set(int(p) for p in stack_pids))[:MAX_STACK_PIDS]
         self.stack_pids_truncated = len(set(stack_pids)) > MAX_STACK_PIDS
         self.poll_interval = poll_interval
-        self.events = [name for name in WAKE_EVENTS + ("sched_switch",)
-                       if os.path.isdir(tracefs.path("events", "sched", name))]
-        self.reader = None
+        self.spool_dir = spool_dir
+        self.max_spool_bytes = int(max_spool_mb) << 20 if max_spool_mb else None
+        available = [name for name in EVENTS if os.path.isdir(tracefs.path("events", "sched", name))]
+        if "sched_wakeup" not in available and os.path.isdir(tracefs.path("events", "sched", "sched_waking")):
+            available.insert(0, "sched_waking")  # no enqueue event: the wait starts at the wakeup
+        self.events = available
+        self.spool = None
         self.created = False
         self.missed_in_pages = 0
         self.missed_unknown_pages = 0
         self.pages_read = 0
         self.bytes_read = 0
         self.stats = {}
+        self.ended_early = None
+        self.window_cpu_seconds = None
         self.clock = "mono" if "mono" in tracefs.features()["trace_clocks"] else "global"
 
     # -- plan ------------------------------------------------------------------
@@ -160,19 +173,41 @@ class SchedCollector:
         return "stacktrace if prev_state == 2 && (%s)" % pids
 
     def plan(self):
-        """The writes ``setup()`` makes, as shell commands (what check mode shows)."""
-        inst = self.instance.path()
-        commands = ["mkdir %s" % inst,
-                    shell_write(os.path.join(inst, "buffer_size_kb"), str(self.buffer_size_kb)),
-                    shell_write(os.path.join(inst, "trace_clock"), self.clock)]
+        """The ``ChangePlan`` of the window: check mode shows its commands, ``setup()`` applies it."""
+        inst = self.instance
+        plan = ChangePlan()
+        plan.mkdir(inst.path(), self._create, inst.remove)
+        plan.write(inst.path("tracing_on"), "0", lambda: inst.set_tracing_on(False))
+        plan.write(inst.path("buffer_size_kb"), str(self.buffer_size_kb),
+                   lambda: inst.set_buffer_size_kb(self.buffer_size_kb))
+        plan.write(inst.path("trace_clock"), self.clock, lambda: inst.set_clock(self.clock))
         if self.stack_trigger:
-            commands.append(shell_write(os.path.join(inst, "events/sched/sched_switch/trigger"),
-                                        self.stack_trigger, append=True))
+            switch = inst.event("sched", "sched_switch")
+            plan.write(inst.path("events/sched/sched_switch/trigger"), self.stack_trigger,
+                       self._add_stack_trigger, lambda: switch.remove_trigger(self.stack_trigger), append=True)
         for name in self.events:
-            commands.append(shell_write(os.path.join(inst, "events/sched", name, "enable"), "1"))
-        commands.append("read %s/per_cpu/cpu*/trace_pipe_raw until the window ends" % inst)
-        commands.append("rmdir %s (after removing the trigger and disabling the events)" % inst)
-        return commands
+            event = inst.event("sched", name)
+            plan.write(inst.path("events/sched", name, "enable"), "1",
+                       _setter(event.set_enabled, True), _setter(event.set_enabled, False))
+        plan.write(inst.path("tracing_on"), "1", lambda: inst.set_tracing_on(True),
+                   lambda: inst.set_tracing_on(False))
+        return plan
+
+    def plan_commands(self):
+        """What check mode shows: the writes, then what the window does with them."""
+        inst = self.instance.path()
+        return self.plan().commands + [
+            "copy %s/per_cpu/cpu*/trace_pipe_raw to temporary files until the window ends, then "
+            "echo 0 > %s/tracing_on" % (inst, inst),
+            "rmdir %s (after removing the trigger and disabling the events)" % inst]
+
+    def _create(self):
+        self.instance.create()
+        self.created = True
+
+    def _add_stack_trigger(self):
+        self.tracefs.require("stacktrace_trigger", "recording kernel stacks of D-state switches")
+        self.instance.event("sched", "sched_switch").add_trigger(self.stack_trigger)
 
     # -- lifecycle -------------------------------------------------------------
     def setup(self):
@@ -182,39 +217,27 @@ class SchedCollector:
         if self.instance.exists():
             raise TracefsError("%s already exists: another run uses it; choose another instance name"
                                % self.instance.label)
-        self.instance.create()
-        self.created = True
-        self.instance.set_tracing_on(False)
-        self.instance.set_buffer_size_kb(self.buffer_size_kb)
-        self.instance.set_clock(self.clock)
-        if self.stack_trigger:
-            self.tracefs.require("stacktrace_trigger", "recording kernel stacks of D-state switches")
-            self.instance.event("sched", "sched_switch").add_trigger(self.stack_trigger)
-        for name in self.events:
-            self.instance.event("sched", name).set_enabled(True)
+        plan = self.plan()
+        tracing_on = plan.steps.pop()   # tracing starts once the spool is open
+        plan.apply()
         self._build_decoders()
-        self.reader = ring_buffer.RawReader(self.instance.path(), online_cpus(self.tracefs.root))
-        self.instance.set_tracing_on(True)
+        self.spool = page_spool.PageSpool(self.instance.path(), per_cpu.online_cpus(self.tracefs.root),
+                                          directory=self.spool_dir, max_bytes=self.max_spool_bytes)
+        tracing_on.do()
 
     def _format(self, group, name):
         return ring_buffer.EventFormat.parse(self.instance.read("events", group, name, "format"))
 
     def _build_decoders(self):
+        """One precompiled struct per event type, for the fields the analysis uses only."""
         self.layout = ring_buffer.PageLayout.parse(self.tracefs.read("events/header_page"))
         self.decoders = {}
-        self.names = {}
-        switch = self._format("sched", "sched_switch")
-        unpacker, index = switch.struct_for(SWITCH_FIELDS)
-        self.decoders[switch.id] = (unpacker, index, None)
-        self.switch_id = switch.id
-        self.wake_ids = {}
+        self.kinds = {}
         for name in self.events:
-            if name == "sched_switch":
-                continue
             fmt = self._format("sched", name)
-            unpacker, index = fmt.struct_for(WAKE_FIELDS)
+            unpacker, index = fmt.struct_for(FIELDS[name], blank=BLANK_FIELDS)
             self.decoders[fmt.id] = (unpacker, index, None)
-            self.wake_ids[fmt.id] = name
+            self.kinds[fmt.id] = name
         self.stack_id = None
         if self.stack_trigger:
             stack = self._format("ftrace", "kernel_stack")
@@ -223,112 +246,131 @@ class SchedCollector:
             tail = stack.fields["caller"][0]
             self.decoders[stack.id] = (unpacker, index, tail)
             self.stack_id = stack.id
+            self.kinds[stack.id] = "kernel_stack"
 
-    def close(self):
-        """Stop, close the readers and remove the instance; safe to call twice."""
+    def close(self, keep_spool=False):
+        """Stop, close the readers and remove the instance; safe to call twice.
+
+        ``keep_spool``: keep the copied pages for ``analyse()`` (call ``close()`` again after).
+        """
         errors = []
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
+        if self.spool is not None:
+            if keep_spool:
+                self.spool.close_sources()
+            else:
+                self.spool.close()
+                self.spool = None
         if self.created:
             try:
-                if self.instance.exists():
-                    self.instance.set_tracing_on(False)
-                self.instance.remove()
+                self._remove_instance()
                 self.created = False
             except TracefsError as exc:
                 errors.append(exc.message)
         if errors:
             raise TracefsError("; ".join(errors))
 
-    # -- reading ---------------------------------------------------------------
-    def _read_all(self, out):
-        """Read every CPU's available pages into ``out``; return the page count."""
-        pages_now = 0
-        for cpu in self.reader.fds:
-            for page in self.reader.read_pages(cpu):
-                pages_now += 1
-                self.bytes_read += len(page)
-                missed = ring_buffer.parse_page(page, self.layout, self.decoders, cpu, out)
-                if missed > 0:
-                    self.missed_in_pages += missed
-                elif missed < 0:
-                    self.missed_unknown_pages += 1
-        self.pages_read += pages_now
-        return pages_now
+    def _remove_instance(self):
+        """Undo what our plan wrote (a handful of writes), then rmdir.
 
-    def _dispatch(self, events):
-        analyzer = self.analyzer
-        switch_id = self.switch_id
-        wake_ids = self.wake_ids
-        stack_id = self.stack_id
-        switch = analyzer.switch
-        wakeup = analyzer.wakeup
-        for ts, cpu, event_id, fields in events:
-            if event_id == switch_id:
-                switch(ts, cpu, fields[0], fields[1], fields[2], fields[3], fields[4])
-            elif event_id == stack_id:
-                analyzer.kernel_stack(ts, cpu, fields[0], sched_analysis.stack_addresses(fields[1], fields[2]))
-            else:
-                wakeup(ts, cpu, fields[2], fields[1], wake_ids[event_id], fields[0])
+        ``Instance.remove()`` first resets every event of the instance (reading
+        thousands of files, a third of a second on a busy host); we know what
+        we set, so we undo just that, and fall back to it only if rmdir fails.
+        """
+        inst = self.instance
+        if not inst.exists():
+            return
+        inst.set_tracing_on(False)
+        for step in reversed(self.plan().steps[1:]):
+            if step.undo is not None:
+                try:
+                    step.undo()
+                except TracefsError:
+                    pass  # the thorough removal below resets it
+        for _attempt in range(RMDIR_ATTEMPTS):
+            try:
+                os.rmdir(inst.path())
+                return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY:
+                    break
+                time.sleep(0.05)
+        inst.remove()
 
+    # -- the window ------------------------------------------------------------
     def run(self, duration):
-        """Trace for ``duration`` seconds, feeding the analyzer in time order."""
+        """Trace for ``duration`` seconds copying pages, then analyse them; return the window length."""
+        elapsed = self.record(duration)
+        self.analyse()
+        return elapsed
+
+    def record(self, duration):
+        """The window: copy pages for ``duration`` seconds, stop, drain; return its length."""
+        cpu_start = os.times()
         start = time.monotonic()
         deadline = start + duration
-        pending = []
-        stopped = None
+        spool = self.spool
         while True:
-            now_ns = time.monotonic_ns()
-            finished = time.monotonic() >= deadline
-            if finished:
-                self.instance.set_tracing_on(False)
-                stopped = time.monotonic()
-            batch = pending
-            pages = self._read_all(batch)
-            batch.sort(key=_timestamp)
-            if finished:
-                self._dispatch(batch)
+            spool.pump()
+            if spool.full:
+                self.ended_early = "the spool reached %d MiB (max_spool_mb)" % (self.max_spool_bytes >> 20)
                 break
-            if self.clock == "mono":
-                watermark = now_ns - MERGE_MARGIN_NS
-            else:
-                # Without a clock shared with us: merge up to the oldest newest-event of a CPU.
-                newest = {}
-                for event in batch:
-                    newest[event[1]] = event[0]
-                watermark = min(newest.values()) if newest else 0
-            cut = len(batch)
-            while cut and batch[cut - 1][0] > watermark:
-                cut -= 1
-            self._dispatch(batch[:cut])
-            pending = batch[cut:]
-            if pages < 8:
-                time.sleep(min(self.poll_interval, max(0.0, deadline - time.monotonic())))
-        self.stats = dict((cpu, ring_buffer.cpu_stats(self.instance.path(), cpu)) for cpu in online_cpus(self.tracefs.root))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(self.poll_interval, left))
+        self.instance.set_tracing_on(False)
+        stopped = time.monotonic()
+        spool.drain()
+        self.stats = per_cpu.all_stats(self.instance.path())
+        cpu_end = os.times()
+        self.window_cpu_seconds = (cpu_end[0] - cpu_start[0]) + (cpu_end[1] - cpu_start[1])
+        self.bytes_read = spool.bytes
+        self.pages_read = spool.bytes // page_spool.PAGE_SIZE
+        spool.close_sources()
         return stopped - start
+
+    def analyse(self):
+        """Losses first (so every wait across one is known as such), then every event in time order."""
+        analyzer = self.analyzer
+        paged = {}
+        for cpu, since, until, missed in self.spool.losses(self.layout):
+            analyzer.lost(since, until)
+            paged[cpu] = True
+            if missed > 0:
+                self.missed_in_pages += missed
+            else:
+                self.missed_unknown_pages += 1
+        for cpu, stats in self.stats.items():
+            # Loss the pages do not place (refused or commit-overrun events, or an overrun without a
+            # flagged page) may lie anywhere in the window.
+            if stats.get("commit_overrun") or stats.get("dropped_events") or (stats.get("overrun") and cpu not in paged):
+                analyzer.lost(None, None)
+        handlers = analyzer.handlers(self.kinds)
+        ids = dict((name, event_id) for event_id, name in self.kinds.items())
+        for batch in self.spool.merged(self.layout, self.decoders):
+            analyzer.feed(batch, handlers, ids["sched_switch"], ids.get("sched_wakeup"))
 
     def lost_events(self):
         """Events the kernel could not hand us: max of what stats and pages say."""
-        by_cpu = {}
-        for cpu, stats in self.stats.items():
-            by_cpu[str(cpu)] = stats.get("overrun", 0) + stats.get("commit_overrun", 0) + stats.get("dropped_events", 0)
+        by_cpu = dict((str(cpu), per_cpu.lost_in(stats)) for cpu, stats in self.stats.items())
         total = max(sum(by_cpu.values()), self.missed_in_pages)
         return total, by_cpu
 
 
-def _timestamp(event):
-    return event[0]
+def _setter(method, value):
+    return lambda: method(value)
 
 
 def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=(), watch_comm_regex=(),
             buffer_size_kb=4096, stack_traces=True, worst_count=10, exact_samples=100000,
-            poll_interval=0.05, collector_nice=-10):
+            poll_interval=0.2, collector_nice=-10, spool_dir=None, max_spool_mb=DEFAULT_MAX_SPOOL_MB):
     """Run one window and return the per-host result document (``kind: sched_latency``).
 
-    ``collector_nice``: the reader runs at this nice value during the window so
-    that a host saturated with runnable tasks (the case worth auditing) does
-    not starve it into losing events; it still sleeps between reads.
+    ``collector_nice``: the page copier runs at this nice value during the
+    window so that a host saturated with runnable tasks (the case worth
+    auditing) does not starve it into losing events; it sleeps between
+    copies.  The analysis runs after the window at the caller's priority,
+    once the instance is gone.
     """
     watched_now = resolve_watched(watch_pids, watch_comms, watch_comm_regex)
     watch = sched_analysis.WatchSpec(pids=set(watched_now) | set(int(p) for p in watch_pids),
@@ -338,21 +380,25 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
     collector = SchedCollector(tracefs, instance_name or default_instance_name(), analyzer,
                                buffer_size_kb=buffer_size_kb,
                                stack_pids=watched_now if stack_traces else (),
-                               poll_interval=poll_interval)
+                               poll_interval=poll_interval, spool_dir=spool_dir, max_spool_mb=max_spool_mb)
     facts = host_facts(tracefs)
     task_facts_before = dict((pid, task_facts(pid)) for pid in watched_now)
     cpu_start = os.times()
     nice_before = os.getpriority(os.PRIO_PROCESS, 0)
     try:
-        if collector_nice is not None and collector_nice < nice_before:
-            os.setpriority(os.PRIO_PROCESS, 0, collector_nice)
-        collector.setup()
-        elapsed = collector.run(duration)
-    finally:
         try:
-            collector.close()
+            if collector_nice is not None and collector_nice < nice_before:
+                os.setpriority(os.PRIO_PROCESS, 0, collector_nice)
+            collector.setup()
+            elapsed = collector.record(duration)
         finally:
-            os.setpriority(os.PRIO_PROCESS, 0, nice_before)
+            try:
+                collector.close(keep_spool=True)
+            finally:
+                os.setpriority(os.PRIO_PROCESS, 0, nice_before)
+        collector.analyse()
+    finally:
+        collector.close()
     cpu_end = os.times()
     analyzer.finish()
     symbols = sched_analysis.KernelSymbols() if analyzer.longest_d else None
@@ -363,6 +409,7 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
     lost, lost_by_cpu = collector.lost_events()
     processed = sum(result["event_counts"].values())
     collector_cpu = (cpu_end[0] - cpu_start[0]) + (cpu_end[1] - cpu_start[1])
+    window_cpu = collector.window_cpu_seconds
     result.update({
         "kind": "sched_latency",
         "schema_version": SCHEMA_VERSION,
@@ -372,13 +419,18 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
                     "comm_regex": list(watch_comm_regex), "tasks_at_start": [task_facts_before[p] for p in watched_now],
                     "stack_pids": collector.stack_pids, "stack_pids_truncated": collector.stack_pids_truncated},
         "window": {"duration_s": round(elapsed, 3), "clock": collector.clock, "instance": collector.instance.name,
-                   "events_enabled": collector.events, "buffer_size_kb": collector.buffer_size_kb},
+                   "events_enabled": collector.events, "buffer_size_kb": collector.buffer_size_kb,
+                   "ended_early": collector.ended_early},
         "events": {"processed": processed, "per_second": round(processed / elapsed, 1) if elapsed else None,
                    "lost": lost, "lost_by_cpu": lost_by_cpu,
                    "pages_with_unknown_loss": collector.missed_unknown_pages,
                    "complete": lost == 0 and collector.missed_unknown_pages == 0,
                    "bytes_read": collector.bytes_read},
+        # cpu_seconds: the whole run (window + analysis); window_*: only while tracing.
         "collector": {"cpu_seconds": round(collector_cpu, 3),
-                      "cpu_per_wall_second": round(collector_cpu / elapsed, 3) if elapsed else None},
+                      "cpu_per_wall_second": round(collector_cpu / elapsed, 3) if elapsed else None,
+                      "window_cpu_seconds": round(window_cpu, 3),
+                      "window_cpu_per_wall_second": round(window_cpu / elapsed, 3) if elapsed else None,
+                      "cpu_us_per_event": round(collector_cpu * 1e6 / processed, 3) if processed else None},
     })
     return result

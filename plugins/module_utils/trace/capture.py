@@ -29,8 +29,10 @@ import select
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (
-    TraceParser, parse_cpu_stats, user_stack_addresses)
+    TraceParser, user_stack_addresses)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError
 
 STOP_TRIGGERED = "triggered"
@@ -41,31 +43,13 @@ STOP_WINDOW = "window_elapsed"
 
 
 def cpu_stats(instance):
-    """{cpu: stats dict} from the instance's per_cpu/cpuN/stats."""
-    stats = {}
-    try:
-        names = os.listdir(instance.path("per_cpu"))
-    except OSError:
-        return stats
-    for name in names:
-        if name.startswith("cpu") and name[3:].isdigit():
-            try:
-                stats[int(name[3:])] = parse_cpu_stats(instance.read("per_cpu", name, "stats"))
-            except (IOError, OSError):
-                continue
-    return stats
+    """{cpu: stats dict} from the instance's per_cpu/cpuN/stats (trace/per_cpu.py)."""
+    return per_cpu.all_stats(instance.path())
 
 
 def lost_counts(before, after):
-    """Events overwritten (overrun) and dropped per CPU between two cpu_stats."""
-    lost = {}
-    for cpu, now in after.items():
-        then = before.get(cpu, {})
-        overrun = max(0, now.get("overrun", 0) - then.get("overrun", 0))
-        dropped = max(0, now.get("dropped events", 0) - then.get("dropped events", 0))
-        if overrun or dropped:
-            lost[cpu] = {"overrun": overrun, "dropped": dropped, "entries": now.get("entries", 0)}
-    return lost
+    """Events overwritten (overrun) and dropped (incl. commit overruns) per CPU between two cpu_stats."""
+    return per_cpu.lost_between(before, after)
 
 
 def suggested_buffer_kb(buffer_kb, lost_by_cpu):
@@ -276,7 +260,7 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
 
 
 def capture_window(instance, duration, clear=True, stop_after_events=None, stop_event=None, pid=None,
-                   raw_path=None, sink=None):
+                   raw_path=None, sink=None, until=None):
     """Stream ``trace_pipe`` for ``duration`` seconds (no trigger wanted); records go to ``sink``."""
     _require_instance(instance)
     started = time.time()
@@ -317,6 +301,9 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
                 if stop_after_events and (counted[0] if stop_event else parser.event_count) >= stop_after_events:
                     stop_reason = STOP_EVENTS
                     break
+                if until is not None and until():
+                    stop_reason = STOP_EVENTS
+                    break
                 if pid is not None and not procfs.process_alive(pid):
                     stop_reason = STOP_PROCESS_EXITED
                     break
@@ -333,6 +320,52 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
             raw.close()
     return _finish(instance, parser, sink, stop_reason, started, stats_before,
                    {"armed": True, "process_missing_at_start": False})
+
+
+class StopCondition:
+    """Stop tracing when ``field >= threshold`` on the probe ``events`` ('group:event').
+
+    ``plan(instance)`` is the ``ChangePlan`` that installs the ``traceoff``
+    trigger on each event; ``trigger`` is its text.  The same numbers drive
+    the stall finder, so the threshold is written once.
+    """
+
+    def __init__(self, events, field, threshold, unit=None):
+        self.events = [events] if isinstance(events, str) else list(events)
+        self.field = validate.event_name(field, "stop field")
+        self.threshold = int(threshold)
+        self.unit = unit
+        if not self.events:
+            raise validate.ValidationError("stop: at least one probe event ('group:event') is needed")
+        if self.threshold <= 0:
+            raise validate.ValidationError("stop: threshold must be a positive number, got %d" % self.threshold)
+        self.split = [validate.split_event(spec) for spec in self.events]
+
+    @property
+    def trigger(self):
+        return "traceoff if %s >= %d" % (self.field, self.threshold)
+
+    def plan(self, instance):
+        plan = None
+        for group, name in self.split:
+            event = instance.event(group, name)
+            event.require()
+            before = plans.event_state(event)
+            wanted = [t for t in before["triggers"] if not t.startswith("traceoff")] + [self.trigger]
+            step, _after = plans.plan_event(event, before, {"state": "present", "filter": None, "enabled": True},
+                                            plans.check_triggers(instance.tracefs, wanted))
+            if plan is None:
+                plan = step
+            else:
+                plan.steps.extend(step.steps)
+        return plan
+
+
+def undo(plan):
+    """Undo an applied ``ChangePlan`` (what this capture installed), newest step first."""
+    for step in reversed(plan.steps if plan else []):
+        if step.undo is not None:
+            step.undo()
 
 
 def _read_available(fd, consume):

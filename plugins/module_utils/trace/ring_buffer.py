@@ -20,10 +20,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
-import os
 import re
 import struct
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 
 TYPE_PADDING = 29
 TYPE_TIME_EXTEND = 30
@@ -71,11 +71,12 @@ class EventFormat:
             raise ValueError("not an event format file (no name/ID line)")
         return cls(name, event_id, fields)
 
-    def struct_for(self, names):
+    def struct_for(self, names, blank=()):
         """A ``struct.Struct`` unpacking ``names`` (in that order) from the payload.
 
         Integers are native-endian (trace_pipe_raw is the machine's layout);
-        ``char x[N]`` fields come back as bytes.
+        ``char x[N]`` fields come back as bytes.  Fields in ``blank`` keep
+        their place but come back as ``b""`` without being read (cheaper).
         """
         wanted = []
         for field in names:
@@ -88,6 +89,9 @@ class EventFormat:
         fmt = "="
         position = 0
         for offset, size, signed, field in order:
+            if field in blank:
+                fmt += "0s"
+                continue
             if offset > position:
                 fmt += "%dx" % (offset - position)
             code = _INT_CODES.get((size, signed))
@@ -126,8 +130,11 @@ class PageLayout:
         return cls(commit[0], commit[1], data[0])
 
 
+_U16 = struct.Struct("=H")
 _U32 = struct.Struct("=I")
 _U64 = struct.Struct("=Q")
+_HEAD = struct.Struct("=IH")   # event header word + the common_type of a short event
+_HEAD_PAD = b"\0" * _HEAD.size
 
 
 def parse_page(page, layout, decoders, cpu, out):
@@ -139,6 +146,17 @@ def parse_page(page, layout, decoders, cpu, out):
     ``caller``).  Other events are skipped by their length.  Returns the number of events the writer
     overwrote before this page (-1: some, count unknown; 0: none).
     """
+    return decode_page(page, layout, compile_decoders(decoders), cpu, out)
+
+
+def compile_decoders(decoders):
+    """The table ``decode_page`` uses: id -> (unpack_from, size, index, tail)."""
+    return dict((event_id, (unpacker.unpack_from, unpacker.size, index, tail))
+                for event_id, (unpacker, index, tail) in decoders.items())
+
+
+def decode_page(page, layout, table, cpu, out):
+    """``parse_page`` with a ``compile_decoders`` table (built once per window, not per page)."""
     ts, commit = layout.header.unpack_from(page, 0)
     size = commit & COMMIT_MASK
     missed = 0
@@ -148,103 +166,54 @@ def parse_page(page, layout, decoders, cpu, out):
             missed = _U64.unpack_from(page, layout.data_offset + size)[0]
     pos = layout.data_offset
     end = min(layout.data_offset + size, len(page))
+    if end + _HEAD.size > len(page):
+        page += _HEAD_PAD  # so the combined unpack below may read past the last word
     unpack_u32 = _U32.unpack_from
+    unpack_head = _HEAD.unpack_from
+    get = table.get
     append = out.append
     while pos < end:
-        word = unpack_u32(page, pos)[0]
+        # Header word and, for the usual short event, its type id in one unpack.
+        word, event_id = unpack_head(page, pos)
         type_len = word & 31
-        delta = word >> 5
-        if type_len == 0:
+        if 0 < type_len <= 28:
+            ts += word >> 5
+            data = pos + 4
+            pos = data + (type_len << 2)
+        elif type_len == 0:
+            ts += word >> 5
             length = ((unpack_u32(page, pos + 4)[0] - 4) + 3) & ~3
             data = pos + 8
-            ts += delta
-        elif type_len <= 28:
-            length = type_len << 2
-            data = pos + 4
-            ts += delta
+            pos = data + length
+            event_id = _U16.unpack_from(page, data)[0]
         elif type_len == TYPE_PADDING:
-            if delta == 0:
+            if word >> 5 == 0:
                 break  # the rest of the page is padding
             # A discarded event: skip it; its delta is only a marker.
             pos += 4 + unpack_u32(page, pos + 4)[0]
             continue
         elif type_len == TYPE_TIME_EXTEND:
-            ts += (unpack_u32(page, pos + 4)[0] << TS_SHIFT) + delta
+            ts += (unpack_u32(page, pos + 4)[0] << TS_SHIFT) + (word >> 5)
             pos += 8
             continue
         else:  # TYPE_TIME_STAMP: absolute
-            ts = ((unpack_u32(page, pos + 4)[0] << TS_SHIFT) + delta) | (ts & TS_MSB)
+            ts = ((unpack_u32(page, pos + 4)[0] << TS_SHIFT) + (word >> 5)) | (ts & TS_MSB)
             pos += 8
             continue
-        pos = data + length
-        event_id = page[data] | (page[data + 1] << 8) if _LITTLE else (page[data] << 8) | page[data + 1]
-        decoder = decoders.get(event_id)
+        decoder = get(event_id)
         if decoder is not None:
-            unpacker, index, tail = decoder
-            if unpacker.size > length:
+            unpack, need, index, tail = decoder
+            if need > pos - data:
                 continue
-            fields = unpacker.unpack_from(page, data)
+            fields = unpack(page, data)
             if index is not None:
                 fields = tuple(fields[i] for i in index)
             if tail is not None:
-                fields = fields + (page[data + tail:data + length],)
+                fields = fields + (page[data + tail:pos],)
             append((ts, cpu, event_id, fields))
     return missed
 
 
-_LITTLE = struct.pack("=H", 1) == b"\x01\x00"
-
-
-class RawReader:
-    """Non-blocking readers of every CPU's trace_pipe_raw of one instance."""
-
-    def __init__(self, instance_path, cpus, page_size=4096):
-        self.instance_path = instance_path
-        self.page_size = page_size
-        self.fds = {}
-        try:
-            for cpu in cpus:
-                path = os.path.join(instance_path, "per_cpu", "cpu%d" % cpu, "trace_pipe_raw")
-                self.fds[cpu] = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-        except OSError:
-            self.close()
-            raise
-
-    def read_pages(self, cpu, limit=4096):
-        """Pages available now on ``cpu`` (maybe partial pages), without blocking."""
-        fd = self.fds[cpu]
-        pages = []
-        while len(pages) < limit:
-            try:
-                page = os.read(fd, self.page_size)
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EINTR):
-                    break
-                raise
-            if not page:
-                break
-            pages.append(page)
-        return pages
-
-    def close(self):
-        for fd in self.fds.values():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self.fds = {}
-
-
 def cpu_stats(instance_path, cpu):
-    """``per_cpu/cpuN/stats`` as a dict of ints (overrun, dropped events, ...)."""
-    stats = {}
-    try:
-        with open(os.path.join(instance_path, "per_cpu", "cpu%d" % cpu, "stats")) as handle:
-            for line in handle:
-                key, _sep, value = line.partition(":")
-                value = value.strip()
-                if re.match(r"^\d+$", value):
-                    stats[key.strip().replace(" ", "_")] = int(value)
-    except (IOError, OSError):
-        pass
-    return stats
+    """``per_cpu/cpuN/stats`` as a dict of ints (overrun, commit_overrun, dropped_events, ...)."""
+    return per_cpu.cpu_stats(instance_path, cpu)

@@ -8,15 +8,23 @@
  * file system of that file is frozen, write() sleeps in D state and the next
  * tick comes late: exactly the stall the diagnose playbook has to explain.
  *
- * Usage: demo_daemon HEARTBEAT_FILE [PERIOD_MS [THRESHOLD_MS]]
+ * With a WATCHDOG device (fd 4) the loop also tickles it after every tick,
+ * ioctl(fd, WDIOC_KEEPALIVE, &ok), the way corosync's wd_tickle_fn() does
+ * from its main-loop timer (exec/wd.c): a keepalive the driver holds for a
+ * second stalls the loop for a second, the talk's incident.  The sleep is
+ * then whatever the driver's is (S for the FUSE slow watchdog).
+ *
+ * Usage: demo_daemon HEARTBEAT_FILE [PERIOD_MS [THRESHOLD_MS [WATCHDOG]]]
  * Build: cc -g -O2 -o demo_daemon demo_daemon.c
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <linux/watchdog.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +78,32 @@ static void heartbeat(int fd, unsigned long long tick)
 		perror("demo_daemon: heartbeat write");
 }
 
+/* Like corosync's wd_tickle_fn(): the result is not checked, the loop just waits for it. */
+static void wd_tickle(int dog, int *watchdog_ok)
+{
+	if (dog > 0)
+		ioctl(dog, WDIOC_KEEPALIVE, watchdog_ok);
+}
+
+/* Open path on exactly fd want (the tests name the fds they expect). */
+static int open_on(const char *path, int flags, int want)
+{
+	int fd = open(path, flags | O_CLOEXEC, 0644);
+
+	if (fd < 0) {
+		perror(path);
+		return -1;
+	}
+	if (fd != want) {
+		if (dup3(fd, want, O_CLOEXEC) < 0) {
+			perror("dup3");
+			return -1;
+		}
+		close(fd);
+	}
+	return want;
+}
+
 static void on_signal(int sig)
 {
 	(void)sig;
@@ -82,39 +116,40 @@ int main(int argc, char **argv)
 	void (*volatile timer_callback)(void *) = timer_function_scheduler_timeout;
 	unsigned long long period_ms, tick = 0;
 	struct timespec period;
-	int fd;
+	int fd, dog = -1, watchdog_ok = 1;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s HEARTBEAT_FILE [PERIOD_MS [THRESHOLD_MS]]\n", argv[0]);
+		fprintf(stderr, "usage: %s HEARTBEAT_FILE [PERIOD_MS [THRESHOLD_MS [WATCHDOG]]]\n", argv[0]);
 		return 2;
 	}
 	period_ms = argc > 2 ? strtoull(argv[2], NULL, 10) : 100;
 	timeout_data.max_tv_diff = (argc > 3 ? strtoull(argv[3], NULL, 10) : 4 * period_ms) * NS_IN_MSEC;
-	/* The tests look for "fd 3": keep the heartbeat there whatever is open. */
-	fd = open(argv[1], O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd < 0) {
-		perror(argv[1]);
+	/* The tests look for "fd 3" and "fd 4": keep them there whatever is open. */
+	fd = open_on(argv[1], O_WRONLY | O_CREAT | O_APPEND, 3);
+	if (fd < 0)
 		return 1;
-	}
-	if (fd != 3) {
-		if (dup3(fd, 3, O_CLOEXEC) < 0) {
-			perror("dup3");
+	if (argc > 4) {
+		/* O_WRONLY, as corosync's setup_watchdog() opens it. */
+		dog = open_on(argv[4], O_WRONLY, 4);
+		if (dog < 0)
 			return 1;
-		}
-		close(fd);
-		fd = 3;
 	}
 	signal(SIGTERM, on_signal);
 	signal(SIGINT, on_signal);
 	period.tv_sec = period_ms / 1000;
 	period.tv_nsec = (period_ms % 1000) * NS_IN_MSEC;
-	fprintf(stderr, "demo_daemon[%d]: tick every %llu ms, threshold %llu ms, heartbeat %s\n",
-		(int)getpid(), period_ms, timeout_data.max_tv_diff / NS_IN_MSEC, argv[1]);
+	fprintf(stderr, "demo_daemon[%d]: tick every %llu ms, threshold %llu ms, heartbeat %s%s%s\n",
+		(int)getpid(), period_ms, timeout_data.max_tv_diff / NS_IN_MSEC, argv[1],
+		dog > 0 ? ", watchdog " : "", dog > 0 ? argv[4] : "");
 	while (!stopping) {
 		nanosleep(&period, NULL);
 		timer_callback(&timeout_data);
 		heartbeat(fd, ++tick);
+		wd_tickle(dog, &watchdog_ok);
 	}
+	/* The magic close, as corosync's wd_exec_exit_fn(): a real watchdog would stop counting. */
+	if (dog > 0 && write(dog, "V", 1) < 0)
+		perror("demo_daemon: watchdog magic close");
 	fprintf(stderr, "demo_daemon[%d]: stopped after %llu ticks, %llu late\n",
 		(int)getpid(), tick, timeout_data.late_ticks);
 	return 0;

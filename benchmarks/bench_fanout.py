@@ -1,0 +1,118 @@
+"""Controller cost of the scheduling audit fanned out to 1, 5, 10 and 20 hosts.
+
+Runs ``playbooks/audit-sched-latency.yml`` (audit + report) against N inventory
+hosts that are this machine through the loopback sshd of
+scripts/ssh-loopback.sh (started if needed, never stopped: it is shared), with
+forks = N and a short tracing window, and reports per N:
+
+* wall seconds of the whole play and outside the tracing window (wall - window);
+* controller CPU seconds (rusage of ansible-playbook and everything it started
+  on the controller: ssh clients, delegated modules, the report), in total and
+  per host.
+
+The sshd listens on 127.0.0.1..16; hosts beyond 16 reuse those addresses under
+their own inventory names (each audit names its instance after the inventory
+host, so they never collide).  Every audit runs on this 2-CPU machine, which
+other agents load too: compare rows of one run.
+
+    sudo .venv/bin/python benchmarks/bench_fanout.py [--hosts 1,5,10,20] [--window 2] [--repeat 2]
+
+Results: benchmarks/results/fanout.json.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SSH_LOOPBACK = os.path.join(REPO, "scripts", "ssh-loopback.sh")
+ADDRESSES = 16   # scripts/ssh-loopback.sh MAX_HOSTS
+
+
+def inventory(count, path):
+    """node1..nodeN over the loopback sshd; the connection settings come from the script's own inventory."""
+    base = path + ".base"
+    subprocess.run(["bash", SSH_LOOPBACK, "inventory", "1", base], check=True, stdout=subprocess.DEVNULL)
+    with open(base) as handle:
+        variables = handle.read().split("[nodes:vars]", 1)[1]
+    with open(path, "w") as handle:
+        handle.write("[nodes]\n")
+        for index in range(count):
+            handle.write("node%d ansible_host=127.0.0.%d\n" % (index + 1, index % ADDRESSES + 1))
+        handle.write("\n[nodes:vars]" + variables)
+    os.unlink(base)
+
+
+def run(count, window, workdir, extra_env):
+    inv = os.path.join(workdir, "inv-%d.ini" % count)
+    inventory(count, inv)
+    report = os.path.join(workdir, "report-%d" % count)
+    env = dict(os.environ, ANSIBLE_FORKS=str(max(5, count)), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               PATH=os.path.join(REPO, ".venv", "bin") + os.pathsep + os.environ["PATH"], **extra_env)
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inv,
+           os.path.join(REPO, "playbooks", "audit-sched-latency.yml"),
+           "-e", json.dumps({"sched_audit_duration": window, "sched_audit_poll_seconds": 1,
+                             "sched_audit_stack_traces": False, "fleettrace_report_dir": report})]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            universal_newlines=True)
+    out = proc.stdout.read()
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("the audit of %d hosts failed:\n%s" % (count, out[-3000:]))
+    with open(os.path.join(report, "report.json")) as handle:
+        hosts = json.load(handle)["hosts"]
+    windows = [h["sched_latency"]["window"]["duration_s"] for h in hosts.values() if h.get("sched_latency")]
+    if len(windows) != count:
+        raise SystemExit("expected %d host results, got %d" % (count, len(windows)))
+    cpu = usage.ru_utime + usage.ru_stime
+    return {"hosts": count, "wall_s": round(wall, 2), "window_s": round(max(windows), 2),
+            "outside_window_s": round(wall - max(windows), 2), "controller_cpu_s": round(cpu, 2),
+            "controller_cpu_s_per_host": round(cpu / count, 3)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    parser.add_argument("--hosts", default="1,5,10,20")
+    parser.add_argument("--window", type=float, default=2.0)
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-pipelining", action="store_true", help="measure with pipelining off, for comparison")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("needs root (tracefs, the loopback sshd)")
+    subprocess.run(["bash", SSH_LOOPBACK, "start"], check=True, stdout=subprocess.DEVNULL)
+    extra_env = {"ANSIBLE_PIPELINING": "False"} if args.no_pipelining else {}
+    workdir = tempfile.mkdtemp(prefix="fleettrace-fanout-")
+    rows = []
+    try:
+        print("%6s %8s %9s %11s %10s %13s" % ("hosts", "wall s", "window s", "outside s", "ctl cpu s", "cpu s / host"))
+        for count in [int(n) for n in args.hosts.split(",")]:
+            runs = [run(count, args.window, workdir, extra_env) for _run in range(args.repeat)]
+            row = dict(min(runs, key=lambda r: r["outside_window_s"]))
+            row["runs"] = runs
+            rows.append(row)
+            cells = (count, row["wall_s"], row["window_s"], row["outside_window_s"], row["controller_cpu_s"],
+                     row["controller_cpu_s_per_host"])
+            print("%6d %8.2f %9.2f %11.2f %10.2f %13.3f" % cells)
+            sys.stdout.flush()
+        if rows[0]["outside_window_s"]:
+            print("outside-window growth %d -> %d hosts: %.2fx" % (
+                rows[0]["hosts"], rows[-1]["hosts"], rows[-1]["outside_window_s"] / rows[0]["outside_window_s"]))
+        out_dir = os.path.join(REPO, "benchmarks", "results")
+        os.makedirs(out_dir, exist_ok=True)
+        name = "fanout-no-pipelining.json" if args.no_pipelining else "fanout.json"
+        with open(os.path.join(out_dir, name), "w") as handle:
+            json.dump({"rows": rows, "window_s": args.window, "pipelining": not args.no_pipelining,
+                       "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()}, handle, indent=2)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The incident part of a host's HTML section: the finding in sentences, the talk's two
+histograms (the culprit call's latency on its fd, the probed value over the capture)
+and the usual guesses with the numbers that settle them."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import html
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.svg import svg_histogram
+
+
+def _numbers(summary):
+    return "%s samples, p50 %s ms, p99 %s ms, max %s ms" % tuple(
+        summary.get(key) for key in ("count", "p50_ms", "p99_ms", "max_ms"))
+
+
+def render_incident_html(diagnose):
+    """HTML for a threshold_capture result (``diagnose``); empty when it has none of these parts."""
+    e = html.escape
+    out = []
+    findings = diagnose.get("findings") or []
+    if findings and findings[0].get("explanation"):
+        out.append("<h3>Finding</h3><ul>%s</ul>" % "".join("<li>%s</li>" % e(s) for s in findings[0]["explanation"]))
+    latency = diagnose.get("culprit_latency")
+    if latency and latency.get("count") is not None:
+        what = "%s on fd %s" % (latency.get("call"), latency.get("fd"))
+        if latency.get("cmd"):
+            what += " (%s)" % latency["cmd"].get("text")
+        out.append('<h3 class="culprit-latency">%s: %s</h3>' % (e(what), e(_numbers(latency))))
+        out.append(svg_histogram(latency.get("histogram_log2_us") or []))
+    values = diagnose.get("probe_values")
+    if values and values.get("count"):
+        out.append('<h3 class="probe-values">%s over the capture: %s</h3>' % (
+            e(str(diagnose.get("field", "probed value"))), e(_numbers(values))))
+        out.append(svg_histogram(values.get("histogram_log2_us") or []))
+    guesses = diagnose.get("guesses") or []
+    if guesses:
+        out.append("<h3>The usual guesses</h3><table><thead><tr><th>guess</th><th>ruled out</th><th>seen</th>"
+                   "<th>why</th></tr></thead><tbody>")
+        for guess in guesses:
+            verdict = {True: "yes", False: "no"}.get(guess.get("ruled_out"), "no data")
+            out.append("<tr><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
+                e(guess.get("guess", "")), verdict, e(guess.get("seen", "")), e(guess.get("why", ""))))
+        out.append("</tbody></table>")
+    return "\n".join(out)

@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The report's numbers as Prometheus text, one file per host (node_exporter textfile collector).
+
+Format: the Prometheus text exposition format 0.0.4 that node_exporter's
+``--collector.textfile.directory`` reads.  Per host, labelled ``host``:
+
+* run-queue latency per series (all, wakeup, preempt) as a histogram
+  (``_bucket`` with cumulative ``le`` from the log2 buckets, ``_sum``, ``_count``);
+* its percentiles and maximum as gauges (``quantile`` label);
+* stalls (D-state intervals of the audit, findings of the diagnose workflow)
+  and lost events as counters; the longest stall as a gauge;
+* each check's verdict as a gauge (1 passed, 0 failed; skipped checks are left out).
+
+Counters hold the count of one window or run: scrape them with the file's
+timestamp gauge.  Files are written to a temporary name in the same directory
+and renamed, so the collector never reads half a file.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import coverage as report_coverage
+
+PREFIX = "fleettrace_"
+SERIES = ("all", "wakeup", "preempt")
+QUANTILES = (("p50_us", "0.5"), ("p90_us", "0.9"), ("p99_us", "0.99"), ("p99_9_us", "0.999"))
+US = 1e-6
+MS = 1e-3
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _escape_label(value):
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _escape_help(text):
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _format(value):
+    if value == float("inf"):
+        return "+Inf"
+    if isinstance(value, float):
+        return repr(round(value, 9))
+    return str(value)
+
+
+class _Family:
+    def __init__(self, name, kind, help_text):
+        self.name = PREFIX + name
+        self.kind = kind
+        self.help = help_text
+        self.samples = []
+
+    def add(self, labels, value, suffix=""):
+        if _number(value) is None:
+            return
+        text = ",".join('%s="%s"' % (key, _escape_label(val)) for key, val in labels)
+        self.samples.append("%s%s{%s} %s" % (self.name, suffix, text, _format(value)))
+
+    def lines(self):
+        if not self.samples:
+            return []
+        return ["# HELP %s %s" % (self.name, _escape_help(self.help)), "# TYPE %s %s" % (self.name, self.kind)] + self.samples
+
+
+def _stalls(entry):
+    """(source, state, duration_ms) of every stall of one host's entry."""
+    found = []
+    for item in (entry.get("sched_latency") or {}).get("longest_d") or []:
+        found.append(("audit", "D", _number(item.get("duration_ms"))))
+    for item in (entry.get("diagnose") or {}).get("findings") or []:
+        if isinstance(item, dict):
+            found.append(("diagnose", str(item.get("state") or "unknown"), _number(item.get("duration_ms"))))
+    return found
+
+
+def render_host(report, host):
+    """Prometheus text of one host's entry of the report (``build_report``'s structure)."""
+    entry = report["hosts"][host]
+    base = (("host", host),)
+    families = []
+    sched = entry.get("sched_latency") or {}
+    hist = _Family("runqueue_latency_seconds", "histogram",
+                   "Time runnable tasks waited for a CPU (sched_wakeup/sched_switch), log2 buckets.")
+    quant = _Family("runqueue_latency_quantile_seconds", "gauge",
+                    "Percentiles (nearest rank) and maximum of the run-queue latency of the window.")
+    for series in SERIES:
+        data = ((sched.get("latency") or {}).get(series)) or {}
+        count = _number(data.get("count"))
+        if count is None:
+            continue
+        labels = base + (("series", series),)
+        cumulative = 0
+        for bucket in data.get("histogram_log2_us") or []:
+            cumulative += bucket.get("count") or 0
+            # A log2 bucket holds values below high_us: "le" is its upper edge.
+            hist.add(labels + (("le", _format(bucket["high_us"] * US)),), cumulative, "_bucket")
+        hist.add(labels + (("le", "+Inf"),), count, "_bucket")
+        mean = _number(data.get("mean_us"))
+        hist.add(labels, (mean or 0) * count * US, "_sum")
+        hist.add(labels, count, "_count")
+        for key, quantile in QUANTILES:
+            value = _number(data.get(key))
+            quant.add(labels + (("quantile", quantile),), value * US if value is not None else None)
+        value = _number(data.get("max_us"))
+        quant.add(labels + (("quantile", "1"),), value * US if value is not None else None)
+    families += [hist, quant]
+    # Next to the percentiles: the waits they leave out, by reason (docs/sched-audit.md).
+    unmeasured = _Family("runqueue_waits_unmeasured_total", "counter",
+                         "Waits of the window the trace does not prove, by reason; not in the latency numbers.")
+    if sched:
+        for reason, count in sorted(report_coverage.coverage(sched)["reasons"].items()):
+            unmeasured.add(base + (("reason", reason),), count)
+    families.append(unmeasured)
+
+    stalls = _Family("stalls_total", "counter",
+                     "Stalls seen: D-state intervals of watched tasks (audit) and threshold findings (diagnose).")
+    longest = _Family("stall_longest_seconds", "gauge", "Longest stall seen, by source and task state.")
+    grouped = {}
+    for source, state, duration in _stalls(entry):
+        key = (source, state)
+        count, top = grouped.get(key, (0, None))
+        grouped[key] = (count + 1, duration if top is None or (duration or 0) > top else top)
+    for (source, state), (count, top) in sorted(grouped.items()):
+        labels = base + (("source", source), ("state", state))
+        stalls.add(labels, count)
+        longest.add(labels, top * MS if top is not None else None)
+    families += [stalls, longest]
+
+    lost = _Family("lost_events_total", "counter", "Trace events the kernel dropped (ring buffer full) in the window or run.")
+    events = sched.get("events") or {}
+    lost.add(base + (("source", "audit"),), _number(events.get("lost")))
+    diag = entry.get("diagnose") or {}
+    lost.add(base + (("source", "diagnose"),), _number(diag.get("lost_events")))
+    processed = _Family("events_processed_total", "counter", "Trace events the audit read in its window.")
+    processed.add(base, _number(events.get("processed")))
+    reached = _Family("threshold_reached", "gauge", "1 when the diagnose workflow caught a value over its threshold.")
+    if "threshold_reached" in diag:
+        reached.add(base, 1 if diag.get("threshold_reached") else 0)
+    families += [lost, processed, reached]
+
+    checks = _Family("check_passed", "gauge", "1 when the report's check passed on the host, 0 when it failed.")
+    for check in report.get("checks") or []:
+        if check.get("host") == host and check.get("status") in ("passed", "failed"):
+            checks.add(base + (("check", check["check"]),), 1 if check["status"] == "passed" else 0)
+    families.append(checks)
+
+    lines = []
+    for family in families:
+        lines += family.lines()
+    return "\n".join(lines) + "\n"
+
+
+def file_name(host):
+    """``fleettrace_<host>.prom`` with only characters safe in a file name."""
+    return "%s%s.prom" % (PREFIX, re.sub(r"[^A-Za-z0-9_.-]", "_", host))
+
+
+def render_all(report):
+    """``{file name: text}``, one file per host."""
+    return dict((file_name(host), render_host(report, host)) for host in sorted(report["hosts"]))
+
+
+def write_textfiles(directory, rendered):
+    """Write each file atomically (temporary name, then rename); return the names that changed."""
+    if not os.path.isdir(directory):
+        os.makedirs(directory)
+    changed = []
+    for name, text in sorted(rendered.items()):
+        path = os.path.join(directory, name)
+        try:
+            with open(path) as handle:
+                if handle.read() == text:
+                    continue
+        except (IOError, OSError):
+            pass
+        # node_exporter reads only *.prom: the temporary name is never collected.
+        temp = os.path.join(directory, ".%s.%d.tmp" % (name, os.getpid()))
+        try:
+            with open(temp, "w") as handle:
+                handle.write(text)
+            os.chmod(temp, 0o644)
+            os.rename(temp, path)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
+        changed.append(name)
+    return changed

@@ -1,0 +1,98 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A threshold capture from one stop condition: trigger, wait, findings, status, evidence.
+
+The threshold is written once, in a ``StopCondition``: it installs the
+``traceoff`` trigger (through its ``ChangePlan``, removed again at the end),
+drives the stall finder, and gives each finding its length.  When the first
+late tick's stall began before tracing was armed (nothing in the buffer can
+explain it), the buffer is cleared and armed again, up to ``rearm`` times;
+after that the finding says what is missing instead of failing.  The
+mailing list's guesses are settled from counters read around the capture.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, evidence, latency
+
+STATUS_REACHED, STATUS_NOT_REACHED, STATUS_EXITED = "threshold_reached", "threshold_not_reached", "target_exited"
+
+
+# A stall that began before arming (or whose start the buffer lost) is kept
+# when what was recorded explains at least this share of it.
+EXPLAINED_SHARE = 0.5
+
+
+def _needs_rearm(result, findings):
+    """Wait for a whole stall when the first one was only partly recorded and its cause is missing.
+
+    A blocking call entered before arming leaves only the short runnable wait
+    after it in the buffer: that must not pass for the cause of the stall.
+    """
+    if not (result["triggered"] and findings and findings[0]["began_before_capture"]):
+        return False
+    first = findings[0]
+    explained_ns = {"blocked": first.get("asleep_ns"), "stopped": first.get("asleep_ns"),
+                    "runnable": first.get("runnable_ns")}.get(first["cause"]) or 0
+    stall_ns = (first.get("duration_ms") or 0) * 1e6
+    return first["cause"] == "unexplained" or explained_ns < EXPLAINED_SHARE * stall_ns
+
+
+def status(result, pid):
+    if result["triggered"]:
+        return STATUS_REACHED
+    if result["stop_reason"] == capture_core.STOP_PROCESS_EXITED or (pid is not None and not procfs.process_alive(pid)):
+        return STATUS_EXITED
+    return STATUS_NOT_REACHED
+
+
+def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_findings=20, poll_interval=0.1,
+        sink_options=None, raw_path=None, token_timeout_ms=None):
+    """Install the stop condition, capture (re-arming when needed), return the finished result."""
+    sink_options = sink_options or {}
+    plan = stop.plan(instance)
+    plan.apply()
+    attempts = 0
+    try:
+        before = evidence.snapshot(pid) if pid is not None else None
+        while True:
+            attempts += 1
+            finder = correlate.StallFinder(stop.events, stop.field, stop.threshold, states=states, unit=stop.unit)
+            sink = capture_core.EventSink(stall_finder=finder, **sink_options)
+            try:
+                result = capture_core.capture_trigger(instance, timeout=timeout, poll_interval=poll_interval,
+                                                      pid=pid, raw_path=raw_path, sink=sink)
+            except BaseException:
+                sink.close()
+                raise
+            finder.select(procfs.thread_ids(pid) if pid is not None else None)
+            findings = finder.findings()
+            if not _needs_rearm(result, findings) or attempts > rearm:
+                break
+            sink.close()
+        after = evidence.snapshot(pid) if pid is not None else None
+    finally:
+        if instance.exists():
+            capture_core.undo(plan)
+    for finding in findings:
+        if finding["cause"] == "unexplained" and result["lost_events"]:
+            finding["missing_cause"].append("%d events were lost (buffer too small)" % result["lost_events"])
+            finding["explanation"][-1] = finding["explanation"][-1][:-1] + "; %d events were lost." % result["lost_events"]
+    result.update({
+        "sink": sink, "attempts": attempts,
+        "stop": {"events": stop.events, "field": stop.field, "threshold": stop.threshold, "unit": stop.unit,
+                 "trigger": stop.trigger},
+        "installed": plan.commands, "status": status(result, pid), "findings": findings[:max_findings],
+        "findings_total": len(findings),
+        "probe_values": latency.distribution(finder.probe_values(), 1),
+    })
+    if before is not None and after is not None:
+        result["guesses"] = evidence.settle(before, after, findings[0] if findings else None, token_timeout_ms)
+        if findings:
+            findings[0]["guesses"] = result["guesses"]
+    return result

@@ -1,0 +1,340 @@
+"""The culprit whatever the sleep state: S, D, runnable (preempted) and stopped stalls of a real loop.
+
+tick_loop (tests/programs/capture) ticks every 20 ms, measures the gap since its
+previous tick (the probed value, which it also prints: the truth) and writes a
+heartbeat to fd 10.  Each test makes one tick late in a different way and checks
+the capture module's finding (``stop`` option: the threshold written once)
+against what the test and the program measured themselves.  Nothing is left in
+tracefs (the autouse leak check) or mounted, also when a test fails.
+"""
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.helpers import capture_program
+from tests.helpers.frozen_fs import LoopExt4, missing_requirements
+from tests.helpers.stall_setup import StallSetup
+
+THRESHOLD_NS = 150 * 1000 * 1000
+HOLD_SECONDS = 0.4
+F_SETPIPE_SZ = 1031
+PAGE = 4096
+
+
+@pytest.fixture(scope="module")
+def tick_binary(tmp_path_factory, cc):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    return capture_program.build(cc, tmp_path_factory.mktemp("tick_loop"))
+
+
+class Tick:
+    """tick_loop with its printed gaps in a file; optional real-time priority and CPU."""
+
+    def __init__(self, binary, heartbeat, out_path, rtprio=None, cpu=None):
+        self.out_path = str(out_path)
+        self.out = open(self.out_path, "w")
+
+        def setup():
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
+            if rtprio:
+                os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(rtprio))
+        self.proc = subprocess.Popen([binary, heartbeat, "20", "0"], stdout=self.out, preexec_fn=setup)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 10
+        while "ready" not in self._text():
+            assert self.proc.poll() is None and time.monotonic() < deadline, "tick_loop did not start"
+            time.sleep(0.01)
+
+    def _text(self):
+        with open(self.out_path) as handle:
+            return handle.read()
+
+    def gaps(self):
+        return [int(line.split()[1]) for line in self._text().splitlines() if line.startswith("gap ")]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.out.close()
+
+
+def when_armed(setup, action):
+    """Run ``action()`` in a thread once capture turned tracing on (its traceoff trigger is in place)."""
+    errors, done = [], []
+
+    def run():
+        try:
+            deadline = time.monotonic() + 60
+            probe = setup.instance.event(setup.group, "tick_gap")
+            while not (setup.instance.tracing_on and "traceoff" in " ".join(probe.triggers())):
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.02)
+            time.sleep(0.3)
+            done.append(action())
+        except Exception as exc:  # reported by the test after join
+            errors.append(exc)
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors, done
+
+
+def capture(run_module, setup, pid, tmp_path, **stop):
+    wanted = {"events": [setup.probe_event], "field": "gap", "threshold": THRESHOLD_NS, "unit": "ns",
+              "token_timeout_ms": 1000}
+    wanted.update(stop)
+    result = run_module("fleettrace.tracefs.capture", {
+        "instance": setup.instance.name, "timeout": 60, "pid": pid, "max_events": 50,
+        "json_path": str(tmp_path / "capture.json"), "stop": wanted})
+    assert not result.get("failed"), result.get("msg")
+    assert result["status"] == "threshold_reached", result["message"]
+    # The stop trigger was installed for the capture and removed after it.
+    assert not [t for t in setup.instance.event(setup.group, "tick_gap").triggers() if "traceoff" in t]
+    assert result["findings"], result["message"]
+    return result
+
+
+def run_stall(tracefs, unique_name, tick, action, run_module, tmp_path):
+    """Arm on ``tick``, run ``action`` once armed; returns (result, what action returned)."""
+    setup = StallSetup(tracefs, unique_name("cap"), unique_name("grp"), tick.binary_path, tick.pid)
+    try:
+        thread, errors, done = when_armed(setup, action)
+        try:
+            result = capture(run_module, setup, tick.pid, tmp_path)
+        finally:
+            thread.join()
+        assert not errors, errors
+        return result, done[0]
+    finally:
+        setup.remove()
+
+
+def check_common(result, tick, min_ticks=2):
+    finding = result["findings"][0]
+    if os.environ.get("SHOW_FINDINGS"):
+        print("\n".join([finding["summary"]] + finding["explanation"] + [result["message"]]))
+    tick.stop()
+    printed = tick.gaps()
+    assert finding["value"] in printed and finding["value"] >= THRESHOLD_NS
+    assert finding["duration_ms"] == round(finding["value"] / 1e6, 3)
+    assert finding["pid"] == tick.pid
+    values = result["probe_values"]
+    assert values["count"] >= min_ticks and values["max_ms"] == round(finding["value"] / 1e6, 3)
+    names = [g["guess"] for g in result["guesses"]]
+    assert names == ["overloaded host", "overloaded VM host", "memory not locked", "token timeout too low", "KSM"]
+    return finding
+
+
+def test_s_state_stall_in_a_pipe_write(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    fifo = str(tmp_path / "heartbeat.fifo")
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    fcntl.fcntl(reader, F_SETPIPE_SZ, PAGE)
+    holding = threading.Event()
+    stop_draining = threading.Event()
+
+    drained_at = []  # when the reader really read again after a hold (the end of the truth interval)
+
+    def drain():
+        while not stop_draining.is_set():
+            if not holding.is_set():
+                try:
+                    os.read(reader, 65536)
+                    if not drained_at:
+                        drained_at.append(time.monotonic())
+                except BlockingIOError:
+                    pass
+            time.sleep(0.005)
+    drainer = threading.Thread(target=drain)
+    drainer.start()
+    tick = None
+    try:
+        tick = Tick(tick_binary, fifo, tmp_path / "gaps.txt")
+        tick.binary_path = tick_binary
+
+        def hold_pipe_full():
+            holding.set()
+            started_at = time.monotonic()  # the pipe can fill (and the write block) from here on
+            try:
+                while True:
+                    os.write(writer, b"x" * 512)
+            except BlockingIOError:
+                pass
+            time.sleep(HOLD_SECONDS)
+            del drained_at[:]
+            holding.clear()
+            while not drained_at:
+                time.sleep(0.001)
+            return (drained_at[0] - started_at) * 1e9
+        result, held_ns = run_stall(tracefs, unique_name, tick, hold_pipe_full, run_module, tmp_path)
+        finding = check_common(result, tick)
+        assert finding["cause"] == "blocked" and finding["state"] == "S", finding["explanation"]
+        assert finding["syscall"]["name"] == "write" and finding["fd"] == 10
+        assert finding["file"] == fifo
+        assert finding["syscall"]["text"].startswith("write(fd 10 -> %s, " % fifo)
+        assert "pipe_write" in " ".join(finding["kernel_stack"]), finding["kernel_stack"]
+        # The write waited at most as long as the pipe was held full, and the gap covers it.
+        assert finding["asleep_ns"] <= held_ns + 2e6
+        assert finding["value"] >= finding["asleep_ns"]
+        assert finding["excluded"] is None or finding["excluded"]["syscall"] == "clock_nanosleep"
+    finally:
+        stop_draining.set()
+        drainer.join()
+        if tick is not None:
+            tick.stop()
+        os.close(writer)
+        os.close(reader)
+
+
+def test_d_state_stall_on_a_frozen_fs(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    reason = missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    with LoopExt4(tmp_path, size_mb=16) as fs:
+        tick = Tick(tick_binary, fs.file("heartbeat"), tmp_path / "gaps.txt", rtprio=50)
+        tick.binary_path = tick_binary
+        try:
+            def freeze():
+                started = time.monotonic()
+                fs.freeze_for(HOLD_SECONDS)
+                return (time.monotonic() - started) * 1e9
+            result, frozen_ns = run_stall(tracefs, unique_name, tick, freeze, run_module, tmp_path)
+            finding = check_common(result, tick)
+        finally:
+            tick.stop()
+        assert finding["cause"] == "blocked" and finding["state"] == "D", finding["explanation"]
+        assert finding["syscall"]["name"] == "write" and finding["file"] == fs.file("heartbeat")
+        assert finding["asleep_ns"] <= frozen_ns + 2e6 and finding["value"] >= finding["asleep_ns"]
+        memory = [g for g in result["guesses"] if g["guess"] == "memory not locked"][0]
+        assert memory["ruled_out"] is not None
+
+
+HOG = """
+import os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(int(sys.argv[2])))
+start = time.monotonic()
+while time.monotonic() - start < float(sys.argv[3]):
+    pass
+print(int((time.monotonic() - start) * 1e9))
+"""
+
+
+def test_runnable_stall_behind_a_higher_priority_hog(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    cpu = max(os.sched_getaffinity(0))
+    tick = Tick(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", rtprio=10, cpu=cpu)
+    tick.binary_path = tick_binary
+    hog = {}
+    try:
+        def run_hog():
+            started = time.monotonic()  # the hog's whole life encloses the time it held the CPU
+            proc = subprocess.Popen([sys.executable, "-c", HOG, str(cpu), "50", str(HOLD_SECONDS)],
+                                    stdout=subprocess.PIPE, universal_newlines=True)
+            hog["pid"] = proc.pid
+            hog["spun_ns"] = int(proc.communicate()[0])
+            return (time.monotonic() - started) * 1e9
+        result, lived_ns = run_stall(tracefs, unique_name, tick, run_hog, run_module, tmp_path)
+        finding = check_common(result, tick)
+    finally:
+        tick.stop()
+    assert finding["cause"] == "runnable" and finding["state"] == "R", finding["explanation"]
+    assert finding["ran_instead"]["pid"] == hog["pid"], finding["ran_instead"]
+    # Waiting for the CPU at most as long as the hog lived, and the gap covers the wait.
+    assert finding["runnable_ns"] <= lived_ns and finding["value"] >= finding["runnable_ns"]
+    assert hog["spun_ns"] >= HOLD_SECONDS * 1e9
+    host = [g for g in result["guesses"] if g["guess"] == "overloaded host"][0]
+    assert host["ruled_out"] is False, host
+
+
+def test_stopped_stall_sigstop(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    tick = Tick(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
+    tick.binary_path = tick_binary
+    try:
+        def stop_and_continue():
+            stopped_at = time.monotonic()  # taken before the stop and after the continue: it encloses both
+            os.kill(tick.pid, signal.SIGSTOP)
+            time.sleep(HOLD_SECONDS)
+            os.kill(tick.pid, signal.SIGCONT)
+            return (time.monotonic() - stopped_at) * 1e9
+        result, stopped_ns = run_stall(tracefs, unique_name, tick, stop_and_continue, run_module, tmp_path)
+        finding = check_common(result, tick)
+    finally:
+        tick.stop()
+    assert finding["cause"] == "stopped" and finding["state"] == "T", finding["explanation"]
+    assert "SIGSTOP" in finding["explanation"][1]
+    assert finding["asleep_ns"] <= stopped_ns + 2e6 and finding["value"] >= finding["asleep_ns"]
+
+
+def test_stall_begun_before_arming_is_rearmed_then_explained(tracefs, unique_name, tick_binary, run_module, tmp_path):
+    """The first late tick's stall began before tracing: capture arms again by itself; a stall caught whole
+    is then explained.  With no re-arm left, the finding still says what is missing (never 'Unknown error')."""
+    tick = Tick(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
+    setup = StallSetup(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, tick.pid)
+    try:
+        os.kill(tick.pid, signal.SIGSTOP)  # stopped before anything is armed
+        probe = setup.instance.event(setup.group, "tick_gap")
+
+        def armed():
+            return setup.instance.tracing_on and "traceoff" in " ".join(probe.triggers())
+
+        def wait_for(condition):
+            deadline = time.monotonic() + 60
+            while not condition():
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+
+        def story():
+            wait_for(armed)
+            time.sleep(0.3)
+            os.kill(tick.pid, signal.SIGCONT)           # the late tick of a stall begun before arming
+            wait_for(lambda: not setup.instance.tracing_on)
+            wait_for(armed)                              # capture armed again by itself
+            time.sleep(0.3)
+            os.kill(tick.pid, signal.SIGSTOP)
+            time.sleep(HOLD_SECONDS)
+            os.kill(tick.pid, signal.SIGCONT)
+        thread = threading.Thread(target=story)
+        thread.start()
+        try:
+            result = capture(run_module, setup, tick.pid, tmp_path, rearm=1)
+        finally:
+            thread.join()
+        assert result["attempts"] == 2, result["message"]
+        finding = check_common(result, tick)
+        assert finding["cause"] == "stopped" and finding["began_before_capture"] is False
+
+        # No re-arm left: the finding of a stall begun before arming says so.
+        tick = Tick(tick_binary, str(tmp_path / "heartbeat2"), tmp_path / "gaps2.txt")
+        setup.remove()
+        setup = StallSetup(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, tick.pid)
+        os.kill(tick.pid, signal.SIGSTOP)
+        probe = setup.instance.event(setup.group, "tick_gap")
+
+        def late():
+            wait_for(armed)
+            time.sleep(0.3)
+            os.kill(tick.pid, signal.SIGCONT)
+        thread = threading.Thread(target=late)
+        thread.start()
+        try:
+            result = capture(run_module, setup, tick.pid, tmp_path, rearm=0)
+        finally:
+            thread.join()
+        finding = check_common(result, tick, min_ticks=1)
+        assert result["attempts"] == 1 and finding["cause"] == "unexplained"
+        assert finding["began_before_capture"] is True
+        assert "may have begun before tracing was armed" in finding["explanation"][1]
+    finally:
+        tick.stop()
+        setup.remove()
