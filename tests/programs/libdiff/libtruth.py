@@ -75,8 +75,8 @@ def _lines_for(binary, j, result, function, group):
     """The truth line and ours/perf's lines (inside the symbol's range) for item ``j``."""
     low, size = function.symbol
     params = [name for name, _k in function.params]
-    lines = ["p:%s/t%d %s:0x%x %s" % (group, j, binary, _offset(binary, low),
-                                       " ".join("%s=%s:u64" % (n, r) for n, r in zip(params, ABI_REGISTERS)))]
+    fetch = " ".join("%s=%s:u64" % (n, r) for n, r in zip(params, ABI_REGISTERS))
+    lines = ["p:%s/t%d %s:0x%x %s" % (group, j, binary, _offset(binary, low), fetch)]
     kinds = {}
     for who in ("ours", "perf"):
         for i, line in enumerate(result[who]):
@@ -116,7 +116,7 @@ def judge_many(fs, token, binary, driver, items, index=0):
                     if event.startswith("t"):
                         raise
                     verdicts[j]["refused"].add("ours" if event.startswith("o") else "perf")
-                    verdicts[j]["detail"].append("kernel refused %s: %s" % (event, str(exc).split(";")[0]))
+                    verdicts[j]["detail"].append("kernel refused %s: %s" % (event, str(exc).split(";", 1)[0]))
                     continue
                 added.append(event)
         instance.create()
