@@ -195,7 +195,7 @@ class Resolver:
 
     def _args_at(self, spec, cu, address, allow_unavailable, scope=None):
         ctx = self.context
-        chain = scopes.probe_scope(ctx, scopes.scope_chain(ctx, cu, address), spec.point, address, scope)
+        chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
         table = None        # the line table is only needed for hints in error messages
         delta = address - ctx.file_offset(address)
         args, notes, failures = [], [], []
@@ -272,7 +272,7 @@ class Resolver:
         targets = points.addresses(ctx, spec.point, spec, force=True)
         result = []
         for address, cu, _name, scope in targets:
-            chain = scopes.probe_scope(ctx, scopes.scope_chain(ctx, cu, address), spec.point, address, scope)
+            chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
             table = dwarf_lines.line_table(ctx, cu)
             delta = address - ctx.file_offset(address)
             for die in scopes.scope_variables(ctx, chain, address):
