@@ -256,7 +256,7 @@ def perf_definition(binary, spec):
     elapsed = time.perf_counter() - start
     lines = [l for l in proc.stdout.splitlines() if re.match(r"^[pr]:", l)]
     message = (proc.stdout + proc.stderr).strip()
-    return lines, ("" if lines else message), elapsed
+    return lines, message, elapsed
 
 
 def our_definition(resolver_module, binary, spec):
@@ -388,6 +388,9 @@ def refine(resolver_module, binary, result):
         perf = [_split(l)[1] for l in result["perf"]]
         if ours[:len(perf)] == perf:
             return "perf-missed-copies"     # perf's instance walk stops at a copy without DW_AT_entry_pc
+        dropped = set(int(a, 16) for a in re.findall(r"Failed to find symbol at (0x[0-9a-f]+)", result["perf_error"]))
+        if [a for a in ours if int(a, 16) not in dropped] == perf:
+            return "perf-missed-copies"     # perf drops copies it cannot map to a symbol
         return verdict
     if verdict not in ("args:set", "args:fetch") and not verdict.startswith("ours-refuses"):
         return verdict
