@@ -235,7 +235,8 @@ class Resolver:
         found = functions.find_function(ctx, function, source)
         if not found:
             raise ResolveError("function %s not found in the debug info of %s" % (function, self.binary))
-        cu, die = found[0]
+        # The out-of-line copy when there is one (its lines are the function's); else the abstract DIE.
+        cu, die = next(((c, d) for c, d in found if ctx.die_ranges(d)), found[0])
         table = dwarf_lines.line_table(ctx, cu)
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0].value
         decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0].value
