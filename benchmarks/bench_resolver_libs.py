@@ -79,7 +79,7 @@ def whole_process(root, binary, specs):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sample", type=int, default=100, help="specs per build")
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--runtime", action="store_true", help="judge entry specs by runtime truth (root)")
@@ -95,8 +95,8 @@ def main():
         fs = tracefs_core.Tracefs()
     totals = collections.Counter()
     classes = collections.Counter()
-    print("%-11s %6s %7s %9s %9s %8s %8s %9s %9s" % ("build", "specs", "parity", "ours s", "perf s",
-                                                    "inl ours", "inl perf", "wrong us", "wrong perf"))
+    header = ("build", "specs", "parity", "ours s", "perf s", "inl ours", "inl perf", "wrong us", "wrong perf")
+    print("%-11s %6s %7s %9s %9s %8s %8s %9s %9s" % header)
     for label in labels:
         binary = libraries[label]
         functions = libdiff.catalog(binary)
@@ -113,8 +113,8 @@ def main():
                     for who in ("ours", "perf"):
                         wrong[who] += len(truth["wrong_args"][who])
                         wrong[who + "_judged"] += truth[who] in ("right", "wrong")
-                    if r["verdict"] != "same" and truth["ours"] == "right" and truth["perf"] in ("wrong",
-                                                                                                  "kernel-refused"):
+                    perf_wrong = truth["perf"] in ("wrong", "kernel-refused")
+                    if r["verdict"] != "same" and truth["ours"] == "right" and perf_wrong:
                         r["perf_wrong"] = True
         counts, parity, base = libdiff.summary(results)
         classes.update(counts)

@@ -29,6 +29,9 @@ SAMPLE = int(os.environ.get("FLEETTRACE_LIBDIFF_SAMPLE", "40"))
 SEED = 14
 LABELS = sorted("%s-%s" % (lib, v) for lib in libdiff.LIBS for v in libdiff.VARIANTS)
 PARITY_TARGET = 99.0
+SWEEP = int(os.environ.get("FLEETTRACE_LIBDIFF_SWEEP", "25"))   # exported entries judged per build
+CONTROLS = 3            # identical results judged too, to show the judge sees right values
+BATCH = 40              # specs judged per driver run
 # Differences where perf is wrong, each shown in docs/uprobe.md ("Where we differ from perf").
 PERF_WRONG = {
     "perf-global-symbol": "perf writes @sym+0 for globals, which the kernel refuses in uprobes",
@@ -65,20 +68,29 @@ def test_same_as_perf_where_perf_is_right(label, libraries, tracefs, run_token, 
     assert len(specs) >= SAMPLE * 3 // 4, "the sampler found too few specs in %s" % binary
     results = libdiff.compare(dwarf_resolver, binary, specs)
     driver = libtruth.build_driver(cc, root, label, str(tmp_path_factory.mktemp("libdiff")))
-    # Runtime truth for every difference the ABI can judge, and for a few identical
-    # results as controls (the judge must see right values where both agree).
-    controls = 0
-    for index, r in enumerate(results):
+    # Runtime truth for every difference the ABI can judge, for a few identical results as
+    # controls (the judge must see right values where both agree), and for a sweep of exported
+    # functions' entries (-O0 prologues, scopes at the entry): one driver run for all.
+    sweep = libdiff.compare(dwarf_resolver, binary, libdiff.entry_sweep(functions, SWEEP, "%d:%s" % (SEED, label)))
+    judged, controls = [], 0
+    for r in results + sweep:
         function = functions.get(r["function"])
-        if r["verdict"] in ("both-refuse",) or not libtruth.applicable(r, function):
+        if r["verdict"] == "both-refuse" or not libtruth.applicable(r, function):
             continue
-        if r["verdict"] == "same":
-            if controls >= 3:
+        if r["verdict"] == "same" and r["kind"] != "sweep":
+            if controls >= CONTROLS:
                 continue
             controls += 1
-        r["truth"] = libtruth.judge(tracefs, run_token, binary, driver, r, function, index)
-        if r["verdict"] != "same" and r["truth"]["ours"] == "right" and r["truth"]["perf"] in ("wrong", "kernel-refused"):
-            r["perf_wrong"] = True
+        judged.append((r, function))
+    for start in range(0, len(judged), BATCH):
+        batch = judged[start:start + BATCH]
+        for (r, _f), truth in zip(batch, libtruth.judge_many(tracefs, run_token, binary, driver, batch, start)):
+            r["truth"] = truth
+            if r["verdict"] != "same" and truth["ours"] == "right" and truth["perf"] in ("wrong", "kernel-refused"):
+                r["perf_wrong"] = True
+    results += sweep
+    hit = [r for r, _f in judged if r["truth"]["ours"] in ("right", "wrong")]
+    assert hit, "the driver program reached none of the judged functions: runtime truth judged nothing"
     wrong = [r for r in results if r.get("truth", {}).get("ours") in ("wrong", "kernel-refused")]
     assert not wrong, "our fetch args read other values than the program passed:\n" + _explain(wrong)
     judged_same = [r for r in results if r["verdict"] == "same" and r.get("truth")]

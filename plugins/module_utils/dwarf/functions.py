@@ -24,7 +24,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import struct
+
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 
@@ -155,6 +158,18 @@ def inlined_copies(ctx, cu, abstract):
     return copies
 
 
+def _skimmed_copies(ctx, cu, abstract, holders):
+    """Offsets of the inlined copies of ``abstract`` below ``holders``, from raw bytes (dwarf/skim.py)."""
+    skimmer = dwarf_skim.TopLevelSkimmer(ctx.dwarf, cu, ctx.section(".debug_str"), ctx.section(".debug_line_str"))
+    found = []
+    for holder in holders:
+        for offset, tag, info in dwarf_skim.subtree(skimmer, holder):
+            origin = info.get("DW_AT_abstract_origin")
+            if tag == INLINED and origin is not None and ref_offset(cu, *origin) == abstract.offset:
+                found.append(offset)
+    return found
+
+
 def _inlined_copy_dies(ctx, cu, abstract):
     """From the stored function index (dwarf/function_index.py); without one, walk only the
     top-level DIEs whose bytes refer to ``abstract`` (dwarf/index.py); the whole unit when its
@@ -175,6 +190,15 @@ def _inlined_copy_dies(ctx, cu, abstract):
             data = ctx.section(".debug_info")[cu.cu_offset:cu.cu_offset + cu.size]
             holders = dwarf_index.holders(data, cu.cu_offset, abstract.offset - cu.cu_offset,
                                           [info["offset"] for info in infos])
+    if holders is not None:
+        try:
+            found = _skimmed_copies(ctx, cu, abstract, holders)
+        except (dwarf_skim.SkimError, IndexError, KeyError, ValueError, struct.error):
+            found = None        # forms the skimmer does not decode: walk with pyelftools
+        if found is not None:
+            for offset in found:
+                yield ctx.die_at(cu, offset)
+            return
     roots = [cu.get_top_DIE()] if holders is None else [ctx.die_at(cu, offset) for offset in holders]
     for root in roots:
         stack = [root]

@@ -149,14 +149,13 @@ def function_line_addresses(ctx, point, cu, die):
     addresses = dwarf_lines.line_addresses(ctx, cu, same_file, line, die)
     if not addresses and not ctx.die_ranges(die):
         raise NoCode("%s:%d (%s:%d) has no code in any inlined copy of %s (it has no out-of-line copy)"
-                           % (point.function, point.relative_line, os.path.basename(file_name), line,
-                              point.function))
+                     % (point.function, point.relative_line, os.path.basename(file_name), line, point.function))
     if not addresses:
         lines = dwarf_lines.function_lines(ctx, cu, die)
         relative = sorted(set(l - decl_line.value for l in lines))
         raise NoCode("%s:%d (%s:%d) has no code: no probe-able address. Probe-able lines of %s: %s"
-                           % (point.function, point.relative_line, os.path.basename(file_name), line,
-                              point.function, dwarf_lines.compress_lines(relative)))
+                     % (point.function, point.relative_line, os.path.basename(file_name), line,
+                        point.function, dwarf_lines.compress_lines(relative)))
     for address in addresses:
         found_file, found_line = dwarf_lines.line_at(ctx, cu, address)
         if found_line is not None and found_line != line and same_file(found_file or ""):

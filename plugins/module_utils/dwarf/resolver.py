@@ -197,7 +197,7 @@ class Resolver:
         if not spec.args:
             return [], []   # no scope to look up (an inline-only function may have hundreds of copies)
         ctx = self.context
-        chain = scopes.probe_scope(ctx, scopes.scope_chain(ctx, cu, address), spec.point, address, scope)
+        chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
         table = None        # the line table is only needed for hints in error messages
         delta = address - ctx.file_offset(address)
         args, notes, failures = [], [], []
@@ -237,7 +237,8 @@ class Resolver:
         found = functions.find_function(ctx, function, source)
         if not found:
             raise ResolveError("function %s not found in the debug info of %s" % (function, self.binary))
-        cu, die = found[0]
+        # The out-of-line copy when there is one (its lines are the function's); else the abstract DIE.
+        cu, die = next(((c, d) for c, d in found if ctx.die_ranges(d)), found[0])
         table = dwarf_lines.line_table(ctx, cu)
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0].value
         decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0].value
@@ -274,7 +275,7 @@ class Resolver:
         targets = points.addresses(ctx, spec.point, spec, force=True)
         result = []
         for address, cu, _name, scope in targets:
-            chain = scopes.probe_scope(ctx, scopes.scope_chain(ctx, cu, address), spec.point, address, scope)
+            chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
             table = dwarf_lines.line_table(ctx, cu)
             delta = address - ctx.file_offset(address)
             for die in scopes.scope_variables(ctx, chain, address):

@@ -164,6 +164,20 @@ def probe_scope(ctx, chain, point, address, scope=None):
     return chain
 
 
+def chain_for(ctx, cu, address, point, scope=None):
+    """The ScopeChain for a probe at ``address`` (see probe_scope).
+
+    For an inlined copy the probe was placed for, the blocks between the subprogram and the copy
+    are not searched (variables are looked up in the copy, the frame base is the subprogram's):
+    [subprogram, copy], without descending through the subprogram's blocks at every copy."""
+    if scope is not None and scope.tag == "DW_TAG_inlined_subroutine":
+        subprogram = subprogram_at(ctx, cu, address)
+        chain = ScopeChain([subprogram, scope] if subprogram is not None else [scope])
+        chain.scope = len(chain) - 1
+        return chain
+    return probe_scope(ctx, scope_chain(ctx, cu, address), point, address, scope)
+
+
 def inlined_entries(ctx, die, out):
     """Append (entry pc, DIE) of every inlined call below ``die`` to ``out``."""
     for child in die.iter_children():

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import entry as dwarf_entry
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import location as dwarf_location
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
@@ -183,6 +184,8 @@ def fetch_arg(ctx, arg, cu, chain, address, table):
                     raise
             else:
                 raise
+        if kind == "local" and scopes.scope_of(chain) is subprogram:
+            value = dwarf_entry.at_entry(ctx, die, subprogram, value, address)
         value, type_die, kernel_type = apply_accesses(arg, value, type_die)
     except LocationError as exc:
         reason = str(exc)

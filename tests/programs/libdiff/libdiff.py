@@ -236,6 +236,16 @@ def sample(functions, count, seed):
     return specs
 
 
+def entry_sweep(functions, count, seed):
+    """``count`` "F $params" specs of exported functions (the driver programs call them) whose
+    parameters are all passed in integer registers: what runtime truth can judge."""
+    names = sorted(n for n, f in functions.items() if f.exported and f.symbol and f.params
+                   and len(f.params) <= 6 and all(k in ("scalar", "pointer", "char_ptr", "struct_ptr")
+                                                  for _n, k in f.params))
+    rng = random.Random(seed)
+    return [(name + " $params", "sweep", name) for name in rng.sample(names, min(count, len(names)))]
+
+
 # -- resolving ---------------------------------------------------------------------------
 def perf_definition(binary, spec):
     """(lines, message, seconds) from perf probe --definition."""
@@ -246,7 +256,7 @@ def perf_definition(binary, spec):
     elapsed = time.perf_counter() - start
     lines = [l for l in proc.stdout.splitlines() if re.match(r"^[pr]:", l)]
     message = (proc.stdout + proc.stderr).strip()
-    return lines, ("" if lines else message), elapsed
+    return lines, message, elapsed
 
 
 def our_definition(resolver_module, binary, spec):
@@ -378,6 +388,9 @@ def refine(resolver_module, binary, result):
         perf = [_split(l)[1] for l in result["perf"]]
         if ours[:len(perf)] == perf:
             return "perf-missed-copies"     # perf's instance walk stops at a copy without DW_AT_entry_pc
+        dropped = set(int(a, 16) for a in re.findall(r"Failed to find symbol at (0x[0-9a-f]+)", result["perf_error"]))
+        if [a for a in ours if int(a, 16) not in dropped] == perf:
+            return "perf-missed-copies"     # perf drops copies it cannot map to a symbol
         return verdict
     if verdict not in ("args:set", "args:fetch") and not verdict.startswith("ours-refuses"):
         return verdict

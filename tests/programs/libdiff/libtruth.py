@@ -67,50 +67,62 @@ def _number(text):
 
 
 def judge(fs, token, binary, driver, result, function, index):
-    """Install truth + ours + perf at once, run the driver; return a verdict dict.
+    """One spec: see judge_many."""
+    return judge_many(fs, token, binary, driver, [(result, function)], index)[0]
 
-    verdict: ours/perf each 'right', 'wrong' (some hit read another value than the ABI
-    truth), 'not-hit' or 'none' (no definition).  Only lines inside the function's symbol
-    range are installed: the truth probe sees calls of the out-of-line copy only.
-    """
-    group = "ft_%s_rt%d" % (token, index)
-    instance = fs.instance("ft_%s_rt%d" % (token, index))
+
+def _lines_for(binary, j, result, function, group):
+    """The truth line and ours/perf's lines (inside the symbol's range) for item ``j``."""
     low, size = function.symbol
     params = [name for name, _k in function.params]
-    truth = "p:%s/truth %s:0x%x %s" % (group, binary, _offset(binary, low),
-                                        " ".join("%s=%s:u64" % (n, r) for n, r in zip(params, ABI_REGISTERS)))
-    lines, kinds = [truth], {}
+    fetch = " ".join("%s=%s:u64" % (n, r) for n, r in zip(params, ABI_REGISTERS))
+    lines = ["p:%s/t%d %s:0x%x %s" % (group, j, binary, _offset(binary, low), fetch)]
+    kinds = {}
     for who in ("ours", "perf"):
         for i, line in enumerate(result[who]):
             words = line.split()
-            address = int(words[1].rsplit(":", 1)[1], 16)
-            vaddr = low + address - _offset(binary, low)
+            vaddr = low + int(words[1].rsplit(":", 1)[1], 16) - _offset(binary, low)
             if not low <= vaddr < low + max(size, 1) or any(w.startswith("$") or "@" in w for w in words[2:]):
                 continue
             args = [w for w in words[2:] if "=" in w and w.split("=", 1)[0] in params]
-            if not args:
-                continue
-            for w in args:
-                kinds[(who, w.split("=", 1)[0])] = w.rsplit(":", 1)[-1]
-            lines.append("%s:%s/%s%d %s" % (words[0][0], group, who, i, " ".join([words[1]] + args)))
-    added, refused = [], set()
-    verdict = {"ours": "none", "perf": "none", "hits": 0, "detail": [], "wrong_args": {"ours": [], "perf": []}}
+            if args:
+                kinds.update(((who, w.split("=", 1)[0]), w.rsplit(":", 1)[-1]) for w in args)
+                lines.append("%s:%s/%s%d_%d %s" % (words[0][0], group, who[0], j, i, " ".join([words[1]] + args)))
+    return lines, kinds
+
+
+def judge_many(fs, token, binary, driver, items, index=0):
+    """Install truth + ours + perf for every (result, function) at once, run the driver once;
+    return one verdict dict per item.
+
+    verdict: ours/perf each 'right', 'wrong' (some hit read another value than the ABI
+    truth of the same call), 'not-hit', 'kernel-refused' or 'none' (no definition to
+    judge).  Only lines inside the function's symbol range are installed: the truth
+    probe sees calls of the out-of-line copy only.
+    """
+    group = "ft_%s_rt%d" % (token, index)
+    instance = fs.instance(group)
+    plans = [_lines_for(binary, j, result, function, group) for j, (result, function) in enumerate(items)]
+    verdicts = [{"ours": "none", "perf": "none", "hits": 0, "detail": [], "wrong_args": {"ours": [], "perf": []},
+                 "refused": set(), "seen": {"ours": [0, 0], "perf": [0, 0]}} for _item in items]
+    added = []
     try:
-        for line in lines:
-            event = line.split()[0].split(":", 1)[1].split("/", 1)[1]
-            try:
-                fs.add_uprobe(line)
-            except Exception as exc:  # noqa: BLE001 - the kernel's refusal is the verdict
-                if event == "truth":
-                    raise
-                refused.add("ours" if event.startswith("ours") else "perf")
-                verdict["detail"].append("kernel refused %s: %s" % (event, str(exc).split(";")[0]))
-                continue
-            added.append(event)
+        for j, (lines, _kinds) in enumerate(plans):
+            for line in lines:
+                event = line.split()[0].split("/", 1)[1]
+                try:
+                    fs.add_uprobe(line)
+                except Exception as exc:  # noqa: BLE001 - the kernel's refusal is the verdict
+                    if event.startswith("t"):
+                        raise
+                    verdicts[j]["refused"].add("ours" if event.startswith("o") else "perf")
+                    verdicts[j]["detail"].append("kernel refused %s: %s" % (event, str(exc).split(";", 1)[0]))
+                    continue
+                added.append(event)
         instance.create()
-        # uprobe consumers run newest first: enabling the truth probe last makes it fire
+        # uprobe consumers run newest first: enabling the truth probes last makes them fire
         # first when ours or perf's probe sits on the same address.
-        for event in reversed(added):
+        for event in sorted(added, key=lambda e: e.startswith("t")):
             instance.event(group, event).set_enabled(True)
         subprocess.run([driver], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
         for event in added:
@@ -123,41 +135,44 @@ def judge(fs, token, binary, driver, result, function, index):
             except Exception:  # noqa: BLE001 - remove the rest even if one fails
                 pass
         instance.remove()
-    last_truth, seen = {}, {"ours": [0, 0], "perf": [0, 0]}
+    last_truth, first = {}, set()
     for row in text.splitlines():
         match = _HIT.match(row)
         if not match:
             continue
         values = dict(_KV.findall(match.group("args")))
         event, pid = match.group("event"), match.group("pid")
-        if event == "truth":
-            last_truth[pid] = values
+        j = int(re.match(r"[top](\d+)", event).group(1))
+        if event.startswith("t"):
+            last_truth[(pid, j)] = values
+            first.difference_update([key for key in first if key[:2] == (pid, j)])
             continue
-        who = "ours" if event.startswith("ours") else "perf"
-        expected = last_truth.get(pid)
-        if expected is None:
+        who = "ours" if event.startswith("o") else "perf"
+        expected, verdict, kinds = last_truth.get((pid, j)), verdicts[j], plans[j][1]
+        # Only the first hit of a probe after the call's entry: a probe on a loop head fires again
+        # after the loop changed the parameter (do { ... } while (--amount)).
+        if expected is None or (pid, j, event) in first:
             continue
+        first.add((pid, j, event))
         verdict["hits"] += 1
         for name, text_value in values.items():
             got, want = _number(text_value), _number(expected.get(name, ""))
             if got is None or want is None:
                 continue
-            kind = kinds.get((who, name), "u64")
-            if _mask(got, kind) == _mask(want, kind):
-                seen[who][0] += 1
-            else:
-                seen[who][1] += 1
-                if name not in verdict["wrong_args"][who]:
-                    verdict["wrong_args"][who].append(name)
-                if len(verdict["detail"]) < 6:
-                    verdict["detail"].append("%s %s=%s, truth %s" % (who, name, text_value, expected.get(name)))
-    for who in ("ours", "perf"):
-        defined = any(l.split()[0].split("/", 1)[1].startswith(who) for l in lines[1:])
-        if not defined:
-            continue
-        if who in refused:
-            verdict[who] = "kernel-refused"
-            continue
-        right, wrong = seen[who]
-        verdict[who] = "wrong" if wrong else ("right" if right else "not-hit")
-    return verdict
+            if _mask(got, kinds.get((who, name), "u64")) == _mask(want, kinds.get((who, name), "u64")):
+                verdict["seen"][who][0] += 1
+                continue
+            verdict["seen"][who][1] += 1
+            if name not in verdict["wrong_args"][who]:
+                verdict["wrong_args"][who].append(name)
+            if len(verdict["detail"]) < 6:
+                verdict["detail"].append("%s %s=%s, truth %s" % (who, name, text_value, expected.get(name)))
+    for (lines, _kinds), verdict in zip(plans, verdicts):
+        for who in ("ours", "perf"):
+            if not any(l.split()[0].split("/", 1)[1].startswith(who[0]) for l in lines[1:]):
+                continue
+            right, wrong = verdict["seen"][who]
+            verdict[who] = "kernel-refused" if who in verdict["refused"] else \
+                "wrong" if wrong else ("right" if right else "not-hit")
+        del verdict["seen"], verdict["refused"]
+    return verdicts
