@@ -9,6 +9,7 @@ ROOT=$PWD
 DEBIAN_PACKAGES=(
   gcc make libc6-dev          # test programs and the demo daemon
   linux-perf                  # reference for the probe resolver
+  dpkg-dev                    # apt-get source, dpkg-buildflags: scripts/build-libs.sh (resolver differential suite)
   trace-cmd rt-tests          # benchmarks and load generators
   openssh-server              # multi-host tests over loopback SSH
   util-linux e2fsprogs        # fsfreeze, losetup, mkfs.ext4 for D-state tests

@@ -135,3 +135,45 @@ def test_shared_library(cc, build_dir):
         expected, out = perf_definition(lib, spec)
         assert expected, out
         assert ours(lib, spec) == expected, spec
+
+
+def _addresses(lines):
+    return [l.split()[1] for l in lines]
+
+
+@pytest.mark.parametrize("opt, spec", [
+    ("-O0", "one_line x"),              # one-line function: probe after the argument is stored
+    ("-O0", "one_line $params"),
+    ("-O0", "caller:4 price"),          # the block's price, not the function's
+    ("-O2", "both%return $retval"),     # the out-of-line copy's symbol, not the inlined copies
+])
+def test_copies_same_as_perf(cc, build_dir, opt, spec):
+    binary = programs.build_copies(cc, build_dir, opt)
+    expected, out = perf_definition(binary, spec)
+    assert expected, out
+    assert ours(binary, spec) == expected
+
+
+def test_every_copy_of_a_function_with_out_of_line_and_inlined_copies(cc, build_dir):
+    """perf probes the inlined copies and the out-of-line copy; so do we, each with its own scope."""
+    binary = programs.build_copies(cc, build_dir, "-O2")
+    expected, out = perf_definition(binary, "both")
+    assert len(expected) >= 2, out
+    assert _addresses(ours(binary, "both")) == _addresses(expected)
+
+
+def test_inlined_copy_variables_come_from_its_own_scope(cc, build_dir):
+    """priced() inlined into caller(), which has two other variables named price: at the copy's
+    entry the copy's own parameter is meant, never the caller's."""
+    binary = programs.build_copies(cc, build_dir, "-O2")
+    expected, _out = perf_definition(binary, "priced")
+    got = dwarf_resolver.resolve(binary, "priced $params", allow_unavailable=True)
+    assert _addresses(got["definitions"]) == _addresses(expected)
+    resolver = dwarf_resolver.Resolver(binary)
+    try:
+        for note in got["variables"]:
+            assert note["name"] == "price"
+        for entry in resolver.variables_at("priced"):
+            assert entry["name"] in ("price", "doubled"), entry     # never the caller's n
+    finally:
+        resolver.close()

@@ -245,19 +245,19 @@ def line_at(ctx, cu, address):
 
 
 def prologue_end(ctx, cu, die, entry):
-    """perf's prologue rule: the first is_stmt row after ``entry`` on another line, inside the function."""
+    """perf's prologue rule (die_skip_prologue) for -O0: the first is_stmt row after ``entry``.
+
+    gcc -O0 starts a new row once the arguments are stored in their stack slots, often
+    on the same line (one-line functions, `{` on the declaration line, the stack
+    protector's set-up): the row's line does not matter, only that it comes after the
+    entry and inside the function.  Probing earlier reads unwritten slots."""
     table = line_table(ctx, cu)
     ranges = ctx.die_ranges(die)
-    entry_row = table.first_stmt_row_at(entry)
-    if entry_row is None:
+    if table.first_stmt_row_at(entry) is None or not ranges:
         return entry
-    for address, _order, line, _file, is_stmt, end_sequence in table.rows:
-        if address <= entry or end_sequence or not is_stmt:
-            continue
-        if not any(low <= address < high for low, high in ranges):
-            break
-        if line != entry_row.line:
-            return address
+    for row in table.rows_between(entry + 1, max(high for _low, high in ranges)):
+        if row.is_stmt and any(low <= row.address < high for low, high in ranges):
+            return row.address
     return entry
 
 

@@ -4,7 +4,9 @@
 """Probe points to addresses: FUNC, FUNC+OFF, FUNC:N, FILE:N, inlined copies (perf's rules).
 
 Every function takes a ``context.DwarfContext`` first and returns
-``[(vaddr, cu, default event name)]`` or raises ``ResolveError``.
+``[(vaddr, cu, default event name, scope DIE or None)]`` or raises ``ResolveError``;
+the scope DIE is the copy of the function the address was chosen for (see
+scopes.probe_scope).  docs/uprobe.md ("DWARF rules") says why each rule is perf's.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -13,6 +15,7 @@ __metaclass__ = type
 
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
@@ -21,55 +24,117 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context i
 # FUNC+OFF outside the line and symbol tables: list the instruction starts this far after the entry.
 NEAR_ENTRY_BYTES = 256
 MAX_STARTS_SHOWN = 16
+# gcc numbers the pieces of a partially inlined function f.part.0, f.part.1, ...: looked up by name.
+PART_CLONES = 4
+
+
+class NoCode(ResolveError):
+    """FUNC:N has no code in one unit's copy of the function (another unit's copy may have it)."""
+
+
+def return_addresses(ctx, point):
+    """Where FUNC%return probes: the entry of every out-of-line copy.
+
+    The symbols of that exact name first (static copies in several units included), as
+    perf does; else the copies the DWARF describes with code (a clone such as
+    ``f.constprop.0`` when gcc kept no plain ``f``), except ``f.part.N`` pieces: gcc's
+    partial inlining splits one call over ``f`` and ``f.part.N``, and a return probe on
+    both would fire twice for it.  Not the PLT stubs perf adds for exported functions
+    (a return probe there fires a second time for the same calls)."""
+    found = functions.find_function(ctx, point.function, point.source)
+    units = set(cu.cu_offset for cu, _die in found)
+    result = [vaddr for vaddr, _size in ctx.symbols.function(point.function)
+              if not point.source or ctx.cu_offset_for_address(vaddr) in units]
+    if not result:
+        pieces = set(vaddr for number in range(PART_CLONES)
+                     for vaddr, _size in ctx.symbols.function("%s.part.%d" % (point.function, number)))
+        for _cu, die in found:
+            entry = ctx.entry_pc(die) if ctx.die_ranges(die) else None
+            if entry is not None and entry not in result and entry not in pieces:
+                result.append(entry)
+    if not result:
+        raise ResolveError("function %s has no out-of-line copy in %s (neither in the debug info nor in the symbol "
+                           "table): a %%return probe needs one; it exists only as inlined copies, which have no "
+                           "return to probe" % (point.function, ctx.binary))
+    return result
 
 
 def addresses(ctx, point, spec, force):
-    """[(vaddr, cu, default event name)] for the probe point."""
+    """[(vaddr, cu, default event name, scope DIE or None)] for the probe point, each address once."""
+    results, seen = [], set()
+    for target in _addresses(ctx, point, spec, force):
+        if target[0] not in seen:
+            seen.add(target[0])
+            results.append(target if len(target) == 4 else target + (None,))
+    return results
+
+
+def _addresses(ctx, point, spec, force):
     if point.function is None:
         return file_line_addresses(ctx, point)
-    functions = scopes.find_function(ctx, point.function, point.source)
-    if not functions:
+    found = functions.find_function(ctx, point.function, point.source)
+    if not found:
         where = " (in %s)" % point.source if point.source else ""
         raise ResolveError("function %s not found in the debug info of %s%s; is it spelled right and "
                            "compiled into this binary?" % (point.function, ctx.binary, where))
     if point.relative_line == 0:
         point.relative_line = None      # perf: FUNC:0 is FUNC itself (name, prologue rule)
-    results = []
-    for cu, die in functions:
-        entry = ctx.entry_pc(die)
-        if entry is None and point.relative_line is None:
-            # Inline-only: like perf, one probe at the entry of every inlined copy.
-            if point.offset is not None:
-                raise ResolveError("%s exists only as inlined copies; FUNC+OFFSET needs out-of-line code. "
-                                   "Use %s or %s:N instead" % (point.function, point.function, point.function))
-            copies = scopes.inlined_copies(ctx, cu, die)
-            if not copies:
-                raise ResolveError("%s is declared inline but no inlined copy has code in %s"
-                                   % (point.function, ctx.binary))
-            results += [(address, cu, point.function) for address in copies]
+    results, units, no_code = [], set(), None
+    for cu, die in found:
+        # perf (probe_point_search_cb): the first DIE of the function in each unit decides;
+        # an abstract one (inline) stands for all its instances there.
+        if cu.cu_offset in units:
             continue
-        if point.offset is not None:
-            address = entry + point.offset
-            table = dwarf_lines.line_table(ctx, cu)
-            if not force and not table.has_address(address) and not ctx.symbols.is_function_start(address):
-                starts = ["+%d" % n for n in sorted(set(row_address - entry
-                                                        for row_address, _o, _l, _f, _s, end in table.rows
-                                                        if entry <= row_address < entry + NEAR_ENTRY_BYTES
-                                                        and not end))]
-                raise ResolveError("%s+%d (0x%x) is not an address the line table or symbol table names, so it "
-                                   "may be inside an instruction and would corrupt the program; known "
-                                   "instruction starts near it: %s. Set force: true only if you know it is "
-                                   "an instruction boundary." % (point.function, point.offset, address,
-                                                                 ", ".join(starts[:MAX_STARTS_SHOWN])))
-            results.append((address, cu, point.function))
-        elif point.relative_line is not None:
-            results += function_line_addresses(ctx, point, cu, die)
-        else:
-            address = entry
-            if any(not a.is_raw for a in spec.args) and not scopes.is_optimized(cu):
-                address = dwarf_lines.prologue_end(ctx, cu, die, entry)
-            results.append((address, cu, point.function))
+        units.add(cu.cu_offset)
+        if point.relative_line is not None:
+            try:
+                results += function_line_addresses(ctx, point, cu, die)
+            except NoCode as exc:       # another unit's copy may have the line
+                no_code = no_code or exc
+            continue
+        if ctx.die_ranges(die):
+            results.append(_entry(ctx, point, spec, cu, die, force))
+            continue
+        copies = functions.instances(ctx, cu, die)
+        if point.offset is not None and copies:
+            raise ResolveError("%s has inlined copies; FUNC+OFFSET needs a single out-of-line copy. Use %s or %s:N "
+                               "instead" % (point.function, point.function, point.function))
+        # Every copy, inlined or out of line, at its entry (no prologue skip, as perf).
+        results += [(pc, cu, point.function, copy) for pc, copy in copies]
+    if not results and point.relative_line is None:
+        # Definitions without code (an exported alias of another function's code): perf falls
+        # back to the symbol table, so do we.
+        results = [(vaddr + (point.offset or 0), found[0][0], point.function, None)
+                   for vaddr, _size in ctx.symbols.function(point.function)]
+    if not results and no_code is not None:
+        raise no_code
+    if not results:
+        raise ResolveError("function %s has no code in %s: no out-of-line copy, no inlined copy with code and no "
+                           "symbol" % (point.function, ctx.binary))
     return results
+
+
+def _entry(ctx, point, spec, cu, die, force):
+    """FUNC or FUNC+OFF in an out-of-line copy: (address, cu, event name, scope)."""
+    entry = ctx.entry_pc(die)
+    if point.offset is not None:
+        address = entry + point.offset
+        table = dwarf_lines.line_table(ctx, cu)
+        if not force and not table.has_address(address) and not ctx.symbols.is_function_start(address):
+            starts = ["+%d" % n for n in sorted(set(row_address - entry
+                                                    for row_address, _o, _l, _f, _s, end in table.rows
+                                                    if entry <= row_address < entry + NEAR_ENTRY_BYTES
+                                                    and not end))]
+            raise ResolveError("%s+%d (0x%x) is not an address the line table or symbol table names, so it "
+                               "may be inside an instruction and would corrupt the program; known "
+                               "instruction starts near it: %s. Set force: true only if you know it is "
+                               "an instruction boundary." % (point.function, point.offset, address,
+                                                             ", ".join(starts[:MAX_STARTS_SHOWN])))
+        return (address, cu, point.function, die)
+    address = entry
+    if any(not a.is_raw for a in spec.args) and not scopes.is_optimized(cu):
+        address = dwarf_lines.prologue_end(ctx, cu, die, entry)
+    return (address, cu, point.function, die)
 
 
 def function_line_addresses(ctx, point, cu, die):
@@ -83,15 +148,14 @@ def function_line_addresses(ctx, point, cu, die):
     same_file = dwarf_lines.file_matcher(file_name)
     addresses = dwarf_lines.line_addresses(ctx, cu, same_file, line, die)
     if not addresses and not ctx.die_ranges(die):
-        raise ResolveError("%s:%d (%s:%d) has no code in any inlined copy of %s (it has no out-of-line copy)"
-                           % (point.function, point.relative_line, os.path.basename(file_name), line,
-                              point.function))
+        raise NoCode("%s:%d (%s:%d) has no code in any inlined copy of %s (it has no out-of-line copy)"
+                     % (point.function, point.relative_line, os.path.basename(file_name), line, point.function))
     if not addresses:
         lines = dwarf_lines.function_lines(ctx, cu, die)
         relative = sorted(set(l - decl_line.value for l in lines))
-        raise ResolveError("%s:%d (%s:%d) has no code: no probe-able address. Probe-able lines of %s: %s"
-                           % (point.function, point.relative_line, os.path.basename(file_name), line,
-                              point.function, dwarf_lines.compress_lines(relative)))
+        raise NoCode("%s:%d (%s:%d) has no code: no probe-able address. Probe-able lines of %s: %s"
+                     % (point.function, point.relative_line, os.path.basename(file_name), line,
+                        point.function, dwarf_lines.compress_lines(relative)))
     for address in addresses:
         found_file, found_line = dwarf_lines.line_at(ctx, cu, address)
         if found_line is not None and found_line != line and same_file(found_file or ""):

@@ -22,6 +22,7 @@ __metaclass__ = type
 import os
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import location as dwarf_location
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import points
@@ -130,13 +131,13 @@ class Resolver:
         return self.context.entry_pc(die)
 
     def find_function(self, name, source=None):
-        return scopes.find_function(self.context, name, source)
+        return functions.find_function(self.context, name, source)
 
     def subprogram_at(self, cu, address):
         return scopes.subprogram_at(self.context, cu, address)
 
     def inlined_copies(self, cu, abstract):
-        return scopes.inlined_copies(self.context, cu, abstract)
+        return [pc for pc, _die in functions.inlined_copies(self.context, cu, abstract)]
 
     def scope_variables(self, chain, address, params_only=False):
         return scopes.scope_variables(self.context, chain, address, params_only)
@@ -176,28 +177,27 @@ class Resolver:
         group = group or point.group or default_group(self.binary)
         kind = "r" if point.is_return else "p"
         if point.is_return:
-            places = self.symbols.function(point.function)
-            if not places:
-                raise ResolveError("function %s is not in the symbol table of %s; a %%return probe needs its "
-                                   "ELF symbol" % (point.function, self.binary))
-            vaddr = places[0][0]
             event = event or point.event or point.function + "__return"
             args = [a.raw if not a.name else "%s=%s" % (a.name, a.raw) for a in spec.args]
             return Resolution(self.binary, self.build_id, group, event, kind,
-                              [(vaddr, self.context.file_offset(vaddr), args)], [], self.info.debug.path)
-        targets = points.addresses(self.context, point, spec, force)    # [(vaddr, cu)]
+                              [(vaddr, self.context.file_offset(vaddr), args)
+                               for vaddr in points.return_addresses(self.context, point)],
+                              [], self.info.debug.path)
+        targets = points.addresses(self.context, point, spec, force)    # [(vaddr, cu, name, scope)]
         event = event or point.event or targets[0][2]
         probes, notes = [], []
-        for vaddr, cu, _name in targets:
+        for vaddr, cu, _name, scope in targets:
             offset = self.context.file_offset(vaddr)
-            args, address_notes = self._args_at(spec, cu, vaddr, allow_unavailable)
+            args, address_notes = self._args_at(spec, cu, vaddr, allow_unavailable, scope)
             probes.append((vaddr, offset, args))
             notes.extend(address_notes)
         return Resolution(self.binary, self.build_id, group, event, kind, probes, notes, self.info.debug.path)
 
-    def _args_at(self, spec, cu, address, allow_unavailable):
+    def _args_at(self, spec, cu, address, allow_unavailable, scope=None):
+        if not spec.args:
+            return [], []   # no scope to look up (an inline-only function may have hundreds of copies)
         ctx = self.context
-        chain = scopes.scope_chain(ctx, cu, address)
+        chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
         table = None        # the line table is only needed for hints in error messages
         delta = address - ctx.file_offset(address)
         args, notes, failures = [], [], []
@@ -211,6 +211,9 @@ class Resolver:
                     sub = probe_spec.ProbeArg(name, variable=name)
                     note = variables.fetch_arg(ctx, sub, cu, chain, address, table)
                     notes.append(note)
+                    if note.available and note.value[0] == "imm" and "DW_AT_location" in die.attributes:
+                        # perf leaves values computed as constants out of $params/$vars; named, they are traced.
+                        note.reason = "it is the constant %d here (name it to trace it)" % note.value[1]
                     if note.available:
                         note.fetcharg = variables.fetcharg_text(note, delta)
                         args.append(note.fetcharg)
@@ -231,10 +234,11 @@ class Resolver:
     def probeable_lines(self, function, source=None):
         """Like ``perf probe -L FUNC``: [{line, relative_line, addresses, source}]."""
         ctx = self.context
-        functions = scopes.find_function(ctx, function, source)
-        if not functions:
+        found = functions.find_function(ctx, function, source)
+        if not found:
             raise ResolveError("function %s not found in the debug info of %s" % (function, self.binary))
-        cu, die = functions[0]
+        # The out-of-line copy when there is one (its lines are the function's); else the abstract DIE.
+        cu, die = next(((c, d) for c, d in found if ctx.die_ranges(d)), found[0])
         table = dwarf_lines.line_table(ctx, cu)
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0].value
         decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0].value
@@ -270,8 +274,8 @@ class Resolver:
             raise ResolveError("a %return probe sees no C variables")
         targets = points.addresses(ctx, spec.point, spec, force=True)
         result = []
-        for address, cu, _name in targets:
-            chain = scopes.scope_chain(ctx, cu, address)
+        for address, cu, _name, scope in targets:
+            chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
             table = dwarf_lines.line_table(ctx, cu)
             delta = address - ctx.file_offset(address)
             for die in scopes.scope_variables(ctx, chain, address):
@@ -282,7 +286,7 @@ class Resolver:
                          "kind": "parameter" if die.tag == "DW_TAG_formal_parameter" else "local",
                          "available": note.available, "location": note.location, "reason": note.reason,
                          "fetcharg": None}
-                if not note.available and note.reason and "name a member" in note.reason:
+                if not note.available and note.reason and ("name a member" in note.reason or ":string" in note.reason):
                     # A char array reads as a string; other aggregates need a member named.
                     as_string = variables.fetch_arg(
                         ctx, probe_spec.ProbeArg(name + ":string", variable=name, type_cast="string"),

@@ -17,46 +17,11 @@ import re
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 
 SCOPE_TAGS = ("DW_TAG_lexical_block", "DW_TAG_inlined_subroutine")
+FUNCTION_TAGS = ("DW_TAG_subprogram", "DW_TAG_inlined_subroutine")
 VARIABLE_TAGS = ("DW_TAG_formal_parameter", "DW_TAG_variable")
 # Where C++ nests functions below the CU.
 NESTING_TAGS = ("DW_TAG_namespace", "DW_TAG_class_type", "DW_TAG_structure_type")
 _OPTIMIZE_FLAG = r"(?:^|\s)-O(\S*)"     # compiled on first use (re caches it), not at import
-
-
-def find_function(ctx, name, source=None):
-    """``(cu, subprogram_die)`` list of concrete (out-of-line) copies of ``name``."""
-    found = []
-    for vaddr, _size in ctx.symbols.function(name):
-        offset = ctx.cu_offset_for_address(vaddr)
-        if offset is None:
-            continue
-        cu = ctx.cu_at(offset)
-        if source and not cu_matches(cu, source):
-            continue
-        die = subprogram_at(ctx, cu, vaddr)
-        if die is not None and dwarf_types.name_of(die) == name:
-            if all(d.offset != die.offset for _c, d in found):
-                found.append((cu, die))
-    if found:
-        return found
-    # Not in the symbol table (static in a stripped binary, or inlined only): search the
-    # CUs' top-level DIEs, but only when the name is in the string tables at all.
-    if not name_in_debug_strings(ctx, name):
-        return found
-    inlined_only = []
-    for cu in ctx.dwarf.iter_CUs():
-        if source and not cu_matches(cu, source):
-            continue
-        for info in ctx.top_level(cu) or []:
-            if info["tag"] != "DW_TAG_subprogram" or (info.get("DW_AT_name") or (None,))[0] != name:
-                continue
-            die = ctx.die_at(cu, info["offset"])
-            if ctx.die_ranges(die):
-                found.append((cu, die))
-            elif "DW_AT_inline" in info:
-                inlined_only.append((cu, die))
-    # An inline-only function: its abstract DIE stands for all its inlined copies.
-    return found or inlined_only
 
 
 def name_in_debug_strings(ctx, name):
@@ -136,6 +101,83 @@ def scope_chain(ctx, cu, address):
     return chain
 
 
+class ScopeChain(list):
+    """DIEs from the subprogram (index 0: its frame base serves every variable) down to the
+    innermost block at an address; ``scope`` indexes the DIE where variable lookup starts."""
+
+    scope = 0
+
+
+def scope_of(chain):
+    """The DIE where variables are looked up (perf's scope DIE); the subprogram for a plain list."""
+    return chain[getattr(chain, "scope", 0)]
+
+
+def probe_scope(ctx, chain, point, address, scope=None):
+    """``chain`` as a ScopeChain whose scope is where perf looks variables up.
+
+    DWARF rule: a variable of an inlined copy is a child of that copy's
+    DW_TAG_inlined_subroutine, so the lookup starts there, not at the subprogram the
+    copy was inlined into (whose blocks may hold other variables of the same name):
+
+    * ``scope`` given (the copy or function a FUNC probe was placed for): that DIE, added
+      at the end when it holds no range (a copy described by its entry pc only);
+    * FUNC:N: the innermost copy of FUNC holding the address;
+    * FILE:LINE: the innermost function or copy declared in FILE before LINE, skipping
+      inlined calls whose call site is the line itself (the line belongs to the caller).
+
+    Self copies (gcc's inlined copy of a function inside its own out-of-line copy, at its
+    declaration line) never scope anything."""
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
+    chain = ScopeChain(chain)
+    if not chain:
+        return chain
+    if scope is not None:
+        for index, die in enumerate(chain):
+            if die.offset == scope.offset:
+                chain.scope = index
+                return chain
+        if scope.tag == "DW_TAG_inlined_subroutine":
+            chain.append(scope)
+            chain.scope = len(chain) - 1
+            return chain
+    for index in range(len(chain) - 1, 0, -1):
+        die = chain[index]
+        if die.tag not in FUNCTION_TAGS or functions.is_self_copy(die):
+            continue
+        if point.function is not None:
+            if dwarf_types.name_of(die) == point.function:
+                chain.scope = index
+                break
+            continue
+        call_line = die.attributes.get("DW_AT_call_line")
+        if call_line is not None and call_line.value == point.absolute_line and ctx.entry_pc(die) == address:
+            continue
+        decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
+        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
+        if decl_line is None or decl_file is None or decl_line.value > point.absolute_line:
+            continue
+        if dwarf_lines.file_matcher(point.source)(dwarf_lines.line_table(ctx, die.cu).file_name(decl_file.value)):
+            chain.scope = index
+            break
+    return chain
+
+
+def chain_for(ctx, cu, address, point, scope=None):
+    """The ScopeChain for a probe at ``address`` (see probe_scope).
+
+    For an inlined copy the probe was placed for, the blocks between the subprogram and the copy
+    are not searched (variables are looked up in the copy, the frame base is the subprogram's):
+    [subprogram, copy], without descending through the subprogram's blocks at every copy."""
+    if scope is not None and scope.tag == "DW_TAG_inlined_subroutine":
+        subprogram = subprogram_at(ctx, cu, address)
+        chain = ScopeChain([subprogram, scope] if subprogram is not None else [scope])
+        chain.scope = len(chain) - 1
+        return chain
+    return probe_scope(ctx, scope_chain(ctx, cu, address), point, address, scope)
+
+
 def inlined_entries(ctx, die, out):
     """Append (entry pc, DIE) of every inlined call below ``die`` to ``out``."""
     for child in die.iter_children():
@@ -159,19 +201,6 @@ def in_inlined_copy(ctx, cu, abstract, address):
     return False
 
 
-def inlined_copies(ctx, cu, abstract):
-    """Entry addresses of every inlined copy of ``abstract`` in its CU, in DIE order as perf lists them."""
-    addresses = []
-    for die in cu.iter_DIEs():
-        if die.tag != "DW_TAG_inlined_subroutine" or "DW_AT_abstract_origin" not in die.attributes:
-            continue
-        if _origin_offset(cu, die.attributes["DW_AT_abstract_origin"]) == abstract.offset:
-            pc = ctx.entry_pc(die)
-            if pc is not None and pc not in addresses:
-                addresses.append(pc)
-    return addresses
-
-
 def walk_visible(ctx, scope, address):
     """Pre-order walk of ``scope``'s children, descending only into DIEs whose code holds ``address``.
 
@@ -190,7 +219,7 @@ def scope_variables(ctx, chain, address, params_only=False):
     if not chain:
         return []
     found, names = [], set()
-    for die in walk_visible(ctx, chain[0], address):
+    for die in walk_visible(ctx, scope_of(chain), address):
         if die.tag == "DW_TAG_formal_parameter" or (die.tag == "DW_TAG_variable" and not params_only):
             name = dwarf_types.name_of(die)
             if name and name not in names:

@@ -216,6 +216,32 @@ class TopLevelSkimmer:
                     depth += 1
 
 
+def subtree(skimmer, offset):
+    """Yield (section offset, tag, attributes) of the DIE at ``offset`` and of every DIE below it.
+
+    Attributes are those of ``TopLevelSkimmer.WANTED`` as (value, form), as ``top_level`` gives
+    them; used to find inlined copies without building a pyelftools DIE per node."""
+    data = skimmer.data
+    position = offset - skimmer.base
+    depth = 0
+    while position < len(data):
+        start = position
+        code, position = _uleb(data, position)
+        if code == 0:
+            depth -= 1
+            if depth <= 0:
+                return
+            continue
+        tag, has_children, steps, _sibling_is_addr = skimmer._plan(code)
+        info = {}
+        position, _sibling = skimmer._walk(steps, position, info)
+        yield start + skimmer.base, tag, info
+        if has_children:
+            depth += 1
+        elif depth == 0:
+            return
+
+
 def die_range(info):
     """(low, high) from a skimmed DIE's low_pc/high_pc, or None."""
     low = info.get("DW_AT_low_pc")

@@ -11,6 +11,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import entry as dwarf_entry
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import location as dwarf_location
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
@@ -22,6 +23,7 @@ STRING_CASTS = ("string", "ustring")
 AGGREGATE_TAGS = ("DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_class_type")
 SIGN_BIT_64 = 1 << 63
 TWO_TO_64 = 1 << 64
+MEMBERS_SHOWN = 4       # members suggested when a struct value is refused
 
 
 class VariableNote:
@@ -125,7 +127,7 @@ def find_variable(ctx, name, cu, chain, address):
     """(die, kind) of a variable visible at address: locals first (perf's order), then CU globals."""
     if chain:
         fallback = None
-        for die in scopes.walk_visible(ctx, chain[0], address):
+        for die in scopes.walk_visible(ctx, scopes.scope_of(chain), address):
             if die.tag not in scopes.VARIABLE_TAGS or dwarf_types.name_of(die) != name:
                 continue
             attrs = die.attributes
@@ -182,6 +184,8 @@ def fetch_arg(ctx, arg, cu, chain, address, table):
                     raise
             else:
                 raise
+        if kind == "local" and scopes.scope_of(chain) is subprogram:
+            value = dwarf_entry.at_entry(ctx, die, subprogram, value, address)
         value, type_die, kernel_type = apply_accesses(arg, value, type_die)
     except LocationError as exc:
         reason = str(exc)
@@ -269,6 +273,9 @@ def apply_accesses(arg, value, type_die):
         if stripped is not None and stripped.tag == "DW_TAG_pointer_type":
             value = dwarf_location.deref(value)
         elif stripped is not None and stripped.tag == "DW_TAG_array_type":
+            if not dwarf_types.is_char(dwarf_types.type_of(stripped)):
+                raise LocationError("':string' needs a char array or pointer, not %s; name an element ([i])"
+                                    % dwarf_types.c_name(type_die))
             if value[0] not in ("mem", "global"):
                 raise LocationError("it is an array not in memory, so it cannot be read as a string")
         else:
@@ -280,11 +287,29 @@ def apply_accesses(arg, value, type_die):
         return value, type_die, kernel_type
     kernel_type = dwarf_types.suffix(type_die)
     if kernel_type is None:
-        raise LocationError("it is a %s; name a member (.field / ->field), an element ([i]) or cast it "
-                            "(:string for char arrays)" % dwarf_types.c_name(type_die))
+        raise LocationError(_aggregate_refusal(arg, type_die))
     if value[0] == "imm" and kernel_type.startswith("s") and value[1] >= SIGN_BIT_64:
         value = ("imm", value[1] - TWO_TO_64)
     return value, type_die, kernel_type
+
+
+def _aggregate_refusal(arg, type_die):
+    """Policy for struct, union, array and vector values: refuse, saying what to trace instead.
+
+    A uprobe argument is one number or one string.  perf fetches 8 bytes of the aggregate
+    as a number (or with no type at all), which reads as a meaningless value; a member, an
+    element or, for char arrays, the string is what a user means."""
+    stripped = dwarf_types.strip(type_die)
+    what = "it is a %s" % dwarf_types.c_name(type_die)
+    if stripped is not None and stripped.tag in AGGREGATE_TAGS:
+        members = dwarf_types.member_names(stripped)[:MEMBERS_SHOWN]
+        return "%s; name a member, e.g. %s" % (what, ", ".join("%s.%s" % (arg.variable, m) for m in members) or
+                                               "%s.field" % arg.variable)
+    if stripped is not None and stripped.tag == "DW_TAG_array_type":
+        if dwarf_types.is_char(dwarf_types.type_of(stripped)):
+            return "%s; name a member or element, or read it as text with %s:string" % (what, arg.variable)
+        return "%s; name a member or element, e.g. %s[0]" % (what, arg.variable)
+    return "%s; name a member (.field / ->field), an element ([i]) or cast it (:string for char arrays)" % what
 
 
 def struct_member(struct_die, field, type_die):

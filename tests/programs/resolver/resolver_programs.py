@@ -77,3 +77,11 @@ def build_extern(cc, directory):
         subprocess.run([cc, "-g", "-O2", "-o", out, os.path.join(HERE, "extern_main.c"),
                         os.path.join(HERE, "extern_use.c")], check=True)
     return out
+
+
+def build_copies(cc, directory, opt):
+    """copies.c (issue 14's shapes) at ``opt`` (-O0 / -O2); return the binary path."""
+    out = os.path.join(directory, "copies" + opt)
+    if not os.path.exists(out):
+        subprocess.run([cc, "-g", opt, "-w", "-o", out, os.path.join(HERE, "copies.c")], check=True)
+    return out
