@@ -106,7 +106,7 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
 def perf_row(data, tid):
     """perf sched latency's row for ``tid``: avg and max delay in us."""
     proc = subprocess.run(["perf", "sched", "latency", "-i", data, "-p"], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, universal_newlines=True, check=False)
+                          stderr=subprocess.DEVNULL, text=True, check=False)
     for line in proc.stdout.splitlines():
         if re.search(r":%d\s*\|" % tid, line):
             switches = re.search(r"\|\s*(\d+)\s*\|\s*avg:", line)
@@ -168,7 +168,7 @@ def main():
         subprocess.run(["gcc", "-O2", "-o", bins["truth"],
                         os.path.join(REPO, "tests", "programs", "sched", "wakeup_truth.c")], check=True)
         conditions = ("none", "ours", "trace-cmd")
-        runs = dict((c, []) for c in conditions)
+        runs = {c: [] for c in conditions}
         for index in range(args.rounds):
             order = conditions[index % 3:] + conditions[:index % 3]
             for condition in order:
@@ -177,8 +177,8 @@ def main():
         print("%-10s %8s %10s %10s %10s" % ("condition", "samples", "p50 us", "p99 us", "max us"))
         for condition in conditions:
             rows = runs[condition]
-            table[condition] = dict((key, percentile([r[key] for r in rows], 50))
-                                    for key in ("samples", "p50_us", "p99_us", "max_us"))
+            table[condition] = {key: percentile([r[key] for r in rows], 50)
+                                for key in ("samples", "p50_us", "p99_us", "max_us")}
             print("%-10s %8d %10.1f %10.1f %10.1f" % ((condition,) + tuple(table[condition][k] for k in (
                 "samples", "p50_us", "p99_us", "max_us"))))
         for condition in ("ours", "trace-cmd"):

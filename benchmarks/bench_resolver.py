@@ -55,7 +55,7 @@ def libpython():
     """The shared libpython of the Python this venv was made from."""
     candidates = []
     base = subprocess.run([PYTHON, "-c", "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))"],
-                          stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout.strip()
+                          stdout=subprocess.PIPE, text=True, check=False).stdout.strip()
     if base:
         candidates.append(os.path.join(base, "libpython3.11.so.1.0"))
     candidates += ["/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0",
@@ -208,7 +208,7 @@ def walk_vs_index(label, binary, specs, index_dir):
         totals[0] += indexed[0]
         totals[1] += walked[0]
         print("%-44s index %7.1f   bytes %7.1f   %s" % (spec[:44], indexed[0] * 1e3, walked[0] * 1e3,
-                                                     "same" if indexed[1] == walked[1] else "DIFFERENT"))
+                                                        "same" if indexed[1] == walked[1] else "DIFFERENT"))
     print("byte search/index: %.1fx" % (totals[1] / totals[0]))
 
 
@@ -274,7 +274,7 @@ def bench_ansible(binary, specs, runs, perf, workdir):
         times = results[label]
         medians[label] = (median([t[0] for t in times]), median([t[1] for t in times]))
         print("%-40s %10.0f %10.0f  %s" % (label, medians[label][0] * 1e3, medians[label][1] * 1e3,
-                                           sorted(set(t[3] for t in times))))
+                                           sorted({t[3] for t in times})))
     many = "ansible-playbook uprobe x%d" % len(specs)
     for index, kind in ((0, "wall"), (1, "cpu")):
         per_probe = (medians[many][index] - medians["ansible-playbook uprobe x1"][index]) / (len(specs) - 1)

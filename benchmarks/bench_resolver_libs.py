@@ -127,7 +127,7 @@ def main():
         totals["base"] += base
         totals["specs"] += len(results)
         totals["inline"] += len(inline)
-        totals.update(dict(("wrong_" + k, v) for k, v in wrong.items()))
+        totals.update({"wrong_" + k: v for k, v in wrong.items()})
         print("%-11s %6d %6.1f%% %9.2f %9.2f %8.2f %8.2f %9s %9s" % (
             label, len(results), parity, row["ours"], row["perf"], row["inl_ours"], row["inl_perf"],
             "%d/%d" % (wrong["ours"], wrong["ours_judged"]) if fs else "-",

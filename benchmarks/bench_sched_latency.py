@@ -203,7 +203,7 @@ def count_trace_cmd(dat, events):
         return None, 0
     wanted = re.compile(r"\b(%s):" % "|".join(events))
     proc = subprocess.run(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          universal_newlines=True, check=False)
+                          text=True, check=False)
     events = 0
     lost = 0
     for line in proc.stdout.splitlines():

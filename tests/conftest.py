@@ -10,10 +10,7 @@ import uuid
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# scripts/setup.sh links this checkout there (per checkout: clones never see each other).
-COLLECTIONS = os.path.join(REPO, ".cache", "collections")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
+from tests.helpers.paths import COLLECTIONS, REPO, VENV_BIN, ansible_env
 
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
@@ -69,19 +66,6 @@ def tracefs_leak_check(request):
         pytest.fail("tracefs was not left as found:\n  " + "\n  ".join(leaks))
 
 
-def ansible_env(extra=None):
-    env = dict(os.environ)
-    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
-    env["ANSIBLE_CONFIG"] = os.path.join(REPO, "ansible.cfg")
-    env["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
-    env["ANSIBLE_PYTHON_INTERPRETER"] = os.path.join(VENV_BIN, "python")
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env["ANSIBLE_FORCE_COLOR"] = "0"
-    env.setdefault("ANSIBLE_LOCAL_TEMP", "/tmp/fleettrace-ansible-local")
-    env.update(extra or {})
-    return env
-
-
 class PlaybookResult:
     def __init__(self, proc, data):
         self.rc = proc.returncode
@@ -135,8 +119,7 @@ def run_playbook(tmp_path):
             extra_env["ANSIBLE_STDOUT_CALLBACK"] = "test_json"
             extra_env["ANSIBLE_CALLBACK_PLUGINS"] = os.path.join(REPO, "tests", "callback_plugins")
         extra_env.update(env or {})
-        proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(extra_env), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(extra_env), capture_output=True, text=True, timeout=timeout, check=False)
         data = None
         if json_output:
             start = proc.stdout.find("{")

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Write every host's result document on the controller in one step (see the save_results module docs).
@@ -8,9 +7,6 @@ hosts costs one task, not N module runs of copy (a Python start and a stat
 each), which was most of the audit's controller CPU per host.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 import os
@@ -28,7 +24,7 @@ class ActionModule(ActionBase):
     _VALID_ARGS = frozenset(("dest", "results", "filename"))
 
     def run(self, tmp=None, task_vars=None):
-        result = super(ActionModule, self).run(tmp, task_vars)
+        result = super().run(tmp, task_vars)
         args = self._task.args
         dest = args.get("dest")
         results = args.get("results")
@@ -59,7 +55,7 @@ class ActionModule(ActionBase):
                     handle.write("\n")
                 os.rename(temporary, path)
                 written.append(path)
-        except (IOError, OSError) as exc:
+        except OSError as exc:
             raise AnsibleActionFail("cannot write the results under %s: %s" % (dest, to_native(exc)))
         result.update(changed=bool(written), written=written, msg="wrote %d result file(s)" % len(written))
         return result

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Reading a file a user named, without letting it hang or flood the node.
@@ -10,9 +9,6 @@ anything but a regular file (the kind of file the option means), and reads at
 most ``max_bytes`` (one byte more to know it was too big).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import stat
@@ -38,7 +34,7 @@ def read_user_file(path, what, max_bytes):
     """The bytes of the regular file ``path`` (at most ``max_bytes``) or ``FileRefused``."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except (IOError, OSError) as exc:
+    except OSError as exc:
         raise FileRefused("%s %s cannot be opened: %s" % (what, path, exc.strerror or exc))
     try:
         info = os.fstat(fd)

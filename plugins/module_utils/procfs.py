@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Process facts from /proc: what ``ps``, ``ls -l /proc/PID/fd`` and
@@ -9,9 +8,6 @@ Also symbolizes user-space addresses (``<user stack trace>`` frames) through
 while the process still lives.  No Ansible imports; Python 3.8+.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import errno
 import os
@@ -60,19 +56,19 @@ class ProcessGone(Exception):
     """The process exited while it was being read."""
 
     def __init__(self, pid):
-        super(ProcessGone, self).__init__("process %d does not exist (any more)" % pid)
+        super().__init__("process %d does not exist (any more)" % pid)
         self.pid = pid
 
 
 def _read(path):
-    with open(path, "r") as handle:
+    with open(path) as handle:
         return handle.read()
 
 
 def _read_optional(path, default=None):
     try:
         return _read(path)
-    except (IOError, OSError):
+    except OSError:
         return default
 
 
@@ -225,7 +221,7 @@ def thread_facts(pid, kernel_stack=True):
         task_dir = os.path.join(task_root, str(tid))
         try:
             facts, _stat = _task_facts(task_dir)
-        except (IOError, OSError):
+        except OSError:
             continue  # the thread ended meanwhile
         facts["tid"] = tid
         if kernel_stack:
@@ -255,7 +251,7 @@ def process_facts(pid, threads=True, fds=True, kernel_stack=True):
             facts["fds"] = fd_targets(pid)
         if threads:
             facts["threads"] = thread_facts(pid, kernel_stack=kernel_stack)
-    except (IOError, OSError) as exc:
+    except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ESRCH) or not pid_exists(pid):
             raise ProcessGone(pid)
         raise
@@ -307,7 +303,7 @@ def find_pids(name=None, pid=None, pidfile=None, cmdline_regex=None, exclude_sel
                 continue
             if pattern is not None and not pattern.search(" ".join(cmdline(candidate))):
                 continue
-        except (IOError, OSError):
+        except OSError:
             continue
         matches.append(candidate)
     return matches

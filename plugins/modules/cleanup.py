@@ -1,11 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -181,7 +177,7 @@ def main():
             _merge(found, find_leftovers(fs, ownership.matches(manifest)))
         else:
             live.append(ownership.describe(manifest))
-    unknown = sorted(set(params["force"]) - set(r["tag"] for r in chosen))
+    unknown = sorted(set(params["force"]) - {r["tag"] for r in chosen})
     if unknown:
         module.fail_json(msg="force names no run on this host: %s; runs here: %s"
                          % (", ".join(unknown), ", ".join(m["tag"] for m in runs) or "none"), changed=False)
@@ -202,8 +198,8 @@ def main():
     if not errors:
         for run in chosen:
             ownership.forget(run["tag"])
-    remaining = as_result(find_leftovers(fs, lambda name: name in set(removed["instances"]) | set(
-        r.split("/")[0] for r in removed["uprobes"])))
+    remaining = as_result(find_leftovers(fs, lambda name: name in set(removed["instances"]) | {
+        r.split("/")[0] for r in removed["uprobes"]}))
     if errors or any(remaining.values()):
         module.fail_json(msg="could not remove everything: %s; still present: %s. "
                          "Stop whatever still uses it (a perf or trace-cmd session, a reader of trace_pipe) and run again."

@@ -1,11 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -20,7 +16,7 @@ description:
   - Applied all-or-nothing. If the kernel refuses a filter or trigger, everything already written is
     restored and the error quotes the kernel's C(error_log). Note that the kernel itself drops an event's
     old filter when a new one fails to parse; this module puts the old filter back.
-  - Order of writes follows the house rule, so an event never records unfiltered for a moment;
+  - Writes are ordered so that an event never records unfiltered for a moment;
     C(present) writes the filter, then triggers, then enables; C(absent) removes triggers, then the
     filter, then disables.
 author:

@@ -1,11 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -178,24 +174,24 @@ def main():
         rendered = report_files.render_all(report)
     except report_document.ReportError as exc:
         module.fail_json(msg=str(exc), changed=False)
-    files = dict((name, os.path.join(params["dest"], name)) for name in report_files.REPORT_FILES)
+    files = {name: os.path.join(params["dest"], name) for name in report_files.REPORT_FILES}
     changed_files = []
     if not module.check_mode:
         try:
             changed_files = report_files.write_files(params["dest"], rendered)
-        except (IOError, OSError) as exc:
+        except OSError as exc:
             module.fail_json(msg="cannot write the report into %s: %s" % (params["dest"], exc), changed=False)
     else:
         changed_files = list(report_files.REPORT_FILES)
     extra = {}
     if params["prometheus_dir"]:
         texts = report_prometheus.render_all(report)
-        extra["prometheus"] = dict((host, {"file": report_prometheus.file_name(host),
-                                           "text": texts[report_prometheus.file_name(host)]}) for host in report["hosts"])
+        extra["prometheus"] = {host: {"file": report_prometheus.file_name(host),
+                                      "text": texts[report_prometheus.file_name(host)]} for host in report["hosts"]}
         if not module.check_mode:
             try:
                 changed_files += report_prometheus.write_textfiles(params["prometheus_dir"], texts)
-            except (IOError, OSError) as exc:
+            except OSError as exc:
                 module.fail_json(msg="cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc),
                                  changed=bool(changed_files))
     module.exit_json(changed=bool(changed_files), files=files, passed=report["passed"],

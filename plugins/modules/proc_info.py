@@ -1,11 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -205,7 +201,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    criteria = dict((key, params[key]) for key in ("name", "pid", "pidfile", "cmdline_regex"))
+    criteria = {key: params[key] for key in ("name", "pid", "pidfile", "cmdline_regex")}
     if params["cmdline_regex"] is not None:
         try:
             re.compile(params["cmdline_regex"])
@@ -217,7 +213,7 @@ def main():
     try:
         pids = procfs.find_pids(name=params["name"], pid=params["pid"], pidfile=params["pidfile"],
                                 cmdline_regex=params["cmdline_regex"])
-    except (IOError, OSError) as exc:
+    except OSError as exc:
         module.fail_json(msg="cannot read pidfile %s: %s; is the service running?" % (params["pidfile"], exc.strerror))
     except ValueError as exc:
         module.fail_json(msg=str(exc))

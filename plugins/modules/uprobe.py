@@ -1,11 +1,7 @@
 #!/usr/bin/python
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
@@ -221,7 +217,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import uprobe_plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo

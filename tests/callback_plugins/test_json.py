@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Prints one JSON document with every task result, for the tests to read.
@@ -8,9 +7,6 @@ which the tests do not install); this one keeps the same shape: plays -> tasks
 -> hosts, plus stats.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 DOCUMENTATION = r"""
 name: test_json
@@ -30,7 +26,7 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = "test_json"
 
     def __init__(self):
-        super(CallbackModule, self).__init__()
+        super().__init__()
         self.plays = []
 
     def v2_playbook_on_play_start(self, play):
@@ -67,5 +63,5 @@ class CallbackModule(CallbackBase):
         self._record(result, unreachable=True)
 
     def v2_playbook_on_stats(self, stats):
-        summary = dict((host, stats.summarize(host)) for host in sorted(stats.processed))
+        summary = {host: stats.summarize(host) for host in sorted(stats.processed)}
         self._display.display(json.dumps({"plays": self.plays, "stats": summary}, default=str, indent=1))

@@ -16,7 +16,7 @@ def _read(path):
     try:
         with open(path) as handle:
             return handle.read()
-    except IOError:
+    except OSError:
         return ""
 
 

@@ -25,7 +25,7 @@ def free_port():
 
 
 def build_id_of(path):
-    out = subprocess.run(["readelf", "-n", path], stdout=subprocess.PIPE, universal_newlines=True,
+    out = subprocess.run(["readelf", "-n", path], stdout=subprocess.PIPE, text=True,
                          check=True).stdout
     for line in out.splitlines():
         if "Build ID:" in line:

@@ -34,7 +34,7 @@ class FrozenFsUnavailable(RuntimeError):
 
 
 def _run(cmd):
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError("%s failed (rc %d): %s" % (" ".join(cmd), proc.returncode, proc.stderr.strip()))
     return proc.stdout

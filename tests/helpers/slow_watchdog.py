@@ -66,7 +66,7 @@ def build(cc, out_dir):
     if reason:
         raise FuseUnavailable(reason)
     flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], stdout=subprocess.PIPE,
-                           universal_newlines=True, check=True).stdout.split()
+                           text=True, check=True).stdout.split()
     binary = os.path.join(str(out_dir), "slow_watchdog")
     subprocess.run([cc, "-O2", "-g", "-Wall", "-o", binary, SOURCE] + flags, check=True)
     return binary
@@ -165,7 +165,7 @@ class SlowWatchdog:
         try:
             with open(path) as handle:
                 return handle.read()
-        except IOError:
+        except OSError:
             return ""
 
     def keepalives(self):

@@ -15,7 +15,7 @@ def _instance_state(inst):
         if os.path.exists(path):
             try:
                 state[name] = _read(path).strip()
-            except (IOError, OSError):
+            except OSError:
                 pass
     try:
         state["options"] = sorted(n for n in os.listdir(inst.path("options"))
@@ -40,7 +40,7 @@ def snapshot(tracefs):
         inst = tracefs.instance(name)
         try:
             state["instances"][name] = _instance_state(inst)
-        except (IOError, OSError):
+        except OSError:
             continue  # removed while we looked: not ours to report
 
     return state
@@ -72,11 +72,10 @@ def diff_snapshots(before, after, only=None):
             differences.append("instance %s disappeared" % name)
         elif before["instances"][name] != after["instances"][name]:
             differences.append("instance %s changed" % name)
-    b_probes = set(p for p in before["uprobe_events"] if keep(p))
-    a_probes = set(p for p in after["uprobe_events"] if keep(p))
+    b_probes = {p for p in before["uprobe_events"] if keep(p)}
+    a_probes = {p for p in after["uprobe_events"] if keep(p)}
     for line in sorted(a_probes - b_probes):
         differences.append("uprobe left behind: %s" % line)
     for line in sorted(b_probes - a_probes):
         differences.append("uprobe removed: %s" % line)
     return differences
-

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SSH_LOOPBACK = os.path.join(REPO, "scripts", "ssh-loopback.sh")
+from tests.helpers.paths import REPO, SSH_LOOPBACK
+
 SSH_HOSTS = 3
 
 
@@ -19,14 +19,13 @@ def loopback_sshd():
     """
     if os.geteuid() != 0:
         pytest.skip("the loopback sshd needs root")
-    proc = subprocess.run(["bash", SSH_LOOPBACK, "start"], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
+    proc = subprocess.run(["bash", SSH_LOOPBACK, "start"], capture_output=True, text=True, timeout=300, check=False)
     if proc.returncode != 0:
         pytest.fail("scripts/ssh-loopback.sh start failed:\n%s%s" % (proc.stdout, proc.stderr))
     started_here = proc.stdout.strip().endswith("started")
     yield
     if started_here:
-        subprocess.run(["bash", SSH_LOOPBACK, "stop"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+        subprocess.run(["bash", SSH_LOOPBACK, "stop"], capture_output=True, check=False)
 
 
 @pytest.fixture

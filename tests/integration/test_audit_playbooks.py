@@ -20,7 +20,7 @@ def audit_vars(run_token, report_dir, **extra):
 
 def junit_cases(path):
     suite = ET.parse(path).getroot().find("testsuite")
-    return dict(((c.get("classname"), c.get("name")), c) for c in suite.findall("testcase"))
+    return {(c.get("classname"), c.get("name")): c for c in suite.findall("testcase")}
 
 
 def test_gate_passes_with_generous_thresholds_and_fails_with_tiny_ones(run_playbook, run_token, tmp_path):

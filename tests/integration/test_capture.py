@@ -26,7 +26,7 @@ def tick_binary(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     cc = subprocess.run(["sh", "-c", "command -v gcc || command -v cc"], stdout=subprocess.PIPE,
-                        universal_newlines=True, check=False).stdout.strip()
+                        text=True, check=False).stdout.strip()
     if not cc:
         pytest.skip("no C compiler")
     return capture_program.build(cc, tmp_path_factory.mktemp("tick_loop"))
@@ -215,7 +215,7 @@ def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(
         probe_hits = [e for e in result["events"] if e["event"] == "tick_gap"]
         assert len(probe_hits) >= 10
         proc.stop()
-        assert set(e["fields"]["gap"] for e in probe_hits) <= set(proc.gaps())
+        assert {e["fields"]["gap"] for e in probe_hits} <= set(proc.gaps())
         # The uprobe sits in tick(): the innermost user frame is tick, its caller main.
         frames = probe_hits[0]["user_stack"]
         assert frames[0]["symbol"].startswith("tick"), frames
@@ -300,7 +300,7 @@ def test_window_mode_streams_trace_pipe(tracefs, unique_name, tick_binary, run_m
         assert len(hits) >= 20
         assert armed.instance.tracing_on is False
         proc.stop()
-        assert set(e["fields"]["gap"] for e in hits) <= set(proc.gaps())
+        assert {e["fields"]["gap"] for e in hits} <= set(proc.gaps())
         assert raw.read_text().count(": tick_gap: ") == len(hits)
     finally:
         proc.stop()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, ansible_env
+from tests.helpers.paths import REPO, ansible_env
 from tests.helpers.armed import is_armed
 
 TRACEFS = "/sys/kernel/tracing"

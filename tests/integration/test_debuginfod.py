@@ -15,7 +15,7 @@ import re
 import pytest
 
 from tests.helpers import debuginfod_servers as servers
-from tests.integration.test_uprobe_runtime import REPORT, assert_matches, program_records, trace_records
+from tests.helpers.uprobe_truth import REPORT, assert_matches, program_records, trace_records
 
 import subprocess
 import sys
@@ -78,13 +78,13 @@ def test_stripped_binary_resolved_from_real_debuginfod_traces_the_truth(served, 
         inst.create()
         for event in probe["events"]:
             inst.event(group, event).set_enabled(True)
-        proc = subprocess.run([stripped, "3", "lbl"], stdout=subprocess.PIPE, universal_newlines=True, check=True,
+        proc = subprocess.run([stripped, "3", "lbl"], stdout=subprocess.PIPE, text=True, check=True,
                               timeout=60)
         traced = trace_records(inst.read("trace"))
     finally:
         if inst.exists():
             inst.remove()
-        for event in set(u.event for u in tracefs.list_uprobes() if u.group == group):
+        for event in {u.event for u in tracefs.list_uprobes() if u.group == group}:
             tracefs.remove_uprobe(group, event)
     assert_matches(traced, program_records(proc.stdout, "compute"), "k", FIELDS)
 

@@ -26,7 +26,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, ansible_env
+from tests.helpers.paths import REPO, ansible_env
 from tests.helpers import slow_watchdog as sw
 from tests.helpers.armed import wait_armed
 
@@ -87,8 +87,7 @@ def _no_mount_left(mount_leak_check):
 def corosync_prefix():
     if os.geteuid() != 0:
         pytest.skip("building and running corosync needs root")
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-corosync.sh")], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=1800, check=False)
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-corosync.sh")], capture_output=True, text=True, timeout=1800, check=False)
     if proc.returncode != 0:
         why = ("corosync could not be built from Debian's source package (scripts/build-corosync.sh):\n"
                + proc.stderr[-3000:])
@@ -144,14 +143,14 @@ class Corosync:
         raise AssertionError("corosync did not answer corosync-cmapctl in 60 s; log:\n" + self.read_log())
 
     def cmap(self, *args):
-        return subprocess.run([self.cmapctl] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              universal_newlines=True, timeout=60, check=False)
+        return subprocess.run([self.cmapctl] + list(args), capture_output=True,
+                              text=True, timeout=60, check=False)
 
     def read_log(self):
         try:
             with open(self.log) as handle:
                 return handle.read()
-        except IOError:
+        except OSError:
             return ""
 
     def stall_repeatedly(self, freeze_s=2.0, pause_s=2.0):
@@ -190,7 +189,7 @@ class Corosync:
 
 def _require_watchdog_feature(prefix):
     version = subprocess.run([os.path.join(prefix, "sbin", "corosync"), "-v"], stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, universal_newlines=True, check=False).stdout
+                             stderr=subprocess.STDOUT, text=True, check=False).stdout
     assert re.search(r"features:.*\bwatchdog\b", version), (
         "corosync at %s was built without the watchdog service:\n%s" % (prefix, version))
 

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO, ansible_env
+from tests.helpers.paths import REPO, ansible_env
 from tests.helpers import slow_watchdog as sw
 from tests.helpers.armed import wait_armed
 
@@ -35,7 +35,7 @@ def run_demo(tmp_path, run_id, scenario=None, wrap=()):
     if scenario:
         extra["FLEETTRACE_DEMO_SCENARIO"] = scenario
     return subprocess.run(list(wrap) + ["bash", DEMO], cwd=REPO, env=ansible_env(extra), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, universal_newlines=True, timeout=600, check=False)
+                          stderr=subprocess.STDOUT, text=True, timeout=600, check=False)
 
 
 def test_demo_prints_the_true_finding(tmp_path, run_token):
@@ -156,7 +156,7 @@ def run_diagnose(tmp_path, run_id, binary, timeout=30, background=False, extra_a
         return subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 universal_newlines=True)
     return subprocess.run(cmd, cwd=REPO, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          universal_newlines=True, timeout=600, check=False)
+                          text=True, timeout=600, check=False)
 
 
 def host_result(tmp_path, run_id):

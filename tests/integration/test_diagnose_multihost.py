@@ -10,12 +10,12 @@ The probe is resolved once on the controller and sent to the nodes as a definiti
 import json
 import os
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 
 def first_fetcharg(hosts):
     definitions = [h["probe"]["definitions"][0] for h in hosts.values()]
-    fetchargs = set(d.rsplit(" tv_diff=", 1)[-1] for d in definitions)
+    fetchargs = {d.rsplit(" tv_diff=", 1)[-1] for d in definitions}
     assert len(fetchargs) == 1, definitions
     return fetchargs.pop()
 
@@ -43,7 +43,7 @@ def test_three_hosts_over_ssh_and_one_unreachable(ssh_inventory, demo_daemon, ru
     with open(os.path.join(run_dir, "summary.json")) as handle:
         summary = json.load(handle)
     assert summary["unreachable"] == ["node4"]
-    hosts = dict((h["host"], h) for h in summary["hosts"])
+    hosts = {h["host"]: h for h in summary["hosts"]}
     assert sorted(hosts) == ["node1", "node2", "node3"]
     for name, host in hosts.items():
         assert host["threshold_reached"] is True, (name, host["status"], host["message"])
@@ -59,8 +59,8 @@ def test_three_hosts_over_ssh_and_one_unreachable(ssh_inventory, demo_daemon, ru
                                                                                       demo_daemon.binary))
         assert definition.endswith(" tv_diff=%s" % first_fetcharg(hosts))
     # One kernel, three hosts: no two share an instance or a probe group, and all carry the run id.
-    instances = set(h["probe"]["instance"] for h in hosts.values())
-    groups = set(h["probe"]["group"] for h in hosts.values())
+    instances = {h["probe"]["instance"] for h in hosts.values()}
+    groups = {h["probe"]["group"] for h in hosts.values()}
     assert len(instances) == 3 and len(groups) == 3
     assert all(run_id in name and name.startswith("fleettrace_") for name in instances | groups)
     with open(os.path.join(run_dir, "summary.md")) as handle:

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.conftest import REPO, ansible_env
+from tests.helpers.paths import REPO, ansible_env
 from tests.helpers.armed import is_armed
 
 TRACEFS = "/sys/kernel/tracing"
@@ -88,7 +88,7 @@ def modules_of(marker, name):
                 cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
             with open(stat[:-len("cmdline")] + "comm") as handle:
                 comm = handle.read().strip()
-        except (IOError, OSError):
+        except OSError:
             continue
         if marker in cmdline and name in cmdline and comm != "fleettrace-reap":
             found.append(int(stat.split("/")[2]))
@@ -258,7 +258,7 @@ def test_overlapping_run_ids_never_touch_each_other(ticking_daemon, tmp_path, ru
         assert summary["status"] == "failed" and "already live" in summary["message"], summary
         assert is_armed(long_id) and fingerprint(long_id) == before
         # Removing a live run takes force naming it.
-        (tag,) = [m[:-len(".json")] for m in before["manifests"]]
+        (tag,) = (m[:-len(".json")] for m in before["manifests"])
         forced = run_playbook(os.path.join(REPO, "playbooks", "cleanup.yml"),
                               extra_vars={"cleanup_hosts": "localhost", "cleanup_force": [tag]})
         assert forced.rc == 0, forced.stdout[-2000:]

@@ -33,7 +33,7 @@ def ours(token):
 def run_table(run_playbook, module, cases):
     tasks = [{"name": name, module: args, "ignore_errors": True} for name, (args, _expected) in cases.items()]
     result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n")
-    return dict((name, result.task(name)) for name in cases)
+    return {name: result.task(name) for name in cases}
 
 
 def check_refused(results, cases):
@@ -104,8 +104,8 @@ def test_uprobe_definitions(run_playbook, run_token, cc, tmp_path):
 
 def test_capture_and_sched_latency_numbers(run_playbook, run_token):
     name = "fleettrace_%s_hostile" % run_token
-    cases = dict(("timeout %s" % v, ({"instance": name, "timeout": v}, "out of range"))
-                 for v in ("nan", "inf", "1e308"))
+    cases = {"timeout %s" % v: ({"instance": name, "timeout": v}, "out of range")
+             for v in ("nan", "inf", "1e308")}
     cases.update({
         "pid 0": ({"instance": name, "pid": 0}, "between 1 and"),
         "pid -1": ({"instance": name, "pid": -1}, "positive|between 1 and"),
@@ -148,7 +148,6 @@ def test_proc_info_pidfiles(run_playbook, special_files):
         "64 MiB file": ({"pidfile": special_files["big"]}, "at most 4096 are read"),
     }
     check_refused(run_table(run_playbook, "fleettrace.tracefs.proc_info", cases), cases)
-
 
 
 def test_latency_report_result_paths(run_playbook, special_files, tmp_path):

@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import REPO, VENV_BIN, ansible_env
+from tests.helpers.paths import REPO, VENV_BIN, ansible_env
 
 MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(REPO, "plugins", "modules")) if name.endswith(".py"))
 # Keywords a task may carry besides the module's options.
@@ -19,14 +19,14 @@ TASK_KEYWORDS = {"name", "register", "become", "check_mode", "delegate_to", "run
 
 def doc(module):
     out = subprocess.run([os.path.join(VENV_BIN, "ansible-doc"), "--json", "fleettrace.tracefs." + module],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=ansible_env(),
+                         capture_output=True, text=True, env=ansible_env(),
                          cwd=REPO, check=True, timeout=120).stdout
     return json.loads(out)["fleettrace.tracefs." + module]
 
 
 @pytest.fixture(scope="module")
 def docs():
-    return dict((module, doc(module)) for module in MODULES)
+    return {module: doc(module) for module in MODULES}
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -35,7 +35,7 @@ def test_examples_use_documented_options_and_pass_syntax_check(module, docs, tmp
     tasks = yaml.safe_load(data["examples"])
     assert isinstance(tasks, list) and tasks, "EXAMPLES of %s is not a list of tasks" % module
     options = data["doc"]["options"]
-    known = set(options) | set(a for o in options.values() for a in o.get("aliases", []))
+    known = set(options) | {a for o in options.values() for a in o.get("aliases", [])}
     used = [t for t in tasks if "fleettrace.tracefs." + module in t]
     assert used, "no example of %s uses it by its FQCN" % module
     for task in tasks:
@@ -47,7 +47,7 @@ def test_examples_use_documented_options_and_pass_syntax_check(module, docs, tmp
     play = tmp_path / "examples.yml"
     play.write_text(yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]))
     proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "--syntax-check", str(play)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, env=ansible_env(),
+                          capture_output=True, text=True, env=ansible_env(),
                           cwd=REPO, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 

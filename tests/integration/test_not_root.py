@@ -7,7 +7,7 @@ import tempfile
 
 import pytest
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 SNIPPET = """
 import sys
@@ -39,7 +39,7 @@ def test_unprivileged_user_gets_a_clear_error(tracefs, world_readable_core):
         pytest.skip("setpriv (util-linux) or /usr/bin/python3 missing")
     proc = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                            "/usr/bin/python3", "-c", SNIPPET, world_readable_core],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+                          capture_output=True, text=True, check=False)
     assert "ERROR:" in proc.stdout, proc.stdout + proc.stderr
     assert "run as root" in proc.stdout
     # tracefs is mounted, only not for this user: say so (issue 10), not "not mounted".

@@ -30,7 +30,7 @@ def test_lines_and_variables(run_playbook, tracefs, cc, tmp_path):
     assert report and report[0]["probeable"] and "MARK:report" in report[0]["source"]
     assert report[0]["line"] == programs.marker_line("report")
     assert lines["decl_line"] == programs.decl_line("compute")
-    by_name = dict((v["name"], v) for v in variables["variables"])
+    by_name = {v["name"]: v for v in variables["variables"]}
     assert by_name["k"]["fetcharg"] == "k=%si:s32" and by_name["k"]["type"] == "int"
     assert by_name["k"]["kind"] == "parameter" and by_name["k"]["location"] == "register %si"
     assert by_name["o"]["available"] is False and "o->field" in by_name["o"]["reason"]
@@ -39,13 +39,13 @@ def test_lines_and_variables(run_playbook, tracefs, cc, tmp_path):
     perf = shutil.which("perf")
     if perf:
         listing = subprocess.run([perf, "probe", "-x", binary, "-L", "compute"], stdout=subprocess.PIPE,
-                                 universal_newlines=True, check=True).stdout
+                                 text=True, check=True).stdout
         perf_lines = [int(m) for m in re.findall(r"^\s+(\d+)\s", listing, re.M)]
         assert perf_lines == [l["relative_line"] for l in lines["lines"]]
         shown = subprocess.run([perf, "probe", "-x", binary, "-V", "compute:%d" % REPORT], stdout=subprocess.PIPE,
-                               universal_newlines=True, check=True).stdout
+                               text=True, check=True).stdout
         perf_vars = set(re.findall(r"\t\t.*\s(\w+)$", shown, re.M))
         # perf -V lists only what it believes it can fetch: `o` it gets wrong (see test_uprobe_runtime),
         # `i` (the constant 4 after the loop, DW_OP_lit4; DW_OP_stack_value) it cannot express.
-        assert perf_vars - {"o"} == set(n for n, v in by_name.items() if v["available"]) - {"i"}
+        assert perf_vars - {"o"} == {n for n, v in by_name.items() if v["available"]} - {"i"}
         assert by_name["i"]["fetcharg"] == "i=\\4:s32" and by_name["i"]["location"] == "constant 4"

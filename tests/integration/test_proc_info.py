@@ -35,7 +35,7 @@ def start_tick(binary, heartbeat, tmp_path, setup=None):
 
 def ps_view(pid):
     text = subprocess.run(["ps", "-o", ",".join(PS_COLUMNS), "--no-headers", "-p", str(pid)],
-                          stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.split()
+                          stdout=subprocess.PIPE, text=True, check=True).stdout.split()
     view = {}
     for column, value in zip(PS_COLUMNS, text):
         view[PS_TO_KEY[column]] = None if value == "-" else (value if column == "cls" else int(value))
@@ -60,7 +60,7 @@ def test_priorities_match_ps(tick_binary, run_module, tmp_path, policy, nice, rt
         assert info["priorities"]["rtprio"] == rtprio
         # Runtime truth: every priority view equals what procps prints for the same process.
         expected = ps_view(proc.pid)
-        got = dict((key, info["priorities"][key]) for key in expected)
+        got = {key: info["priorities"][key] for key in expected}
         assert got == expected
         assert {"fd": 10, "target": str(tmp_path / "heartbeat")} in info["fds"]
         assert info["comm"] == "tick_loop" and info["cmdline"].startswith(tick_binary)

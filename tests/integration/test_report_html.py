@@ -8,10 +8,7 @@ import subprocess
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import svg as report_svg
-
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", "--window-size=1000,1400"]
+from tests.helpers.chromium import CHROMIUM_FLAGS
 
 
 def hex_rgb(color):
@@ -47,7 +44,7 @@ def test_report_html_renders_histogram_in_headless_chromium(run_playbook, unique
     shot = tmp_path / "shot.png"
     proc = subprocess.run([chromium] + CHROMIUM_FLAGS + ["--user-data-dir=%s" % (tmp_path / "chromium-profile"),
                                                          "--screenshot=%s" % shot, "file://%s" % (out / "report.html")],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert shot.exists(), proc.stderr[-2000:]
     picture = image.open(str(shot)).convert("RGB")
     width, height = picture.size

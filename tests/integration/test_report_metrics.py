@@ -34,7 +34,7 @@ def test_audit_window_metrics_parse_and_match_the_report(run_playbook, unique_na
     on_node = (textfile_dir / "fleettrace.prom").read_text()
     assert on_node == (tmp_path / "prom" / "fleettrace_localhost.prom").read_text()
     assert os.listdir(str(textfile_dir)) == ["fleettrace.prom"]      # nothing half-written left beside it
-    families = dict((f.name, f) for f in parser.text_string_to_metric_families(on_node))
+    families = {f.name: f for f in parser.text_string_to_metric_families(on_node)}
 
     host = json.loads((report_dir / "report.json").read_text())["hosts"]["localhost"]["sched_latency"]
     overall = host["latency"]["all"]
@@ -44,13 +44,13 @@ def test_audit_window_metrics_parse_and_match_the_report(run_playbook, unique_na
     assert count == inf == [overall["count"]] and overall["count"] > 0
     buckets = [(float(s.labels["le"]), s.value) for s in hist if s.name.endswith("_bucket") and s.labels["le"] != "+Inf"]
     assert buckets == sorted(buckets) and [v for _le, v in buckets] == sorted(v for _le, v in buckets)
-    below = dict((b["high_us"] * 1e-6, b["count"]) for b in overall["histogram_log2_us"])
+    below = {b["high_us"] * 1e-6: b["count"] for b in overall["histogram_log2_us"]}
     running = 0
     for le, value in buckets:
         running += [c for high, c in below.items() if abs(high - le) < 1e-12][0]
         assert value == running
-    quantiles = dict((s.labels["quantile"], s.value)
-                     for s in families["fleettrace_runqueue_latency_quantile_seconds"].samples if s.labels["series"] == "all")
+    quantiles = {s.labels["quantile"]: s.value
+                 for s in families["fleettrace_runqueue_latency_quantile_seconds"].samples if s.labels["series"] == "all"}
     assert quantiles["0.99"] == pytest.approx(overall["p99_us"] * 1e-6) and quantiles["1"] == pytest.approx(overall["max_us"] * 1e-6)
     lost = families["fleettrace_lost_events"].samples
     assert [(s.labels["host"], s.value) for s in lost] == [("localhost", host["events"]["lost"])]

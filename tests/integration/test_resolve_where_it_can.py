@@ -19,9 +19,9 @@ import uuid
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import timeline
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 from tests.helpers import debuginfod_servers as servers
-from tests.integration.conftest import SSH_LOOPBACK
+from tests.helpers.paths import SSH_LOOPBACK
 
 
 def node_without_pyelftools(tmp_path):
@@ -97,7 +97,7 @@ def test_stripped_binary_on_stdlib_only_nodes_probed_with_debuginfod(loopback_ss
     # node1 and node3 share one build: the controller resolved it once.
     assert controller_resolutions(result) == [build_id]
     with open(os.path.join(results, "corosync-%s" % run_id, "summary.json")) as handle:
-        hosts = dict((h["host"], h) for h in json.load(handle)["hosts"])
+        hosts = {h["host"]: h for h in json.load(handle)["hosts"]}
     assert sorted(hosts) == ["node1", "node2", "node3"]
     for name, host in hosts.items():
         assert host["threshold_reached"] is True, (name, host["status"], host["message"])
@@ -150,7 +150,7 @@ def test_node_binary_fetched_when_the_controller_has_no_copy(loopback_sshd, demo
     assert pixels[timeline.OFFCPU_COLOR["D"]] > 1000, pixels
     with open(os.path.join(report_dir, "trace.json")) as handle:
         events = json.load(handle)["traceEvents"]
-    (off,) = [e for e in events if e["name"] == "off CPU (D)"]
+    (off,) = (e for e in events if e["name"] == "off CPU (D)")
     assert abs(off["dur"] - stall["blocked_ns"] / 1e3) < 1 and off["args"]["blocked_in"] == stall["blocked_in"]
     assert any(e["name"] == "late tick" and e["args"]["value"] == stall["value"] for e in events)
 
@@ -161,15 +161,15 @@ def screenshot_colors(page, tmp_path, colors):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if not chromium:
         pytest.skip("chromium is not installed; run scripts/setup.sh")
-    from tests.integration.test_report_html import CHROMIUM_FLAGS
+    from tests.helpers.chromium import CHROMIUM_FLAGS
     shot = tmp_path / "timeline.png"
     flags = [f for f in CHROMIUM_FLAGS if not f.startswith("--window-size")] + ["--window-size=1000,2400"]
     proc = subprocess.run([chromium] + flags + ["--user-data-dir=%s" % (tmp_path / "chromium-profile"),
                                                 "--screenshot=%s" % shot, "file://%s" % page],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=120, check=False)
+                          capture_output=True, text=True, timeout=120, check=False)
     assert shot.exists(), proc.stderr[-2000:]
-    wanted = dict((tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)), c) for c in colors)
-    counts = dict((c, 0) for c in colors)
+    wanted = {tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)): c for c in colors}
+    counts = {c: 0 for c in colors}
     for count, rgb in image.open(str(shot)).convert("RGB").getcolors(maxcolors=1 << 24):
         if rgb in wanted:
             counts[wanted[rgb]] += count

@@ -91,7 +91,7 @@ def test_runqueue_waits_are_consistent_with_what_the_program_measured(
     assert not task.get("failed"), task.get("msg")
     data = task["sched_latency"]
     samples = _samples(out)
-    (watched,) = [t for t in data["tasks"] if t["pid"] == tid]
+    (watched,) = (t for t in data["tasks"] if t["pid"] == tid)
     waits = watched["worst_waits"]
     assert watched["runqueue"]["count"] > 0 and waits, "the program never waited for a CPU under load"
     window = (data["first_ns"], data["last_ns"])

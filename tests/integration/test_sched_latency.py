@@ -162,12 +162,12 @@ def test_busy_host_latency_and_a_watched_task_stalled_in_d(
     assert sum(b["count"] for b in overall["histogram_log2_us"]) == overall["count"]
     assert overall["count"] == data["latency"]["wakeup"]["count"] + data["latency"]["preempt"]["count"]
     assert sum(s["count"] for s in data["per_cpu"].values()) == overall["count"]
-    assert set(data["per_cpu"]) == set(str(c) for c in range(os.cpu_count()))
+    assert set(data["per_cpu"]) == {str(c) for c in range(os.cpu_count())}
     worst = data["worst_waits"][0]
     assert worst["latency_us"] == overall["max_us"] and worst["ran_meanwhile"]
 
     # The watched writer: what it really did.
-    (watched,) = [t for t in data["tasks"] if t["pid"] == writer.pid]
+    (watched,) = (t for t in data["tasks"] if t["pid"] == writer.pid)
     assert watched["comm"] == comm
     assert watched["policy"] == "SCHED_OTHER" and watched["nice"] == 5 and watched["rtprio"] == 0
     assert 200.0 <= watched["offcpu"]["S"]["max_ms"] <= 500.0  # slept 200 ms, then waited for a CPU
@@ -310,7 +310,7 @@ def test_runqueue_wait_behind_an_rt_hog_matches_the_hog(tracefs, unique_name, ru
     assert not task.get("failed"), task.get("msg")
     data = task["sched_latency"]
     assert data["events"]["complete"] is True
-    tasks = dict((t["comm"], t) for t in data["tasks"])
+    tasks = {t["comm"]: t for t in data["tasks"]}
     assert tasks[hog_comm]["policy"] == "SCHED_FIFO" and tasks[hog_comm]["rtprio"] == 10
     assert tasks[sleeper_comm]["policy"] == "SCHED_OTHER"
     # The sleeper's 5 ms timer fired during the 150 ms spin: it waited from then until the spin ended.

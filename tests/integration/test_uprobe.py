@@ -84,7 +84,7 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
         partial = result.task("allow unavailable")
         assert not partial.get("failed"), partial
         assert " doubled=" in partial["definitions"][0] and " result=" not in partial["definitions"][0]
-        notes = dict((v["name"], v) for v in partial["variables"])
+        notes = {v["name"]: v for v in partial["variables"]}
         assert notes["result"]["available"] is False and "optimized out" in notes["result"]["reason"]
         # The resolve-on-the-controller path: the same lines given as definitions change nothing.
         from_definition = result.task("from definition")
@@ -99,7 +99,7 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
         inst.create()
         event = inst.event(group, present["events"][0])
         event.set_enabled(True)
-        out = subprocess.run([binary, "2"], stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+        out = subprocess.run([binary, "2"], stdout=subprocess.PIPE, text=True, check=True).stdout
         trace = inst.read("trace")
         truth = re.findall(r"compute k=(\d+) total=(\d+) .* z2=(\d+) .* gcount=(\d+)", out)
         traced = re.findall(r"total=(\d+) k=(\d+) z=(\d+) gcount=(\d+)", trace)
@@ -147,14 +147,14 @@ def test_refusals_change_nothing(run_playbook, tracefs, unique_name, cc, build_d
         play = json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n"
     try:
         result = run_playbook(play)
-        messages = dict((name, result.task(name)) for name in cases)
+        messages = {name: result.task(name) for name in cases}
     finally:
         for line in our_lines(tracefs, group):
             tracefs.remove_uprobe(group, line.split()[0].split("/")[1])
     for name, task in messages.items():
         assert task.get("failed"), (name, task)
         assert task["changed"] is False, (name, task)
-    msg = dict((name, task["msg"]) for name, task in messages.items())
+    msg = {name: task["msg"] for name, task in messages.items()}
     assert "does not exist" in msg["missing binary"]
     assert "no_such_function not found" in msg["unknown function"]
     assert "Please try to probe at scale:0 instead" in msg["shared line"]

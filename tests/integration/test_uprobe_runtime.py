@@ -9,53 +9,17 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import UprobeDefinition
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
-
-REPORT = programs.marker_line("report") - programs.decl_line("compute")
-SCALE_PRINT = programs.marker_line("scale_print") - programs.decl_line("scale")
-LIBDEMO = os.path.join(programs.HERE, "libdemo.c")
-LIB_REPORT = programs.marker_line("lib_report", LIBDEMO) - programs.decl_line("lib_step", LIBDEMO)
-PAIR = re.compile(r'(\w+)=("[^"]*"|\S+)')
+from tests.helpers.uprobe_truth import LIB_REPORT, REPORT, assert_matches, program_records, programs, trace_records
 
 
 @pytest.fixture(scope="module")
 def build_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("resolver_runtime"))
-
-
-def _value(text):
-    if text.startswith('"'):
-        return text.strip('"')
-    try:
-        return int(text, 0)
-    except ValueError:
-        return text
-
-
-def program_records(stdout, kind):
-    return [dict((k, _value(v)) for k, v in PAIR.findall(line)) for line in stdout.splitlines()
-            if line.startswith(kind + " ")]
-
-
-def trace_records(text):
-    records = []
-    for line in text.splitlines():
-        if line.startswith("#") or ": (0x" not in line:
-            continue
-        event = re.search(r"\s(\w+): \(0x", line).group(1)
-        fields = line.split(") ", 1)[1] if ") " in line else ""
-        record = dict((k, _value(v)) for k, v in PAIR.findall(fields))
-        record["_event"] = event
-        records.append(record)
-    return records
 
 
 def trace_run(tracefs, unique_name, binary, spec, argv, definitions=None, **resolve_args):
@@ -74,7 +38,7 @@ def trace_run(tracefs, unique_name, binary, spec, argv, definitions=None, **reso
                 added.append(event)
         for event in added:
             inst.event(group, event).set_enabled(True)
-        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+        proc = subprocess.run(argv, capture_output=True, text=True,
                               check=True, timeout=60)
         text = inst.read("trace")
     finally:
@@ -82,16 +46,6 @@ def trace_run(tracefs, unique_name, binary, spec, argv, definitions=None, **reso
             tracefs.remove_uprobe(group, event)
         inst.remove()
     return resolution, proc.stdout, trace_records(text)
-
-
-def assert_matches(traced, printed, key, mapping):
-    """Every traced record equals the printed record with the same ``key``."""
-    assert traced, "the probe never fired"
-    by_key = dict((p[mapping[key]], p) for p in printed)
-    for record in traced:
-        truth = by_key[record[key]]
-        for field, printed_name in mapping.items():
-            assert record[field] == truth[printed_name], (field, record, truth)
 
 
 COMPUTE_FIELDS = {"k": "k", "total": "total", "z": "z2", "y": "y", "tag": "tag", "name": "name",
@@ -112,23 +66,23 @@ def test_O2_registers_and_a_pointer_perf_gets_wrong(tracefs, unique_name, cc, bu
     binary = programs.build(cc, build_dir, "demo_O2")
     spec = "compute:%d total k label:string o->in->z[2] o->name:string gcount" % REPORT
     resolution, stdout, traced = trace_run(tracefs, unique_name, binary, spec, [binary, "2", "lbl2"])
-    notes = dict((n["name"], n) for n in resolution["variables"])
+    notes = {n["name"]: n for n in resolution["variables"]}
     assert notes["total"]["location"].startswith("register ")
     assert notes["k"]["location"] == "register %si"
-    fields = dict((k, v) for k, v in COMPUTE_FIELDS.items() if k not in ("y", "tag"))
+    fields = {k: v for k, v in COMPUTE_FIELDS.items() if k not in ("y", "tag")}
     assert_matches(traced, program_records(stdout, "compute"), "k", fields)
     perf = shutil.which("perf")
     if perf is None:
         return
     # perf's line for the same member: it drops the '- 56' of `o` and reads other memory.
     out = subprocess.run([perf, "probe", "-x", binary, "--definition", "compute:%d k o->in->z[2]" % REPORT],
-                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout.strip().splitlines()
+                         stdout=subprocess.PIPE, text=True, check=True).stdout.strip().splitlines()
 
     def perf_lines(group):
         return [re.sub(r"^p:[^/]+/", "p:%s/" % group, line) for line in out]
     _r, stdout, traced = trace_run(tracefs, unique_name, binary, "compute:%d k" % REPORT, [binary, "2"],
                                    definitions=perf_lines)
-    truth = dict((p["k"], p) for p in program_records(stdout, "compute"))
+    truth = {p["k"]: p for p in program_records(stdout, "compute")}
     assert traced and all(r.get("z") != truth[r["k"]]["z2"] for r in traced), traced
 
 
@@ -160,7 +114,7 @@ def test_shared_library_O2(tracefs, unique_name, cc, build_dir):
     spec = "lib_step:%d amount before c->hits c->label:string" % (LIB_REPORT - 1)
     _resolution, stdout, traced = trace_run(tracefs, unique_name, lib, spec, [exe, "2"])
     printed = program_records(stdout, "lib_step")
-    by_amount = dict((p["amount"], p) for p in printed)
+    by_amount = {p["amount"]: p for p in printed}
     for record in traced:
         truth = by_amount[record["amount"]]
         # One line before the report: hits is already incremented, before is set.

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO, ansible_env
+from tests.helpers.paths import REPO, ansible_env
 from tests.helpers import slow_watchdog as sw
 from tests.helpers.armed import wait_armed
 
@@ -108,7 +108,7 @@ def test_slow_keepalive_is_named_and_measured(tmp_path, run_token, watchdog_bina
 
     # The probed value over the capture, and the guesses settled with numbers.
     assert host["probe_values"]["max_ms"] == round(stall["value"] / 1e6, 3)
-    guesses = dict((g["guess"], g) for g in host["guesses"])
+    guesses = {g["guess"]: g for g in host["guesses"]}
     assert guesses["token timeout too low"]["ruled_out"] is True
     assert "1000 ms" in guesses["token timeout too low"]["seen"]
     assert guesses["overloaded host"]["ruled_out"] is True

@@ -156,7 +156,7 @@ def test_code_stamp_same_on_disk_and_in_ansiballz_zip(tmp_path):
         code = ("import sys; sys.path.insert(0, %r); from ansible_collections.fleettrace.tracefs.plugins."
                 "module_utils.dwarf import cache; assert '.zip' in cache.__file__; print(cache._code_stamp())" % path)
         return subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, check=True,
-                              universal_newlines=True).stdout.strip()
+                              text=True).stdout.strip()
 
     make_zip(str(tmp_path / "same.zip"))
     make_zip(str(tmp_path / "changed.zip"), change="scopes.py")

@@ -35,8 +35,7 @@ def build_dir(tmp_path_factory):
 
 
 def perf_definition(binary, spec):
-    proc = subprocess.run([PERF, "probe", "-x", binary, "--definition", spec], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=60, check=False)
+    proc = subprocess.run([PERF, "probe", "-x", binary, "--definition", spec], capture_output=True, text=True, timeout=60, check=False)
     lines = [l for l in proc.stdout.splitlines() if re.match(r"^[pr]:", l)]
     return lines, proc.stdout + proc.stderr
 

@@ -24,7 +24,7 @@ def elf_files():
             if "/libc.so" in path or "/libc-" in path:
                 found.append(os.path.realpath(path))
                 break
-    return sorted(set(p for p in found if open(p, "rb").read(4) == b"\x7fELF"))
+    return sorted({p for p in found if open(p, "rb").read(4) == b"\x7fELF"})
 
 
 def pyelftools_functions(path):
@@ -53,7 +53,7 @@ def test_function_symbols_are_pyelftools_ones(path):
 @pytest.mark.parametrize("path", elf_files())
 def test_build_id_and_machine_are_what_readelf_prints(path):
     headers = elf_reader.ElfHeaders(path)
-    out = subprocess.run(["readelf", "-nh", path], stdout=subprocess.PIPE, universal_newlines=True,
+    out = subprocess.run(["readelf", "-nh", path], stdout=subprocess.PIPE, text=True,
                          check=True).stdout
     build_ids = [line.split(":", 1)[1].strip() for line in out.splitlines() if "Build ID:" in line]
     assert headers.build_id == (build_ids[0] if build_ids else None)

@@ -22,7 +22,7 @@ HEADER_NAMES = {
 
 def test_ioctl_names_and_fields_agree_with_the_kernel_headers(tmp_path):
     cc = subprocess.run(["sh", "-c", "command -v gcc || command -v cc"], stdout=subprocess.PIPE,
-                        universal_newlines=True, check=False).stdout.strip()
+                        text=True, check=False).stdout.strip()
     if not cc or not os.path.exists("/usr/include/linux/watchdog.h"):
         pytest.skip("needs a C compiler and the kernel headers")
     source = tmp_path / "cmds.c"
@@ -33,8 +33,8 @@ def test_ioctl_names_and_fields_agree_with_the_kernel_headers(tmp_path):
     lines.append("return 0; }")
     source.write_text("\n".join(lines) + "\n")
     subprocess.run([cc, "-o", str(tmp_path / "cmds"), str(source)], check=True)
-    out = subprocess.run([str(tmp_path / "cmds")], stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    truth = dict((name, int(value)) for name, value in (line.split() for line in out.splitlines()))
+    out = subprocess.run([str(tmp_path / "cmds")], stdout=subprocess.PIPE, text=True, check=True).stdout
+    truth = {name: int(value) for name, value in (line.split() for line in out.splitlines())}
     wrong = [(n, hex(v), ioctl.decode(v)["text"]) for n, v in sorted(truth.items()) if ioctl.decode(v)["name"] != n]
     assert not wrong, wrong
 
@@ -196,7 +196,7 @@ def test_guesses_are_settled_from_the_counters():
     assert [g["ruled_out"] for g in quiet] == [True, True, True, True, True]
     assert "CPU idle 100.0 %" in quiet[0]["seen"] and "VmLck 0 kB, 0 major fault" in quiet[2]["seen"]
     busy_vm = evidence.settle(snapshot(0, 1000, 0, 5, 0), snapshot(2, 1010, 300, 9, 0, ksm_sharing=50), finding)
-    verdicts = dict((g["guess"], g["ruled_out"]) for g in busy_vm)
+    verdicts = {g["guess"]: g["ruled_out"] for g in busy_vm}
     assert verdicts == {"overloaded host": True, "overloaded VM host": False, "memory not locked": False,
                         "token timeout too low": None, "KSM": False}
 

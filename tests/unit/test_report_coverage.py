@@ -57,7 +57,7 @@ def test_summary_fleet_table_and_every_format_show_it():
     assert wanted in rendered["report.md"]
     assert wanted in rendered["report.html"]
     assert '"unmeasured_by_reason"' in rendered["report.json"]
-    props = dict((p.get("name"), p.get("value")) for p in ET.fromstring(rendered["junit.xml"]).iter("property"))
+    props = {p.get("name"): p.get("value") for p in ET.fromstring(rendered["junit.xml"]).iter("property")}
     assert wanted in props["node1.coverage"] and props["node1.p99_us"] == "100.0"
 
 

@@ -24,7 +24,7 @@ def test_markdown_has_only_its_own_headings_and_rows():
     text = report_markdown.render_markdown(hostile_report())
     headings = [line for line in text.splitlines() if line.startswith("#")]
     assert [h.split(" ")[0] for h in headings] == ["#", "##", "##", "##"], headings
-    assert "## x" not in [h for h in headings] and "# owned" not in headings
+    assert "## x" not in [*headings] and "# owned" not in headings
     assert "z\\|x\\`" in text and "](http" not in text and "<script>" not in text and "\x1b" not in text
     table_rows = [line for line in text.splitlines() if line.startswith("| ")]
     assert all(line.count(" | ") == 4 for line in table_rows), table_rows

@@ -5,13 +5,13 @@ import os
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import prometheus
-from tests.unit.test_report import make_report
+from tests.helpers.report_docs import make_report
 
 parser = pytest.importorskip("prometheus_client.parser")
 
 
 def families(text):
-    return dict((f.name, f) for f in parser.text_string_to_metric_families(text))
+    return {f.name: f for f in parser.text_string_to_metric_families(text)}
 
 
 def samples(family, **labels):
@@ -28,20 +28,20 @@ def test_one_file_per_host_parses_with_histograms_gauges_and_counters():
     buckets = samples(hist, series="all")
     assert all(s.labels["host"] == "node3" for s in hist.samples)
     # Cumulative buckets from the log2 histogram: 3 below 1 us, 100 below 2 us and in +Inf; _count 100.
-    by_le = dict((s.labels["le"], s.value) for s in buckets if s.name.endswith("_bucket"))
+    by_le = {s.labels["le"]: s.value for s in buckets if s.name.endswith("_bucket")}
     assert by_le == {"1e-06": 3, "2e-06": 100, "+Inf": 100}
     count = [s.value for s in buckets if s.name.endswith("_count")]
     total = [s.value for s in buckets if s.name.endswith("_sum")]
     assert count == [100] and total == [pytest.approx(100 * 60e-6)]     # mean 60 us x 100 waits
-    quantiles = dict((s.labels["quantile"], s.value) for s in samples(parsed["fleettrace_runqueue_latency_quantile_seconds"], series="all"))
+    quantiles = {s.labels["quantile"]: s.value for s in samples(parsed["fleettrace_runqueue_latency_quantile_seconds"], series="all")}
     assert quantiles == {"0.5": pytest.approx(30e-6), "0.9": pytest.approx(150e-6), "0.99": pytest.approx(300e-6),
                          "0.999": pytest.approx(450e-6), "1": pytest.approx(600e-6)}
     stalls = parsed["fleettrace_stalls"]
     assert stalls.type == "counter"
-    assert dict((s.labels["source"], s.value) for s in stalls.samples) == {"audit": 1, "diagnose": 1}
-    longest = dict((s.labels["source"], s.value) for s in parsed["fleettrace_stall_longest_seconds"].samples)
+    assert {s.labels["source"]: s.value for s in stalls.samples} == {"audit": 1, "diagnose": 1}
+    longest = {s.labels["source"]: s.value for s in parsed["fleettrace_stall_longest_seconds"].samples}
     assert longest == {"audit": pytest.approx(0.020), "diagnose": pytest.approx(1.2005)}
-    checks = dict((s.labels["check"], s.value) for s in parsed["fleettrace_check_passed"].samples)
+    checks = {s.labels["check"]: s.value for s in parsed["fleettrace_check_passed"].samples}
     assert checks == {"p99_wakeup_latency_us": 1, "max_d_state_stall_ms": 0, "no_lost_events": 1}
 
 

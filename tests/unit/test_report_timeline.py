@@ -32,7 +32,7 @@ def test_timeline_draws_hits_offcpu_interval_syscall_and_late_tick():
     picture = timeline.svg(FINDING, EVENTS, "ns")
     root = ET.fromstring(picture)              # well-formed SVG
     ns = "{http://www.w3.org/2000/svg}" if root.tag.startswith("{") else ""
-    rects = dict((r.get("class"), r) for r in root.iter(ns + "rect"))
+    rects = {r.get("class"): r for r in root.iter(ns + "rect")}
     lines = [l for l in root.iter(ns + "line") if l.get("class")]
     assert [l.get("class") for l in lines] == ["probe-hit", "late-tick"]      # the tick before: late - tv_diff
     late_x = float(lines[1].get("x1"))

@@ -5,7 +5,7 @@ import os
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers.paths import REPO
 
 ROLES = sorted(os.listdir(os.path.join(REPO, "roles")))
 

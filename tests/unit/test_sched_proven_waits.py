@@ -24,7 +24,7 @@ def wakeup(an, ts, cpu, task, waker, target):
 
 
 def reasons(an):
-    return dict((k, v) for k, v in an.result()["unmeasured_by_reason"].items() if v)
+    return {k: v for k, v in an.result()["unmeasured_by_reason"].items() if v}
 
 
 def busy_cpu0(an, ts=0):

@@ -1,7 +1,6 @@
 """Unit tests of the tracefs core that need no kernel: validation, trigger
 normalisation, change plans, feature detection and snapshot diffs on a fake tree."""
 
-import os
 
 import pytest
 
@@ -135,7 +134,7 @@ def test_fake_tree_buffer_size_and_uprobes(tmp_path):
 
 def snapshot_with(instances=(), probes=(), tracing_on="1"):
     top = {"tracing_on": tracing_on, "events": {}}
-    return {"top": top, "instances": dict((n, {"events": {}}) for n in instances), "uprobe_events": list(probes)}
+    return {"top": top, "instances": {n: {"events": {}} for n in instances}, "uprobe_events": list(probes)}
 
 
 def test_diff_snapshots_reports_leaks_and_filters_by_owner():

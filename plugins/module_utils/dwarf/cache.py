@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Resolution results cached by build-id, so a repeat needs no DWARF parsing.
@@ -13,9 +12,6 @@ matches, so a checksum collision cannot return a wrong result.
 function index (dwarf/index.py) stored next to it.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import marshal
 import os
@@ -62,7 +58,7 @@ def _sources(directory):
                     found[name] = handle.read()
             else:
                 found[name] = read(path)
-        except (IOError, OSError):
+        except OSError:
             found[name] = b""
     return found
 
@@ -101,7 +97,7 @@ def load(binary, build_id, spec, options):
     try:
         with open(_path(build_id, key), "rb") as handle:
             stored_key, result = marshal.load(handle)
-    except (IOError, OSError, ValueError, EOFError, TypeError):
+    except (OSError, ValueError, EOFError, TypeError):
         return None
     return result if stored_key == key else None
 
@@ -118,7 +114,7 @@ def store(binary, build_id, spec, options, result):
         with open(temp, "wb") as out:
             marshal.dump((key, result), out)
         os.rename(temp, path)   # atomic: concurrent runs never see half a file
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         try:
             os.unlink(temp)
         except OSError:

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Canonical frame address (CFA) rule at one address, from .eh_frame or .debug_frame.
@@ -10,9 +9,6 @@ libraries, so the FDE is found through the binary-search table in
 .eh_frame_hdr and only that FDE is decoded.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import bisect
 import io

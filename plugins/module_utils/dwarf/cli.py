@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Command line like ``perf probe -x BIN --definition SPEC`` (used by benchmarks).
@@ -12,9 +11,6 @@ A cache hit needs only built-in modules, so it can run with ``python -S``
 pyelftools.  No argparse: its import alone costs more than a cache hit.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import sys
 

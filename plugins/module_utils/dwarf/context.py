@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the resolver knows about one binary, shared by its pieces.
@@ -11,9 +10,6 @@ variables, points) are functions taking the context; ``resolver.Resolver``
 is the facade over them.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import bisect
 import struct
@@ -173,7 +169,7 @@ class DwarfContext:
         """Sorted offsets of the units with a top-level subprogram DIE named ``name``, from the
         function index; None without one (callers search the bytes, dwarf/index.py)."""
         entries = self._from_index(lambda index: index.subprograms(name))
-        return None if entries is None else sorted(set(cu_offset for cu_offset, _o, _i in entries))
+        return None if entries is None else sorted({cu_offset for cu_offset, _o, _i in entries})
 
     def indexed_inlined_copies(self, cu, abstract_offset):
         """Offsets of the DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is

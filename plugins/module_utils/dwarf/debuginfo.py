@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The search for the debug info of a binary.
@@ -10,9 +9,6 @@ distributions and gdb do: the binary itself, ``/usr/lib/debug/<path>.debug``,
 path wins over all of them.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Debug info by build-id from debuginfod servers, with the standard library only.
@@ -16,9 +15,6 @@ first (the binary, /usr/lib/debug by build-id and debuglink, an explicit file),
 then the servers.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import re
@@ -117,7 +113,7 @@ def _origin(path):
     try:
         with open(os.path.join(os.path.dirname(path), ORIGIN_FILE)) as handle:
             return handle.read().strip() or "cache"
-    except (IOError, OSError):
+    except OSError:
         return "cache"
 
 
@@ -194,7 +190,7 @@ def fetch(build_id, urls, timeout=None, cache=None):
                 errors.append("%s: cannot connect (%s)" % (url, getattr(reason, "strerror", None) or reason))
         except DebuginfodError as exc:
             errors.append("%s: %s" % (url, exc))
-        except (IOError, OSError) as exc:
+        except OSError as exc:
             errors.append("%s: cannot write %s: %s" % (url, directory, getattr(exc, "strerror", None) or exc))
         finally:
             if os.path.exists(temp):
@@ -209,7 +205,7 @@ def _note_origin(directory, server):
         with open(temp, "w") as handle:
             handle.write(server + "\n")
         os.rename(temp, os.path.join(directory, ORIGIN_FILE))
-    except (IOError, OSError):
+    except OSError:
         pass    # only the results' wording depends on it
 
 

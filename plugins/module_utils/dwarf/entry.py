@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Parameters at a function's first instruction, where gcc's DWARF can be wrong.
@@ -16,9 +15,6 @@ parameters are: the first six integer-class ones in %di, %si, %dx, %cx, %r8, %r9
 certain (a floating-point or struct parameter before it).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Function index of one binary's DWARF, built in one pass and cached on disk by build-id.
@@ -30,9 +29,6 @@ and index.py's stamp, and is used only when all match, so a rebuilt binary (new 
 never reads an old index.  Binaries without a build-id are indexed in memory only.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import contextlib
 import marshal
@@ -237,9 +233,9 @@ def build(debug_info, debug_abbrev, debug_str, debug_line_str):
             key = (abbrev_offset, address_size, ref_addr_size)
             plans = abbrev_cache.get(key)
             if plans is None:
-                plans = abbrev_cache[key] = dict(
-                    (code, _plan(tag, children, specs, address_size, 4, ref_addr_size))
-                    for code, (tag, children, specs) in parse_abbrevs(debug_abbrev, abbrev_offset).items())
+                plans = abbrev_cache[key] = {
+                    code: _plan(tag, children, specs, address_size, 4, ref_addr_size)
+                    for code, (tag, children, specs) in parse_abbrevs(debug_abbrev, abbrev_offset).items()}
             _walk_unit(debug_info, debug_str, debug_line_str, unit, pos, end, plans, names, copies)
             pos = end
     except (IndexError, KeyError, ValueError, struct.error) as exc:
@@ -416,14 +412,14 @@ def load(build_id, sizes):
     path = index_path(build_id)
     try:
         handle = open(path, "rb")
-    except (IOError, OSError):
+    except OSError:
         return None
     try:
         magic, length = _HEADER.unpack(handle.read(_HEADER.size))
         if magic != _MAGIC:
             raise ValueError("not a function index")
         stored_id, stamp, spans = marshal.loads(handle.read(length))
-    except (IOError, OSError, ValueError, EOFError, TypeError, MemoryError, struct.error):
+    except (OSError, ValueError, EOFError, TypeError, MemoryError, struct.error):
         stored_id = stamp = length = None
     if stored_id != build_id or stamp != _stamp(sizes):
         handle.close()
@@ -436,7 +432,7 @@ def load(build_id, sizes):
         try:
             handle.seek(base + start)
             shard = marshal.loads(handle.read(size))
-        except (IOError, OSError, ValueError, EOFError, TypeError, MemoryError):
+        except (OSError, ValueError, EOFError, TypeError, MemoryError):
             shard = None
         if not isinstance(shard, dict):
             raise IndexBuildError("the stored function index %s is damaged; remove it" % path)
@@ -466,7 +462,7 @@ def store(build_id, sizes, index):
             for blob in blobs:
                 out.write(blob)
         os.rename(temp, path)   # atomic: concurrent runs never see half a file
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         try:
             os.unlink(temp)
         except OSError:

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Every DIE that stands for a function, and every copy of its code (perf's rules).
@@ -20,9 +19,6 @@ when ``f`` is a symbol, else from a byte search of the DWARF (dwarf/index.py),
 never from a walk of every unit.  Every function takes a ``context.DwarfContext``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import struct
 
@@ -101,8 +97,8 @@ def function_dies(ctx, cu, name):
     if infos is None:
         return [(cu, die) for die in scopes.iter_subprograms(cu)
                 if dwarf_types.name_of(die) == name and "DW_AT_declaration" not in die.attributes]
-    named = set(info["offset"] for info in infos if info["tag"] == SUBPROGRAM
-                and (info.get("DW_AT_name") or (None,))[0] == name)
+    named = {info["offset"] for info in infos if info["tag"] == SUBPROGRAM
+             and (info.get("DW_AT_name") or (None,))[0] == name}
     found = []
     for info in infos:
         if info["tag"] != SUBPROGRAM or "DW_AT_declaration" in info:
@@ -186,7 +182,7 @@ def _inlined_copy_dies(ctx, cu, abstract):
             forms = dwarf_index.origin_forms(cu.get_abbrev_table()._abbrev_map)
         except AttributeError:      # another pyelftools: walk
             forms = None
-        if forms is not None and forms <= set(["DW_FORM_ref4"]):
+        if forms is not None and forms <= {"DW_FORM_ref4"}:
             data = ctx.section(".debug_info")[cu.cu_offset:cu.cu_offset + cu.size]
             holders = dwarf_index.holders(data, cu.cu_offset, abstract.offset - cu.cu_offset,
                                           [info["offset"] for info in infos])

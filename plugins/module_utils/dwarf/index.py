@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Find DIEs by searching raw DWARF bytes instead of walking every unit.
@@ -22,9 +21,6 @@ Callers walk everything, as before, when the layout cannot be searched (DWARF 64
 names through .debug_str_offsets, origins in another form).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import bisect
 import struct

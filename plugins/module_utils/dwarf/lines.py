@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Line tables: the addresses of a source line, the line at an address, the
@@ -7,9 +6,6 @@ end of a prologue, the lines of a function (perf's rules; see docs/uprobe.md).
 Every function takes a ``context.DwarfContext`` first; tables are cached in it.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import bisect
 import operator
@@ -170,9 +166,9 @@ def read_source(file_name, cu):
         candidates.insert(0, os.path.join(comp_dir.value.decode("utf-8", "replace"), file_name))
     for path in candidates:
         try:
-            with open(path, "r", errors="replace") as handle:
+            with open(path, errors="replace") as handle:
                 return handle.readlines()
-        except (IOError, OSError):
+        except OSError:
             continue
     return None
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """pyelftools' ``DWARFInfo`` over the DWARF sections of one ELF, opened cheaply.
@@ -7,9 +6,6 @@ Each section is a window on the file read on demand (no section is read
 whole), and the DWARFInfo is built directly instead of through ``ELFFile``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import sys
 import types
@@ -76,7 +72,7 @@ class _DeferredModule(types.ModuleType):
     """Stands in for a standard module while pyelftools is imported; the real one loads on first use."""
 
     def __init__(self, name, functions):
-        super(_DeferredModule, self).__init__(name)
+        super().__init__(name)
         for function in functions:       # names pyelftools takes with ``from X import name``
             setattr(self, function, self._forward(function))
 
@@ -153,7 +149,7 @@ def open_dwarf(headers, open_file):
                              debug_frame_sec=None, eh_frame_sec=None, debug_pubtypes_sec=None,
                              debug_pubnames_sec=None, debug_sup_sec=None, gnu_debugaltlink_sec=None,
                              debug_types_sec=None,
-                             **dict((n + "_sec", sections.get(n + "_sec")) for n in _DWARF_SECTIONS))
+                             **{n + "_sec": sections.get(n + "_sec") for n in _DWARF_SECTIONS})
         except TypeError:   # another pyelftools version: its ELFFile knows its own signature
             pass
     from elftools.elf.elffile import ELFFile

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """DWARF location expressions -> kernel fetch args (x86_64).
@@ -17,9 +16,6 @@ Only what the kernel can fetch is translated; anything else raises
 spec, or worse, read the wrong memory for multi-op expressions).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 X86_64_REGISTERS = ("ax", "dx", "cx", "bx", "si", "di", "bp", "sp",
                     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "ip")

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Probe points to addresses: FUNC, FUNC+OFF, FUNC:N, FILE:N, inlined copies (perf's rules).
@@ -9,9 +8,6 @@ the scope DIE is the copy of the function the address was chosen for (see
 scopes.probe_scope).  docs/uprobe.md ("DWARF rules") says why each rule is perf's.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
@@ -42,12 +38,12 @@ def return_addresses(ctx, point):
     both would fire twice for it.  Not the PLT stubs perf adds for exported functions
     (a return probe there fires a second time for the same calls)."""
     found = functions.find_function(ctx, point.function, point.source)
-    units = set(cu.cu_offset for cu, _die in found)
+    units = {cu.cu_offset for cu, _die in found}
     result = [vaddr for vaddr, _size in ctx.symbols.function(point.function)
               if not point.source or ctx.cu_offset_for_address(vaddr) in units]
     if not result:
-        pieces = set(vaddr for number in range(PART_CLONES)
-                     for vaddr, _size in ctx.symbols.function("%s.part.%d" % (point.function, number)))
+        pieces = {vaddr for number in range(PART_CLONES)
+                  for vaddr, _size in ctx.symbols.function("%s.part.%d" % (point.function, number))}
         for _cu, die in found:
             entry = ctx.entry_pc(die) if ctx.die_ranges(die) else None
             if entry is not None and entry not in result and entry not in pieces:
@@ -121,10 +117,10 @@ def _entry(ctx, point, spec, cu, die, force):
         address = entry + point.offset
         table = dwarf_lines.line_table(ctx, cu)
         if not force and not table.has_address(address) and not ctx.symbols.is_function_start(address):
-            starts = ["+%d" % n for n in sorted(set(row_address - entry
-                                                    for row_address, _o, _l, _f, _s, end in table.rows
-                                                    if entry <= row_address < entry + NEAR_ENTRY_BYTES
-                                                    and not end))]
+            starts = ["+%d" % n for n in sorted({row_address - entry
+                                                 for row_address, _o, _l, _f, _s, end in table.rows
+                                                 if entry <= row_address < entry + NEAR_ENTRY_BYTES
+                                                 and not end})]
             raise ResolveError("%s+%d (0x%x) is not an address the line table or symbol table names, so it "
                                "may be inside an instruction and would corrupt the program; known "
                                "instruction starts near it: %s. Set force: true only if you know it is "
@@ -152,7 +148,7 @@ def function_line_addresses(ctx, point, cu, die):
                      % (point.function, point.relative_line, os.path.basename(file_name), line, point.function))
     if not addresses:
         lines = dwarf_lines.function_lines(ctx, cu, die)
-        relative = sorted(set(l - decl_line.value for l in lines))
+        relative = sorted({l - decl_line.value for l in lines})
         raise NoCode("%s:%d (%s:%d) has no code: no probe-able address. Probe-able lines of %s: %s"
                      % (point.function, point.relative_line, os.path.basename(file_name), line,
                         point.function, dwarf_lines.compress_lines(relative)))

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Parse a ``perf probe`` style spec into plain objects.
@@ -12,9 +11,6 @@ Grammar (perf 6.1)::
 Nothing here reads a binary; ``dwarf_resolver`` gives the parts meaning.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import re

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Resolve a perf-probe spec into ``uprobe_events`` lines with pyelftools.
@@ -15,9 +14,6 @@ Speed: the compile unit is found through the symbol table and
 command line is in ``dwarf.cli``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
@@ -60,7 +56,7 @@ class Resolution:
         arguments have the same names and types; otherwise perf-style
         suffixes (_1, _2, ...) keep the names apart.
         """
-        signatures = set(tuple(_arg_signature(a) for a in args) for _v, _o, args in self.probes)
+        signatures = {tuple(_arg_signature(a) for a in args) for _v, _o, args in self.probes}
         if len(signatures) <= 1:
             return [self.event] * len(self.probes)
         return [self.event if i == 0 else "%s_%d" % (self.event, i) for i in range(len(self.probes))]
@@ -246,7 +242,7 @@ class Resolver:
         source_lines = dwarf_lines.read_source(file_name, cu)
         lines = []
         same_file = dwarf_lines.file_matcher(file_name)
-        for line in sorted(set(dwarf_lines.function_lines(ctx, cu, die)) | set([decl_line])):
+        for line in sorted(set(dwarf_lines.function_lines(ctx, cu, die)) | {decl_line}):
             addresses = [a for a in dwarf_lines.line_addresses(ctx, cu, same_file, line, die)
                          if ctx.die_contains(die, a)]
             # perf -L lists a line when one of its addresses maps back to it;

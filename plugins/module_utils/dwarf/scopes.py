@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Functions and scopes in the DIE tree: which function holds an address, the
@@ -7,9 +6,6 @@ blocks and inlined calls nested there, the copies of a function.
 Every function takes a ``context.DwarfContext`` first.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import re

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Fast paths over raw DWARF bytes where pyelftools' generic parsing is too slow.
@@ -14,9 +13,6 @@ Both raise ``SkimError`` on anything unexpected; callers then fall back to
 plain pyelftools, which is slower but complete.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import operator
 import struct

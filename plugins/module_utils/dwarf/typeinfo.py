@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """DWARF types: C names, kernel fetch-type suffixes, struct members.
@@ -9,9 +8,6 @@ Suffixes follow perf: signed integers ``sN``, everything else ``xN``
 little-endian x86 (perf's is big-endian and wrong there).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 _TRANSPARENT = ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type", "DW_TAG_restrict_type",
                 "DW_TAG_atomic_type")

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Variables at a probe address: find the DIE perf would, translate its
@@ -7,9 +6,6 @@ location, follow members and elements, and say why when it cannot be traced.
 Every function takes a ``context.DwarfContext`` first.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import entry as dwarf_entry
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines

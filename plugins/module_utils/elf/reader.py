@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """ELF facts read with ``struct`` only: headers, sections, segments, build-id, symbol entries.
@@ -8,9 +7,6 @@ user-stack symbolization).  It imports no pyelftools, so a cached resolution
 and a build-id check cost little more than starting Python.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import struct
 
@@ -60,7 +56,7 @@ class ElfHeaders:
                 self.is64 = ident[4] == ELFCLASS64
                 self.endian = "<" if ident[5] == ELFDATA2LSB else ">"
                 self._read(handle, ident)
-        except (IOError, OSError) as exc:
+        except OSError as exc:
             raise ElfError("cannot read %s: %s" % (path, exc.strerror or exc))
 
     def _read(self, handle, ident):

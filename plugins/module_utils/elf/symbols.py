@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Symbol lookup: by name in an ELF (the resolver), by address in an ELF (user
@@ -7,9 +6,6 @@ stacks) and by address in /proc/kallsyms (kernel stacks).
 Stdlib only: the ELF side reads through ``elf.reader``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import bisect
 
@@ -76,8 +72,8 @@ class SymbolTable:
 
     def is_function_start(self, address):
         if self._starts is None:
-            self._starts = sorted(set(e[4] for entries, _n in self._load() for e in iter_symbols(entries)
-                                      if symbol_type(e[1]) == STT_FUNC and e[3] != SHN_UNDEF))
+            self._starts = sorted({e[4] for entries, _n in self._load() for e in iter_symbols(entries)
+                                   if symbol_type(e[1]) == STT_FUNC and e[3] != SHN_UNDEF})
         index = bisect.bisect_left(self._starts, address)
         return index < len(self._starts) and self._starts[index] == address
 
@@ -155,7 +151,7 @@ class KernelSymbols:
                         if address:
                             addresses.append(address)
                             names.append(parts[2])
-        except (IOError, OSError):
+        except OSError:
             pass
         order = sorted(range(len(addresses)), key=addresses.__getitem__)
         self.addresses = [addresses[i] for i in order]

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Checks on the fleet report: JMESPath expressions evaluated on each host's entry.
@@ -8,9 +7,6 @@ true), evaluated on each host's entry of report.json (``hosts.<name>``).  A chec
 null for a host (no such data) is skipped for that host, not passed.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.document import ReportError, number
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Captured windows as Chrome trace-event JSON (opens in Perfetto and chrome://tracing).
@@ -15,9 +14,6 @@ Reference: the "Trace Event Format" document of the Chromium project
 (``traceEvents``, ``ph`` X/i/M, ``ts``/``dur`` in microseconds).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 
@@ -98,7 +94,7 @@ def trace_events(report):
         for item in (entry.get("diagnose") or {}).get("events") or []:
             if isinstance(item, dict) and isinstance(item.get("pid"), int):
                 names[item["pid"]] = "%s[%d]" % (item.get("comm") or "?", item["pid"])
-        for tid in sorted(set(e["tid"] for e in host_events)):
+        for tid in sorted({e["tid"] for e in host_events}):
             meta.append({"name": "thread_name", "ph": "M", "pid": index, "tid": tid,
                          "args": {"name": names.get(tid, "pid %d" % tid)}})
         events += host_events

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """How much of the window a host's run-queue numbers cover: measured and unmeasured waits, with reasons.
@@ -7,9 +6,6 @@ Every format shows this next to the percentiles (docs/sched-audit.md, "Only wait
 the trace proves"), so a reader knows what the numbers leave out.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from xml.sax.saxutils import quoteattr
 
@@ -31,8 +27,8 @@ def coverage(sched):
     cov = sched.get("coverage") or {}
     measured = cov.get("measured", ((sched.get("latency") or {}).get("all") or {}).get("count"))
     unmeasured = cov.get("unmeasured", sched.get("unmeasured_waits"))
-    reasons = dict((k, v) for k, v in (cov.get("unmeasured_by_reason") or sched.get("unmeasured_by_reason") or {}).items()
-                   if v)
+    reasons = {k: v for k, v in (cov.get("unmeasured_by_reason") or sched.get("unmeasured_by_reason") or {}).items()
+               if v}
     fraction = cov.get("measured_fraction")
     if fraction is None and measured is not None and unmeasured is not None and measured + unmeasured:
         fraction = round(measured / float(measured + unmeasured), 4)

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Per-host result documents: what the fleet report accepts, and how it reads them.
@@ -10,9 +9,6 @@ Accepted per-host documents (schema in docs/sched-audit.md):
   (``duration_ms``, ``state``, ``kernel_stack``, ``syscall``, ``fd``, ``file``...).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 import os
@@ -67,7 +63,7 @@ def load_documents(paths):
             try:
                 # Bounded and non-blocking: /dev/zero or a FIFO as a result path is refused.
                 doc = json.loads(bounded.read_user_file(name, "result file", bounded.RESULT_MAX).decode("utf-8"))
-            except (IOError, OSError, ValueError) as exc:
+            except (OSError, ValueError) as exc:
                 raise ReportError("%s: cannot read a JSON per-host result: %s" % (name, exc))
             if isinstance(doc, dict) and not host_name(doc):
                 # DIR/<host>/<kind>.json or DIR/<host>.json: the path names the host.

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Text from traced programs (comm names, file names, stacks) made inert for each output.
@@ -9,9 +8,6 @@ makes junit.xml invalid XML.  These helpers are applied where a renderer
 prints such text.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import re
 

@@ -1,11 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """All report files rendered at once, and written only when their content changed."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 import os
@@ -39,7 +35,7 @@ def write_files(directory, rendered):
             with open(path) as handle:
                 if handle.read() == text:
                     continue
-        except (IOError, OSError):
+        except OSError:
             pass
         tmp = path + ".tmp"
         with open(tmp, "w") as handle:

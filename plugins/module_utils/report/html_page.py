@@ -1,11 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet report as one self-contained HTML page (report.html)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import html
 import re
@@ -64,7 +60,7 @@ def render_html(report):
     for index, (key, label) in enumerate(columns):
         out.append('<th onclick="sortFleet(%d, %s)">%s</th>' % (index, "false" if key == "host" else "true", e(label)))
     out.append("</tr></thead><tbody>")
-    failing_hosts = set(c["host"] for c in report["failed"])
+    failing_hosts = {c["host"] for c in report["failed"]}
     for row in report["fleet"]:
         out.append('<tr class="%s">' % ("failed" if row["host"] in failing_hosts else ""))
         for key, _label in columns:

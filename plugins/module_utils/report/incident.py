@@ -1,13 +1,9 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The incident part of a host's HTML section: the finding in sentences, the talk's two
 histograms (the culprit call's latency on its fd, the probed value over the capture)
 and the usual guesses with the numbers that settle them."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import html
 

@@ -1,11 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet report's checks as JUnit XML (junit.xml), one testcase per host per check."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import json
 from xml.sax.saxutils import quoteattr as _quoteattr, escape as _escape

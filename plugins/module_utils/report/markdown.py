@@ -1,11 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet report as Markdown (report.md)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_text
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.escape import code_line, fence, md

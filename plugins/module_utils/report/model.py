@@ -1,11 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The fleet report's model: per-host documents merged into the report.json structure."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import datetime
 

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The report's numbers as Prometheus text, one file per host (node_exporter textfile collector).
@@ -18,9 +17,6 @@ timestamp gauge.  Files are written to a temporary name in the same directory
 and renamed, so the collector never reads half a file.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import re
@@ -168,7 +164,7 @@ def file_name(host):
 
 def render_all(report):
     """``{file name: text}``, one file per host."""
-    return dict((file_name(host), render_host(report, host)) for host in sorted(report["hosts"]))
+    return {file_name(host): render_host(report, host) for host in sorted(report["hosts"])}
 
 
 def write_textfiles(directory, rendered):
@@ -182,7 +178,7 @@ def write_textfiles(directory, rendered):
             with open(path) as handle:
                 if handle.read() == text:
                     continue
-        except (IOError, OSError):
+        except OSError:
             pass
         # node_exporter reads only *.prom: the temporary name is never collected.
         temp = os.path.join(directory, ".%s.%d.tmp" % (name, os.getpid()))

@@ -1,11 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Inline SVG pictures for the HTML report (no scripts, no external references)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 BAR_COLOR = "#1f77b4"      # histogram bars (the screenshot test looks for it)
 

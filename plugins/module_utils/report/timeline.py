@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One stall drawn: an inline SVG timeline of a diagnose finding.
@@ -18,9 +17,6 @@ picture (None).  No scripts, no external references: the page stays
 self-contained.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import html
 

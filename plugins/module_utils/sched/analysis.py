@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run-queue waits the trace proves, from sched_wakeup/sched_switch/sched_migrate_task.
@@ -23,9 +22,6 @@ Memory is bounded by the number of tasks and the histogram sizes, never by
 the event count.  Nothing here imports Ansible (Python 3.8+).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import bisect
 import collections
@@ -41,7 +37,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.result im
     REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER, UNMEASURED_REASONS)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import stack_addresses  # noqa: F401
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.watch import WatchSpec, comm_text  # noqa: F401
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.series import (  # noqa: F401
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import (  # noqa: F401
     LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, FLUSH_AT, log2_histogram_us, _fine_bin,
     _fine_bin_middle, _nearest_rank)
 # pylint: enable=unused-import

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Collect scheduler events of one host for a time window, in a private instance.
@@ -15,9 +14,6 @@ Cleanup (triggers, filters, events, rmdir) runs in ``close()``; callers use
 ``with`` or ``try/finally``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import errno
 import os
@@ -67,7 +63,7 @@ def _read_int(path):
     try:
         with open(path) as handle:
             return int(handle.read().strip())
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
 
 
@@ -76,7 +72,7 @@ def task_facts(pid):
     try:
         with open("/proc/%d/stat" % pid) as handle:
             stat = procfs.parse_stat(handle.read())
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return {"pid": pid, "error": "no such process"}
     policy = stat["policy"]
     rtprio = stat["rt_priority"]
@@ -108,7 +104,7 @@ def host_facts(tracefs):
 def resolve_watched(pids=(), comms=(), comm_regexes=()):
     """Thread ids now alive that match the watch list (pids include their threads)."""
     regexes = [re.compile(r) for r in comm_regexes]
-    comms = set(c[:15] for c in comms)
+    comms = {c[:15] for c in comms}
     found = set()
     for pid in pids:
         tasks = "/proc/%d/task" % int(pid)
@@ -128,7 +124,7 @@ def resolve_watched(pids=(), comms=(), comm_regexes=()):
                 try:
                     with open("/proc/%s/task/%s/comm" % (entry, tid)) as handle:
                         comm = handle.read().rstrip("\n")
-                except (IOError, OSError):
+                except OSError:
                     continue
                 if comm in comms or any(r.search(comm) for r in regexes):
                     found.add(int(tid))
@@ -144,7 +140,7 @@ class SchedCollector:
         self.instance = tracefs.instance(instance_name)
         self.analyzer = analyzer
         self.buffer_size_kb = int(buffer_size_kb)
-        self.stack_pids = sorted(set(int(p) for p in stack_pids))[:MAX_STACK_PIDS]
+        self.stack_pids = sorted({int(p) for p in stack_pids})[:MAX_STACK_PIDS]
         self.stack_pids_truncated = len(set(stack_pids)) > MAX_STACK_PIDS
         self.poll_interval = poll_interval
         self.spool_dir = spool_dir
@@ -346,13 +342,13 @@ class SchedCollector:
             if stats.get("commit_overrun") or stats.get("dropped_events") or (stats.get("overrun") and cpu not in paged):
                 analyzer.lost(None, None)
         handlers = analyzer.handlers(self.kinds)
-        ids = dict((name, event_id) for event_id, name in self.kinds.items())
+        ids = {name: event_id for event_id, name in self.kinds.items()}
         for batch in self.spool.merged(self.layout, self.decoders):
             analyzer.feed(batch, handlers, ids["sched_switch"], ids.get("sched_wakeup"))
 
     def lost_events(self):
         """Events the kernel could not hand us: max of what stats and pages say."""
-        by_cpu = dict((str(cpu), per_cpu.lost_in(stats)) for cpu, stats in self.stats.items())
+        by_cpu = {str(cpu): per_cpu.lost_in(stats) for cpu, stats in self.stats.items()}
         total = max(sum(by_cpu.values()), self.missed_in_pages)
         return total, by_cpu
 
@@ -373,7 +369,7 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
     once the instance is gone.
     """
     watched_now = resolve_watched(watch_pids, watch_comms, watch_comm_regex)
-    watch = sched_analysis.WatchSpec(pids=set(watched_now) | set(int(p) for p in watch_pids),
+    watch = sched_analysis.WatchSpec(pids=set(watched_now) | {int(p) for p in watch_pids},
                                      comms=watch_comms, comm_regexes=watch_comm_regex)
     analyzer = sched_analysis.SchedAnalyzer(watch=watch, worst_count=worst_count,
                                             longest_d_count=worst_count, exact_cap=exact_samples)
@@ -382,7 +378,7 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
                                stack_pids=watched_now if stack_traces else (),
                                poll_interval=poll_interval, spool_dir=spool_dir, max_spool_mb=max_spool_mb)
     facts = host_facts(tracefs)
-    task_facts_before = dict((pid, task_facts(pid)) for pid in watched_now)
+    task_facts_before = {pid: task_facts(pid) for pid in watched_now}
     cpu_start = os.times()
     nice_before = os.getpriority(os.PRIO_PROCESS, 0)
     try:
@@ -404,7 +400,7 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
     symbols = sched_analysis.KernelSymbols() if analyzer.longest_d else None
     facts_by_pid = {}
     for pid, item in task_facts_before.items():
-        facts_by_pid[pid] = dict((k, v) for k, v in item.items() if k in ("policy", "rtprio", "nice", "prio", "class"))
+        facts_by_pid[pid] = {k: v for k, v in item.items() if k in ("policy", "rtprio", "nice", "prio", "class")}
     result = analyzer.result(symbols=symbols, facts_by_pid=facts_by_pid)
     lost, lost_by_cpu = collector.lost_events()
     processed = sum(result["event_counts"].values())

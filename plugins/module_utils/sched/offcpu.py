@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Off-CPU intervals of watched tasks: S and D, the longest D with its kernel stack.
@@ -7,9 +6,6 @@ A part of ``SchedAnalyzer`` (a mixin over its state: ``off_cpu``,
 ``pending_stack``, ``tasks``, ``longest_d``).  Nothing here imports Ansible.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import heapq
 import struct

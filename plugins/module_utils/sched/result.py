@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The analysis as plain data: the result document's sched part, and how much of the window it covers.
@@ -6,9 +5,6 @@
 Nothing here imports Ansible (Python 3.8+).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import collections
 
@@ -48,7 +44,7 @@ def coverage_of(analyzer):
     unmeasured = analyzer.unmeasured_waits
     total = measured + unmeasured
     return {"measured": measured, "unmeasured": unmeasured,
-            "unmeasured_by_reason": dict((r, analyzer.unmeasured.get(r, 0)) for r in UNMEASURED_REASONS),
+            "unmeasured_by_reason": {r: analyzer.unmeasured.get(r, 0) for r in UNMEASURED_REASONS},
             "measured_fraction": round(measured / float(total), 4) if total else None}
 
 
@@ -93,8 +89,8 @@ def analysis_result(analyzer, symbols=None, facts_by_pid=None):
         tasks.append(item)
     coverage = coverage_of(analyzer)
     return {
-        "latency": dict((name, series.summary("us")) for name, series in analyzer.series.items()),
-        "per_cpu": dict((str(cpu), analyzer.per_cpu[cpu].summary("us")) for cpu in sorted(analyzer.per_cpu)),
+        "latency": {name: series.summary("us") for name, series in analyzer.series.items()},
+        "per_cpu": {str(cpu): analyzer.per_cpu[cpu].summary("us") for cpu in sorted(analyzer.per_cpu)},
         "tasks": tasks,
         "tasks_not_tracked": analyzer.tasks_dropped,
         "worst_waits": worst,

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Which tasks the audit follows closely, and task names as text.
@@ -6,9 +5,6 @@
 Nothing here imports Ansible (Python 3.8+).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import re
 
@@ -17,8 +13,8 @@ class WatchSpec:
     """Which tasks to follow closely: pids, exact comms, comm regexes."""
 
     def __init__(self, pids=(), comms=(), comm_regexes=()):
-        self.pids = set(int(p) for p in pids)
-        self.comms = set(c.encode("utf-8")[:15] if not isinstance(c, bytes) else c for c in comms)
+        self.pids = {int(p) for p in pids}
+        self.comms = {c.encode("utf-8")[:15] if not isinstance(c, bytes) else c for c in comms}
         self.regexes = [re.compile(r.encode("utf-8") if not isinstance(r, bytes) else r) for r in comm_regexes]
         self._cache = {}
 

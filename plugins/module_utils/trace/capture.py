@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Threshold capture on a private instance: arm, wait, read, explain.
@@ -15,9 +14,6 @@ feeds the stall finder, so memory does not grow with the buffer size.
 No Ansible imports.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import errno
 import json
@@ -196,7 +192,7 @@ def _finish(instance, parser, sink, stop_reason, started, stats_before, extra):
         entries_written=parsed["entries_written"],
         # Each source sees part of the loss; the largest is the best lower bound.
         lost_events=max(lost_stats, lost_markers, header_lost),
-        lost_by_cpu=dict((str(cpu), counts) for cpu, counts in sorted(lost_by_cpu.items())),
+        lost_by_cpu={str(cpu): counts for cpu, counts in sorted(lost_by_cpu.items())},
         unparsed_lines=parsed["unparsed"],
         duration=round(time.time() - started, 3),
         buffer_size_kb=instance.buffer_size_kb,

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Stall findings from captured events: the talk's steps 3-5 in code.
@@ -24,11 +23,8 @@ with what was seen and why the cause is missing (``findings.py``).
 Input records are those of ``trace_parser``.
 """
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
-
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.analysis import LatencySeries
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import LatencySeries
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import syscalls
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.findings import (
     blocked_in, make_finding, STOPPED_STATES, UNIT_NS)

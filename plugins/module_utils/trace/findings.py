@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One stall finding, finished in Python: cause, numbers, decoded call and sentences.
@@ -11,9 +10,6 @@ flight as strace prints it, the file behind the fd), what was left out and
 why, and ``explanation``: the finding in sentences.  No tracefs access.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import re
 
@@ -199,10 +195,10 @@ def _unexplained(finding, states, head, opening, partial=None):
     if finding["excluded"]:
         why.append("it only slept in its idle wait %s (%s), which is left out"
                    % (finding["excluded"]["syscall"], _ms(finding["excluded"]["asleep_ns"])))
-    if set(states) != set(("D", "S", "T", "t", "R")):
+    if set(states) != {"D", "S", "T", "t", "R"}:
         why.append("only states %s were looked for" % wanted)
     finding["missing_cause"] = why
-    if set(states) == set(("D",)):  # the wording earlier releases printed
+    if set(states) == {"D"}:  # the wording earlier releases printed
         finding["summary"] = ("%s at %.6f, but no switch-out in state %s was captured before it (is "
                               "sched:sched_switch enabled for this pid?)" % (head, finding["timestamp"], wanted))
     else:

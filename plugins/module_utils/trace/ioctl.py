@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """ioctl commands decoded the way strace prints them.
@@ -10,9 +9,6 @@ their names (watchdog, terminals, block devices, file systems); anything else
 comes back as its decoded fields.  Pure tables, x86_64 / generic layout.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 # Field widths and shifts of the generic layout (x86_64, arm64, riscv).
 NR_BITS, TYPE_BITS, SIZE_BITS, DIR_BITS = 8, 8, 14, 2

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """How long one system call takes on one fd: the talk's culprit histogram.
@@ -13,11 +12,8 @@ percentiles, count, and every sample's start (CLOCK_MONOTONIC: the instance
 uses the ``mono`` trace clock, so samples line up with a program's own log).
 """
 
-from __future__ import absolute_import, division, print_function
 
-__metaclass__ = type
-
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.analysis import LatencySeries
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import LatencySeries
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ioctl, syscalls
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Copy raw ring-buffer pages during a window, decode them after it.
@@ -14,9 +13,6 @@ close to trace-cmd's.  Disk: one 4 KiB page per ~60 scheduler events.
 memory bounded by a few chunks of pages.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import errno
 import fcntl
@@ -164,8 +160,8 @@ class PageSpool:
         up to the oldest "newest event" among the CPUs with pages left are
         complete (each CPU's pages are in time order) and are handed out.
         """
-        streams = dict((cpu, self.pages(cpu)) for cpu in self.files)
-        newest = dict((cpu, -1) for cpu in streams)
+        streams = {cpu: self.pages(cpu) for cpu in self.files}
+        newest = {cpu: -1 for cpu in streams}
         pending = []
         decode_page = ring_buffer.decode_page
         table = ring_buffer.compile_decoders(decoders)

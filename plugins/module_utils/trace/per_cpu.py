@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The per-CPU side of a trace buffer: online CPUs, ``per_cpu/cpuN/stats``, lost events.
@@ -14,9 +13,6 @@ One place for what capture and the scheduling audit both need.  A CPU's
 All three are lost events.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import re
@@ -54,13 +50,13 @@ def cpu_stats(root, cpu):
     try:
         with open(os.path.join(root, "per_cpu", "cpu%d" % cpu, "stats")) as handle:
             return parse_stats(handle.read())
-    except (IOError, OSError):
+    except OSError:
         return {}
 
 
 def all_stats(root):
     """{cpu: stats} of every online CPU under ``root``."""
-    return dict((cpu, cpu_stats(root, cpu)) for cpu in online_cpus(root))
+    return {cpu: cpu_stats(root, cpu) for cpu in online_cpus(root)}
 
 
 def _get(stats, key):
@@ -83,7 +79,7 @@ def lost_between(before, after):
     lost = {}
     for cpu, now in after.items():
         then = before.get(cpu, {})
-        counts = dict((key, max(0, _get(now, key) - _get(then, key))) for key in LOST_KEYS)
+        counts = {key: max(0, _get(now, key) - _get(then, key)) for key in LOST_KEYS}
         if any(counts.values()):
             item = {"overrun": counts["overrun"], "dropped": counts["dropped_events"] + counts["commit_overrun"],
                     "entries": _get(now, "entries")}

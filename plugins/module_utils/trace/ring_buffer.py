@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Binary events from ``per_cpu/cpuN/trace_pipe_raw``.
@@ -16,9 +15,6 @@ Pages also tell when the writer overwrote events we had not read yet
 file counts overruns.  Both are reported, never ignored.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import re
 import struct
@@ -151,8 +147,8 @@ def parse_page(page, layout, decoders, cpu, out):
 
 def compile_decoders(decoders):
     """The table ``decode_page`` uses: id -> (unpack_from, size, index, tail)."""
-    return dict((event_id, (unpacker.unpack_from, unpacker.size, index, tail))
-                for event_id, (unpacker, index, tail) in decoders.items())
+    return {event_id: (unpacker.unpack_from, unpacker.size, index, tail)
+            for event_id, (unpacker, index, tail) in decoders.items()}
 
 
 def decode_page(page, layout, table, cpu, out):

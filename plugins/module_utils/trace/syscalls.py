@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """System calls as strace prints them: name, arguments by name, fds with their path.
@@ -9,9 +8,6 @@ the node has kernel headers; argument names for the common calls; flags and
 ioctl commands by name.  Pure tables, no tracefs.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import re
@@ -78,8 +74,8 @@ OPEN_FLAGS = ((0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o100
               (0o400000, "O_NOFOLLOW"), (0o1000000, "O_NOATIME"), (0o2000000, "O_CLOEXEC"),
               (0o4010000, "O_SYNC"), (0o10000000, "O_PATH"), (0o20200000, "O_TMPFILE"))
 # Which argument of a system call is a file descriptor (index into args).
-FD_ARGUMENT = dict((name, names.index(fd)) for name, names in ARGUMENTS.items()
-                   for fd in FD_NAMES if fd in names)
+FD_ARGUMENT = {name: names.index(fd) for name, names in ARGUMENTS.items()
+               for fd in FD_NAMES if fd in names}
 for _name in ("getdents", "getdents64", "fchdir", "fchmod", "fchown", "epoll_ctl", "preadv", "pwritev",
               "recvmmsg", "sendmmsg", "dup", "dup2", "dup3", "shutdown", "bind", "listen", "getsockopt",
               "setsockopt", "getsockname", "getpeername", "epoll_pwait2", "fstat"):
@@ -103,7 +99,7 @@ def table(headers=UNISTD_HEADERS):
                     if match:
                         names[int(match.group(2))] = match.group(1)
             break
-        except (IOError, OSError):
+        except OSError:
             continue
     _table_cache.append(names)
     return names
@@ -178,9 +174,9 @@ def format_call(call_name, args, fd_paths=None):
 def short_call(call_name, args, fd_paths=None):
     """The call with only what was decoded (fds, ioctl command, open flags), as the talk's slide shows it:
     ``ioctl(fd 10 -> /dev/watchdog, WDIOC_KEEPALIVE)``, ``write(fd 3 -> /var/log/x)``."""
-    kept = dict((key, value) for key, value in named_args(call_name, args)
-                if key in FD_NAMES or (call_name == "ioctl" and key == "cmd")
-                or (call_name in ("open", "openat") and key in ("flags", "dfd")))
+    kept = {key: value for key, value in named_args(call_name, args)
+            if key in FD_NAMES or (call_name == "ioctl" and key == "cmd")
+            or (call_name in ("open", "openat") and key in ("flags", "dfd"))}
     text = format_call(call_name, kept, fd_paths)
     return text
 

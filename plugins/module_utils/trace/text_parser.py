@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Parse the text of tracefs ``trace`` / ``trace_pipe`` into event records.
@@ -19,9 +18,6 @@ and ``CPU:N [LOST M EVENTS]`` markers and the ``entries-in-buffer/
 entries-written`` header are reported.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import re
 import sys

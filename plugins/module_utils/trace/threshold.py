@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A threshold capture from one stop condition: trigger, wait, findings, status, evidence.
@@ -12,9 +11,6 @@ after that the finding says what is missing instead of failing.  The
 mailing list's guesses are settled from counters read around the capture.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core

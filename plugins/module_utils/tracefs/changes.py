@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Planned tracefs writes that apply all-or-nothing.
@@ -9,10 +8,6 @@ undo itself.  ``apply()`` runs the steps in order; when one fails, the steps
 already done are undone in reverse order, so a refused filter or trigger never
 leaves an event half-configured.
 """
-
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 
 class Step:

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Find and remove tracefs objects by exact name.
@@ -15,9 +14,6 @@ names of a run's manifest; the cleanup module passes an explicit, named
 request for objects that have no manifest.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import glob
 import os
@@ -45,7 +41,7 @@ def find_leftovers(fs, match):
     """What ``match`` selects, as structured items (see ``as_result`` for the text form)."""
     instances = [n for n in fs.list_instances() if match(n)]
     uprobes = [(u.group, u.event) for u in fs.list_uprobes() if match(u.group)]
-    groups = set(g for g, _e in uprobes)
+    groups = {g for g, _e in uprobes}
     events, triggers = [], []
     foreign = [fs.instance(None)] + [fs.instance(n) for n in fs.list_instances() if n not in instances]
     for inst in foreign:

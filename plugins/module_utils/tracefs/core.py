@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The kernel's tracefs, as plain Python objects: one import for all of them.
@@ -9,9 +8,6 @@ The objects live in files named like libtracefs's: ``fs`` (the mount,
 Nothing here imports Ansible, so the core runs and tests on its own (Python 3.8+).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition  # noqa: F401
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError  # noqa: F401

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The kernel's ``error_log`` and the error that quotes it.
@@ -8,9 +7,6 @@ appended to ``error_log``; ``write_quoting_error_log`` does the write and, on
 refusal, raises ``TracefsError`` with exactly those new lines.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import errno
 import os
@@ -24,13 +20,13 @@ class TracefsError(Exception):
     """
 
     def __init__(self, message, error_log=None):
-        super(TracefsError, self).__init__(message)
+        super().__init__(message)
         self.message = message
         self.error_log = list(error_log or [])
 
 
 def _read(path):
-    with open(path, "r") as handle:
+    with open(path) as handle:
         return handle.read()
 
 
@@ -43,7 +39,7 @@ def _snapshot_logs(full_paths):
     for log in full_paths:
         try:
             before[log] = _read(log)
-        except (IOError, OSError):
+        except OSError:
             before[log] = None
     return before
 
@@ -55,7 +51,7 @@ def _new_lines(before):
             continue
         try:
             now = _read(log)
-        except (IOError, OSError):
+        except OSError:
             continue
         # error_log only grows (bounded ring): the new part is the tail.
         added = now[len(old):] if now.startswith(old) else now
@@ -78,7 +74,7 @@ def write_quoting_error_log(full, text, append, log_paths, what=None):
             os.write(fd, text.encode("utf-8") if text else b"")
         finally:
             os.close(fd)
-    except (IOError, OSError) as exc:
+    except OSError as exc:
         new_lines = _new_lines(before)
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         message = "kernel refused %s: writing %r to %s failed (%s)" % (what or "the write", text, full, reason)

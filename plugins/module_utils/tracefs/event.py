@@ -1,12 +1,8 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One trace event of one instance: enable, filter, triggers.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
@@ -161,7 +157,7 @@ class Event:
             target.set_enabled(False)
 
     def clear(self):
-        """Triggers off, filter off, disabled: the cleanup order of the house."""
+        """Triggers off, filter off, disabled: the cleanup order of docs/tracefs-core.md."""
         for trigger in self.triggers():
             self.remove_trigger(trigger)
         if self.filter:

@@ -1,13 +1,9 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """One tracefs mount: find or mount it, write with error_log quoting,
 features, instances and uprobe_events.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 import subprocess
@@ -52,7 +48,7 @@ def find_tracefs(mount=True, candidates=TRACEFS_PATHS):
             % ", ".join(candidates))
     target = candidates[0]
     result = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+                            capture_output=True, check=False)
     if result.returncode != 0 or not os.path.isfile(os.path.join(target, "README")):
         raise TracefsError(
             "tracefs is not mounted and 'mount -t tracefs nodev %s' failed: %s. "
@@ -70,7 +66,7 @@ def _tracefs_mounts():
                 fields = line.split()
                 if len(fields) > 2 and fields[2] == "tracefs":
                     found.add(fields[1])
-    except (IOError, OSError):
+    except OSError:
         pass
     return found
 

@@ -1,12 +1,8 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The top-level trace buffer or a private instance under ``instances/``.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import errno
 import glob
@@ -103,7 +99,7 @@ class Instance:
             return False
         try:
             granule = int(self.tracefs.read("buffer_subbuf_size_kb").strip())
-        except (IOError, OSError, ValueError):
+        except (OSError, ValueError):
             granule = 4
         return wanted <= current < wanted + max(granule, 4)
 
@@ -151,7 +147,7 @@ class Instance:
         return sorted(int(p) for p in self.read("set_event_pid").split())
 
     def set_event_pids(self, pids):
-        pids = sorted(set(validate.pid(p) for p in pids))
+        pids = sorted({validate.pid(p) for p in pids})
         self.tracefs.require("set_event_pid", "filtering events by pid")
         self.write("set_event_pid", "", what="clearing set_event_pid")
         for pid in pids:
@@ -185,7 +181,7 @@ class Instance:
             try:
                 if event.enabled or event.filter or event.triggers():
                     found.append(event)
-            except (IOError, OSError):
+            except OSError:
                 # Another tracer removed this instance or event meanwhile.
                 continue
         return found

@@ -1,11 +1,7 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The process a run belongs to, identified by pid and start time (a reused pid is another process)."""
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
@@ -18,7 +14,7 @@ def process_start(pid):
     try:
         with open("/proc/%d/stat" % int(pid), "rb") as handle:
             data = handle.read(4096)
-    except (IOError, OSError, ValueError):
+    except (OSError, ValueError):
         return None
     # comm may hold spaces and ')': the fields after the last ')' are fixed.
     fields = data[data.rindex(b")") + 2:].split()
@@ -32,7 +28,7 @@ def _ppid(pid):
         with open("/proc/%d/stat" % pid, "rb") as handle:
             data = handle.read(4096)
         return int(data[data.rindex(b")") + 2:].split()[1])
-    except (IOError, OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError):
         return 0
 
 
@@ -40,7 +36,7 @@ def _cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             return handle.read(4096).replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except (IOError, OSError):
+    except OSError:
         return ""
 
 
@@ -48,7 +44,7 @@ def _comm(pid):
     try:
         with open("/proc/%d/comm" % pid) as handle:
             return handle.read(64).strip()
-    except (IOError, OSError):
+    except OSError:
         return ""
 
 
@@ -56,7 +52,7 @@ def _is_ansible_controller(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             argv = handle.read(4096).split(b"\0")
-    except (IOError, OSError):
+    except OSError:
         return False
     names = [os.path.basename(arg).decode("utf-8", "replace") for arg in argv[:2]]
     return any(name in _CONTROLLERS for name in names)

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Who owns which tracefs objects, and the dead-man switch that removes them.
@@ -16,9 +15,6 @@ reaps expired runs first (``reap_expired``), so a killed reaper is no hole.
 Objects without a manifest are never touched here.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import contextlib
 import fcntl
@@ -88,7 +84,7 @@ def load(tag, runs_dir=RUNS_DIR):
     path = manifest_path(tag, runs_dir)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except (IOError, OSError):
+    except OSError:
         return None
     try:
         data = os.read(fd, MAX_MANIFEST_BYTES + 1)
@@ -201,7 +197,7 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
                 raise OwnershipError("an earlier run %s (%s) left objects that cannot be removed: %s"
                                      % (tag, why, "; ".join(errors)))
             _delete(tag, runs_dir)
-        present = set(fs.list_instances()) | set(u.group for u in fs.list_uprobes())
+        present = set(fs.list_instances()) | {u.group for u in fs.list_uprobes()}
         taken = sorted((set(instances) | set(groups)) & present)
         if taken:
             raise OwnershipError(
@@ -266,7 +262,7 @@ def touch(names, runs_dir=RUNS_DIR, holder=None, release=False):
 def touch_quietly(names, runs_dir=RUNS_DIR):
     try:
         return touch(names, runs_dir)
-    except (OSError, IOError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError):
         return []
 
 
@@ -276,14 +272,14 @@ def holding(names, runs_dir=RUNS_DIR):
     me = process(os.getpid(), "module process %d" % os.getpid())
     try:
         touch(names, runs_dir, holder=me)
-    except (OSError, IOError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError):
         pass
     try:
         yield
     finally:
         try:
             touch(names, runs_dir, holder=me, release=True)
-        except (OSError, IOError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError):
             pass
 
 
@@ -334,7 +330,7 @@ def reap_expired_quietly(fs, runs_dir=RUNS_DIR):
     """``reap_expired`` for modules: a reaping problem never fails the module's own task."""
     try:
         return reap_expired(fs, runs_dir)
-    except (OSError, IOError, TracefsError, OwnershipError, validate.ValidationError):
+    except (OSError, TracefsError, OwnershipError, validate.ValidationError):
         return []
 
 
@@ -345,7 +341,7 @@ def _log(runs_dir, line):
             os.rename(path, path + ".1")
         with open(path, "a") as handle:
             handle.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), line))
-    except (IOError, OSError):
+    except OSError:
         pass
 
 
@@ -386,7 +382,7 @@ def _name_self(name):
     try:
         with open("/proc/self/comm", "w") as handle:
             handle.write(name)
-    except (IOError, OSError):
+    except OSError:
         pass
 
 

@@ -1,18 +1,16 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the ``instance`` and ``event`` modules read and plan to write.
 
 Each ``*_state`` function reads what the kernel has now; each ``plan_*``
 function turns that and the module's parameters into a ``ChangePlan`` (the
-writes in the house order, each with its undo) and the state expected after
+writes in the order the kernel needs: triggers removed before the filter and
+the enable they depend on, the filter before new triggers, enable last; each
+write with its undo) and the state expected after
 it.  Keeping this here keeps the modules thin and the plans testable on a
 fake tracefs tree.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import os
 
@@ -32,7 +30,7 @@ def instance_settings(inst, wanted_options):
         "clock": inst.clock,
         "tracing_on": inst.tracing_on,
         "event_pids": inst.event_pids,
-        "options": dict((name, inst.option(name)) for name in sorted(wanted_options)),
+        "options": {name: inst.option(name) for name in sorted(wanted_options)},
     }
 
 
@@ -144,7 +142,7 @@ def check_triggers(fs, triggers):
                 "trigger %r needs the snapshot buffer, which this kernel does not have (CONFIG_TRACER_SNAPSHOT)" % text)
         normalized.append(trigger)
     keys = [trigger_key(t) for t in normalized]
-    duplicates = sorted(set(k for k in keys if keys.count(k) > 1))
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise validate.ValidationError(
             "the kernel keeps one trigger per command and target; %s given more than once: %s"
@@ -153,7 +151,7 @@ def check_triggers(fs, triggers):
 
 
 def plan_event(event, before, params, wanted_triggers):
-    """Writes needed to go from ``before`` to what params ask, in the house order."""
+    """Writes needed to go from ``before`` to what params ask, in the order of the module docstring."""
     plan = ChangePlan()
     path = event.instance.path(*event.rel())
     after = dict(before)

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Validation of every string this collection writes into tracefs.
@@ -10,9 +9,6 @@ check raises ``ValidationError`` with a message that says what was wrong and
 what to do instead; nothing is written before every check passed.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import math
 import os

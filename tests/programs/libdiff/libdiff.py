@@ -32,13 +32,12 @@ SPEC_KINDS = ("func", "params", "return", "line", "line_vars", "line_var", "memb
 
 def build_libraries():
     """Run scripts/build-libs.sh (cached); return {name-variant: library path}."""
-    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-libs.sh")], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    proc = subprocess.run(["bash", os.path.join(REPO, "scripts", "build-libs.sh")], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError("scripts/build-libs.sh failed:\n" + proc.stderr[-3000:])
     root = proc.stdout.strip().splitlines()[-1]
-    return root, dict(("%s-%s" % (lib, v), os.path.join(root, "%s-%s" % (lib, v), so))
-                      for lib, so in LIBS.items() for v in VARIANTS)
+    return root, {"%s-%s" % (lib, v): os.path.join(root, "%s-%s" % (lib, v), so)
+                  for lib, so in LIBS.items() for v in VARIANTS}
 
 
 # -- catalog ----------------------------------------------------------------------------
@@ -250,8 +249,7 @@ def entry_sweep(functions, count, seed):
 def perf_definition(binary, spec):
     """(lines, message, seconds) from perf probe --definition."""
     start = time.perf_counter()
-    proc = subprocess.run([PERF, "probe", "-x", binary, "--definition", spec], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120, check=False,
+    proc = subprocess.run([PERF, "probe", "-x", binary, "--definition", spec], capture_output=True, text=True, timeout=120, check=False,
                           env=dict(os.environ, HOME=os.environ.get("FLEETTRACE_PERF_HOME", "/tmp")))
     elapsed = time.perf_counter() - start
     lines = [l for l in proc.stdout.splitlines() if re.match(r"^[pr]:", l)]
@@ -346,7 +344,7 @@ def classify(ours, perf, plt=()):
     if len(our_addrs) != len(perf_addrs):
         return "addresses:duplicates"
     kinds = set()
-    if any(len(set(a.split("=", 1)[0] for a in args)) != len(args) for _h, _a, args in p):
+    if any(len({a.split("=", 1)[0] for a in args}) != len(args) for _h, _a, args in p):
         return "perf-duplicate-names"       # the kernel refuses an event with two arguments of one name
     if [x[1:] for x in o] == [x[1:] for x in p]:
         return "perf-event-names"           # perf --definition repeats a name the kernel would refuse to reuse
@@ -388,7 +386,7 @@ def refine(resolver_module, binary, result):
         perf = [_split(l)[1] for l in result["perf"]]
         if ours[:len(perf)] == perf:
             return "perf-missed-copies"     # perf's instance walk stops at a copy without DW_AT_entry_pc
-        dropped = set(int(a, 16) for a in re.findall(r"Failed to find symbol at (0x[0-9a-f]+)", result["perf_error"]))
+        dropped = {int(a, 16) for a in re.findall(r"Failed to find symbol at (0x[0-9a-f]+)", result["perf_error"])}
         if [a for a in ours if int(a, 16) not in dropped] == perf:
             return "perf-missed-copies"     # perf drops copies it cannot map to a symbol
         return verdict

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the ``uprobe`` module checks and plans to write to ``uprobe_events``.
@@ -12,9 +11,6 @@ SIGSEGV).  ``plan_uprobes`` builds the ``ChangePlan`` whose commands check
 mode prints and whose steps apply runs.
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import bisect
 import os
@@ -155,7 +151,7 @@ def from_definitions(params, check_boundaries=True):
         if params.get("event"):
             parsed.event = params["event"]
         lines.append(parsed.line())
-    groups = set(UprobeDefinition.parse(l).group for l in lines)
+    groups = {UprobeDefinition.parse(l).group for l in lines}
     if len(groups) != 1:
         raise PlanError("all definition lines must share one group, got %s" % ", ".join(sorted(groups)))
     events = []
@@ -165,7 +161,7 @@ def from_definitions(params, check_boundaries=True):
             events.append(name)
     return {"group": groups.pop(), "events": events, "definitions": lines, "build_id": build_id,
             "variables": [], "addresses": [], "notes": notes,
-            "binaries": sorted(set(PLACE.match(UprobeDefinition.parse(l).place).group("path") for l in lines))}
+            "binaries": sorted({PLACE.match(UprobeDefinition.parse(l).place).group("path") for l in lines})}
 
 
 def build_id_guard(plan, binaries, build_id):

@@ -1,4 +1,3 @@
-# -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Latency samples with exact percentiles and bounded memory (``LatencySeries``).
@@ -6,9 +5,6 @@
 Nothing here imports Ansible (Python 3.8+).
 """
 
-from __future__ import absolute_import, division, print_function
-
-__metaclass__ = type
 
 import bisect
 import collections
