@@ -3,6 +3,7 @@
 import os
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import syscalls
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import parse_trace
 
 
@@ -109,16 +110,16 @@ def test_syscall_that_returned_is_not_in_flight():
 
 
 def test_builtin_syscall_table_agrees_with_the_kernel_headers():
-    header = [h for h in correlate.UNISTD_HEADERS if os.path.exists(h)]
+    header = [h for h in syscalls.UNISTD_HEADERS if os.path.exists(h)]
     if not header:
         return
     from_header = {}
-    correlate._syscall_table_cache[:] = []
+    syscalls._table_cache[:] = []
     try:
-        from_header = correlate.syscall_table(headers=header)
+        from_header = syscalls.table(headers=header)
     finally:
-        correlate._syscall_table_cache[:] = []
-    for number, name in correlate.X86_64_SYSCALLS.items():
+        syscalls._table_cache[:] = []
+    for number, name in syscalls.X86_64_SYSCALLS.items():
         assert from_header[number] == name, (number, name)
 
 

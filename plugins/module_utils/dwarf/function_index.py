@@ -37,6 +37,8 @@ import struct
 import sys
 import zlib
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.skim import read_sleb, read_uleb
+
 INDEX_VERSION = 1
 HAS_RANGE = 1       # flags: DW_AT_low_pc or DW_AT_ranges present
 HAS_INLINE = 2      # flags: DW_AT_inline present
@@ -96,43 +98,26 @@ def index_dir():
     return os.path.join(dwarf_cache.cache_dir(), "index")
 
 
-def _uleb(data, pos):
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7f) << shift
-        if byte < 0x80:
-            return result, pos
-        shift += 7
-
-
-def _sleb(data, pos):
-    result, end = _uleb(data, pos)
-    bits = 7 * (end - pos)
-    return (result - (1 << bits) if result & (1 << (bits - 1)) else result), end
-
-
 def parse_abbrevs(data, offset):
     """One abbreviation table: {code: (tag, has_children, [(attr, form, implicit_const)])}."""
     table = {}
     pos = offset
     while True:
-        code, pos = _uleb(data, pos)
+        code, pos = read_uleb(data, pos)
         if code == 0:
             return table
-        tag, pos = _uleb(data, pos)
+        tag, pos = read_uleb(data, pos)
         has_children = data[pos] != 0
         pos += 1
         specs = []
         while True:
-            attr, pos = _uleb(data, pos)
-            form, pos = _uleb(data, pos)
+            attr, pos = read_uleb(data, pos)
+            form, pos = read_uleb(data, pos)
             if attr == 0 and form == 0:
                 break
             const = None
             if form == FORM_IMPLICIT_CONST:
-                const, pos = _sleb(data, pos)
+                const, pos = read_sleb(data, pos)
             specs.append((attr, form, const))
         table[code] = (tag, has_children, specs)
 
@@ -252,7 +237,7 @@ def _walk_unit(data, debug_str, debug_line_str, unit, pos, end, plans, names, co
         code = data[pos]
         pos += 1
         if code >= 0x80:
-            code, pos = _uleb(data, offset)
+            code, pos = read_uleb(data, offset)
         if code == 0:
             depth -= 1
             if depth <= 0:
@@ -276,7 +261,7 @@ def _walk_unit(data, debug_str, debug_line_str, unit, pos, end, plans, names, co
                     length = unpack_from(_UNSIGNED[size], data, pos)[0]
                     pos += size
                 else:
-                    length, pos = _uleb(data, pos)
+                    length, pos = read_uleb(data, pos)
                 pos += length
             else:
                 _k, size, attr, form, const = step
@@ -288,7 +273,7 @@ def _walk_unit(data, debug_str, debug_line_str, unit, pos, end, plans, names, co
                         values[attr] = data[pos:stop].decode("utf-8", "replace")
                         pos = stop + 1
                     elif form == FORM_REF_UDATA:
-                        values[attr], pos = _uleb(data, pos)
+                        values[attr], pos = read_uleb(data, pos)
                     else:
                         values[attr] = const
                 else:

@@ -25,7 +25,7 @@ class SkimError(Exception):
 _row_order = operator.itemgetter(0, 1)     # line rows: address, then end_sequence rows first
 
 
-def _uleb(data, pos):
+def read_uleb(data, pos):
     result = shift = 0
     while True:
         byte = data[pos]
@@ -36,7 +36,7 @@ def _uleb(data, pos):
         shift += 7
 
 
-def _sleb(data, pos):
+def read_sleb(data, pos):
     result = shift = 0
     while True:
         byte = data[pos]
@@ -171,7 +171,7 @@ class TopLevelSkimmer:
                     length = struct.unpack_from("<" + _UNSIGNED[arg], data, pos)[0]
                     pos += arg
                 else:
-                    length, pos = _uleb(data, pos)
+                    length, pos = read_uleb(data, pos)
                 pos += length
                 value = None
             if keep == "sibling":
@@ -184,7 +184,7 @@ class TopLevelSkimmer:
         """Yield dicts for the CU's top-level DIEs, skipping subtrees by DW_AT_sibling."""
         data = self.data
         pos = self.cu.cu_die_offset - self.base
-        code, pos = _uleb(data, pos)
+        code, pos = read_uleb(data, pos)
         _tag, has_children, steps, _sib = self._plan(code)
         pos, _sibling = self._walk(steps, pos, None)
         if not has_children:
@@ -193,7 +193,7 @@ class TopLevelSkimmer:
         end = len(data)
         while pos < end:
             offset = pos
-            code, pos = _uleb(data, pos)
+            code, pos = read_uleb(data, pos)
             if code == 0:
                 if depth == 0:
                     return
@@ -222,7 +222,7 @@ def subtree(skimmer, offset):
     depth = 0
     while position < len(data):
         start = position
-        code, position = _uleb(data, position)
+        code, position = read_uleb(data, position)
         if code == 0:
             depth -= 1
             if depth <= 0:
@@ -285,13 +285,13 @@ def decode_line_rows(program, version):
             if data[pos] < 0x80:
                 pos += 1
             else:
-                _v, pos = _uleb(data, pos)
+                _v, pos = read_uleb(data, pos)
         elif opcode == 6:       # negate_stmt
             is_stmt = not is_stmt
         elif opcode == 1:       # copy
             append((address, 1, line, file_index, is_stmt, False))
         elif opcode == 0:
-            length, pos = _uleb(data, pos)
+            length, pos = read_uleb(data, pos)
             if length == 0:
                 continue
             sub = data[pos]
@@ -311,17 +311,17 @@ def decode_line_rows(program, version):
             if value < 0x80:
                 pos += 1
             else:
-                value, pos = _uleb(data, pos)
+                value, pos = read_uleb(data, pos)
             address += value * min_len
         elif opcode == 3:       # advance_line
             value = data[pos]
             if value < 0x40:    # one-byte SLEB, positive
                 pos += 1
             else:
-                value, pos = _sleb(data, pos)
+                value, pos = read_sleb(data, pos)
             line += value
         elif opcode == 4:       # set_file
-            file_index, pos = _uleb(data, pos)
+            file_index, pos = read_uleb(data, pos)
         elif opcode == 8:       # const_add_pc
             address += const_add
         elif opcode == 9:       # fixed_advance_pc
@@ -331,7 +331,7 @@ def decode_line_rows(program, version):
             pass
         else:                   # set_column, set_isa, unknown: skip their ULEB operands
             for _i in range(lengths[opcode - 1] if opcode - 1 < len(lengths) else 0):
-                _v, pos = _uleb(data, pos)
+                _v, pos = read_uleb(data, pos)
     del address_size, version
     rows.sort(key=_row_order)
     return rows

@@ -24,8 +24,11 @@ def render_all(report):
     }
 
 
-def write_files(directory, rendered):
-    """Write the rendered files; return the names whose content changed."""
+def write_files(directory, rendered, mode=None):
+    """Write the rendered files atomically (a temporary ``.NAME.PID.tmp``, then rename).
+
+    Returns the names whose content changed; an unchanged file is not rewritten.
+    """
     if not os.path.isdir(directory):
         os.makedirs(directory)
     changed = []
@@ -37,9 +40,15 @@ def write_files(directory, rendered):
                     continue
         except OSError:
             pass
-        tmp = path + ".tmp"
-        with open(tmp, "w") as handle:
-            handle.write(text)
-        os.rename(tmp, path)
+        temp = os.path.join(directory, ".%s.%d.tmp" % (name, os.getpid()))
+        try:
+            with open(temp, "w") as handle:
+                handle.write(text)
+            if mode is not None:
+                os.chmod(temp, mode)
+            os.rename(temp, path)
+        finally:
+            if os.path.exists(temp):
+                os.unlink(temp)
         changed.append(name)
     return changed

@@ -18,10 +18,10 @@ and renamed, so the collector never reads half a file.
 """
 
 
-import os
 import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import coverage as report_coverage
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import files as report_files
 
 PREFIX = "fleettrace_"
 SERIES = ("all", "wakeup", "preempt")
@@ -168,27 +168,9 @@ def render_all(report):
 
 
 def write_textfiles(directory, rendered):
-    """Write each file atomically (temporary name, then rename); return the names that changed."""
-    if not os.path.isdir(directory):
-        os.makedirs(directory)
-    changed = []
-    for name, text in sorted(rendered.items()):
-        path = os.path.join(directory, name)
-        try:
-            with open(path) as handle:
-                if handle.read() == text:
-                    continue
-        except OSError:
-            pass
-        # node_exporter reads only *.prom: the temporary name is never collected.
-        temp = os.path.join(directory, ".%s.%d.tmp" % (name, os.getpid()))
-        try:
-            with open(temp, "w") as handle:
-                handle.write(text)
-            os.chmod(temp, 0o644)
-            os.rename(temp, path)
-        finally:
-            if os.path.exists(temp):
-                os.unlink(temp)
-        changed.append(name)
-    return changed
+    """Write each file atomically (temporary name, then rename); return the names that changed.
+
+    The temporary names end in ``.tmp``: node_exporter reads only ``*.prom``, so it never
+    collects a half-written file.
+    """
+    return report_files.write_files(directory, rendered, mode=0o644)

@@ -29,13 +29,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import sy
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.findings import (
     blocked_in, make_finding, STOPPED_STATES, UNIT_NS)
 
-# Kept here for callers of the old names; the tables live in syscalls.py.
-X86_64_SYSCALLS = syscalls.X86_64_SYSCALLS
-UNISTD_HEADERS = syscalls.UNISTD_HEADERS
 FD_ARGUMENT = syscalls.FD_ARGUMENT
-_syscall_table_cache = syscalls._table_cache
-syscall_table = syscalls.table
-syscall_name = syscalls.name
 __all__ = ["blocked_in", "find_stalls", "StallFinder", "syscall_in_flight", "ALL_STATES"]
 
 # prev_state letters a finding may blame: asleep, stopped, and R for runnable (preempted or woken).
