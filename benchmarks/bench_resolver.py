@@ -7,8 +7,18 @@ built with gcc -O2 -g.  Each spec is resolved by
 ``python -S .../module_utils/dwarf/cli.py -x BIN SPEC`` (the resolver behind the
 uprobe module) and by ``perf probe -x BIN --definition SPEC``:
 
-* cold: our build-id keyed cache is empty (a fresh directory per run);
+* cold: our build-id keyed result cache is empty (a fresh directory per run); the
+  function index (dwarf/index.py, built once per build-id, like perf's ~/.debug)
+  is built before the runs, its one-time cost printed separately;
 * warm: the same spec again, answered from the cache (pyelftools not imported).
+
+Inline-only specs (functions with DW_AT_inline and no out-of-line copy) and
+not-in-symtab specs (static functions of a copy of libpython whose symbol
+table was stripped, DWARF kept) go through the function index.  The last
+part runs the ``fleettrace.tracefs.uprobe`` module through ansible-playbook
+(check mode: resolves and compares, writes nothing to tracefs) with 1 and
+with N probe tasks, so the per-probe cost is the difference divided by N-1;
+next to it the module run directly (no Ansible), a ``ping`` task, and perf.
 
 perf keeps its own build-id cache in ~/.debug, so after its first run perf is
 warm too.  Wall time is what a user waits; CPU time (user+sys of the child,
@@ -18,6 +28,7 @@ loaded machine.  Ratios are ours/perf on the sum of per-spec medians
 """
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -96,10 +107,18 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def bench_binary(label, binary, specs, runs, perf):
+def bench_binary(label, binary, specs, runs, perf, index_dir):
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)     # a real install has its bytecode compiled
     env["PYTHONPATH"] = COLLECTIONS
+    env["FLEETTRACE_DWARF_INDEX"] = index_dir
+    # The function index: built once per build-id (first run), read by every later cold run.
+    cache = tempfile.mkdtemp(prefix="fleettrace-bench-cache-")
+    try:
+        build = timed(OURS + ["--no-cache", "-x", binary, specs[0]], dict(env, FLEETTRACE_DWARF_INDEX=cache))
+        timed(OURS + ["--no-cache", "-x", binary, specs[0]], env)
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
     rows = []
     for spec in specs:
         perf_times = [timed([perf, "probe", "-x", binary, "--definition", spec], env) for _i in range(runs + 1)][1:]
@@ -123,6 +142,9 @@ def bench_binary(label, binary, specs, runs, perf):
         rows.append((spec, [median([t[0] for t in x]) for x in (perf_times, cold, warm)],
                      [median([t[1] for t in x]) for x in (perf_times, cold, warm)], same))
     print("\n== %s: %s" % (label, binary))
+    print("first resolution, all caches empty (builds the function index if the spec needs it, once per "
+          "build-id): wall %.0f ms, cpu %.0f ms"
+          % (build[0] * 1e3, build[1] * 1e3))
     print("%-44s %27s   %27s  %s" % ("spec", "wall ms: perf  cold  warm", "cpu ms: perf  cold  warm", "output"))
     for spec, wall, cpu, same in rows:
         print("%-44s %13.0f %6.0f %6.0f   %12.0f %6.0f %6.0f  %s" % (
@@ -136,10 +158,138 @@ def bench_binary(label, binary, specs, runs, perf):
     return totals
 
 
+def inline_only_functions(binary, count):
+    """``count`` inline-only functions of ``binary`` (DW_AT_inline, no out-of-line copy, no symbol) from
+    its DWARF, spread over the alphabet, that perf probes too (it gives up past 128 copies)."""
+    sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
+    resolver = dwarf_resolver.Resolver(binary)
+    try:
+        index = resolver.context.function_index
+        names = sorted(n for n in index.all_names() if all(inline for _c, _o, inline in index.subprograms(n)))
+        chosen = []
+        for name in names[::max(1, len(names) // (count * 4))]:
+            found = functions.find_function(resolver.context, name)
+            if found and not resolver.symbols.function(name) and all(
+                    resolver.context.entry_pc(die) is None for _cu, die in found):
+                copies = sum(len(functions.inlined_copies(resolver.context, cu, die)) for cu, die in found)
+                if 1 <= copies <= 64:
+                    chosen.append(name)
+            if len(chosen) == count:
+                break
+        return chosen
+    finally:
+        resolver.close()
+
+
+def walk_vs_index(label, binary, specs, index_dir):
+    """In-process CPU time of one fresh resolution with the stored function index and without it
+    (functions.py then searches the raw bytes, dwarf/index.py), same specs, alternating; outputs compared."""
+    sys.path.insert(0, COLLECTIONS)
+    os.environ["FLEETTRACE_DWARF_INDEX"] = index_dir
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
+
+    def once(spec, use_index):
+        start = time.process_time()
+        resolver = dwarf_resolver.Resolver(binary)
+        try:
+            if not use_index:
+                resolver.context._index = False
+            lines = resolver.resolve(spec).definitions
+        finally:
+            resolver.close()
+        return time.process_time() - start, lines
+
+    print("\n== %s, in-process CPU ms per resolution: stored function index vs byte search" % label)
+    totals = [0.0, 0.0]
+    for spec in specs:
+        indexed, walked = once(spec, True), once(spec, False)
+        totals[0] += indexed[0]
+        totals[1] += walked[0]
+        print("%-44s index %7.1f   bytes %7.1f   %s" % (spec[:44], indexed[0] * 1e3, walked[0] * 1e3,
+                                                     "same" if indexed[1] == walked[1] else "DIFFERENT"))
+    print("byte search/index: %.1fx" % (totals[1] / totals[0]))
+
+
+def without_symtab(binary, directory):
+    """A copy of ``binary`` without .symtab (DWARF kept): its static functions are not in any symbol table."""
+    out = os.path.join(directory, os.path.basename(binary) + ".nosymtab")
+    subprocess.run(["objcopy", "--strip-all", "--keep-section=.debug*", binary, out], check=True)
+    return out
+
+
+ANSIBLE_PLAY = """- hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+%s"""
+UPROBE_TASK = """    - fleettrace.tracefs.uprobe:
+        binary: %s
+        spec: %s
+"""
+PING_TASK = """    - ansible.builtin.ping:
+"""
+
+
+def bench_ansible(binary, specs, runs, perf, workdir):
+    """Per-probe cost of the uprobe module through ansible-playbook (check mode) next to perf."""
+    venv_bin = os.path.dirname(PYTHON)
+    env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""),
+               ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
+               ANSIBLE_PYTHON_INTERPRETER=PYTHON, ANSIBLE_NOCOLOR="1",
+               ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "ansible-local"),
+               FLEETTRACE_RESOLVER_CACHE=os.path.join(workdir, "ansible-cache"),
+               FLEETTRACE_DWARF_INDEX=os.path.join(workdir, "ansible-index"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    plays = {}
+    for label, tasks in (("ping x1", [PING_TASK]), ("uprobe x1", [UPROBE_TASK % (binary, specs[0])]),
+                         ("uprobe x%d" % len(specs), [UPROBE_TASK % (binary, s) for s in specs])):
+        path = os.path.join(workdir, label.replace(" ", "_") + ".yml")
+        with open(path, "w") as out:
+            out.write(ANSIBLE_PLAY % "".join(tasks))
+        plays[label] = path
+    # Warm the result cache (check mode reads it but never writes it) and the index.
+    cli_env = dict(env, PYTHONPATH=COLLECTIONS)
+    for spec in specs:
+        timed(OURS + ["-x", binary, spec], cli_env)
+    args = os.path.join(workdir, "module-args.json")
+    with open(args, "w") as out:
+        json.dump({"ANSIBLE_MODULE_ARGS": {"binary": binary, "spec": specs[0], "_ansible_check_mode": True}}, out)
+    module = os.path.join(COLLECTIONS, "ansible_collections", "fleettrace", "tracefs", "plugins", "modules",
+                          "uprobe.py")
+    commands = [("perf probe --definition", [perf, "probe", "-x", binary, "--definition", specs[0]], env)]
+    commands.append(("uprobe module alone (no Ansible)", [PYTHON, module, args], cli_env))
+    for label, path in plays.items():
+        commands.append(("ansible-playbook " + label, [os.path.join(venv_bin, "ansible-playbook"), "--check", path],
+                         env))
+    results = {}
+    for _i in range(runs):     # interleaved: the load from others falls on all of them alike
+        for label, argv, command_env in commands:
+            results.setdefault(label, []).append(timed(argv, command_env))
+    print("\n== one probe through Ansible (check mode, result cache warm): %s" % binary)
+    print("%-40s %10s %10s  %s" % ("command", "wall ms", "cpu ms", "exit codes"))
+    medians = {}
+    for label, _argv, _env in commands:
+        times = results[label]
+        medians[label] = (median([t[0] for t in times]), median([t[1] for t in times]))
+        print("%-40s %10.0f %10.0f  %s" % (label, medians[label][0] * 1e3, medians[label][1] * 1e3,
+                                           sorted(set(t[3] for t in times))))
+    many = "ansible-playbook uprobe x%d" % len(specs)
+    for index, kind in ((0, "wall"), (1, "cpu")):
+        per_probe = (medians[many][index] - medians["ansible-playbook uprobe x1"][index]) / (len(specs) - 1)
+        print("%s per extra probe task: %.0f ms; perf per probe: %.0f ms; ratio %.1f" % (
+            kind, per_probe * 1e3, medians["perf probe --definition"][index] * 1e3,
+            per_probe / medians["perf probe --definition"][index]))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--only", choices=("libpython", "inline", "nosymtab", "demo", "ansible"), action="append",
+                        help="run only these parts (default: all)")
     options = parser.parse_args()
+    parts = options.only or ["libpython", "inline", "nosymtab", "demo", "ansible"]
     perf = shutil.which("perf")
     if not perf:
         raise SystemExit("perf is not installed (Debian: apt-get install linux-perf)")
@@ -147,6 +297,7 @@ def main():
     lib = libpython()
     print("libpython: %s, DWARF version %s" % (lib, dwarf_version(lib)))
     workdir = tempfile.mkdtemp(prefix="fleettrace-bench-")
+    index_dir = os.path.join(workdir, "index")
     try:
         demo = programs.build(shutil.which("gcc") or "cc", workdir, "demo_O2")
         report = programs.marker_line("report") - programs.decl_line("compute")
@@ -154,13 +305,30 @@ def main():
         env = dict(os.environ, PYTHONPATH=COLLECTIONS)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         subprocess.run([PYTHON, "-c", "import %s, ansible_collections.fleettrace.tracefs.plugins.module_utils."
-                        "dwarf.resolver, elftools.elf.elffile" % CLI], env=env, check=True)
-        bench_binary("libpython (-O2, DWARF 5)", lib,
-                     ["PyList_Append newitem", "PyList_Append:3 op newitem", "PyObject_GetAttr:4 v name",
-                      "PyDict_SetItem key value"], options.runs, perf)
-        bench_binary("demo.c -O2", demo,
-                     ["compute:%d total k label" % report, "compute $params", "scale:3 $vars",
-                      "compute%return $retval"], options.runs, perf)
+                        "dwarf.resolver, ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.index, "
+                        "elftools.elf.elffile" % CLI], env=env, check=True)
+        if "libpython" in parts:
+            bench_binary("libpython (-O2, DWARF 5)", lib,
+                         ["PyList_Append newitem", "PyList_Append:3 op newitem", "PyObject_GetAttr:4 v name",
+                          "PyDict_SetItem key value"], options.runs, perf, index_dir)
+        if "inline" in parts:
+            inline = inline_only_functions(lib, 5)
+            bench_binary("libpython inline-only functions (every inlined copy)", lib, inline, options.runs, perf,
+                         index_dir)
+            walk_vs_index("libpython inline-only functions", lib, inline, index_dir)
+        if "nosymtab" in parts:
+            stripped = without_symtab(lib, workdir)
+            static = ["list_append", "dict_dealloc", "list_dealloc", "gc_collect_main"]
+            bench_binary("libpython without .symtab: static functions", stripped, static, options.runs, perf,
+                         index_dir)
+            walk_vs_index("libpython without .symtab", stripped, static, index_dir)
+        if "demo" in parts:
+            bench_binary("demo.c -O2", demo,
+                         ["compute:%d total k label" % report, "compute $params", "scale:3 $vars",
+                          "compute%return $retval"], options.runs, perf, index_dir)
+        if "ansible" in parts:
+            bench_ansible(lib, ["PyList_Append newitem", "PyDict_SetItem key value", "PyObject_GetAttr:4 v name",
+                                "PyList_Append:3 op newitem", "PyLong_FromLong"], options.runs, perf, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
         if os.path.exists(TMP_OUT):

@@ -116,3 +116,49 @@ def test_build_id_directory(cc, build_dir):
             os.unlink(target)
         for path in created:
             os.rmdir(path)
+
+
+def test_check_mode_writes_no_function_index(cc, build_dir, cache):
+    # clamp_add is inline-only: resolving it needs the function index (dwarf/index.py).
+    binary = programs.build(cc, build_dir, "demo_O2")
+    first = dwarf_cache.cached_resolve(binary, "clamp_add", write=False)
+    assert first["cached"] is False and cached_files(cache) == []
+    second = dwarf_cache.cached_resolve(binary, "clamp_add")
+    assert second["definitions"] == first["definitions"]
+    assert sorted(cached_files(cache))[-1] == "functions.idx" and len(cached_files(cache)) == 2
+    # Check mode reads a stored index (same answer, from the result cache or not).
+    third = dwarf_cache.cached_resolve(binary, "clamp_add", write=False, use_cache=False)
+    assert third["definitions"] == first["definitions"] and len(cached_files(cache)) == 2
+
+
+def test_code_stamp_same_on_disk_and_in_ansiballz_zip(tmp_path):
+    """The module runs from a zip holding only what it imports: same stamp as the files on disk,
+    so results resolved by the command line serve the module; a changed source changes it."""
+    import zipfile
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(dwarf_cache.__file__))))
+    top = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(root))))  # holds ansible_collections/
+
+    def make_zip(path, change=None):
+        with zipfile.ZipFile(path, "w") as out:
+            for sub in ("dwarf", "elf"):
+                directory = os.path.join(root, "module_utils", sub)
+                for name in sorted(os.listdir(directory)):
+                    if name.endswith(".py") and name != "cli.py":
+                        data = open(os.path.join(directory, name), "rb").read()
+                        if change == name:
+                            data += b"\n# changed\n"
+                        out.writestr(os.path.relpath(os.path.join(directory, name), top), data)
+            for package in ("", "fleettrace", "fleettrace/tracefs", "fleettrace/tracefs/plugins",
+                            "fleettrace/tracefs/plugins/module_utils"):
+                out.writestr(os.path.join("ansible_collections", package, "__init__.py"), b"")
+
+    def stamp_from(path):
+        code = ("import sys; sys.path.insert(0, %r); from ansible_collections.fleettrace.tracefs.plugins."
+                "module_utils.dwarf import cache; assert '.zip' in cache.__file__; print(cache._code_stamp())" % path)
+        return subprocess.run([sys.executable, "-S", "-c", code], stdout=subprocess.PIPE, check=True,
+                              universal_newlines=True).stdout.strip()
+
+    make_zip(str(tmp_path / "same.zip"))
+    make_zip(str(tmp_path / "changed.zip"), change="scopes.py")
+    assert stamp_from(str(tmp_path / "same.zip")) == dwarf_cache._code_stamp()
+    assert stamp_from(str(tmp_path / "changed.zip")) != dwarf_cache._code_stamp()

@@ -9,7 +9,8 @@ A hit needs only ``struct``, ``zlib`` and ``marshal`` (all built in): no
 pyelftools, no json/re/hashlib imports, so a repeat costs little more than
 starting Python.  The file stores the full key and is used only when it
 matches, so a checksum collision cannot return a wrong result.
-``write=False`` (check mode) reads the cache but never writes it.
+``write=False`` (check mode) reads the cache but never writes it, nor the
+function index (dwarf/index.py) stored next to it.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,7 +24,7 @@ import zlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def cache_dir():
@@ -33,25 +34,54 @@ def cache_dir():
     return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fleettrace", "resolver")
 
 
-def _code_stamp():
-    """Modification times of the resolver's sources (dwarf/ and the ELF reader in elf/):
-    a changed resolver never reads old results.
+_STAMP = []        # computed once per process
+# Not part of the resolver, and not in the module's AnsiballZ zip (it holds only what uprobe.py
+# imports): left out so that the command line and the module compute the same stamp.  A file
+# missing on one side only costs sharing results, never a stale one.
+_NOT_RESOLVER = ("cli.py", "__init__.py")
 
-    Inside an AnsiballZ zip the files cannot be stat'ed; the version constant then stands alone.
-    """
-    here = os.path.dirname(os.path.abspath(__file__))
-    stamps = []
-    for directory in (here, os.path.join(os.path.dirname(here), "elf")):
+
+def _sources(directory):
+    """{name: bytes} of the .py files of a package directory, on disk or inside a zip (AnsiballZ)."""
+    try:
+        names = [name for name in os.listdir(directory) if name.endswith(".py") and name not in _NOT_RESOLVER]
+        read = None
+    except OSError:
+        # Inside the AnsiballZ payload zip: list and read it through its zipimport loader.
+        import pkgutil
+        loader = __loader__  # noqa: F821 - every imported module has one
+        names = [module + ".py" for _finder, module, is_package in pkgutil.iter_modules([directory])
+                 if not is_package and module + ".py" not in _NOT_RESOLVER]
+        read = loader.get_data
+    found = {}
+    for name in names:
+        path = os.path.join(directory, name)
         try:
-            names = sorted(name for name in os.listdir(directory) if name.endswith(".py"))
-        except OSError:
-            names = []
-        for name in names:
-            try:
-                stamps.append(int(os.stat(os.path.join(directory, name)).st_mtime))
-            except OSError:
-                stamps.append(0)
-    return tuple(stamps)
+            if read is None:
+                with open(path, "rb") as handle:
+                    found[name] = handle.read()
+            else:
+                found[name] = read(path)
+        except (IOError, OSError):
+            found[name] = b""
+    return found
+
+
+def _code_stamp():
+    """Checksum of the resolver's sources (dwarf/ and the ELF reader in elf/): a changed resolver
+    never reads old results, and the command line and the module (run from its AnsiballZ zip,
+    where files have no useful mtimes) share results for the same code."""
+    if not _STAMP:
+        here = os.path.dirname(os.path.abspath(__file__))
+        crc = 0
+        count = 0
+        for directory in (here, os.path.join(os.path.dirname(here), "elf")):
+            sources = _sources(directory)
+            for name in sorted(sources):
+                crc = zlib.crc32(name.encode("utf-8") + b"\0" + sources[name], crc)
+                count += 1
+        _STAMP.append("%d:%08x" % (count, crc & 0xffffffff))
+    return _STAMP[0]
 
 
 def _key(binary, build_id, spec, options):
@@ -126,9 +156,15 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
                 return found
     if on_miss is not None:
         on_miss()
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-    result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
-                                    build_id=build_id, force=force, allow_unavailable=allow_unavailable)
+    if write:
+        result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
+                                        build_id=build_id, force=force, allow_unavailable=allow_unavailable)
+    else:
+        with dwarf_function_index.read_only():     # check mode: the function index is not written either
+            result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
+                                            build_id=build_id, force=force, allow_unavailable=allow_unavailable)
     result["cached"] = False
     if use_cache and write:
         store(binary, result["build_id"], spec, options, result)

@@ -51,6 +51,7 @@ class DwarfContext:
         self._aranges = None
         self._arange_starts = None
         self._cfa = None
+        self._index = None          # dwarf.function_index.FunctionIndex, or False when the DWARF cannot be indexed
         from elftools.dwarf.dwarf_expr import DWARFExprParser
         from elftools.dwarf.locationlists import LocationParser
         self.expr_parser = DWARFExprParser(self.dwarf.structs)
@@ -65,6 +66,8 @@ class DwarfContext:
         for handle in self._files:
             handle.close()
         self._files = []
+        if self._index:
+            self._index.close()
 
     @property
     def build_id(self):
@@ -86,6 +89,10 @@ class DwarfContext:
         if data is None:
             data = self.sections[name] = self.info.debug.section_bytes(name) or b""
         return data
+
+    def section_size(self, name):
+        entry = self.info.debug.sections.get(name)
+        return entry[3] if entry is not None and self.info.debug.has_section_data(name) else 0
 
     def file_offset(self, vaddr):
         offset = self.info.binary.vaddr_to_file_offset(vaddr)
@@ -133,6 +140,46 @@ class DwarfContext:
             if self.die_contains(cu.get_top_DIE(), address):
                 return cu.cu_offset
         return None
+
+    @property
+    def function_index(self):
+        """dwarf.function_index.FunctionIndex (cached on disk by build-id), or None when the DWARF has
+        something the one-pass skim does not read (callers then walk the compile units)."""
+        if self._index is None and not self.build_id:
+            self._index = False     # cannot be stored: the byte search (dwarf/index.py) costs less than a build
+        if self._index is None:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
+            try:
+                self._index = dwarf_function_index.function_index(self.build_id, self.section,
+                                                                  self.section_size) or False
+            except dwarf_function_index.IndexBuildError:
+                self._index = False
+        return self._index or None
+
+    def _from_index(self, lookup):
+        """``lookup(index)``, or None when there is no index or its stored copy turns out damaged."""
+        index = self.function_index
+        if index is None:
+            return None
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
+        try:
+            return lookup(index)
+        except dwarf_function_index.IndexBuildError:
+            index.close()
+            self._index = False
+            return None
+
+    def indexed_units(self, name):
+        """Sorted offsets of the units with a top-level subprogram DIE named ``name``, from the
+        function index; None without one (callers search the bytes, dwarf/index.py)."""
+        entries = self._from_index(lambda index: index.subprograms(name))
+        return None if entries is None else sorted(set(cu_offset for cu_offset, _o, _i in entries))
+
+    def indexed_inlined_copies(self, cu, abstract_offset):
+        """Offsets of the DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is
+        ``abstract_offset``, in DIE order, from the function index; None without one."""
+        return self._from_index(
+            lambda index: index.inlined_copies(abstract_offset, cu.cu_offset, cu.cu_offset + cu.size))
 
     def cu_at(self, offset):
         cu = self.cus.get(offset)

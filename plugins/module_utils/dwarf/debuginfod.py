@@ -25,9 +25,6 @@ import re
 import socket
 import time
 
-from urllib.error import HTTPError, URLError
-from urllib.request import Request, urlopen
-
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 
 URLS_ENV = "DEBUGINFOD_URLS"
@@ -126,6 +123,8 @@ def _origin(path):
 
 def _download(url, target, timeout):
     """Fetch ``url`` into ``target``; the whole answer must come within ``timeout`` seconds."""
+    # Imported here: urllib.request (http.client, email) costs ~15 ms, and most runs never download.
+    from urllib.request import Request, urlopen
     deadline = time.time() + timeout
     response = urlopen(Request(url, headers={"User-Agent": USER_AGENT}), timeout=timeout)
     try:
@@ -164,6 +163,7 @@ def fetch(build_id, urls, timeout=None, cache=None):
         return found, _origin(found)
     if not urls:
         raise DebuginfodError("no debuginfod server given: set DEBUGINFOD_URLS or the debuginfod_urls option")
+    from urllib.error import HTTPError, URLError
     directory = os.path.join(cache, build_id)
     target = os.path.join(directory, "debuginfo")
     errors = []

@@ -77,7 +77,11 @@ def _is_external(die):
 
 
 def units_naming(ctx, name):
-    """Offsets of the units that may define ``name`` (byte search; every unit when it cannot search)."""
+    """Offsets of the units that may define ``name``: the stored function index (dwarf/function_index.py)
+    when it names some, else a byte search (every unit when it cannot search)."""
+    indexed = ctx.indexed_units(name)
+    if indexed:
+        return indexed
     if ctx.unit_starts is None:
         ctx.unit_starts = dwarf_index.unit_starts(ctx.section(".debug_info")) or []
     units = None
@@ -167,8 +171,14 @@ def _skimmed_copies(ctx, cu, abstract, holders):
 
 
 def _inlined_copy_dies(ctx, cu, abstract):
-    """Walk only the top-level DIEs whose bytes refer to ``abstract`` (dwarf/index.py); the whole
-    unit when its inlined copies use another reference form."""
+    """From the stored function index (dwarf/function_index.py); without one, walk only the
+    top-level DIEs whose bytes refer to ``abstract`` (dwarf/index.py); the whole unit when its
+    inlined copies use another reference form."""
+    indexed = ctx.indexed_inlined_copies(cu, abstract.offset)
+    if indexed is not None:
+        for offset in indexed:
+            yield ctx.die_at(cu, offset)
+        return
     infos = ctx.top_level(cu)
     holders = None
     if infos is not None:

@@ -194,6 +194,8 @@ class Resolver:
         return Resolution(self.binary, self.build_id, group, event, kind, probes, notes, self.info.debug.path)
 
     def _args_at(self, spec, cu, address, allow_unavailable, scope=None):
+        if not spec.args:
+            return [], []   # no scope to look up (an inline-only function may have hundreds of copies)
         ctx = self.context
         chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
         table = None        # the line table is only needed for hints in error messages
