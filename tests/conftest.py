@@ -19,6 +19,7 @@ if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs_core  # noqa: E402
+from tests.helpers import tracefs_state  # noqa: E402
 
 # One token per pytest process: every name a test creates carries it.
 RUN_TOKEN = "t%s" % uuid.uuid4().hex[:8]
@@ -59,11 +60,11 @@ def tracefs_leak_check(request):
         yield
         return
     fs = tracefs_core.Tracefs()
-    before = tracefs_core.snapshot(fs)
+    before = tracefs_state.snapshot(fs)
     yield
-    after = tracefs_core.snapshot(fs)
+    after = tracefs_state.snapshot(fs)
     only = None if STRICT_LEAKS else (lambda name: RUN_TOKEN in name)
-    leaks = tracefs_core.diff_snapshots(before, after, only=only)
+    leaks = tracefs_state.diff_snapshots(before, after, only=only)
     if leaks:
         pytest.fail("tracefs was not left as found:\n  " + "\n  ".join(leaks))
 

@@ -17,6 +17,7 @@ import errno
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 
 PROC = "/proc"
@@ -274,7 +275,7 @@ def all_pids():
 
 def read_pidfile(path):
     """The pid in a pidfile; ValueError with a clear text if it holds none."""
-    text = _read(path).strip()
+    text = bounded.read_user_file(path, "pidfile", bounded.PIDFILE_MAX).decode("utf-8", "replace").strip()
     first = text.split()[0] if text else ""
     if not first.isdigit():
         raise ValueError("pidfile %s does not start with a pid (content: %r)" % (path, text[:40]))

@@ -305,7 +305,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, threshold
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
 
@@ -384,9 +384,10 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    for key in ("timeout", "poll_interval", "duration"):
-        if params[key] is not None and params[key] <= 0:
-            module.fail_json(msg="%s must be a positive number of seconds, got %s" % (key, params[key]))
+    try:  # 0, nan, inf and 1e308 would never end; pid 0 and -1 are no process
+        validate.numbers(params, durations=("timeout", "poll_interval", "duration"), pids=("pid",))
+    except validate.ValidationError as exc:
+        module.fail_json(msg=str(exc))
     if params["max_events"] < 0:
         module.fail_json(msg="max_events must be 0 or more, got %d" % params["max_events"])
     if params["stop_after_events"] is not None and params["stop_after_events"] <= 0:
@@ -441,25 +442,26 @@ def main():
         # Records are handled as they are parsed: the last max_events kept, all of them to json_path.
         sink = capture_core.EventSink(max_events=params["max_events"], json_path=params["json_path"],
                                       symbolize=params["symbolize"], stall_finder=finder)
-        if stop is not None:
-            wanted = params["stop"]
-            result = threshold.run(
-                instance, stop, params["pid"], params["timeout"], states=wanted["states"], rearm=wanted["rearm"],
-                max_findings=wanted["max_findings"], poll_interval=params["poll_interval"], raw_path=params["raw_path"],
-                token_timeout_ms=wanted["token_timeout_ms"],
-                sink_options=dict(max_events=params["max_events"], json_path=params["json_path"],
-                                  symbolize=params["symbolize"]))
-            sink = result.pop("sink")
-        elif params["mode"] == "trigger":
-            result = capture_core.capture_trigger(
-                instance, timeout=params["timeout"], poll_interval=params["poll_interval"], clear=params["clear"],
-                stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
-                raw_path=params["raw_path"], sink=sink)
-        else:
-            result = capture_core.capture_window(
-                instance, duration=params["duration"], clear=params["clear"],
-                stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
-                raw_path=params["raw_path"], sink=sink)
+        with ownership.holding([params["instance"]]):
+            if stop is not None:
+                wanted = params["stop"]
+                result = threshold.run(
+                    instance, stop, params["pid"], params["timeout"], states=wanted["states"], rearm=wanted["rearm"],
+                    max_findings=wanted["max_findings"], poll_interval=params["poll_interval"], raw_path=params["raw_path"],
+                    token_timeout_ms=wanted["token_timeout_ms"],
+                    sink_options=dict(max_events=params["max_events"], json_path=params["json_path"],
+                                      symbolize=params["symbolize"]))
+                sink = result.pop("sink")
+            elif params["mode"] == "trigger":
+                result = capture_core.capture_trigger(
+                    instance, timeout=params["timeout"], poll_interval=params["poll_interval"], clear=params["clear"],
+                    stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
+                    raw_path=params["raw_path"], sink=sink)
+            else:
+                result = capture_core.capture_window(
+                    instance, duration=params["duration"], clear=params["clear"],
+                    stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
+                    raw_path=params["raw_path"], sink=sink)
     except TracefsError as exc:
         if sink is not None:
             sink.close()

@@ -10,53 +10,69 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: cleanup
-short_description: Remove every probe, instance and trigger this collection left in tracefs
+short_description: Remove the tracefs objects of ended fleettrace runs, or of runs named explicitly
 version_added: 0.1.0
 description:
-  - Finds what this collection created on the host, recognised by the C(fleettrace) prefix of its
-    names, and removes it. Use it after a run that was killed half-way (for example with
-    C(playbooks/cleanup.yml)).
-  - Removes private instances whose name starts with O(prefix) (their events are disabled and their
-    triggers and filters removed first), uprobes whose group starts with O(prefix), events of those
-    groups configured in other instances (including the top level), and triggers elsewhere that
-    target such an event.
-  - Nothing else is touched; the global tracing state is never reset.
-  - One item the kernel refuses to remove (for example a probe still used by a C(perf) session) does
-    not stop the others; the task fails afterwards and names each one.
+  - Every run records what it creates in a manifest under C(/run/fleettrace/runs/) (exact instance and probe group
+    names, its owner process, a lease and a deadline). A run is orphaned when its deadline passed, or when its owner
+    is gone and its lease expired. Each run's own reaper removes it then; this module does the same for every orphan
+    on the host (for example when the reaper was killed too).
+  - By default only orphans are removed. A live run is removed only when named in O(force).
+  - Objects without a manifest (made by other tools, or by fleettrace before manifests) are never removed by default;
+    name them explicitly with O(name_contains) or O(names). A name request also removes runs whose owner is gone
+    (before their lease expired), never a run whose owner lives.
+  - Removal matches names exactly; triggers and filters first, then events are disabled, instances removed, probes
+    removed. One item the kernel refuses to remove does not stop the others; the task fails afterwards and names each.
+  - The global tracing state is never reset.
 author:
   - fleettrace developers (@fleettrace)
 options:
+  force:
+    description:
+      - Run tags (the manifest names, as returned by M(fleettrace.tracefs.run)) to remove even while they are live.
+    type: list
+    elements: str
+    default: []
+  name_contains:
+    description:
+      - Also remove objects without a manifest whose name starts with O(prefix) and contains this text.
+    type: str
+  names:
+    description:
+      - Also remove objects without a manifest with exactly these instance or probe group names.
+    type: list
+    elements: str
   prefix:
     description:
-      - Names starting with this are removed. Must start with C(fleettrace), so the module can never
+      - With O(name_contains), names must start with this. Must start with C(fleettrace), so the module can never
         remove what other tools created.
     type: str
     default: fleettrace
-  name_contains:
-    description:
-      - Only remove names that also contain this text, for example one run id, so that concurrent
-        runs on the same kernel are left alone.
-    type: str
 attributes:
   check_mode:
     support: full
     description: Lists what would be removed (RV(removed), RV(commands)) and removes nothing.
   diff_mode:
     support: full
-    description: Shows the owned instances and uprobes before and after.
+    description: Shows the instances and uprobes before and after.
 notes:
   - Needs root (C(become=true)).
 seealso:
+  - module: fleettrace.tracefs.run
   - module: fleettrace.tracefs.instance
-  - module: fleettrace.tracefs.event
 """
 
 EXAMPLES = r"""
-- name: Remove everything fleettrace left on the node
+- name: Remove what ended (killed, timed out) fleettrace runs left on the node
   fleettrace.tracefs.cleanup:
   become: true
 
-- name: Only what one run left (its run id is part of every name it creates)
+- name: Stop one live run now
+  fleettrace.tracefs.cleanup:
+    force: [r20260126T0815_node1_3f2a]
+  become: true
+
+- name: Objects an old fleettrace version left (no manifest), named by their run id
   fleettrace.tracefs.cleanup:
     name_contains: r20260126T0815
   become: true
@@ -82,15 +98,25 @@ removed:
       type: list
       elements: str
     events:
-      description: Owned events configured outside owned instances, as C(instance:group:event) (C(top) is the top level).
+      description: Events of removed groups configured in other instances, as C(instance:group:event) (C(top) is the top level).
       type: list
       elements: str
     triggers:
-      description: Triggers targeting owned events, as C(instance:group:event:trigger).
+      description: Top-level triggers targeting removed events, as C(instance:group:event:trigger).
       type: list
       elements: str
-  sample: {"instances": ["fleettrace_r1_node1"], "uprobes": ["fleettrace_r1_node1/timer_function_scheduler_timeout"],
+  sample: {"instances": ["fleettrace_r1_node1_3f2a"], "uprobes": ["fleettrace_r1_node1_3f2a/timer_function_scheduler_timeout"],
            "events": [], "triggers": []}
+runs:
+  description: Run manifests removed (orphans and forced), each with its tag and why.
+  returned: always
+  type: list
+  elements: dict
+live:
+  description: Live runs left alone, as descriptions.
+  returned: always
+  type: list
+  elements: str
 commands:
   description: The removals as shell commands.
   returned: always
@@ -100,43 +126,86 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import (
-    commands_for, find_leftovers, remove_leftovers)
+    as_result, find_leftovers, legacy_match, plan_removal)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
     OWNED_PREFIX, Tracefs, TracefsError)
+
+
+def _merge(total, found):
+    for key, items in found.items():
+        total[key].extend(i for i in items if i not in total[key])
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            prefix=dict(type="str", default=OWNED_PREFIX),
+            force=dict(type="list", elements="str", default=[]),
             name_contains=dict(type="str"),
+            names=dict(type="list", elements="str"),
+            prefix=dict(type="str", default=OWNED_PREFIX),
         ),
         supports_check_mode=True,
     )
-    prefix = module.params["prefix"]
-    name_contains = module.params["name_contains"] or None
-    if not prefix.startswith(OWNED_PREFIX):
+    params = module.params
+    if not params["prefix"].startswith(OWNED_PREFIX):
         module.fail_json(msg="prefix %r does not start with %r: this module only removes what fleettrace created; "
-                         "use a prefix like %r" % (prefix, OWNED_PREFIX, OWNED_PREFIX + "_myrun"), changed=False)
+                         "use a prefix like %r" % (params["prefix"], OWNED_PREFIX, OWNED_PREFIX + "_myrun"), changed=False)
     try:
+        for tag in params["force"] + (params["names"] or []):
+            validate.instance_name(tag)
+        if params["name_contains"] is not None and not params["name_contains"]:
+            raise validate.ValidationError("name_contains is empty: it would name every fleettrace object; "
+                                           "give a run id, or use names")
         fs = Tracefs(mount=False)
-        leftovers = find_leftovers(fs, prefix, name_contains)
-    except TracefsError as exc:
-        module.fail_json(msg="cannot list tracefs state: %s" % exc.message, changed=False)
-    commands = commands_for(fs, leftovers)
-    changed = any(leftovers.values())
-    result = dict(changed=changed, removed=leftovers, commands=commands)
+        runs = ownership.list_runs()
+    except (TracefsError, validate.ValidationError, OSError) as exc:
+        module.fail_json(msg="cannot list tracefs state: %s" % (getattr(exc, "message", None) or exc), changed=False)
+    found = {"instances": [], "uprobes": [], "events": [], "triggers": []}
+    pick = None
+    if params["name_contains"] or params["names"]:
+        pick = legacy_match(params["prefix"], params["name_contains"], params["names"])
+    chosen, live, owned = [], [], set()
+    for manifest in runs:
+        names = set(manifest["objects"]["instances"]) | set(manifest["objects"]["groups"])
+        owned |= names
+        why = ownership.expired(manifest)
+        if not why and manifest["tag"] in params["force"]:
+            why = "forced"
+        if not why and pick and not ownership.alive(manifest["owner"]) and any(pick(n) for n in names):
+            # Named explicitly and its owner is gone: no need to wait for the lease.
+            why = "owner gone, named"
+        if why:
+            chosen.append({"tag": manifest["tag"], "run_id": manifest.get("run_id"), "why": why})
+            _merge(found, find_leftovers(fs, ownership.matches(manifest)))
+        else:
+            live.append(ownership.describe(manifest))
+    unknown = sorted(set(params["force"]) - set(r["tag"] for r in chosen))
+    if unknown:
+        module.fail_json(msg="force names no run on this host: %s; runs here: %s"
+                         % (", ".join(unknown), ", ".join(m["tag"] for m in runs) or "none"), changed=False)
+    if pick:
+        # Objects of a manifest are decided above (orphaned, forced, or owner gone), never by the name alone.
+        _merge(found, find_leftovers(fs, lambda name: pick(name) and name not in owned))
+    plan = plan_removal(fs, found)
+    removed = as_result(found)
+    changed = bool(plan) or bool(chosen)
+    result = dict(changed=changed, removed=removed, commands=plan.commands, runs=chosen, live=live)
     if module._diff:
-        result["diff"] = dict(
-            before={"instances": leftovers["instances"], "uprobes": leftovers["uprobes"]},
-            after={"instances": [], "uprobes": []})
+        result["diff"] = dict(before={"instances": removed["instances"], "uprobes": removed["uprobes"]},
+                              after={"instances": [], "uprobes": []})
     if not changed or module.check_mode:
         module.exit_json(**result)
-    errors = remove_leftovers(fs, leftovers)
-    remaining = find_leftovers(fs, prefix, name_contains)
+    with ownership.locked():    # not at the same time as a run's reaper
+        errors = plan.apply_each()
+    if not errors:
+        for run in chosen:
+            ownership.forget(run["tag"])
+    remaining = as_result(find_leftovers(fs, lambda name: name in set(removed["instances"]) | set(
+        r.split("/")[0] for r in removed["uprobes"])))
     if errors or any(remaining.values()):
-        module.fail_json(msg="could not remove everything fleettrace left: %s; still present: %s. "
+        module.fail_json(msg="could not remove everything: %s; still present: %s. "
                          "Stop whatever still uses it (a perf or trace-cmd session, a reader of trace_pipe) and run again."
                          % ("; ".join(errors) or "no error reported", remaining), remaining=remaining, **result)
     module.exit_json(**result)

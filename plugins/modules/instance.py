@@ -122,7 +122,7 @@ instance:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
     check_instance_request, instance_settings, plan_instance)
@@ -147,6 +147,9 @@ def main():
         validate.instance_name(params["name"])
         fs = Tracefs()
         fs.require("instances", "a private trace buffer")
+        if not module.check_mode:
+            ownership.reap_expired_quietly(fs)
+            ownership.touch_quietly([params["name"]])
         inst = fs.instance(params["name"])
         if params["state"] == "present":
             check_instance_request(fs, inst, params)

@@ -180,6 +180,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import ValidationError, instance_name
 
@@ -210,12 +211,16 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params["duration"] <= 0 or params["duration"] > 86400:
+    if not params["duration"] > 0 or params["duration"] > 86400:  # also refuses nan
         module.fail_json(msg="duration=%s is out of range: give the window length in seconds, 0 < duration <= 86400"
                          % params["duration"], changed=False)
     if params["buffer_size_kb"] < 64:
         module.fail_json(msg="buffer_size_kb=%d is too small: give at least 64 (KiB per CPU)" % params["buffer_size_kb"],
                          changed=False)
+    try:
+        validate.buffer_size_kb(params["buffer_size_kb"])
+    except ValidationError as exc:
+        module.fail_json(msg=str(exc), changed=False)
     if params["max_spool_mb"] < 1:
         module.fail_json(msg="max_spool_mb=%d is too small: give at least 1 (MiB)" % params["max_spool_mb"],
                          changed=False)
@@ -260,14 +265,16 @@ def main():
 
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        result = sched_collector.collect(
-            tracefs, params["duration"], instance_name=name, watch_pids=params["watch_pids"],
-            watch_comms=params["watch_comms"], watch_comm_regex=params["watch_comm_regex"],
-            buffer_size_kb=params["buffer_size_kb"], stack_traces=params["stack_traces"],
-            worst_count=params["worst_count"], exact_samples=params["exact_samples"],
-            collector_nice=params["collector_nice"], spool_dir=params["spool_dir"],
-            max_spool_mb=params["max_spool_mb"])
-    except (TracefsError, ValidationError) as exc:
+        # Owned by this process: if an async timeout kills it, its reaper removes the instance.
+        with ownership.module_run(tracefs, name, params["duration"], instances=[name]):
+            result = sched_collector.collect(
+                tracefs, params["duration"], instance_name=name, watch_pids=params["watch_pids"],
+                watch_comms=params["watch_comms"], watch_comm_regex=params["watch_comm_regex"],
+                buffer_size_kb=params["buffer_size_kb"], stack_traces=params["stack_traces"],
+                worst_count=params["worst_count"], exact_samples=params["exact_samples"],
+                collector_nice=params["collector_nice"], spool_dir=params["spool_dir"],
+                max_spool_mb=params["max_spool_mb"])
+    except (TracefsError, ValidationError, ownership.OwnershipError) as exc:
         module.fail_json(msg="scheduling latency window in instance %s failed: %s"
                              % (name, getattr(exc, "message", str(exc))), changed=False, facts=facts)
     finally:

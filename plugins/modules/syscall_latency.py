@@ -64,7 +64,7 @@ message:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import latency
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
 
@@ -79,7 +79,7 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    if params["duration"] <= 0 or (params["samples"] is not None and params["samples"] <= 0):
+    if not params["duration"] > 0 or (params["samples"] is not None and params["samples"] <= 0):  # also nan
         module.fail_json(msg="duration and samples must be positive, got %s and %s" % (params["duration"], params["samples"]))
     try:
         validate.instance_name(params["instance"])
@@ -89,10 +89,15 @@ def main():
             enter, leave = latency.filters(params["pid"], params["call"], params["fd"], params["cmd"])
             module.exit_json(changed=True, latency={}, message="would record %s with filters %r / %r in %s" % (
                 params["call"], enter, leave, params["instance"]))
-        result = latency.measure(Tracefs(), params["instance"], params["pid"], params["call"], fd=params["fd"],
-                                 cmd=params["cmd"], duration=params["duration"], max_samples=params["samples"],
-                                 buffer_size_kb=params["buffer_size_kb"])
-    except (TracefsError, ValueError) as exc:
+        validate.seconds(params["duration"], "duration")
+        validate.buffer_size_kb(params["buffer_size_kb"])
+        fs = Tracefs()
+        # Owned by this process: if it is killed, its reaper removes the instance (docs/tracefs-core.md).
+        with ownership.module_run(fs, params["instance"], params["duration"], instances=[params["instance"]]):
+            result = latency.measure(fs, params["instance"], params["pid"], params["call"], fd=params["fd"],
+                                     cmd=params["cmd"], duration=params["duration"], max_samples=params["samples"],
+                                     buffer_size_kb=params["buffer_size_kb"])
+    except (TracefsError, ValueError, ownership.OwnershipError) as exc:
         module.fail_json(msg="measuring %s of pid %s failed: %s" % (params["call"], params["pid"],
                                                                     getattr(exc, "message", exc)))
     text = "%d %s call(s) in %.1f s" % (result["count"], result["call"], result["duration_s"])

@@ -21,7 +21,10 @@ description:
     expressions, entry values, bitfields, separate debug files), the module traces the true value or fails
     that variable with the reason, for example that it is optimized out at that line and where it is available.
   - Instead of a spec, ready O(definition) lines (resolved elsewhere, e.g. on the controller for nodes without
-    debug info) can be given, guarded by O(build_id).
+    debug info) can be given, guarded by O(build_id). Each offset must be where this host's line table or symbol
+    table says an instruction starts (else O(force)); on a host with neither, O(build_id) is required. The
+    binary's build-id is checked again right before the write. With O(group), every definition must name that
+    group; without it, a definition may not replace probes already in its group.
   - A probe is only placed at an address that the line table or the symbol table names; a C(FUNC+OFFSET)
     elsewhere needs O(force), because a probe inside an instruction corrupts the traced program.
   - All lines are added or none. When the kernel refuses one, the ones already added are removed.
@@ -71,7 +74,8 @@ options:
     type: path
   force:
     description:
-      - Allow C(FUNC+OFFSET) at an address that neither the line table nor the symbol table names.
+      - Allow C(FUNC+OFFSET), or a O(definition) offset, at an address that neither the line table nor the symbol
+        table names.
     type: bool
     default: false
   allow_unavailable:
@@ -186,6 +190,11 @@ debuginfo:
   returned: when resolved from a spec without the cache
   type: str
   sample: /usr/lib/debug/.build-id/3b/5c7f0e9a3d4c1b8e2f6a7d9c0b1e2f3a4b5c6d.debug
+notes:
+  description: For O(definition), how each offset was confirmed as an instruction start.
+  returned: with definition
+  type: list
+  elements: str
 debuginfo_source:
   description:
     - Where the DWARF came from, C(binary), C(local) (C(/usr/lib/debug), debuglink), C(file) (O(debuginfo)) or
@@ -211,31 +220,16 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, failure_message
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError, UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import uprobe_plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
-
-_PLACE = re.compile(r"^(?P<path>/\S+):(?P<offset>0x[0-9a-fA-F]+|\d+)(?P<rest>.*)$")
 
 
 class ModuleFailure(Exception):
     pass
-
-
-def normalize(definition):
-    """A line as comparable text: the kernel pads offsets and names unnamed args argN."""
-    parsed = UprobeDefinition.parse(definition)
-    match = _PLACE.match(parsed.place)
-    place = parsed.place
-    if match:
-        place = "%s:0x%x%s" % (match.group("path"), int(match.group("offset"), 0), match.group("rest"))
-    args = []
-    for index, arg in enumerate(parsed.args, 1):
-        prefix = "arg%d=" % index
-        args.append(arg[len(prefix):] if arg.startswith(prefix) else arg)
-    return (parsed.kind, parsed.group, parsed.event, place, tuple(args))
 
 
 def resolve_spec(module, params):
@@ -268,53 +262,10 @@ def resolve_spec(module, params):
         raise ModuleFailure("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc))
 
 
-def from_definitions(params):
-    lines = []
-    build_id = None
-    for line in params["definition"]:
-        try:
-            validate.expression(line, "uprobe definition")
-            parsed = UprobeDefinition.parse(line)
-        except (validate.ValidationError, TracefsError) as exc:
-            raise ModuleFailure("definition %r is not a uprobe_events line like "
-                                "'p:GROUP/EVENT /path/binary:0xOFFSET ARGS': %s" % (line, exc))
-        match = _PLACE.match(parsed.place)
-        if parsed.kind not in ("p", "r") or not match:
-            raise ModuleFailure("definition %r must be 'p:' or 'r:' with an absolute path and offset "
-                                "(/path/binary:0xOFFSET)" % line)
-        path = match.group("path")
-        if params["binary"] and os.path.abspath(params["binary"]) != path:
-            raise ModuleFailure("definition %r probes %s, not binary %s" % (line, path, params["binary"]))
-        try:
-            actual = dwarf_debuginfo.read_build_id(path)
-        except dwarf_debuginfo.DebugInfoError as exc:
-            raise ModuleFailure("definition %r: %s" % (line, exc))
-        if params["build_id"] and actual != params["build_id"].lower():
-            raise ModuleFailure("build-id of %s is %s, not the expected %s: this host has a different build; "
-                                "resolve the spec again for it. Nothing was written."
-                                % (path, actual, params["build_id"]))
-        build_id = actual
-        if params["group"]:
-            parsed.group = params["group"]
-        if params["event"]:
-            parsed.event = params["event"]
-        lines.append(parsed.line())
-    groups = set(UprobeDefinition.parse(l).group for l in lines)
-    if len(groups) != 1:
-        raise ModuleFailure("all definition lines must share one group, got %s" % ", ".join(sorted(groups)))
-    events = []
-    for line in lines:
-        name = UprobeDefinition.parse(line).event
-        if name not in events:
-            events.append(name)
-    return {"group": groups.pop(), "events": events, "definitions": lines, "build_id": build_id,
-            "variables": [], "addresses": []}
-
-
 def absent_names(module, params):
     """(group, [events]) to remove, from group/event or by resolving the spec."""
     if params["definition"]:
-        resolved = from_definitions(dict(params, build_id=None))
+        resolved = uprobe_plans.from_definitions(dict(params, build_id=None), check_boundaries=False)
         return resolved["group"], resolved["events"], resolved
     if params["event"] and not params["spec"]:
         group = params["group"]
@@ -363,22 +314,29 @@ def main():
     )
     params = module.params
     result = dict(changed=False, group=None, events=[], definitions=[], build_id=None, variables=[], commands=[])
+    guard = None
     try:
         if params["group"] is not None:
             validate.group_name(params["group"])
         if params["event"] is not None:
             validate.event_name(params["event"])
-        if params["build_id"] is not None and not re.match(r"^[0-9a-fA-F]{2,}$", params["build_id"]):
+        if params["build_id"] is not None and not uprobe_plans.BUILD_ID.match(params["build_id"]):
             raise ModuleFailure("build_id %r must be the hex GNU build-id (e.g. from 'readelf -n' or an earlier "
                                 "result's build_id)" % params["build_id"])
         fs = Tracefs()
         fs.require("uprobes", "a user-space probe")
+        if not module.check_mode:
+            ownership.reap_expired_quietly(fs)
         existing = [u.line() for u in fs.list_uprobes()]
         if params["state"] == "absent":
             group, events, resolved = absent_names(module, params)
             wanted = []
         else:
-            resolved = resolve_spec(module, params) if params["spec"] else from_definitions(params)
+            if params["spec"]:
+                resolved = resolve_spec(module, params)
+            else:
+                resolved = uprobe_plans.from_definitions(params)
+                guard = (resolved["binaries"], resolved["build_id"])
             group, events = resolved["group"], resolved["events"]
             validate.group_name(group)
             for name in events:
@@ -389,7 +347,13 @@ def main():
                 wanted = [re.sub(r":x(8|16|32|64)\b", r":u\1", line) for line in wanted]
             for line in wanted:
                 validate.expression(line, "uprobe definition")
-    except (ModuleFailure, validate.ValidationError, TracefsError) as exc:
+        if not module.check_mode:
+            ownership.touch_quietly([group])
+        plan, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, existing, guard)
+        if params["definition"] and not params["group"] and current and plan:
+            raise ModuleFailure("uprobe group %s already has %s; a definition without 'group' may not replace "
+                                "probes it does not own: give the run's own 'group'" % (group, ", ".join(current)))
+    except (ModuleFailure, uprobe_plans.PlanError, validate.ValidationError, TracefsError) as exc:
         # The binary's build-id, when readable: the caller can resolve it elsewhere (controller) by it.
         if not result["build_id"] and params["binary"] and os.path.isfile(params["binary"]):
             try:
@@ -400,45 +364,9 @@ def main():
 
     result.update(group=group, events=events, definitions=wanted or resolved.get("definitions", []),
                   build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
-    for key in ("addresses", "debuginfo", "debuginfo_source", "debuginfod_server"):
+    for key in ("addresses", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
         if key in resolved:
             result[key] = resolved[key]
-
-    # Our events: the named ones, plus perf-style suffixed copies of them (NAME_1, ...).
-    def ours(line):
-        parsed = UprobeDefinition.parse(line)
-        return parsed.group == group and (parsed.event in events or any(
-            re.match(r"^%s_\d+$" % re.escape(e), parsed.event) for e in events))
-
-    current = [line for line in existing if ours(line)]
-    current_events = []
-    for line in current:
-        name = UprobeDefinition.parse(line).event
-        if name not in current_events:
-            current_events.append(name)
-    same = sorted(normalize(l) for l in current) == sorted(normalize(l) for l in wanted)
-
-    plan = ChangePlan()
-    uprobe_path = fs.path("uprobe_events")
-    if not same:
-        for name in current_events:
-            plan.write(uprobe_path, "-:%s/%s" % (group, name), (lambda n=name: fs.remove_uprobe(group, n)),
-                       None, append=True)
-        added = []
-        for line in wanted:
-            def add(line=line):
-                fs.add_uprobe(line)
-                name = UprobeDefinition.parse(line).event
-                if name not in added:
-                    added.append(name)
-
-            def undo(line=line):
-                name = UprobeDefinition.parse(line).event
-                if name in added and any(UprobeDefinition.parse(l).event == name and UprobeDefinition.parse(l).group == group
-                                         for l in (u.line() for u in fs.list_uprobes())):
-                    fs.remove_uprobe(group, name)
-                    added.remove(name)
-            plan.write(uprobe_path, line, add, undo, append=True)
     result["changed"] = bool(plan)
     result["commands"] = plan.commands
     if module._diff:
@@ -448,7 +376,7 @@ def main():
     if plan and not module.check_mode:
         try:
             plan.apply()
-        except (TracefsError, validate.ValidationError) as exc:
+        except (TracefsError, validate.ValidationError, dwarf_debuginfo.DebugInfoError) as exc:
             msg = "adding the probe failed: " + failure_message(exc, "the lines already added were removed again")
             if current and params["state"] == "present":
                 msg += " (the earlier definition of %s/%s was replaced and is gone)" % (group, ", ".join(current_events))

@@ -40,7 +40,10 @@ def test_cleanup_after_a_killed_run(kill_when, demo_daemon, run_playbook, tmp_pa
            os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
            "-e", json.dumps({"diagnose_corosync_binary": demo_daemon.binary, "diagnose_threshold_ms": 400,
                              "diagnose_timeout": 30, "diagnose_results_dir": str(tmp_path / "results"),
-                             "diagnose_run_id": run_id})]
+                             "diagnose_run_id": run_id,
+                             # The node's own reaper would remove the leftovers after the lease
+                             # (test_fault_injection.py proves that); here cleanup.yml must.
+                             "threshold_capture_lease": 600})]
     playbook = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
     try:

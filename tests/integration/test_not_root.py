@@ -42,4 +42,6 @@ def test_unprivileged_user_gets_a_clear_error(tracefs, world_readable_core):
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     assert "ERROR:" in proc.stdout, proc.stdout + proc.stderr
     assert "run as root" in proc.stdout
+    # tracefs is mounted, only not for this user: say so (issue 10), not "not mounted".
+    assert "permission denied" in proc.stdout and "not mounted" not in proc.stdout, proc.stdout
     assert not os.path.exists(os.path.join(tracefs.root, "instances", "fleettrace_notroot"))

@@ -5,7 +5,7 @@ import os
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
-from tests.unit.test_tracefs_core import make_fake_tracefs
+from tests.helpers.fake_tracefs import make_fake_tracefs
 
 
 def event_params(**overrides):

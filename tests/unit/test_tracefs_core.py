@@ -8,7 +8,9 @@ import pytest
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, shell_write
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
-    Tracefs, TracefsError, UprobeDefinition, diff_snapshots, normalize_trigger, trigger_key)
+    Tracefs, TracefsError, UprobeDefinition, normalize_trigger, trigger_key)
+from tests.helpers.fake_tracefs import make_fake_tracefs
+from tests.helpers.tracefs_state import diff_snapshots
 
 
 @pytest.mark.parametrize("name", ["fleettrace_x", "a", "web-1.example", "_private", "9lives"])
@@ -110,25 +112,6 @@ def test_shell_write_quotes():
     assert shell_write("/t/trigger", "!traceoff", append=True) == "echo '!traceoff' >> /t/trigger"
 
 
-def make_fake_tracefs(root, readme="", uprobes=True, kprobes=False):
-    os.makedirs(os.path.join(root, "instances"))
-    os.makedirs(os.path.join(root, "options"))
-    os.makedirs(os.path.join(root, "events", "sched", "sched_switch"))
-    files = {"README": readme, "tracing_on": "1\n", "trace_clock": "[local] global mono\n",
-             "set_event": "", "set_event_pid": "", "buffer_size_kb": "7 (expanded: 1408)\n", "error_log": ""}
-    if uprobes:
-        files["uprobe_events"] = "p:probe_x/y /bin/x:0x10 a=%di:s32\n"
-    if kprobes:
-        files["kprobe_events"] = ""
-    for name, text in files.items():
-        with open(os.path.join(root, name), "w") as handle:
-            handle.write(text)
-    for name, text in {"enable": "0\n", "filter": "none\n", "trigger": "# Available triggers:\n"}.items():
-        with open(os.path.join(root, "events", "sched", "sched_switch", name), "w") as handle:
-            handle.write(text)
-    return root
-
-
 def test_features_without_kprobes_and_hist(tmp_path):
     fs = Tracefs(make_fake_tracefs(str(tmp_path), readme="x8/16/32/64 \\imm-value stacktrace"))
     features = fs.features()
@@ -171,7 +154,7 @@ def test_diff_snapshots_reports_leaks_and_filters_by_owner():
 
 
 def test_tracefs_missing_and_not_root(tmp_path, monkeypatch):
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import fs as core
     empty = [str(tmp_path / "a"), str(tmp_path / "b")]
     with pytest.raises(TracefsError, match="not mounted .*allow mounting"):
         core.find_tracefs(mount=False, candidates=empty)

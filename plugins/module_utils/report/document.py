@@ -17,6 +17,8 @@ __metaclass__ = type
 import json
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+
 KINDS = ("sched_latency", "diagnose")
 
 
@@ -63,8 +65,8 @@ def load_documents(paths):
             files.append(path)
         for name in files:
             try:
-                with open(name) as handle:
-                    doc = json.load(handle)
+                # Bounded and non-blocking: /dev/zero or a FIFO as a result path is refused.
+                doc = json.loads(bounded.read_user_file(name, "result file", bounded.RESULT_MAX).decode("utf-8"))
             except (IOError, OSError, ValueError) as exc:
                 raise ReportError("%s: cannot read a JSON per-host result: %s" % (name, exc))
             if isinstance(doc, dict) and not host_name(doc):

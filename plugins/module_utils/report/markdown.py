@@ -8,23 +8,26 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_text
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.escape import code_line, fence, md
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import fmt, summary_lines, worst_stalls
 
 
 def render_markdown(report):
-    out = ["# %s" % report["title"], "", "Generated %s. Hosts: %d. Checks: %s." % (
-        report["generated"], len(report["hosts"]),
+    # Host names, comm names, files and stacks come from the nodes: escaped (report/escape.py).
+    table = [code_line(line) for line in summary_lines(report)]
+    out = ["# %s" % md(report["title"]), "", "Generated %s. Hosts: %d. Checks: %s." % (
+        md(report["generated"]), len(report["hosts"]),
         "all passed" if report["passed"] else "%d failed" % len(report["failed"])), "",
-        "## Fleet (sorted by p99 run-queue latency)", "", "```"] + summary_lines(report) + ["```", ""]
+        "## Fleet (sorted by p99 run-queue latency)", "", fence(table)] + table + [fence(table), ""]
     if report["checks"]:
         out += ["## Checks", "", "| host | check | status | value | limit |", "|---|---|---|---|---|"]
         for c in report["checks"]:
             cells = (c["host"], c["check"], c["status"], fmt(c.get("value"), 3), c.get("limit", c.get("message", "")))
-            out.append("| %s | %s | %s | %s | %s |" % cells)
+            out.append("| %s | %s | %s | %s | %s |" % tuple(md(cell) for cell in cells))
         out.append("")
     for name in sorted(report["hosts"]):
         entry = report["hosts"][name]
-        out += ["## %s" % name, ""]
+        out += ["## %s" % md(name), ""]
         sched = entry.get("sched_latency")
         if sched:
             overall = sched["latency"]["all"]
@@ -37,14 +40,15 @@ def render_markdown(report):
                 out.append("%8d -> %-8d : %d" % (b["low_us"], b["high_us"] - 1 if b["high_us"] > 1 else 0, b["count"]))
             out += ["```", ""]
             for wait in (sched.get("worst_waits") or [])[:3]:
-                ran = ", ".join("%s[%s] %s us" % (t["comm"], t["pid"], fmt(t["us"])) for t in wait["ran_meanwhile"])
+                ran = ", ".join("%s[%s] %s us" % (md(t["comm"]), md(t["pid"]), fmt(t["us"])) for t in wait["ran_meanwhile"])
                 out.append("- waited %s us (%s) %s[%s] on CPU %s; meanwhile: %s"
-                           % (fmt(wait["latency_us"]), wait["kind"], wait["comm"], wait["pid"], wait["cpu"], ran or "-"))
+                           % (fmt(wait["latency_us"]), md(wait["kind"]), md(wait["comm"]), md(wait["pid"]), md(wait["cpu"]),
+                              ran or "-"))
             out.append("")
         for stall in worst_stalls(entry)[:5]:
             out.append("- %s stall %s ms of %s %s"
-                       % (stall["state"], fmt(stall["duration_ms"], 3), stall["task"], stall["detail"]))
+                       % (md(stall["state"]), fmt(stall["duration_ms"], 3), md(stall["task"]), md(stall["detail"])))
             for frame in stall["kernel_stack"][:12]:
-                out.append("    %s" % frame)
+                out.append("    %s" % code_line(frame))
         out.append("")
     return "\n".join(out) + "\n"

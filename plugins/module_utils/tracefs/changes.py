@@ -53,6 +53,17 @@ class ChangePlan:
     def commands(self):
         return [step.command for step in self.steps]
 
+    def apply_each(self):
+        """Run every step past failures, undoing nothing (cleanup: one busy item
+        never blocks the rest); return the errors as 'command: reason' strings."""
+        errors = []
+        for step in self.steps:
+            try:
+                step.do()
+            except Exception as exc:  # noqa: BLE001 - reported; the next step still runs
+                errors.append("%s: %s" % (step.command, getattr(exc, "message", None) or exc))
+        return errors
+
     def apply(self):
         """Run every step; on failure undo the done ones and re-raise.
 

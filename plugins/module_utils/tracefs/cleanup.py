@@ -1,15 +1,18 @@
 # -*- coding: utf-8 -*-
 # Copyright: fleettrace developers
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Find and remove what this collection left in tracefs.
+"""Find and remove tracefs objects by exact name.
 
-Everything the collection creates carries ``OWNED_PREFIX`` in its name:
-instances under ``instances/`` and the groups of its uprobes.  A run that was
-killed half-way can leave any of them behind, with events enabled, filters
-and triggers set.  ``find_leftovers`` lists them from nothing but the host;
-``remove_leftovers`` removes them in the house order (triggers, filters,
-disable, probes, instances) and keeps going past a refusal so one busy item
-never blocks the rest.
+``find_leftovers(fs, match)`` lists, for a predicate on instance and group
+names: the matching instances, the uprobes of matching groups, their events
+configured in other instances (the top level included) and top-level
+triggers that target them.  ``plan_removal`` turns that into a ``ChangePlan``
+in the cleanup order (triggers, filters, disable, instances, probes) that
+check mode prints and ``apply_each`` runs past refusals.
+
+Who may be removed is decided by the caller: ``ownership`` passes the exact
+names of a run's manifest; the cleanup module passes an explicit, named
+request for objects that have no manifest.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -20,104 +23,120 @@ import glob
 import os
 import time
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import OWNED_PREFIX, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, shell_write
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import OWNED_PREFIX
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
+
+# A killed run's capture may still hold the instance open for a moment: rmdir
+# says EBUSY; try this often, this far apart, before reporting it.
+RMDIR_TRIES = 5
+RMDIR_PAUSE = 0.2
 
 
-def _owned(name, prefix, name_contains):
-    return name.startswith(prefix) and (not name_contains or name_contains in name)
+def legacy_match(prefix=OWNED_PREFIX, name_contains=None, names=None):
+    """An explicit request for objects without a manifest: by prefix and text, or exact names."""
+    if names:
+        wanted = set(names)
+        return lambda name: name in wanted
+    return lambda name: name.startswith(prefix) and (not name_contains or name_contains in name)
 
 
-def find_leftovers(fs, prefix=OWNED_PREFIX, name_contains=None):
-    """What carries ``prefix`` (and ``name_contains``, when given).
-
-    Returns a dict:
-      instances: names of owned instances (removed whole, with their events)
-      uprobes:   'group/event' of owned probe groups
-      events:    'instance:group:event' of owned-group events configured in
-                 instances that are not owned (e.g. the top level)
-      triggers:  'instance:group:event:trigger' of triggers outside owned
-                 instances that target an owned event (enable_event:fleettrace_x:...)
-    """
-    instances = [n for n in fs.list_instances() if _owned(n, prefix, name_contains)]
-    uprobes = ["%s/%s" % (u.group, u.event) for u in fs.list_uprobes() if _owned(u.group, prefix, name_contains)]
+def find_leftovers(fs, match):
+    """What ``match`` selects, as structured items (see ``as_result`` for the text form)."""
+    instances = [n for n in fs.list_instances() if match(n)]
+    uprobes = [(u.group, u.event) for u in fs.list_uprobes() if match(u.group)]
+    groups = set(g for g, _e in uprobes)
     events, triggers = [], []
     foreign = [fs.instance(None)] + [fs.instance(n) for n in fs.list_instances() if n not in instances]
     for inst in foreign:
-        label = inst.name or "top"
         if not inst.exists():
             continue
-        # Owned groups are found by name (cheap); every other event is only
+        # Selected groups are looked up by name (cheap); every other event is only
         # looked at in the top level, the one place a trigger may target ours.
-        for event_dir in sorted(glob.glob(inst.path("events", prefix + "*", "*"))):
-            group, name = event_dir.split(os.sep)[-2:]
-            if not _owned(group, prefix, name_contains) or not os.path.exists(os.path.join(event_dir, "enable")):
-                continue
-            event = inst.event(group, name)
-            if event.enabled or event.filter or event.triggers():
-                events.append("%s:%s" % (label, event.spec))
+        for group in sorted(groups | set(_group_dirs(inst, match))):
+            for event_dir in sorted(glob.glob(inst.path("events", group, "*"))):
+                if not os.path.exists(os.path.join(event_dir, "enable")):
+                    continue
+                event = inst.event(group, os.path.basename(event_dir))
+                if event.enabled or event.filter or event.triggers():
+                    events.append((inst.name, group, event.name))
         if inst.name is not None:
             continue
         for event in inst.configured_events():
-            if event.group.startswith(prefix):
+            if match(event.group):
                 continue
             for trigger in event.triggers():
                 # enable_event:GROUP:EVENT / disable_event:GROUP:EVENT name their target
                 parts = trigger.partition(" if ")[0].split(":")
-                if len(parts) >= 3 and _owned(parts[1], prefix, name_contains):
-                    triggers.append("%s:%s:%s" % (label, event.spec, trigger))
+                if len(parts) >= 3 and match(parts[1]):
+                    triggers.append((inst.name, event.group, event.name, trigger))
     return {"instances": instances, "uprobes": uprobes, "events": events, "triggers": triggers}
 
 
-def commands_for(fs, leftovers):
-    """The removals as shell commands, for check mode and the task output."""
-    commands = []
-    for item in leftovers["triggers"]:
-        label, group, name, trigger = item.split(":", 3)
-        base = fs.root if label == "top" else fs.path("instances", label)
-        commands.append("echo '!%s' >> %s/events/%s/%s/trigger" % (trigger.partition(" if ")[0], base, group, name))
-    for item in leftovers["events"]:
-        label, group, name = item.split(":", 2)
-        base = fs.root if label == "top" else fs.path("instances", label)
-        commands.append("clear triggers and filter, echo 0 > %s/events/%s/%s/enable" % (base, group, name))
-    for name in leftovers["instances"]:
-        commands.append("disable all events and rmdir %s" % fs.path("instances", name))
-    for probe in leftovers["uprobes"]:
-        commands.append("echo '-:%s' >> %s" % (probe, fs.path("uprobe_events")))
-    return commands
+def _group_dirs(inst, match):
+    try:
+        return [g for g in os.listdir(inst.path("events")) if match(g)]
+    except OSError:
+        return []
 
 
-def remove_leftovers(fs, leftovers):
-    """Remove everything listed; return the list of errors (empty on success)."""
-    errors = []
+def as_result(found):
+    """The module's text form: 'group/event', 'instance:group:event' ('top' for the top level)."""
+    def label(name):
+        return "top" if name is None else name
+    return {
+        "instances": list(found["instances"]),
+        "uprobes": ["%s/%s" % item for item in found["uprobes"]],
+        "events": ["%s:%s:%s" % (label(i), g, e) for i, g, e in found["events"]],
+        "triggers": ["%s:%s:%s:%s" % (label(i), g, e, t) for i, g, e, t in found["triggers"]],
+    }
 
-    def attempt(what, action):
+
+def _remove_instance(inst):
+    for attempt in range(RMDIR_TRIES):
         try:
-            action()
-        except (TracefsError, OSError, IOError) as exc:
-            errors.append("%s: %s" % (what, getattr(exc, "message", None) or exc))
+            inst.remove()
+            return
+        except TracefsError:
+            if attempt == RMDIR_TRIES - 1 or not inst.exists():
+                if inst.exists():
+                    raise
+                return
+            time.sleep(RMDIR_PAUSE)
 
-    for item in leftovers["triggers"]:
-        label, group, name, trigger = item.split(":", 3)
-        event = fs.instance(None if label == "top" else label).event(group, name)
-        attempt("trigger %s on %s in %s" % (trigger, event.spec, label), lambda e=event, t=trigger: e.remove_trigger(t))
-    for item in leftovers["events"]:
-        label, group, name = item.split(":", 2)
-        event = fs.instance(None if label == "top" else label).event(group, name)
-        attempt("event %s in %s" % (event.spec, label), event.clear)
+
+def _remove_trigger(event, trigger):
+    if event.exists() and trigger in event.triggers():
+        event.remove_trigger(trigger)
+
+
+def _clear(event):
+    if event.exists():
+        event.clear()
+
+
+def _remove_uprobe(fs, group, event):
+    # Idempotent: a reaper or another cleanup may have removed it a moment ago.
+    if any(u.group == group and u.event == event for u in fs.list_uprobes()):
+        fs.remove_uprobe(group, event)
+
+
+def plan_removal(fs, found):
+    """The removals as a ChangePlan, in the cleanup order; each step is a no-op when its object is gone."""
+    plan = ChangePlan()
+    for name, group, event_name, trigger in found["triggers"]:
+        event = fs.instance(name).event(group, event_name)
+        plan.write(event.instance.path(*event.rel("trigger")), "!" + trigger.partition(" if ")[0],
+                   (lambda e=event, t=trigger: _remove_trigger(e, t)), append=True)
+    for name, group, event_name in found["events"]:
+        event = fs.instance(name).event(group, event_name)
+        plan.add("clear triggers and filter, " + shell_write(event.instance.path(*event.rel("enable")), "0"),
+                 (lambda e=event: _clear(e)))
     # Instances before probes: a probe enabled in an instance cannot be removed.
-    for name in leftovers["instances"]:
-        # A killed run's capture may still poll the instance for a moment: rmdir
-        # then says EBUSY; give it a few chances before reporting it.
-        for _try in range(5):
-            before = len(errors)
-            attempt("instance %s" % name, fs.instance(name).remove)
-            if len(errors) == before or not fs.instance(name).exists():
-                del errors[before:]
-                break
-            if _try < 4:
-                del errors[before:]
-                time.sleep(0.2)
-    for probe in leftovers["uprobes"]:
-        group, event = probe.split("/", 1)
-        attempt("uprobe %s" % probe, lambda g=group, e=event: fs.remove_uprobe(g, e))
-    return errors
+    for name in found["instances"]:
+        plan.add("disable all events and rmdir %s" % fs.path("instances", name),
+                 (lambda inst=fs.instance(name): _remove_instance(inst)))
+    for group, event_name in found["uprobes"]:
+        plan.write(fs.path("uprobe_events"), "-:%s/%s" % (group, event_name),
+                   (lambda g=group, e=event_name: _remove_uprobe(fs, g, e)), append=True)
+    return plan

@@ -50,8 +50,8 @@ def check_instance_request(fs, inst, params):
     if params["clock"] is not None and params["clock"] not in fs.features()["trace_clocks"]:
         raise validate.ValidationError("trace clock %r is not available; this kernel offers: %s"
                                        % (params["clock"], ", ".join(fs.features()["trace_clocks"])))
-    if params["buffer_size_kb"] is not None and params["buffer_size_kb"] <= 0:
-        raise validate.ValidationError("buffer_size_kb must be a positive number of KiB, got %d" % params["buffer_size_kb"])
+    if params["buffer_size_kb"] is not None:
+        validate.buffer_size_kb(params["buffer_size_kb"])
     gone = [pid for pid in params["event_pids"] or [] if not os.path.isdir("/proc/%d" % validate.pid(pid))]
     if gone:
         raise validate.ValidationError(

@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
+import os
 import re
 
 
@@ -23,11 +25,15 @@ class ValidationError(ValueError):
 
 # Instance names: a directory under instances/.  The kernel takes almost any
 # name; we keep to a portable set so names survive shells and YAML.
-_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_INSTANCE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+MAX_INSTANCE_NAME = 64
 # Event and group names of dynamic events: C identifiers (groups may hold '-').
-_EVENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+# The kernel's MAX_EVENT_NAME_LEN is 64 bytes with the NUL: 63 characters.
+_EVENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+MAX_EVENT_NAME = 63
 _MAX_EXPRESSION = 4096
+MAX_PID = 4194304
 
 
 def _describe_bad_chars(value):
@@ -47,6 +53,9 @@ def instance_name(name):
     """Check a tracefs instance name; return it unchanged."""
     if not isinstance(name, str) or not name:
         raise ValidationError("instance name must be a non-empty string")
+    if len(name) > MAX_INSTANCE_NAME:
+        raise ValidationError("instance name %r is %d characters long, outside the limit of %d: use a shorter "
+                              "run id or host name" % (name, len(name), MAX_INSTANCE_NAME))
     problems = _describe_bad_chars(name)
     if problems or not _INSTANCE_NAME.match(name) or name in (".", ".."):
         reason = ", ".join(problems) or "uses characters outside A-Z a-z 0-9 _ . -"
@@ -57,10 +66,17 @@ def instance_name(name):
     return name
 
 
+def _length(name, what):
+    if isinstance(name, str) and len(name) > MAX_EVENT_NAME:
+        raise ValidationError("%s %r is %d characters long; the kernel takes at most %d (MAX_EVENT_NAME_LEN): "
+                              "use a shorter name or run id" % (what, name, len(name), MAX_EVENT_NAME))
+
+
 def event_name(name, what="event name"):
+    _length(name, what)
     if not isinstance(name, str) or not _EVENT_NAME.match(name):
         problems = _describe_bad_chars(name) if isinstance(name, str) else []
-        reason = ", ".join(problems) or "is not a C identifier of at most 64 characters"
+        reason = ", ".join(problems) or "is not a C identifier"
         raise ValidationError(
             "%s %r is not allowed: %s. Use letters, digits and '_', starting with a letter or '_'."
             % (what, name, reason))
@@ -68,6 +84,7 @@ def event_name(name, what="event name"):
 
 
 def group_name(name):
+    _length(name, "event group")
     if not isinstance(name, str) or not _GROUP_NAME.match(name):
         problems = _describe_bad_chars(name) if isinstance(name, str) else []
         reason = ", ".join(problems) or "uses characters outside letters, digits, '_' and '-'"
@@ -110,6 +127,61 @@ def pid(value):
         number = int(value)
     except (TypeError, ValueError):
         raise ValidationError("pid %r is not an integer" % (value,))
-    if number <= 0:
-        raise ValidationError("pid %r must be positive" % (value,))
+    if isinstance(value, float) and value != number:
+        raise ValidationError("pid %r is not an integer" % (value,))
+    if number <= 0 or number > MAX_PID:
+        raise ValidationError("pid %r must be between 1 and %d (the kernel's PID_MAX_LIMIT)" % (value, MAX_PID))
     return number
+
+
+# The trace buffers of all CPUs together may take at most this share of
+# MemAvailable: the kernel allocates them at once and an OOM on a production
+# node is worse than a short trace.
+BUFFER_MEMORY_SHARE = 0.5
+
+
+def mem_available_kb(meminfo="/proc/meminfo"):
+    with open(meminfo) as handle:
+        for line in handle.read(65536).splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1])
+    return None
+
+
+def buffer_size_kb(value, what="buffer_size_kb", cpus=None, available_kb=None):
+    """A per-CPU ring buffer size in KiB the node can afford; return it as int."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError("%s must be a whole number of KiB, got %r" % (what, value))
+    if value <= 0:
+        raise ValidationError("%s must be a positive number of KiB, got %d" % (what, value))
+    cpus = cpus or os.cpu_count() or 1
+    available_kb = mem_available_kb() if available_kb is None else available_kb
+    if available_kb is not None:
+        limit = int(available_kb * BUFFER_MEMORY_SHARE // cpus)
+        if value > limit:
+            raise ValidationError(
+                "%s=%d KiB per CPU x %d CPUs = %d MiB is more than %d%% of MemAvailable (%d MiB): at most %d KiB "
+                "per CPU on this host" % (what, value, cpus, value * cpus // 1024, int(BUFFER_MEMORY_SHARE * 100),
+                                          available_kb // 1024, limit))
+    return value
+
+
+def seconds(value, what, low=0.0, high=7 * 86400.0):
+    """A finite duration in seconds, low < value <= high (nan, inf and 1e308 refused)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValidationError("%s=%r is not a number of seconds" % (what, value))
+    if math.isnan(number) or math.isinf(number) or not low < number <= high:
+        raise ValidationError("%s=%r is out of range: give seconds, %g < %s <= %g" % (what, value, low, what, high))
+    return number
+
+
+def numbers(params, durations=(), pids=()):
+    """Check a module's duration and pid parameters (those that are set)."""
+    for key in durations:
+        if params.get(key) is not None:
+            params[key] = seconds(params[key], key)
+    for key in pids:
+        if params.get(key) is not None:
+            params[key] = pid(params[key])

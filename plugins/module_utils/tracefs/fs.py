@@ -1,0 +1,164 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One tracefs mount: find or mount it, write with error_log quoting,
+features, instances and uprobe_events.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import subprocess
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError, _read, write_quoting_error_log
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.instance import Instance
+
+TRACEFS_PATHS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
+
+# Prefix of every instance and probe group this collection creates, so that
+# cleanup can find them again from nothing but the host.
+OWNED_PREFIX = "fleettrace"
+
+
+def find_tracefs(mount=True, candidates=TRACEFS_PATHS):
+    """Return the path of a usable tracefs, mounting it when allowed.
+
+    Raises ``TracefsError`` naming every place looked at and what to do.
+    """
+    mounted = _tracefs_mounts()
+    for path in candidates:
+        if path in mounted and not os.access(os.path.join(path, "README"), os.R_OK):
+            # tracefs is mode 0700: an ordinary user sees an empty, unreadable directory.
+            raise TracefsError("permission denied: tracefs is mounted at %s but uid %d may not use it; "
+                               "run as root (become: true)" % (path, os.geteuid()))
+        if os.path.isfile(os.path.join(path, "README")):
+            if not os.access(os.path.join(path, "tracing_on"), os.W_OK):
+                raise TracefsError(
+                    "tracefs at %s is not writable by uid %d: run as root (become: true)"
+                    % (path, os.geteuid()))
+            return path
+    if os.geteuid() != 0:
+        raise TracefsError(
+            "tracefs is not mounted (looked at %s) and uid %d may not mount it: run as root (become: true)"
+            % (", ".join(candidates), os.geteuid()))
+    if not mount:
+        raise TracefsError(
+            "tracefs is not mounted (looked at %s); mount it with "
+            "'mount -t tracefs nodev /sys/kernel/tracing' or allow mounting"
+            % ", ".join(candidates))
+    target = candidates[0]
+    result = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if result.returncode != 0 or not os.path.isfile(os.path.join(target, "README")):
+        raise TracefsError(
+            "tracefs is not mounted and 'mount -t tracefs nodev %s' failed: %s. "
+            "Is CONFIG_TRACING enabled in this kernel?"
+            % (target, result.stderr.decode("utf-8", "replace").strip() or "no tracefs README after mount"))
+    return target
+
+
+def _tracefs_mounts():
+    """Mount points of tracefs (and debugfs's tracing dir) from /proc/self/mounts."""
+    found = set()
+    try:
+        with open("/proc/self/mounts") as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == "tracefs":
+                    found.add(fields[1])
+    except (IOError, OSError):
+        pass
+    return found
+
+
+class Tracefs:
+    """One tracefs mount."""
+
+    def __init__(self, root=None, mount=True):
+        self.root = root or find_tracefs(mount=mount)
+        self._features = None
+
+    # -- raw file access ---------------------------------------------------
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def read(self, relpath):
+        return _read(self.path(relpath))
+
+    def write(self, relpath, text, append=False, error_logs=("error_log",), what=None):
+        """Write one command; on refusal raise ``TracefsError`` with error_log.
+
+        ``error_logs``: error_log files (relative) where the kernel may log
+        the reason, top level and/or the instance's own.
+        """
+        write_quoting_error_log(self.path(relpath), text, append, [self.path(log) for log in error_logs], what)
+
+    # -- features ----------------------------------------------------------
+    def features(self):
+        """What this kernel's tracefs offers, from README and present files."""
+        if self._features is None:
+            readme = self.read("README")
+            clocks = [c.strip("[]") for c in self.read("trace_clock").split()]
+            self._features = {
+                "uprobes": os.path.exists(self.path("uprobe_events")),
+                "kprobes": os.path.exists(self.path("kprobe_events")),
+                "dynamic_events": os.path.exists(self.path("dynamic_events")),
+                # CONFIG_HIST_TRIGGERS adds "hist trigger" to README and a hist file per event.
+                "hist_triggers": "hist trigger" in readme or os.path.exists(
+                    self.path("events", "sched", "sched_switch", "hist")),
+                "instances": os.path.isdir(self.path("instances")),
+                "error_log": os.path.exists(self.path("error_log")),
+                "snapshot": os.path.exists(self.path("snapshot")),
+                "stacktrace_trigger": "stacktrace" in readme,
+                "set_event_pid": os.path.exists(self.path("set_event_pid")),
+                "syscall_events": os.path.isdir(self.path("events", "syscalls")),
+                "raw_syscall_events": os.path.isdir(self.path("events", "raw_syscalls")),
+                "uprobe_x_types": "x8/16/32/64" in readme,
+                "uprobe_immediate": "\\imm-value" in readme,
+                "uprobe_user_memory": "u]<offset>" in readme,
+                "uprobe_bitfields": "b<bit-width>@<bit-offset>/<container-size>" in readme,
+                "trace_clocks": clocks,
+            }
+        return dict(self._features)
+
+    def require(self, feature, why):
+        if not self.features().get(feature):
+            raise TracefsError(
+                "this kernel's tracefs has no %s, which %s needs (kernel %s; see %s/README)"
+                % (feature.replace("_", " "), why, os.uname()[2], self.root))
+
+    # -- instances ---------------------------------------------------------
+    def instance(self, name=None):
+        return Instance(self, name)
+
+    def list_instances(self):
+        try:
+            return sorted(os.listdir(self.path("instances")))
+        except OSError:
+            return []
+
+    # -- uprobes -------------------------------------------------------------
+    def list_uprobes(self):
+        """uprobe_events as a list of ``UprobeDefinition``."""
+        if not os.path.exists(self.path("uprobe_events")):
+            return []
+        return [UprobeDefinition.parse(line) for line in self.read("uprobe_events").splitlines() if line.strip()]
+
+    def add_uprobe(self, line):
+        """Append one definition line to uprobe_events."""
+        self.require("uprobes", "a user-space probe")
+        validate.expression(line, "uprobe definition")
+        self.write("uprobe_events", line, append=True, what="the uprobe definition")
+
+    def remove_uprobe(self, group, event):
+        """Remove one uprobe event; disable it in every instance first."""
+        for inst in [self.instance(None)] + [self.instance(n) for n in self.list_instances()]:
+            ev = inst.event(group, event)
+            if ev.exists():
+                ev.clear()
+        self.write("uprobe_events", "-:%s/%s" % (group, event), append=True,
+                   what="removing uprobe %s/%s" % (group, event))

@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The process a run belongs to, identified by pid and start time (a reused pid is another process)."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+_CONTROLLERS = ("ansible-playbook", "ansible", "ansible-console", "ansible-pull")
+_PASS_THROUGH = ("sh", "bash", "dash", "sudo", "su", "python", "python3", "env", "timeout")
+
+
+def process_start(pid):
+    """The start time of ``pid`` in clock ticks since boot, or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % int(pid), "rb") as handle:
+            data = handle.read(4096)
+    except (IOError, OSError, ValueError):
+        return None
+    # comm may hold spaces and ')': the fields after the last ')' are fixed.
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields and fields[0] == b"Z":
+        return None     # a zombie has finished all it will do
+    return int(fields[19])
+
+
+def _ppid(pid):
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as handle:
+            data = handle.read(4096)
+        return int(data[data.rindex(b")") + 2:].split()[1])
+    except (IOError, OSError, ValueError, IndexError):
+        return 0
+
+
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            return handle.read(4096).replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except (IOError, OSError):
+        return ""
+
+
+def _comm(pid):
+    try:
+        with open("/proc/%d/comm" % pid) as handle:
+            return handle.read(64).strip()
+    except (IOError, OSError):
+        return ""
+
+
+def _is_ansible_controller(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as handle:
+            argv = handle.read(4096).split(b"\0")
+    except (IOError, OSError):
+        return False
+    names = [os.path.basename(arg).decode("utf-8", "replace") for arg in argv[:2]]
+    return any(name in _CONTROLLERS for name in names)
+
+
+def process(pid, what):
+    return {"pid": int(pid), "start": process_start(pid), "what": what}
+
+
+def alive(proc):
+    """True while the very process recorded (same pid and start time) runs."""
+    return bool(proc) and proc.get("start") is not None and process_start(proc["pid"]) == proc["start"]
+
+
+def find_owner(pid=None):
+    """The process whose death ends the run, seen from a module process.
+
+    Over SSH: the ``sshd`` process of the session (it ends when the connection
+    drops; with ControlPersist it lives as long as the controller uses it).
+    Locally: the outermost ``ansible-playbook``/``ansible`` ancestor (its
+    per-task workers come and go).  Otherwise the module's first ancestor that
+    is not a shell, sudo or python wrapper.
+    """
+    chain = []
+    current = _ppid(pid or os.getpid())
+    while current > 1 and len(chain) < 64:
+        chain.append(current)
+        current = _ppid(current)
+    for ancestor in chain:
+        if _comm(ancestor).startswith("sshd"):
+            return process(ancestor, "ssh session (sshd %d: %s)" % (ancestor, _cmdline(ancestor)[:80]))
+    controllers = [a for a in chain if _is_ansible_controller(a)]
+    if controllers:
+        # The per-task worker is a fork of the controller: take the outermost
+        # of the contiguous controller ancestors.
+        first = chain.index(controllers[0])
+        outer = controllers[0]
+        for ancestor in chain[first:]:
+            if not _is_ansible_controller(ancestor):
+                break
+            outer = ancestor
+        return process(outer, "ansible controller (pid %d: %s)" % (outer, _cmdline(outer)[:80]))
+    for ancestor in chain:
+        if _comm(ancestor) not in _PASS_THROUGH:
+            return process(ancestor, "parent process %d (%s)" % (ancestor, _comm(ancestor)))
+    parent = os.getppid()
+    return process(parent, "parent process %d" % parent)

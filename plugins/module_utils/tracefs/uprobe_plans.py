@@ -1,0 +1,227 @@
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the ``uprobe`` module checks and plans to write to ``uprobe_events``.
+
+A ready ``definition`` is installed only when it is safe on a production
+node: the binary is the build it was resolved for (its build-id is
+required), the group is the one the caller owns, and the offset is where an
+instruction starts according to the binary's line table or symbol table (a
+probe inside an instruction corrupts the traced program: wrong results or
+SIGSEGV).  ``plan_uprobes`` builds the ``ChangePlan`` whose commands check
+mode prints and whose steps apply runs.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import bisect
+import os
+import re
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
+
+PLACE = re.compile(r"^(?P<path>/\S+):(?P<offset>0x[0-9a-fA-F]+|\d+)(?P<rest>.*)$")
+BUILD_ID = re.compile(r"^[0-9a-fA-F]{2,}$")
+# How many known instruction starts around a refused offset the message lists.
+NEAR_STARTS = 8
+
+
+class PlanError(Exception):
+    """A definition or plan that must not be written; the message says why and what to do."""
+
+
+def normalize(definition):
+    """A line as comparable text: the kernel pads offsets and names unnamed args argN."""
+    parsed = UprobeDefinition.parse(definition)
+    match = PLACE.match(parsed.place)
+    place = parsed.place
+    if match:
+        place = "%s:0x%x%s" % (match.group("path"), int(match.group("offset"), 0), match.group("rest"))
+    args = []
+    for index, arg in enumerate(parsed.args, 1):
+        prefix = "arg%d=" % index
+        args.append(arg[len(prefix):] if arg.startswith(prefix) else arg)
+    return (parsed.kind, parsed.group, parsed.event, place, tuple(args))
+
+
+# -- instruction boundaries ----------------------------------------------------------
+def known_starts(binary, headers, build_id):
+    """Sorted addresses where the symbol table or the line table says an instruction starts.
+
+    Returns (addresses, sources); sources names what was read ('symbols',
+    'line table of FILE').  Empty when the binary is stripped and no debug info
+    is found: then only the build-id vouches for the offset.
+    """
+    starts, sources = set(), []
+    for entries, _names in headers.symbol_tables():
+        found = [e[4] for e in elf_reader.iter_symbols(entries)
+                 if elf_reader.symbol_type(e[1]) == elf_reader.STT_FUNC and e[3] != elf_reader.SHN_UNDEF and e[4]]
+        starts.update(found)
+    if starts:
+        sources.append("the symbol table")
+    try:
+        from elftools.elf.elffile import ELFFile
+        info = dwarf_debuginfo.find_debuginfo(binary, expected_build_id=build_id)
+    except (ImportError, dwarf_debuginfo.DebugInfoError):
+        return sorted(starts), sources
+    with open(info.debug.path, "rb") as handle:
+        dwarf = ELFFile(handle).get_dwarf_info()
+        for cu in dwarf.iter_CUs():
+            program = dwarf.line_program_for_CU(cu)
+            if program is None:
+                continue
+            for entry in program.get_entries():
+                if entry.state is not None and not entry.state.end_sequence:
+                    starts.add(entry.state.address)
+        sources.append("the line table of %s" % info.debug.path)
+    return sorted(starts), sources
+
+
+def check_boundary(path, offset, build_id, line):
+    """Refuse ``offset`` in ``path`` unless an instruction starts there (as far as the binary tells)."""
+    headers = dwarf_debuginfo.elf_headers(path)
+    vaddr = headers.file_offset_to_vaddr(offset)
+    if vaddr is None:
+        raise PlanError("definition %r: offset 0x%x is in no loadable segment of %s: it is not code of this "
+                        "binary. Resolve the spec again for this build. Nothing was written." % (line, offset, path))
+    starts, sources = known_starts(path, headers, build_id)
+    if not starts:
+        return "no symbol table or debug info on this host: the build-id match vouches for 0x%x" % offset
+    index = bisect.bisect_left(starts, vaddr)
+    if index < len(starts) and starts[index] == vaddr:
+        return "0x%x starts an instruction per %s" % (vaddr, " and ".join(sources))
+    near = starts[max(0, index - NEAR_STARTS // 2):index + NEAR_STARTS // 2]
+    raise PlanError("definition %r: address 0x%x (file offset 0x%x) is not where %s says an instruction starts, "
+                    "so the probe may land inside an instruction and corrupt %s (wrong results or SIGSEGV). "
+                    "Known instruction starts near it: %s. Resolve the probe from a spec, or set force: true only "
+                    "if you know it is an instruction boundary. Nothing was written."
+                    % (line, vaddr, offset, " and ".join(sources), path, ", ".join("0x%x" % a for a in near)))
+
+
+# -- definitions ------------------------------------------------------------------------
+def from_definitions(params, check_boundaries=True):
+    """Checked definition lines: {group, events, definitions, build_id, variables, addresses, notes}.
+
+    Without ``build_id`` a line is accepted only where this host's symbol or
+    line table confirms the instruction start; the binary's own build-id is
+    then recorded and checked again right before the write.
+    """
+    if params.get("build_id") and not BUILD_ID.match(params["build_id"]):
+        raise PlanError("build_id %r must be the hex GNU build-id (e.g. from 'readelf -n' or an earlier "
+                        "result's build_id)" % params["build_id"])
+    lines, notes, build_id = [], [], None
+    for line in params["definition"]:
+        try:
+            validate.expression(line, "uprobe definition")
+            parsed = UprobeDefinition.parse(line)
+        except (validate.ValidationError, TracefsError) as exc:
+            raise PlanError("definition %r is not a uprobe_events line like "
+                            "'p:GROUP/EVENT /path/binary:0xOFFSET ARGS': %s" % (line, exc))
+        match = PLACE.match(parsed.place)
+        if parsed.kind not in ("p", "r") or not match:
+            raise PlanError("definition %r must be 'p:' or 'r:' with an absolute path and offset "
+                            "(/path/binary:0xOFFSET)" % line)
+        path = match.group("path")
+        if params.get("binary") and os.path.abspath(params["binary"]) != path:
+            raise PlanError("definition %r probes %s, not binary %s" % (line, path, params["binary"]))
+        if params.get("group") and parsed.group != params["group"]:
+            raise PlanError("definition %r names group %r, not this run's group %r: a definition may only name "
+                            "the caller's own group (another group's probe would be replaced). Rename it to %r."
+                            % (line, parsed.group, params["group"], params["group"]))
+        try:
+            if not os.path.isfile(path):
+                raise dwarf_debuginfo.DebugInfoError("%s is not a regular file" % path)
+            actual = dwarf_debuginfo.read_build_id(path)
+        except dwarf_debuginfo.DebugInfoError as exc:
+            raise PlanError("definition %r: %s" % (line, exc))
+        if params.get("build_id") and actual != params["build_id"].lower():
+            raise PlanError("build-id of %s is %s, not the expected %s: this host has a different build; "
+                            "resolve the spec again for it. Nothing was written." % (path, actual, params["build_id"]))
+        build_id = actual
+        if check_boundaries and not params.get("force"):
+            note = check_boundary(path, int(match.group("offset"), 0), actual, line)
+            if note.startswith("no symbol table") and not params.get("build_id"):
+                raise PlanError("definition %r: %s has no symbol table and no debug info here, so nothing can "
+                                "confirm that 0x%s starts an instruction; give 'build_id' (the build the definition "
+                                "was resolved for). Nothing was written." % (line, path, match.group("offset")))
+            notes.append(note)
+        if params.get("event"):
+            parsed.event = params["event"]
+        lines.append(parsed.line())
+    groups = set(UprobeDefinition.parse(l).group for l in lines)
+    if len(groups) != 1:
+        raise PlanError("all definition lines must share one group, got %s" % ", ".join(sorted(groups)))
+    events = []
+    for line in lines:
+        name = UprobeDefinition.parse(line).event
+        if name not in events:
+            events.append(name)
+    return {"group": groups.pop(), "events": events, "definitions": lines, "build_id": build_id,
+            "variables": [], "addresses": [], "notes": notes,
+            "binaries": sorted(set(PLACE.match(UprobeDefinition.parse(l).place).group("path") for l in lines))}
+
+
+def build_id_guard(plan, binaries, build_id):
+    """First step of a definition plan: the binary is still the build checked (it may be replaced meanwhile)."""
+    def check():
+        for path in binaries:
+            actual = dwarf_debuginfo.read_build_id(path)
+            if actual != build_id:
+                raise TracefsError("build-id of %s changed to %s (was %s when the definition was checked): the "
+                                   "binary was replaced; nothing was written" % (path, actual, build_id))
+    plan.add("test build-id of %s = %s" % (" ".join(binaries), build_id), check)
+
+
+# -- the plan ----------------------------------------------------------------------------
+def ours(group, events):
+    """Predicate on uprobe_events lines: the named events plus perf-style copies (NAME_1, ...)."""
+    patterns = [re.compile(r"^%s(_\d+)?$" % re.escape(e)) for e in events]
+
+    def match(line):
+        parsed = UprobeDefinition.parse(line)
+        return parsed.group == group and any(p.match(parsed.event) for p in patterns)
+    return match
+
+
+def plan_uprobes(fs, group, events, wanted, existing, guard=None):
+    """(plan, current lines, current event names): replace our lines by ``wanted`` unless equal.
+
+    ``guard``: (binaries, build_id) checked as the plan's first step.
+    """
+    current = [line for line in existing if ours(group, events)(line)]
+    current_events = []
+    for line in current:
+        name = UprobeDefinition.parse(line).event
+        if name not in current_events:
+            current_events.append(name)
+    plan = ChangePlan()
+    if sorted(normalize(l) for l in current) == sorted(normalize(l) for l in wanted):
+        return plan, current, current_events
+    uprobe_path = fs.path("uprobe_events")
+    if guard and wanted:
+        build_id_guard(plan, *guard)
+    for name in current_events:
+        plan.write(uprobe_path, "-:%s/%s" % (group, name), (lambda n=name: fs.remove_uprobe(group, n)),
+                   None, append=True)
+    added = []
+    for line in wanted:
+        name = UprobeDefinition.parse(line).event
+
+        def add(line=line, name=name):
+            fs.add_uprobe(line)
+            if name not in added:
+                added.append(name)
+
+        def undo(name=name):
+            if name in added and any(u.group == group and u.event == name for u in fs.list_uprobes()):
+                fs.remove_uprobe(group, name)
+                added.remove(name)
+        plan.write(uprobe_path, line, add, undo, append=True)
+    return plan, current, current_events

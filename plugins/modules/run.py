@@ -1,0 +1,202 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: fleettrace developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: run
+short_description: Start or end a fleettrace run on a node, with a dead-man switch for its tracefs objects
+version_added: 0.2.0
+description:
+  - C(state=started) records, before anything is created, the exact instance and probe group names a run will use in
+    a manifest C(/run/fleettrace/runs/TAG.json) with its owner process (the SSH session over SSH, the
+    C(ansible-playbook) process for a local connection), a lease and a deadline, and detaches a reaper process.
+  - The reaper removes exactly those objects once the deadline passed, or once the owner is gone and the lease expired
+    (a killed controller, a dropped connection, a single Ctrl-C), without C(cleanup.yml).
+  - A second run with the same tag on the host is refused while the first lives. Names that already exist in tracefs
+    without a manifest are refused (they belong to someone else).
+  - C(state=finished) removes exactly the run's objects and its manifest. It needs the RV(nonce) returned by
+    C(started), so a refused second run can never remove the first one's objects.
+  - Every call first reaps the expired runs of the host.
+author:
+  - fleettrace developers (@fleettrace)
+options:
+  tag:
+    description:
+      - The run's name on this host (manifest file name), e.g. C(RUNID_HOST_HASH). Letters, digits, C(_), C(-), C(.).
+    type: str
+    required: true
+  run_id:
+    description: The run id the tag was made from, for messages and C(cleanup).
+    type: str
+  instances:
+    description: Exact names of the tracefs instances the run will create.
+    type: list
+    elements: str
+    default: []
+  groups:
+    description: Exact names of the uprobe groups the run will create.
+    type: list
+    elements: str
+    default: []
+  deadline:
+    description: Seconds from now after which the run's objects are removed whatever happens (0 < deadline <= 604800).
+    type: float
+    default: 3600
+  lease:
+    description:
+      - Seconds the run outlives its owner (0 <= lease <= 3600). Covers gaps between tasks on connections without a
+        persistent session; calling C(started) again with the same O(nonce) renews it.
+    type: float
+    default: 15
+  nonce:
+    description: The RV(nonce) of C(started); required for C(finished) and for renewing.
+    type: str
+  state:
+    description: C(started) records the run (or renews it with O(nonce)); C(finished) removes its objects.
+    type: str
+    choices: [started, finished]
+    default: started
+attributes:
+  check_mode:
+    support: full
+    description: Reports the manifest it would write and writes nothing.
+  diff_mode:
+    support: none
+    description: Nothing to compare; RV(manifest) names the file.
+notes:
+  - Needs root (C(become=true)).
+seealso:
+  - module: fleettrace.tracefs.cleanup
+"""
+
+EXAMPLES = r"""
+- name: Own this run's instance and probe group on the node
+  fleettrace.tracefs.run:
+    tag: "{{ run_id }}_{{ inventory_hostname }}"
+    instances: ["fleettrace_{{ run_id }}_{{ inventory_hostname }}"]
+    groups: ["fleettrace_{{ run_id }}_{{ inventory_hostname }}"]
+    deadline: 900
+  become: true
+  register: run
+
+- name: Remove exactly what the run created
+  fleettrace.tracefs.run:
+    tag: "{{ run.tag }}"
+    nonce: "{{ run.nonce }}"
+    state: finished
+  become: true
+"""
+
+RETURN = r"""
+tag:
+  description: The run's tag.
+  returned: always
+  type: str
+nonce:
+  description: Proof of ownership for C(finished) and renewals.
+  returned: when state=started and not in check mode
+  type: str
+owner:
+  description: The process whose end ends the run (pid, start time in ticks, what it is).
+  returned: when state=started
+  type: dict
+manifest:
+  description: Path of the manifest.
+  returned: always
+  type: str
+removed:
+  description: With C(finished), the objects removed (instances, uprobes, events, triggers).
+  returned: when state=finished
+  type: dict
+reaped:
+  description: Expired runs of other plays removed first, as C([tag, why, errors]).
+  returned: always
+  type: list
+"""
+
+import math
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import as_result
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
+
+MAX_DEADLINE = 7 * 86400.0
+MAX_LEASE = 3600.0
+
+
+def _seconds(value, name, low, high, low_open=True):
+    if not math.isfinite(value) or value > high or value < low or (low_open and value == low):
+        raise validate.ValidationError("%s=%r is out of range: give seconds, %s %s %s <= %s"
+                                       % (name, value, low, "<" if low_open else "<=", name, high))
+    return value
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            tag=dict(type="str", required=True),
+            run_id=dict(type="str"),
+            instances=dict(type="list", elements="str", default=[]),
+            groups=dict(type="list", elements="str", default=[]),
+            deadline=dict(type="float", default=3600.0),
+            lease=dict(type="float", default=ownership.DEFAULT_LEASE),
+            nonce=dict(type="str", no_log=False),
+            state=dict(type="str", default="started", choices=["started", "finished"]),
+        ),
+        required_if=[("state", "finished", ("nonce",))],
+        supports_check_mode=True,
+    )
+    p = module.params
+    result = dict(changed=False, tag=p["tag"], reaped=[])
+    try:
+        ownership.tag_of(p["tag"])
+        result["manifest"] = ownership.manifest_path(p["tag"])
+        for name in p["instances"]:
+            validate.instance_name(name)
+        for name in p["groups"]:
+            validate.group_name(name)
+        _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE)
+        _seconds(p["lease"], "lease", 0.0, MAX_LEASE, low_open=False)
+        fs = Tracefs(mount=False)
+        if not module.check_mode:
+            result["reaped"] = [list(r) for r in ownership.reap_expired_quietly(fs)]
+        if p["state"] == "finished":
+            if module.check_mode:
+                manifest = ownership.load(p["tag"])
+                found = ownership.leftovers_of(fs, manifest) if manifest else None
+                result.update(changed=manifest is not None, removed=as_result(found) if found else {})
+                module.exit_json(**result)
+            manifest, errors = ownership.finish(fs, p["tag"], p["nonce"])
+            if manifest is None:
+                module.exit_json(**result)      # already reaped or finished
+            result.update(changed=True, removed=manifest["objects"])
+            if errors:
+                module.fail_json(msg="run %s: could not remove: %s; the reaper keeps trying until the deadline"
+                                 % (p["tag"], "; ".join(errors)), **result)
+            module.exit_json(**result)
+        if p["nonce"]:
+            manifest = ownership.renew(p["tag"], p["nonce"]) if not module.check_mode else ownership.load(p["tag"])
+            result.update(nonce=p["nonce"], owner=(manifest or {}).get("owner"))
+            module.exit_json(**result)
+        owner = ownership.find_owner()
+        result.update(changed=True, owner=owner)
+        if module.check_mode:
+            module.exit_json(**result)
+        manifest = ownership.start(fs, p["tag"], instances=p["instances"], groups=p["groups"],
+                                   deadline=p["deadline"], lease=p["lease"], run_id=p["run_id"], owner=owner)
+        result.update(nonce=manifest["nonce"])
+    except (ownership.OwnershipError, validate.ValidationError, TracefsError, OSError) as exc:
+        module.fail_json(msg=str(getattr(exc, "message", None) or exc), **result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

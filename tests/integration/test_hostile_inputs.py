@@ -1,0 +1,159 @@
+"""Hostile inputs, one table per module: each is refused with a message that says what, and nothing is written.
+
+One playbook per module runs the whole table (every task ignore_errors), so
+the suite stays quick; the fingerprint of this test's names is compared before
+and after (other agents' objects on this kernel are not looked at).
+"""
+
+import json
+import os
+import re
+import sys
+
+import pytest
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
+import resolver_programs as programs  # noqa: E402
+
+TRACEFS = "/sys/kernel/tracing"
+SIX_GB_KB = 6 * 1024 * 1024
+
+
+def ours(token):
+    instances = sorted(n for n in os.listdir(os.path.join(TRACEFS, "instances")) if token in n)
+    with open(os.path.join(TRACEFS, "uprobe_events")) as handle:
+        probes = sorted(line for line in handle.read().splitlines() if token in line)
+    runs = sorted(n for n in os.listdir("/run/fleettrace/runs") if token in n) if os.path.isdir("/run/fleettrace/runs") else []
+    return instances, probes, runs
+
+
+def run_table(run_playbook, module, cases):
+    tasks = [{"name": name, module: args, "ignore_errors": True} for name, (args, _expected) in cases.items()]
+    result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n")
+    return dict((name, result.task(name)) for name in cases)
+
+
+def check_refused(results, cases):
+    for name, (_args, expected) in cases.items():
+        task = results[name]
+        assert task.get("failed"), (name, task)
+        assert task.get("changed") in (False, None), (name, task)
+        assert re.search(expected, task["msg"]), (name, expected, task["msg"])
+        assert "Unknown error" not in task["msg"] and "Traceback" not in task["msg"], (name, task["msg"])
+
+
+@pytest.fixture
+def special_files(tmp_path):
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    big = str(tmp_path / "big")
+    with open(big, "wb") as handle:
+        handle.truncate(64 << 20)
+    return {"fifo": fifo, "big": big}
+
+
+def test_instance_and_event(run_playbook, run_token):
+    name = "fleettrace_%s_hostile" % run_token
+    cases = {
+        "6 GB per CPU": ({"name": name, "buffer_size_kb": SIX_GB_KB}, r"MemAvailable \(\d+ MiB\): at most \d+ KiB"),
+        "2**63 KiB": ({"name": name, "buffer_size_kb": 2 ** 63}, r"at most \d+ KiB per CPU"),
+        "negative size": ({"name": name, "buffer_size_kb": -1}, "positive"),
+        "pid 0": ({"name": name, "event_pids": [0]}, "between 1 and"),
+        "pid -1": ({"name": name, "event_pids": [-1]}, "between 1 and"),
+        "65-char name": ({"name": "f" * 65}, "65 characters long"),
+        "path in name": ({"name": "../../x"}, "contains '/'"),
+    }
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.instance", cases), cases)
+    events = {
+        "64-char group": ({"instance": name, "event": "g" * 64 + ":e", "enabled": True}, "at most 63 .*MAX_EVENT_NAME_LEN"),
+        "64-char event": ({"instance": name, "event": "sched:" + "e" * 64, "enabled": True}, "at most 63"),
+        "newline filter": ({"instance": name, "event": "sched:sched_switch", "filter": "prev_pid > 0\nnext_pid > 0"},
+                           "newline"),
+    }
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.event", events), events)
+    assert ours(run_token) == ([], [], [])
+
+
+def test_uprobe_definitions(run_playbook, run_token, cc, tmp_path):
+    binary = programs.build(cc, str(tmp_path), "demo_O0")
+    group = "fleettrace_%s_hostile" % run_token
+    entry = dwarf_resolver.resolve(binary, "compute", group=group, event="entry")["definitions"][0]
+    offset = int(re.search(r":(0x[0-9a-f]+)", entry).group(1), 16)
+    inside = entry.replace(":0x%x" % offset, ":0x%x" % (offset + 1))
+    build_id = dwarf_debuginfo.read_build_id(binary)
+    foreign = entry.replace("p:%s/" % group, "p:probe_demo/")
+    cases = {
+        "inside an instruction": ({"definition": [inside], "build_id": build_id, "group": group},
+                                  "not where .* says an instruction starts.*force: true"),
+        "another group": ({"definition": [foreign], "build_id": build_id, "group": group}, "own group"),
+        "stale build": ({"definition": [entry], "build_id": "ab" * 20, "group": group}, "different build"),
+        "not hex build-id": ({"definition": [entry], "build_id": "xyz", "group": group}, "hex GNU build-id"),
+        "outside the binary": ({"definition": [entry.replace(":0x%x" % offset, ":0x7fffffff")], "build_id": build_id,
+                                "group": group}, "no loadable segment"),
+        "64-char group": ({"definition": [entry], "build_id": build_id, "group": "g" * 64}, "at most 63"),
+        "FIFO as binary": ({"definition": [entry.replace(binary, str(tmp_path / "fifo"))], "build_id": build_id},
+                           "not a regular file"),
+    }
+    os.mkfifo(str(tmp_path / "fifo"))
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.uprobe", cases), cases)
+    assert ours(run_token) == ([], [], [])
+
+
+def test_capture_and_sched_latency_numbers(run_playbook, run_token):
+    name = "fleettrace_%s_hostile" % run_token
+    cases = dict(("timeout %s" % v, ({"instance": name, "timeout": v}, "out of range"))
+                 for v in ("nan", "inf", "1e308"))
+    cases.update({
+        "pid 0": ({"instance": name, "pid": 0}, "between 1 and"),
+        "pid -1": ({"instance": name, "pid": -1}, "positive|between 1 and"),
+    })
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.capture", cases), cases)
+    sched = {
+        "duration nan": ({"duration": "nan", "instance_label": run_token}, "out of range"),
+        "duration inf": ({"duration": "inf", "instance_label": run_token}, "out of range"),
+        "6 GB per CPU": ({"duration": 1, "buffer_size_kb": SIX_GB_KB, "instance_label": run_token}, "MemAvailable"),
+    }
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.sched_latency", sched), sched)
+    assert ours(run_token) == ([], [], [])
+
+
+def test_run_and_cleanup(run_playbook, run_token):
+    tag = "fleettrace_%s_hostile" % run_token
+    cases = {
+        "deadline nan": ({"tag": tag, "deadline": "nan"}, "out of range"),
+        "deadline inf": ({"tag": tag, "deadline": "inf"}, "out of range"),
+        "deadline 1e308": ({"tag": tag, "deadline": 1e308}, "out of range"),
+        "negative lease": ({"tag": tag, "lease": -1}, "out of range"),
+        "path as tag": ({"tag": "../../etc/x"}, "contains '/'"),
+        "finish without nonce": ({"tag": tag, "state": "finished"}, "nonce"),
+    }
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.run", cases), cases)
+    cleanup = {
+        "other prefix": ({"prefix": "other", "name_contains": run_token}, "does not start with 'fleettrace'"),
+        "empty name_contains": ({"name_contains": ""}, "name_contains is empty"),
+        "unknown run": ({"force": [tag]}, "force names no run"),
+    }
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.cleanup", cleanup), cleanup)
+    assert ours(run_token) == ([], [], [])
+
+
+def test_proc_info_pidfiles(run_playbook, special_files):
+    cases = {
+        "/dev/zero": ({"pidfile": "/dev/zero"}, "character device"),
+        "FIFO": ({"pidfile": special_files["fifo"]}, "FIFO"),
+        "/proc/kmsg": ({"pidfile": "/proc/kmsg"}, "kernel file|regular file"),
+        "64 MiB file": ({"pidfile": special_files["big"]}, "at most 4096 are read"),
+    }
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.proc_info", cases), cases)
+
+
+
+def test_latency_report_result_paths(run_playbook, special_files, tmp_path):
+    cases = {
+        "/dev/zero": ({"result_paths": ["/dev/zero"], "dest": str(tmp_path / "r1")}, "character device"),
+        "FIFO": ({"result_paths": [special_files["fifo"]], "dest": str(tmp_path / "r2")}, "FIFO"),
+    }
+    check_refused(run_table(run_playbook, "fleettrace.tracefs.latency_report", cases), cases)

@@ -1,0 +1,135 @@
+"""Run manifests without a kernel: expiry, exact matching, refusals (tests/integration/test_fault_injection.py
+proves the reaper on the real tracefs)."""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
+from tests.helpers.fake_tracefs import make_fake_tracefs
+
+
+@pytest.fixture
+def dead_process():
+    proc = subprocess.Popen(["true"])
+    record = ownership.process(proc.pid, "gone")
+    proc.wait()
+    record["start"] = record["start"] or 1
+    return record
+
+
+@pytest.fixture
+def me():
+    return ownership.process(os.getpid(), "test")
+
+
+def manifest(owner, lease_left, deadline_left, now=1000.0):
+    return {"tag": "fleettrace_x", "owner": owner, "lease_until": now + lease_left, "deadline": now + deadline_left}
+
+
+@pytest.mark.parametrize("owner_alive, lease_left, deadline_left, expected", [
+    (True, -10, 100, None),                           # owner lives: the lease does not matter
+    (False, 5, 100, None),                            # owner gone, lease still running
+    (False, -1, 100, "owner gone, lease expired"),
+    (True, 50, -1, "deadline passed"),                # the deadline ends even a live run
+])
+def test_expiry(owner_alive, lease_left, deadline_left, expected, me, dead_process):
+    owner = me if owner_alive else dead_process
+    assert ownership.expired(manifest(owner, lease_left, deadline_left), now=1000.0) == expected
+
+
+def test_reused_pid_is_not_the_owner(me):
+    impostor = dict(me, start=me["start"] + 1)   # same pid, another start time
+    assert ownership.alive(me) and not ownership.alive(impostor)
+
+
+def test_exact_match_never_by_substring():
+    match = ownership.matches({"objects": {"instances": ["fleettrace_0537555_h_1a2b"], "groups": ["fleettrace_0537555_h_1a2b"]}})
+    assert match("fleettrace_0537555_h_1a2b")
+    assert not match("fleettrace_10537555_h_1a2b") and not match("fleettrace_0537555_h_1a2b_x")
+
+
+def test_start_refuses_a_live_duplicate_and_foreign_names(tmp_path, me):
+    fs = Tracefs(make_fake_tracefs(str(tmp_path / "tracefs")))
+    runs = str(tmp_path / "runs")
+    first = ownership.start(fs, "fleettrace_r1_h", instances=["fleettrace_r1_h"], groups=["fleettrace_r1_h"],
+                            deadline=60, owner=me, runs_dir=runs, spawn=False)
+    assert oct(os.stat(runs).st_mode & 0o777) == "0o700"
+    with pytest.raises(ownership.OwnershipError, match="already live on this host"):
+        ownership.start(fs, "fleettrace_r1_h", instances=["fleettrace_r1_h"], deadline=60, owner=me,
+                        runs_dir=runs, spawn=False)
+    with pytest.raises(ownership.OwnershipError, match="belongs to another play"):
+        ownership.finish(fs, "fleettrace_r1_h", "not-the-nonce", runs_dir=runs)
+    assert ownership.load("fleettrace_r1_h", runs)["nonce"] == first["nonce"]
+    os.mkdir(str(tmp_path / "tracefs" / "instances" / "fleettrace_theirs"))
+    with pytest.raises(ownership.OwnershipError, match="without a run manifest"):
+        ownership.start(fs, "fleettrace_r2_h", instances=["fleettrace_theirs"], deadline=60, owner=me,
+                        runs_dir=runs, spawn=False)
+    done, errors = ownership.finish(fs, "fleettrace_r1_h", first["nonce"], runs_dir=runs)
+    assert done["tag"] == "fleettrace_r1_h" and errors == []
+    assert ownership.load("fleettrace_r1_h", runs) is None
+
+
+def test_expired_runs_are_reaped_and_only_they(tmp_path, me, dead_process):
+    fs = Tracefs(make_fake_tracefs(str(tmp_path / "tracefs")))
+    runs = str(tmp_path / "runs")
+    ownership.start(fs, "fleettrace_live", deadline=60, owner=me, runs_dir=runs, spawn=False)
+    ownership.start(fs, "fleettrace_dead", deadline=60, lease=0, owner=dead_process, runs_dir=runs, spawn=False)
+    reaped = ownership.reap_expired(fs, runs, now=time.time() + 1)
+    assert [r[:2] for r in reaped] == [("fleettrace_dead", "owner gone, lease expired")]
+    assert [m["tag"] for m in ownership.list_runs(runs)] == ["fleettrace_live"]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf"), 1e308, 0, -1, "x"])
+def test_seconds_refuse_what_never_ends(value):
+    with pytest.raises(validate.ValidationError, match="out of range|not a number"):
+        validate.seconds(value, "timeout")
+
+
+def test_buffer_size_capped_against_memory_with_the_numbers():
+    assert validate.buffer_size_kb(4096, cpus=2, available_kb=1 << 20) == 4096
+    with pytest.raises(validate.ValidationError) as exc:
+        validate.buffer_size_kb(6 << 20, cpus=2, available_kb=1 << 20)
+    assert "x 2 CPUs" in str(exc.value) and "MemAvailable (1024 MiB)" in str(exc.value) and "at most 262144 KiB" in str(exc.value)
+    with pytest.raises(validate.ValidationError, match="at most"):
+        validate.buffer_size_kb(2 ** 63, cpus=2, available_kb=1 << 20)
+    for bad in (0, -5, True, 1.5):
+        with pytest.raises(validate.ValidationError):
+            validate.buffer_size_kb(bad, cpus=2, available_kb=1 << 20)
+
+
+def test_names_say_which_kernel_limit():
+    validate.group_name("g" * 63)
+    with pytest.raises(validate.ValidationError, match="at most 63 .*MAX_EVENT_NAME_LEN"):
+        validate.group_name("g" * 64)
+    with pytest.raises(validate.ValidationError, match="65 characters long"):
+        validate.instance_name("r" * 65)
+
+
+@pytest.mark.parametrize("pid", [0, -1, 2 ** 40, "abc", 1.5])
+def test_pids_must_name_a_process(pid):
+    with pytest.raises(validate.ValidationError):
+        validate.pid(pid)
+
+
+def test_a_run_over_per_task_sessions_lives_while_its_modules_work(tmp_path, me, dead_process):
+    """Without a persistent connection each task has its own owner: a touch hands the run over,
+    and a holder (capture's wait) keeps it alive after that owner is gone; the deadline still ends it."""
+    fs = Tracefs(make_fake_tracefs(str(tmp_path / "tracefs")))
+    runs = str(tmp_path / "runs")
+    ownership.start(fs, "fleettrace_r3_h", instances=["fleettrace_r3_h"], deadline=60, lease=2,
+                    owner=dead_process, runs_dir=runs, spawn=False)
+    assert ownership.touch(["fleettrace_r3_h"], runs, holder=me) == ["fleettrace_r3_h"]
+    manifest = ownership.load("fleettrace_r3_h", runs)
+    assert manifest["persistent"] is False and ownership.alive(manifest["owner"]) and manifest["holders"] == [me]
+    manifest["owner"] = dead_process              # that task's session ended too
+    later = time.time() + 5                       # lease (2 s) long gone
+    assert ownership.expired(manifest, now=later) is None
+    assert ownership.expired(dict(manifest, holders=[]), now=later) == "owner gone, lease expired"
+    assert ownership.expired(manifest, now=time.time() + 61) == "deadline passed"
+    # A persistent run (the default) ignores holders once its owner is gone: the controller died.
+    assert ownership.expired(dict(manifest, persistent=True), now=later) == "owner gone, lease expired"
+    assert ownership.touch(["fleettrace_other"], runs) == []
