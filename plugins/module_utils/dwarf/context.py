@@ -202,8 +202,8 @@ class DwarfContext:
             self.top_levels[key] = infos
         return self.top_levels[key]
 
-    def die_ranges(self, die):
-        """List of (low, high) of a DIE with code."""
+    def die_ranges(self, die, keep_empty=False):
+        """List of (low, high) of a DIE with code (empty ranges too when ``keep_empty``)."""
         attrs = die.attributes
         if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
             low = attrs["DW_AT_low_pc"].value
@@ -231,7 +231,7 @@ class DwarfContext:
                     low, high = entry.begin_offset, entry.end_offset
                 else:
                     low, high = base + entry.begin_offset, base + entry.end_offset
-                if high > low:
+                if high > low or keep_empty:
                     result.append((low, high))
             return result
         if "DW_AT_low_pc" in attrs:
@@ -247,7 +247,9 @@ class DwarfContext:
             return die.attributes["DW_AT_entry_pc"].value
         if "DW_AT_low_pc" in die.attributes:
             return die.attributes["DW_AT_low_pc"].value
-        ranges = self.die_ranges(die)
+        # perf (die_entrypc): the first range's start, also when gcc made that range empty (the
+        # entry view of an inlined copy, DWARF 4): it is the copy's entry row in the line table.
+        ranges = self.die_ranges(die, keep_empty=True)
         return ranges[0][0] if ranges else None
 
 
