@@ -16,7 +16,7 @@ import sys
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
 
-USAGE = "usage: dwarf_cli -x BINARY [--debuginfo FILE] [--no-cache] SPEC [SPEC ...]\n"
+USAGE = "usage: dwarf.cli -x BINARY [--debuginfo FILE] [--no-cache] SPEC [SPEC ...]\n"
 _ERRORS = ("ResolveError", "ProbeSpecError", "DebugInfoError")
 
 
