@@ -35,7 +35,7 @@ def read_user_file(path, what, max_bytes):
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as exc:
-        raise FileRefused("%s %s cannot be opened: %s" % (what, path, exc.strerror or exc))
+        raise FileRefused("cannot read %s %s: %s" % (what, path, exc.strerror or exc))
     try:
         info = os.fstat(fd)
         # /proc and /sys files report size 0 and may never end (/proc/kmsg): refuse them too.

@@ -80,8 +80,13 @@ def known_starts(binary, headers, build_id):
     return sorted(starts), sources
 
 
-def check_boundary(path, offset, build_id, line):
-    """Refuse ``offset`` in ``path`` unless an instruction starts there (as far as the binary tells)."""
+def check_boundary(path, offset, build_id, line, build_id_given=False):
+    """Refuse ``offset`` in ``path`` unless an instruction starts there (as far as the binary tells).
+
+    A symbol table alone names only function starts, not line addresses: without a line table here,
+    a given build-id that matches the binary vouches for the offset (it was resolved from that
+    build's debug info, e.g. on the controller), as it does when the binary has no tables at all.
+    """
     headers = dwarf_debuginfo.elf_headers(path)
     vaddr = headers.file_offset_to_vaddr(offset)
     if vaddr is None:
@@ -93,6 +98,9 @@ def check_boundary(path, offset, build_id, line):
     index = bisect.bisect_left(starts, vaddr)
     if index < len(starts) and starts[index] == vaddr:
         return "0x%x starts an instruction per %s" % (vaddr, " and ".join(sources))
+    if build_id_given and not any(source.startswith("the line table") for source in sources):
+        return ("no line table on this host (only %s): the build-id match vouches for 0x%x"
+                % (" and ".join(sources), vaddr))
     near = starts[max(0, index - NEAR_STARTS // 2):index + NEAR_STARTS // 2]
     raise PlanError("definition %r: address 0x%x (file offset 0x%x) is not where %s says an instruction starts, "
                     "so the probe may land inside an instruction and corrupt %s (wrong results or SIGSEGV). "
@@ -142,7 +150,8 @@ def from_definitions(params, check_boundaries=True):
                             "resolve the spec again for it. Nothing was written." % (path, actual, params["build_id"]))
         build_id = actual
         if check_boundaries and not params.get("force"):
-            note = check_boundary(path, int(match.group("offset"), 0), actual, line)
+            note = check_boundary(path, int(match.group("offset"), 0), actual, line,
+                                  build_id_given=bool(params.get("build_id")))
             if note.startswith("no symbol table") and not params.get("build_id"):
                 raise PlanError("definition %r: %s has no symbol table and no debug info here, so nothing can "
                                 "confirm that 0x%s starts an instruction; give 'build_id' (the build the definition "

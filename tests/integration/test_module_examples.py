@@ -62,7 +62,12 @@ def test_runnable_examples_run_as_written(docs, run_playbook, tmp_path):
     (report_dir / "hosts" / "localhost.json").write_text(json.dumps(host))
     checked = []
     for module in ("cleanup", "latency_report"):
-        checked += [dict(task, check_mode=True) for task in yaml.safe_load(docs[module]["examples"])]
+        for task in yaml.safe_load(docs[module]["examples"]):
+            task = dict(task, check_mode=True)
+            if (task.get("fleettrace.tracefs.cleanup") or {}).get("force"):
+                # Names a run of the example's own: here it must be refused clearly, nothing removed.
+                task.update(register="forced", failed_when="'force names no run' not in (forced.msg | default(''))")
+            checked.append(task)
     play = [{"hosts": "localhost", "gather_facts": False, "vars": {"report_dir": str(report_dir)}, "tasks": checked},
             {"hosts": "localhost", "gather_facts": False, "tasks": yaml.safe_load(docs["sched_latency"]["examples"])}]
     result = run_playbook(json.dumps(play) + "\n")
