@@ -146,9 +146,14 @@ def test_s_state_stall_in_a_pipe_write(tracefs, unique_name, tick_binary, run_mo
 
     drained_at = []  # when the reader really read again after a hold (the end of the truth interval)
 
+    paused = threading.Event()  # the drainer has seen ``holding`` and reads no more
+
     def drain():
         while not stop_draining.is_set():
-            if not holding.is_set():
+            if holding.is_set():
+                paused.set()
+            else:
+                paused.clear()
                 try:
                     os.read(reader, 65536)
                     if not drained_at:
@@ -165,12 +170,17 @@ def test_s_state_stall_in_a_pipe_write(tracefs, unique_name, tick_binary, run_mo
 
         def hold_pipe_full():
             holding.set()
+            # A read already under way would empty the pipe again after we filled it.
+            assert paused.wait(10), "the drainer did not pause"
             started_at = time.monotonic()  # the pipe can fill (and the write block) from here on
-            try:
-                while True:
-                    os.write(writer, b"x" * 512)
-            except BlockingIOError:
-                pass
+            # Fill to the last byte: a heartbeat still in the pipe leaves room in its page that a
+            # small write would merge into without blocking, so finish byte by byte.
+            for chunk in (b"x" * 512, b"x"):
+                try:
+                    while True:
+                        os.write(writer, chunk)
+                except BlockingIOError:
+                    pass
             time.sleep(HOLD_SECONDS)
             del drained_at[:]
             holding.clear()

@@ -401,6 +401,10 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
     facts_by_pid = {}
     for pid, item in task_facts_before.items():
         facts_by_pid[pid] = {k: v for k, v in item.items() if k in ("policy", "rtprio", "nice", "prio", "class")}
+        if "comm" in item:
+            # Every watched task is listed, also one whose waits the trace could not prove (its
+            # series are then empty and its unmeasured waits are counted with their reasons).
+            analyzer.watched_task(pid, item["comm"].encode("utf-8", "replace"))
     result = analyzer.result(symbols=symbols, facts_by_pid=facts_by_pid)
     lost, lost_by_cpu = collector.lost_events()
     processed = sum(result["event_counts"].values())

@@ -47,6 +47,10 @@ class OffCpuIntervals:
         task["comm"] = comm
         return task
 
+    def watched_task(self, pid, comm):
+        """Make sure a watched task has an entry (its series may stay empty)."""
+        return self._task(pid, comm)
+
     def _record_off_cpu(self, pid, record, ts, ongoing):
         since, state, stack, woken, comm = record
         duration = max(ts - since, 0)
