@@ -159,7 +159,7 @@ class TopLevelSkimmer:
             elif kind == "implicit":
                 value = arg
             elif kind == "leb":
-                value, pos = (_sleb if arg else _uleb)(data, pos)
+                value, pos = (read_sleb if arg else read_uleb)(data, pos)
                 if keep is not None and form in ("DW_FORM_strx", "DW_FORM_addrx"):
                     raise SkimError("form %s" % form)
             elif kind == "cstr":
