@@ -120,9 +120,9 @@ def _origin(path):
 def _download(url, target, timeout):
     """Fetch ``url`` into ``target``; the whole answer must come within ``timeout`` seconds."""
     # Imported here: urllib.request (http.client, email) costs ~15 ms, and most runs never download.
-    from urllib.request import Request, urlopen
+    from urllib.request import Request, build_opener
     deadline = time.time() + timeout
-    response = urlopen(Request(url, headers={"User-Agent": USER_AGENT}), timeout=timeout)
+    response = build_opener().open(Request(url, headers={"User-Agent": USER_AGENT}), timeout=timeout)
     try:
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > MAX_BYTES:
