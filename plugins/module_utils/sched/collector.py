@@ -379,6 +379,11 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
                                poll_interval=poll_interval, spool_dir=spool_dir, max_spool_mb=max_spool_mb)
     facts = host_facts(tracefs)
     task_facts_before = {pid: task_facts(pid) for pid in watched_now}
+    for pid, item in task_facts_before.items():
+        if "comm" in item:
+            # Names known before the window: a task the kernel shows running without a switch-in
+            # (a CPU leaving idle on some kernels) is still named in "ran meanwhile".
+            analyzer.comms[pid] = item["comm"].encode("utf-8", "replace")
     cpu_start = os.times()
     nice_before = os.getpriority(os.PRIO_PROCESS, 0)
     try:
