@@ -29,6 +29,7 @@ import collections
 import os
 import resource
 import subprocess
+import signal
 import sys
 import time
 
@@ -160,4 +161,6 @@ def main():
 
 
 if __name__ == "__main__":
+    # kill/pkill sends SIGTERM: unwind through the finally blocks that remove our probes and instances.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     main()
