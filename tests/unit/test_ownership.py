@@ -133,3 +133,17 @@ def test_a_run_over_per_task_sessions_lives_while_its_modules_work(tmp_path, me,
     # A persistent run (the default) ignores holders once its owner is gone: the controller died.
     assert ownership.expired(dict(manifest, persistent=True), now=later) == "owner gone, lease expired"
     assert ownership.touch(["fleettrace_other"], runs) == []
+
+
+def test_top_level_triggers_aimed_at_a_runs_group_are_found_only_for_runs_with_groups(tmp_path):
+    """A top-level trigger can target a run's uprobe group; a run without groups skips that scan
+    (one read per event of the kernel, at every module's end)."""
+    fs = Tracefs(make_fake_tracefs(str(tmp_path)))
+    trigger = "enable_event:fleettrace_x_grp:tick"
+    with open(os.path.join(str(tmp_path), "events", "sched", "sched_switch", "trigger"), "w") as handle:
+        handle.write("# Available triggers:\n%s:unlimited\n" % trigger)
+    with_group = {"objects": {"instances": [], "groups": ["fleettrace_x_grp"]}}
+    found = ownership.leftovers_of(fs, with_group)
+    assert [t[:3] for t in found["triggers"]] == [(None, "sched", "sched_switch")]
+    assert found["triggers"][0][3].startswith(trigger)
+    assert ownership.leftovers_of(fs, {"objects": {"instances": ["fleettrace_x_grp"], "groups": []}})["triggers"] == []

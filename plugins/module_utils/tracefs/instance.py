@@ -169,6 +169,22 @@ class Instance:
     def enabled_events(self):
         return [line.strip() for line in self.read("set_event").splitlines() if line.strip()]
 
+    def triggered_events(self):
+        """(event, its triggers) for every event here that carries a trigger: one read per event."""
+        found = []
+        for event_dir in glob.glob(self.path("events", "*", "*")):
+            if not os.path.exists(os.path.join(event_dir, "trigger")):
+                continue
+            group, name = event_dir.split(os.sep)[-2:]
+            event = Event(self, group, name, checked=True)
+            try:
+                triggers = event.triggers()
+            except OSError:
+                continue
+            if triggers:
+                found.append((event, triggers))
+        return found
+
     def configured_events(self):
         """Events here that are enabled or carry a filter or trigger."""
         found = []
