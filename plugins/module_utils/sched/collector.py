@@ -16,6 +16,7 @@ Cleanup (triggers, filters, events, rmdir) runs in ``close()``; callers use
 
 
 import errno
+import gc
 import os
 import platform
 import re
@@ -343,8 +344,17 @@ class SchedCollector:
                 analyzer.lost(None, None)
         handlers = analyzer.handlers(self.kinds)
         ids = {name: event_id for event_id, name in self.kinds.items()}
-        for batch in self.spool.merged(self.layout, self.decoders):
-            analyzer.feed(batch, handlers, ids["sched_switch"], ids.get("sched_wakeup"))
+        # Every event allocates tuples, so the cyclic garbage collector would run every few hundred
+        # events and walk the pending batch each time (an eighth of the analysis' CPU); nothing
+        # here makes reference cycles, so it is paused for the loop (memory is freed as usual).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for batch in self.spool.merged(self.layout, self.decoders):
+                analyzer.feed(batch, handlers, ids["sched_switch"], ids.get("sched_wakeup"))
+        finally:
+            if collecting:
+                gc.enable()
 
     def lost_events(self):
         """Events the kernel could not hand us: max of what stats and pages say."""
