@@ -135,6 +135,13 @@ class LatencySeries:
             return
         values = sorted(self.pending)
         del self.pending[:]   # in place: callers may hold ``pending.append``
+        self.add_sorted(values)
+
+    def add_sorted(self, values):
+        """Fold in a list of samples the caller has sorted already (the result does not depend on
+        how samples are split into batches: bins and the kept tail are the same either way)."""
+        if not values:
+            return
         self._count += len(values)
         self._total += sum(values)
         if values[-1] > self._max:
