@@ -120,13 +120,13 @@ def saved_collector(directory):
 def analyse_once(directory):
     collector = saved_collector(directory)
     collector.analyzer = analysis.SchedAnalyzer()
-    start = os.times()
+    start = time.process_time()   # ns resolution (os.times counts 10 ms ticks)
     collector.analyse()
     collector.analyzer.finish()
     result = collector.analyzer.result()
-    end = os.times()
+    cpu = time.process_time() - start
     collector.spool.close()
-    return result, (end[0] - start[0]) + (end[1] - start[1])
+    return result, cpu
 
 
 def decode_digest(directory):

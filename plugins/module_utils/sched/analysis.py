@@ -266,8 +266,8 @@ class SchedAnalyzer(OffCpuIntervals):
         watching = self.watching
         measured_fast = not watching and not self.losses
         worst_floor = self._worst_floor
-        n_switches = 0
         n_enqueues = 0
+        n_handled = 0
         ts = None
         if events and self.first_ts is None:
             self.first_ts = events[0][0]
@@ -285,9 +285,10 @@ class SchedAnalyzer(OffCpuIntervals):
                             comms[pid] = comm
                         queued[pid] = [ts, WAKEUP, target, True, idle_seq.get(target, 0)]
                         continue
+                n_handled += 1
                 handlers[kind](ts, cpu, fields)
                 continue
-            n_switches += 1
+            # A switch (counted at the end: the events that were not).
             prev_comm, prev_pid, prev_state, next_comm, next_pid = fields
             believed = current.get(cpu)
             if believed != prev_pid and believed is not None:
@@ -340,8 +341,7 @@ class SchedAnalyzer(OffCpuIntervals):
             self.flush()  # memory stays bounded by the batch size plus FLUSH_AT
         if n_enqueues:
             self._counts["sched_wakeup"] += n_enqueues
-        if n_switches:
-            self.n_switches += n_switches
+        self.n_switches += len(events) - n_enqueues - n_handled
         if ts is not None:
             self.last_ts = ts
 

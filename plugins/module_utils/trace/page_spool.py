@@ -14,6 +14,7 @@ memory bounded by a few chunks of pages.
 """
 
 
+import bisect
 import errno
 import fcntl
 import operator
@@ -182,9 +183,9 @@ class PageSpool:
             pending.sort(key=_timestamp)
             if not streams:
                 break
-            cut = len(pending)
-            while cut and pending[cut - 1][0] > watermark:
-                cut -= 1
+            # The first event newer than the watermark (events are tuples that start with the
+            # time stamp; the CPU number, never infinite, settles a tie with the bound).
+            cut = bisect.bisect_right(pending, (watermark, _AFTER_ANY_CPU))
             if cut:
                 yield pending[:cut]
                 pending = pending[cut:]
@@ -215,3 +216,4 @@ def _close(fd):
 
 
 _timestamp = operator.itemgetter(0)
+_AFTER_ANY_CPU = float("inf")
