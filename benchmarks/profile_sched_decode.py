@@ -42,18 +42,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import co
 LOAD_PAIRS = 2
 
 
-class SavedTracefs:
-    """What ``SchedCollector._build_decoders`` reads, from DIR instead of tracefs."""
-
-    def __init__(self, directory):
-        self.directory = directory
-
-    def read(self, *parts):
-        name = "/".join(parts).replace("/", "__")
-        with open(os.path.join(self.directory, name)) as handle:
-            return handle.read()
-
-
 def record(args):
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs_core
     os.makedirs(args.dir, exist_ok=True)
@@ -95,49 +83,49 @@ def _write(directory, name, text):
         handle.write(text)
 
 
-def saved_collector(directory):
-    """A ``SchedCollector`` whose spool, formats and stats are the saved ones."""
-    saved = SavedTracefs(directory)
-    collector = sched_collector.SchedCollector.__new__(sched_collector.SchedCollector)
-    collector.tracefs = saved
-    collector.instance = saved
-    collector.stack_pids = []
-    collector.events = sorted(re.match(r"events__sched__(\w+)__format", os.path.basename(p)).group(1)
-                              for p in glob.glob(os.path.join(directory, "events__sched__*__format")))
-    collector.missed_in_pages = 0
-    collector.missed_unknown_pages = 0
-    with open(os.path.join(directory, "stats.json")) as handle:
-        collector.stats = {int(cpu): stats for cpu, stats in json.load(handle).items()}
-    collector._build_decoders()  # pylint: disable=protected-access
-    spool = page_spool.PageSpool(directory, [])
-    for path in sorted(glob.glob(os.path.join(directory, "cpu*.pages"))):
-        cpu = int(re.search(r"cpu(\d+)\.pages$", path).group(1))
-        spool.files[cpu] = open(path, "rb")  # pylint: disable=consider-using-with
-    collector.spool = spool
-    return collector
+class Saved:
+    """The saved window: pages, decoders built from the saved formats, stats."""
+
+    def __init__(self, directory):
+        def read_format(group, name):
+            return _read(directory, "events__%s__%s__format" % (group, name))
+        events = sorted(re.match(r"events__sched__(\w+)__format", os.path.basename(p)).group(1)
+                        for p in glob.glob(os.path.join(directory, "events__sched__*__format")))
+        self.layout, self.decoders, self.kinds = sched_collector.build_decoders(
+            read_format, _read(directory, "events__header_page"), events)
+        self.stats = {int(cpu): stats for cpu, stats in json.loads(_read(directory, "stats.json")).items()}
+        self.spool = page_spool.PageSpool(directory, [])
+        for path in sorted(glob.glob(os.path.join(directory, "cpu*.pages"))):
+            cpu = int(re.search(r"cpu(\d+)\.pages$", path).group(1))
+            self.spool.files[cpu] = open(path, "rb")  # pylint: disable=consider-using-with
+
+
+def _read(directory, name):
+    with open(os.path.join(directory, name)) as handle:
+        return handle.read()
 
 
 def analyse_once(directory):
-    collector = saved_collector(directory)
-    collector.analyzer = analysis.SchedAnalyzer()
+    saved = Saved(directory)
+    analyzer = analysis.SchedAnalyzer()
     start = time.process_time()   # ns resolution (os.times counts 10 ms ticks)
-    collector.analyse()
-    collector.analyzer.finish()
-    result = collector.analyzer.result()
+    sched_collector.analyse_pages(analyzer, saved.spool, saved.layout, saved.decoders, saved.kinds, saved.stats)
+    analyzer.finish()
+    result = analyzer.result()
     cpu = time.process_time() - start
-    collector.spool.close()
+    saved.spool.close()
     return result, cpu
 
 
 def decode_digest(directory):
-    collector = saved_collector(directory)
+    saved = Saved(directory)
     digest = hashlib.sha256()
     count = 0
-    for batch in collector.spool.merged(collector.layout, collector.decoders):
+    for batch in saved.spool.merged(saved.layout, saved.decoders):
         for event in batch:
             digest.update(repr(event).encode())
             count += 1
-    collector.spool.close()
+    saved.spool.close()
     return count, digest.hexdigest()
 
 
