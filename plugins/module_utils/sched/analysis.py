@@ -142,8 +142,13 @@ class SchedAnalyzer(OffCpuIntervals):
                 for series in (self.series["all"], self.series[kind], self.per_cpu[cpu]):
                     by_series[series].append(run)
         for series, runs in by_series.items():
-            # Sorting concatenated sorted runs is a merge for Python's sort (linear per run).
-            series.add_sorted(runs[0] if len(runs) == 1 else sorted([v for run in runs for v in run]))
+            merged = runs[0]
+            if len(runs) > 1:
+                merged = list(merged)
+                for run in runs[1:]:
+                    merged.extend(run)
+                merged.sort()   # concatenated sorted runs: Python's sort merges them (linear per run)
+            series.add_sorted(merged)
         for series in self.series.values():
             series.flush()
         for series in self.per_cpu.values():
