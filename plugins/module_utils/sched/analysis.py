@@ -280,7 +280,11 @@ class SchedAnalyzer(OffCpuIntervals):
             if kind != switch_kind:
                 if kind == enqueue_kind and not watching:
                     waker, comm, pid, target = fields
-                    believed = current.get(cpu)
+                    # (Subscripts, not .get(): cheaper on this path; a missing key is rare.)
+                    try:
+                        believed = current[cpu]
+                    except KeyError:
+                        believed = None
                     if (believed == waker or believed is None) and pid not in running and pid not in queued:
                         # A sleeping task put on a run queue: a wait starts.
                         n_enqueues += 1
@@ -288,14 +292,21 @@ class SchedAnalyzer(OffCpuIntervals):
                         last_event[cpu] = ts
                         if comm:
                             comms[pid] = comm
-                        queued[pid] = [ts, WAKEUP, target, True, idle_seq.get(target, 0)]
+                        try:
+                            target_idle = idle_seq[target]
+                        except KeyError:
+                            target_idle = 0
+                        queued[pid] = [ts, WAKEUP, target, True, target_idle]
                         continue
                 n_handled += 1
                 handlers[kind](ts, cpu, fields)
                 continue
             # A switch (counted at the end: the events that were not).
             prev_comm, prev_pid, prev_state, next_comm, next_pid = fields
-            believed = current.get(cpu)
+            try:
+                believed = current[cpu]
+            except KeyError:
+                believed = None
             if believed != prev_pid and believed is not None:
                 self._running(ts, cpu, prev_pid, prev_comm)
             current[cpu] = next_pid
