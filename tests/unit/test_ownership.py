@@ -133,3 +133,36 @@ def test_a_run_over_per_task_sessions_lives_while_its_modules_work(tmp_path, me,
     # A persistent run (the default) ignores holders once its owner is gone: the controller died.
     assert ownership.expired(dict(manifest, persistent=True), now=later) == "owner gone, lease expired"
     assert ownership.touch(["fleettrace_other"], runs) == []
+
+
+def test_top_level_triggers_aimed_at_a_runs_group_are_found_only_for_runs_with_groups(tmp_path):
+    """A top-level trigger can target a run's uprobe group; a run without groups skips that scan
+    (one read per event of the kernel, at every module's end)."""
+    fs = Tracefs(make_fake_tracefs(str(tmp_path)))
+    trigger = "enable_event:fleettrace_x_grp:tick"
+    with open(os.path.join(str(tmp_path), "events", "sched", "sched_switch", "trigger"), "w") as handle:
+        handle.write("# Available triggers:\n%s:unlimited\n" % trigger)
+    with_group = {"objects": {"instances": [], "groups": ["fleettrace_x_grp"]}}
+    found = ownership.leftovers_of(fs, with_group)
+    assert [t[:3] for t in found["triggers"]] == [(None, "sched", "sched_switch")]
+    assert found["triggers"][0][3].startswith(trigger)
+    assert ownership.leftovers_of(fs, {"objects": {"instances": ["fleettrace_x_grp"], "groups": []}})["triggers"] == []
+
+
+def test_answer_unread_when_the_reader_of_a_pipe_or_socket_is_gone(tmp_path):
+    import socket
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import owner
+    read_end, write_end = os.pipe()
+    assert not owner.answer_unread(write_end)
+    os.close(read_end)
+    assert owner.answer_unread(write_end)
+    os.close(write_end)
+    ours, theirs = socket.socketpair()
+    assert not owner.answer_unread(ours.fileno())
+    theirs.close()
+    assert owner.answer_unread(ours.fileno())
+    ours.close()
+    with open(str(tmp_path / "file"), "w") as handle:
+        assert not owner.answer_unread(handle.fileno())
+    with open(os.devnull, "w") as handle:
+        assert not owner.answer_unread(handle.fileno())
