@@ -107,21 +107,48 @@ class SchedAnalyzer(OffCpuIntervals):
         self.last_ts = None
         self.watching = bool(self.watch)
         self._worst_floor = -1      # a wait must exceed this to enter ``worst``
-        self._all_pending = self.series["all"].pending
-        self._all_add = self._all_pending.append
-        self._wakeup_add = self.series[WAKEUP].pending.append
-        self._preempt_add = self.series[PREEMPT].pending.append
-        self._per_cpu_add = {}      # cpu -> append of its series' pending list
+        # A measured wait goes into three series (all, its kind, its CPU): it is appended once, to
+        # the list of its (kind, CPU), and ``flush`` sorts each such list once and hands the
+        # series merged sorted runs (a sort per series would cost three times as much).
+        self._wait_adds = {WAKEUP: {}, PREEMPT: {}}   # kind -> cpu -> append of its pending list
+        self._pending_waits = []    # (kind, cpu, pending list) of every (kind, CPU) seen
 
     def _per_cpu_series(self, cpu):
         series = self.per_cpu.get(cpu)
         if series is None:
             series = self.per_cpu[cpu] = self._new_series(max(1000, self.exact_cap // 8))
-            self._per_cpu_add[cpu] = series.pending.append
         return series
 
+    def _add_wait(self, kind, cpu, latency):
+        """A measured run-queue wait of ``kind`` on ``cpu`` (into the series at the next flush)."""
+        add = self._wait_adds[kind].get(cpu)
+        if add is None:
+            self._per_cpu_series(cpu)
+            pending = []
+            self._pending_waits.append((kind, cpu, pending))
+            add = self._wait_adds[kind][cpu] = pending.append
+        add(latency)
+
+    def _pending_count(self):
+        return sum(len(pending) for _kind, _cpu, pending in self._pending_waits)
+
     def flush(self):
-        """Fold the samples waiting in every series (bounded memory; result() does it too)."""
+        """Fold the waiting samples into the series (bounded memory; result() does it too)."""
+        by_series = collections.defaultdict(list)   # series -> sorted runs
+        for kind, cpu, pending in self._pending_waits:
+            if pending:
+                run = sorted(pending)
+                del pending[:]   # in place: ``feed`` holds ``pending.append``
+                for series in (self.series["all"], self.series[kind], self.per_cpu[cpu]):
+                    by_series[series].append(run)
+        for series, runs in by_series.items():
+            merged = runs[0]
+            if len(runs) > 1:
+                merged = list(merged)
+                for run in runs[1:]:
+                    merged.extend(run)
+                merged.sort()   # concatenated sorted runs: Python's sort merges them (linear per run)
+            series.add_sorted(merged)
         for series in self.series.values():
             series.flush()
         for series in self.per_cpu.values():
@@ -240,14 +267,12 @@ class SchedAnalyzer(OffCpuIntervals):
         last_event = self.last_event
         histories = self.history
         comms = self.comms
-        per_cpu_adds = self._per_cpu_add
-        all_add, wakeup_add, preempt_add = self._all_add, self._wakeup_add, self._preempt_add
-        all_pending = self._all_pending
+        wakeup_adds, preempt_adds = self._wait_adds[WAKEUP], self._wait_adds[PREEMPT]
         watching = self.watching
         measured_fast = not watching and not self.losses
         worst_floor = self._worst_floor
-        n_switches = 0
         n_enqueues = 0
+        n_handled = 0
         ts = None
         if events and self.first_ts is None:
             self.first_ts = events[0][0]
@@ -255,7 +280,11 @@ class SchedAnalyzer(OffCpuIntervals):
             if kind != switch_kind:
                 if kind == enqueue_kind and not watching:
                     waker, comm, pid, target = fields
-                    believed = current.get(cpu)
+                    # (Subscripts, not .get(): cheaper on this path; a missing key is rare.)
+                    try:
+                        believed = current[cpu]
+                    except KeyError:
+                        believed = None
                     if (believed == waker or believed is None) and pid not in running and pid not in queued:
                         # A sleeping task put on a run queue: a wait starts.
                         n_enqueues += 1
@@ -263,28 +292,40 @@ class SchedAnalyzer(OffCpuIntervals):
                         last_event[cpu] = ts
                         if comm:
                             comms[pid] = comm
-                        queued[pid] = [ts, WAKEUP, target, True, idle_seq.get(target, 0)]
+                        try:
+                            target_idle = idle_seq[target]
+                        except KeyError:
+                            target_idle = 0
+                        queued[pid] = [ts, WAKEUP, target, True, target_idle]
                         continue
+                n_handled += 1
                 handlers[kind](ts, cpu, fields)
                 continue
-            n_switches += 1
+            # A switch (counted at the end: the events that were not).
             prev_comm, prev_pid, prev_state, next_comm, next_pid = fields
-            believed = current.get(cpu)
+            try:
+                believed = current[cpu]
+            except KeyError:
+                believed = None
             if believed != prev_pid and believed is not None:
                 self._running(ts, cpu, prev_pid, prev_comm)
             current[cpu] = next_pid
-            if running.get(prev_pid) == cpu:
-                del running[prev_pid]
+            try:
+                history = histories[cpu]
+            except KeyError:  # the CPU's first switch; from here on idle_seq[cpu] exists too
+                history = histories[cpu] = collections.deque(maxlen=self.history_len)
+                idle_seq.setdefault(cpu, 0)
+            # One pop for the usual case (prev ran here); put back if it is believed elsewhere.
+            prev_cpu = running.pop(prev_pid, cpu)
+            if prev_cpu != cpu:
+                running[prev_pid] = prev_cpu
             if prev_pid:
                 if prev_state & STATE_RUNNING_MASK == 0:
-                    queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq.get(cpu, 0)]
+                    queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq[cpu]]
                 elif watching and prev_state & (STATE_S | STATE_D):
                     prev_comm = prev_comm or self._name(prev_pid)
                     if self.watch.matches(prev_pid, prev_comm):
                         self._switched_out(ts, cpu, prev_pid, prev_comm, prev_state)
-            history = histories.get(cpu)
-            if history is None:
-                history = histories[cpu] = collections.deque(maxlen=self.history_len)
             if next_pid:
                 running[next_pid] = cpu
                 if watching:
@@ -292,15 +333,13 @@ class SchedAnalyzer(OffCpuIntervals):
                 entry = queued.pop(next_pid, None)
                 if entry is not None:
                     latency = ts - entry[0]
-                    if measured_fast and entry[2] == cpu and latency >= 0 and idle_seq.get(cpu, 0) == entry[4]:
+                    if measured_fast and entry[2] == cpu and latency >= 0 and idle_seq[cpu] == entry[4]:
                         # Proven (queued here, CPU never idle since, nothing lost): the common case.
-                        # Straight into the series' pending lists; folded every FLUSH_AT waits.
-                        all_add(latency)
-                        (wakeup_add if entry[1] is WAKEUP else preempt_add)(latency)
-                        add = per_cpu_adds.get(cpu)
-                        if add is None:
-                            add = self._per_cpu_series(cpu).pending.append
-                        add(latency)
+                        # Straight into its (kind, CPU) pending list; folded every FLUSH_AT waits.
+                        try:
+                            (wakeup_adds if entry[1] is WAKEUP else preempt_adds)[cpu](latency)
+                        except KeyError:
+                            self._add_wait(entry[1], cpu, latency)
                         if latency > worst_floor:
                             self._record_worst(latency, entry, ts, cpu, next_pid, next_comm, history)
                             worst_floor = self._worst_floor
@@ -312,14 +351,13 @@ class SchedAnalyzer(OffCpuIntervals):
                     if record is not None:
                         self._record_off_cpu(next_pid, record, ts, ongoing=False)
             else:
-                idle_seq[cpu] = idle_seq.get(cpu, 0) + 1
+                idle_seq[cpu] += 1
             history.append((ts, next_pid, next_comm))
-        if len(all_pending) >= FLUSH_AT:
+        if self._pending_count() >= FLUSH_AT:
             self.flush()  # memory stays bounded by the batch size plus FLUSH_AT
         if n_enqueues:
             self._counts["sched_wakeup"] += n_enqueues
-        if n_switches:
-            self.n_switches += n_switches
+        self.n_switches += len(events) - n_enqueues - n_handled
         if ts is not None:
             self.last_ts = ts
 
@@ -407,9 +445,7 @@ class SchedAnalyzer(OffCpuIntervals):
 
     def _record_latency(self, latency, entry, ts, cpu, pid, comm, history):
         kind = entry[Q_KIND]
-        self.series["all"].add(latency)
-        self.series[kind].add(latency)
-        self._per_cpu_series(cpu).add(latency)
+        self._add_wait(kind, cpu, latency)
         since = entry[Q_SINCE]
         if self.watching and self.watch.matches(pid, comm):
             task = self._task(pid, comm)
@@ -438,10 +474,12 @@ class SchedAnalyzer(OffCpuIntervals):
 
     def coverage(self):
         """How much of the window the latency numbers cover: measured vs unmeasured waits."""
+        self.flush()
         return sched_result.coverage_of(self)
 
     def result(self, symbols=None, facts_by_pid=None):
         """The analysis as plain data (JSON-ready), times in us / ms."""
+        self.flush()
         return sched_result.analysis_result(self, symbols=symbols, facts_by_pid=facts_by_pid)
 
     @property

@@ -16,6 +16,7 @@ Cleanup (triggers, filters, events, rmdir) runs in ``close()``; callers use
 
 
 import errno
+import gc
 import os
 import platform
 import re
@@ -226,28 +227,10 @@ class SchedCollector:
                                           directory=self.spool_dir, max_bytes=self.max_spool_bytes)
         tracing_on.do()
 
-    def _format(self, group, name):
-        return ring_buffer.EventFormat.parse(self.instance.read("events", group, name, "format"))
-
     def _build_decoders(self):
-        """One precompiled struct per event type, for the fields the analysis uses only."""
-        self.layout = ring_buffer.PageLayout.parse(self.tracefs.read("events/header_page"))
-        self.decoders = {}
-        self.kinds = {}
-        for name in self.events:
-            fmt = self._format("sched", name)
-            unpacker, index = fmt.struct_for(FIELDS[name], blank=BLANK_FIELDS)
-            self.decoders[fmt.id] = (unpacker, index, None)
-            self.kinds[fmt.id] = name
-        self.stack_id = None
-        if self.stack_trigger:
-            stack = self._format("ftrace", "kernel_stack")
-            unpacker, index = stack.struct_for(("common_pid", "size"))
-            # The caller array may be longer than the 8 entries the format shows.
-            tail = stack.fields["caller"][0]
-            self.decoders[stack.id] = (unpacker, index, tail)
-            self.stack_id = stack.id
-            self.kinds[stack.id] = "kernel_stack"
+        self.layout, self.decoders, self.kinds = build_decoders(
+            lambda group, name: self.instance.read("events", group, name, "format"),
+            self.tracefs.read("events/header_page"), self.events, stacks=bool(self.stack_trigger))
 
     def close(self, keep_spool=False):
         """Stop, close the readers and remove the instance; safe to call twice.
@@ -339,31 +322,72 @@ class SchedCollector:
         return stopped - start
 
     def analyse(self):
-        """Losses first (so every wait across one is known as such), then every event in time order."""
-        analyzer = self.analyzer
-        paged = {}
-        for cpu, since, until, missed in self.spool.losses(self.layout):
-            analyzer.lost(since, until)
-            paged[cpu] = True
-            if missed > 0:
-                self.missed_in_pages += missed
-            else:
-                self.missed_unknown_pages += 1
-        for cpu, stats in self.stats.items():
-            # Loss the pages do not place (refused or commit-overrun events, or an overrun without a
-            # flagged page) may lie anywhere in the window.
-            if stats.get("commit_overrun") or stats.get("dropped_events") or (stats.get("overrun") and cpu not in paged):
-                analyzer.lost(None, None)
-        handlers = analyzer.handlers(self.kinds)
-        ids = {name: event_id for event_id, name in self.kinds.items()}
-        for batch in self.spool.merged(self.layout, self.decoders):
-            analyzer.feed(batch, handlers, ids["sched_switch"], ids.get("sched_wakeup"))
+        """Feed the copied pages to the analyzer (``analyse_pages``)."""
+        self.missed_in_pages, self.missed_unknown_pages = analyse_pages(
+            self.analyzer, self.spool, self.layout, self.decoders, self.kinds, self.stats)
 
     def lost_events(self):
         """Events the kernel could not hand us: max of what stats and pages say."""
         by_cpu = {str(cpu): per_cpu.lost_in(stats) for cpu, stats in self.stats.items()}
         total = max(sum(by_cpu.values()), self.missed_in_pages)
         return total, by_cpu
+
+
+def build_decoders(read_format, header_page, events, stacks=False):
+    """(page layout, {event id: decoder}, {event id: name}): one precompiled struct per event type,
+    for the fields the analysis uses only.  ``read_format(group, name)``: an event's format text."""
+    layout = ring_buffer.PageLayout.parse(header_page)
+    decoders = {}
+    kinds = {}
+    for name in events:
+        fmt = ring_buffer.EventFormat.parse(read_format("sched", name))
+        unpacker, index = fmt.struct_for(FIELDS[name], blank=BLANK_FIELDS)
+        decoders[fmt.id] = (unpacker, index, None)
+        kinds[fmt.id] = name
+    if stacks:
+        stack = ring_buffer.EventFormat.parse(read_format("ftrace", "kernel_stack"))
+        unpacker, index = stack.struct_for(("common_pid", "size"))
+        # The caller array may be longer than the 8 entries the format shows.
+        decoders[stack.id] = (unpacker, index, stack.fields["caller"][0])
+        kinds[stack.id] = "kernel_stack"
+    return layout, decoders, kinds
+
+
+def analyse_pages(analyzer, spool, layout, decoders, kinds, stats):
+    """Losses first (so every wait across one is known as such), then every event in time order.
+
+    ``stats``: {cpu: per_cpu stats} at the end of the window.  Returns (events the pages say
+    were lost, pages that say some were lost without a count).
+    """
+    missed_in_pages = missed_unknown_pages = 0
+    paged = {}
+    for cpu, since, until, missed in spool.losses(layout):
+        analyzer.lost(since, until)
+        paged[cpu] = True
+        if missed > 0:
+            missed_in_pages += missed
+        else:
+            missed_unknown_pages += 1
+    for cpu, cpu_stats in stats.items():
+        # Loss the pages do not place (refused or commit-overrun events, or an overrun without a
+        # flagged page) may lie anywhere in the window.
+        if (cpu_stats.get("commit_overrun") or cpu_stats.get("dropped_events")
+                or (cpu_stats.get("overrun") and cpu not in paged)):
+            analyzer.lost(None, None)
+    handlers = analyzer.handlers(kinds)
+    ids = {name: event_id for event_id, name in kinds.items()}
+    # Every event allocates tuples, so the cyclic garbage collector would run every few hundred
+    # events and walk the pending batch each time (an eighth of the analysis' CPU); nothing
+    # here makes reference cycles, so it is paused for the loop (memory is freed as usual).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        for batch in spool.merged(layout, decoders):
+            analyzer.feed(batch, handlers, ids["sched_switch"], ids.get("sched_wakeup"))
+    finally:
+        if collecting:
+            gc.enable()
+    return missed_in_pages, missed_unknown_pages
 
 
 def _setter(method, value):

@@ -14,6 +14,7 @@ memory bounded by a few chunks of pages.
 """
 
 
+import bisect
 import errno
 import fcntl
 import operator
@@ -28,6 +29,7 @@ PAGE_SIZE = 4096
 PIPE_BYTES = 1 << 20
 F_SETPIPE_SZ = 1031
 CHUNK_PAGES = 64          # pages decoded per CPU per merge round
+LOSS_SCAN_PAGES = 256     # pages read at a time when looking for loss flags
 _HAS_SPLICE = hasattr(os, "splice")
 _AGAIN = (errno.EAGAIN, errno.EINTR)
 
@@ -138,17 +140,23 @@ class PageSpool:
         ``missed`` is -1 when the page does not say how many.
         """
         found = []
-        header = layout.header
-        for cpu in self.files:
+        unpack_header = layout.header.unpack_from
+        size = self.page_size
+        for cpu, handle in self.files.items():
+            handle.flush()
+            handle.seek(0)
             previous = None
-            for chunk in self.pages(cpu, chunk=256):
-                for page in chunk:
-                    ts, commit = header.unpack_from(page, 0)
+            while True:
+                data = handle.read(size * LOSS_SCAN_PAGES)   # only the headers are read: no page copies
+                if not data:
+                    break
+                for start in range(0, len(data) - size + 1, size):
+                    ts, commit = unpack_header(data, start)
                     if commit & ring_buffer.MISSED_EVENTS:
-                        size = commit & ring_buffer.COMMIT_MASK
+                        used = commit & ring_buffer.COMMIT_MASK
                         missed = -1
-                        if commit & ring_buffer.MISSED_STORED and layout.data_offset + size + 8 <= len(page):
-                            missed = struct.unpack_from("=Q", page, layout.data_offset + size)[0]
+                        if commit & ring_buffer.MISSED_STORED and layout.data_offset + used + 8 <= size:
+                            missed = struct.unpack_from("=Q", data, start + layout.data_offset + used)[0]
                         found.append((cpu, previous, ts, missed))
                     previous = ts
         return found
@@ -182,9 +190,9 @@ class PageSpool:
             pending.sort(key=_timestamp)
             if not streams:
                 break
-            cut = len(pending)
-            while cut and pending[cut - 1][0] > watermark:
-                cut -= 1
+            # The first event newer than the watermark (events are tuples that start with the
+            # time stamp; the CPU number, never infinite, settles a tie with the bound).
+            cut = bisect.bisect_right(pending, (watermark, _AFTER_ANY_CPU))
             if cut:
                 yield pending[:cut]
                 pending = pending[cut:]
@@ -215,3 +223,4 @@ def _close(fd):
 
 
 _timestamp = operator.itemgetter(0)
+_AFTER_ANY_CPU = float("inf")

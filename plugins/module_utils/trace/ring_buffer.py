@@ -166,7 +166,6 @@ def decode_page(page, layout, table, cpu, out):
         page += _HEAD_PAD  # so the combined unpack below may read past the last word
     unpack_u32 = _U32.unpack_from
     unpack_head = _HEAD.unpack_from
-    get = table.get
     append = out.append
     while pos < end:
         # Header word and, for the usual short event, its type id in one unpack.
@@ -196,17 +195,18 @@ def decode_page(page, layout, table, cpu, out):
             ts = ((unpack_u32(page, pos + 4)[0] << TS_SHIFT) + (word >> 5)) | (ts & TS_MSB)
             pos += 8
             continue
-        decoder = get(event_id)
-        if decoder is not None:
-            unpack, need, index, tail = decoder
-            if need > pos - data:
-                continue
-            fields = unpack(page, data)
-            if index is not None:
-                fields = tuple(fields[i] for i in index)
-            if tail is not None:
-                fields = fields + (page[data + tail:pos],)
-            append((ts, cpu, event_id, fields))
+        try:  # a subscript costs less than .get() on this path; a miss is rare
+            unpack, need, index, tail = table[event_id]
+        except KeyError:
+            continue  # an event we do not decode
+        if need > pos - data:
+            continue
+        fields = unpack(page, data)
+        if index is not None:
+            fields = tuple(fields[i] for i in index)
+        if tail is not None:
+            fields = fields + (page[data + tail:pos],)
+        append((ts, cpu, event_id, fields))
     return missed
 
 

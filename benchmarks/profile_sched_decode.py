@@ -1,0 +1,172 @@
+"""Profile the sched audit's decode + analysis on saved raw pages (no tracing while profiling).
+
+Record once (root; a paced ping-pong load runs while our collector copies pages):
+
+    sudo .venv/bin/python benchmarks/profile_sched_decode.py record DIR [--seconds 3] [--rounds 20000]
+
+DIR then holds the per-CPU spool files (``cpuN.pages``), ``header_page``, the
+events' ``format`` files and the per-CPU ``stats`` of the window.  Replay them
+through the collector's own ``analyse()`` as often as wanted:
+
+    .venv/bin/python benchmarks/profile_sched_decode.py replay DIR [--repeat 5] [--profile] [--out result.json]
+
+``replay`` prints the CPU seconds per event of decode + analysis (best of
+``--repeat``), optionally a cProfile table, and writes the analysis result as
+sorted JSON (``--out``) so that two versions of the code can be compared on the
+same pages byte for byte (``cmp before.json after.json``).  ``--decode-digest``
+also prints a sha256 of every decoded event, to pin decoding alone.
+"""
+
+import argparse
+import cProfile
+import glob
+import hashlib
+import json
+import os
+import pstats
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))
+
+# pylint: disable=wrong-import-position
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector  # noqa: E402
+
+LOAD_PAIRS = 2
+
+
+def record(args):
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs_core
+    os.makedirs(args.dir, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="fleettrace-profile-")
+    try:
+        load_binary = os.path.join(workdir, "sched_load")
+        subprocess.run(["gcc", "-O2", "-pthread", "-o", load_binary,
+                        os.path.join(REPO, "benchmarks", "sched_load.c")], check=True)
+        load = subprocess.Popen([load_binary, str(LOAD_PAIRS), str(args.rounds), str(args.seconds + 3)])
+        time.sleep(1.0)
+        tracefs = tracefs_core.Tracefs()
+        analyzer = analysis.SchedAnalyzer()
+        collector = sched_collector.SchedCollector(tracefs, sched_collector.default_instance_name("profile"),
+                                                   analyzer)
+        try:
+            collector.setup()
+            collector.record(args.seconds)
+            for name in collector.events:
+                text = collector.instance.read("events", "sched", name, "format")
+                _write(args.dir, "events__sched__%s__format" % name, text)
+            _write(args.dir, "events__header_page", tracefs.read("events/header_page"))
+            _write(args.dir, "stats.json", json.dumps(collector.stats))
+            for cpu, handle in collector.spool.files.items():
+                handle.flush()
+                handle.seek(0)
+                with open(os.path.join(args.dir, "cpu%d.pages" % cpu), "wb") as out:
+                    shutil.copyfileobj(handle, out)
+        finally:
+            collector.close()
+            load.kill()
+            load.wait()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print("recorded %d bytes of pages into %s" % (collector.bytes_read, args.dir))
+
+
+def _write(directory, name, text):
+    with open(os.path.join(directory, name), "w") as handle:
+        handle.write(text)
+
+
+class Saved:
+    """The saved window: pages, decoders built from the saved formats, stats."""
+
+    def __init__(self, directory):
+        def read_format(group, name):
+            return _read(directory, "events__%s__%s__format" % (group, name))
+        events = sorted(re.match(r"events__sched__(\w+)__format", os.path.basename(p)).group(1)
+                        for p in glob.glob(os.path.join(directory, "events__sched__*__format")))
+        self.layout, self.decoders, self.kinds = sched_collector.build_decoders(
+            read_format, _read(directory, "events__header_page"), events)
+        self.stats = {int(cpu): stats for cpu, stats in json.loads(_read(directory, "stats.json")).items()}
+        self.spool = page_spool.PageSpool(directory, [])
+        for path in sorted(glob.glob(os.path.join(directory, "cpu*.pages"))):
+            cpu = int(re.search(r"cpu(\d+)\.pages$", path).group(1))
+            self.spool.files[cpu] = open(path, "rb")  # pylint: disable=consider-using-with
+
+
+def _read(directory, name):
+    with open(os.path.join(directory, name)) as handle:
+        return handle.read()
+
+
+def analyse_once(directory):
+    saved = Saved(directory)
+    analyzer = analysis.SchedAnalyzer()
+    start = time.process_time()   # ns resolution (os.times counts 10 ms ticks)
+    sched_collector.analyse_pages(analyzer, saved.spool, saved.layout, saved.decoders, saved.kinds, saved.stats)
+    analyzer.finish()
+    result = analyzer.result()
+    cpu = time.process_time() - start
+    saved.spool.close()
+    return result, cpu
+
+
+def decode_digest(directory):
+    saved = Saved(directory)
+    digest = hashlib.sha256()
+    count = 0
+    for batch in saved.spool.merged(saved.layout, saved.decoders):
+        for event in batch:
+            digest.update(repr(event).encode())
+            count += 1
+    saved.spool.close()
+    return count, digest.hexdigest()
+
+
+def replay(args):
+    best = None
+    result = None
+    for _run in range(args.repeat):
+        result, cpu = analyse_once(args.dir)
+        best = cpu if best is None else min(best, cpu)
+    events = sum(result["event_counts"].values())
+    switches = result["event_counts"].get("sched_switch", 0)
+    print("%d events, %d switches: best %.3f CPU-s = %.3f us/event, %.3f us/switch"
+          % (events, switches, best, best * 1e6 / events, best * 1e6 / max(1, switches)))
+    if args.decode_digest:
+        print("decoded: %d events, sha256 %s" % decode_digest(args.dir))
+    if args.profile:
+        profile = cProfile.Profile()
+        profile.runcall(analyse_once, args.dir)
+        pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
+    if args.out:
+        with open(args.out, "w") as handle:
+            json.dump(result, handle, indent=1, sort_keys=True, default=repr)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    rec = sub.add_parser("record")
+    rec.add_argument("dir")
+    rec.add_argument("--seconds", type=float, default=3.0)
+    rec.add_argument("--rounds", type=int, default=20000, help="ping-pong round trips per second")
+    rep = sub.add_parser("replay")
+    rep.add_argument("dir")
+    rep.add_argument("--repeat", type=int, default=5)
+    rep.add_argument("--profile", action="store_true")
+    rep.add_argument("--top", type=int, default=25)
+    rep.add_argument("--decode-digest", action="store_true")
+    rep.add_argument("--out")
+    args = parser.parse_args()
+    (record if args.command == "record" else replay)(args)
+
+
+if __name__ == "__main__":
+    main()
