@@ -297,8 +297,12 @@ class SchedCollector:
         start = time.monotonic()
         deadline = start + duration
         spool = self.spool
+        buffer_bytes = self.buffer_size_kb * 1024
+        last_pump = start
         while True:
             spool.pump()
+            now = time.monotonic()
+            since, last_pump = now - last_pump, now
             if spool.full:
                 self.ended_early = "the spool reached %d MiB (max_spool_mb)" % (self.max_spool_bytes >> 20)
                 break
@@ -309,7 +313,7 @@ class SchedCollector:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            time.sleep(min(self.poll_interval, left))
+            time.sleep(min(spool.next_pause(since, buffer_bytes, self.poll_interval), left))
         self.instance.set_tracing_on(False)
         stopped = time.monotonic()
         spool.drain()

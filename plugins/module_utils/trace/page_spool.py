@@ -30,6 +30,10 @@ PIPE_BYTES = 1 << 20
 F_SETPIPE_SZ = 1031
 CHUNK_PAGES = 64          # pages decoded per CPU per merge round
 LOSS_SCAN_PAGES = 256     # pages read at a time when looking for loss flags
+# Pump again sooner when a CPU buffer fills fast: at a steady rate the busiest one then stays about
+# TARGET_FILL full between pumps; never more often than MIN_PAUSE_S (an idle host costs nothing).
+TARGET_FILL = 0.25
+MIN_PAUSE_S = 0.01
 _HAS_SPLICE = hasattr(os, "splice")
 _AGAIN = (errno.EAGAIN, errno.EINTR)
 
@@ -41,6 +45,7 @@ class PageSpool:
         self.page_size = PAGE_SIZE
         self.max_bytes = max_bytes
         self.bytes = 0
+        self.busiest = 0
         self.sources = {}
         self.files = {}
         self.pipes = {}
@@ -69,11 +74,21 @@ class PageSpool:
 
     def pump(self):
         """Move every whole page available now to the spool files; return the bytes moved."""
-        moved = 0
+        moved = busiest = 0
         for cpu in self.sources:
-            moved += self._splice(cpu) if self.use_splice else self._read(cpu)
+            count = self._splice(cpu) if self.use_splice else self._read(cpu)
+            moved += count
+            busiest = max(busiest, count)
         self.bytes += moved
+        self.busiest = busiest      # what the fullest CPU buffer had gathered since the last pump
         return moved
+
+    def next_pause(self, seconds, buffer_bytes, longest):
+        """Seconds until the next pump: the busiest CPU buffer, filling at the rate of the last
+        ``seconds``, should then be TARGET_FILL full (``longest`` at most, MIN_PAUSE_S at least)."""
+        if self.busiest <= 0 or seconds <= 0:
+            return longest
+        return min(longest, max(MIN_PAUSE_S, TARGET_FILL * buffer_bytes * seconds / self.busiest))
 
     def drain(self):
         """After tracing stopped: move everything left, partial pages included."""
