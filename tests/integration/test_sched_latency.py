@@ -21,6 +21,7 @@ import time
 import pytest
 
 from tests.helpers.frozen_fs import LoopExt4, missing_requirements
+from tests.helpers.owned import OwnedRun
 
 MODULE = "fleettrace.tracefs.sched_latency"
 
@@ -226,13 +227,16 @@ def test_bad_input_fails_clearly_and_changes_nothing(tracefs, run_playbook):
 def test_an_existing_instance_is_not_taken_over(tracefs, unique_name, run_module):
     instance = unique_name("sched")
     inst = tracefs.instance(instance)
-    inst.create()
+    # Ours under another run tag: the module must refuse the name, not the tag.
+    run = OwnedRun(tracefs, instances=[instance], tag=instance + "_test")
     try:
+        inst.create()
         result = run_module(MODULE, {"duration": 1, "instance": instance})
         assert result.get("failed") and "already exists" in result["msg"], result.get("msg")
         assert inst.exists()
     finally:
         inst.remove()
+        run.end()
 
 
 HOG = textwrap.dedent("""
