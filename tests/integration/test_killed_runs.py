@@ -8,6 +8,7 @@ did not register (a bystander) is still there, nothing else carrying this run's
 token changed, and the top-level settings are as they were.
 """
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,6 +25,7 @@ from tests.helpers.paths import COLLECTIONS, REPO
 # The rule's bound: a probe never outlives its run by more than this.
 GONE_WITHIN = 60
 LIBDIFF = os.path.join(REPO, "tests", "programs", "libdiff")
+BYSTANDER = "fleettrace_%s_bystander"
 
 STALL_CHILD = """
 import sys, time
@@ -66,7 +68,7 @@ def present(tracefs, instance, group):
 
 def bystander(tracefs, binary, run_token):
     """An instance and a probe of ours that no run registered: a reaper must leave them alone."""
-    name = "fleettrace_%s_bystander" % run_token
+    name = BYSTANDER % run_token
     tracefs.instance(name).create()
     tracefs.add_uprobe(capture_program.gap_probe(binary, name))
     return name
@@ -86,7 +88,29 @@ def remove_leftovers(tracefs, instance, group):
     tracefs_cleanup.plan_removal(tracefs, found).apply_each()
 
 
-def kill_and_wait_until_gone(tracefs, child, instance, group):
+@contextlib.contextmanager
+def child_with_objects(tracefs, run_token, tick_binary, instance, group, argv, **popen_args):
+    """Start ``argv`` in its own process group next to a bystander; yield (child, snapshot before).
+
+    Afterwards, also on failure: the child's group is killed, whatever the reaper did not
+    remove of ``instance``/``group`` is removed by name, and the bystander too.
+    """
+    keeper = bystander(tracefs, tick_binary, run_token)
+    child = None
+    try:
+        before = tracefs_state.snapshot(tracefs)
+        child = subprocess.Popen(argv, start_new_session=True, **popen_args)
+        yield child, before
+    finally:
+        if child is not None and child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+        remove_leftovers(tracefs, instance, group)
+        remove_bystander(tracefs, keeper)
+
+
+def kill_and_check(tracefs, child, instance, group, before, run_token):
+    """SIGKILL the child: its objects go within GONE_WITHIN s, and nothing else of ours changes."""
     os.killpg(child.pid, signal.SIGKILL)    # the child and its driver, at once
     child.wait()
     deadline = time.monotonic() + GONE_WITHIN
@@ -94,38 +118,26 @@ def kill_and_wait_until_gone(tracefs, child, instance, group):
         assert time.monotonic() < deadline, "left behind %d s after SIGKILL: %s" % (
             GONE_WITHIN, present(tracefs, instance, group))
         time.sleep(0.1)
-
-
-def assert_only_the_run_went(tracefs, before, run_token, keeper):
-    after = tracefs_state.snapshot(tracefs)
+    keeper = BYSTANDER % run_token
     assert present(tracefs, keeper, keeper) == {"instance": True, "uprobes": ["tick_gap"]}
-    changes = tracefs_state.diff_snapshots(before, after, only=lambda name: run_token in name)
+    changes = tracefs_state.diff_snapshots(before, tracefs_state.snapshot(tracefs), only=lambda name: run_token in name)
     assert changes == [], changes
 
 
 def test_sigkilled_stall_setup_leaves_nothing(tracefs, unique_name, run_token, tick_binary, tmp_path):
     tick = TickLoop(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
     instance, group = unique_name("killed"), unique_name("killedgrp")
-    keeper = bystander(tracefs, tick_binary, run_token)
-    child = None
+    argv = [sys.executable, "-c", STALL_CHILD, REPO, COLLECTIONS, instance, group, tick_binary, str(tick.pid)]
     try:
-        before = tracefs_state.snapshot(tracefs)
-        child = subprocess.Popen([sys.executable, "-c", STALL_CHILD, REPO, COLLECTIONS, instance, group,
-                                  tick_binary, str(tick.pid)], stdout=subprocess.PIPE, text=True,
-                                 start_new_session=True)
-        assert child.stdout.readline().strip() == "ready", "the child did not set up"
-        live = tracefs.instance(instance)
-        assert present(tracefs, instance, group) == {"instance": True, "uprobes": ["tick_gap"]}
-        assert [t for t in live.event("sched", "sched_switch").triggers() if t.startswith("stacktrace")]
-        kill_and_wait_until_gone(tracefs, child, instance, group)
-        assert_only_the_run_went(tracefs, before, run_token, keeper)
+        with child_with_objects(tracefs, run_token, tick_binary, instance, group, argv, stdout=subprocess.PIPE,
+                                text=True) as (child, before):
+            assert child.stdout.readline().strip() == "ready", "the child did not set up"
+            assert present(tracefs, instance, group) == {"instance": True, "uprobes": ["tick_gap"]}
+            switch = tracefs.instance(instance).event("sched", "sched_switch")
+            assert [t for t in switch.triggers() if t.startswith("stacktrace")]
+            kill_and_check(tracefs, child, instance, group, before, run_token)
     finally:
-        if child is not None and child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
         tick.stop()
-        remove_leftovers(tracefs, instance, group)
-        remove_bystander(tracefs, keeper)
 
 
 def test_sigkilled_runtime_truth_leaves_nothing(tracefs, run_token, tick_binary, tmp_path):
@@ -135,23 +147,12 @@ def test_sigkilled_runtime_truth_leaves_nothing(tracefs, run_token, tick_binary,
     driver.write_text("#!/bin/sh\n: > %s\nexec sleep 600\n" % ready)
     driver.chmod(0o755)
     group = "ft_%s_rt7" % run_token      # libtruth's name for index 7
-    keeper = bystander(tracefs, tick_binary, run_token)
-    child = None
-    try:
-        before = tracefs_state.snapshot(tracefs)
-        child = subprocess.Popen([sys.executable, "-c", TRUTH_CHILD, REPO, COLLECTIONS, LIBDIFF, run_token,
-                                  tick_binary, str(driver)], start_new_session=True)
+    argv = [sys.executable, "-c", TRUTH_CHILD, REPO, COLLECTIONS, LIBDIFF, run_token, tick_binary, str(driver)]
+    with child_with_objects(tracefs, run_token, tick_binary, group, group, argv) as (child, before):
         deadline = time.monotonic() + 60
         while not ready.exists():
             assert child.poll() is None and time.monotonic() < deadline, "the driver never ran"
             time.sleep(0.05)
         assert present(tracefs, group, group) == {"instance": True, "uprobes": ["t0"]}
         assert tracefs.instance(group).event(group, "t0").enabled
-        kill_and_wait_until_gone(tracefs, child, group, group)
-        assert_only_the_run_went(tracefs, before, run_token, keeper)
-    finally:
-        if child is not None and child.poll() is None:
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-        remove_leftovers(tracefs, group, group)
-        remove_bystander(tracefs, keeper)
+        kill_and_check(tracefs, child, group, group, before, run_token)
