@@ -6,6 +6,7 @@ file on a loop-mounted ext4.  Freezing that filesystem blocks the write in D sta
 (percpu_rwsem_wait) and makes the next gap long: the talk's corosync case in small.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ from tests.helpers.owned import OwnedRun
 from tests.helpers.stall_setup import armed_instance
 
 THRESHOLD_NS = 150 * 1000 * 1000
+NEVER = 10 ** 12        # a gap threshold no tick reaches: the capture ends otherwise
 FREEZE_SECONDS = 0.4
 
 
@@ -33,6 +35,24 @@ def tick_binary(tmp_path_factory):
     if not cc:
         pytest.skip("no C compiler")
     return capture_program.build(cc, tmp_path_factory.mktemp("tick_loop"))
+
+
+@contextlib.contextmanager
+def ticking_and_armed(tracefs, unique_name, binary, tmp_path, heartbeat=None, tick=None, threshold=THRESHOLD_NS,
+                      **armed):
+    """tick_loop running (its gaps in tmp_path/gaps.txt) and an armed instance on it; yields (proc, armed).
+
+    Afterwards, also on failure, the loop is stopped and the instance and probe removed.
+    """
+    proc = TickLoop(binary, heartbeat or str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", **(tick or {}))
+    setup = None
+    try:
+        setup = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), binary, proc.pid, threshold, **armed)
+        yield proc, setup
+    finally:
+        proc.stop()
+        if setup is not None:
+            setup.remove()
 
 
 @pytest.fixture
@@ -66,10 +86,8 @@ def freeze_when_armed(instance, fs, delay=0.3, seconds=FREEZE_SECONDS):
 
 def test_capture_finds_the_d_state_stall(tracefs, unique_name, tick_binary, frozen_fs, run_module, tmp_path):
     heartbeat = frozen_fs.file("heartbeat")
-    proc = TickLoop(tick_binary, heartbeat, tmp_path / "gaps.txt", rtprio=50)
-    armed = None
-    try:
-        armed = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid, THRESHOLD_NS)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, heartbeat,
+                           tick=dict(rtprio=50)) as (proc, armed):
         thread, errors = freeze_when_armed(armed.instance, frozen_fs)
         try:
             result = run_module("fleettrace.tracefs.capture", {
@@ -120,19 +138,12 @@ def test_capture_finds_the_d_state_stall(tracefs, unique_name, tick_binary, froz
         assert finding["blocked_ns"] >= (FREEZE_SECONDS - 0.1) * 1e9
         assert finding["value"] >= finding["blocked_ns"]
         assert "write(fd 10) on %s" % heartbeat in finding["summary"]
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(
         tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickLoop(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                               threshold=10 ** 12, syscalls=False, options=("userstacktrace",))
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER, syscalls=False,
+                           options=("userstacktrace",)) as (proc, armed):
         result = run_module("fleettrace.tracefs.capture", {
             "instance": armed.instance.name, "timeout": 1.5, "pid": proc.pid})
         assert not result.get("failed"), result.get("msg")
@@ -149,18 +160,11 @@ def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(
         assert frames[0]["symbol"].startswith("tick"), frames
         assert frames[0]["object"] == tick_binary
         assert any((f["symbol"] or "").startswith("main") for f in frames[1:]), frames
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_process_exit_keeps_what_was_captured(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickLoop(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                               threshold=10 ** 12, syscalls=False)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER,
+                           syscalls=False) as (proc, armed):
 
         def kill_when_armed():
             deadline = time.monotonic() + 60
@@ -186,18 +190,11 @@ def test_process_exit_keeps_what_was_captured(tracefs, unique_name, tick_binary,
         assert gone["process_exited"] is True and gone["changed"] is False
         assert "was not running when the capture started" in gone["message"]
         assert gone["event_count"] == result["event_count"]  # the buffer was kept, not cleared
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_overflow_is_reported_with_a_buffer_size(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickLoop(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", interval_ms=1)
-    armed = None
-    try:
-        armed = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                               threshold=10 ** 12, buffer_size_kb=8)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, tick=dict(interval_ms=1), threshold=NEVER,
+                           buffer_size_kb=8) as (proc, armed):
         result = run_module("fleettrace.tracefs.capture", {
             "instance": armed.instance.name, "timeout": 1.5, "max_events": 5})
         assert not result.get("failed"), result.get("msg")
@@ -207,10 +204,6 @@ def test_overflow_is_reported_with_a_buffer_size(tracefs, unique_name, tick_bina
         assert "LOST" in result["message"] and "buffer_size_kb" in result["message"]
         assert len(result["events"]) == 5 and result["events_truncated"] is True
         assert result["event_count"] > 5
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def in_order_without_gaps(traced, printed):
@@ -220,11 +213,8 @@ def in_order_without_gaps(traced, printed):
 
 
 def test_window_mode_streams_trace_pipe(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickLoop(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                               threshold=10 ** 12, syscalls=False)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER,
+                           syscalls=False) as (proc, armed):
         raw = tmp_path / "pipe.txt"
         ticked_before = len(proc.gaps())
         result = run_module("fleettrace.tracefs.capture", {
@@ -246,10 +236,6 @@ def test_window_mode_streams_trace_pipe(tracefs, unique_name, tick_binary, run_m
         assert in_order_without_gaps(traced, proc.gaps()), (traced[:5], proc.gaps()[ticked_before:][:5])
         assert {e["fields"]["gap"] for e in hits} <= set(proc.gaps())
         assert raw.read_text().count(": tick_gap: ") == len(hits)
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_clear_errors_and_check_mode(tracefs, unique_name, run_module):
@@ -280,11 +266,8 @@ def test_clear_errors_and_check_mode(tracefs, unique_name, run_module):
 
 
 def test_works_with_async_and_poll(tracefs, unique_name, tick_binary, run_playbook, tmp_path):
-    proc = TickLoop(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                               threshold=10 ** 12, syscalls=False)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER,
+                           syscalls=False) as (proc, armed):
         result = run_playbook("""
             - hosts: localhost
               gather_facts: false
@@ -303,18 +286,10 @@ def test_works_with_async_and_poll(tracefs, unique_name, tick_binary, run_playbo
         assert task["finished"] == 1 and task["stop_reason"] == "timeout"
         assert len(task["events"]) == 3 and task["event_count"] >= 50
         assert armed.instance.tracing_on is False
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_stop_after_a_number_of_probe_hits(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickLoop(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                               threshold=10 ** 12)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER) as (proc, armed):
         result = run_module("fleettrace.tracefs.capture", {
             "instance": armed.instance.name, "timeout": 60, "stop_after_events": 5,
             "stop_event": "%s:tick_gap" % armed.group, "poll_interval": 0.05})
@@ -324,7 +299,3 @@ def test_stop_after_a_number_of_probe_hits(tracefs, unique_name, tick_binary, ru
         hits = [e for e in result["events"] if e["event"] == "tick_gap"]
         assert 5 <= len(hits) < 60  # stopped soon after the fifth, not at the timeout
         assert result["duration"] < 30
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
