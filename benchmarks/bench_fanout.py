@@ -8,14 +8,18 @@ forks = N and a short tracing window, and reports per N:
 * wall seconds of the whole play and outside the tracing window (wall - window);
 * controller CPU seconds (rusage of ansible-playbook and everything it started
   on the controller: ssh clients, delegated modules, the report), in total and
-  per host.
+  per host;
+* node CPU seconds per host: what the loopback sshd's sessions used, with
+  everything they ran and waited for (the module runs; read from the sshd
+  listener's reaped-children times once the run's own ssh masters are closed);
+  a module that daemonizes (async) is not in it.
 
 The sshd listens on 127.0.0.1..16; hosts beyond 16 reuse those addresses under
 their own inventory names (each audit names its instance after the inventory
 host, so they never collide).  Every audit runs on this 2-CPU machine, which
 other agents load too: compare rows of one run.
 
-    sudo .venv/bin/python benchmarks/bench_fanout.py [--hosts 1,5,10,20] [--window 2] [--repeat 2]
+    sudo .venv/bin/python benchmarks/bench_fanout.py [--hosts 1,5,10,20] [--window 2] [--repeat 2] [--async]
 
 Results: benchmarks/results/fanout.json.
 """
@@ -32,6 +36,42 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SSH_LOOPBACK = os.path.join(REPO, "scripts", "ssh-loopback.sh")
 ADDRESSES = 16   # scripts/ssh-loopback.sh MAX_HOSTS
+SSHD_PID_FILE = "/var/lib/fleettrace/ssh-loopback/sshd.pid"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def sshd_listener():
+    with open(SSHD_PID_FILE) as handle:
+        return int(handle.read().split()[0])
+
+
+def reaped_cpu_s(pid):
+    """CPU seconds of the children ``pid`` has reaped (cutime + cstime of /proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / TICKS
+
+
+def children_of(pid):
+    found = 0
+    for status in os.listdir("/proc"):
+        if status.isdigit():
+            try:
+                with open("/proc/%s/stat" % status) as handle:
+                    found += int(handle.read().rsplit(")", 1)[1].split()[1]) == pid
+            except OSError:
+                continue
+    return found
+
+
+def close_masters(control_dir, listener, sessions_before):
+    """End this run's ssh masters, then wait (bounded) until sshd has reaped their sessions."""
+    for name in os.listdir(control_dir):
+        subprocess.run(["ssh", "-o", "ControlPath=" + os.path.join(control_dir, name), "-O", "exit", "fanout"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=30, check=False)
+    deadline = time.monotonic() + 15
+    while children_of(listener) > sessions_before and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def inventory(count, path):
@@ -48,22 +88,31 @@ def inventory(count, path):
     os.unlink(base)
 
 
-def run(count, window, workdir, extra_env):
+def run(count, window, workdir, extra_env, mode):
     inv = os.path.join(workdir, "inv-%d.ini" % count)
     inventory(count, inv)
     report = os.path.join(workdir, "report-%d" % count)
+    # Masters of our own, closed after the run, so the node side's CPU is in sshd's books.
+    control = tempfile.mkdtemp(prefix="cp", dir=workdir)
     env = dict(os.environ, ANSIBLE_FORKS=str(max(5, count)), ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"),
+               ANSIBLE_SSH_CONTROL_PATH_DIR=control,
                PATH=os.path.join(REPO, ".venv", "bin") + os.pathsep + os.environ["PATH"], **extra_env)
+    listener = sshd_listener()
+    sessions_before = children_of(listener)
+    node_cpu_before = reaped_cpu_s(listener)
     cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inv,
            os.path.join(REPO, "playbooks", "audit-sched-latency.yml"),
            "-e", json.dumps({"sched_audit_duration": window, "sched_audit_poll_seconds": 1,
-                             "sched_audit_stack_traces": False, "fleettrace_report_dir": report})]
+                             "sched_audit_stack_traces": False, "fleettrace_report_dir": report,
+                             "sched_audit_async": mode})]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             universal_newlines=True)
     out = proc.stdout.read()
     _pid, status, usage = os.wait4(proc.pid, 0)
     wall = time.monotonic() - start
+    close_masters(control, listener, sessions_before)
+    node_cpu = reaped_cpu_s(listener) - node_cpu_before
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit("the audit of %d hosts failed:\n%s" % (count, out[-3000:]))
     with open(os.path.join(report, "report.json")) as handle:
@@ -74,7 +123,8 @@ def run(count, window, workdir, extra_env):
     cpu = usage.ru_utime + usage.ru_stime
     return {"hosts": count, "wall_s": round(wall, 2), "window_s": round(max(windows), 2),
             "outside_window_s": round(wall - max(windows), 2), "controller_cpu_s": round(cpu, 2),
-            "controller_cpu_s_per_host": round(cpu / count, 3)}
+            "controller_cpu_s_per_host": round(cpu / count, 3), "node_cpu_s": round(node_cpu, 2),
+            "node_cpu_s_per_host": round(node_cpu / count, 3)}
 
 
 def main():
@@ -82,6 +132,8 @@ def main():
     parser.add_argument("--hosts", default="1,5,10,20")
     parser.add_argument("--window", type=float, default=2.0)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--async", dest="mode", action="store_const", const="always", default="auto",
+                        help="start every window async and poll (the role's path for fewer forks than hosts)")
     parser.add_argument("--no-pipelining", action="store_true", help="measure with pipelining off, for comparison")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -91,24 +143,25 @@ def main():
     workdir = tempfile.mkdtemp(prefix="fleettrace-fanout-")
     rows = []
     try:
-        print("%6s %8s %9s %11s %10s %13s" % ("hosts", "wall s", "window s", "outside s", "ctl cpu s", "cpu s / host"))
+        print("%6s %8s %9s %11s %10s %13s %14s" % ("hosts", "wall s", "window s", "outside s", "ctl cpu s",
+                                                   "cpu s / host", "node cpu/host"))
         for count in [int(n) for n in args.hosts.split(",")]:
-            runs = [run(count, args.window, workdir, extra_env) for _run in range(args.repeat)]
+            runs = [run(count, args.window, workdir, extra_env, args.mode) for _run in range(args.repeat)]
             row = dict(min(runs, key=lambda r: r["outside_window_s"]))
             row["runs"] = runs
             rows.append(row)
             cells = (count, row["wall_s"], row["window_s"], row["outside_window_s"], row["controller_cpu_s"],
-                     row["controller_cpu_s_per_host"])
-            print("%6d %8.2f %9.2f %11.2f %10.2f %13.3f" % cells)
+                      row["controller_cpu_s_per_host"], row["node_cpu_s_per_host"])
+            print("%6d %8.2f %9.2f %11.2f %10.2f %13.3f %14.3f" % cells)
             sys.stdout.flush()
         if rows[0]["outside_window_s"]:
             print("outside-window growth %d -> %d hosts: %.2fx" % (
                 rows[0]["hosts"], rows[-1]["hosts"], rows[-1]["outside_window_s"] / rows[0]["outside_window_s"]))
         out_dir = os.path.join(REPO, "benchmarks", "results")
         os.makedirs(out_dir, exist_ok=True)
-        name = "fanout-no-pipelining.json" if args.no_pipelining else "fanout.json"
+        name = "fanout%s%s.json" % ("-no-pipelining" if args.no_pipelining else "", "-async" if args.mode == "always" else "")
         with open(os.path.join(out_dir, name), "w") as handle:
-            json.dump({"rows": rows, "window_s": args.window, "pipelining": not args.no_pipelining,
+            json.dump({"rows": rows, "window_s": args.window, "pipelining": not args.no_pipelining, "sched_audit_async": args.mode,
                        "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg()}, handle, indent=2)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -406,10 +406,13 @@ def main():
     except (TracefsError, ValueError) as exc:
         module.fail_json(msg=str(getattr(exc, "message", exc)))
 
+    # Like every module that touches tracefs: expired runs (owner gone, deadline passed) go first.
+    reaped = ownership.reap_expired_quietly(fs)
     if not instance.exists():
-        module.fail_json(msg="instance %r does not exist at %s; create it first with fleettrace.tracefs.instance "
+        why = "".join("; expired run %s (%s) was removed just now" % (tag, reason) for tag, reason, _errors in reaped)
+        module.fail_json(msg="instance %r does not exist at %s%s; create it first with fleettrace.tracefs.instance "
                              "and enable the events to capture with fleettrace.tracefs.event"
-                             % (params["instance"], instance.path()))
+                             % (params["instance"], instance.path(), why))
     enabled = instance.enabled_events()
     if module.check_mode:
         if params["mode"] == "trigger":

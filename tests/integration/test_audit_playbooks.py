@@ -4,6 +4,8 @@ import json
 import os
 import xml.etree.ElementTree as ET
 
+import pytest
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUDIT = os.path.join(REPO, "playbooks", "audit-sched-latency.yml")
 GATE = os.path.join(REPO, "playbooks", "ci-latency-gate.yml")
@@ -55,9 +57,18 @@ def test_audit_in_check_mode_traces_and_writes_nothing(run_playbook, run_token, 
     assert not (tmp_path / "check").exists()
 
 
-def test_audit_of_three_hosts_over_loopback_ssh(run_playbook, run_token, ssh_inventory, tmp_path):
-    result = run_playbook(AUDIT, inventory=ssh_inventory, extra_vars=audit_vars(run_token, tmp_path / "fleet"))
+WAIT_TASK = "fleettrace.tracefs.sched_audit : Wait until the window has ended on every host, seconds 2"
+
+
+# A fork per host: one synchronous call per host. Fewer forks than hosts: async start and one
+# status check per host, so the hosts still share one window instead of tracing batch after batch.
+@pytest.mark.parametrize("forks, polled", [(5, False), (2, True)], ids=["sync", "async"])
+def test_audit_of_three_hosts_over_loopback_ssh(run_playbook, run_token, ssh_inventory, tmp_path, forks, polled):
+    result = run_playbook(AUDIT, inventory=ssh_inventory, extra_vars=audit_vars(run_token, tmp_path / "fleet"),
+                          env={"ANSIBLE_FORKS": str(forks)})
     assert result.rc == 0, result.stdout[-3000:]
+    for host in ("node1", "node2", "node3"):
+        assert result.task(WAIT_TASK, host).get("skipped", False) is not polled
     report = json.loads((tmp_path / "fleet" / "report.json").read_text())
     assert sorted(report["hosts"]) == ["node1", "node2", "node3"]
     instances = set()

@@ -126,3 +126,26 @@ def test_cleanup_module_removes_only_what_fleettrace_owns(tracefs, run_module, u
             if uprobe.group == group:
                 tracefs.remove_uprobe(uprobe.group, uprobe.event)
         foreign_run.end()
+
+
+def test_capture_reaps_expired_runs_first(tracefs, unique_name, run_module):
+    """An expired run (owner gone, lease over) whose reaper never ran: the next capture on the
+    node removes exactly its objects before doing its own work, as the other modules do."""
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+    dead = subprocess.Popen(["true"])
+    owner = ownership.process(dead.pid, "a killed play")
+    dead.wait()
+    name = unique_name("expired")
+    manifest = ownership.start(tracefs, name, instances=[name], lease=0.0, owner=owner, spawn=False)
+    try:
+        tracefs.instance(name).create()
+        missing = unique_name("missing")
+        result = run_module("fleettrace.tracefs.capture", {"instance": missing, "mode": "window", "duration": 1})
+        assert result.get("failed") and "does not exist" in result["msg"]
+        assert "expired run %s" % manifest["tag"] in result["msg"], result["msg"]
+        assert not tracefs.instance(name).exists()
+        assert ownership.load(manifest["tag"]) is None
+    finally:
+        if tracefs.instance(name).exists():
+            tracefs.instance(name).remove()
+        ownership.finish(tracefs, manifest["tag"], force=True)

@@ -302,3 +302,43 @@ def test_dropped_ssh_connection_restores_the_node(loopback_sshd, ticking_daemon,
         kill_strays(tmp_path)
         if fingerprint(run_id) != EMPTY:
             remove_everything_of(run_id)
+
+
+def test_dropped_ssh_connection_during_a_synchronous_audit_window(loopback_sshd, tmp_path, run_token):
+    """A fork per host: the audit's window is one synchronous call over ssh. The connection dies
+    mid-window (its master killed): the module, owner of its run, still ends the window and
+    removes its instance; nothing waits for the controller."""
+    label = "%s_fi_audit_drop" % run_token
+    inventory = str(tmp_path / "ssh.ini")
+    subprocess.run(["bash", os.path.join(REPO, "scripts", "ssh-loopback.sh"), "inventory", "1", inventory],
+                   check=True, stdout=subprocess.PIPE, timeout=60)
+    control = str(tmp_path / "cp")     # a master of our own: never another agent's shared one
+    os.mkdir(control)
+    window_s = 15
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory,
+           os.path.join(REPO, "playbooks", "audit-sched-latency.yml"),
+           "-e", json.dumps({"sched_audit_duration": window_s, "sched_audit_instance_label": label,
+                             "sched_audit_buffer_size_kb": 256, "fleettrace_report_dir": str(tmp_path / "report")})]
+    playbook = subprocess.Popen(cmd, cwd=REPO, env=ansible_env({"ANSIBLE_SSH_CONTROL_PATH_DIR": control,
+                                                               "ANSIBLE_FORKS": "5"}),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not fingerprint(label, SCHED)["instances"] and playbook.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert fingerprint(label, SCHED)["instances"], "the window never started"
+        masters = modules_of(control, "ssh")
+        assert masters, "no ssh master of ours"
+        for pid in masters:
+            os.kill(pid, signal.SIGKILL)
+        took = wait_restored(label, timeout=window_s + PROMISE_S, prefix=SCHED)
+        assert took is not None, "still there: %s" % fingerprint(label, SCHED)
+        assert playbook.wait(timeout=120) != 0      # the host is unreachable: the play says so
+        print("restored %.1f s after the connection dropped (window %d s)" % (took, window_s))
+    finally:
+        if playbook.poll() is None:
+            os.killpg(playbook.pid, signal.SIGKILL)
+            playbook.wait()
+        kill_strays(tmp_path)
+        if fingerprint(label, SCHED) != EMPTY:
+            remove_everything_of(label)

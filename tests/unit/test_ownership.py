@@ -183,3 +183,17 @@ def test_sigkill_of_the_owner_ends_its_run_at_once(tmp_path):
     while ownership.load("fleettrace_r5_h", runs) is not None:
         assert time.monotonic() < deadline, "the run outlived its SIGKILLed owner"
         time.sleep(0.05)
+
+
+def test_top_level_triggers_aimed_at_a_runs_group_are_found_only_for_runs_with_groups(tmp_path):
+    """A top-level trigger can target a run's uprobe group; a run without groups skips that scan
+    (one read per event of the kernel, at every module's end)."""
+    fs = Tracefs(make_fake_tracefs(str(tmp_path)))
+    trigger = "enable_event:fleettrace_x_grp:tick"
+    with open(os.path.join(str(tmp_path), "events", "sched", "sched_switch", "trigger"), "w") as handle:
+        handle.write("# Available triggers:\n%s:unlimited\n" % trigger)
+    with_group = {"objects": {"instances": [], "groups": ["fleettrace_x_grp"]}}
+    found = ownership.leftovers_of(fs, with_group)
+    assert [t[:3] for t in found["triggers"]] == [(None, "sched", "sched_switch")]
+    assert found["triggers"][0][3].startswith(trigger)
+    assert ownership.leftovers_of(fs, {"objects": {"instances": ["fleettrace_x_grp"], "groups": []}})["triggers"] == []

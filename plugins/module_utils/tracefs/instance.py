@@ -169,19 +169,32 @@ class Instance:
     def enabled_events(self):
         return [line.strip() for line in self.read("set_event").splitlines() if line.strip()]
 
+    def _events_with(self, control_file):
+        """Every event here that has ``control_file`` (ftrace's own events have no enable file)."""
+        for event_dir in glob.glob(self.path("events", "*", "*")):
+            if os.path.exists(os.path.join(event_dir, control_file)):
+                group, name = event_dir.split(os.sep)[-2:]
+                yield Event(self, group, name, checked=True)
+
+    def triggered_events(self):
+        """(event, its triggers) for every event here that carries a trigger: one read per event."""
+        found = []
+        for event in self._events_with("trigger"):
+            try:
+                triggers = event.triggers()
+            except OSError:     # another tracer removed this instance or event meanwhile
+                continue
+            if triggers:
+                found.append((event, triggers))
+        return found
+
     def configured_events(self):
         """Events here that are enabled or carry a filter or trigger."""
         found = []
-        for event_dir in glob.glob(self.path("events", "*", "*")):
-            # ftrace's own events (events/ftrace/*) have no enable file.
-            if not os.path.exists(os.path.join(event_dir, "enable")):
-                continue
-            group, name = event_dir.split(os.sep)[-2:]
-            event = Event(self, group, name, checked=True)
+        for event in self._events_with("enable"):
             try:
                 if event.enabled or event.filter or event.triggers():
                     found.append(event)
-            except OSError:
-                # Another tracer removed this instance or event meanwhile.
+            except OSError:     # another tracer removed this instance or event meanwhile
                 continue
         return found

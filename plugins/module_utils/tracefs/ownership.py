@@ -160,7 +160,9 @@ def matches(manifest):
 
 
 def leftovers_of(fs, manifest):
-    return tracefs_cleanup.find_leftovers(fs, match=matches(manifest))
+    # A run without event groups (sched_latency: one instance) cannot be the target of a trigger.
+    return tracefs_cleanup.find_leftovers(fs, match=matches(manifest),
+                                          trigger_targets=bool(manifest["objects"].get("groups")))
 
 
 def remove_objects(fs, manifest):
