@@ -9,16 +9,20 @@ module: sched_latency
 short_description: Measure scheduling latency and D-state stalls of a host for a time window
 version_added: 0.1.0
 description:
-  - Traces C(sched_waking), C(sched_wakeup), C(sched_wakeup_new) and C(sched_switch) for O(duration)
+  - Traces C(sched_wakeup), C(sched_wakeup_new), C(sched_switch) and C(sched_migrate_task) for O(duration)
     seconds in a private tracefs instance and computes, on the node, run-queue latency (woken -> on CPU,
     preempted -> back on CPU) as log2 histograms and percentiles (p50, p90, p99, p99.9, max) per host,
     per CPU and per watched task, the worst waits with what ran on that CPU meanwhile, and off-CPU
     intervals of watched tasks split by state (S, D) with the kernel stacks of the longest D intervals.
-  - Events are read as binary pages from C(per_cpu/cpuN/trace_pipe_raw) while tracing, so memory stays
-    bounded by the histogram size; events the kernel dropped are counted and reported in
+  - Only waits the trace proves are measured; the others are counted in C(sched_latency.unmeasured_by_reason)
+    with their reason (docs/sched-audit.md).
+  - During the window the binary pages of C(per_cpu/cpuN/trace_pipe_raw) are only copied, into unlinked
+    temporary files; they are decoded after it. Events the kernel dropped are counted and reported in
     C(sched_latency.events.lost), never hidden.
-  - The instance is removed at the end, also on failure or interruption. Nothing persistent changes,
-    so the module always reports C(changed=false).
+  - The instance is removed at the end, also on failure or interruption. When the connection the result
+    goes back on is closed during the window (the ssh session dropped, the play was killed), the window
+    ends at once and nothing is analysed. Nothing persistent changes, so the module always reports
+    C(changed=false).
 author: fleettrace developers (@fleettrace)
 attributes:
   check_mode:
@@ -176,7 +180,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import owner, ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import ValidationError, instance_name
 
@@ -184,6 +188,14 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validat
 def _terminate(signum, _frame):
     # Turn SIGTERM (async timeout, Ctrl-C of the controller) into an exception so cleanup runs.
     raise SystemExit("interrupted by signal %d" % signum)
+
+
+def _controller_gone():
+    # The pipe or socket this module answers on lost its reader (ssh session dropped, play killed):
+    # tracing on would cost the node for a result nobody receives.
+    if owner.answer_unread():
+        return "the controller is gone (the connection the result goes back on was closed)"
+    return None
 
 
 def main():
@@ -269,7 +281,10 @@ def main():
                 buffer_size_kb=params["buffer_size_kb"], stack_traces=params["stack_traces"],
                 worst_count=params["worst_count"], exact_samples=params["exact_samples"],
                 collector_nice=params["collector_nice"], spool_dir=params["spool_dir"],
-                max_spool_mb=params["max_spool_mb"])
+                max_spool_mb=params["max_spool_mb"], abandon_when=_controller_gone)
+    except sched_collector.WindowAbandoned as exc:
+        # Nobody reads this any more; said for the node's logs and a controller that may still listen.
+        module.fail_json(msg="scheduling latency window in instance %s abandoned: %s" % (name, exc), changed=False)
     except (TracefsError, ValidationError, ownership.OwnershipError) as exc:
         module.fail_json(msg="scheduling latency window in instance %s failed: %s"
                              % (name, getattr(exc, "message", str(exc))), changed=False, facts=facts)

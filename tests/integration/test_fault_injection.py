@@ -306,15 +306,15 @@ def test_dropped_ssh_connection_restores_the_node(loopback_sshd, ticking_daemon,
 
 def test_dropped_ssh_connection_during_a_synchronous_audit_window(loopback_sshd, tmp_path, run_token):
     """A fork per host: the audit's window is one synchronous call over ssh. The connection dies
-    mid-window (its master killed): the module, owner of its run, still ends the window and
-    removes its instance; nothing waits for the controller."""
+    mid-window (its master killed): the module sees that nobody can read its result any more,
+    ends the window at once and removes its instance (a 300 s window is gone within 60 s)."""
     label = "%s_fi_audit_drop" % run_token
     inventory = str(tmp_path / "ssh.ini")
     subprocess.run(["bash", os.path.join(REPO, "scripts", "ssh-loopback.sh"), "inventory", "1", inventory],
                    check=True, stdout=subprocess.PIPE, timeout=60)
     control = str(tmp_path / "cp")     # a master of our own: never another agent's shared one
     os.mkdir(control)
-    window_s = 15
+    window_s = 300
     cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory,
            os.path.join(REPO, "playbooks", "audit-sched-latency.yml"),
            "-e", json.dumps({"sched_audit_duration": window_s, "sched_audit_instance_label": label,
@@ -331,8 +331,8 @@ def test_dropped_ssh_connection_during_a_synchronous_audit_window(loopback_sshd,
         assert masters, "no ssh master of ours"
         for pid in masters:
             os.kill(pid, signal.SIGKILL)
-        took = wait_restored(label, timeout=window_s + PROMISE_S, prefix=SCHED)
-        assert took is not None, "still there: %s" % fingerprint(label, SCHED)
+        took = wait_restored(label, prefix=SCHED)
+        assert took is not None, "still there %d s after the drop: %s" % (PROMISE_S, fingerprint(label, SCHED))
         assert playbook.wait(timeout=120) != 0      # the host is unreachable: the play says so
         print("restored %.1f s after the connection dropped (window %d s)" % (took, window_s))
     finally:

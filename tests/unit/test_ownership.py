@@ -197,3 +197,22 @@ def test_top_level_triggers_aimed_at_a_runs_group_are_found_only_for_runs_with_g
     assert [t[:3] for t in found["triggers"]] == [(None, "sched", "sched_switch")]
     assert found["triggers"][0][3].startswith(trigger)
     assert ownership.leftovers_of(fs, {"objects": {"instances": ["fleettrace_x_grp"], "groups": []}})["triggers"] == []
+
+
+def test_answer_unread_when_the_reader_of_a_pipe_or_socket_is_gone(tmp_path):
+    import socket
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import owner
+    read_end, write_end = os.pipe()
+    assert not owner.answer_unread(write_end)
+    os.close(read_end)
+    assert owner.answer_unread(write_end)
+    os.close(write_end)
+    ours, theirs = socket.socketpair()
+    assert not owner.answer_unread(ours.fileno())
+    theirs.close()
+    assert owner.answer_unread(ours.fileno())
+    ours.close()
+    with open(str(tmp_path / "file"), "w") as handle:
+        assert not owner.answer_unread(handle.fileno())
+    with open(os.devnull, "w") as handle:
+        assert not owner.answer_unread(handle.fileno())

@@ -131,6 +131,10 @@ def resolve_watched(pids=(), comms=(), comm_regexes=()):
     return sorted(found)
 
 
+class WindowAbandoned(Exception):
+    """The window was ended early because nobody is left to read its result."""
+
+
 class SchedCollector:
     """One tracing window: plan and set up, copy pages, analyse, clean up."""
 
@@ -157,6 +161,7 @@ class SchedCollector:
         self.bytes_read = 0
         self.stats = {}
         self.ended_early = None
+        self.abandoned = None
         self.window_cpu_seconds = None
         self.clock = "mono" if "mono" in tracefs.features()["trace_clocks"] else "global"
 
@@ -299,8 +304,12 @@ class SchedCollector:
         self.analyse()
         return elapsed
 
-    def record(self, duration):
-        """The window: copy pages for ``duration`` seconds, stop, drain; return its length."""
+    def record(self, duration, abandon_when=None):
+        """The window: copy pages for ``duration`` seconds, stop, drain; return its length.
+
+        ``abandon_when``: called at every copy; a reason it returns ends the window at once and
+        marks it ``abandoned`` (nobody is left to read the result: see ``collect``).
+        """
         cpu_start = os.times()
         start = time.monotonic()
         deadline = start + duration
@@ -309,6 +318,10 @@ class SchedCollector:
             spool.pump()
             if spool.full:
                 self.ended_early = "the spool reached %d MiB (max_spool_mb)" % (self.max_spool_bytes >> 20)
+                break
+            reason = abandon_when() if abandon_when is not None else None
+            if reason:
+                self.ended_early = self.abandoned = reason
                 break
             left = deadline - time.monotonic()
             if left <= 0:
@@ -359,8 +372,12 @@ def _setter(method, value):
 
 def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=(), watch_comm_regex=(),
             buffer_size_kb=4096, stack_traces=True, worst_count=10, exact_samples=100000,
-            poll_interval=0.2, collector_nice=-10, spool_dir=None, max_spool_mb=DEFAULT_MAX_SPOOL_MB):
+            poll_interval=0.2, collector_nice=-10, spool_dir=None, max_spool_mb=DEFAULT_MAX_SPOOL_MB,
+            abandon_when=None):
     """Run one window and return the per-host result document (``kind: sched_latency``).
+
+    ``abandon_when`` (see ``SchedCollector.record``): when it gives a reason the window ends, the
+    instance is removed and ``WindowAbandoned`` is raised instead of analysing for nobody.
 
     ``collector_nice``: the page copier runs at this nice value during the
     window so that a host saturated with runnable tasks (the case worth
@@ -391,12 +408,14 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
             if collector_nice is not None and collector_nice < nice_before:
                 os.setpriority(os.PRIO_PROCESS, 0, collector_nice)
             collector.setup()
-            elapsed = collector.record(duration)
+            elapsed = collector.record(duration, abandon_when=abandon_when)
         finally:
             try:
-                collector.close(keep_spool=True)
+                collector.close(keep_spool=collector.abandoned is None)
             finally:
                 os.setpriority(os.PRIO_PROCESS, 0, nice_before)
+        if collector.abandoned:
+            raise WindowAbandoned("window ended after %.1f s: %s" % (elapsed, collector.abandoned))
         collector.analyse()
     finally:
         collector.close()

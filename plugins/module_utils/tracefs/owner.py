@@ -4,6 +4,8 @@
 
 
 import os
+import select
+import stat
 
 _CONTROLLERS = ("ansible-playbook", "ansible", "ansible-console", "ansible-pull")
 _PASS_THROUGH = ("sh", "bash", "dash", "sudo", "su", "python", "python3", "env", "timeout")
@@ -100,3 +102,19 @@ def find_owner(pid=None):
             return process(ancestor, "parent process %d (%s)" % (ancestor, _comm(ancestor)))
     parent = os.getppid()
     return process(parent, "parent process %d" % parent)
+
+
+def answer_unread(fd=1):
+    """True once nobody can read what this process will print on ``fd``: the pipe or socket its
+    answer goes back on (the ssh session, Ansible's local worker) has been closed. A file, a tty
+    or /dev/null is never "unread"; nor is a pipe an async wrapper still reads."""
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+        return False
+    poller = select.poll()
+    # POLLERR (a pipe without readers) and POLLHUP (a socket closed by its peer) are always reported.
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _fd, events in poller.poll(0))
