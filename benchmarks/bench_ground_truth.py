@@ -32,9 +32,14 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+sys.path.insert(0, COLLECTIONS)
 import bench_sched_latency as bench  # noqa: E402  (the trace-cmd sandbox wrapper)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 
 PERIOD_US = 1000
+# trace-cmd's instance outlives its window by this much at most (start, its own teardown, ours).
+TRACER_MARGIN = 60
 
 
 def percentile(values, percent):
@@ -69,9 +74,14 @@ def finish_truth(proc):
 def ours_cmd(seconds, name, watch_pid=None):
     code = ("import json, sys\nsys.path.insert(0, %r)\n"
             "from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs\n"
+            "from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership\n"
             "from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as c\n"
-            "r = c.collect(tracefs.Tracefs(), %f, instance_name=%r, watch_pids=%r, stack_traces=False, worst_count=50)\n"
-            "print(json.dumps(r))\n") % (COLLECTIONS, seconds, name, [watch_pid] if watch_pid else [])
+            "fs = tracefs.Tracefs()\n"
+            "# as the sched_latency module does: killed, its reaper removes the instance\n"
+            "with ownership.module_run(fs, %r, %f, instances=[%r]):\n"
+            "    r = c.collect(fs, %f, instance_name=%r, watch_pids=%r, stack_traces=False, worst_count=50)\n"
+            "print(json.dumps(r))\n") % (COLLECTIONS, name, seconds, name, seconds, name,
+                                         [watch_pid] if watch_pid else [])
     return [sys.executable, "-c", code]
 
 
@@ -79,9 +89,12 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
     out = os.path.join(workdir, "truth-%s-%d.txt" % (condition, index))
     name = "fleettrace_gt_%d_%s_%d" % (os.getpid(), condition, index)
     load = subprocess.Popen([bins["load"], "2", str(load_rounds), str(seconds + 10)], start_new_session=True)
-    tracer = None
+    tracer = run = None
     try:
         time.sleep(1.0)
+        if condition == "trace-cmd":
+            # trace-cmd's instance is a run of this process: SIGKILLed, its reaper removes it.
+            run = ownership.own(Tracefs(), name, seconds + TRACER_MARGIN, instances=[name], what="benchmark")
         if condition == "ours":
             tracer = subprocess.Popen(ours_cmd(seconds + 1, name), stdout=subprocess.PIPE, universal_newlines=True)
         elif condition == "trace-cmd":
@@ -100,6 +113,8 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
         os.killpg(load.pid, signal.SIGKILL)
         load.wait()
         bench.remove_instance(name)
+        if run is not None:
+            ownership.finish(Tracefs(), name, run["nonce"])
     return truth_stats(out)
 
 

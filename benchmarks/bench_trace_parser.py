@@ -19,10 +19,12 @@ now ``capture.read_trace`` line by line into an ``EventSink`` keeping ``--max-ev
 """
 
 import argparse
+import ctypes
 import json
 import os
 import random
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -80,24 +82,44 @@ def synthetic_text(count, seed=1):
     return "".join(lines)
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """In a child before exec: the kernel SIGKILLs it when the benchmark dies."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+# Beyond the recording itself, the instance lives while its whole buffer is read as text.
+RECORD_MARGIN = 120
+
+
 def real_text(count, buffer_kb=65536, max_seconds=20):
     """Record real sched events in a private instance until ``count`` are there."""
     sys.path.insert(0, REPO)
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
     fs = Tracefs()
     inst = fs.instance("fleettrace_bench_%s" % uuid.uuid4().hex[:8])
-    inst.create()
+    # A run of this process: killed (even by SIGKILL), its reaper removes the instance.
+    run = ownership.own(fs, inst.name, max_seconds + RECORD_MARGIN, instances=[inst.name], what="benchmark")
     load = None
     try:
+        inst.create()
         inst.set_tracing_on(False)
         inst.set_buffer_size_kb(buffer_kb)
         for name in ("sched_switch", "sched_waking", "sched_wakeup"):
             inst.event("sched", name).set_enabled(True)
         # Two processes bouncing a byte through pipes: many switches and wakeups.
+        # It dies with this process (even SIGKILLed): the parent by PDEATHSIG, the forked
+        # child by end of file once the parent's pipe ends close.
         load = subprocess.Popen([sys.executable, "-c", (
             "import os\nr1,w1=os.pipe()\nr2,w2=os.pipe()\n"
-            "if os.fork()==0:\n  while True:\n    os.read(r1,1); os.write(w2,b'x')\n"
-            "while True:\n  os.write(w1,b'x'); os.read(r2,1)\n")], start_new_session=True)
+            "if os.fork()==0:\n  os.close(w1); os.close(r2)\n  while os.read(r1,1):\n    os.write(w2,b'x')\n"
+            "  os._exit(0)\n"
+            "os.close(r1); os.close(w2)\n"
+            "while True:\n  os.write(w1,b'x')\n  if not os.read(r2,1):\n    break\n")],
+            start_new_session=True, preexec_fn=die_with_parent)
         inst.clear_buffer()
         inst.set_tracing_on(True)
         deadline = time.monotonic() + max_seconds
@@ -118,7 +140,10 @@ def real_text(count, buffer_kb=65536, max_seconds=20):
         if load is not None:
             os.killpg(load.pid, 9)
             load.wait()
-        inst.remove()
+        try:
+            inst.remove()
+        finally:
+            ownership.finish(fs, inst.name, run["nonce"])
 
 
 def capture_read_peaks(text, max_events):

@@ -16,8 +16,9 @@
 set -euo pipefail
 
 CACHE=${FLEETTRACE_COROSYNC_CACHE:-/var/cache/fleettrace}
-SOURCES_FILE=/etc/apt/sources.list.d/fleettrace-deb-src.sources
 log() { echo "build-corosync: $*" >&2; }
+# shellcheck source=scripts/deb-src.sh
+. "$(dirname "$0")/deb-src.sh"
 
 # Minimal feature set: what a single-node ring on loopback needs, plus the
 # watchdog service (resources.watchdog_device) for the slow-watchdog scenario.
@@ -42,28 +43,10 @@ if prefix=$(done_prefix) && [ -n "$prefix" ]; then
   exit 0
 fi
 
-# deb-src for the same mirrors and suites as the existing deb lines.
-if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ /etc/apt/sources.list 2>/dev/null \
-   && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-  uris=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  uris=${uris:-http://deb.debian.org/debian}
-  log "adding deb-src entry $SOURCES_FILE ($uris bookworm main)"
-  cat > "$SOURCES_FILE" <<SRC
-Types: deb-src
-URIs: $uris
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  apt-get update -qq
-fi
-if ! apt-cache showsrc corosync >/dev/null 2>&1 || [ -z "$(apt-cache showsrc corosync 2>/dev/null)" ]; then
-  apt-get update -qq
-fi
+ensure_deb_src corosync
 
 log "installing build dependencies"
 DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 build-dep -y -qq corosync >/dev/null
-command -v dpkg-source >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq dpkg-dev >/dev/null
 
 work=$(mktemp -d "$CACHE/.build.XXXXXX")
 trap 'rm -rf "$work"' EXIT

@@ -17,10 +17,11 @@ set -euo pipefail
 LIBS_VERSION=1          # bump when the build changes: a new directory is built
 CACHE=${FLEETTRACE_LIBS_CACHE:-/var/cache/fleettrace}
 ROOT="$CACHE/libs-$LIBS_VERSION"
-SOURCES_FILE=/etc/apt/sources.list.d/fleettrace-deb-src.sources
 PACKAGES=(zlib lz4 xz-utils)
 declare -A VARIANTS=([O0]="-O0 -gdwarf-5" [O0dw4]="-O0 -gdwarf-4" [O2]="-O2 -gdwarf-5" [O2dw4]="-O2 -gdwarf-4")
 log() { echo "build-libs: $*" >&2; }
+# shellcheck source=scripts/deb-src.sh
+. "$(dirname "$0")/deb-src.sh"
 
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.libs-build.lock"       # parallel test runs share the cache
@@ -40,24 +41,7 @@ if [ -f "$ROOT/.complete" ]; then
   exit 0
 fi
 
-if ! grep -rqs '^Types:.*deb-src' /etc/apt/sources.list.d/ /etc/apt/sources.list 2>/dev/null \
-   && ! grep -qs '^deb-src' /etc/apt/sources.list; then
-  uris=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  uris=${uris:-http://deb.debian.org/debian}
-  log "adding deb-src entry $SOURCES_FILE ($uris bookworm main)"
-  cat > "$SOURCES_FILE" <<SRC
-Types: deb-src
-URIs: $uris
-Suites: bookworm
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  apt-get update -qq
-fi
-if [ -z "$(apt-cache showsrc zlib 2>/dev/null)" ]; then
-  apt-get update -qq
-fi
-command -v dpkg-source >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq dpkg-dev >/dev/null
+ensure_deb_src zlib
 
 rm -rf "$ROOT"
 work=$(mktemp -d "$CACHE/.libs.XXXXXX")

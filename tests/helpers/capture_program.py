@@ -1,4 +1,4 @@
-"""Build tests/programs/capture/tick_loop.c and describe a uprobe on its gap.
+"""Build tests/programs/capture/tick_loop.c, run it, and describe a uprobe on its gap.
 
 The probe resolver (dwarf_*.py) is another part of the collection; capture
 tests must not depend on it, so this helper finds the two facts it needs with
@@ -11,6 +11,7 @@ values against what the program prints (runtime truth).
 
 import os
 import subprocess
+import time
 
 from elftools.elf.elffile import ELFFile
 
@@ -87,3 +88,43 @@ def gap_probe(binary, group, event="tick_gap"):
         bp_offset = 16 + _gap_fbreg(dwarf)
         offset = _file_offset(elf, address)
     return "p:%s/%s %s:0x%x gap=%+d(%%bp):s64" % (group, event, binary, offset, bp_offset)
+
+
+class TickLoop:
+    """tick_loop running with its stdout in a file: the gaps it really measured (the truth).
+
+    ``rtprio``: SCHED_RR priority (like corosync: a busy machine cannot make a tick
+    late, only the stall the test makes); ``cpu``: pin it to that CPU.
+    """
+
+    def __init__(self, binary, heartbeat, out_path, interval_ms=20, ticks=0, rtprio=None, cpu=None):
+        self.binary_path = binary
+        self.out_path = str(out_path)
+        self.out = open(self.out_path, "w")
+
+        def setup():
+            if cpu is not None:
+                os.sched_setaffinity(0, {cpu})
+            if rtprio:
+                os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(rtprio))
+        self.proc = subprocess.Popen([binary, heartbeat, str(interval_ms), str(ticks)], stdout=self.out,
+                                     preexec_fn=setup)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 10
+        while "ready" not in self._text():
+            assert self.proc.poll() is None and time.monotonic() < deadline, "tick_loop did not start"
+            time.sleep(0.01)
+        self.fd = int(self._text().split()[2])
+
+    def _text(self):
+        with open(self.out_path) as handle:
+            return handle.read()
+
+    def gaps(self):
+        return [int(line.split()[1]) for line in self._text().splitlines() if line.startswith("gap ")]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        self.out.close()

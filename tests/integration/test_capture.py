@@ -6,6 +6,7 @@ file on a loop-mounted ext4.  Freezing that filesystem blocks the write in D sta
 (percpu_rwsem_wait) and makes the next gap long: the talk's corosync case in small.
 """
 
+import contextlib
 import json
 import os
 import subprocess
@@ -15,9 +16,13 @@ import time
 import pytest
 
 from tests.helpers import capture_program
+from tests.helpers.capture_program import TickLoop
 from tests.helpers.frozen_fs import LoopExt4, missing_requirements
+from tests.helpers.owned import OwnedRun
+from tests.helpers.stall_setup import armed_instance
 
 THRESHOLD_NS = 150 * 1000 * 1000
+NEVER = 10 ** 12        # a gap threshold no tick reaches: the capture ends otherwise
 FREEZE_SECONDS = 0.4
 
 
@@ -32,79 +37,22 @@ def tick_binary(tmp_path_factory):
     return capture_program.build(cc, tmp_path_factory.mktemp("tick_loop"))
 
 
-class TickProcess:
-    """tick_loop running with its stdout in a file (the gaps it really measured)."""
+@contextlib.contextmanager
+def ticking_and_armed(tracefs, unique_name, binary, tmp_path, heartbeat=None, tick=None, threshold=THRESHOLD_NS,
+                      **armed):
+    """tick_loop running (its gaps in tmp_path/gaps.txt) and an armed instance on it; yields (proc, armed).
 
-    def __init__(self, binary, heartbeat, out_path, interval_ms=20, ticks=0, rtprio=None):
-        self.out_path = str(out_path)
-        self.out = open(self.out_path, "w")
-
-        def realtime():
-            # Like corosync (SCHED_RR): a busy machine cannot make a tick late, only the freeze can.
-            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(rtprio))
-        self.proc = subprocess.Popen([binary, heartbeat, str(interval_ms), str(ticks)], stdout=self.out,
-                                     preexec_fn=realtime if rtprio else None)
-        self.pid = self.proc.pid
-        deadline = time.monotonic() + 10
-        while "ready" not in self._text():
-            assert time.monotonic() < deadline, "tick_loop did not start"
-            time.sleep(0.01)
-        self.fd = int(self._text().split()[2])
-
-    def _text(self):
-        with open(self.out_path) as handle:
-            return handle.read()
-
-    def gaps(self):
-        return [int(line.split()[1]) for line in self._text().splitlines() if line.startswith("gap ")]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.out.close()
-
-
-class ArmedInstance:
-    """A private instance with the talk's step-4 setup on the tick_loop probe (core API)."""
-
-    def __init__(self, tracefs, name, group, binary, pid, threshold=THRESHOLD_NS, buffer_size_kb=None,
-                 syscalls=True, options=()):
-        self.tracefs = tracefs
-        self.group = group
-        self.probe_added = False
-        self.instance = tracefs.instance(name)
-        tracefs.add_uprobe(capture_program.gap_probe(binary, group))
-        self.probe_added = True
-        try:
-            inst = self.instance
-            inst.create()
-            inst.set_tracing_on(False)
-            if buffer_size_kb:
-                inst.set_buffer_size_kb(buffer_size_kb)
-            for option in options:
-                inst.set_option(option, True)
-            inst.set_event_pids([pid])
-            probe = inst.event(group, "tick_gap")
-            probe.add_trigger("traceoff if gap >= %d" % threshold)
-            probe.set_enabled(True)
-            switch = inst.event("sched", "sched_switch")
-            switch.add_trigger("stacktrace if prev_state == 2")
-            switch.set_enabled(True)
-            if syscalls:
-                inst.event("syscalls", "sys_enter_write").set_enabled(True)
-                inst.event("raw_syscalls", "sys_enter").set_enabled(True)
-        except BaseException:
-            self.remove()
-            raise
-
-    def remove(self):
-        try:
-            self.instance.remove()
-        finally:
-            if self.probe_added:
-                self.tracefs.remove_uprobe(self.group, "tick_gap")
-                self.probe_added = False
+    Afterwards, also on failure, the loop is stopped and the instance and probe removed.
+    """
+    proc = TickLoop(binary, heartbeat or str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", **(tick or {}))
+    setup = None
+    try:
+        setup = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), binary, proc.pid, threshold, **armed)
+        yield proc, setup
+    finally:
+        proc.stop()
+        if setup is not None:
+            setup.remove()
 
 
 @pytest.fixture
@@ -138,10 +86,8 @@ def freeze_when_armed(instance, fs, delay=0.3, seconds=FREEZE_SECONDS):
 
 def test_capture_finds_the_d_state_stall(tracefs, unique_name, tick_binary, frozen_fs, run_module, tmp_path):
     heartbeat = frozen_fs.file("heartbeat")
-    proc = TickProcess(tick_binary, heartbeat, tmp_path / "gaps.txt", rtprio=50)
-    armed = None
-    try:
-        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, heartbeat,
+                           tick=dict(rtprio=50)) as (proc, armed):
         thread, errors = freeze_when_armed(armed.instance, frozen_fs)
         try:
             result = run_module("fleettrace.tracefs.capture", {
@@ -192,19 +138,12 @@ def test_capture_finds_the_d_state_stall(tracefs, unique_name, tick_binary, froz
         assert finding["blocked_ns"] >= (FREEZE_SECONDS - 0.1) * 1e9
         assert finding["value"] >= finding["blocked_ns"]
         assert "write(fd 10) on %s" % heartbeat in finding["summary"]
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(
         tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                              threshold=10 ** 12, syscalls=False, options=("userstacktrace",))
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER, syscalls=False,
+                           options=("userstacktrace",)) as (proc, armed):
         result = run_module("fleettrace.tracefs.capture", {
             "instance": armed.instance.name, "timeout": 1.5, "pid": proc.pid})
         assert not result.get("failed"), result.get("msg")
@@ -221,18 +160,11 @@ def test_timeout_is_not_an_error_and_user_stacks_are_symbolized(
         assert frames[0]["symbol"].startswith("tick"), frames
         assert frames[0]["object"] == tick_binary
         assert any((f["symbol"] or "").startswith("main") for f in frames[1:]), frames
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_process_exit_keeps_what_was_captured(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                              threshold=10 ** 12, syscalls=False)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER,
+                           syscalls=False) as (proc, armed):
 
         def kill_when_armed():
             deadline = time.monotonic() + 60
@@ -258,18 +190,11 @@ def test_process_exit_keeps_what_was_captured(tracefs, unique_name, tick_binary,
         assert gone["process_exited"] is True and gone["changed"] is False
         assert "was not running when the capture started" in gone["message"]
         assert gone["event_count"] == result["event_count"]  # the buffer was kept, not cleared
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_overflow_is_reported_with_a_buffer_size(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", interval_ms=1)
-    armed = None
-    try:
-        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                              threshold=10 ** 12, buffer_size_kb=8)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, tick=dict(interval_ms=1), threshold=NEVER,
+                           buffer_size_kb=8) as (proc, armed):
         result = run_module("fleettrace.tracefs.capture", {
             "instance": armed.instance.name, "timeout": 1.5, "max_events": 5})
         assert not result.get("failed"), result.get("msg")
@@ -279,33 +204,44 @@ def test_overflow_is_reported_with_a_buffer_size(tracefs, unique_name, tick_bina
         assert "LOST" in result["message"] and "buffer_size_kb" in result["message"]
         assert len(result["events"]) == 5 and result["events_truncated"] is True
         assert result["event_count"] > 5
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
+
+
+def in_order_without_gaps(traced, printed):
+    """``traced`` is a run of consecutive ticks of ``printed`` (the program's own list of its gaps)."""
+    return any(printed[start:start + len(traced)] == traced
+               for start, gap in enumerate(printed) if gap == traced[0])
 
 
 def test_window_mode_streams_trace_pipe(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                              threshold=10 ** 12, syscalls=False)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER,
+                           syscalls=False) as (proc, armed):
         raw = tmp_path / "pipe.txt"
+        ticked_before = len(proc.gaps())
         result = run_module("fleettrace.tracefs.capture", {
-            "instance": armed.instance.name, "mode": "window", "duration": 1, "raw_path": str(raw)})
+            "instance": armed.instance.name, "mode": "window", "duration": 1, "raw_path": str(raw),
+            "json_path": str(tmp_path / "window.json")})
+        ticked_after = len(proc.gaps())
         assert not result.get("failed"), result.get("msg")
         assert result["stop_reason"] == "window_elapsed"
-        hits = [e for e in result["events"] if e["event"] == "tick_gap"]
-        assert len(hits) >= 20
+        assert result["lost_events"] == 0
+        # Every event, also past max_events (a loaded machine preempts the loop: many more switches).
+        with open(str(tmp_path / "window.json")) as handle:
+            everything = json.load(handle)
+        assert len(everything["events"]) == everything["event_count"] == result["event_count"]
+        hits = [e for e in everything["events"] if e["event"] == "tick_gap"]
         assert armed.instance.tracing_on is False
+        # Against the program's own list of its ticks, not the clock (a loaded machine ticks less often):
+        # from the first traced tick to the last none is missing and none comes twice, no more were traced
+        # than it made during the task, and none was left unread in the buffer when the window closed.
+        assert hits, "no tick traced in the window"
+        traced = [e["fields"]["gap"] for e in hits]
+        assert len(traced) <= ticked_after - ticked_before
+        unread = [line for line in armed.instance.read("trace").splitlines() if line and not line.startswith("#")]
+        assert unread == [], unread[:5]
         proc.stop()
+        assert in_order_without_gaps(traced, proc.gaps()), (traced[:5], proc.gaps()[ticked_before:][:5])
         assert {e["fields"]["gap"] for e in hits} <= set(proc.gaps())
         assert raw.read_text().count(": tick_gap: ") == len(hits)
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_clear_errors_and_check_mode(tracefs, unique_name, run_module):
@@ -316,8 +252,9 @@ def test_clear_errors_and_check_mode(tracefs, unique_name, run_module):
     assert bad.get("failed") and "not allowed" in bad["msg"]
 
     inst = tracefs.instance(unique_name("cap"))
-    inst.create()
+    run = OwnedRun(tracefs, instances=[inst.name])
     try:
+        inst.create()
         empty = run_module("fleettrace.tracefs.capture", {"instance": inst.name})
         assert empty.get("failed") and "no enabled events" in empty["msg"]
 
@@ -328,15 +265,15 @@ def test_clear_errors_and_check_mode(tracefs, unique_name, run_module):
         assert "would clear the buffer" in checked["message"]
         assert inst.tracing_on is False  # check mode armed nothing
     finally:
-        inst.remove()
+        try:
+            inst.remove()
+        finally:
+            run.end()
 
 
 def test_works_with_async_and_poll(tracefs, unique_name, tick_binary, run_playbook, tmp_path):
-    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                              threshold=10 ** 12, syscalls=False)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER,
+                           syscalls=False) as (proc, armed):
         result = run_playbook("""
             - hosts: localhost
               gather_facts: false
@@ -355,18 +292,10 @@ def test_works_with_async_and_poll(tracefs, unique_name, tick_binary, run_playbo
         assert task["finished"] == 1 and task["stop_reason"] == "timeout"
         assert len(task["events"]) == 3 and task["event_count"] >= 50
         assert armed.instance.tracing_on is False
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()
 
 
 def test_stop_after_a_number_of_probe_hits(tracefs, unique_name, tick_binary, run_module, tmp_path):
-    proc = TickProcess(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    armed = None
-    try:
-        armed = ArmedInstance(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, proc.pid,
-                              threshold=10 ** 12)
+    with ticking_and_armed(tracefs, unique_name, tick_binary, tmp_path, threshold=NEVER) as (proc, armed):
         result = run_module("fleettrace.tracefs.capture", {
             "instance": armed.instance.name, "timeout": 60, "stop_after_events": 5,
             "stop_event": "%s:tick_gap" % armed.group, "poll_interval": 0.05})
@@ -376,7 +305,3 @@ def test_stop_after_a_number_of_probe_hits(tracefs, unique_name, tick_binary, ru
         hits = [e for e in result["events"] if e["event"] == "tick_gap"]
         assert 5 <= len(hits) < 60  # stopped soon after the fifth, not at the timeout
         assert result["duration"] < 30
-    finally:
-        proc.stop()
-        if armed is not None:
-            armed.remove()

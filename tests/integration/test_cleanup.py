@@ -10,6 +10,7 @@ import pytest
 
 from tests.helpers.paths import REPO, ansible_env
 from tests.helpers.armed import is_armed
+from tests.helpers.owned import OwnedRun
 
 TRACEFS = "/sys/kernel/tracing"
 
@@ -89,6 +90,9 @@ def test_cleanup_module_removes_only_what_fleettrace_owns(tracefs, run_module, u
     probe = run_module("fleettrace.tracefs.uprobe", {"binary": binary, "spec": "main", "group": group, "event": "main"})
     assert not probe.get("failed"), probe.get("msg")
     foreign = tracefs.instance(foreign_instance)
+    # A live run of this process (a killed test leaves it to its reaper); the instance without a manifest
+    # is what the module removes by name here, so it is not registered.
+    foreign_run = OwnedRun(tracefs, instances=[foreign_instance])
     try:
         tracefs.instance(owned_instance).create()
         tracefs.instance(owned_instance).event("sched", "sched_switch").set_filter("prev_state == 2")
@@ -121,6 +125,7 @@ def test_cleanup_module_removes_only_what_fleettrace_owns(tracefs, run_module, u
         for uprobe in tracefs.list_uprobes():
             if uprobe.group == group:
                 tracefs.remove_uprobe(uprobe.group, uprobe.event)
+        foreign_run.end()
 
 
 def test_capture_reaps_expired_runs_first(tracefs, unique_name, run_module):

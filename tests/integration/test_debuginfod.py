@@ -15,6 +15,7 @@ import re
 import pytest
 
 from tests.helpers import debuginfod_servers as servers
+from tests.helpers.owned import OwnedRun
 from tests.helpers.uprobe_truth import REPORT, assert_matches, program_records, trace_records
 
 import subprocess
@@ -67,6 +68,7 @@ def test_stripped_binary_resolved_from_real_debuginfod_traces_the_truth(served, 
     result = run_playbook(uprobe_play(stripped, group, [servers.down_url(), server.url], cache))
     probe = result.task("probe")
     inst = tracefs.instance(unique_name("inst"))
+    run = OwnedRun(tracefs, instances=[inst.name])
     try:
         assert not probe.get("failed"), probe.get("msg")
         assert probe["debuginfo_source"] == "debuginfod" and probe["debuginfod_server"] == server.url
@@ -84,6 +86,7 @@ def test_stripped_binary_resolved_from_real_debuginfod_traces_the_truth(served, 
     finally:
         if inst.exists():
             inst.remove()
+        run.end()
         for event in {u.event for u in tracefs.list_uprobes() if u.group == group}:
             tracefs.remove_uprobe(group, event)
     assert_matches(traced, program_records(proc.stdout, "compute"), "k", FIELDS)

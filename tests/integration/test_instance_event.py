@@ -7,6 +7,7 @@ import time
 import pytest
 
 from tests.helpers import frozen_fs
+from tests.helpers.owned import OwnedRun
 
 
 def instance_dir(tracefs, name):
@@ -182,8 +183,9 @@ def test_step4_playbook_check_apply_idempotent_and_clean(tracefs, run_playbook, 
 def test_event_filter_refused_by_kernel_quotes_error_log_and_restores(tracefs, run_module, unique_name):
     name = unique_name("badfilter")
     inst = tracefs.instance(name)
-    inst.create()
+    run = OwnedRun(tracefs, instances=[inst.name])
     try:
+        inst.create()
         ok = run_module("fleettrace.tracefs.event", {"instance": name, "event": "sched/sched_switch",
                                                      "filter": "prev_state == 2", "enabled": True})
         assert ok["changed"] is True
@@ -199,13 +201,15 @@ def test_event_filter_refused_by_kernel_quotes_error_log_and_restores(tracefs, r
         assert event.enabled
     finally:
         inst.remove()
+        run.end()
 
 
 def test_event_triggers_exact_list_and_rollback(tracefs, run_module, unique_name):
     name = unique_name("trig")
     inst = tracefs.instance(name)
-    inst.create()
+    run = OwnedRun(tracefs, instances=[inst.name])
     try:
+        inst.create()
         args = {"instance": name, "event": "sched:sched_switch",
                 "triggers": ["stacktrace if prev_state == 2", "traceoff:5 if prev_pid == 1"]}
         first = run_module("fleettrace.tracefs.event", args)
@@ -238,6 +242,7 @@ def test_event_triggers_exact_list_and_rollback(tracefs, run_module, unique_name
         assert inst.event("sched:sched_switch").triggers() == []
     finally:
         inst.remove()
+        run.end()
 
 
 @pytest.mark.parametrize("args, words", [
@@ -251,8 +256,9 @@ def test_event_triggers_exact_list_and_rollback(tracefs, run_module, unique_name
 def test_event_bad_input_clear_error(tracefs, run_module, unique_name, args, words):
     name = unique_name("badev")
     inst = tracefs.instance(name)
-    inst.create()
+    run = OwnedRun(tracefs, instances=[inst.name])
     try:
+        inst.create()
         before = [e.spec for e in inst.configured_events()]
         result = run_module("fleettrace.tracefs.event", dict(args, instance=name))
         assert result.get("failed") is True
@@ -261,6 +267,7 @@ def test_event_bad_input_clear_error(tracefs, run_module, unique_name, args, wor
         assert [e.spec for e in inst.configured_events()] == before
     finally:
         inst.remove()
+        run.end()
 
 
 def test_event_in_missing_instance(tracefs, run_module, unique_name):
@@ -273,15 +280,16 @@ def test_event_in_missing_instance(tracefs, run_module, unique_name):
 def test_instance_removal_disables_events_and_triggers_first(tracefs, run_module, unique_name):
     name = unique_name("rm")
     inst = tracefs.instance(name)
-    inst.create()
-    event = inst.event("sched:sched_switch")
-    event.set_filter("prev_state == 2")
-    event.add_trigger("stacktrace if prev_state == 2")
-    event.set_enabled(True)
-    inst.event("sched:sched_wakeup").set_enabled(True)
-    result = run_module("fleettrace.tracefs.instance", {"name": name, "state": "absent"})
-    assert result["changed"] is True
-    assert name not in tracefs.list_instances()
+    with OwnedRun(tracefs, instances=[name]):
+        inst.create()
+        event = inst.event("sched:sched_switch")
+        event.set_filter("prev_state == 2")
+        event.add_trigger("stacktrace if prev_state == 2")
+        event.set_enabled(True)
+        inst.event("sched:sched_wakeup").set_enabled(True)
+        result = run_module("fleettrace.tracefs.instance", {"name": name, "state": "absent"})
+        assert result["changed"] is True
+        assert name not in tracefs.list_instances()
 
 
 WRITER = """
@@ -328,8 +336,9 @@ def test_step4_catches_a_real_d_state_stall_with_its_stack(tracefs, run_playbook
 def test_removing_a_fired_enable_event_trigger_disables_its_target(tracefs, unique_name):
     """Kernel behaviour: the fired trigger's soft enable turns into a plain enable on removal."""
     inst = tracefs.instance(unique_name("enev"))
-    inst.create()
+    run = OwnedRun(tracefs, instances=[inst.name])
     try:
+        inst.create()
         switch, wakeup = inst.event("sched:sched_switch"), inst.event("sched:sched_wakeup")
         switch.add_trigger("enable_event:sched:sched_wakeup")
         deadline = time.time() + 5
@@ -341,3 +350,4 @@ def test_removing_a_fired_enable_event_trigger_disables_its_target(tracefs, uniq
         assert not wakeup.enabled
     finally:
         inst.remove()
+        run.end()

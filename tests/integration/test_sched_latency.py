@@ -10,8 +10,10 @@ from a busy machine.
 
 import json
 import os
+import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -21,6 +23,7 @@ import time
 import pytest
 
 from tests.helpers.frozen_fs import LoopExt4, missing_requirements
+from tests.helpers.owned import OwnedRun
 
 MODULE = "fleettrace.tracefs.sched_latency"
 
@@ -207,9 +210,12 @@ BAD_INPUT = [
 
 
 def test_bad_input_fails_clearly_and_changes_nothing(tracefs, run_playbook):
+    default = "fleettrace_sched_%s_" % re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:24]
+
     def ours():
-        # Other test runs create instances concurrently: look only at this module's default names.
-        return [name for name in tracefs.list_instances() if name.startswith("fleettrace_sched_")]
+        # Other test runs create instances concurrently (with their own instance_label): look only at
+        # the names these tasks would get (no instance, no label: the host name and the module's pid).
+        return [name for name in tracefs.list_instances() if name.startswith(default)]
     before = ours()
     # One playbook for all cases: each task is one bad input.
     play = [{"hosts": "localhost", "gather_facts": False,
@@ -226,13 +232,16 @@ def test_bad_input_fails_clearly_and_changes_nothing(tracefs, run_playbook):
 def test_an_existing_instance_is_not_taken_over(tracefs, unique_name, run_module):
     instance = unique_name("sched")
     inst = tracefs.instance(instance)
-    inst.create()
+    # Ours under another run tag: the module must refuse the name, not the tag.
+    run = OwnedRun(tracefs, instances=[instance], tag=instance + "_test")
     try:
+        inst.create()
         result = run_module(MODULE, {"duration": 1, "instance": instance})
         assert result.get("failed") and "already exists" in result["msg"], result.get("msg")
         assert inst.exists()
     finally:
         inst.remove()
+        run.end()
 
 
 HOG = textwrap.dedent("""

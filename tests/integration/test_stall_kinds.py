@@ -19,6 +19,7 @@ import time
 import pytest
 
 from tests.helpers import capture_program
+from tests.helpers.capture_program import TickLoop as Tick
 from tests.helpers.frozen_fs import LoopExt4, missing_requirements
 from tests.helpers.stall_setup import StallSetup
 
@@ -33,39 +34,6 @@ def tick_binary(tmp_path_factory, cc):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     return capture_program.build(cc, tmp_path_factory.mktemp("tick_loop"))
-
-
-class Tick:
-    """tick_loop with its printed gaps in a file; optional real-time priority and CPU."""
-
-    def __init__(self, binary, heartbeat, out_path, rtprio=None, cpu=None):
-        self.out_path = str(out_path)
-        self.out = open(self.out_path, "w")
-
-        def setup():
-            if cpu is not None:
-                os.sched_setaffinity(0, {cpu})
-            if rtprio:
-                os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(rtprio))
-        self.proc = subprocess.Popen([binary, heartbeat, "20", "0"], stdout=self.out, preexec_fn=setup)
-        self.pid = self.proc.pid
-        deadline = time.monotonic() + 10
-        while "ready" not in self._text():
-            assert self.proc.poll() is None and time.monotonic() < deadline, "tick_loop did not start"
-            time.sleep(0.01)
-
-    def _text(self):
-        with open(self.out_path) as handle:
-            return handle.read()
-
-    def gaps(self):
-        return [int(line.split()[1]) for line in self._text().splitlines() if line.startswith("gap ")]
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.out.close()
 
 
 def when_armed(setup, action):
@@ -166,7 +134,6 @@ def test_s_state_stall_in_a_pipe_write(tracefs, unique_name, tick_binary, run_mo
     tick = None
     try:
         tick = Tick(tick_binary, fifo, tmp_path / "gaps.txt")
-        tick.binary_path = tick_binary
 
         def hold_pipe_full():
             holding.set()
@@ -213,7 +180,6 @@ def test_d_state_stall_on_a_frozen_fs(tracefs, unique_name, tick_binary, run_mod
         pytest.skip(reason)
     with LoopExt4(tmp_path, size_mb=16) as fs:
         tick = Tick(tick_binary, fs.file("heartbeat"), tmp_path / "gaps.txt", rtprio=50)
-        tick.binary_path = tick_binary
         try:
             def freeze():
                 started = time.monotonic()
@@ -244,7 +210,6 @@ print(int((time.monotonic() - start) * 1e9))
 def test_runnable_stall_behind_a_higher_priority_hog(tracefs, unique_name, tick_binary, run_module, tmp_path):
     cpu = max(os.sched_getaffinity(0))
     tick = Tick(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", rtprio=10, cpu=cpu)
-    tick.binary_path = tick_binary
     hog = {}
     try:
         def run_hog():
@@ -269,7 +234,6 @@ def test_runnable_stall_behind_a_higher_priority_hog(tracefs, unique_name, tick_
 
 def test_stopped_stall_sigstop(tracefs, unique_name, tick_binary, run_module, tmp_path):
     tick = Tick(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    tick.binary_path = tick_binary
     try:
         def stop_and_continue():
             stopped_at = time.monotonic()  # taken before the stop and after the continue: it encloses both

@@ -13,6 +13,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import re
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
 import resolver_programs as programs  # noqa: E402
+from tests.helpers.owned import OwnedRun  # noqa: E402
 
 REPORT = programs.marker_line("report") - programs.decl_line("compute")
 SCALE_RESULT = programs.marker_line("scale_result") - programs.decl_line("scale")
@@ -66,6 +67,7 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
     """ % {"args": repr(args), "binary": binary, "group": group, "scale": SCALE_RESULT}
     env = {"FLEETTRACE_RESOLVER_CACHE": str(cache)}
     inst = tracefs.instance(unique_name("inst"))
+    run = OwnedRun(tracefs, instances=[inst.name])
     try:
         result = run_playbook(play, env=env)
         check = result.task("check")
@@ -116,6 +118,7 @@ def test_check_mode_present_idempotent_runtime_absent(run_playbook, tracefs, uni
               fleettrace.tracefs.uprobe: %(args)s
         """ % {"args": repr(dict(args, state="absent"))}, env=env)
         inst.remove()
+        run.end()
     assert absent.task("absent")["changed"] is True
     assert absent.task("absent again")["changed"] is False
     assert our_lines(tracefs, group) == []
@@ -174,8 +177,9 @@ def test_absent_works_when_the_binary_is_gone(run_module, tracefs, unique_name, 
     group = unique_name("grp")
     spec = "compute:%d k" % REPORT
     line = dwarf_resolver.resolve(binary, spec, group=group)["definitions"][0]
-    tracefs.add_uprobe(line)
+    run = OwnedRun(tracefs, groups=[group])
     try:
+        tracefs.add_uprobe(line)
         os.unlink(binary)                  # upgraded or removed: no DWARF to resolve any more
         gone = run_module("fleettrace.tracefs.uprobe", {"binary": binary, "spec": spec, "group": group,
                                                         "state": "absent"})
@@ -185,3 +189,4 @@ def test_absent_works_when_the_binary_is_gone(run_module, tracefs, unique_name, 
     finally:
         for left in our_lines(tracefs, group):
             tracefs.remove_uprobe(group, left.split()[0].split("/")[1])
+        run.end()

@@ -14,6 +14,7 @@ import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import UprobeDefinition
+from tests.helpers.owned import OwnedRun
 from tests.helpers.uprobe_truth import LIB_REPORT, REPORT, assert_matches, program_records, programs, trace_records
 
 
@@ -29,6 +30,7 @@ def trace_run(tracefs, unique_name, binary, spec, argv, definitions=None, **reso
     lines = definitions(group) if definitions else resolution["definitions"]
     inst = tracefs.instance(unique_name("inst"))
     added = []
+    run = OwnedRun(tracefs, instances=[inst.name], groups=[group])
     try:
         inst.create()
         for line in lines:
@@ -42,9 +44,12 @@ def trace_run(tracefs, unique_name, binary, spec, argv, definitions=None, **reso
                               check=True, timeout=60)
         text = inst.read("trace")
     finally:
-        for event in added:
-            tracefs.remove_uprobe(group, event)
-        inst.remove()
+        try:
+            for event in added:
+                tracefs.remove_uprobe(group, event)
+            inst.remove()
+        finally:
+            run.end()
     return resolution, proc.stdout, trace_records(text)
 
 

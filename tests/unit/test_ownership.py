@@ -3,6 +3,7 @@ proves the reaper on the real tracefs)."""
 
 import os
 import subprocess
+import sys
 import time
 
 import pytest
@@ -133,6 +134,55 @@ def test_a_run_over_per_task_sessions_lives_while_its_modules_work(tmp_path, me,
     # A persistent run (the default) ignores holders once its owner is gone: the controller died.
     assert ownership.expired(dict(manifest, persistent=True), now=later) == "owner gone, lease expired"
     assert ownership.touch(["fleettrace_other"], runs) == []
+
+
+def test_own_records_this_process_with_no_lease(tmp_path):
+    fs = Tracefs(make_fake_tracefs(str(tmp_path / "tracefs")))
+    runs = str(tmp_path / "runs")
+    before = time.time()
+    manifest = ownership.own(fs, "fleettrace_r4_h", 30, instances=["fleettrace_r4_h"], what="test process",
+                             runs_dir=runs, spawn=False)
+    assert manifest["owner"]["pid"] == os.getpid() and ownership.alive(manifest["owner"])
+    assert manifest["owner"]["what"].startswith("test process %d" % os.getpid())
+    assert manifest["lease"] == 0.0
+    assert before + 30 + ownership.MODULE_RUN_MARGIN <= manifest["deadline"] <= time.time() + 30 + ownership.MODULE_RUN_MARGIN
+    assert ownership.expired(manifest) is None
+    assert ownership.expired(dict(manifest, owner=dict(manifest["owner"], start=-1))) == "owner gone, lease expired"
+    assert ownership.finish(fs, "fleettrace_r4_h", manifest["nonce"], runs_dir=runs)[1] == []
+
+
+OWNER = """
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
+ownership.own(Tracefs(sys.argv[2]), "fleettrace_r5_h", 60, runs_dir=sys.argv[3])
+print("owned", flush=True)
+time.sleep(120)
+"""
+
+
+def test_sigkill_of_the_owner_ends_its_run_at_once(tmp_path):
+    """The reaper ``own`` starts sees its owner SIGKILLed and ends the run (well before lease or deadline)."""
+    from tests.helpers.paths import COLLECTIONS
+    root = make_fake_tracefs(str(tmp_path / "tracefs"))
+    runs = str(tmp_path / "runs")
+    owner = subprocess.Popen([sys.executable, "-c", OWNER, COLLECTIONS, root, runs], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout.readline().strip() == "owned"
+        manifest = ownership.load("fleettrace_r5_h", runs)
+        assert manifest["owner"]["pid"] == owner.pid
+        deadline = time.monotonic() + 10
+        while ownership.load("fleettrace_r5_h", runs)["reaper"] is None:
+            assert time.monotonic() < deadline, "no reaper registered"
+            time.sleep(0.05)
+    finally:
+        owner.kill()
+        owner.wait()
+    deadline = time.monotonic() + 30
+    while ownership.load("fleettrace_r5_h", runs) is not None:
+        assert time.monotonic() < deadline, "the run outlived its SIGKILLed owner"
+        time.sleep(0.05)
 
 
 def test_top_level_triggers_aimed_at_a_runs_group_are_found_only_for_runs_with_groups(tmp_path):

@@ -438,6 +438,18 @@ def forget(tag, runs_dir=RUNS_DIR):
 MODULE_RUN_MARGIN = 60.0
 
 
+def own(fs, tag, seconds, instances=(), groups=(), what="module process", runs_dir=RUNS_DIR, spawn=True):
+    """This process owns ``instances``/``groups`` for at most ``seconds`` (plus a margin); return the manifest.
+
+    Lease 0: the moment it dies, SIGKILL included, its reaper removes them.  For
+    whatever creates and removes its own objects in one process: a module, a
+    test, a benchmark.  End it with ``finish(fs, tag, manifest["nonce"])``.
+    """
+    me = process(os.getpid(), "%s %d (%s)" % (what, os.getpid(), _comm(os.getpid())))
+    return start(fs, tag, instances, groups, deadline=seconds + MODULE_RUN_MARGIN, lease=0.0, owner=me,
+                 runs_dir=runs_dir, spawn=spawn)
+
+
 @contextlib.contextmanager
 def module_run(fs, tag, seconds, instances=(), groups=(), runs_dir=RUNS_DIR):
     """The calling module process owns ``instances``/``groups`` for at most ``seconds``.
@@ -447,9 +459,7 @@ def module_run(fs, tag, seconds, instances=(), groups=(), runs_dir=RUNS_DIR):
     owner gone and removes them at once; a normal end removes what is left.
     """
     reap_expired_quietly(fs, runs_dir)
-    me = process(os.getpid(), "module process %d (%s)" % (os.getpid(), _comm(os.getpid())))
-    manifest = start(fs, tag, instances, groups, deadline=seconds + MODULE_RUN_MARGIN, lease=0.0, owner=me,
-                     runs_dir=runs_dir)
+    manifest = own(fs, tag, seconds, instances, groups, runs_dir=runs_dir)
     try:
         yield manifest
     finally:

@@ -20,6 +20,9 @@ INTEGER_KINDS = ("scalar", "pointer", "char_ptr", "struct_ptr")
 HEADERS = {"zlib": "zlib", "lz4": "lz4/lib", "xz": "xz/src/liblzma/api"}
 _HIT = re.compile(r"^\s*\S+-(?P<pid>\d+)\s+\[\d+\].*?\s(?P<event>[\w]+): \(0x[0-9a-f]+\)(?P<args>.*)$")
 _KV = re.compile(r"(\w+)=(\S+)")
+DRIVER_TIMEOUT = 60
+# How long the probes of one judge_many may live (the driver, then reading and removing them).
+RUN_SECONDS = 4 * DRIVER_TIMEOUT
 
 
 def build_driver(cc, root, label, directory):
@@ -106,6 +109,9 @@ def judge_many(fs, token, binary, driver, items, index=0):
     verdicts = [{"ours": "none", "perf": "none", "hits": 0, "detail": [], "wrong_args": {"ours": [], "perf": []},
                  "refused": set(), "seen": {"ours": [0, 0], "perf": [0, 0]}} for _item in items]
     added = []
+    # Recorded before anything is created: a killed test or benchmark leaves no probe behind.
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+    run = ownership.own(fs, group, RUN_SECONDS, instances=[group], groups=[group], what="runtime truth")
     try:
         for j, (lines, _kinds) in enumerate(plans):
             for line in lines:
@@ -124,7 +130,8 @@ def judge_many(fs, token, binary, driver, items, index=0):
         # first when ours or perf's probe sits on the same address.
         for event in sorted(added, key=lambda e: e.startswith("t")):
             instance.event(group, event).set_enabled(True)
-        subprocess.run([driver], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=False)
+        subprocess.run([driver], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=DRIVER_TIMEOUT,
+                       check=False)
         for event in added:
             instance.event(group, event).set_enabled(False)
         text = instance.read("trace")
@@ -134,7 +141,12 @@ def judge_many(fs, token, binary, driver, items, index=0):
                 fs.remove_uprobe(group, event)
             except Exception:  # noqa: BLE001 - remove the rest even if one fails
                 pass
-        instance.remove()
+        try:
+            instance.remove()
+        finally:
+            errors = ownership.finish(fs, group, run["nonce"])[1]
+        if errors:
+            raise RuntimeError("could not remove %s: %s" % (group, "; ".join(errors)))
     last_truth, first = {}, set()
     for row in text.splitlines():
         match = _HIT.match(row)
