@@ -69,6 +69,12 @@ def test_start_refuses_a_live_duplicate_and_foreign_names(tmp_path, me):
     with pytest.raises(ownership.OwnershipError, match="without a run manifest"):
         ownership.start(fs, "fleettrace_r2_h", instances=["fleettrace_theirs"], deadline=60, owner=me,
                         runs_dir=runs, spawn=False)
+    # An object another run's manifest lists under another tag: that run is named, with how to end it.
+    os.mkdir(str(tmp_path / "tracefs" / "instances" / "fleettrace_r1_h"))
+    with pytest.raises(ownership.OwnershipError, match=r"already belongs to run fleettrace_r1_h .*force: \[fleettrace_r1_h\]"):
+        ownership.start(fs, "fleettrace_r3_h", instances=["fleettrace_r1_h"], deadline=60, owner=me,
+                        runs_dir=runs, spawn=False)
+    os.rmdir(str(tmp_path / "tracefs" / "instances" / "fleettrace_r1_h"))   # a fake tree: no files to undo
     done, errors = ownership.finish(fs, "fleettrace_r1_h", first["nonce"], runs_dir=runs)
     assert done["tag"] == "fleettrace_r1_h" and errors == []
     assert ownership.load("fleettrace_r1_h", runs) is None

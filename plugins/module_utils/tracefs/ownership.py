@@ -202,6 +202,14 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
         present = set(fs.list_instances()) | {u.group for u in fs.list_uprobes()}
         taken = sorted((set(instances) | set(groups)) & present)
         if taken:
+            owners = [m for m in list_runs(runs_dir) if set(taken) & (set(m["objects"].get("instances", []))
+                                                                       | set(m["objects"].get("groups", [])))]
+            if owners:
+                raise OwnershipError(
+                    "%s already belong%s to %s. Choose another run id; a live run ends by itself, and "
+                    "fleettrace.tracefs.cleanup force: [%s] removes it now"
+                    % (", ".join(taken), "s" if len(taken) == 1 else "", "; ".join(describe(m, now) for m in owners),
+                       ", ".join(m["tag"] for m in owners)))
             raise OwnershipError(
                 "%s already exist%s in tracefs without a run manifest: another tool or an older fleettrace "
                 "run owns them. Choose another run id, or remove them by name with fleettrace.tracefs.cleanup "
