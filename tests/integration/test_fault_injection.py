@@ -121,8 +121,18 @@ def start_diagnose(binary, tmp_path, run_id, timeout_s, inventory=None, env=None
     extra = {"ANSIBLE_REMOTE_TMP": str(tmp_path / "remote_tmp"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "local_tmp"),
              "ANSIBLE_PIPELINING": "False"}
     extra.update(env or {})
-    return subprocess.Popen(cmd, cwd=REPO, env=ansible_env(extra), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    # The play's output, for the message when a run never gets where the test waits for it.
+    with open(str(tmp_path / "play.log"), "w") as log:
+        return subprocess.Popen(cmd, cwd=REPO, env=ansible_env(extra), stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def play_log(tmp_path, tail=4000):
+    try:
+        with open(str(tmp_path / "play.log"), errors="replace") as handle:
+            return handle.read()[-tail:]
+    except OSError:
+        return "(no play.log)"
 
 
 def probe_installed(run_id):
@@ -287,7 +297,7 @@ def test_dropped_ssh_connection_restores_the_node(loopback_sshd, ticking_daemon,
         deadline = time.time() + 300
         while not is_armed(run_id) and playbook.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        assert is_armed(run_id), "never armed"
+        assert is_armed(run_id), "never armed:\n" + play_log(tmp_path)
         masters = modules_of(control, "ssh")
         assert masters, "no ssh master of ours"
         for pid in masters:
