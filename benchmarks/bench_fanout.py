@@ -151,7 +151,7 @@ def main():
             row["runs"] = runs
             rows.append(row)
             cells = (count, row["wall_s"], row["window_s"], row["outside_window_s"], row["controller_cpu_s"],
-                      row["controller_cpu_s_per_host"], row["node_cpu_s_per_host"])
+                     row["controller_cpu_s_per_host"], row["node_cpu_s_per_host"])
             print("%6d %8.2f %9.2f %11.2f %10.2f %13.3f %14.3f" % cells)
             sys.stdout.flush()
         if rows[0]["outside_window_s"]:

@@ -202,8 +202,8 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
         present = set(fs.list_instances()) | {u.group for u in fs.list_uprobes()}
         taken = sorted((set(instances) | set(groups)) & present)
         if taken:
-            owners = [m for m in list_runs(runs_dir) if set(taken) & (set(m["objects"].get("instances", []))
-                                                                       | set(m["objects"].get("groups", [])))]
+            owners = [m for m in list_runs(runs_dir)
+                      if set(taken) & set(m["objects"].get("instances", []) + m["objects"].get("groups", []))]
             if owners:
                 raise OwnershipError(
                     "%s already belong%s to %s. Choose another run id; a live run ends by itself, and "
