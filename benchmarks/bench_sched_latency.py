@@ -76,9 +76,20 @@ exec "$@"
 """
 
 
+def die_with_parent():
+    """In the child: SIGINT when the benchmark dies, so a killed run leaves no tracer running.
+
+    SIGINT, not SIGKILL: trace-cmd then stops its per-CPU recorders itself (killed outright, it
+    leaves them reading the instance forever) and a collector's ``finally`` removes its instance.
+    """
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+
+
 def run_tree(cmd, **kwargs):
     """Start ``cmd``; return a handle whose wait() gives (rc, cpu seconds of the whole tree)."""
-    proc = subprocess.Popen(cmd, **kwargs)
+    proc = subprocess.Popen(cmd, preexec_fn=die_with_parent, **kwargs)
 
     def wait():
         _pid, status, usage = os.wait4(proc.pid, 0)
@@ -141,7 +152,7 @@ def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections,
         for event in events:
             tc_cmd += ["-e", "sched:%s" % event]
         tc_cmd += ["sleep", str(seconds)]
-        tc = run_tree(tc_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+        tc = run_tree(tc_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, cwd=workdir)
         tc_out = tc.stdout.read()
         tc_rc, tc_cpu = tc.wait_tree()
         outputs = {}

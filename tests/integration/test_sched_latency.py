@@ -237,7 +237,9 @@ def test_an_existing_instance_is_not_taken_over(tracefs, unique_name, run_module
     try:
         inst.create()
         result = run_module(MODULE, {"duration": 1, "instance": instance})
-        assert result.get("failed") and "already exists" in result["msg"], result.get("msg")
+        # The refusal names the run that holds the name and how to end it.
+        assert result.get("failed") and "already belongs to run %s_test" % instance in result["msg"], result.get("msg")
+        assert "force: [%s_test]" % instance in result["msg"]
         assert inst.exists()
     finally:
         inst.remove()
