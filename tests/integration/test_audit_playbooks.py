@@ -52,8 +52,11 @@ def test_gate_passes_with_generous_thresholds_and_fails_with_tiny_ones(run_playb
 def test_audit_in_check_mode_traces_and_writes_nothing(run_playbook, run_token, tmp_path):
     result = run_playbook(AUDIT, check=True, extra_vars=audit_vars(run_token, tmp_path / "check"))
     assert result.rc == 0, result.stdout[-3000:]
-    plan = result.task("fleettrace.tracefs.sched_audit : Show what each host would trace (check mode)")
+    plan = result.task("fleettrace.tracefs.sched_audit : Trace the window on every host at once, seconds 2")
     assert any("sched_switch/enable" in line for line in plan["plan"])
+    assert "check mode: nothing traced" in plan["msg"]
+    shown = result.task("fleettrace.tracefs.sched_audit : Show each host's result (in check mode, what it would trace)")
+    assert shown["msg"] == [plan["msg"]]
     assert not (tmp_path / "check").exists()
 
 
