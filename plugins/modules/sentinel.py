@@ -271,10 +271,10 @@ def main():
                              message=document["message"])
         outcome = control.disarm(fs, p["spool_dir"], label, p["textfile_dir"], keep_spool=p["keep_spool"],
                                  check_mode=module.check_mode)
-        module.exit_json(status=document["sentinel"]["status"], result=document,
-                         message="%s; disarmed: watcher %s, spool %s" % (
-                             document["message"], outcome["stopped"], "removed" if outcome["spool_removed"] else "kept"),
-                         **dict(outcome, label=label))
+        if outcome["changed"] and not module.check_mode:
+            collect.disarmed(document, outcome)
+        module.exit_json(status=document["sentinel"]["status"], result=document, message=document["message"],
+                         **outcome)
     except (validate.ValidationError, TracefsError, ownership.OwnershipError, OSError) as exc:
         module.fail_json(msg="sentinel %s (%s): %s" % (p["label"], p["state"], getattr(exc, "message", None) or exc),
                          changed=False)

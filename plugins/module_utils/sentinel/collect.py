@@ -170,3 +170,14 @@ def message(doc):
     if ended.get("message"):
         text += "; %s" % ended["message"]
     return text
+
+
+def disarmed(doc, outcome):
+    """The collected document, told that the sentinel was disarmed right after."""
+    s = doc["sentinel"]
+    if s["alive"]:
+        s.update(status="disarmed", alive=False, ended=True,
+                 ended_by={"why": "disarmed", "message": "disarmed (sentinel_state=absent)", "at": time.time()})
+    doc["message"] = message(doc) + "; disarmed: watcher %s, spool %s" % (
+        outcome["stopped"], "removed" if outcome["spool_removed"] else "kept")
+    return doc

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Arm and disarm a sentinel on this node: what the ``sentinel`` module does, under the label's lock.
 
-Arming records the run (``ownership.start``, kind ``sentinel``: its exact
+Arming records the run (``ownership.start``, kind ``watcher``: its exact
 instances and probe group, owned by this module process for the setup, with a
 lease) before anything is created, applies the setup plan all-or-nothing,
 writes the session, starts the watcher and waits (bounded) until it says it
@@ -89,7 +89,7 @@ def arm(fs, settings, force=False, check_mode=False):
         plan = arming.plan(fs, settings, checked, stop)
         manifest = ownership.start(fs, tag, instances=[settings.names[k] for k in ("instance", "bell", "latency")],
                                    groups=[settings.names["group"]], deadline=settings.duration + settings.deadline_margin,
-                                   lease=SETUP_LEASE, run_id=tag, kind=ownership.SENTINEL_KIND,
+                                   lease=SETUP_LEASE, run_id=tag, kind=ownership.WATCHER_KIND,
                                    details={"label": settings.label, "spool": spool.dir})
         try:
             plan.apply()

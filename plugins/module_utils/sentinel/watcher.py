@@ -407,11 +407,14 @@ class Watcher:
         self.bell_fd = self.target_fd = self.reaper_fd = None
         manifest = ownership.load(self.tag)
         try:
-            _manifest, failed = ownership.finish(self.fs, self.tag, self.nonce)
-            errors += failed
-        except ownership.OwnershipError as exc:
+            if manifest is not None and manifest.get("nonce") == self.nonce:
+                errors += ownership.finish(self.fs, self.tag, self.nonce)[1]
+            else:   # its manifest went away under it: its own names are still its own to remove
+                errors += objects.remove_own(self.fs, self.settings)
+        except (ownership.OwnershipError, OSError) as exc:
             errors.append(str(exc))
-        ownership.stop_reaper(manifest)
+        if manifest is not None and manifest.get("nonce") == self.nonce:
+            ownership.stop_reaper(manifest)
         if self.state.get("target", {}).get("alive") is not False and self.state.get("pids"):
             self.state["pids"][-1].update(until=time.time(), why="sentinel ended")
         self.state.update(status=why, ended={"at": time.time(), "why": why, "message": message, "errors": errors},

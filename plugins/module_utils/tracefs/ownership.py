@@ -45,7 +45,7 @@ REAPER_POLL = 0.5
 REAPER_RETRY_FOR = 60.0
 MAX_MANIFEST_BYTES = 1 << 20
 REAPER_COMM = "fleettrace-reap"
-RUN_KIND, SENTINEL_KIND = "run", "sentinel"
+RUN_KIND, WATCHER_KIND = "play", "watcher"
 # A long-lived run's reaper waits on its owner's pidfd and looks at the clock this rarely (``stop_reaper``).
 LONG_LIVED_POLL = 60.0
 
@@ -181,8 +181,8 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
 
     A live run with the same tag is refused; an expired one is reaped first.
     Objects that already exist without belonging to this tag are refused too:
-    they are somebody else's.  ``kind``: ``run`` (ends with its play) or
-    ``sentinel`` (long-lived: owned by a watcher process, see ``transfer``);
+    they are somebody else's.  ``kind``: ``play`` (ends with its play) or
+    ``watcher`` (long-lived: a sentinel's watcher owns it, see ``transfer``);
     ``details``: facts about it for ``cleanup`` (a sentinel's label and watcher).
     """
     tag_of(tag)
@@ -454,7 +454,7 @@ def _reaper_loop(tag, runs_dir):
                 return
             time.sleep(1.0)
             continue
-        poll = LONG_LIVED_POLL if manifest.get("kind") == SENTINEL_KIND and pidfd is not None else REAPER_POLL
+        poll = LONG_LIVED_POLL if manifest.get("kind") == WATCHER_KIND and pidfd is not None else REAPER_POLL
         wait = max(0.05, min(poll, manifest["deadline"] - now))
         if pidfd is not None and alive(manifest["owner"]):
             select.select([pidfd], [], [], wait)    # readable the moment the owner exits
