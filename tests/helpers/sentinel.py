@@ -6,6 +6,7 @@ and its label carries the run token, so its tracefs names do too.
 """
 
 import glob
+import itertools
 import json
 import os
 import random
@@ -20,6 +21,7 @@ from tests.helpers.paths import REPO, VENV_BIN, ansible_env
 PLAYBOOK = os.path.join(REPO, "playbooks", "sentinel-corosync.yml")
 TRACEFS = "/sys/kernel/tracing"
 PREFIX = "fleettrace_sentinel_"
+_COUNTER = itertools.count(1)
 
 
 def wait_for(predicate, timeout, interval=0.2, what="condition"):
@@ -93,6 +95,34 @@ class Node:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                               timeout=timeout, check=False)
         return proc.returncode, proc.stdout
+
+    def module(self, name, args, check=False, timeout=300):
+        """Run one module through Ansible on localhost; its result dict (failures included, ``failed`` set)."""
+        play = [{"hosts": "localhost", "gather_facts": False,
+                 "tasks": [{"name": "the module", name: args, "ignore_errors": True}]}]
+        path = os.path.join(os.path.dirname(self.inventory), "module-%d.yml" % next(_COUNTER))
+        with open(path, "w") as handle:
+            handle.write(json.dumps(play) + "\n")
+        env = ansible_env({"ANSIBLE_STDOUT_CALLBACK": "test_json",
+                           "ANSIBLE_CALLBACK_PLUGINS": os.path.join(REPO, "tests", "callback_plugins")})
+        proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.inventory, path]
+                              + (["--check"] if check else []), cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, timeout=timeout, check=False)
+        data = json.loads(proc.stdout[proc.stdout.index("{"):])
+        return data["plays"][0]["tasks"][0]["hosts"]["localhost"]
+
+    def sentinel(self, state="armed", check=False, **args):
+        """The sentinel module on this test's label and files."""
+        args = dict(args, state=state, label=self.label, spool_dir=self.spool_root, textfile_dir=self.textfile_dir,
+                    syslog_socket=self.syslog.path)
+        return self.module("fleettrace.tracefs.sentinel", args, check=check)
+
+    def resolve(self, binary, spec):
+        """The definition of ``spec`` in ``binary`` (uprobe in check mode: nothing written): (lines, build_id)."""
+        result = self.module("fleettrace.tracefs.uprobe", {"binary": binary, "spec": spec, "group": "fleettrace_resolved",
+                                                           "event": "tick"}, check=True)
+        assert not result.get("failed"), result
+        return result["definitions"], result["build_id"]
 
     def state(self):
         try:
