@@ -18,7 +18,6 @@ Cleanup (triggers, filters, events, rmdir) runs in ``close()``; callers use
 import errno
 import gc
 import os
-import platform
 import re
 import socket
 import time
@@ -94,8 +93,8 @@ def host_facts(tracefs):
         "hostname": socket.gethostname(),
         "cpu_count": os.cpu_count(),
         "online_cpus": len(online_cpus(tracefs.root)),
-        "kernel": platform.release(),
-        "kernel_version": platform.version(),
+        "kernel": os.uname().release,      # what platform.release() gives, without importing it
+        "kernel_version": os.uname().version,
         "sched_rt_runtime_us": _read_int("/proc/sys/kernel/sched_rt_runtime_us"),
         "sched_rt_period_us": _read_int("/proc/sys/kernel/sched_rt_period_us"),
         "tracing_features": features,
@@ -191,8 +190,7 @@ class SchedCollector:
             event = inst.event("sched", name)
             plan.write(inst.path("events/sched", name, "enable"), "1",
                        _setter(event.set_enabled, True), _setter(event.set_enabled, False))
-        plan.write(inst.path("tracing_on"), "1", lambda: inst.set_tracing_on(True),
-                   lambda: inst.set_tracing_on(False))
+        plan.write(inst.path("tracing_on"), "1", self._start_window, lambda: inst.set_tracing_on(False))
         return plan
 
     def plan_commands(self):
@@ -219,13 +217,14 @@ class SchedCollector:
         if self.instance.exists():
             raise TracefsError("%s already exists: another run uses it; choose another instance name"
                                % self.instance.label)
-        plan = self.plan()
-        tracing_on = plan.steps.pop()   # tracing starts once the spool is open
-        plan.apply()
+        self.plan().apply()
+
+    def _start_window(self):
+        """The plan's last step: decoders from the instance's formats, the spool open, then tracing on."""
         self._build_decoders()
         self.spool = page_spool.PageSpool(self.instance.path(), per_cpu.online_cpus(self.tracefs.root),
                                           directory=self.spool_dir, max_bytes=self.max_spool_bytes)
-        tracing_on.do()
+        self.instance.set_tracing_on(True)
 
     def _build_decoders(self):
         self.layout, self.decoders, self.kinds = build_decoders(
@@ -449,7 +448,10 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
         collector.close()
     cpu_end = os.times()
     analyzer.finish()
-    symbols = sched_analysis.KernelSymbols() if analyzer.longest_d else None
+    symbols = None
+    if analyzer.watched.longest_d:
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
+        symbols = elf_symbols.KernelSymbols()   # only now: reading /proc/kallsyms is not free
     facts_by_pid = {}
     for pid, item in task_facts_before.items():
         facts_by_pid[pid] = {k: v for k, v in item.items() if k in ("policy", "rtprio", "nice", "prio", "class")}
