@@ -25,3 +25,21 @@ def clean_env(home, path_first):
     """A minimal environment: no ANSIBLE_* or venv of ours leaks into a tool that brings its own."""
     return {"HOME": str(home), "PATH": os.pathsep.join([path_first, "/usr/sbin", "/usr/bin", "/sbin", "/bin"]),
             "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def promtool_problems(text):
+    """What ``promtool check metrics`` says about a .prom text: [] when it is clean (exit 0, no lint)."""
+    return promtool_problems_of({"text": text})["text"]
+
+
+def promtool_problems_of(texts):
+    """``promtool_problems`` of each of ``{name: text}``, the promtools running side by side (each takes ~2 s)."""
+    promtool = tool_path("promtool", must_exist=None)
+    procs = {name: subprocess.Popen([promtool, "check", "metrics"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True) for name in texts}
+    found = {}
+    for name, proc in procs.items():
+        output, _ = proc.communicate(texts[name], timeout=120)
+        said = [line for line in output.splitlines() if line.strip()]
+        found[name] = said if said or proc.returncode == 0 else ["exit %d" % proc.returncode]
+    return found
