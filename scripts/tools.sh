@@ -8,8 +8,15 @@
 #   prometheus-VERSION/promtool  promtool from Debian's prometheus package, extracted
 #                              without installing the service (tests: .prom files)
 #
+# and, world-readable in $FLEETTRACE_SHARED_TOOLS (default /var/cache/fleettrace):
+#
+#   unprivileged-controller-KEY/  venv of Debian's python3 with ansible-core and requirements.txt at
+#                              requirements-dev.txt's pins, for a controller run as an unprivileged
+#                              user (tests/integration/test_controller_without_tracefs.py)
+#
 #   scripts/tools.sh           install what is missing (scripts/setup.sh calls it)
-#   scripts/tools.sh path NAME print the path of one tool (galaxy-importer, docs-site, promtool)
+#   scripts/tools.sh path NAME print the path of one tool (galaxy-importer, docs-site, promtool,
+#                              unprivileged-controller)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,9 +27,13 @@ GALAXY_IMPORTER_VERSION=0.4.44
 DOCS_SITE_REQUIREMENTS=(antsibull-docs==2.28.0 "sphinx>=7,<9" "sphinx-ansible-theme>=0.10,<1" "myst-parser>=2,<5")
 DOCS_SITE_KEY=$(printf '%s\n' "${DOCS_SITE_REQUIREMENTS[@]}" | md5sum | cut -c1-8)
 PROMETHEUS_DEB=prometheus
+SHARED=${FLEETTRACE_SHARED_TOOLS:-/var/cache/fleettrace}
 
 galaxy_importer_dir() { echo "$TOOLS/galaxy-importer-$GALAXY_IMPORTER_VERSION"; }
 docs_site_dir() { echo "$TOOLS/docs-site-$DOCS_SITE_KEY"; }
+unprivileged_controller_dir() {
+  echo "$SHARED/unprivileged-controller-$(cat requirements.txt requirements-dev.txt | md5sum | cut -c1-8)"
+}
 promtool_path() {
   local version
   version=$(apt-cache policy "$PROMETHEUS_DEB" 2>/dev/null | sed -n 's/^ *Candidate: \([^ ]*\)$/\1/p' | tr -c 'A-Za-z0-9.+~\n-' _)
@@ -56,6 +67,18 @@ install_promtool() {
   rm -rf "$work"
 }
 
+install_unprivileged_controller() {
+  local dir pins
+  dir=$(unprivileged_controller_dir)
+  install -d -m 0755 "$SHARED"
+  pins=$(mktemp)
+  grep -E '^[A-Za-z0-9_.-]+==' requirements-dev.txt | sed 's/ *#.*//' > "$pins"
+  # Debian's interpreter (under /usr, readable by everyone), not ours under /root.
+  PYTHON=/usr/bin/python3 venv "$dir" ansible-core -r requirements.txt -c "$pins"
+  rm -f "$pins"
+  chmod -R a+rX "$dir"
+}
+
 case "${1:-install}" in
   install)
     mkdir -p "$TOOLS"
@@ -67,6 +90,10 @@ case "${1:-install}" in
       echo "tools: antsibull-docs and Sphinx for the docs site"
       venv "$(docs_site_dir)" "${DOCS_SITE_REQUIREMENTS[@]}"
     fi
+    if [ ! -f "$(unprivileged_controller_dir)/.complete" ]; then
+      echo "tools: a controller venv an unprivileged user can run"
+      install_unprivileged_controller
+    fi
     if [ ! -x "$(promtool_path)" ]; then
       echo "tools: promtool from Debian's $PROMETHEUS_DEB package"
       install_promtool
@@ -77,7 +104,8 @@ case "${1:-install}" in
       galaxy-importer) galaxy_importer_dir ;;
       docs-site) docs_site_dir ;;
       promtool) promtool_path ;;
-      *) echo "tools.sh: unknown tool $2 (galaxy-importer, docs-site, promtool)" >&2; exit 2 ;;
+      unprivileged-controller) unprivileged_controller_dir ;;
+      *) echo "tools.sh: unknown tool $2 (galaxy-importer, docs-site, promtool, unprivileged-controller)" >&2; exit 2 ;;
     esac
     ;;
   *) echo "usage: $0 [install | path galaxy-importer|docs-site|promtool]" >&2; exit 2 ;;
