@@ -24,7 +24,7 @@ import re
 import select
 import time
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (
     TraceParser, user_stack_addresses)
@@ -97,7 +97,7 @@ class EventSink:
         self._elf_cache = {}
         self._json = None
         if json_path:
-            self._json = open(json_path, "w")
+            self._json = bounded.open_output(json_path, "json_path")
             self._json.write('{"events": [')
 
     def add(self, record):
@@ -150,7 +150,7 @@ def read_trace(path, sink, raw_path=None):
     line is copied to that file as it is read.
     """
     parser = TraceParser(keep_events=False, on_event=sink.add)
-    raw = open(raw_path, "w") if raw_path else None
+    raw = bounded.open_output(raw_path, "raw_path") if raw_path else None
     try:
         with open(path) as handle:
             for line in handle:
@@ -282,7 +282,7 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
     if sink is None:
         sink = EventSink()
     parser = TraceParser(keep_events=False, on_event=sink.add)
-    raw = open(raw_path, "w") if raw_path else None
+    raw = bounded.open_output(raw_path, "raw_path") if raw_path else None
     pending = [""]
     stop_reason = STOP_WINDOW
     counted = [0]
@@ -446,6 +446,6 @@ def symbolize_user_stacks(events, pid_alive=procfs.process_alive, elf_cache=None
 
 
 def write_json(path, result):
-    with open(path, "w") as handle:
+    with bounded.open_output(path, "json_path") as handle:
         json.dump(result, handle, indent=1, sort_keys=True)
         handle.write("\n")
