@@ -118,9 +118,9 @@ class Node:
         return self.module("fleettrace.tracefs.sentinel", args, check=check)
 
     def resolve(self, binary, spec):
-        """The definition of ``spec`` in ``binary`` (uprobe in check mode: nothing written): (lines, build_id)."""
-        result = self.module("fleettrace.tracefs.uprobe", {"binary": binary, "spec": spec, "group": "fleettrace_resolved",
-                                                           "event": "tick"}, check=True)
+        """The definition of ``spec`` in ``binary`` (probe_info resolves it, nothing is written): (lines, build_id)."""
+        result = self.module("fleettrace.tracefs.probe_info", {"binary": binary, "spec": spec, "resolve": True,
+                                                               "group": "fleettrace_resolved", "event": "tick"})
         assert not result.get("failed"), result
         return result["definitions"], result["build_id"]
 
