@@ -20,6 +20,9 @@ description:
   - Removal matches names exactly; triggers and filters first, then events are disabled, instances removed, probes
     removed. One item the kernel refuses to remove does not stop the others; the task fails afterwards and names each.
   - The global tracing state is never reset.
+  - A sentinel (M(fleettrace.tracefs.sentinel)) is a live run of kind C(watcher), listed in RV(sentinels). Named in
+    O(force), its watcher is stopped first (SIGTERM, then it removes its own objects; SIGKILL after 30 s, then its
+    objects are removed here), so its spool records how it ended.
 author:
   - fleettrace developers (@fleettrace)
 options:
@@ -113,6 +116,13 @@ live:
   returned: always
   type: list
   elements: str
+sentinels:
+  description:
+    - The sentinels on the node (runs of kind C(watcher)), each with C(tag), C(label), C(watcher) (pid), C(alive),
+      C(deadline) (Unix time) and, when forced, C(stopped) (how its watcher ended).
+  returned: always
+  type: list
+  elements: dict
 commands:
   description: The removals as shell commands.
   returned: always
@@ -122,6 +132,7 @@ commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import running as sentinel_running
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import (
     as_result, find_leftovers, legacy_match, plan_removal)
@@ -162,8 +173,12 @@ def main():
     pick = None
     if params["name_contains"] or params["names"]:
         pick = legacy_match(params["prefix"], params["name_contains"], params["names"])
-    chosen, live, owned = [], [], set()
+    chosen, live, owned, sentinels = [], [], set(), []
     for manifest in runs:
+        if manifest.get("kind") == ownership.WATCHER_KIND:
+            sentinels.append({"tag": manifest["tag"], "label": (manifest.get("details") or {}).get("label"),
+                              "watcher": manifest["owner"]["pid"], "alive": ownership.alive(manifest["owner"]),
+                              "deadline": manifest["deadline"], "manifest": manifest})
         names = set(manifest["objects"]["instances"]) | set(manifest["objects"]["groups"])
         owned |= names
         why = ownership.expired(manifest)
@@ -187,7 +202,13 @@ def main():
     plan = plan_removal(fs, found)
     removed = as_result(found)
     changed = bool(plan) or bool(chosen)
-    result = dict(changed=changed, removed=removed, commands=plan.commands, runs=chosen, live=live)
+    forced = {run["tag"] for run in chosen if run["why"] == "forced"}
+    for sentinel in sentinels:
+        manifest = sentinel.pop("manifest")
+        if sentinel["tag"] in forced and sentinel["alive"]:
+            # Its watcher holds its instance open (EBUSY): it ends first, removing what it owns.
+            sentinel["stopped"] = "would stop" if module.check_mode else sentinel_running.stop({"watcher": manifest["owner"]})
+    result = dict(changed=changed, removed=removed, commands=plan.commands, runs=chosen, live=live, sentinels=sentinels)
     if module._diff:
         result["diff"] = dict(before={"instances": removed["instances"], "uprobes": removed["uprobes"]},
                               after={"instances": [], "uprobes": []})

@@ -8,7 +8,6 @@ through the sentinel module (the whole cycle through the playbook is in
 test_sentinel_watchdog.py) and ends with ``absent``, whatever happened.
 """
 
-import json
 import os
 import re
 import shutil
@@ -263,3 +262,18 @@ def _same(node, daemon, proc):
     definitions = node.session()["settings"]["definitions"]
     return dict(pid=proc.pid, binary=daemon.binary, definitions=definitions,
                 build_id=node.session()["settings"]["build_id"], threshold=THRESHOLD_NS, latency_seconds=0)
+
+
+def test_cleanup_lists_a_live_sentinel_and_stops_it_only_when_forced(node, daemon):
+    proc = daemon.start()
+    armed = arm(node, daemon, proc)
+    listed = node.module("fleettrace.tracefs.cleanup", {})
+    mine = [s for s in listed["sentinels"] if s["tag"] == node.tag]
+    assert mine and mine[0]["alive"] and mine[0]["label"] == node.label and mine[0]["watcher"] == armed["watcher"]["pid"]
+    assert sh.alive(armed["watcher"]["pid"]) and node.tracefs_names()     # left alone
+    forced = node.module("fleettrace.tracefs.cleanup", {"force": [node.tag]})
+    assert not forced.get("failed") and forced["changed"], forced
+    assert [s["stopped"] for s in forced["sentinels"] if s["tag"] == node.tag] == ["stopped"]
+    assert node.tracefs_names() == [] and not sh.alive(armed["watcher"]["pid"])
+    doc = collected(node)
+    assert doc["sentinel"]["status"] == "disarmed" and os.path.isdir(node.spool), doc["sentinel"]
