@@ -11,7 +11,8 @@
  *             run time, e.g.  echo "delay_ms=1500 every=1" > MNT/control
  *             (keys: delay_ms, every, enabled, hold; "every=N" blocks keepalives
  *             N, 2N, 3N, ...; every=1 blocks them all, every=0 none; "hold=N"
- *             blocks the next N keepalives, whatever every says).
+ *             blocks the next N keepalives, whatever every says; "hold_in_ms=N"
+ *             blocks the first keepalive that comes N ms from now or later).
  * SIGUSR1 switches the slow mode on (enabled=1), SIGUSR2 off (enabled=0).
  *
  * Every keepalive served is logged, one line each, with CLOCK_MONOTONIC
@@ -66,6 +67,7 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long long delay_ms;
 static unsigned long every = 1;
 static unsigned long long hold;
+static unsigned long long hold_at_ns;
 static volatile sig_atomic_t enabled = 1;
 static int timeout_s = 60;
 static unsigned long long keepalives, slow_keepalives, magic_closes;
@@ -121,6 +123,10 @@ static void keepalive(fuse_req_t req)
 	start = now_ns();
 	pthread_mutex_lock(&lock);
 	seq = ++keepalives;
+	if (hold_at_ns && start >= hold_at_ns) {
+		hold_at_ns = 0;
+		hold++;
+	}
 	slow = enabled && delay_ms > 0 && (hold > 0 || (every > 0 && seq % every == 0));
 	if (slow && hold > 0)
 		hold--;
@@ -236,6 +242,8 @@ static int control_apply(const char *text)
 			enabled = value != 0;
 		else if (strcmp(tok, "hold") == 0)
 			hold = value;
+		else if (strcmp(tok, "hold_in_ms") == 0)
+			hold_at_ns = now_ns() + value * NS_IN_MSEC;
 		else {
 			pthread_mutex_unlock(&lock);
 			return -EINVAL;
