@@ -144,7 +144,7 @@ def bpftrace_program(binary):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--seconds", type=float, default=600.0)
     parser.add_argument("--target", choices=("corosync", "demo"), default="corosync")
     parser.add_argument("--tools", default="poll,trace-cmd,bpftrace")
@@ -227,8 +227,8 @@ def main():
     watcher_cpu = max(rows["watcher"]["cpu_s"], 1e-6)
     for name in others:
         print("%s / watcher CPU: %.0fx" % (name, rows[name]["cpu_s"] / watcher_cpu))
-    print("probe hits: %d in %.0f s (%s per hour); captures: %d" % (hits, elapsed, result["probe_hits_per_hour"],
-                                                                      result["captures"]))
+    print("probe hits: %d in %.0f s (%s per hour); captures: %d"
+          % (hits, elapsed, result["probe_hits_per_hour"], result["captures"]))
     os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
     with open(os.path.join(REPO, "benchmarks", "results", "sentinel_idle.json"), "w") as handle:
         json.dump(result, handle, indent=1)

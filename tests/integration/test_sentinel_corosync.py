@@ -45,7 +45,7 @@ def test_sentinel_catches_corosyncs_slow_keepalive_unattended(corosync_with_watc
         slow_watchdog.control(delay_ms=HELD_MS, every=0)
         staller = sh.Staller([(60, 120, lambda: slow_watchdog.control(hold=1))])
         staller.start()
-        sh.wait_for(lambda: staller.done.is_set(), 200, 1, "the held keepalive")
+        sh.wait_for(staller.done.is_set, 200, 1, "the held keepalive")
         sh.wait_for(lambda: node.state().get("captures_total") == 1, 60, 0.5, "the capture")
         rc, out = node.play(sentinel_state="collected")
         assert rc == 0, out[-5000:]

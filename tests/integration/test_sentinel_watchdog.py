@@ -85,7 +85,7 @@ def test_sentinel_catches_unannounced_stalls_after_the_play_left(tmp_path, run_t
             staller = sh.Staller([(60, 100, lambda: wd.control(delay_ms=HELD_MS[0], hold=1)),
                                   (20, 40, lambda: wd.control(delay_ms=HELD_MS[1], hold=1))])
             staller.start()
-            sh.wait_for(lambda: staller.done.is_set(), 200, 1, "both stalls made")
+            sh.wait_for(staller.done.is_set, 200, 1, "both stalls made")
             sh.wait_for(lambda: node.state().get("captures_total") == 2, 60, 0.5, "two captures")
 
             rc, out = node.play(sentinel_state="collected")
