@@ -43,7 +43,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")  # made by scripts/setup.sh
 sys.path.insert(0, COLLECTIONS)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 
 # Seconds the three instances may outlive the window before their run's deadline.
@@ -140,7 +140,7 @@ def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections,
     load = subprocess.Popen([load_binary, "2", str(rounds), str(seconds + 8)], start_new_session=True)
     procs = {}
     # The three instances are one run of this process: SIGKILLed, its reaper removes them.
-    run = ownership.own(Tracefs(), tag, seconds + RUN_MARGIN, instances=list(names.values()), what="benchmark")
+    run = lifecycle.own(Tracefs(), tag, seconds + RUN_MARGIN, instances=list(names.values()), what="benchmark")
     try:
         time.sleep(1.0)  # load at its pace before the windows open
         for who, path in (("ours", COLLECTIONS), ("baseline", baseline_collections)):
@@ -167,7 +167,7 @@ def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections,
         load.wait()
         for name in names.values():
             remove_instance(name)
-        ownership.finish(Tracefs(), tag, run["nonce"])
+        lifecycle.finish(Tracefs(), tag, run.nonce)
     tc_events, tc_lost = count_trace_cmd(dat, events)
     overrun = sum(int(n) for n in re.findall(r"overrun:\s*(\d+)", tc_out))
     row = {"load_rounds_per_s": rounds, "trace_cmd_rc": tc_rc,

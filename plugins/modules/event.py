@@ -125,7 +125,8 @@ state:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
     FRESH_EVENT, check_triggers, event_state, plan_event)
@@ -155,8 +156,8 @@ def main():
             validate.expression(params["filter"], "filter")
         fs = Tracefs()
         if not module.check_mode:
-            ownership.reap_expired_quietly(fs)
-            ownership.touch_quietly([params["instance"], group])
+            removal.reap_expired_quietly(fs, warn=module.warn)
+            lifecycle.touch_quietly([params["instance"], group])
         inst = fs.instance(params["instance"])
         event = inst.event(group, name)
         instance_pending = not inst.exists()

@@ -180,7 +180,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import owner, ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import ValidationError, instance_name
 
@@ -193,7 +196,7 @@ def _terminate(signum, _frame):
 def _controller_gone():
     # The pipe or socket this module answers on lost its reader (ssh session dropped, play killed):
     # tracing on would cost the node for a result nobody receives.
-    if owner.answer_unread():
+    if run_owner.answer_unread():
         return "the controller is gone (the connection the result goes back on was closed)"
     return None
 
@@ -274,7 +277,7 @@ def main():
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         # Owned by this process: if an async timeout kills it, its reaper removes the instance.
-        with ownership.module_run(tracefs, name, params["duration"], instances=[name]):
+        with lifecycle.module_run(tracefs, name, params["duration"], instances=[name]):
             result = sched_collector.collect(
                 tracefs, params["duration"], instance_name=name, watch_pids=params["watch_pids"],
                 watch_comms=params["watch_comms"], watch_comm_regex=params["watch_comm_regex"],
@@ -285,7 +288,7 @@ def main():
     except sched_collector.WindowAbandoned as exc:
         # Nobody reads this any more; said for the node's logs and a controller that may still listen.
         module.fail_json(msg="scheduling latency window in instance %s abandoned: %s" % (name, exc), changed=False)
-    except (TracefsError, ValidationError, ownership.OwnershipError) as exc:
+    except (TracefsError, ValidationError, OwnershipError) as exc:
         module.fail_json(msg="scheduling latency window in instance %s failed: %s"
                              % (name, getattr(exc, "message", str(exc))), changed=False, facts=facts)
     finally:

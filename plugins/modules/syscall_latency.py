@@ -60,7 +60,9 @@ message:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import latency
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
 
@@ -89,11 +91,11 @@ def main():
         validate.buffer_size_kb(params["buffer_size_kb"])
         fs = Tracefs()
         # Owned by this process: if it is killed, its reaper removes the instance (docs/tracefs-core.md).
-        with ownership.module_run(fs, params["instance"], params["duration"], instances=[params["instance"]]):
+        with lifecycle.module_run(fs, params["instance"], params["duration"], instances=[params["instance"]]):
             result = latency.measure(fs, params["instance"], params["pid"], params["call"], fd=params["fd"],
                                      cmd=params["cmd"], duration=params["duration"], max_samples=params["samples"],
                                      buffer_size_kb=params["buffer_size_kb"])
-    except (TracefsError, ValueError, ownership.OwnershipError) as exc:
+    except (TracefsError, ValueError, OwnershipError) as exc:
         module.fail_json(msg="measuring %s of pid %s failed: %s" % (params["call"], params["pid"],
                                                                     getattr(exc, "message", exc)))
     text = "%d %s call(s) in %.1f s" % (result["count"], result["call"], result["duration_s"])

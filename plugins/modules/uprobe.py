@@ -216,7 +216,8 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
@@ -322,7 +323,7 @@ def main():
         fs = Tracefs()
         fs.require("uprobes", "a user-space probe")
         if not module.check_mode:
-            ownership.reap_expired_quietly(fs)
+            removal.reap_expired_quietly(fs, warn=module.warn)
         existing = [u.line() for u in fs.list_uprobes()]
         if params["state"] == "absent":
             group, events, resolved = absent_names(module, params)
@@ -344,7 +345,7 @@ def main():
             for line in wanted:
                 validate.expression(line, "uprobe definition")
         if not module.check_mode:
-            ownership.touch_quietly([group])
+            lifecycle.touch_quietly([group])
         plan, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, existing, guard)
         if params["definition"] and not params["group"] and current and plan:
             raise ModuleFailure("uprobe group %s already has %s; a definition without 'group' may not replace "

@@ -11,7 +11,7 @@ PREFIX = "ansible_collections.fleettrace.tracefs.plugins.module_utils"
 MAX_LINES = 500
 
 # What each part of module_utils may import from the others (itself and BASE always allowed).
-# Lower layers never import higher ones: tracefs and elf know nothing of traces or reports.
+# Lower layers never import higher ones: tracefs and elf know nothing of traces, runs or reports.
 BASE = {"bounded", "series"}
 ALLOWED = {
     "bounded": set(),
@@ -19,6 +19,7 @@ ALLOWED = {
     "tracefs": set(),
     "elf": set(),
     "procfs": {"elf"},
+    "runs": {"tracefs", "procfs"},
     "dwarf": {"elf"},
     "trace": {"tracefs", "procfs", "elf"},
     "sched": {"trace", "tracefs", "procfs", "elf"},
