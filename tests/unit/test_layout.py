@@ -25,6 +25,7 @@ ALLOWED = {
     "sched": {"trace", "tracefs", "procfs", "elf"},
     "report": {"trace"},
     "uprobe_plans": {"tracefs", "dwarf", "elf"},
+    "sentinel": {"runs", "trace", "tracefs", "procfs", "elf", "uprobe_plans"},
 }
 
 

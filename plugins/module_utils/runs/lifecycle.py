@@ -19,7 +19,8 @@ import uuid
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import choice, reaper, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import (
-    MAX_DEADLINE, MAX_LEASE, PLAY, PROCESS, Manifest, ManifestError, OwnershipError, check_names, check_tag)
+    MAX_DEADLINE, MAX_LEASE, PLAY, PROCESS, Manifest, ManifestError, OwnershipError, check_details, check_names,
+    check_tag)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import Quarantined, RunStore
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 
@@ -43,17 +44,19 @@ def describe(manifest, now=None):
 
 # -- start, renew, finish ------------------------------------------------------------------------
 def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE, run_id=None, owner=None,
-          kind=PLAY, store=None, spawn=True):
+          kind=PLAY, store=None, spawn=True, details=None):
     """Record a new run before anything is created; return its manifest.
 
     A live run with the same tag is refused; an expired one is reaped first.
     A name another run claims is refused, naming that run; a name that already
     exists in tracefs without a claim is somebody else's, and refused too.
+    ``details``: facts the kind keeps (a sentinel's label and spool; see ``transfer``).
     """
     store = _store(store)
     check_tag(tag)
     try:
         check_names(tag, instances, groups)
+        check_details(details or {})
     except ManifestError as exc:
         raise validate.ValidationError(str(exc))
     if not 0 < deadline <= MAX_DEADLINE[kind]:
@@ -83,7 +86,7 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
             tag=tag, kind=kind, nonce=uuid.uuid4().hex, owner=owner, created=now, lease=float(lease),
             lease_until=now + float(lease), deadline=now + float(deadline), tracefs=fs.root,
             instances=tuple(sorted(set(instances))), groups=tuple(sorted(set(groups))),
-            host=socket.gethostname()[:200], run_id=(run_id or tag)[:200])
+            host=socket.gethostname()[:200], run_id=(run_id or tag)[:200], details=dict(details or {}))
         taken = store.claim(tag, names)
         if taken:
             raise OwnershipError("%s: claimed meanwhile by %s" % (", ".join(taken), ", ".join(set(taken.values()))))
@@ -151,6 +154,27 @@ def renew(tag, nonce, store=None):
     if manifest is None or manifest.nonce != nonce:
         raise OwnershipError("run %s is not live on this host (it ended or was reaped)" % tag)
     store.renew(manifest)
+    return manifest
+
+
+def transfer(tag, nonce, owner, lease=0.0, details=None, store=None):
+    """Hand a run to another owner on the node (a sentinel's watcher, from the module that set it up).
+
+    Its reapers follow the new owner from their next look; ``details`` are added to the run's.
+    """
+    store = _store(store)
+    with store.locked():
+        manifest = load(tag, store)
+        if manifest is None or manifest.nonce != nonce:
+            raise OwnershipError("run %s is not live on this host (it ended or was reaped)" % tag)
+        merged = dict(manifest.details, **(details or {}))
+        try:
+            check_details(merged)
+        except ManifestError as exc:
+            raise OwnershipError("run %s: %s" % (tag, exc))
+        manifest = manifest.with_changes(owner=owner, lease=float(lease), lease_until=time.time() + float(lease),
+                                         details=merged)
+        store.save(manifest)
     return manifest
 
 

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field, replace
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import OWNED_PREFIX
@@ -29,7 +29,8 @@ WATCHER = "watcher"    # a long-lived process on this node (the sentinel's watch
 KINDS = (PLAY, PROCESS, WATCHER)
 DAY = 86400.0
 # The longest deadline of each kind: a week for what a person waits for, a month for a sentinel.
-MAX_DEADLINE = {PLAY: 7 * DAY, PROCESS: 7 * DAY, WATCHER: 30 * DAY}
+# (A watcher's run outlives its own 30 days by the margin it ends itself in.)
+MAX_DEADLINE = {PLAY: 7 * DAY, PROCESS: 7 * DAY, WATCHER: 30 * DAY + 3600.0}
 MAX_LEASE = 3600.0
 
 # What an owner record says about the process: a controller on this host (its end is the
@@ -42,6 +43,7 @@ OWNER_KINDS = (CONTROLLER, SSH_SESSION, NODE_PROCESS)
 MAX_BYTES = 64 * 1024
 MAX_NAMES = 32
 MAX_TEXT = 512
+MAX_DETAILS_BYTES = 4096
 _NONCE = re.compile(r"^[0-9a-f]{16,64}$")
 
 
@@ -75,6 +77,14 @@ class Process:
 
     def to_dict(self):
         return {"pid": self.pid, "start": self.start, "what": self.what, "kind": self.kind}
+
+    @classmethod
+    def from_dict(cls, data):
+        """A record kept elsewhere (a sentinel's state file), or None when it is not one."""
+        try:
+            return cls.parse(data, "process")
+        except ManifestError:
+            return None
 
     @classmethod
     def parse(cls, data, where):
@@ -139,6 +149,8 @@ class Manifest:
     host: str = ""
     run_id: str = ""
     reapers: Tuple[Process, ...] = field(default=())
+    # Facts a kind keeps for ``cleanup`` and its own tools (a sentinel's label, spool and watcher).
+    details: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def names(self):
@@ -153,6 +165,7 @@ class Manifest:
             "created": self.created, "lease": self.lease, "lease_until": self.lease_until, "deadline": self.deadline,
             "tracefs": self.tracefs, "objects": {"instances": list(self.instances), "groups": list(self.groups)},
             "host": self.host, "run_id": self.run_id, "reapers": [r.to_dict() for r in self.reapers],
+            "details": self.details,
         }
 
     def to_json(self):
@@ -222,7 +235,19 @@ class Manifest:
                    lease_until=_seconds(raw, "lease_until"), deadline=deadline, tracefs=tracefs,
                    instances=instances, groups=groups, host=_text(raw.get("host", ""), "host"),
                    run_id=_text(raw.get("run_id") or "", "run_id"),
-                   reapers=tuple(Process.parse(r, "reapers[]") for r in reapers))
+                   reapers=tuple(Process.parse(r, "reapers[]") for r in reapers),
+                   details=_details(raw.get("details", {})))
+
+
+def check_details(details):
+    """Details are a small JSON object: the store writes them whole, readers get them as written."""
+    if not isinstance(details, dict) or len(json.dumps(details, sort_keys=True)) > MAX_DETAILS_BYTES:
+        raise ManifestError("details must be a JSON object of at most %d bytes" % MAX_DETAILS_BYTES)
+    return details
+
+
+def _details(value):
+    return dict(check_details(value))
 
 
 def _is_int(value):

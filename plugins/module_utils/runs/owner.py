@@ -32,6 +32,17 @@ def alive(proc):
     return proc is not None and proc.start is not None and start_time(proc.pid) == proc.start
 
 
+def pidfd_of(proc):
+    """A pidfd of the recorded process (readable once it exits), or None (gone, or no pidfd_open:
+    Python < 3.9, Linux < 5.3; then look at ``alive`` now and then)."""
+    if not hasattr(os, "pidfd_open") or not alive(proc):
+        return None
+    try:
+        return os.pidfd_open(proc.pid)
+    except OSError:
+        return None
+
+
 def describe_self(what):
     """This process, as the owner of a run it makes and removes itself (a module, a test, a benchmark)."""
     pid = os.getpid()

@@ -72,6 +72,7 @@ def _detach():
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
     # Ansible waits for EOF on the module's pipes: hold none of them open.
+    signal.set_wakeup_fd(-1)
     os.closerange(3, 65536)
     for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
@@ -84,21 +85,12 @@ def _detach():
         pass
 
 
-def _pidfd(pid):
-    if not hasattr(os, "pidfd_open"):
-        return None
-    try:
-        return os.pidfd_open(pid)
-    except OSError:
-        return None
-
-
 class _Watched:
     """One process watched through a pidfd (readable once it exited), or by polling without one."""
 
     def __init__(self, proc):
         self.proc = proc
-        self.fd = _pidfd(proc.pid) if run_owner.alive(proc) else None
+        self.fd = run_owner.pidfd_of(proc)
 
     def close(self):
         if self.fd is not None:
