@@ -121,6 +121,11 @@ quarantined:
   returned: always
   type: list
   elements: str
+commands:
+  description: The removals as shell commands.
+  returned: always
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

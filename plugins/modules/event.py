@@ -126,6 +126,7 @@ state:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
@@ -157,7 +158,10 @@ def main():
         fs = Tracefs()
         if not module.check_mode:
             removal.reap_expired_quietly(fs, warn=module.warn)
-            lifecycle.touch_quietly([params["instance"], group])
+            if params["state"] == "present":
+                lifecycle.working_on([params["instance"], group])   # renewed; refused when its run ended
+            else:
+                lifecycle.touch_quietly([params["instance"], group])
         inst = fs.instance(params["instance"])
         event = inst.event(group, name)
         instance_pending = not inst.exists()
@@ -174,7 +178,7 @@ def main():
         wanted_triggers = None
         if params["triggers"] is not None and params["state"] == "present":
             wanted_triggers = check_triggers(fs, params["triggers"])
-    except (validate.ValidationError, TracefsError) as exc:
+    except (validate.ValidationError, TracefsError, OwnershipError) as exc:
         module.fail_json(msg=str(exc), **base)
 
     before = FRESH_EVENT if instance_pending else event_state(event)

@@ -119,6 +119,7 @@ instance:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
@@ -146,11 +147,14 @@ def main():
         fs.require("instances", "a private trace buffer")
         if not module.check_mode:
             removal.reap_expired_quietly(fs, warn=module.warn)
-            lifecycle.touch_quietly([params["name"]])
+            if params["state"] == "present":
+                lifecycle.working_on([params["name"]])     # renewed; refused when its run ended
+            else:
+                lifecycle.touch_quietly([params["name"]])
         inst = fs.instance(params["name"])
         if params["state"] == "present":
             check_instance_request(fs, inst, params)
-    except (validate.ValidationError, TracefsError) as exc:
+    except (validate.ValidationError, TracefsError, OwnershipError) as exc:
         module.fail_json(msg=str(exc), name=params["name"], commands=[])
 
     before = instance_settings(inst, (params["options"] or {}).keys())

@@ -98,12 +98,6 @@ nonce:
   description: Proof of ownership for C(finished) and renewals.
   returned: when state=started and not in check mode
   type: str
-lease_file:
-  description:
-    - The file whose modification time renews the run's lease (C(touch -c) it as root); the C(capture) action does
-      that between its polls.
-  returned: when state=started and not in check mode
-  type: str
 owner:
   description: The process whose end ends the run (pid, start time in ticks, what it is).
   returned: when state=started
@@ -189,8 +183,7 @@ def main():
                 manifest = lifecycle.load(p["tag"], store)
             else:
                 manifest = lifecycle.renew(p["tag"], p["nonce"], store)
-            result.update(nonce=p["nonce"], owner=manifest.owner.to_dict() if manifest else None,
-                          lease_file=store.lease_path(manifest) if manifest else None)
+            result.update(nonce=p["nonce"], owner=manifest.owner.to_dict() if manifest else None)
             module.exit_json(**result)
         owner = run_owner.find_owner()
         result.update(changed=True, owner=owner.to_dict())
@@ -198,7 +191,7 @@ def main():
             module.exit_json(**result)
         manifest = lifecycle.start(fs, p["tag"], instances=p["instances"], groups=p["groups"], deadline=p["deadline"],
                                    lease=p["lease"], run_id=p["run_id"], owner=owner, store=store)
-        result.update(nonce=manifest.nonce, lease_file=store.lease_path(manifest))
+        result.update(nonce=manifest.nonce)
     except (OwnershipError, ManifestError, validate.ValidationError, TracefsError, OSError) as exc:
         module.fail_json(msg=str(getattr(exc, "message", None) or exc), **result)
     module.exit_json(**result)

@@ -218,6 +218,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
@@ -331,7 +332,9 @@ def main():
             wanted = []
         else:
             if params["spec"]:
-                resolved = resolve_spec(module, params)
+                # A long resolution over ssh: the run of the group is renewed while the controller waits.
+                with lifecycle.holding([params["group"]] if params["group"] and not module.check_mode else []):
+                    resolved = resolve_spec(module, params)
             else:
                 resolved = uprobe_plans.from_definitions(params)
                 guard = (resolved["binaries"], resolved["build_id"])
@@ -345,13 +348,15 @@ def main():
                 wanted = [re.sub(r":x(8|16|32|64)\b", r":u\1", line) for line in wanted]
             for line in wanted:
                 validate.expression(line, "uprobe definition")
-        if not module.check_mode:
+        if not module.check_mode and params["state"] == "present":
+            lifecycle.working_on([group])       # renewed; refused when its run ended
+        elif not module.check_mode:
             lifecycle.touch_quietly([group])
         plan, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, existing, guard)
         if params["definition"] and not params["group"] and current and plan:
             raise ModuleFailure("uprobe group %s already has %s; a definition without 'group' may not replace "
                                 "probes it does not own: give the run's own 'group'" % (group, ", ".join(current)))
-    except (ModuleFailure, uprobe_plans.PlanError, validate.ValidationError, TracefsError) as exc:
+    except (ModuleFailure, uprobe_plans.PlanError, validate.ValidationError, TracefsError, OwnershipError) as exc:
         # The binary's build-id, when readable: the caller can resolve it elsewhere (controller) by it.
         if not result["build_id"] and params["binary"] and os.path.isfile(params["binary"]):
             try:

@@ -13,7 +13,7 @@ import pytest
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import choice, lifecycle, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import (
-    MAX_BYTES, OLD_SCHEMA, PLAY, SSH_SESSION, Manifest, ManifestError, OwnershipError, Process)
+    MAX_BYTES, OLD_SCHEMA, PLAY, SSH_SESSION, Manifest, OwnershipError, Process)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import Quarantined, RunStore
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
@@ -57,6 +57,18 @@ def test_expiry(owner_alive, lease_left, deadline_left, expected, me, dead_proce
     assert choice.expired(record(owner, lease_left, deadline_left), fake[1], now=1000.0) == expected
 
 
+def test_an_ssh_session_never_keeps_a_run_alive_only_renewals_do(fake, me):
+    """A ControlPersist master outlives its controller by a minute: the session is no sign of life."""
+    fs, store = fake
+    session = Process(me.pid, me.start, "ssh session", SSH_SESSION)
+    run = lifecycle.start(fs, "fleettrace_ssh", instances=["fleettrace_ssh"], deadline=60, lease=5, owner=session,
+                          store=store, spawn=False)
+    assert choice.expired(run, store, time.time() + 6) == choice.NOT_RENEWED
+    os.utime(store.claim_path("fleettrace_ssh"), (time.time() + 4, time.time() + 4))   # the capture action's touch -c
+    assert choice.expired(run, store, time.time() + 6) is None
+    assert choice.expired(run, store, time.time() + 10) == choice.NOT_RENEWED
+
+
 def test_reused_pid_is_not_the_owner(me):
     impostor = Process(me.pid, me.start + 1, "impostor")   # same pid, another start time
     assert run_owner.alive(me) and not run_owner.alive(impostor)
@@ -87,7 +99,7 @@ def test_start_refuses_a_live_duplicate_and_foreign_names(fake, tmp_path, me):
     done, errors = lifecycle.finish(fs, "fleettrace_r1_h", first.nonce, store=store)
     assert done.tag == "fleettrace_r1_h" and errors == []
     assert lifecycle.load("fleettrace_r1_h", store) is None
-    assert os.listdir(store.claims) == [] and os.listdir(store.leases) == []
+    assert os.listdir(store.claims) == []
 
 
 def test_two_runs_never_own_one_name(fake, me):
@@ -251,8 +263,6 @@ def test_pids_must_name_a_process(pid):
         validate.pid(pid)
 
 
-
-
 def test_own_records_this_process_with_no_lease(fake):
     fs, store = fake
     before = time.time()
@@ -277,6 +287,29 @@ def test_touch_renews_the_run_that_claims_a_name(fake, dead_process):
     assert store.renewed_at(run) >= run.created
     assert choice.expired(run, store, time.time() + 1) is None
     assert choice.expired(run, store, time.time() + 3) == "owner gone, lease expired"
+
+
+def test_a_reaped_runs_names_are_refused_to_a_late_task_until_a_new_run_claims_them(fake, dead_process):
+    """Tombstones: a controller back after its lease ran out gets a refusal, never an object no run owns."""
+    fs, store = fake
+    lifecycle.start(fs, "fleettrace_late", instances=["fleettrace_late"], deadline=60, lease=0, owner=dead_process,
+                    store=store, spawn=False)
+    assert [r[:2] for r in removal.reap_expired(fs, store)] == [("fleettrace_late", "owner gone, lease expired")]
+    with pytest.raises(OwnershipError, match="run fleettrace_late, which ended .owner gone, lease expired"):
+        lifecycle.working_on(["fleettrace_late", None], store)
+    assert lifecycle.touch_quietly(["fleettrace_late"], store) == []
+    again = lifecycle.start(fs, "fleettrace_late", instances=["fleettrace_late"], deadline=60, owner=run_owner.process(
+        os.getpid(), "me"), store=store, spawn=False)
+    assert lifecycle.working_on(["fleettrace_late"], store) == ["fleettrace_late"]
+    lifecycle.finish(fs, "fleettrace_late", again.nonce, store=store)
+    assert lifecycle.working_on(["fleettrace_late"], store) == []     # finished by its play: no tombstone
+    third = lifecycle.start(fs, "fleettrace_late", instances=["fleettrace_late"], deadline=60, owner=dead_process,
+                            store=store, spawn=False)
+    store.bury(third.with_changes(deadline=time.time() + 60), "test")
+    store.sweep_tombstones()
+    assert store.ended("fleettrace_late") == ("fleettrace_late", "test")       # until its deadline
+    store.sweep_tombstones(now=time.time() + 61)
+    assert os.listdir(store.claims) == []
 
 
 OWNER = """

@@ -18,7 +18,7 @@ The words, one meaning each (docs/tracefs-core.md, "Ownership"):
   ``watcher`` (a long-lived process on the node, the sentinel: days, not minutes).
 
 ``manifest`` (the record and its checks), ``owner`` (processes, from procfs),
-``store`` (the directory: manifests, claims, leases, quarantine, log), ``choice``
+``store`` (the directory: manifests, claims and their renewals, quarantine, log), ``choice``
 (what is over and what may be removed: the one place that decides), ``lifecycle``
 (start, renew, finish, reap) and ``reaper`` (the detached dead-man switch).
 """

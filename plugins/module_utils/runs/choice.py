@@ -21,8 +21,10 @@ NAMED = "owner gone, named"
 
 
 def owner_lives(manifest):
-    """The recorded owner still runs."""
-    return run_owner.alive(manifest.owner)
+    """The recorded owner still runs and counts as a sign of life. An ssh session never does: with
+    ControlPersist it outlives its controller by a minute, without it each task has its own; a
+    play over ssh lives by the renewals of its controller (every module call, the capture's polls)."""
+    return manifest.owner.kind != SSH_SESSION and run_owner.alive(manifest.owner)
 
 
 def lease_until(manifest, store):

@@ -87,14 +87,19 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
             lease_until=now + float(lease), deadline=now + float(deadline), tracefs=fs.root,
             instances=tuple(sorted(set(instances))), groups=tuple(sorted(set(groups))),
             host=socket.gethostname()[:200], run_id=(run_id or tag)[:200], details=dict(details or {}))
-        taken = store.claim(tag, names)
-        if taken:
-            raise OwnershipError("%s: claimed meanwhile by %s" % (", ".join(taken), ", ".join(set(taken.values()))))
         try:
-            store.save(manifest)
-        except BaseException:
-            store.release(tag, names)
-            raise
+            taken = store.claim(tag, names)
+            if taken:
+                raise OwnershipError("%s: claimed meanwhile by %s" % (", ".join(taken), ", ".join(set(taken.values()))))
+            try:
+                store.save(manifest)
+            except BaseException:
+                store.release(tag, names)
+                raise
+        except OSError as exc:
+            raise OwnershipError("run %s cannot be recorded in %s (%s): nothing is created without its dead-man "
+                                 "switch. Make %s writable (a read-only or full /run)"
+                                 % (tag, store.dir, exc.strerror or exc, store.dir))
     if spawn:
         reaper.spawn(tag, store)
     return manifest
@@ -181,6 +186,7 @@ def transfer(tag, nonce, owner, lease=0.0, details=None, store=None):
 def touch(names, store=None):
     """A module works on ``names``: renew the runs that claim them; return their tags."""
     store = _store(store)
+    names = [n for n in names if n]     # None: the top level, no run's
     if not names or not store.exists():
         return []
     touched = []
@@ -191,6 +197,29 @@ def touch(names, store=None):
         store.renew(manifest)
         touched.append(tag)
     return touched
+
+
+def working_on(names, store=None):
+    """A module is about to create or change ``names``: renew their live runs; refuse a name whose run
+    ended (reaped: its lease ran out, its deadline passed) or is over, so no object outlives its run."""
+    store = _store(store)
+    names = [n for n in names if n]     # None: the top level, no run's
+    if not names or not store.exists():
+        return []
+    for name in sorted(set(names)):
+        tombstone = store.ended(name)
+        if tombstone is not None:
+            raise OwnershipError(
+                "%s belongs to run %s, which ended (%s) and whose objects were removed: nothing is created for "
+                "an ended run. Start a new run (fleettrace.tracefs.run); if the play was away longer than the "
+                "lease, give a longer lease" % (name, tombstone[0], tombstone[1]))
+        tag = store.claimant(name)
+        manifest = load(tag, store) if tag else None
+        why = manifest and choice.expired(manifest, store)
+        if why:
+            raise OwnershipError("%s belongs to run %s, which is over (%s): its reapers remove it now; start a "
+                                 "new run (fleettrace.tracefs.run)" % (name, tag, why))
+    return touch(names, store)
 
 
 def touch_quietly(names, store=None):

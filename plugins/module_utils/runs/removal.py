@@ -8,8 +8,6 @@ only carries it out (``tracefs.cleanup`` finds the objects and orders the remova
 """
 
 
-import os
-
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import choice
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
@@ -57,11 +55,11 @@ def reap(fs, chosen, store, others=frozenset()):
             continue    # names it may not remove (an older manifest's) still exist: never orphan them silently
         if not errors:
             try:
-                store.delete(manifest)
+                store.delete(manifest, ended=why)
             except OSError as exc:
                 store.log("%s: objects removed, manifest not deleted: %s" % (manifest.tag, exc))
-        store.log("%s: %s, removed %s%s" % (manifest.tag, why, sorted(manifest.names),
-                                             "; errors: " + "; ".join(errors) if errors else ""))
+        failed = "; errors: " + "; ".join(errors) if errors else ""
+        store.log("%s: %s, removed %s%s" % (manifest.tag, why, sorted(manifest.names), failed))
         reaped.append((manifest.tag, why, errors))
     return reaped
 
@@ -88,11 +86,7 @@ def reap_expired(fs, store=None, now=None):
         for item in aside:
             errors = remove_quarantined(fs, item, store, others)
             reaped.append((item.tag, "%s: %s (moved to %s)" % (QUARANTINED, item.why, item.path), errors))
-        for path in store.stray_leases({m.nonce for m in live}):
-            try:
-                os.unlink(path)
-            except OSError:
-                pass
+        store.sweep_tombstones()
     return reaped
 
 
@@ -151,7 +145,7 @@ class Cleanup:
             errors = self.plan.apply_each()
             if not errors:
                 for manifest, why in self.chosen:
-                    self.store.delete(manifest)
+                    self.store.delete(manifest, ended=why)
                     self.store.log("%s: %s, removed by cleanup" % (manifest.tag, why))
                 for aside in self.quarantined:
                     self.store.release(aside.tag, aside.names)

@@ -4,10 +4,16 @@
 
 ``RUNS_DIR`` (mode 0700) holds ``TAG.json`` (the manifests), ``claims/NAME``
 (which run owns a tracefs name: created with O_EXCL, so two runs never own one
-name), ``leases/NONCE`` (its mtime is the run's last renewal: a renewal is a
-``touch``, cheap enough for every poll of a controller), ``quarantine/`` (files
-that were not manifests) and ``.lock`` (one writer at a time; an flock, released
-when its holder dies).  ``../reaped.log`` says what was removed and why.
+name; its mtime is the run's last renewal: a renewal is a ``touch -c`` of a
+name the renewer works on, cheap enough for every poll of a controller, and
+no rewrite of the manifest), ``quarantine/`` (files that were not manifests)
+and ``.lock`` (one writer at a time; an flock, released when its holder dies).
+``../reaped.log`` says what was removed and why.
+
+A run that was reaped (not finished by its play) leaves its claims behind as
+*tombstones* until its deadline: a late task of its play (a controller that
+came back after its lease ran out) is refused instead of creating an object
+that no run owns.
 
 Nothing here follows a symlink, writes through a name it did not just create
 (temporary files are O_EXCL|O_NOFOLLOW), or reads more than a cap.  A
@@ -93,7 +99,6 @@ class RunStore:
         self.dir = runs_dir
         self.move_aside = move_aside
         self.claims = os.path.join(runs_dir, "claims")
-        self.leases = os.path.join(runs_dir, "leases")
         self.quarantine_dir = os.path.join(runs_dir, "quarantine")
         self.log_path = os.path.join(os.path.dirname(runs_dir.rstrip("/")), "reaped.log")
         # Files this store moved aside since it was made: named in the caller's warnings.
@@ -104,7 +109,7 @@ class RunStore:
         return os.path.isdir(self.dir)
 
     def ensure(self):
-        for path in (self.dir, self.claims, self.leases, self.quarantine_dir):
+        for path in (self.dir, self.claims, self.quarantine_dir):
             if not os.path.isdir(path):
                 os.makedirs(path, 0o700)
             if os.lstat(path).st_mode & 0o777 != 0o700:
@@ -191,10 +196,12 @@ class RunStore:
             _unlink(tmp)
             raise
 
-    def delete(self, manifest):
-        """Drop a run's manifest, its claims and its lease file."""
-        self.release(manifest.tag, manifest.names)
-        _unlink(os.path.join(self.leases, manifest.nonce))
+    def delete(self, manifest, ended=None):
+        """Drop a run's manifest and its claims; ``ended`` (why it was reaped): leave tombstones instead."""
+        if ended:
+            self.bury(manifest, ended)
+        else:
+            self.release(manifest.tag, manifest.names)
         _unlink(self.path(manifest.tag))
 
     def _move_aside(self, path, tag, why, data):
@@ -228,7 +235,7 @@ class RunStore:
         self.ensure()
         taken, made = {}, []
         for name in sorted(names):
-            path = os.path.join(self.claims, name)
+            path = self.claim_path(name)
             try:
                 _write_new(path, tag.encode("ascii"))
                 made.append(path)
@@ -236,57 +243,97 @@ class RunStore:
                 holder = self.claimant(name)
                 if holder == tag:
                     continue
+                if holder is None:      # a tombstone, or a claim left by nobody: a new run may take the name
+                    _unlink(path)
+                    _write_new(path, tag.encode("ascii"))
+                    made.append(path)
+                    continue
                 taken[name] = holder
         if taken:
             for path in made:
                 _unlink(path)
         return taken
 
-    def claimant(self, name):
-        """The tag that claims ``name``, or None."""
+    def _claim_text(self, name):
         try:
-            text = _read_capped(os.path.join(self.claims, name), 128).decode("ascii", "replace").strip()
+            return _read_capped(self.claim_path(name), 512).decode("ascii", "replace").split("\n")
         except OSError:
+            return [""]
+
+    def claimant(self, name):
+        """The tag of the live run that claims ``name``, or None (none, or a tombstone)."""
+        lines = self._claim_text(name)
+        if len(lines) > 1 and lines[1].startswith("ended "):
             return None
-        match = _TAG_FILE.match(text + SUFFIX)
-        return text if match else None
+        return lines[0] if _TAG_FILE.match(lines[0] + SUFFIX) else None
+
+    def ended(self, name):
+        """(tag, why) of the reaped run whose tombstone ``name`` carries, or None."""
+        lines = self._claim_text(name)
+        if len(lines) < 2 or not lines[1].startswith("ended ") or not _TAG_FILE.match(lines[0] + SUFFIX):
+            return None
+        return lines[0], lines[1].split(" ", 2)[2] if lines[1].count(" ") >= 2 else "reaped"
+
+    def bury(self, manifest, why):
+        """Turn the run's claims into tombstones (until its deadline, at most a day from now)."""
+        until = min(manifest.deadline, time.time() + 86400.0)
+        text = ("%s\nended %d %s\n" % (manifest.tag, until, why.replace("\n", " ")[:200])).encode("ascii", "replace")
+        for name in manifest.names:
+            if self.claimant(name) != manifest.tag:
+                continue
+            tmp = "%s.%s.tmp" % (self.claim_path(name), uuid.uuid4().hex[:12])
+            _write_new(tmp, text)
+            os.rename(tmp, self.claim_path(name))
+
+    def sweep_tombstones(self, now=None):
+        """Tombstones past their run's deadline go."""
+        now = time.time() if now is None else now
+        try:
+            names = os.listdir(self.claims)
+        except OSError:
+            return
+        for name in names:
+            lines = self._claim_text(name)
+            if len(lines) > 1 and lines[1].startswith("ended "):
+                parts = lines[1].split(" ")
+                if len(parts) < 2 or not parts[1].isdigit() or int(parts[1]) <= now:
+                    _unlink(self.claim_path(name))
 
     def release(self, tag, names):
         for name in names:
             if self.claimant(name) == tag:
-                _unlink(os.path.join(self.claims, name))
+                _unlink(self.claim_path(name))
 
     def drop_claim(self, name):
         """A claim whose run is gone (no manifest names it any more)."""
-        _unlink(os.path.join(self.claims, name))
+        _unlink(self.claim_path(name))
 
-    # -- leases --------------------------------------------------------------------------------
-    def lease_path(self, manifest):
-        return os.path.join(self.leases, manifest.nonce)
+    # -- leases: the claims' mtimes ------------------------------------------------------------
+    def claim_path(self, name):
+        return os.path.join(self.claims, name)
 
     def renew(self, manifest):
-        """The run was renewed now: the lease file's mtime (created on the first renewal)."""
-        path = self.lease_path(manifest)
-        try:
-            os.utime(path, follow_symlinks=False)
-        except FileNotFoundError:
-            self.ensure()
-            _write_new(path, b"")
+        """The run was renewed now: the mtime of each of its claims."""
+        for name in manifest.names:
+            if self.claimant(name) == manifest.tag:
+                try:
+                    os.utime(self.claim_path(name), follow_symlinks=False)
+                except FileNotFoundError:
+                    pass
 
     def renewed_at(self, manifest):
-        """When the run was last renewed through its lease file (None: never)."""
-        try:
-            info = os.lstat(self.lease_path(manifest))
-        except OSError:
-            return None
-        return info.st_mtime if stat.S_ISREG(info.st_mode) else None
-
-    def stray_leases(self, nonces):
-        """Lease files of no current run (a renewal after the run ended)."""
-        try:
-            return [os.path.join(self.leases, n) for n in os.listdir(self.leases) if n not in nonces]
-        except OSError:
-            return []
+        """When the run was last renewed (None: it has no claims, e.g. a manifest of the version before)."""
+        times = []
+        for name in manifest.names:
+            if self.claimant(name) != manifest.tag:
+                continue
+            try:
+                info = os.lstat(self.claim_path(name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                times.append(info.st_mtime)
+        return max(times) if times else None
 
     # -- the log -------------------------------------------------------------------------------
     def log(self, line):

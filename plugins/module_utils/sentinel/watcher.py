@@ -109,8 +109,8 @@ class Watcher:
         self._signals()
         me = run_owner.process(os.getpid(), "sentinel watcher %d (label %s)" % (os.getpid(), self.settings.label))
         # From now on the run is this process's: lease 0, its reaper follows this pid.
-        lifecycle.transfer(self.tag, self.nonce, me, 0.0, details={"label": self.settings.label, "watcher": me.to_dict(),
-                                                                    "spool": self.spool.dir})
+        details = {"label": self.settings.label, "watcher": me.to_dict(), "spool": self.spool.dir}
+        lifecycle.transfer(self.tag, self.nonce, me, 0.0, details=details)
         self.state.update(status="armed", watcher=dict(me.to_dict(), argv=sys.argv), armed_since=time.time(),
                           until=self.deadline)
         self.bell_fd = os.open(self.bell.path("trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
@@ -426,8 +426,8 @@ class Watcher:
         self.state.update(status=why, ended={"at": time.time(), "why": why, "message": message, "errors": errors},
                           cost=_cost())
         self._save()
-        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message,
-                                                     "; " + "; ".join(errors) if errors else ""), warning=False)
+        failed = "; " + "; ".join(errors) if errors else ""
+        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message, failed), warning=False)
 
     def fail(self, exc):
         """An unexpected error: say it in the state and the log, and leave nothing behind."""
