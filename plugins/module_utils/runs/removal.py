@@ -144,8 +144,10 @@ class Cleanup:
         with self.store.locked():
             errors = self.plan.apply_each()
             if not errors:
+                others = frozenset().union(*[m.names for m in self.live])
                 for manifest, why in self.chosen:
-                    self.store.delete(manifest, ended=why)
+                    if not _unremovable_left(self.fs, manifest, self.store, others):
+                        self.store.delete(manifest, ended=why)
                     self.store.log("%s: %s, removed by cleanup" % (manifest.tag, why))
                 for aside in self.quarantined:
                     self.store.release(aside.tag, aside.names)

@@ -36,10 +36,13 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest i
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import OWNED_PREFIX
 
 RUNS_DIR = "/run/fleettrace/runs"
+# Another directory for a play's runs (tests keep their adversarial manifests apart from the node's).
+RUNS_DIR_VARIABLE = "FLEETTRACE_RUNS_DIR"
 SUFFIX = ".json"
 MAX_LOG_BYTES = 1 << 20
 # A file that is not a manifest is still searched this far for the names it meant to own.
 MAX_SCAN_BYTES = 1 << 20
+MAX_SCAN_NAMES = 1024
 _NAME_IN_TEXT = re.compile(r"(%s[A-Za-z0-9_.-]{0,64})" % re.escape(OWNED_PREFIX))
 _TAG_FILE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\.json$")
 
@@ -94,13 +97,13 @@ class Quarantined(Exception):
 
 
 class RunStore:
-    def __init__(self, runs_dir=RUNS_DIR, move_aside=True):
+    def __init__(self, runs_dir=None, move_aside=True):
         """``move_aside=False`` (check mode): a file that is no manifest is reported, not moved."""
-        self.dir = runs_dir
+        self.dir = runs_dir or os.environ.get(RUNS_DIR_VARIABLE) or RUNS_DIR
         self.move_aside = move_aside
-        self.claims = os.path.join(runs_dir, "claims")
-        self.quarantine_dir = os.path.join(runs_dir, "quarantine")
-        self.log_path = os.path.join(os.path.dirname(runs_dir.rstrip("/")), "reaped.log")
+        self.claims = os.path.join(self.dir, "claims")
+        self.quarantine_dir = os.path.join(self.dir, "quarantine")
+        self.log_path = os.path.join(os.path.dirname(self.dir.rstrip("/")), "reaped.log")
         # Files this store moved aside since it was made: named in the caller's warnings.
         self.quarantined_now = []
 
@@ -205,8 +208,12 @@ class RunStore:
         _unlink(self.path(manifest.tag))
 
     def _move_aside(self, path, tag, why, data):
-        names = sorted({n for n in _NAME_IN_TEXT.findall(data.decode("utf-8", "replace"))
-                        if owns_name(tag, n)})
+        found = [n for n in _NAME_IN_TEXT.findall(data.decode("utf-8", "replace")) if owns_name(tag, n)]
+        names = list(dict.fromkeys(found))      # once each, in the order written
+        if len(names) > MAX_SCAN_NAMES:
+            why += "; only the first %d of its %d names are looked for" % (MAX_SCAN_NAMES, len(names))
+            names = names[:MAX_SCAN_NAMES]
+        names = sorted(names)
         target = os.path.join(self.quarantine_dir, "%s.%d" % (os.path.basename(path), int(time.time() * 1000)))
         try:
             if not self.move_aside:
