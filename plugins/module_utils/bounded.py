@@ -13,12 +13,14 @@ most ``max_bytes`` (one byte more to know it was too big).
 import os
 import stat
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+
 # Sizes of what fleettrace reads from user paths.
 PIDFILE_MAX = 4096
 RESULT_MAX = 256 << 20
 
 
-class FileRefused(ValueError):
+class FileRefused(FleettraceError, ValueError):
     """A user-given path that must not be read; the message says why and what to give instead."""
 
 

@@ -37,6 +37,7 @@ import struct
 import sys
 import zlib
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.skim import read_sleb, read_uleb
 
 INDEX_VERSION = 1
@@ -75,7 +76,7 @@ SKIP, LEB, CSTR, BLOCK, READ = 0, 1, 2, 3, 4
 _READ_ONLY = []    # non-empty while read_only() is active (check mode)
 
 
-class IndexBuildError(Exception):
+class IndexBuildError(DwarfError):
     pass
 
 

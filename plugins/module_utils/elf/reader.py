@@ -10,6 +10,8 @@ and a build-id check cost little more than starting Python.
 
 import struct
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+
 # ELF constants (elf.h).
 ELF_MAGIC = b"\x7fELF"
 ELF_IDENT_SIZE = 64             # e_ident plus the 64-bit header: enough to read either class
@@ -34,7 +36,7 @@ SYMBOL_FORMAT_64 = "IBBHQQ"     # st_name, st_info, st_other, st_shndx, st_value
 SYMBOL_FORMAT_32 = "IIIBBH"     # st_name, st_value, st_size, st_info, st_other, st_shndx
 
 
-class ElfError(Exception):
+class ElfError(FleettraceError):
     """Not an ELF file, or it cannot be read; the message names the file."""
 
 

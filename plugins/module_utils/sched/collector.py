@@ -24,6 +24,7 @@ import socket
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool, per_cpu, ring_buffer
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError, OWNED_PREFIX
@@ -132,7 +133,7 @@ def resolve_watched(pids=(), comms=(), comm_regexes=()):
     return sorted(found)
 
 
-class WindowAbandoned(Exception):
+class WindowAbandoned(FleettraceError):
     """The window was ended early because nobody is left to read its result."""
 
 
