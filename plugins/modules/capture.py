@@ -294,13 +294,12 @@ message:
   sample: "threshold reached: traceoff trigger fired after 3.2 s; 14 events captured, none lost"
 """
 
-import os
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, threshold
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
@@ -383,9 +382,8 @@ def body(module, _result):
     if params["stop_after_events"] is not None and params["stop_after_events"] <= 0:
         raise OptionError("stop_after_events must be a positive count, got %d" % params["stop_after_events"])
     for key in ("raw_path", "json_path"):
-        if params[key] and not os.path.isdir(os.path.dirname(os.path.abspath(params[key]))):
-            raise OptionError("%s %s: directory %s does not exist; create it first (ansible.builtin.file)"
-                              % (key, params[key], os.path.dirname(os.path.abspath(params[key]))))
+        if params[key]:
+            bounded.check_output(params[key], key)
     stop_event = params["stop_event"].split(":")[-1] if params["stop_event"] else None
     validate.instance_name(params["instance"])
     if stop_event:

@@ -180,6 +180,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import F
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import facts as sched_facts
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import owner, ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import instance_name
@@ -226,9 +227,9 @@ def body(module, result):
         raise exc.reworded("instance: %s" % exc.message)
 
     tracefs = Tracefs()
-    facts = sched_collector.host_facts(tracefs)
+    facts = sched_facts.host_facts(tracefs)
 
-    watched = sched_collector.resolve_watched(params["watch_pids"], params["watch_comms"], params["watch_comm_regex"])
+    watched = sched_facts.resolve_watched(params["watch_pids"], params["watch_comms"], params["watch_comm_regex"])
     missing = sorted(set(params["watch_pids"]) - set(watched))
     if missing:
         result["facts"] = facts
