@@ -6,7 +6,6 @@ features, instances and uprobe_events.
 
 
 import os
-import subprocess
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
@@ -47,6 +46,7 @@ def find_tracefs(mount=True, candidates=TRACEFS_PATHS):
             "'mount -t tracefs nodev /sys/kernel/tracing' or allow mounting"
             % ", ".join(candidates))
     target = candidates[0]
+    import subprocess   # only to mount tracefs: not paid by every module run
     result = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
                             capture_output=True, check=False)
     if result.returncode != 0 or not os.path.isfile(os.path.join(target, "README")):
