@@ -19,6 +19,8 @@ import os
 import re
 import sys
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+
 IDENT = "fleettrace: "
 METRIC_PREFIX = "fleettrace_sentinel_"
 
@@ -123,7 +125,8 @@ def write_metrics(directory, label, state):
     path = metrics_path(directory, label)
     temp = os.path.join(directory, ".%s.%d.tmp" % (os.path.basename(path), os.getpid()))
     try:
-        with open(temp, "w") as handle:
+        # node_exporter's directory is not ours alone: never follow what may already be at the name.
+        with bounded.open_new(temp, "metric file") as handle:
             handle.write(metrics_text(label, state))
         os.chmod(temp, 0o644)
         os.rename(temp, path)
