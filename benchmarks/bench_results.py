@@ -45,7 +45,9 @@ def record(name, figures, **facts):
 def _cell(value):
     if value is None:
         return "-"
-    return ("%.3g" % value) if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return "%.0f" % value if abs(value) >= 1000 else "%.1f" % value if abs(value) >= 10 else "%.3g" % value
+    return str(value)
 
 
 def main():
