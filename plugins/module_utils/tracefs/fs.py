@@ -106,6 +106,9 @@ class Tracefs:
                 # CONFIG_HIST_TRIGGERS adds "hist trigger" to README and a hist file per event.
                 "hist_triggers": "hist trigger" in readme or os.path.exists(
                     self.path("events", "sched", "sched_switch", "hist")),
+                # CONFIG_SYNTH_EVENTS: events made from two others (a wakeup and its switch-in), which
+                # with hist triggers would pair waits in the kernel (docs/sched-audit.md says what for).
+                "synthetic_events": os.path.exists(self.path("synthetic_events")),
                 "instances": os.path.isdir(self.path("instances")),
                 "error_log": os.path.exists(self.path("error_log")),
                 "snapshot": os.path.exists(self.path("snapshot")),
