@@ -294,13 +294,12 @@ message:
   sample: "threshold reached: traceoff trigger fired after 3.2 s; 14 events captured, none lost"
 """
 
-import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, threshold
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
@@ -389,9 +388,11 @@ def main():
     if params["stop_after_events"] is not None and params["stop_after_events"] <= 0:
         module.fail_json(msg="stop_after_events must be a positive count, got %d" % params["stop_after_events"])
     for key in ("raw_path", "json_path"):
-        if params[key] and not os.path.isdir(os.path.dirname(os.path.abspath(params[key]))):
-            module.fail_json(msg="%s %s: directory %s does not exist; create it first (ansible.builtin.file)"
-                             % (key, params[key], os.path.dirname(os.path.abspath(params[key]))))
+        try:
+            if params[key]:
+                bounded.check_output(params[key], key)
+        except bounded.FileRefused as exc:
+            module.fail_json(msg=str(exc))
     stop_event = params["stop_event"].split(":")[-1] if params["stop_event"] else None
     try:
         validate.instance_name(params["instance"])

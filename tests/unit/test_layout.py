@@ -24,6 +24,7 @@ ALLOWED = {
     "sched": {"trace", "tracefs", "procfs", "elf"},
     "report": {"trace"},
     "uprobe_plans": {"tracefs", "dwarf", "elf"},
+    "sentinel": {"trace", "tracefs", "procfs", "elf", "uprobe_plans"},
 }
 
 

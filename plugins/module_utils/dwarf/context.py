@@ -14,6 +14,7 @@ is the facade over them.
 import bisect
 import struct
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import loader as dwarf_loader
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols import SymbolTable
@@ -54,7 +55,7 @@ class DwarfContext:
         self.loc_parser = LocationParser(self.dwarf.location_lists())
 
     def _open(self, path):
-        handle = open(path, "rb")
+        handle = bounded.open_regular(path, "debug info file")
         self._files.append(handle)
         return handle
 

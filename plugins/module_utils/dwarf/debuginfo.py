@@ -103,7 +103,7 @@ def find_debuginfo(binary, explicit=None, expected_build_id=None):
     looked_at = []
     for path in candidates:
         if not os.path.isfile(path):
-            looked_at.append("%s (missing)" % path)
+            looked_at.append("%s (%s)" % (path, "not a regular file" if os.path.exists(path) else "missing"))
             continue
         try:
             debug = headers if os.path.realpath(path) == os.path.realpath(binary) else elf_headers(path)
