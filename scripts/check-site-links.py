@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Every link inside a built static site leads somewhere: the file exists and so does the #anchor.
 
     scripts/check-site-links.py SITE_DIR
