@@ -111,7 +111,7 @@ prometheus:
 prometheus_exposition:
   description:
     - What wrote the C(.prom) texts, C(prometheus_client) (its exposition code, when the package is installed where
-      the module runs) or C(stdlib) (the collection's own writer: the same families, samples and values).
+      the module runs) or C(stdlib) (the collection's own writer, with the same families, samples and values).
   returned: when O(prometheus_dir) is given
   type: str
   sample: prometheus_client

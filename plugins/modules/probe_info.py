@@ -17,10 +17,10 @@ description:
   - With O(spec) naming a probe point, RV(variables) lists every parameter and local variable visible there,
     with its C type, where it lives, and the fetch arg that traces it, or why it cannot be traced there.
   - With O(resolve=true), RV(definitions) are the C(uprobe_events) lines that probe O(spec) with its fetch args,
-    what M(fleettrace.tracefs.uprobe) would install: give them to a node that cannot resolve the probe itself
+    what M(fleettrace.tracefs.uprobe) would install; give them to a node that cannot resolve the probe itself
     (no pyelftools, no debug info) as its O(fleettrace.tracefs.uprobe#module:definition), guarded by RV(build_id).
   - Read-only; never changes anything. Needs no tracefs, no root and no kernel feature, only the binary (or its
-    debug info) and pyelftools: a controller or an execution environment resolves probes for its nodes this way.
+    debug info) and pyelftools, so a controller or an execution environment resolves probes for its nodes this way.
 author:
   - fleettrace developers (@fleettrace)
 options:
@@ -48,12 +48,15 @@ options:
       - Also resolve O(spec), with its fetch args (C(FUNC:N var=expr:type ...)), into RV(definitions).
     type: bool
     default: false
+    version_added: 1.0.0
   group:
     description: Probe group named in RV(definitions) (with O(resolve=true)); default the spec's or the binary's name.
     type: str
+    version_added: 1.0.0
   event:
     description: Event named in RV(definitions) (with O(resolve=true)); default the spec's or the function's name.
     type: str
+    version_added: 1.0.0
 extends_documentation_fragment:
   - fleettrace.tracefs.debuginfod
 attributes:

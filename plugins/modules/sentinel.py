@@ -26,8 +26,8 @@ description:
     C(binary_replaced), C(max_captures_reached), C(watcher_killed), C(ended_by_reboot), ...)."
   - "O(state=absent): collects, then stops the watcher, which removes every tracefs object of the sentinel; removes
     the metric file and the spool (unless O(keep_spool))."
-  - The sentinel is a run (docs/tracefs-core.md) owned by its watcher with no lease: if the watcher dies, SIGKILL
-    included, its reaper removes the probe and instances at once; the deadline (O(duration)) holds in any case.
+  - "The sentinel is a run (docs/tracefs-core.md) owned by its watcher with no lease: if the watcher dies, SIGKILL
+    included, its reaper removes the probe and instances at once; the deadline (O(duration)) holds in any case."
 author:
   - fleettrace developers (@fleettrace)
 options:

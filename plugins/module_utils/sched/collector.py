@@ -18,7 +18,6 @@ Cleanup (triggers, filters, events, rmdir) runs in ``close()``; callers use
 import errno
 import os
 import re
-import socket
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
@@ -41,7 +40,7 @@ RMDIR_ATTEMPTS = 20   # rmdir is EBUSY while any file of the instance is open, b
 
 def default_instance_name(label=None):
     """``fleettrace_sched_<label>_<pid>``: unique per run, found again by the prefix."""
-    safe = re.sub(r"[^A-Za-z0-9_]", "_", label or socket.gethostname())[:24]
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", label or os.uname().nodename)[:24]
     return "%s_sched_%s_%d" % (OWNED_PREFIX, safe, os.getpid())
 
 
