@@ -20,6 +20,7 @@ import os
 import re
 import time
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool, per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import facts as sched_facts
@@ -43,7 +44,7 @@ def default_instance_name(label=None):
     return "%s_sched_%s_%d" % (OWNED_PREFIX, safe, os.getpid())
 
 
-class WindowAbandoned(Exception):
+class WindowAbandoned(FleettraceError):
     """The window was ended early because nobody is left to read its result."""
 
 
