@@ -128,69 +128,69 @@ commands:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import choice, lifecycle, removal
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import as_result, find_leftovers
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
-    OWNED_PREFIX, Tracefs, TracefsError)
+    OWNED_PREFIX, Tracefs)
+
+
+def body(module, result):
+    params = module.params
+    if not params["prefix"].startswith(OWNED_PREFIX):
+        raise OptionError("prefix %r does not start with %r: this module only removes what fleettrace created; "
+                          "use a prefix like %r" % (params["prefix"], OWNED_PREFIX, OWNED_PREFIX + "_myrun"))
+    for tag in params["force"] + (params["names"] or []):
+        validate.instance_name(tag)
+    if params["name_contains"] is not None and not params["name_contains"]:
+        raise validate.ValidationError("name_contains is empty: it would name every fleettrace object; "
+                                       "give a run id, or use names")
+    named = None
+    if params["name_contains"] or params["names"]:
+        named = choice.named_request(params["name_contains"], params["names"], params["prefix"])
+    store = RunStore(move_aside=not module.check_mode)
+    try:
+        fs = Tracefs(mount=False)
+        # What goes is decided in runs.choice, as for the reapers; this module only shows and applies it.
+        cleanup = removal.Cleanup(fs, store, force=params["force"], named=named)
+    except OSError as exc:
+        raise FleettraceError("cannot list tracefs state or the runs: %s" % exc)
+    removed = as_result(cleanup.found)
+    for warning in removal.warnings([(a.tag, "%s: %s (moved to %s)" % (removal.QUARANTINED, a.why, a.path), [])
+                                     for a in cleanup.quarantined]):
+        module.warn(warning)
+    changed = bool(cleanup.plan) or bool(cleanup.chosen) or bool(cleanup.quarantined)
+    result.update(changed=changed, removed=removed, commands=cleanup.plan.commands,
+                  runs=[{"tag": m.tag, "run_id": m.run_id, "why": why} for m, why in cleanup.chosen],
+                  live=[lifecycle.describe(m) for m in cleanup.live], quarantined=store.quarantined())
+    if module._diff:
+        result["diff"] = dict(before={"instances": removed["instances"], "uprobes": removed["uprobes"]},
+                              after={"instances": [], "uprobes": []})
+    if not changed or module.check_mode:
+        return
+    errors = cleanup.apply()
+    gone = set(removed["instances"]) | {r.split("/")[0] for r in removed["uprobes"]}
+    remaining = as_result(find_leftovers(fs, gone.__contains__))
+    if errors or any(remaining.values()):
+        result["remaining"] = remaining
+        raise FleettraceError("could not remove everything: %s; still present: %s"
+                              % ("; ".join(errors) or "no error reported", remaining),
+                              hint="stop whatever still uses it (a perf or trace-cmd session, a reader of trace_pipe) "
+                                   "and run again")
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    run_module(
+        dict(
             force=dict(type="list", elements="str", default=[]),
             name_contains=dict(type="str"),
             names=dict(type="list", elements="str"),
             prefix=dict(type="str", default=OWNED_PREFIX),
         ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    if not params["prefix"].startswith(OWNED_PREFIX):
-        module.fail_json(msg="prefix %r does not start with %r: this module only removes what fleettrace created; "
-                         "use a prefix like %r" % (params["prefix"], OWNED_PREFIX, OWNED_PREFIX + "_myrun"), changed=False)
-    store = RunStore(move_aside=not module.check_mode)
-    try:
-        for tag in params["force"] + (params["names"] or []):
-            validate.instance_name(tag)
-        if params["name_contains"] is not None and not params["name_contains"]:
-            raise validate.ValidationError("name_contains is empty: it would name every fleettrace object; "
-                                           "give a run id, or use names")
-        named = None
-        if params["name_contains"] or params["names"]:
-            named = choice.named_request(params["name_contains"], params["names"], params["prefix"])
-        fs = Tracefs(mount=False)
-        cleanup = removal.Cleanup(fs, store, force=params["force"], named=named)
-    except OwnershipError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    except (TracefsError, validate.ValidationError, OSError) as exc:
-        module.fail_json(msg="cannot list tracefs state: %s" % (getattr(exc, "message", None) or exc), changed=False)
-    removed = as_result(cleanup.found)
-    quarantined = store.quarantined()
-    for warning in removal.warnings([(a.tag, "%s: %s (moved to %s)" % (removal.QUARANTINED, a.why, a.path), [])
-                                     for a in cleanup.quarantined]):
-        module.warn(warning)
-    changed = bool(cleanup.plan) or bool(cleanup.chosen) or bool(cleanup.quarantined)
-    result = dict(changed=changed, removed=removed, commands=cleanup.plan.commands,
-                  runs=[{"tag": m.tag, "run_id": m.run_id, "why": why} for m, why in cleanup.chosen],
-                  live=[lifecycle.describe(m) for m in cleanup.live], quarantined=quarantined)
-    if module._diff:
-        result["diff"] = dict(before={"instances": removed["instances"], "uprobes": removed["uprobes"]},
-                              after={"instances": [], "uprobes": []})
-    if not changed or module.check_mode:
-        module.exit_json(**result)
-    errors = cleanup.apply()
-    gone = set(removed["instances"]) | {r.split("/")[0] for r in removed["uprobes"]}
-    remaining = as_result(find_leftovers(fs, gone.__contains__))
-    if errors or any(remaining.values()):
-        module.fail_json(msg="could not remove everything: %s; still present: %s. "
-                         "Stop whatever still uses it (a perf or trace-cmd session, a reader of trace_pipe) and run again."
-                         % ("; ".join(errors) or "no error reported", remaining), remaining=remaining, **result)
-    module.exit_json(**result)
+        body, supports_check_mode=True)
 
 
 if __name__ == "__main__":

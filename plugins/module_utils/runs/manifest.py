@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Optional, Tuple
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import OWNED_PREFIX
 
@@ -47,11 +48,11 @@ MAX_DETAILS_BYTES = 4096
 _NONCE = re.compile(r"^[0-9a-f]{16,64}$")
 
 
-class OwnershipError(Exception):
+class OwnershipError(FleettraceError):
     """A run that may not start or end as asked."""
 
 
-class ManifestError(ValueError):
+class ManifestError(FleettraceError, ValueError):
     """A manifest (or a request for one) that is malformed, too big, or names what a run may not own."""
 
 
