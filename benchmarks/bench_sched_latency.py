@@ -331,9 +331,10 @@ def figures(rows, tools):
         rate = "%dk events/s" % round(ours["events_per_s"] / 1000.0)
         for tool in tools + (["baseline"] if "baseline" in row else []):
             other = row.get(tool) or {}
+            # The ratio is the median of the same-run ratios (not the ratio of the medians).
             found.append({"measure": "whole CPU per sched_switch, %s" % rate, "ours": ours["us_per_switch"],
                           "other": other.get("us_per_switch"), "unit": "us", "tool": TOOL_NAMES[tool],
-                          "target": "<= 1" if tool == "perf" else ""})
+                          "ratio": row.get("per_switch_ours_vs_%s" % tool), "target": "<= 1" if tool == "perf" else ""})
         for tool in ("perf", "trace-cmd"):
             if tool in row:
                 found.append({"measure": "events lost, %s" % rate, "ours": ours["lost"], "other": row[tool]["lost"],
@@ -341,7 +342,8 @@ def figures(rows, tools):
         if "trace-cmd" in row:
             found.append({"measure": "CPU during the window per wall second, %s" % rate,
                           "ours": ours["window_cpu_per_wall_s"], "other": row["trace-cmd"]["window_cpu_per_wall_s"],
-                          "unit": "s/s", "tool": "trace-cmd record", "target": "<= 2"})
+                          "ratio": row.get("window_ours_vs_trace-cmd"), "unit": "s/s", "tool": "trace-cmd record",
+                          "target": "<= 2"})
     return found
 
 
