@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition
 from tests.helpers.owned import OwnedRun
 from tests.helpers.uprobe_truth import LIB_REPORT, REPORT, assert_matches, program_records, programs, trace_records
 
@@ -35,7 +35,7 @@ def trace_run(tracefs, unique_name, binary, spec, argv, definitions=None, **reso
         inst.create()
         for line in lines:
             tracefs.add_uprobe(line)
-            event = UprobeDefinition.parse(line).event
+            event = ProbeDefinition.parse(line).event
             if event not in added:
                 added.append(event)
         for event in added:

@@ -117,8 +117,8 @@ def wait_started(spool, proc, timeout=START_TIMEOUT_S):
         if proc is not None and proc.poll() is not None:
             state = spool.state()
             if state.get("status") in (None, "starting"):
-                state = dict(state, status="failed", ended={"why": "failed", "message": "the watcher exited with %s "
-                                                           "before arming: %s" % (proc.returncode, stderr_tail(spool))})
+                why = "the watcher exited with %s before arming: %s" % (proc.returncode, stderr_tail(spool))
+                state = dict(state, status="failed", ended={"why": "failed", "message": why})
             return state
         time.sleep(0.05)
     return dict(spool.state(), status="failed", ended={"why": "failed", "message": "the watcher did not arm within "

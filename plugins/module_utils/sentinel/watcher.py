@@ -106,8 +106,8 @@ class Watcher:
         self._signals()
         me = ownership.process(os.getpid(), "sentinel watcher %d (label %s)" % (os.getpid(), self.settings.label))
         # From now on the run is this process's: lease 0, its reaper follows this pid.
-        ownership.transfer(self.tag, self.nonce, me, 0.0, details={"label": self.settings.label, "watcher": me,
-                                                                    "spool": self.spool.dir})
+        ownership.transfer(self.tag, self.nonce, me, 0.0,
+                           details={"label": self.settings.label, "watcher": me, "spool": self.spool.dir})
         self.state.update(status="armed", watcher=dict(me, argv=sys.argv), armed_since=time.time(),
                           until=self.deadline)
         self.bell_fd = os.open(self.bell.path("trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
@@ -417,8 +417,8 @@ class Watcher:
         self.state.update(status=why, ended={"at": time.time(), "why": why, "message": message, "errors": errors},
                           cost=_cost())
         self._save()
-        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message,
-                                                     "; " + "; ".join(errors) if errors else ""), warning=False)
+        tail = "; " + "; ".join(errors) if errors else ""
+        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message, tail), warning=False)
 
     def fail(self, exc):
         """An unexpected error: say it in the state and the log, and leave nothing behind."""

@@ -19,6 +19,7 @@ import glob
 import os
 import time
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_definition
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, shell_write
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import OWNED_PREFIX
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
@@ -138,6 +139,6 @@ def plan_removal(fs, found):
         plan.add("disable all events and rmdir %s" % fs.path("instances", name),
                  (lambda inst=fs.instance(name): _remove_instance(inst)))
     for group, event_name in found["uprobes"]:
-        plan.write(fs.path("uprobe_events"), "-:%s/%s" % (group, event_name),
+        plan.write(fs.path("uprobe_events"), probe_definition.removal(group, event_name),
                    (lambda g=group, e=event_name: _remove_uprobe(fs, g, e)), append=True)
     return plan
