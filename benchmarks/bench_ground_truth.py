@@ -11,11 +11,12 @@ Two questions, on a paced ping-pong load (benchmarks/sched_load.c):
 2. **Same window, three views**: our collector (watching the program) and
    ``perf sched record`` run at once; the program's own latencies, our
    run-queue waits of its thread and perf sched latency's row for it are
-   printed side by side (docs/sched-audit.md explains each difference).
+   printed side by side, with bpftrace's (benchmarks/runqlat_tid.bt) where installed
+   (docs/sched-audit.md explains each difference).
 
     sudo .venv/bin/python benchmarks/bench_ground_truth.py [--seconds 5] [--rounds 3] [--load 20000]
 
-Results: benchmarks/results/ground_truth.json.
+Results: benchmarks/results/ground_truth.json (``benchmarks/bench_results.py`` prints its figures).
 """
 
 import argparse
@@ -34,10 +35,13 @@ COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 sys.path.insert(0, COLLECTIONS)
 import bench_sched_latency as bench  # noqa: E402  (the trace-cmd sandbox wrapper)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+import bench_results  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 
 PERIOD_US = 1000
+BPFTRACE_TID = os.path.join(REPO, "benchmarks", "runqlat_tid.bt")
+BPFTRACE_LEAD_S = 3   # bpftrace compiles its script before it attaches
 # trace-cmd's instance outlives its window by this much at most (start, its own teardown, ours).
 TRACER_MARGIN = 60
 
@@ -74,11 +78,11 @@ def finish_truth(proc):
 def ours_cmd(seconds, name, watch_pid=None):
     code = ("import json, sys\nsys.path.insert(0, %r)\n"
             "from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs\n"
-            "from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership\n"
+            "from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle\n"
             "from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as c\n"
             "fs = tracefs.Tracefs()\n"
             "# as the sched_latency module does: killed, its reaper removes the instance\n"
-            "with ownership.module_run(fs, %r, %f, instances=[%r]):\n"
+            "with lifecycle.module_run(fs, %r, %f, instances=[%r]):\n"
             "    r = c.collect(fs, %f, instance_name=%r, watch_pids=%r, stack_traces=False, worst_count=50)\n"
             "print(json.dumps(r))\n") % (COLLECTIONS, name, seconds, name, seconds, name,
                                          [watch_pid] if watch_pid else [])
@@ -94,7 +98,7 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
         time.sleep(1.0)
         if condition == "trace-cmd":
             # trace-cmd's instance is a run of this process: SIGKILLed, its reaper removes it.
-            run = ownership.own(Tracefs(), name, seconds + TRACER_MARGIN, instances=[name], what="benchmark")
+            run = lifecycle.own(Tracefs(), name, seconds + TRACER_MARGIN, instances=[name], what="benchmark")
         if condition == "ours":
             tracer = subprocess.Popen(ours_cmd(seconds + 1, name), stdout=subprocess.PIPE, universal_newlines=True)
         elif condition == "trace-cmd":
@@ -114,7 +118,7 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
         load.wait()
         bench.remove_instance(name)
         if run is not None:
-            ownership.finish(Tracefs(), name, run["nonce"])
+            lifecycle.finish(Tracefs(), name, run.nonce)
     return truth_stats(out)
 
 
@@ -137,15 +141,23 @@ def same_window(bins, seconds, load_rounds, workdir):
     out = os.path.join(workdir, "truth-same.txt")
     data = os.path.join(workdir, "perf-sched.data")
     name = "fleettrace_gt_%d_same" % os.getpid()
-    load = subprocess.Popen([bins["load"], "2", str(load_rounds), str(seconds + 15)], start_new_session=True)
+    load = subprocess.Popen([bins["load"], "2", str(load_rounds), str(seconds + 20)], start_new_session=True)
     try:
         time.sleep(1.0)
-        truth, tid = start_truth(bins["truth"], seconds + 6, out)
+        truth, tid = start_truth(bins["truth"], seconds + 8, out)
+        bpf = None
+        if shutil.which("bpftrace"):
+            # Started first and ended last, so its waits cover our window; only those inside it count.
+            bpf = subprocess.Popen(["bpftrace", BPFTRACE_TID, str(tid), "-c",
+                                    "%s %s" % (shutil.which("sleep"), seconds + BPFTRACE_LEAD_S + 1)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+            time.sleep(BPFTRACE_LEAD_S)
         ours = subprocess.Popen(ours_cmd(seconds, name, tid), stdout=subprocess.PIPE, universal_newlines=True)
         perf = subprocess.Popen(["perf", "sched", "record", "-o", data, "--", "sleep", str(seconds)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         result = json.loads(ours.communicate()[0].strip().splitlines()[-1])
         perf.wait()
+        bpf_out = bpf.communicate()[0] if bpf else None
         truth.send_signal(signal.SIGTERM)
         finish_truth(truth)
     finally:
@@ -158,10 +170,42 @@ def same_window(bins, seconds, load_rounds, workdir):
             "ours": {"waits": task["runqueue"]["count"], "p50_us": task["runqueue"]["p50_us"],
                      "p99_us": task["runqueue"]["p99_us"], "max_us": task["runqueue"]["max_us"],
                      "host_unmeasured": result["unmeasured_by_reason"], "events_lost": result["events"]["lost"]},
-            "perf_sched_latency": perf_row(data, tid)}
+            "perf_sched_latency": perf_row(data, tid), "bpftrace": bpftrace_row(bpf_out, window)}
+
+
+def bpftrace_row(out, window):
+    """benchmarks/runqlat_tid.bt's waits of the thread inside our window: count, p50/p99/max (us)."""
+    if out is None:
+        return None
+    waits = [(int(a), int(b)) for a, b in re.findall(r"^wait (\d+) (\d+)$", out, re.M)]
+    inside = [(b - a) / 1000.0 for a, b in waits if window[0] <= a and b <= window[1]]
+    return {"waits": len(inside), "waits_all": len(waits), "p50_us": percentile(inside, 50),
+            "p99_us": percentile(inside, 99), "max_us": max(inside) if inside else None}
 
 
 EVENTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task")
+
+
+def figures(table, same):
+    """The observer effect next to trace-cmd's; one thread's waits next to the program, perf and bpftrace."""
+    ours = same["ours"]
+    found = [{"measure": "p99 wakeup latency a timer loop measures, added by the tracer", "unit": "us",
+              "ours": table["ours"]["p99_added_us"], "other": None, "tool": "trace-cmd record: %+.1f us"
+              % table["trace-cmd"]["p99_added_us"], "target": "noise"},
+             {"measure": "timer thread: longest run-queue wait vs its own longest wakeup", "unit": "us",
+              "ours": ours["max_us"], "other": same["truth"]["max_us"], "tool": "the program itself",
+              "target": "<= 1"}]
+    perf = same["perf_sched_latency"] or {}
+    found.append({"measure": "timer thread: waits (switch-ins) counted", "unit": "", "ours": ours["waits"],
+                  "other": perf.get("switches"), "tool": "perf sched latency", "target": ""})
+    bpf = same.get("bpftrace")
+    if bpf:
+        found.append({"measure": "timer thread: waits counted", "unit": "", "ours": ours["waits"],
+                      "other": bpf["waits"], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
+        for key in ("p99_us", "max_us"):
+            found.append({"measure": "timer thread: %s wait" % key.split("_")[0], "unit": "us",
+                          "ours": ours[key], "other": bpf[key], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
+    return found
 
 
 def main():
@@ -204,13 +248,9 @@ def main():
         print("same window: truth %s" % same["truth"])
         print("             ours  %s" % same["ours"])
         print("             perf sched latency %s" % same["perf_sched_latency"])
-        summary = {"observer": table, "runs": runs, "same_window": same, "seconds": args.seconds,
-                   "load_rounds_per_s": args.load, "rounds": args.rounds, "cpus": os.cpu_count(),
-                   "kernel": os.uname()[2], "loadavg_at_end": os.getloadavg()}
-        out_dir = os.path.join(REPO, "benchmarks", "results")
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "ground_truth.json"), "w") as handle:
-            json.dump(summary, handle, indent=2)
+        print("             bpftrace runqlat_tid.bt %s" % same["bpftrace"])
+        bench_results.record("ground_truth", figures(table, same), observer=table, runs=runs, same_window=same,
+                             seconds=args.seconds, load_rounds_per_s=args.load, rounds=args.rounds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

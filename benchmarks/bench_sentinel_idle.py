@@ -41,7 +41,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import control, settings  # noqa: E402
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 from bench_sched_latency import TRACE_CMD_WRAPPER, run_tree  # noqa: E402
 
@@ -156,7 +156,7 @@ def main():
     spool_root = os.path.join(workdir, "spool")
     poll_instance = "fleettrace_bench%d_poll" % os.getpid()
     tc_instance = "fleettrace_bench%d_tc" % os.getpid()
-    own = ownership.own(fs, poll_instance, args.seconds + 600, instances=[poll_instance, tc_instance],
+    own = lifecycle.own(fs, poll_instance, args.seconds + 600, instances=[poll_instance, tc_instance],
                         what="bench_sentinel_idle")
     pid, binary, stop_target, token_ms = start_target(args.target, workdir)
     others = {}
@@ -169,8 +169,8 @@ def main():
             syslog_socket=os.path.join(workdir, "no-log"), latency_seconds=0, duration=args.seconds + 300))
         watcher = armed["watcher"]["pid"]
         time.sleep(2.0)     # the watcher's start (imports, arming) is not idle cost
-        manifest = ownership.load(settings.names(label)["tag"])
-        reaper = (manifest or {}).get("reaper", {}).get("pid")
+        manifest = lifecycle.load(settings.names(label)["tag"])
+        reaper = manifest.reapers[0].pid if manifest and manifest.reapers else None
         group = settings.names(label)["group"]
         hits_before = probe_hits(group)
         if "poll" in tools:
@@ -207,7 +207,7 @@ def main():
         if armed is not None:
             control.disarm(fs, spool_root, label, os.path.join(workdir, "textfile"))
         stop_target()
-        ownership.finish(fs, poll_instance, own["nonce"])
+        lifecycle.finish(fs, poll_instance, own.nonce)
         shutil.rmtree(workdir, ignore_errors=True)
     rows = {}
     for name in end:

@@ -24,15 +24,19 @@ TOOLS=${FLEETTRACE_TOOLS:-${HOME}/.cache/fleettrace/tools}
 PYTHON=${PYTHON:-python3}
 GALAXY_IMPORTER_VERSION=0.4.44
 # The docs site: antsibull-docs writes reStructuredText, Sphinx with Ansible's theme renders it.
-DOCS_SITE_REQUIREMENTS=(antsibull-docs==2.28.0 "sphinx>=7,<9" "sphinx-ansible-theme>=0.10,<1" "myst-parser>=2,<5")
+# antsibull-docs reads the docs through ansible-doc: the ansible-core the tests pin.
+DOCS_SITE_REQUIREMENTS=(antsibull-docs==2.28.0 "sphinx>=7,<9" "sphinx-ansible-theme>=0.10,<1" "myst-parser>=2,<5"
+                        "$(grep -E '^ansible-core==' requirements-dev.txt | sed 's/ *#.*//')")
 DOCS_SITE_KEY=$(printf '%s\n' "${DOCS_SITE_REQUIREMENTS[@]}" | md5sum | cut -c1-8)
 PROMETHEUS_DEB=prometheus
 SHARED=${FLEETTRACE_SHARED_TOOLS:-/var/cache/fleettrace}
 
 galaxy_importer_dir() { echo "$TOOLS/galaxy-importer-$GALAXY_IMPORTER_VERSION"; }
 docs_site_dir() { echo "$TOOLS/docs-site-$DOCS_SITE_KEY"; }
+# The controller venv's pins: requirements-dev.txt's exact versions (only these change the venv).
+controller_pins() { grep -E '^[A-Za-z0-9_.-]+==' requirements-dev.txt | sed 's/ *#.*//'; }
 unprivileged_controller_dir() {
-  echo "$SHARED/unprivileged-controller-$(cat requirements.txt requirements-dev.txt | md5sum | cut -c1-8)"
+  echo "$SHARED/unprivileged-controller-$( (cat requirements.txt; controller_pins) | md5sum | cut -c1-8)"
 }
 promtool_path() {
   local version
@@ -72,7 +76,7 @@ install_unprivileged_controller() {
   dir=$(unprivileged_controller_dir)
   install -d -m 0755 "$SHARED"
   pins=$(mktemp)
-  grep -E '^[A-Za-z0-9_.-]+==' requirements-dev.txt | sed 's/ *#.*//' > "$pins"
+  controller_pins > "$pins"
   # Debian's interpreter (under /usr, readable by everyone), not ours under /root.
   PYTHON=/usr/bin/python3 venv "$dir" ansible-core -r requirements.txt -c "$pins"
   rm -f "$pins"

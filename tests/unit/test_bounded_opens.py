@@ -26,7 +26,8 @@ KERNEL_OR_OWN = {
         "instance.path('trace_pipe')": "opened O_NONBLOCK", "instance.path('trace')": "tracefs, ends",
         "path": "read_trace: the instance's tracefs trace file"},
     "module_utils/trace/evidence.py": {"path": "/proc and /sys/kernel/mm/ksm counters"},
-    "module_utils/trace/page_spool.py": {"path": "trace_pipe_raw, opened O_NONBLOCK"},
+    "module_utils/trace/page_spool.py": {"path": "trace_pipe_raw, opened O_NONBLOCK",
+                                         "candidate": "a directory, opened O_TMPFILE: a new unnamed file"},
     "module_utils/trace/per_cpu.py": {"os.path.join(root, 'per_cpu', 'cpu%d' % cpu, 'stats')": "tracefs"},
     "module_utils/sched/facts.py": {
         "path": "_read_int: /proc/sys and tracefs numbers", "'/proc/%d/stat' % pid": "kernel file",
@@ -46,7 +47,7 @@ KERNEL_OR_OWN = {
 }
 # Run manifests and their owners' /proc files follow their own rules (O_EXCL|O_NOFOLLOW, size caps,
 # docs/tracefs-core.md), kept by the runs code itself.
-OWN_RULES = ("module_utils/tracefs/ownership.py", "module_utils/tracefs/owner.py", "module_utils/runs/",
+OWN_RULES = ("module_utils/runs/",
              # the sentinel's spool: a root-only directory, O_EXCL|O_NOFOLLOW writes, size caps (docs/sentinel.md)
              "module_utils/sentinel/spool.py")
 OPENERS = ("open", "os.open", "io.open", "tempfile.TemporaryFile")

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import collect, launch, notify, settings, spool
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 from tests.helpers.paths import COLLECTIONS
 
@@ -157,7 +157,7 @@ def test_code_files_are_the_loaded_sources_byte_for_byte():
     files = launch.code_files()
     root = COLLECTIONS
     for needed in ("sentinel/watcher.py", "sentinel/moment.py", "trace/threshold.py", "trace/capture.py",
-                   "tracefs/ownership.py", "procfs.py"):
+                   "runs/lifecycle.py", "runs/reaper.py", "procfs.py"):
         relative = "ansible_collections/fleettrace/tracefs/plugins/module_utils/" + needed
         assert relative in files, sorted(files)
         with open(os.path.join(root, relative), "rb") as handle:
@@ -175,7 +175,7 @@ def test_the_watcher_shows_what_it_is_in_ps():
 def test_status_of_a_sentinel_that_no_longer_runs(tmp_path):
     boot = tmp_path / "boot_id"
     boot.write_text("b1\n")
-    me = ownership.process(os.getpid(), "test")
+    me = run_owner.process(os.getpid(), "test").to_dict()
     gone = {"pid": 4194303, "start": 1, "what": "gone"}
     session = {"boot_id": "b1"}
     assert collect.status_of(None, {}, str(boot)) == ("not_armed", False)

@@ -2,12 +2,14 @@
 normalisation, change plans, feature detection and snapshot diffs on a fake tree."""
 
 
+import os
+
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, shell_write
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
-    Tracefs, TracefsError, UprobeDefinition, normalize_trigger, trigger_key)
+    Tracefs, TracefsError, normalize_trigger, trigger_key)
 from tests.helpers.fake_tracefs import make_fake_tracefs
 from tests.helpers.tracefs_state import diff_snapshots
 
@@ -67,14 +69,6 @@ def test_trigger_key_identifies_removal_target():
     assert trigger_key("enable_event:syscalls:sys_enter_write:2") == "enable_event:syscalls:sys_enter_write"
 
 
-def test_uprobe_definition_round_trip():
-    line = "p:probe_corosync/timer_function_scheduler_timeout /usr/sbin/corosync:0x26097 tv_diff=%si:u64"
-    definition = UprobeDefinition.parse(line)
-    assert (definition.kind, definition.group, definition.event) == ("p", "probe_corosync", "timer_function_scheduler_timeout")
-    assert definition.args == ["tv_diff=%si:u64"]
-    assert definition.line() == line
-
-
 def test_change_plan_undoes_done_steps_in_reverse_on_failure():
     log = []
     plan = ChangePlan()
@@ -124,6 +118,9 @@ def test_features_without_kprobes_and_hist(tmp_path):
 def test_features_detect_hist_and_kprobes(tmp_path):
     fs = Tracefs(make_fake_tracefs(str(tmp_path), readme="      hist trigger\t- If set, event hits are aggregated", kprobes=True))
     assert fs.features()["hist_triggers"] and fs.features()["kprobes"]
+    assert not fs.features()["synthetic_events"]
+    open(os.path.join(fs.root, "synthetic_events"), "w").close()
+    assert Tracefs(fs.root).features()["synthetic_events"]
 
 
 def test_fake_tree_buffer_size_and_uprobes(tmp_path):
