@@ -8,6 +8,7 @@ through the sentinel module (the whole cycle through the playbook is in
 test_sentinel_watchdog.py) and ends with ``absent``, whatever happened.
 """
 
+import json
 import os
 import re
 import shutil
@@ -198,10 +199,15 @@ def test_simulated_reboot_reports_ended_by_reboot_with_the_spool_intact(node, da
     proc = daemon.start()
     armed = arm(node, daemon, proc)
     stall(node, proc, 0.5, 1)
-    # The reboot: the watcher and its reaper vanish at once, then the kernel forgets every tracefs object.
-    reaper = node.state()["reaper"]["pid"]
-    for pid in (reaper, armed["watcher"]["pid"]):
+    # The reboot: the watcher and its pair of reapers vanish at once (nothing restores the node then
+    # but the next fleettrace call, as after a real reboot nothing is left to restore).
+    with open("/run/fleettrace/runs/%s.json" % node.tag) as handle:
+        reapers = [r["pid"] for r in json.load(handle)["reapers"]]
+    assert len(reapers) == 2
+    for pid in reapers + [armed["watcher"]["pid"]]:
         os.kill(pid, signal.SIGKILL)
+    sh.wait_for(lambda: not any(sh.alive(pid) for pid in reapers + [armed["watcher"]["pid"]]), 10, 0.1, "all gone")
+    assert node.tracefs_names()     # nothing removed them yet
     other_boot = tmp_path / "boot_id"
     other_boot.write_text("00000000-0000-4000-8000-000000000000\n")
     doc = collected(node, boot_id_path=str(other_boot))     # its first step reaps the dead run's objects
