@@ -181,6 +181,21 @@ variables:
   elements: dict
   sample: [{"expression": "tv_diff:u64", "name": "tv_diff_u64", "address": "0x26097", "fetcharg": "tv_diff_u64=%si:u64",
             "type": "uint64_t", "kernel_type": "u64", "location": "register %si", "available": true, "reason": null}]
+left_out:
+  description:
+    - What C($params) and C($vars) did not trace, one entry per variable and probe address, with the reason (its
+      value is computed by a DWARF expression, optimized out, a constant, an aggregate). Also in check mode.
+    - C($params) lists the probed function's own parameters only, never those of calls inlined into it.
+  returned: when resolved from a spec
+  type: list
+  elements: dict
+  sample: [{"name": "bitD", "address": "0x2085d", "expansion": "$params",
+            "reason": "bitD: its value is computed as %sp + 192 (a DWARF expression ending in DW_OP_stack_value) ..."}]
+cached:
+  description: Whether the resolution came from the resolver cache (keyed by build-id) instead of the DWARF.
+  returned: when resolved from a spec
+  type: bool
+  sample: true
 debuginfo:
   description: File the DWARF was read from.
   returned: when resolved from a spec without the cache
@@ -230,6 +245,7 @@ class ModuleFailure(Exception):
 
 def resolve_spec(module, params):
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import context as dwarf_context
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
     try:
         import elftools  # noqa: F401 - only to give a clear message when it is missing
@@ -252,9 +268,7 @@ def resolve_spec(module, params):
         return resolved
     except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError) as exc:
         raise ModuleFailure("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc))
-    except Exception as exc:
-        if type(exc).__name__ != "ResolveError":
-            raise
+    except dwarf_context.ResolveError as exc:      # and its subclasses (NoCode)
         raise ModuleFailure("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc))
 
 
@@ -360,7 +374,7 @@ def main():
 
     result.update(group=group, events=events, definitions=wanted or resolved.get("definitions", []),
                   build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
-    for key in ("addresses", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
+    for key in ("addresses", "left_out", "cached", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
         if key in resolved:
             result[key] = resolved[key]
     result["changed"] = bool(plan)

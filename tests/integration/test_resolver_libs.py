@@ -66,12 +66,13 @@ def test_same_as_perf_where_perf_is_right(label, libraries, tracefs, run_token, 
     functions = libdiff.catalog(binary)
     specs = libdiff.sample(functions, SAMPLE, "%d:%s" % (SEED, label))
     assert len(specs) >= SAMPLE * 3 // 4, "the sampler found too few specs in %s" % binary
-    results = libdiff.compare(dwarf_resolver, binary, specs)
+    results = libdiff.compare(dwarf_resolver, binary, specs, functions)
     driver = libtruth.build_driver(cc, root, label, str(tmp_path_factory.mktemp("libdiff")))
     # Runtime truth for every difference the ABI can judge, for a few identical results as
     # controls (the judge must see right values where both agree), and for a sweep of exported
     # functions' entries (-O0 prologues, scopes at the entry): one driver run for all.
-    sweep = libdiff.compare(dwarf_resolver, binary, libdiff.entry_sweep(functions, SWEEP, "%d:%s" % (SEED, label)))
+    sweep = libdiff.compare(dwarf_resolver, binary, libdiff.entry_sweep(functions, SWEEP, "%d:%s" % (SEED, label)),
+                            functions)
     judged, controls = [], 0
     for r in results + sweep:
         function = functions.get(r["function"])
@@ -93,6 +94,10 @@ def test_same_as_perf_where_perf_is_right(label, libraries, tracefs, run_token, 
     assert hit, "the driver program reached none of the judged functions: runtime truth judged nothing"
     wrong = [r for r in results if r.get("truth", {}).get("ours") in ("wrong", "kernel-refused")]
     assert not wrong, "our fetch args read other values than the program passed:\n" + _explain(wrong)
+    # Judged by the DWARF: every variable we trace comes from the probed function's own scope.
+    wrong_scope = libdiff.scope_audit(binary, results)
+    assert not wrong_scope, "variables read from another scope:\n" + "\n".join(
+        "%s  %s: %s" % entry for entry in wrong_scope)
     judged_same = [r for r in results if r["verdict"] == "same" and r.get("truth")]
     assert all(r["truth"]["ours"] in ("right", "not-hit", "none") for r in judged_same), _explain(judged_same)
     unexplained = [r for r in results if r["verdict"] not in ("same", "both-refuse") and not r.get("perf_wrong")

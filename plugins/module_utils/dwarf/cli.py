@@ -17,7 +17,14 @@ import sys
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
 
 USAGE = "usage: dwarf.cli -x BINARY [--debuginfo FILE] [--no-cache] SPEC [SPEC ...]\n"
-_ERRORS = ("ResolveError", "ProbeSpecError", "DebugInfoError")
+
+
+def _user_errors():
+    """The resolver's error classes (loaded on the error path only: a cache hit imports none of them)."""
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import ResolveError
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.debuginfo import DebugInfoError
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.probe_spec import ProbeSpecError
+    return (ResolveError, ProbeSpecError, DebugInfoError)
 
 
 def parse_args(argv):
@@ -61,10 +68,10 @@ def main(argv=None):
     for spec in options["specs"]:
         try:
             result = resolve(options, spec)
-        except Exception as exc:    # our errors; the resolver's classes load lazily with pyelftools
-            if type(exc).__name__ not in _ERRORS:
+        except Exception as exc:    # noqa: BLE001 - ours by type (subclasses too), one line each; others raise
+            if not isinstance(exc, _user_errors()):
                 raise
-            sys.stderr.write("error: %s\n" % exc)
+            sys.stderr.write("error: %s\n" % " ".join(str(exc).split()))
             status = 1
             continue
         sys.stdout.write("".join(line + "\n" for line in result["definitions"]))

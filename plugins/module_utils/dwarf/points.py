@@ -99,9 +99,12 @@ def _addresses(ctx, point, spec, force):
         results += [(pc, cu, point.function, copy) for pc, copy in copies]
     if not results and point.relative_line is None:
         # Definitions without code (an exported alias of another function's code): perf falls
-        # back to the symbol table, so do we.
-        results = [(vaddr + (point.offset or 0), found[0][0], point.function, None)
-                   for vaddr, _size in ctx.symbols.function(point.function)]
+        # back to the symbol table, so do we.  The function whose DIE holds that code is this
+        # function's code too: its variables are the ones there.
+        for vaddr, _size in ctx.symbols.function(point.function):
+            unit = ctx.cu_offset_for_address(vaddr)
+            cu = ctx.cu_at(unit) if unit is not None else found[0][0]
+            results.append((vaddr + (point.offset or 0), cu, point.function, scopes.subprogram_at(ctx, cu, vaddr)))
     if not results and no_code is not None:
         raise no_code
     if not results:
@@ -143,11 +146,21 @@ def function_line_addresses(ctx, point, cu, die):
     line = decl_line.value + point.relative_line
     same_file = dwarf_lines.file_matcher(file_name)
     addresses = dwarf_lines.line_addresses(ctx, cu, same_file, line, die)
-    if not addresses and not ctx.die_ranges(die):
-        raise NoCode("%s:%d (%s:%d) has no code in any inlined copy of %s (it has no out-of-line copy)"
-                     % (point.function, point.relative_line, os.path.basename(file_name), line, point.function))
     if not addresses:
-        lines = dwarf_lines.function_lines(ctx, cu, die)
+        # The lines of the copies with code of their own: the DIE itself, else its out-of-line copies.
+        holders = [die] if ctx.die_ranges(die) else [
+            copy for _pc, copy in functions.instances(ctx, cu, die)
+            if copy.tag == functions.SUBPROGRAM and ctx.die_ranges(copy)]
+        lines = set()
+        for holder in holders:
+            lines.update(dwarf_lines.function_lines(ctx, cu, holder))
+        if not lines:
+            alias = " (its symbol is an alias of another function's code)" if ctx.symbols.function(point.function) \
+                else ""
+            raise NoCode("%s:%d (%s:%d) has no code in any copy of %s: no out-of-line copy of its own%s, and no "
+                         "inlined copy holds that line; probe %s itself, or a line of the function it is inlined "
+                         "into" % (point.function, point.relative_line, os.path.basename(file_name), line,
+                                   point.function, alias, point.function))
         relative = sorted({l - decl_line.value for l in lines})
         raise NoCode("%s:%d (%s:%d) has no code: no probe-able address. Probe-able lines of %s: %s"
                      % (point.function, point.relative_line, os.path.basename(file_name), line,

@@ -69,11 +69,18 @@ class Resolution:
                                    "%s:0x%x" % (self.binary, offset)] + args))
         return lines
 
+    @property
+    def left_out(self):
+        """What ``$params``/``$vars`` did not trace, per address, with the reason."""
+        return [{"name": n.name, "address": "0x%x" % n.address, "expansion": n.expansion, "reason": n.reason}
+                for n in self.notes if n.expansion and not n.available]
+
     def as_dict(self):
         return {"binary": self.binary, "build_id": self.build_id, "group": self.group,
                 "events": _unique(self.event_names), "event": self.event, "definitions": self.definitions,
                 "addresses": ["0x%x" % p[0] for p in self.probes],
-                "variables": [n.as_dict() for n in self.notes], "debuginfo": self.debuginfo}
+                "variables": [n.as_dict() for n in self.notes], "left_out": self.left_out,
+                "debuginfo": self.debuginfo}
 
 
 class Resolver:
@@ -205,7 +212,8 @@ class Resolver:
                 for die in scopes.scope_variables(ctx, chain, address, arg.variable == "$params"):
                     name = dwarf_types.name_of(die)
                     sub = probe_spec.ProbeArg(name, variable=name)
-                    note = variables.fetch_arg(ctx, sub, cu, chain, address, table)
+                    note = variables.fetch_arg(ctx, sub, cu, chain, address, table, die=die)
+                    note.expansion = arg.variable
                     notes.append(note)
                     if note.available and note.value[0] == "imm" and "DW_AT_location" in die.attributes:
                         # perf leaves values computed as constants out of $params/$vars; named, they are traced.

@@ -109,8 +109,32 @@ def scope_of(chain):
     return chain[getattr(chain, "scope", 0)]
 
 
+def _origin_offset_of(die):
+    """Offset of the abstract DIE a concrete copy stands for, else the DIE's own."""
+    attr = die.attributes.get("DW_AT_abstract_origin")
+    return _origin_offset(die.cu, attr) if attr is not None else die.offset
+
+
+def is_own_body(chain, index):
+    """Whether ``chain[index]`` is gcc's inlined copy of a function inside an out-of-line copy of
+    that same function, at its declaration line (no call: the body itself, its variables mostly
+    without locations; perf's __die_walk_instances_cb skips these).
+
+    The same shape inside another function (libpython's ``rlock__at_fork_reinit`` folded into
+    ``lock__at_fork_reinit``) is a real copy: its variables, with or without locations, are the
+    ones at those addresses."""
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
+    die = chain[index]
+    if not functions.is_self_copy(die):
+        return False
+    for outer in reversed(chain[:index]):
+        if outer.tag in FUNCTION_TAGS:
+            return _origin_offset_of(outer) == _origin_offset_of(die)
+    return False
+
+
 def probe_scope(ctx, chain, point, address, scope=None):
-    """``chain`` as a ScopeChain whose scope is where perf looks variables up.
+    """``chain`` as a ScopeChain whose scope is the DIE that owns the variables at the probe.
 
     DWARF rule: a variable of an inlined copy is a child of that copy's
     DW_TAG_inlined_subroutine, so the lookup starts there, not at the subprogram the
@@ -118,13 +142,12 @@ def probe_scope(ctx, chain, point, address, scope=None):
 
     * ``scope`` given (the copy or function a FUNC probe was placed for): that DIE, added
       at the end when it holds no range (a copy described by its entry pc only);
-    * FUNC:N: the innermost copy of FUNC holding the address;
+    * FUNC:N: the innermost copy of FUNC holding the address (the subprogram itself when it
+      is FUNC); when none holds it (N past FUNC's end), the innermost function there, as perf;
     * FILE:LINE: the innermost function or copy declared in FILE before LINE, skipping
       inlined calls whose call site is the line itself (the line belongs to the caller).
 
-    Self copies (gcc's inlined copy of a function inside its own out-of-line copy, at its
-    declaration line) never scope anything."""
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
+    gcc's copy of a function inside its own out-of-line copy (is_own_body) never scopes anything."""
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
     chain = ScopeChain(chain)
     if not chain:
@@ -138,14 +161,21 @@ def probe_scope(ctx, chain, point, address, scope=None):
             chain.append(scope)
             chain.scope = len(chain) - 1
             return chain
+    if point.function is not None:
+        for index in range(len(chain) - 1, -1, -1):
+            die = chain[index]
+            if die.tag in FUNCTION_TAGS and dwarf_types.name_of(die) == point.function \
+                    and not is_own_body(chain, index):
+                chain.scope = index
+                return chain
+        # perf (find_inner_scope_cb): the line lies outside FUNC (N past its end), in the innermost
+        # function there, which owns the variables at that address.
+        chain.scope = [index for index, die in enumerate(chain)
+                       if die.tag in FUNCTION_TAGS and not is_own_body(chain, index)][-1]
+        return chain
     for index in range(len(chain) - 1, 0, -1):
         die = chain[index]
-        if die.tag not in FUNCTION_TAGS or functions.is_self_copy(die):
-            continue
-        if point.function is not None:
-            if dwarf_types.name_of(die) == point.function:
-                chain.scope = index
-                break
+        if die.tag not in FUNCTION_TAGS or is_own_body(chain, index):
             continue
         call_line = die.attributes.get("DW_AT_call_line")
         if call_line is not None and call_line.value == point.absolute_line and ctx.entry_pc(die) == address:
@@ -198,24 +228,32 @@ def in_inlined_copy(ctx, cu, abstract, address):
 
 
 def walk_visible(ctx, scope, address):
-    """Pre-order walk of ``scope``'s children, descending only into DIEs whose code holds ``address``.
+    """Pre-order walk of ``scope``'s children, descending only into lexical blocks whose code holds
+    ``address``: the variables that ``scope``'s function owns there.
 
-    This is perf's order (die_find_child with DIE_FIND_CB_CONTINUE/SIBLING):
-    a function's own parameters come before those of blocks and inlined
-    calls nested inside it.
+    This is perf's order (die_find_child with DIE_FIND_CB_CONTINUE/SIBLING): a function's own
+    parameters come before the locals of its blocks.  Unlike perf, inlined calls nested in the
+    scope are not entered: their parameters and locals belong to the callee (another function,
+    whose variable of the same name is another variable).
     """
+    if scope is None:
+        return
     for child in scope.iter_children():
         yield child
-        if child.has_children and child.tag in SCOPE_TAGS and ctx.die_contains(child, address):
+        if child.has_children and child.tag == "DW_TAG_lexical_block" and ctx.die_contains(child, address):
             yield from walk_visible(ctx, child, address)
 
 
 def scope_variables(ctx, chain, address, params_only=False):
-    """Parameters (and locals) visible at ``address``, in perf's order, first of each name."""
-    if not chain:
+    """Variables of the probed function visible at ``address``, in perf's order, first of each name:
+    with ``params_only`` its own parameters (the scope DIE's formal parameters), else those and the
+    locals of the scope and of its blocks holding the address."""
+    scope = scope_of(chain) if chain else None
+    if scope is None:
         return []
     found, names = [], set()
-    for die in walk_visible(ctx, scope_of(chain), address):
+    candidates = scope.iter_children() if params_only else walk_visible(ctx, scope, address)
+    for die in candidates:
         if die.tag == "DW_TAG_formal_parameter" or (die.tag == "DW_TAG_variable" and not params_only):
             name = dwarf_types.name_of(die)
             if name and name not in names:
