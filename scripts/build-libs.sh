@@ -161,16 +161,21 @@ cmake_library() {   # $1 out dir, $2 flags, $3 source dir, $4 target, then CMake
   cmake --build "$out/build" -j"$(nproc)" --target "$target" >"$out/make.log" 2>&1 \
     || { tail -n 30 "$out/make.log" >&2; return 1; }
 }
+soname_link() {    # $1 dir, $2 library file: a link named by its soname (what programs linked with it ask for)
+  local soname
+  soname=$(objdump -p "$1/$2" | awk '/SONAME/ {print $2}')
+  [ -z "$soname" ] || [ "$soname" = "$2" ] || ln -sfn "$2" "$1/$soname"
+}
 build_snappy() {
   cmake_library "$1" "$2" "$src/snappy" snappy -DSNAPPY_BUILD_TESTS=OFF -DSNAPPY_BUILD_BENCHMARKS=OFF
   cp -L "$1/build/libsnappy.so" "$1/libsnappy.so"
-  ln -sfn libsnappy.so "$1/libsnappy.so.1"
+  soname_link "$1" libsnappy.so
 }
-build_leveldb() {
+build_leveldb() {   # Debian's soname is libleveldb.so.1d
   cmake_library "$1" "$2" "$src/leveldb" leveldb -DLEVELDB_BUILD_TESTS=OFF -DLEVELDB_BUILD_BENCHMARKS=OFF \
     -DLEVELDB_INSTALL=OFF
   cp -L "$1/build/libleveldb.so" "$1/libleveldb.so"
-  ln -sfn libleveldb.so "$1/libleveldb.so.1"
+  soname_link "$1" libleveldb.so
 }
 
 build_set() {

@@ -21,6 +21,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols imp
 # .debug_aranges ranges do not nest: an address this far past a range start is in none before it.
 ARANGE_LOOKBACK = 1 << 24
 ADDRESS_FORMS = ("DW_FORM_addr", "DW_FORM_addrx")   # DW_AT_high_pc in these is an address, else a length
+CXX_LANGUAGES = (0x04, 0x19, 0x1a, 0x21)    # DW_LANG_C_plus_plus, _03, _11, _14
 
 
 class ResolveError(Exception):
@@ -165,11 +166,15 @@ class DwarfContext:
             self._index = False
             return None
 
-    def indexed_units(self, name):
-        """Sorted offsets of the units with a top-level subprogram DIE named ``name``, from the
-        function index; None without one (callers search the bytes, dwarf/index.py)."""
-        entries = self._from_index(lambda index: index.subprograms(name))
-        return None if entries is None else sorted({cu_offset for cu_offset, _o, _i in entries})
+    def indexed_units(self, wanted):
+        """Sorted offsets of the units with a subprogram DIE that is function ``wanted`` (a
+        names.FunctionName; its qualifier too when it has one), from the function index; None
+        without one (callers search the bytes, dwarf/index.py)."""
+        entries = self._from_index(lambda index: index.qualified(wanted.key))
+        if entries is None:
+            return None
+        return sorted({cu_offset for cu_offset, _o, _i, qualifier in entries
+                       if wanted.mangled or wanted.matches(qualifier, wanted.parts[-1])})
 
     def indexed_inlined_copies(self, cu, abstract_offset):
         """Offsets of the DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is
@@ -187,13 +192,14 @@ class DwarfContext:
         return self.dwarf.get_DIE_from_refaddr(offset, cu)
 
     def top_level(self, cu):
-        """Skimmed top-level DIEs of a CU (see dwarf.skim), or None when skimming failed."""
+        """Skimmed top-level DIEs of a CU (see dwarf.skim), or None when skimming failed; in a C++ unit
+        also those inside namespaces and classes (their ``scope`` is the qualifier)."""
         key = cu.cu_offset
         if key not in self.top_levels:
             from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
             try:
                 skimmer = dwarf_skim.TopLevelSkimmer(self.dwarf, cu, self.section(".debug_str"),
-                                                     self.section(".debug_line_str"))
+                                                     self.section(".debug_line_str"), nested=is_cxx(cu))
                 infos = list(skimmer.top_level())
                 for info in infos:
                     info["range"] = dwarf_skim.die_range(info)
@@ -251,6 +257,12 @@ class DwarfContext:
         # entry view of an inlined copy, DWARF 4): it is the copy's entry row in the line table.
         ranges = self.die_ranges(die, keep_empty=True)
         return ranges[0][0] if ranges else None
+
+
+def is_cxx(cu):
+    """Whether the unit is C++ (its DW_AT_language): functions then nest in namespaces and classes."""
+    language = cu.get_top_DIE().attributes.get("DW_AT_language")
+    return language is not None and language.value in CXX_LANGUAGES
 
 
 def cu_base(cu):

@@ -23,6 +23,7 @@ never from a walk of every unit.  Every function takes a ``context.DwarfContext`
 import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
@@ -37,7 +38,8 @@ def ref_offset(cu, value, form):
 
 
 def find_function(ctx, name, source=None):
-    """``(cu, die)`` of every top-level DIE standing for ``name``, in unit and DIE order.
+    """``(cu, die)`` of every DIE standing for ``name`` (a C name, a C++ name such as ``ns::Class::method``
+    or a linkage name: dwarf/names.py), in unit and DIE order.
 
     Named DIEs (with code, abstract, or without code) and clones naming one of
     them through DW_AT_abstract_origin / DW_AT_specification.  A static function
@@ -75,9 +77,10 @@ def _is_external(die):
 def units_naming(ctx, name):
     """Offsets of the units that may define ``name``: the stored function index (dwarf/function_index.py)
     when it names some, else a byte search (every unit when it cannot search)."""
-    indexed = ctx.indexed_units(name)
+    indexed = ctx.indexed_units(names.FunctionName(name))
     if indexed:
         return indexed
+    name = names.lookup_key(name)
     if ctx.unit_starts is None:
         ctx.unit_starts = dwarf_index.unit_starts(ctx.section(".debug_info")) or []
     units = None
@@ -92,21 +95,44 @@ def units_naming(ctx, name):
 
 
 def function_dies(ctx, cu, name):
-    """Top-level DIEs of ``cu`` for function ``name``: by name, or by an origin that has the name."""
+    """DIEs of ``cu`` for function ``name`` (see names.FunctionName), in DIE order: the ones with that
+    name, and those completing one of them through DW_AT_specification (a C++ method's definition
+    outside its class) or DW_AT_abstract_origin (clones, out-of-line copies); declarations left out."""
+    wanted = names.FunctionName(name)
     infos = ctx.top_level(cu)
     if infos is None:
         return [(cu, die) for die in scopes.iter_subprograms(cu)
-                if dwarf_types.name_of(die) == name and "DW_AT_declaration" not in die.attributes]
-    named = {info["offset"] for info in infos if info["tag"] == SUBPROGRAM
-             and (info.get("DW_AT_name") or (None,))[0] == name}
-    found = []
-    for info in infos:
-        if info["tag"] != SUBPROGRAM or "DW_AT_declaration" in info:
-            continue
-        origin = info.get("DW_AT_abstract_origin") or info.get("DW_AT_specification")
-        if info["offset"] in named or (origin is not None and ref_offset(cu, *origin) in named):
-            found.append((cu, ctx.die_at(cu, info["offset"])))
-    return found
+                if "DW_AT_declaration" not in die.attributes and wanted.matches(
+                    names.qualifier_of(die), dwarf_types.name_of(die), names.linkage_name_of(die))]
+    subprograms = [info for info in infos if info["tag"] == SUBPROGRAM]
+    named = {info["offset"] for info in subprograms
+             if wanted.matches(info.get("scope", ""), (info.get("DW_AT_name") or (None,))[0],
+                               (info.get("DW_AT_linkage_name") or (None,))[0])}
+    # A definition completes a declaration (specification), a copy its abstract DIE (origin), and an
+    # abstract DIE may itself complete a declaration: two rounds reach every one whatever the order.
+    for _round in range(2):
+        for info in subprograms:
+            origin = info.get("DW_AT_abstract_origin") or info.get("DW_AT_specification")
+            if origin is not None and ref_offset(cu, *origin) in named:
+                named.add(info["offset"])
+    return [(cu, ctx.die_at(cu, info["offset"])) for info in subprograms
+            if info["offset"] in named and "DW_AT_declaration" not in info]
+
+
+def identity(die):
+    """Offset of the DIE that names the function ``die`` stands for (its declaration, else its abstract
+    DIE, else itself): C++ overloads and methods of several classes with one name are distinct
+    functions, each probed by perf's per-unit rule on its own."""
+    seen = 0
+    while seen < 8:
+        for link in ("DW_AT_specification", "DW_AT_abstract_origin"):
+            if link in die.attributes:
+                die = die.get_DIE_from_attribute(link)
+                break
+        else:
+            return die.offset
+        seen += 1
+    return die.offset
 
 
 def is_self_copy(die):

@@ -13,6 +13,7 @@ import os
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import ResolveError
@@ -76,12 +77,16 @@ def _addresses(ctx, point, spec, force):
     if point.relative_line == 0:
         point.relative_line = None      # perf: FUNC:0 is FUNC itself (name, prologue rule)
     results, units, no_code = [], set(), None
+    event = event_name(point, found[0][1])
     for cu, die in found:
         # perf (probe_point_search_cb): the first DIE of the function in each unit decides;
-        # an abstract one (inline) stands for all its instances there.
-        if cu.cu_offset in units:
+        # an abstract one (inline) stands for all its instances there.  C++ overloads and
+        # same-named methods of other classes are other functions: each gets this rule (perf
+        # stops at the first of them in each unit).
+        key = (cu.cu_offset, functions.identity(die))
+        if key in units:
             continue
-        units.add(cu.cu_offset)
+        units.add(key)
         if point.relative_line is not None:
             try:
                 results += function_line_addresses(ctx, point, cu, die)
@@ -96,7 +101,7 @@ def _addresses(ctx, point, spec, force):
             raise ResolveError("%s has inlined copies; FUNC+OFFSET needs a single out-of-line copy. Use %s or %s:N "
                                "instead" % (point.function, point.function, point.function))
         # Every copy, inlined or out of line, at its entry (no prologue skip, as perf).
-        results += [(pc, cu, point.function, copy) for pc, copy in copies]
+        results += [(pc, cu, event, copy) for pc, copy in copies]
     if not results and point.relative_line is None:
         # Definitions without code (an exported alias of another function's code): perf falls
         # back to the symbol table, so do we.  The function whose DIE holds that code is this
@@ -104,13 +109,21 @@ def _addresses(ctx, point, spec, force):
         for vaddr, _size in ctx.symbols.function(point.function):
             unit = ctx.cu_offset_for_address(vaddr)
             cu = ctx.cu_at(unit) if unit is not None else found[0][0]
-            results.append((vaddr + (point.offset or 0), cu, point.function, scopes.subprogram_at(ctx, cu, vaddr)))
+            results.append((vaddr + (point.offset or 0), cu, event, scopes.subprogram_at(ctx, cu, vaddr)))
     if not results and no_code is not None:
         raise no_code
     if not results:
         raise ResolveError("function %s has no code in %s: no out-of-line copy, no inlined copy with code and no "
                            "symbol" % (point.function, ctx.binary))
     return results
+
+
+def event_name(point, die):
+    """perf's event name for the function: its name, C++ components joined by '_'; for a linkage name
+    the DWARF's name of the function it picked."""
+    if names.is_mangled(point.function):
+        return names.event_base("%s::%s" % (names.qualifier_of(die), dwarf_types.name_of(die)))
+    return point.event_base
 
 
 def _entry(ctx, point, spec, cu, die, force):
@@ -129,11 +142,11 @@ def _entry(ctx, point, spec, cu, die, force):
                                "instruction starts near it: %s. Set force: true only if you know it is "
                                "an instruction boundary." % (point.function, point.offset, address,
                                                              ", ".join(starts[:MAX_STARTS_SHOWN])))
-        return (address, cu, point.function, die)
+        return (address, cu, event_name(point, die), die)
     address = entry
     if any(not a.is_raw for a in spec.args) and not scopes.is_optimized(cu):
         address = dwarf_lines.prologue_end(ctx, cu, die, entry)
-    return (address, cu, point.function, die)
+    return (address, cu, event_name(point, die), die)
 
 
 def function_line_addresses(ctx, point, cu, die):
@@ -176,7 +189,7 @@ def function_line_addresses(ctx, point, cu, die):
                                "probe at %s instead."
                                % (point.function, point.relative_line, os.path.basename(file_name), line,
                                   address, instead))
-    return [(a, cu, "%s_L%d" % (point.function, point.relative_line)) for a in addresses]
+    return [(a, cu, "%s_L%d" % (event_name(point, die), point.relative_line)) for a in addresses]
 
 
 def file_line_addresses(ctx, point):

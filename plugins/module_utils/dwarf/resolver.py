@@ -180,7 +180,7 @@ class Resolver:
         group = group or point.group or default_group(self.binary)
         kind = "r" if point.is_return else "p"
         if point.is_return:
-            event = event or point.event or point.function + "__return"
+            event = event or point.event or point.event_base + "__return"
             args = [a.raw if not a.name else "%s=%s" % (a.name, a.raw) for a in spec.args]
             return Resolution(self.binary, self.build_id, group, event, kind,
                               [(vaddr, self.context.file_offset(vaddr), args)

@@ -250,9 +250,17 @@ def availability_hint(ctx, die, cu, table, chain):
     return text
 
 
+def _through_reference(value, type_die):
+    """A C++ reference (T&, T&&) holds an address but names the object: the value is the one it refers to."""
+    if dwarf_types.is_reference(type_die):
+        return dwarf_location.deref(value), dwarf_types.type_of(dwarf_types.strip(type_die))
+    return value, type_die
+
+
 def apply_accesses(arg, value, type_die):
     """Members, array elements, casts: (value, type_die, kernel type)."""
     kernel_type = None
+    value, type_die = _through_reference(value, type_die)
     for op, operand in arg.accesses:
         stripped = dwarf_types.strip(type_die)
         if stripped is None:
@@ -280,12 +288,14 @@ def apply_accesses(arg, value, type_die):
             else:
                 raise LocationError("'[%d]' needs an array or pointer, not %s" % (operand, dwarf_types.c_name(type_die)))
             type_die = element
+            value, type_die = _through_reference(value, type_die)
             continue
         bit = dwarf_types.bitfield(member, offset)
         type_die = dwarf_types.type_of(member)
         if bit is not None:
             value = add_offset(value, bit[0] - offset, "a bitfield")
             kernel_type = bit[1]
+        value, type_die = _through_reference(value, type_die)
     stripped = dwarf_types.strip(type_die)
     cast = arg.type_cast
     if cast not in STRING_CASTS or (stripped is not None and stripped.tag != "DW_TAG_pointer_type"):
@@ -322,14 +332,15 @@ def _aggregate_refusal(arg, type_die):
     element or, for char arrays, the string is what a user means."""
     stripped = dwarf_types.strip(type_die)
     what = "it is a %s" % dwarf_types.c_name(type_die)
+    expression = arg.text.split("=", 1)[-1].split(":", 1)[0]       # this->mutex_ in 'NAME=this->mutex_:u64'
     if stripped is not None and stripped.tag in AGGREGATE_TAGS:
         members = dwarf_types.member_names(stripped)[:MEMBERS_SHOWN]
-        return "%s; name a member, e.g. %s" % (what, ", ".join("%s.%s" % (arg.variable, m) for m in members) or
-                                               "%s.field" % arg.variable)
+        return "%s; name a member, e.g. %s" % (what, ", ".join("%s.%s" % (expression, m) for m in members) or
+                                               "%s.field" % expression)
     if stripped is not None and stripped.tag == "DW_TAG_array_type":
         if dwarf_types.is_char(dwarf_types.type_of(stripped)):
-            return "%s; name a member or element, or read it as text with %s:string" % (what, arg.variable)
-        return "%s; name a member or element, e.g. %s[0]" % (what, arg.variable)
+            return "%s; name a member or element, or read it as text with %s:string" % (what, expression)
+        return "%s; name a member or element, e.g. %s[0]" % (what, expression)
     return "%s; name a member (.field / ->field), an element ([i]) or cast it (:string for char arrays)" % what
 
 

@@ -61,6 +61,14 @@ class Function:
         self.decl_line = None
         self.symbol = None          # (vaddr, size) when in the symbol table
         self.exported = False       # in .dynsym: what the driver programs call
+        self.identities = set()     # (unit, DIE naming it): C++ overloads and namesake methods are several
+        self.linkage_names = set()  # C++: the mangled names of its definitions
+
+    @property
+    def overloaded(self):
+        """Several functions of this name in one unit (C++ overloads, methods of several classes)."""
+        units = [unit for unit, _identity in self.identities]
+        return len(units) != len(set(units))
 
     @property
     def inline_only(self):
@@ -97,10 +105,27 @@ def _name(die):
     return attr.value.decode("utf-8", "replace") if attr is not None else None
 
 
+def _linkage(die):
+    seen = 0
+    while die is not None and seen < 4:
+        if "DW_AT_linkage_name" in die.attributes:
+            return die.attributes["DW_AT_linkage_name"].value.decode("utf-8", "replace")
+        for attr in ("DW_AT_abstract_origin", "DW_AT_specification"):
+            if attr in die.attributes:
+                die = die.get_DIE_from_attribute(attr)
+                break
+        else:
+            return None
+        seen += 1
+    return None
+
+
 def _kind(type_die):
     t = _strip(type_die)
     if t is None:
         return "other", None
+    if t.tag in ("DW_TAG_reference_type", "DW_TAG_rvalue_reference_type"):
+        return "reference", None
     if t.tag == "DW_TAG_pointer_type":
         target = _strip(_type_of(t))
         if target is not None and target.tag in ("DW_TAG_structure_type", "DW_TAG_union_type") \
@@ -154,6 +179,8 @@ def catalog(binary):
                 name = _name(die)
                 if not name:
                     continue
+                if "<" in name and not name.startswith("operator"):
+                    name = name[:name.index("<")]       # a template: every instantiation (no spaces in a spec)
                 fn = functions.setdefault(name, Function(name))
                 has_code = "DW_AT_low_pc" in die.attributes or "DW_AT_ranges" in die.attributes
                 if die.tag == "DW_TAG_inlined_subroutine":
@@ -163,9 +190,12 @@ def catalog(binary):
                     fn.abstract = True
                 if "DW_AT_declaration" in die.attributes:
                     continue
+                source = _origin(die)
+                fn.identities.add((cu.cu_offset, source.offset))
                 if has_code:
                     fn.copies += 1
-                source = _origin(die)
+                    if _linkage(die):
+                        fn.linkage_names.add(_linkage(die))
                 if fn.decl_line is None and "DW_AT_decl_line" in source.attributes:
                     fn.decl_line = source.attributes["DW_AT_decl_line"].value
                     low = die.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in die.attributes else None
@@ -179,7 +209,9 @@ def catalog(binary):
                         fn.lines.update(range(fn.decl_line + 1, fn.decl_line + 30))
                 if fn.params or fn.locals:
                     continue
-                for child in source.iter_children() if source.has_children else []:
+                # A C++ method's declaration names only `this`: the definition names its parameters.
+                holder = die if die.has_children else source
+                for child in holder.iter_children() if holder.has_children else []:
                     cname = _name(child)
                     if not cname:
                         continue
@@ -197,8 +229,11 @@ def catalog(binary):
                     elif child.tag == "DW_TAG_lexical_block":
                         fn.locals += _block_locals(child)
         for name, fn in functions.items():
-            fn.symbol = symbols.get(name)
-            fn.exported = name in exported
+            # C++: the symbol of the one definition of that name (overloads: none, the ABI cannot tell them).
+            symbol = name if not fn.linkage_names else \
+                next(iter(fn.linkage_names)) if len(fn.linkage_names) == 1 and len(fn.identities) == 1 else None
+            fn.symbol = symbols.get(symbol)
+            fn.exported = symbol in exported
     return functions
 
 
@@ -409,6 +444,23 @@ def _callee_variables(result, function):
     return True
 
 
+def _reference_values(result, function):
+    """Whether every argument where we differ is a C++ reference parameter that perf traces as the
+    address it holds (``%dx``) and we as the value it refers to (``+0(%dx)``)."""
+    if function is None:
+        return False
+    references = {name for name, kind in function.params if kind == "reference"}
+    for ours, perf in zip(result["ours"], result["perf"]):
+        for our_arg, perf_arg in zip(_split(ours)[2], _split(perf)[2]):
+            if our_arg == perf_arg:
+                continue
+            name, our_fetch = our_arg.split("=", 1)
+            perf_fetch = perf_arg.split("=", 1)[1]
+            if name not in references or our_fetch.rsplit(":", 1)[0] != "+0(%s)" % perf_fetch.rsplit(":", 1)[0]:
+                return False
+    return True
+
+
 def refine(resolver_module, binary, result, function=None):
     """Where ours leaves out, refuses or fetches otherwise what perf fetches, ask our own notes
     why: a value DWARF computes (perf keeps the first op, or ignores DW_OP_stack_value, and
@@ -418,9 +470,13 @@ def refine(resolver_module, binary, result, function=None):
     verdict = result["verdict"]
     if verdict == "args:set" and _callee_variables(result, function):
         return "perf-callee-variables"
+    if verdict == "args:fetch" and _reference_values(result, function):
+        return "perf-reference-address"
     if verdict == "addresses:ours-extra":
         ours = [_split(l)[1] for l in result["ours"]]
         perf = [_split(l)[1] for l in result["perf"]]
+        if function is not None and function.overloaded and set(perf) <= set(ours):
+            return "perf-first-overload"    # perf probes the first function of a name in each unit only
         if ours[:len(perf)] == perf:
             return "perf-missed-copies"     # perf's instance walk stops at a copy without DW_AT_entry_pc
         dropped = {int(a, 16) for a in re.findall(r"Failed to find symbol at (0x[0-9a-f]+)", result["perf_error"])}
