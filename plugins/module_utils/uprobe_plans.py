@@ -16,6 +16,8 @@ import bisect
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
@@ -29,7 +31,7 @@ BUILD_ID = re.compile(r"^[0-9a-fA-F]{2,}$")
 NEAR_STARTS = 8
 
 
-class PlanError(Exception):
+class PlanError(FleettraceError):
     """A definition or plan that must not be written; the message says why and what to do."""
 
 
@@ -67,7 +69,11 @@ def known_starts(binary, headers, build_id):
         info = dwarf_debuginfo.find_debuginfo(binary, expected_build_id=build_id)
     except (ImportError, dwarf_debuginfo.DebugInfoError):
         return sorted(starts), sources
-    with open(info.debug.path, "rb") as handle:
+    try:
+        handle = bounded.open_regular(info.debug.path, "debug info file")
+    except bounded.FileRefused:
+        return sorted(starts), sources
+    with handle:
         dwarf = ELFFile(handle).get_dwarf_info()
         for cu in dwarf.iter_CUs():
             program = dwarf.line_program_for_CU(cu)

@@ -16,12 +16,15 @@ description:
     case per host per check, and C(trace.json), the captured windows as Chrome trace events (open it in
     Perfetto or chrome://tracing).
   - With O(prometheus_dir), also one C(fleettrace_HOST.prom) per host in the Prometheus text format of
-    node_exporter's textfile collector (histograms, percentiles, stalls, lost events, check verdicts).
+    node_exporter's textfile collector (histograms, percentiles as summaries, stalls, lost events, check
+    verdicts), clean for C(promtool check metrics); written with C(prometheus_client)'s exposition code when that
+    package is installed, else by the collection's own standard-library writer.
   - Checks are JMESPath expressions over each host's entry of C(report.json); see docs/sched-audit.md.
   - Meant to run once on the controller (C(delegate_to=localhost), C(run_once=true)).
 author: fleettrace developers (@fleettrace)
 requirements:
   - jmespath (on the controller)
+  - prometheus_client (optional, for RV(prometheus_exposition)=C(prometheus_client))
 attributes:
   check_mode:
     support: full
@@ -105,6 +108,13 @@ prometheus:
   returned: when O(prometheus_dir) is given
   type: dict
   sample: {"node1": {"file": "fleettrace_node1.prom", "text": "# HELP fleettrace_runqueue_latency_seconds ..."}}
+prometheus_exposition:
+  description:
+    - What wrote the C(.prom) texts, C(prometheus_client) (its exposition code, when the package is installed where
+      the module runs) or C(stdlib) (the collection's own writer, with the same families, samples and values).
+  returned: when O(prometheus_dir) is given
+  type: str
+  sample: prometheus_client
 passed:
   description: Whether every check passed (skipped checks do not fail).
   returned: always
@@ -132,8 +142,10 @@ msg:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import checks as report_checks
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import document as report_document
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import files as report_files
@@ -142,9 +154,52 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import p
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import text as report_text
 
 
+def body(module, result):
+    params = module.params
+    if not report_checks.HAS_JMESPATH:
+        raise FleettraceError(missing_required_lib("jmespath"))
+    docs = [report_document.validate_document(doc, "results[%d]" % i) for i, doc in enumerate(params["results"])]
+    missing = [p for p in params["result_paths"] if not os.path.exists(p)]
+    if missing:
+        raise OptionError("result_paths: %s does not exist; point it at the per-host JSON files "
+                          "or the directory holding them" % ", ".join(missing))
+    docs += report_document.load_documents(params["result_paths"])
+    if not docs:
+        raise FleettraceError("no per-host results found in results or %s: did the audit run on any host?"
+                              % ", ".join(params["result_paths"]))
+    report = report_model.build_report(docs, checks=params["checks"], columns=params["columns"],
+                                       title=params["title"])
+    rendered = report_files.render_all(report)
+    files = {name: os.path.join(params["dest"], name) for name in report_files.REPORT_FILES}
+    changed_files = []
+    if not module.check_mode:
+        try:
+            changed_files = report_files.write_files(params["dest"], rendered)
+        except OSError as exc:
+            raise FleettraceError("cannot write the report into %s: %s" % (params["dest"], exc))
+    else:
+        changed_files = list(report_files.REPORT_FILES)
+    extra = {}
+    if params["prometheus_dir"]:
+        texts = report_prometheus.render_all(report)
+        extra["prometheus_exposition"] = report_prometheus.exposition()
+        extra["prometheus"] = {host: {"file": report_prometheus.file_name(host),
+                                      "text": texts[report_prometheus.file_name(host)]} for host in report["hosts"]}
+        if not module.check_mode:
+            try:
+                changed_files += report_prometheus.write_textfiles(params["prometheus_dir"], texts)
+            except OSError as exc:
+                result["changed"] = bool(changed_files)
+                raise FleettraceError("cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc))
+    return dict(changed=bool(changed_files), files=files, passed=report["passed"],
+                failed_checks=report["failed"], checks=report["checks"],
+                summary_lines=report_text.summary_lines(report), fleet=report["fleet"],
+                msg=report_model.failure_message(report), **extra)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    run_module(
+        dict(
             results=dict(type="list", elements="dict", default=[]),
             result_paths=dict(type="list", elements="path", default=[]),
             dest=dict(type="path", required=True),
@@ -153,51 +208,7 @@ def main():
             columns=dict(type="dict", default={}),
             prometheus_dir=dict(type="path"),
         ),
-        required_one_of=[("results", "result_paths")],
-        supports_check_mode=True,
-    )
-    params = module.params
-    if not report_checks.HAS_JMESPATH:
-        module.fail_json(msg=missing_required_lib("jmespath"), changed=False)
-    try:
-        docs = [report_document.validate_document(doc, "results[%d]" % i) for i, doc in enumerate(params["results"])]
-        missing = [p for p in params["result_paths"] if not os.path.exists(p)]
-        if missing:
-            module.fail_json(msg="result_paths: %s does not exist; point it at the per-host JSON files "
-                                 "or the directory holding them" % ", ".join(missing), changed=False)
-        docs += report_document.load_documents(params["result_paths"])
-        if not docs:
-            module.fail_json(msg="no per-host results found in results or %s: did the audit run on any host?"
-                                 % ", ".join(params["result_paths"]), changed=False)
-        report = report_model.build_report(docs, checks=params["checks"], columns=params["columns"],
-                                           title=params["title"])
-        rendered = report_files.render_all(report)
-    except report_document.ReportError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    files = {name: os.path.join(params["dest"], name) for name in report_files.REPORT_FILES}
-    changed_files = []
-    if not module.check_mode:
-        try:
-            changed_files = report_files.write_files(params["dest"], rendered)
-        except OSError as exc:
-            module.fail_json(msg="cannot write the report into %s: %s" % (params["dest"], exc), changed=False)
-    else:
-        changed_files = list(report_files.REPORT_FILES)
-    extra = {}
-    if params["prometheus_dir"]:
-        texts = report_prometheus.render_all(report)
-        extra["prometheus"] = {host: {"file": report_prometheus.file_name(host),
-                                      "text": texts[report_prometheus.file_name(host)]} for host in report["hosts"]}
-        if not module.check_mode:
-            try:
-                changed_files += report_prometheus.write_textfiles(params["prometheus_dir"], texts)
-            except OSError as exc:
-                module.fail_json(msg="cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc),
-                                 changed=bool(changed_files))
-    module.exit_json(changed=bool(changed_files), files=files, passed=report["passed"],
-                     failed_checks=report["failed"], checks=report["checks"],
-                     summary_lines=report_text.summary_lines(report), fleet=report["fleet"],
-                     msg=report_model.failure_message(report), **extra)
+        body, required_one_of=[("results", "result_paths")], supports_check_mode=True)
 
 
 if __name__ == "__main__":

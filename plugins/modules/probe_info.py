@@ -16,7 +16,11 @@ description:
     suggests the other line).
   - With O(spec) naming a probe point, RV(variables) lists every parameter and local variable visible there,
     with its C type, where it lives, and the fetch arg that traces it, or why it cannot be traced there.
-  - Read-only; never changes anything.
+  - With O(resolve=true), RV(definitions) are the C(uprobe_events) lines that probe O(spec) with its fetch args,
+    what M(fleettrace.tracefs.uprobe) would install; give them to a node that cannot resolve the probe itself
+    (no pyelftools, no debug info) as its O(fleettrace.tracefs.uprobe#module:definition), guarded by RV(build_id).
+  - Read-only; never changes anything. Needs no tracefs, no root and no kernel feature, only the binary (or its
+    debug info) and pyelftools, so a controller or an execution environment resolves probes for its nodes this way.
 author:
   - fleettrace developers (@fleettrace)
 options:
@@ -39,6 +43,20 @@ options:
   build_id:
     description: Expected GNU build-id of O(binary); the module fails when the file is a different build.
     type: str
+  resolve:
+    description:
+      - Also resolve O(spec), with its fetch args (C(FUNC:N var=expr:type ...)), into RV(definitions).
+    type: bool
+    default: false
+    version_added: 1.0.0
+  group:
+    description: Probe group named in RV(definitions) (with O(resolve=true)); default the spec's or the binary's name.
+    type: str
+    version_added: 1.0.0
+  event:
+    description: Event named in RV(definitions) (with O(resolve=true)); default the spec's or the function's name.
+    type: str
+    version_added: 1.0.0
 extends_documentation_fragment:
   - fleettrace.tracefs.debuginfod
 attributes:
@@ -49,7 +67,7 @@ attributes:
     support: none
     description: Changes nothing, so there is no diff.
 notes:
-  - Needs pyelftools on the target. No root needed when the binary and its debug info are readable.
+  - Needs pyelftools on the target. No root needed when the binary and its debug info are readable; no tracefs.
 seealso:
   - module: fleettrace.tracefs.uprobe
 """
@@ -66,6 +84,14 @@ EXAMPLES = r"""
     binary: /usr/sbin/corosync
     spec: "timer_function_scheduler_timeout:21"
   register: at_line
+
+- name: Resolve the probe on the controller for nodes without debug info (no tracefs or root needed)
+  fleettrace.tracefs.probe_info:
+    binary: /srv/binaries/corosync
+    spec: "timer_function_scheduler_timeout:21 tv_diff=tv_diff:u64"
+    resolve: true
+  delegate_to: localhost
+  register: resolved     # resolved.definitions and resolved.build_id go to the nodes' uprobe module
 
 - name: Pick the first line where tv_diff is available
   ansible.builtin.set_fact:
@@ -147,6 +173,36 @@ variables:
       type: str
   sample: [{"name": "tv_diff", "type": "uint64_t", "kind": "local", "address": "0x26097", "location": "register %si",
             "fetcharg": "tv_diff=%si:x64", "available": true, "reason": null}]
+definitions:
+  description:
+    - The C(uprobe_events) lines that probe O(spec) (one per address), as M(fleettrace.tracefs.uprobe) would write them.
+    - Fetch args keep their C(x) types; the node's uprobe module rewrites them for a kernel that knows only C(u) types.
+  returned: with O(resolve=true)
+  type: list
+  elements: str
+  sample: ["p:fleettrace_resolved/tick /usr/sbin/corosync:0x26097 tv_diff=%si:u64"]
+addresses:
+  description: The probe addresses of RV(definitions).
+  returned: with O(resolve=true)
+  type: list
+  elements: str
+  sample: ["0x26097"]
+group:
+  description: The probe group named in RV(definitions).
+  returned: with O(resolve=true)
+  type: str
+  sample: fleettrace_resolved
+events:
+  description: The event names in RV(definitions).
+  returned: with O(resolve=true)
+  type: list
+  elements: str
+  sample: [tick]
+debuginfod_server:
+  description: The debuginfod server that served the debug info.
+  returned: when the debug info came from debuginfod
+  type: str
+  sample: http://127.0.0.1:8002
 debuginfo_source:
   description: Where the DWARF came from, C(binary), C(local), C(file) or C(debuginfod).
   returned: when the debug info was found
@@ -161,29 +217,17 @@ build_id:
 
 import re
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            binary=dict(type="path", required=True),
-            function=dict(type="str"),
-            spec=dict(type="str"),
-            debuginfo=dict(type="path"),
-            build_id=dict(type="str"),
-            debuginfod_urls=dict(type="list", elements="str"),
-            debuginfod_timeout=dict(type="float"),
-        ),
-        required_one_of=[("function", "spec")],
-        supports_check_mode=True,
-    )
+def body(module, result):
     params = module.params
-    result = dict(changed=False, lines=[], build_id=None)
+    result.update(lines=[], build_id=None)
     try:
         # Known without pyelftools (struct only): a caller can resolve elsewhere by it when this host cannot.
         result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
@@ -193,16 +237,18 @@ def main():
         import elftools  # noqa: F401 - the resolver imports it late; say so before any work
         from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
     except ImportError as exc:
-        module.fail_json(msg="probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"
-                         % exc, **result)
+        raise FleettraceError("probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"
+                              % exc)
     if params["build_id"] is not None and not re.match(r"^[0-9a-fA-F]{2,}$", params["build_id"]):
-        module.fail_json(msg="build_id %r must be a hex GNU build-id" % params["build_id"], **result)
+        raise OptionError("build_id %r must be a hex GNU build-id" % params["build_id"])
     resolver = None
     try:
         found = debuginfod.locate(params["binary"], explicit=params["debuginfo"], expected_build_id=params["build_id"],
                                   urls=debuginfod.server_urls(params["debuginfod_urls"]),
                                   timeout=params["debuginfod_timeout"])
         result["debuginfo_source"] = found["source"]
+        if found["server"]:
+            result["debuginfod_server"] = found["server"]
         resolver = dwarf_resolver.Resolver(params["binary"], debuginfo=found["path"],
                                            expected_build_id=params["build_id"])
         result["build_id"] = resolver.build_id
@@ -216,12 +262,35 @@ def main():
                           lines=listing["lines"])
         if spec is not None:
             result["variables"] = resolver.variables_at(params["spec"])
-    except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError, dwarf_resolver.ResolveError) as exc:
-        module.fail_json(msg="probe_info on %s: %s" % (params["binary"], exc), **result)
+        if params["resolve"]:
+            resolved = resolver.resolve(params["spec"], group=params["group"], event=params["event"]).as_dict()
+            result.update(definitions=resolved["definitions"], addresses=resolved["addresses"],
+                          group=resolved["group"], events=resolved["events"])
+    except DwarfError as exc:
+        raise exc.reworded("probe_info on %s: %s" % (params["binary"], exc.message))
     finally:
         if resolver is not None:
             resolver.close()
-    module.exit_json(**result)
+
+
+def main():
+    run_module(
+        dict(
+            binary=dict(type="path", required=True),
+            function=dict(type="str"),
+            spec=dict(type="str"),
+            debuginfo=dict(type="path"),
+            build_id=dict(type="str"),
+            resolve=dict(type="bool", default=False),
+            group=dict(type="str"),
+            event=dict(type="str"),
+            debuginfod_urls=dict(type="list", elements="str"),
+            debuginfod_timeout=dict(type="float"),
+        ),
+        body,
+        required_one_of=[("function", "spec")],
+        required_if=[("resolve", True, ("spec",))],
+        supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -156,3 +156,33 @@ def test_latency_report_result_paths(run_playbook, special_files, tmp_path):
         "FIFO": ({"result_paths": [special_files["fifo"]], "dest": str(tmp_path / "r2")}, "FIFO"),
     }
     check_refused(run_table(run_playbook, "fleettrace.tracefs.latency_report", cases), cases)
+
+
+def test_fifos_never_hang(run_playbook, run_token, cc, tmp_path, special_files):
+    """A FIFO wherever a module takes a path: refused at once (each task also has a timeout, so a
+    regression fails here instead of hanging the suite; it hung for half an hour before)."""
+    binary = programs.build(cc, str(tmp_path), "demo_O0")
+    fifo = special_files["fifo"]
+    name = "fleettrace_%s_hostile" % run_token
+    tables = {
+        "fleettrace.tracefs.uprobe": {
+            "spec on a FIFO": ({"binary": fifo, "spec": "compute", "group": name}, "is a FIFO; give the path of a regular"),
+            "FIFO as debuginfo": ({"binary": binary, "spec": "compute", "group": name, "debuginfo": fifo, "cache": False},
+                                  "not a regular file"),
+        },
+        "fleettrace.tracefs.probe_info": {
+            "FIFO as binary": ({"binary": fifo, "function": "compute"}, "is a FIFO; give the path of a regular"),
+            "FIFO as binary, spec": ({"binary": fifo, "spec": "compute:1"}, "is a FIFO"),
+            "FIFO as debuginfo": ({"binary": binary, "function": "compute", "debuginfo": fifo}, "not a regular file"),
+        },
+        "fleettrace.tracefs.capture": {
+            "FIFO as json_path": ({"instance": name, "json_path": fifo}, "json_path .* is a FIFO"),
+            "FIFO as raw_path": ({"instance": name, "raw_path": fifo}, "raw_path .* is a FIFO"),
+        },
+    }
+    for module, cases in tables.items():
+        tasks = [{"name": case, module: args, "ignore_errors": True, "timeout": 60}
+                 for case, (args, _expected) in cases.items()]
+        result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n")
+        check_refused({case: result.task(case) for case in cases}, cases)
+    assert ours(run_token) == ([], [], [])

@@ -148,6 +148,10 @@ def test_code_stamp_same_on_disk_and_in_ansiballz_zip(tmp_path):
                         if change == name:
                             data += b"\n# changed\n"
                         out.writestr(os.path.relpath(os.path.join(directory, name), top), data)
+            for name in os.listdir(os.path.join(root, "module_utils")):  # what every part may import
+                if name.endswith(".py") and name != "__init__.py":
+                    path = os.path.join(root, "module_utils", name)
+                    out.writestr(os.path.relpath(path, top), open(path, "rb").read())
             for package in ("", "fleettrace", "fleettrace/tracefs", "fleettrace/tracefs/plugins",
                             "fleettrace/tracefs/plugins/module_utils"):
                 out.writestr(os.path.join("ansible_collections", package, "__init__.py"), b"")

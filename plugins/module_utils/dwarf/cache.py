@@ -18,9 +18,12 @@ import os
 import sys
 import zlib
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 
 CACHE_VERSION = 3
+# A cache entry is one resolution (a few lines and their variables); anything bigger is not ours.
+CACHE_ENTRY_MAX = 16 << 20
 
 
 def cache_dir():
@@ -95,9 +98,9 @@ def load(binary, build_id, spec, options):
         return None
     key = _key(binary, build_id, spec, options)
     try:
-        with open(_path(build_id, key), "rb") as handle:
+        with bounded.open_regular(_path(build_id, key), "resolver cache entry", CACHE_ENTRY_MAX) as handle:
             stored_key, result = marshal.load(handle)
-    except (OSError, ValueError, EOFError, TypeError):
+    except (OSError, ValueError, EOFError, TypeError, bounded.FileRefused):
         return None
     return result if stored_key == key else None
 
@@ -111,7 +114,7 @@ def store(binary, build_id, spec, options, result):
     try:
         if not os.path.isdir(os.path.dirname(path)):
             os.makedirs(os.path.dirname(path))
-        with open(temp, "wb") as out:
+        with bounded.open_new(temp, "cache file", binary=True) as out:
             marshal.dump((key, result), out)
         os.rename(temp, path)   # atomic: concurrent runs never see half a file
     except (OSError, ValueError):

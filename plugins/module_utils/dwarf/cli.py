@@ -15,16 +15,9 @@ pyelftools.  No argparse: its import alone costs more than a cache hit.
 import sys
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 USAGE = "usage: dwarf.cli -x BINARY [--debuginfo FILE] [--no-cache] SPEC [SPEC ...]\n"
-
-
-def _user_errors():
-    """The resolver's error classes (loaded on the error path only: a cache hit imports none of them)."""
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import ResolveError
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.debuginfo import DebugInfoError
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.probe_spec import ProbeSpecError
-    return (ResolveError, ProbeSpecError, DebugInfoError)
 
 
 def parse_args(argv):
@@ -68,10 +61,8 @@ def main(argv=None):
     for spec in options["specs"]:
         try:
             result = resolve(options, spec)
-        except Exception as exc:    # noqa: BLE001 - ours by type (subclasses too), one line each; others raise
-            if not isinstance(exc, _user_errors()):
-                raise
-            sys.stderr.write("error: %s\n" % " ".join(str(exc).split()))
+        except FleettraceError as exc:      # one line each, as perf prints its errors
+            sys.stderr.write("error: %s\n" % " ".join(exc.sentence().split()))
             status = 1
             continue
         sys.stdout.write("".join(line + "\n" for line in result["definitions"]))

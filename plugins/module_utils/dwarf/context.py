@@ -14,7 +14,9 @@ is the facade over them.
 import bisect
 import struct
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import loader as dwarf_loader
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import ResolveError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols import SymbolTable
 
@@ -22,10 +24,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols imp
 ARANGE_LOOKBACK = 1 << 24
 ADDRESS_FORMS = ("DW_FORM_addr", "DW_FORM_addrx")   # DW_AT_high_pc in these is an address, else a length
 CXX_LANGUAGES = (0x04, 0x19, 0x1a, 0x21)    # DW_LANG_C_plus_plus, _03, _11, _14
-
-
-class ResolveError(Exception):
-    """The spec cannot be resolved; the message says why and what to try."""
 
 
 class DwarfContext:
@@ -55,7 +53,7 @@ class DwarfContext:
         self.loc_parser = LocationParser(self.dwarf.location_lists())
 
     def _open(self, path):
-        handle = open(path, "rb")
+        handle = bounded.open_regular(path, "debug info file")
         self._files.append(handle)
         return handle
 

@@ -12,12 +12,13 @@ path wins over all of them.
 
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.reader import ElfError, ElfHeaders  # noqa: F401
 
 DEBUG_ROOT = "/usr/lib/debug"
 
 
-class DebugInfoError(ElfError):
+class DebugInfoError(ElfError, DwarfError):
     """No usable ELF or debug info; the message says where we looked."""
 
 
@@ -103,7 +104,7 @@ def find_debuginfo(binary, explicit=None, expected_build_id=None):
     looked_at = []
     for path in candidates:
         if not os.path.isfile(path):
-            looked_at.append("%s (missing)" % path)
+            looked_at.append("%s (%s)" % (path, "not a regular file" if os.path.exists(path) else "missing"))
             continue
         try:
             debug = headers if os.path.realpath(path) == os.path.realpath(binary) else elf_headers(path)

@@ -21,6 +21,7 @@ import re
 import socket
 import time
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 
 URLS_ENV = "DEBUGINFOD_URLS"
@@ -90,7 +91,7 @@ def _usable(path, build_id):
     try:
         headers = dwarf_debuginfo.elf_headers(path)
     except dwarf_debuginfo.DebugInfoError:
-        with open(path, "rb") as handle:
+        with bounded.open_regular(path, "downloaded file") as handle:
             start = handle.read(24)
         return "it is not an ELF file (it starts with %r: a web page or proxy error?)" % start
     if headers.build_id != build_id:
@@ -111,9 +112,9 @@ def cached(build_id, cache=None):
 def _origin(path):
     """The server a cached file came from (our note beside it), else ``cache`` (e.g. fetched by gdb)."""
     try:
-        with open(os.path.join(os.path.dirname(path), ORIGIN_FILE)) as handle:
-            return handle.read().strip() or "cache"
-    except OSError:
+        with bounded.open_regular(os.path.join(os.path.dirname(path), ORIGIN_FILE), "origin note", 4096) as handle:
+            return handle.read().decode("utf-8", "replace").strip() or "cache"
+    except (OSError, ValueError):
         return "cache"
 
 
@@ -128,7 +129,7 @@ def _download(url, target, timeout):
         if length and length.isdigit() and int(length) > MAX_BYTES:
             raise DebuginfodError("answer of %s bytes is larger than the %d byte limit" % (length, MAX_BYTES))
         total = 0
-        with open(target, "wb") as out:
+        with bounded.open_new(target, "download", binary=True) as out:
             while True:
                 chunk = response.read(CHUNK)
                 if not chunk:
@@ -190,7 +191,7 @@ def fetch(build_id, urls, timeout=None, cache=None):
                 errors.append("%s: cannot connect (%s)" % (url, getattr(reason, "strerror", None) or reason))
         except DebuginfodError as exc:
             errors.append("%s: %s" % (url, exc))
-        except OSError as exc:
+        except (OSError, bounded.FileRefused) as exc:
             errors.append("%s: cannot write %s: %s" % (url, directory, getattr(exc, "strerror", None) or exc))
         finally:
             if os.path.exists(temp):
@@ -202,10 +203,10 @@ def fetch(build_id, urls, timeout=None, cache=None):
 def _note_origin(directory, server):
     temp = os.path.join(directory, "%s.%d.tmp" % (ORIGIN_FILE, os.getpid()))
     try:
-        with open(temp, "w") as handle:
+        with bounded.open_new(temp, "origin note") as handle:
             handle.write(server + "\n")
         os.rename(temp, os.path.join(directory, ORIGIN_FILE))
-    except OSError:
+    except (OSError, ValueError):
         pass    # only the results' wording depends on it
 
 

@@ -40,6 +40,7 @@ import struct
 import sys
 import zlib
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_scan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.function_scan import HAS_INLINE, IndexBuildError
 
@@ -168,8 +169,8 @@ def load(build_id, sizes):
     """
     path = index_path(build_id)
     try:
-        handle = open(path, "rb")
-    except OSError:
+        handle = bounded.open_regular(path, "function index")
+    except bounded.FileRefused:
         return None
     try:
         magic, length = _HEADER.unpack(handle.read(_HEADER.size))
@@ -213,7 +214,7 @@ def store(build_id, sizes, index):
     try:
         if not os.path.isdir(os.path.dirname(path)):
             os.makedirs(os.path.dirname(path))
-        with open(temp, "wb") as out:
+        with bounded.open_new(temp, "function index", binary=True) as out:
             out.write(_HEADER.pack(_MAGIC, len(header)))
             out.write(header)
             for blob in blobs:

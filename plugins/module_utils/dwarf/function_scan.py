@@ -14,6 +14,7 @@ the caller then searches without an index.
 import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names as dwarf_names
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.skim import read_sleb, read_uleb
 
 HAS_RANGE = 1       # flags: DW_AT_low_pc or DW_AT_ranges present
@@ -53,7 +54,7 @@ _UNSIGNED = {1: "<B", 2: "<H", 4: "<I", 8: "<Q"}
 SKIP, LEB, CSTR, BLOCK, READ = 0, 1, 2, 3, 4
 
 
-class IndexBuildError(Exception):
+class IndexBuildError(DwarfError):
     pass
 
 

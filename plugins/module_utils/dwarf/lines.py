@@ -12,6 +12,7 @@ import operator
 import os
 import struct
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 
@@ -166,9 +167,10 @@ def read_source(file_name, cu):
         candidates.insert(0, os.path.join(comp_dir.value.decode("utf-8", "replace"), file_name))
     for path in candidates:
         try:
-            with open(path, errors="replace") as handle:
-                return handle.readlines()
-        except OSError:
+            # The path comes from the DWARF: a FIFO or /dev/zero there must not hang or flood us.
+            with bounded.open_regular(path, "source file", bounded.SOURCE_MAX) as handle:
+                return handle.read().decode("utf-8", "replace").splitlines(True)
+        except (OSError, bounded.FileRefused):
             continue
     return None
 

@@ -16,9 +16,11 @@ import os
 import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names as dwarf_names
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 
 
-class ProbeSpecError(ValueError):
+
+class ProbeSpecError(DwarfError, ValueError):
     """A spec that does not follow the perf probe syntax."""
 
 

@@ -8,7 +8,11 @@ and a build-id check cost little more than starting Python.
 """
 
 
+import os
 import struct
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 # ELF constants (elf.h).
 ELF_MAGIC = b"\x7fELF"
@@ -34,8 +38,16 @@ SYMBOL_FORMAT_64 = "IBBHQQ"     # st_name, st_info, st_other, st_shndx, st_value
 SYMBOL_FORMAT_32 = "IIIBBH"     # st_name, st_value, st_size, st_info, st_other, st_shndx
 
 
-class ElfError(Exception):
+class ElfError(FleettraceError):
     """Not an ELF file, or it cannot be read; the message names the file."""
+
+
+def _open(path):
+    """The ELF file for reading; a FIFO or device is refused (it could block or never end)."""
+    try:
+        return bounded.open_regular(path, "ELF file")
+    except bounded.FileRefused as exc:
+        raise ElfError(str(exc))
 
 
 class ElfHeaders:
@@ -48,7 +60,8 @@ class ElfHeaders:
     def __init__(self, path):
         self.path = path
         try:
-            with open(path, "rb") as handle:
+            with _open(path) as handle:
+                self.file_size = os.fstat(handle.fileno()).st_size
                 ident = handle.read(ELF_IDENT_SIZE)
                 if len(ident) < ELF_IDENT_SIZE or ident[:4] != ELF_MAGIC:
                     raise ElfError("%s is not an ELF file (no ELF magic): give the path of the "
@@ -58,6 +71,8 @@ class ElfHeaders:
                 self._read(handle, ident)
         except OSError as exc:
             raise ElfError("cannot read %s: %s" % (path, exc.strerror or exc))
+        except struct.error:
+            raise ElfError("%s is not a valid ELF file (its headers are cut short)" % path)
 
     def _read(self, handle, ident):
         e = self.endian
@@ -69,7 +84,7 @@ class ElfHeaders:
              shentsize, shnum, shstrndx) = struct.unpack(e + "HHIIIIIHHHHHH", ident[16:52])
         self.segments = []
         handle.seek(phoff)
-        raw = handle.read(phentsize * phnum)
+        raw = handle.read(self._bounded(phoff, phentsize * phnum, "program headers"))
         for i in range(phnum):
             chunk = raw[i * phentsize:(i + 1) * phentsize]
             if self.is64:
@@ -81,7 +96,7 @@ class ElfHeaders:
         if not shoff or not shnum:
             return
         handle.seek(shoff)
-        raw = handle.read(shentsize * shnum)
+        raw = handle.read(self._bounded(shoff, shentsize * shnum, "section headers"))
         headers = []
         for i in range(shnum):
             chunk = raw[i * shentsize:(i + 1) * shentsize]
@@ -90,9 +105,11 @@ class ElfHeaders:
             else:
                 name, sh_type, _fl, addr, offset, size = struct.unpack(e + "IIIIII", chunk[:24])
             headers.append((name, sh_type, addr, offset, size))
+        if shstrndx >= len(headers):
+            raise ElfError("%s is not a valid ELF file (its section name table is missing)" % self.path)
         strtab = headers[shstrndx]
         handle.seek(strtab[3])
-        names = handle.read(strtab[4])
+        names = handle.read(self._bounded(strtab[3], strtab[4], "section names"))
         for name, sh_type, addr, offset, size in headers:
             text = names[name:names.index(b"\0", name)].decode("ascii", "replace")
             self.sections[text] = (sh_type, addr, offset, size)
@@ -101,9 +118,16 @@ class ElfHeaders:
         entry = self.sections.get(name)
         if entry is None or entry[0] == SHT_NOBITS:
             return None
-        with open(self.path, "rb") as handle:
+        with _open(self.path) as handle:
             handle.seek(entry[2])
-            return handle.read(entry[3])
+            return handle.read(self._bounded(entry[2], entry[3], "section %s" % name))
+
+    def _bounded(self, offset, size, what):
+        """``size`` when [offset, offset + size) lies in the file: a corrupt header never makes a huge read."""
+        if offset + size > self.file_size:
+            raise ElfError("%s is not a valid ELF file: its %s (%d bytes at 0x%x) end past its %d bytes"
+                           % (self.path, what, size, offset, self.file_size))
+        return size
 
     def has_section_data(self, name):
         entry = self.sections.get(name)

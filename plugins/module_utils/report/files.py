@@ -6,6 +6,7 @@
 import json
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import chrome_trace
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.html_page import render_html
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.junit import render_junit
@@ -35,14 +36,14 @@ def write_files(directory, rendered, mode=None):
     for name, text in sorted(rendered.items()):
         path = os.path.join(directory, name)
         try:
-            with open(path) as handle:
-                if handle.read() == text:
+            with bounded.open_regular(path, "report file") as handle:
+                if handle.read().decode("utf-8", "replace") == text:
                     continue
-        except OSError:
-            pass
+        except (OSError, bounded.FileRefused):
+            pass  # missing, or not a regular file: the rename below replaces it
         temp = os.path.join(directory, ".%s.%d.tmp" % (name, os.getpid()))
         try:
-            with open(temp, "w") as handle:
+            with bounded.open_new(temp, "temporary file") as handle:
                 handle.write(text)
             if mode is not None:
                 os.chmod(temp, mode)

@@ -21,14 +21,14 @@ class WatchSpec:
     def __bool__(self):
         return bool(self.pids or self.comms or self.regexes)
 
-    __nonzero__ = __bool__
-
     def matches(self, pid, comm):
         if pid in self.pids:
             return True
         found = self._cache.get(comm)
         if found is None:
-            found = comm in self.comms or any(r.search(comm) for r in self.regexes)
+            # Names decoded from events are the raw char[16]: NUL-padded.
+            name = comm.split(b"\0", 1)[0] if isinstance(comm, bytes) else comm
+            found = name in self.comms or any(r.search(name) for r in self.regexes)
             self._cache[comm] = found
         return found
 

@@ -12,6 +12,7 @@ ioctl commands by name.  Pure tables, no tracefs.
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ioctl
 
 X86_64_SYSCALLS = {
@@ -93,13 +94,13 @@ def table(headers=UNISTD_HEADERS):
     names = dict(X86_64_SYSCALLS)
     for header in headers:
         try:
-            with open(header) as handle:
-                for line in handle:
+            with bounded.open_regular(header, "header", bounded.HEADER_MAX) as handle:
+                for line in handle.read().decode("utf-8", "replace").splitlines():
                     match = re.match(r"#define __NR_(\w+)\s+(\d+)", line)
                     if match:
                         names[int(match.group(2))] = match.group(1)
             break
-        except OSError:
+        except (OSError, bounded.FileRefused):
             continue
     _table_cache.append(names)
     return names
