@@ -84,7 +84,8 @@ options:
   cache:
     description:
       - Use and fill the resolver cache under C(~/.cache/fleettrace/resolver) (keyed by build-id), which makes
-        repeated resolutions of the same spec fast. Check mode never writes it.
+        repeated resolutions of the same spec fast. Check mode uses it too (it is a cache of the DWARF, not a
+        change to what is traced), so a controller resolving in check mode pays once per build-id.
     type: bool
     default: true
   state:
@@ -99,7 +100,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Returns the exact lines it would write (RV(definitions)) and writes nothing, not even the cache.
+    description: Returns the exact lines it would write (RV(definitions)) and writes nothing to tracefs (the resolver's caches under C(~/.cache/fleettrace) are filled as in any run).
   diff_mode:
     support: full
     description: Shows the probe's C(uprobe_events) lines before and after.
@@ -257,8 +258,7 @@ def resolve_spec(module, params):
         resolved = dwarf_cache.cached_resolve(
             params["binary"], params["spec"], group=params["group"], event=params["event"],
             debuginfo=found["path"], build_id=params["build_id"], force=params["force"],
-            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"],
-            write=not module.check_mode)
+            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"])
         resolved.update(debuginfo_source=found["source"])
         if found["server"]:
             resolved.update(debuginfod_server=found["server"])

@@ -1,7 +1,7 @@
 """Differential suite on real libraries: our resolver against perf, judged by runtime truth.
 
-zlib, lz4 and liblzma are built from Debian source at -O0/-O2 with DWARF 5/4
-(scripts/build-libs.sh, cached).  For each build a fixed-seed sample of specs of
+zlib, lz4 and liblzma are built from Debian source at -O0/-O2 with DWARF 5/4, zstd at -O2
+and -O3, snappy and leveldb (C++) at -O2, and zlib with LTO (scripts/build-libs.sh, cached).  For each build a fixed-seed sample of specs of
 every kind (functions, lines, $params, $vars, locals, members, :string, %return,
 inline-only functions, static copies; tests/programs/libdiff/libdiff.py) is
 resolved by both tools and every difference is classified.  Where they differ
@@ -27,7 +27,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import re
 
 SAMPLE = int(os.environ.get("FLEETTRACE_LIBDIFF_SAMPLE", "40"))
 SEED = 14
-LABELS = sorted("%s-%s" % (lib, v) for lib in libdiff.LIBS for v in libdiff.VARIANTS)
+LABELS = sorted(libdiff.SUITE)
 PARITY_TARGET = 99.0
 SWEEP = int(os.environ.get("FLEETTRACE_LIBDIFF_SWEEP", "25"))   # exported entries judged per build
 CONTROLS = 3            # identical results judged too, to show the judge sees right values
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(libdiff.PERF is None, reason="perf (Debian linux
 
 @pytest.fixture(scope="module")
 def libraries():
-    if os.geteuid() != 0 and not os.path.exists("/var/cache/fleettrace/libs-1/.complete"):
+    if os.geteuid() != 0 and not os.path.exists("/var/cache/fleettrace/libs-1/.complete-lto"):
         pytest.skip("building the libraries needs root the first time (apt-get source)")
     return libdiff.build_libraries()
 

@@ -174,6 +174,22 @@ class DwarfContext:
         return sorted({cu_offset for cu_offset, _o, _i, qualifier in entries
                        if wanted.mangled or wanted.matches(qualifier, wanted.parts[-1])})
 
+    def indexed_copies(self, abstract_offset):
+        """``(inlined, out_of_line)`` offsets of the copies of an abstract DIE in every unit, from the
+        function index (LTO puts them in other units than the abstract DIE); None without one."""
+        return self._from_index(lambda index: (index.inlined_copies(abstract_offset),
+                                               index.out_of_line_copies(abstract_offset)))
+
+    def unit_of(self, offset):
+        """The unit holding the DIE at section offset ``offset``."""
+        if self.unit_starts is None:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+            self.unit_starts = dwarf_index.unit_starts(self.section(".debug_info")) or []
+        position = bisect.bisect_right(self.unit_starts, offset) - 1
+        if position < 0:
+            raise ResolveError("DIE offset 0x%x is before the first unit of %s" % (offset, self.binary))
+        return self.cu_at(self.unit_starts[position])
+
     def indexed_inlined_copies(self, cu, abstract_offset):
         """Offsets of the DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is
         ``abstract_offset``, in DIE order, from the function index; None without one."""
@@ -187,6 +203,9 @@ class DwarfContext:
         return cu
 
     def die_at(self, cu, offset):
+        """The DIE at section offset ``offset``, in ``cu`` or (a DW_FORM_ref_addr target) another unit."""
+        if cu is None or not cu.cu_offset <= offset < cu.cu_offset + cu.size:
+            cu = self.unit_of(offset)
         return self.dwarf.get_DIE_from_refaddr(offset, cu)
 
     def top_level(self, cu):

@@ -16,7 +16,9 @@ records:
   ``qualifier`` is ``'ns::Class'`` ('' at the top); ``flags`` say whether it has a pc range
   attribute and whether it has ``DW_AT_inline``;
 * ``copies``: abstract DIE offset -> offsets of the ``DW_TAG_inlined_subroutine``
-  DIEs whose ``DW_AT_abstract_origin`` names it, in DIE order.
+  and ``DW_TAG_subprogram`` DIEs whose ``DW_AT_abstract_origin`` names it, in DIE
+  order and in any unit (LTO puts the copies in other units than the abstract DIE;
+  out-of-line copies carry ``OUT_OF_LINE`` in their offset).
 
 Only offsets are stored: the caller opens those DIEs with pyelftools as
 before, so results stay those of the walk.  The pass itself is in
@@ -33,7 +35,6 @@ never reads an old index.  Binaries without a build-id are indexed in memory onl
 """
 
 
-import contextlib
 import marshal
 import os
 import struct
@@ -42,24 +43,11 @@ import zlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_scan
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.function_scan import HAS_INLINE, IndexBuildError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.function_scan import HAS_INLINE, OUT_OF_LINE, IndexBuildError
 
-__all__ = ["FunctionIndex", "IndexBuildError", "function_index", "read_only"]
+__all__ = ["FunctionIndex", "IndexBuildError", "function_index"]
 
-INDEX_VERSION = 2
-_READ_ONLY = []    # non-empty while read_only() is active (check mode)
-
-
-@contextlib.contextmanager
-def read_only():
-    """``with read_only():`` indexes are read from disk but never written (Ansible's check mode)."""
-    _READ_ONLY.append(True)
-    try:
-        yield
-    finally:
-        _READ_ONLY.pop()
-
-
+INDEX_VERSION = 3
 def index_dir():
     """``FLEETTRACE_DWARF_INDEX``, else ``index/`` in the resolver's result cache (dwarf.cache)."""
     base = os.environ.get("FLEETTRACE_DWARF_INDEX")
@@ -140,10 +128,19 @@ class FunctionIndex:
         return [(cu, offset, bool(flags & HAS_INLINE), qualifiers[i] if qualifiers else "")
                 for i, (cu, offset, flags) in enumerate(records)]
 
-    def inlined_copies(self, abstract_offset, cu_start, cu_end):
-        """Offsets of the inlined copies of an abstract DIE that lie in the unit [cu_start, cu_end)."""
+    def _copies(self, abstract_offset):
         packed = self._shard(self.copies, "copies", offset_shard(abstract_offset)).get(abstract_offset, b"")
-        return [o for (o,) in self.COPY_RECORD.iter_unpack(packed) if cu_start <= o < cu_end]
+        return [o for (o,) in self.COPY_RECORD.iter_unpack(packed)]
+
+    def inlined_copies(self, abstract_offset, cu_start=0, cu_end=OUT_OF_LINE):
+        """Offsets of the inlined copies of an abstract DIE that lie in the unit [cu_start, cu_end)
+        (by default in any unit)."""
+        return [o for o in self._copies(abstract_offset) if cu_start <= o < cu_end]
+
+    def out_of_line_copies(self, abstract_offset):
+        """Offsets of the out-of-line copies (subprograms naming it as their origin) of an abstract
+        DIE, in any unit."""
+        return [o & ~OUT_OF_LINE for o in self._copies(abstract_offset) if o & OUT_OF_LINE]
 
 
 def _stamp(sizes):
@@ -234,7 +231,7 @@ def function_index(build_id, section, section_size, use_disk=True):
     """The index of the DWARF whose sections ``section(name)`` returns (bytes, b"" when absent).
 
     ``section_size(name)`` gives a section's size without reading it (a stored index is used
-    without reading ``.debug_info``).  None in check mode (read_only) when none is stored.  Raises
+    without reading ``.debug_info``).  Raises
     IndexBuildError when the DWARF has something the one-pass skim does not read.
     """
     sizes = tuple(section_size(name) for name in INDEXED_SECTIONS)
@@ -242,8 +239,6 @@ def function_index(build_id, section, section_size, use_disk=True):
         found = load(build_id, sizes)
         if found is not None:
             return found
-    if build_id and use_disk and _READ_ONLY:
-        return None     # check mode: a build that cannot be kept costs more than the byte search
     index = FunctionIndex.from_lists(*function_scan.build(*[section(name) for name in INDEXED_SECTIONS]))
     if build_id and use_disk:
         store(build_id, sizes, index)

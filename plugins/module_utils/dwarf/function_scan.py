@@ -6,7 +6,7 @@ Its own abbreviation and unit-header decoding, no pyelftools objects: every DIE 
 walked once, types of C units are skipped through ``DW_AT_sibling``, and two things
 are recorded (see function_index.py): the subprograms with a name (at the top level
 of a unit, or inside C++ namespaces and classes, with their qualifier) and the
-inlined copies of each abstract DIE.  Anything unexpected raises ``IndexBuildError``:
+copies of each abstract DIE, inlined or out of line, in any unit.  Anything unexpected raises ``IndexBuildError``:
 the caller then searches without an index.
 """
 
@@ -19,6 +19,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.skim impo
 
 HAS_RANGE = 1       # flags: DW_AT_low_pc or DW_AT_ranges present
 HAS_INLINE = 2      # flags: DW_AT_inline present
+OUT_OF_LINE = 1 << 31   # in a copy's offset: an out-of-line copy (a subprogram), not an inlined one
 
 # DWARF constants (DWARF 5 section 7).
 TAG_SUBPROGRAM = 0x2e
@@ -85,7 +86,7 @@ def parse_abbrevs(data, offset):
 def _plan(tag, has_children, specs, address_size, offset_size, ref_addr_size):
     """(tag, has_children, steps, kept attributes) for one abbreviation."""
     if tag == TAG_SUBPROGRAM:
-        wanted = (AT_NAME, AT_LOW_PC, AT_RANGES, AT_INLINE)
+        wanted = (AT_NAME, AT_LOW_PC, AT_RANGES, AT_INLINE, AT_ABSTRACT_ORIGIN)
     elif tag == TAG_INLINED_SUBROUTINE:
         wanted = (AT_ABSTRACT_ORIGIN,)
     elif tag == TAG_NAMESPACE or tag in CLASS_TAGS:
@@ -156,6 +157,8 @@ def build(debug_info, debug_abbrev, debug_str, debug_line_str):
     unpack_from = struct.unpack_from
     pos = 0
     end_all = len(debug_info)
+    if end_all >= OUT_OF_LINE:
+        raise IndexBuildError(".debug_info of %d bytes: offsets do not fit the index's records" % end_all)
     abbrev_cache = {}
     try:
         while pos + 11 <= end_all:
@@ -265,11 +268,12 @@ def _walk_unit(data, debug_str, debug_line_str, unit, pos, end, plans, names, co
             continue
         qualifier = levels[-1]
         if values is not None:
-            if tag == TAG_INLINED_SUBROUTINE and AT_ABSTRACT_ORIGIN in values:
+            if tag in (TAG_INLINED_SUBROUTINE, TAG_SUBPROGRAM) and AT_ABSTRACT_ORIGIN in values:
+                # Copies of an abstract DIE, in this unit or (LTO: DW_FORM_ref_addr) in another one.
                 ref = values[AT_ABSTRACT_ORIGIN]
                 target = ref[0] if ref[1] == FORM_REF_ADDR else ref[0] + unit
-                copies.setdefault(target, []).append(offset)
-            elif tag == TAG_SUBPROGRAM and qualifier is not None and AT_NAME in values:
+                copies.setdefault(target, []).append(offset if tag == TAG_INLINED_SUBROUTINE else offset | OUT_OF_LINE)
+            if tag == TAG_SUBPROGRAM and qualifier is not None and AT_NAME in values:
                 name = _name_text(values[AT_NAME], debug_str, debug_line_str)
                 flags = (HAS_RANGE if AT_LOW_PC in values or AT_RANGES in values else 0) | \
                     (HAS_INLINE if AT_INLINE in values else 0)

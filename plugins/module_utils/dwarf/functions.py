@@ -43,7 +43,9 @@ def find_function(ctx, name, source=None):
 
     Named DIEs (with code, abstract, or without code) and clones naming one of
     them through DW_AT_abstract_origin / DW_AT_specification.  A static function
-    may have namesakes in other units: those are searched too."""
+    may have namesakes in other units: those are searched too.  With LTO the DIE
+    naming a function is in the early debug info of its source file, without code:
+    its copies (instances()) are in the units the link-time compilation made."""
     units = []
     for vaddr, _size in ctx.symbols.function(name):
         offset = ctx.cu_offset_for_address(vaddr)
@@ -135,33 +137,49 @@ def identity(die):
     return die.offset
 
 
-def is_self_copy(die):
+def is_self_copy(ctx, die):
     """An inlined copy whose call site is its own function's declaration line.
 
     gcc describes the out-of-line copy's body this way (its variables mostly
-    without locations); it is not a call.  perf skips it (__die_walk_instances_cb)."""
+    without locations); it is not a call.  perf skips it (__die_walk_instances_cb).
+    The files are compared by name when the declaration is in another unit (LTO)."""
     if die.tag != INLINED:
         return False
     call_line, call_file = die.attributes.get("DW_AT_call_line"), die.attributes.get("DW_AT_call_file")
     decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
-    decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
-    return None not in (call_line, call_file, decl_line, decl_file) and call_line.value == decl_line.value \
-        and call_file.value == decl_file.value
+    decl_file, holder = dwarf_types.origin_attr(die, "DW_AT_decl_file")
+    if None in (call_line, call_file, decl_line, decl_file) or call_line.value != decl_line.value:
+        return False
+    if holder.cu.cu_offset == die.cu.cu_offset:
+        return call_file.value == decl_file.value
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
+    return dwarf_lines.line_table(ctx, die.cu).file_name(call_file.value) == \
+        dwarf_lines.line_table(ctx, holder.cu).file_name(decl_file.value)
 
 
 def instances(ctx, cu, abstract):
-    """``(entry pc, DIE)`` of every instance of an abstract DIE in its unit, in DIE order
-    (perf's die_walk_instances): inlined copies, then out-of-line copies and clones where
-    they come; self copies left out; each entry address once."""
-    found = [(die.offset, die) for _pc, die in inlined_copies(ctx, cu, abstract) if not is_self_copy(die)]
+    """``(entry pc, DIE)`` of every instance of an abstract DIE, in DIE order (perf's
+    die_walk_instances): inlined copies, then out-of-line copies and clones where
+    they come; self copies left out; each entry address once.  Those in other units
+    (LTO: the abstract DIE is in the early debug info of its source file, the copies
+    in the units the link-time compilation made) come after those of its own unit;
+    perf does not search them."""
+    found = [(die.offset, die) for _pc, die in inlined_copies(ctx, cu, abstract) if not is_self_copy(ctx, die)]
     for info in ctx.top_level(cu) or []:
         origin = info.get("DW_AT_abstract_origin")
         if info["tag"] == SUBPROGRAM and origin is not None and ref_offset(cu, *origin) == abstract.offset:
             die = ctx.die_at(cu, info["offset"])
             if ctx.die_ranges(die):
                 found.append((die.offset, die))
+    elsewhere = []
+    inlined, out_of_line = ctx.indexed_copies(abstract.offset) or ((), ())
+    for offset in sorted(inlined + out_of_line):
+        if not cu.cu_offset <= offset < cu.cu_offset + cu.size:
+            die = ctx.die_at(None, offset)
+            if (die.tag == SUBPROGRAM and ctx.die_ranges(die)) or (die.tag == INLINED and not is_self_copy(ctx, die)):
+                elsewhere.append((die.offset, die))
     result, seen = [], set()
-    for _offset, die in sorted(found, key=lambda item: item[0]):
+    for _offset, die in sorted(found, key=lambda item: item[0]) + elsewhere:
         pc = ctx.entry_pc(die)
         if pc is not None and pc not in seen:
             seen.add(pc)

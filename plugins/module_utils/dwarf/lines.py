@@ -137,6 +137,13 @@ def line_table(ctx, cu):
     return table
 
 
+def decl_file_name(ctx, die):
+    """The file ``die`` (or the DIE it completes) is declared in, by name: DW_AT_decl_file numbers a
+    file of the unit holding the attribute, which with LTO is not the unit of ``die``."""
+    attr, holder = dwarf_types.origin_attr(die, "DW_AT_decl_file")
+    return line_table(ctx, holder.cu).file_name(attr.value) if attr is not None else None
+
+
 def file_matcher(name, suffix=True):
     """perf compares source files by suffix: 'demo.c' matches '/src/demo.c' and the other way round."""
     def matches(candidate):
@@ -176,7 +183,8 @@ def read_source(file_name, cu):
 
 
 def line_addresses(ctx, cu, file_matches, line, function_die=None):
-    """Distinct addresses of ``line`` (perf rules: is_stmt rows + entry rows)."""
+    """Distinct addresses of ``line`` (perf rules: is_stmt rows + entry rows); ``function_die`` (one DIE or
+    a list: the copies of an inline function) adds the inlined calls at that line inside it."""
     table = line_table(ctx, cu)
     addresses = set()
     for address, _order, row_line, file_index, is_stmt, end in table.rows:
@@ -200,19 +208,19 @@ def line_addresses(ctx, cu, file_matches, line, function_die=None):
             continue
         die = die if die is not None else ctx.die_at(cu, info["offset"])
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
-        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
         pc = ctx.entry_pc(die)
-        if pc is not None and decl_line is not None and decl_line.value == line and decl_file is not None \
-                and file_matches(table.file_name(decl_file.value)):
+        if pc is not None and decl_line is not None and decl_line.value == line \
+                and file_matches(decl_file_name(ctx, die) or ""):
             addresses.add(pc)
     # Inlined calls can only name this line inside the functions that hold its code.
+    function_dies = [] if function_die is None else function_die if isinstance(function_die, list) else [function_die]
     holders = {}
-    for address in list(addresses) + ([ctx.entry_pc(function_die)] if function_die is not None else []):
+    for address in list(addresses) + [ctx.entry_pc(die) for die in function_dies]:
         die = scopes.subprogram_at(ctx, cu, address) if address is not None else None
         if die is not None:
             holders[die.offset] = die
-    if function_die is not None:
-        holders[function_die.offset] = function_die
+    for die in function_dies:
+        holders[die.offset] = die
     for die in holders.values():
         inlined = []
         scopes.inlined_entries(ctx, die, inlined)
@@ -233,9 +241,9 @@ def line_at(ctx, cu, address):
     # anything else, inlined entries included, to the first is_stmt row there.
     if chain and ctx.entry_pc(chain[0]) == address:
         decl_line = dwarf_types.origin_attr(chain[0], "DW_AT_decl_line")[0]
-        decl_file = dwarf_types.origin_attr(chain[0], "DW_AT_decl_file")[0]
+        decl_file = decl_file_name(ctx, chain[0])
         if decl_line is not None and decl_file is not None:
-            return table.file_name(decl_file.value), decl_line.value
+            return decl_file, decl_line.value
     row = table.first_stmt_row_at(address)
     if row is None:
         return None, None
@@ -262,8 +270,7 @@ def prologue_end(ctx, cu, die, entry):
 def function_lines(ctx, cu, die):
     """Absolute line numbers with is_stmt rows inside the function's ranges (declaring file)."""
     table = line_table(ctx, cu)
-    decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
-    file_name = table.file_name(decl_file.value) if decl_file is not None else None
+    file_name = decl_file_name(ctx, die)
     ranges = ctx.die_ranges(die)
     # Rows inside inlined bodies belong to the inlined function's source, as in perf -L.
     inlined = []

@@ -101,7 +101,7 @@ def _addresses(ctx, point, spec, force):
             raise ResolveError("%s has inlined copies; FUNC+OFFSET needs a single out-of-line copy. Use %s or %s:N "
                                "instead" % (point.function, point.function, point.function))
         # Every copy, inlined or out of line, at its entry (no prologue skip, as perf).
-        results += [(pc, cu, event, copy) for pc, copy in copies]
+        results += [(pc, copy.cu, event, copy) for pc, copy in copies]     # LTO: another unit
     if not results and point.relative_line is None:
         # Definitions without code (an exported alias of another function's code): perf falls
         # back to the symbol table, so do we.  The function whose DIE holds that code is this
@@ -150,23 +150,33 @@ def _entry(ctx, point, spec, cu, die, force):
 
 
 def function_line_addresses(ctx, point, cu, die):
-    table = dwarf_lines.line_table(ctx, cu)
+    """FUNC:N in one unit's DIE for FUNC: [(address, unit, event name)].  The line's code is searched
+    in the DIE's unit and, for a DIE without code of its own, in the units holding its copies (LTO)."""
     decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
-    decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
-    if decl_line is None or decl_file is None:
+    file_name = dwarf_lines.decl_file_name(ctx, die)
+    if decl_line is None or file_name is None:
         raise ResolveError("function %s has no declaration line in the debug info" % point.function)
-    file_name = table.file_name(decl_file.value)
     line = decl_line.value + point.relative_line
     same_file = dwarf_lines.file_matcher(file_name)
-    addresses = dwarf_lines.line_addresses(ctx, cu, same_file, line, die)
-    if not addresses:
+    # Per unit, the DIEs whose code may hold the line: the function itself, else its copies (perf walks
+    # an inline function's instances; with LTO they are in other units).
+    holders = {cu.cu_offset: (cu, [die])}
+    if not ctx.die_ranges(die):
+        copies = functions.instances(ctx, cu, die)
+        if copies:
+            holders = {}
+            for _pc, copy in copies:
+                holders.setdefault(copy.cu.cu_offset, (copy.cu, []))[1].append(copy)
+    found = [(address, unit) for unit, dies in holders.values()
+             for address in dwarf_lines.line_addresses(ctx, unit, same_file, line, dies)]
+    if not found:
         # The lines of the copies with code of their own: the DIE itself, else its out-of-line copies.
         holders = [die] if ctx.die_ranges(die) else [
             copy for _pc, copy in functions.instances(ctx, cu, die)
             if copy.tag == functions.SUBPROGRAM and ctx.die_ranges(copy)]
         lines = set()
         for holder in holders:
-            lines.update(dwarf_lines.function_lines(ctx, cu, holder))
+            lines.update(dwarf_lines.function_lines(ctx, holder.cu, holder))
         if not lines:
             alias = " (its symbol is an alias of another function's code)" if ctx.symbols.function(point.function) \
                 else ""
@@ -178,10 +188,10 @@ def function_line_addresses(ctx, point, cu, die):
         raise NoCode("%s:%d (%s:%d) has no code: no probe-able address. Probe-able lines of %s: %s"
                      % (point.function, point.relative_line, os.path.basename(file_name), line,
                         point.function, dwarf_lines.compress_lines(relative)))
-    for address in addresses:
-        found_file, found_line = dwarf_lines.line_at(ctx, cu, address)
+    for address, unit in found:
+        found_file, found_line = dwarf_lines.line_at(ctx, unit, address)
         if found_line is not None and found_line != line and same_file(found_file or ""):
-            if ctx.die_contains(die, address) or scopes.in_inlined_copy(ctx, cu, die, address):
+            if ctx.die_contains(die, address) or scopes.in_inlined_copy(ctx, unit, die, address):
                 instead = "%s:%d" % (point.function, found_line - decl_line.value)
             else:       # the line lies outside the function: only a file line names it
                 instead = "%s:%d" % (found_file, found_line)
@@ -189,7 +199,7 @@ def function_line_addresses(ctx, point, cu, die):
                                "probe at %s instead."
                                % (point.function, point.relative_line, os.path.basename(file_name), line,
                                   address, instead))
-    return [(a, cu, "%s_L%d" % (event_name(point, die), point.relative_line)) for a in addresses]
+    return [(address, unit, "%s_L%d" % (event_name(point, die), point.relative_line)) for address, unit in found]
 
 
 def file_line_addresses(ctx, point):

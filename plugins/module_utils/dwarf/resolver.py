@@ -246,8 +246,7 @@ class Resolver:
         cu, die = next(((c, d) for c, d in found if ctx.die_ranges(d)), found[0])
         table = dwarf_lines.line_table(ctx, cu)
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0].value
-        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0].value
-        file_name = table.file_name(decl_file)
+        file_name = dwarf_lines.decl_file_name(ctx, die)
         source_lines = dwarf_lines.read_source(file_name, cu)
         lines = []
         same_file = dwarf_lines.file_matcher(file_name)

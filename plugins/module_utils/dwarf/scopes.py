@@ -10,6 +10,7 @@ Every function takes a ``context.DwarfContext`` first.
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 
 SCOPE_TAGS = ("DW_TAG_lexical_block", "DW_TAG_inlined_subroutine")
@@ -115,7 +116,7 @@ def _origin_offset_of(die):
     return _origin_offset(die.cu, attr) if attr is not None else die.offset
 
 
-def is_own_body(chain, index):
+def is_own_body(ctx, chain, index):
     """Whether ``chain[index]`` is gcc's inlined copy of a function inside an out-of-line copy of
     that same function, at its declaration line (no call: the body itself, its variables mostly
     without locations; perf's __die_walk_instances_cb skips these).
@@ -125,7 +126,7 @@ def is_own_body(chain, index):
     ones at those addresses."""
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
     die = chain[index]
-    if not functions.is_self_copy(die):
+    if not functions.is_self_copy(ctx, die):
         return False
     for outer in reversed(chain[:index]):
         if outer.tag in FUNCTION_TAGS:
@@ -162,29 +163,32 @@ def probe_scope(ctx, chain, point, address, scope=None):
             chain.scope = len(chain) - 1
             return chain
     if point.function is not None:
+
+        wanted = names.FunctionName(point.function)
         for index in range(len(chain) - 1, -1, -1):
             die = chain[index]
-            if die.tag in FUNCTION_TAGS and dwarf_types.name_of(die) == point.function \
-                    and not is_own_body(chain, index):
+            if die.tag in FUNCTION_TAGS and not is_own_body(ctx, chain, index) and wanted.matches(
+                    names.qualifier_of(die) if wanted.qualified else "", dwarf_types.name_of(die),
+                    names.linkage_name_of(die) if wanted.mangled else None):
                 chain.scope = index
                 return chain
         # perf (find_inner_scope_cb): the line lies outside FUNC (N past its end), in the innermost
         # function there, which owns the variables at that address.
         chain.scope = [index for index, die in enumerate(chain)
-                       if die.tag in FUNCTION_TAGS and not is_own_body(chain, index)][-1]
+                       if die.tag in FUNCTION_TAGS and not is_own_body(ctx, chain, index)][-1]
         return chain
     for index in range(len(chain) - 1, 0, -1):
         die = chain[index]
-        if die.tag not in FUNCTION_TAGS or is_own_body(chain, index):
+        if die.tag not in FUNCTION_TAGS or is_own_body(ctx, chain, index):
             continue
         call_line = die.attributes.get("DW_AT_call_line")
         if call_line is not None and call_line.value == point.absolute_line and ctx.entry_pc(die) == address:
             continue
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
-        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
+        decl_file = dwarf_lines.decl_file_name(ctx, die)
         if decl_line is None or decl_file is None or decl_line.value > point.absolute_line:
             continue
-        if dwarf_lines.file_matcher(point.source)(dwarf_lines.line_table(ctx, die.cu).file_name(decl_file.value)):
+        if dwarf_lines.file_matcher(point.source)(decl_file):
             chain.scope = index
             break
     return chain

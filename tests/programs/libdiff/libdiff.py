@@ -148,7 +148,7 @@ def _block_locals(block):
     found = []
     for child in block.iter_children():
         if child.tag == "DW_TAG_variable" and _name(child):
-            found.append((_name(child), _kind(_type_of(child))[0]))
+            found.append((_name(child), _kind(_type_of(_origin(child)))[0]))
         elif child.tag == "DW_TAG_lexical_block":
             found += _block_locals(child)
     return found
@@ -216,7 +216,7 @@ def catalog(binary):
                     if not cname:
                         continue
                     if child.tag == "DW_TAG_formal_parameter":
-                        kind, target = _kind(_type_of(child))
+                        kind, target = _kind(_type_of(_origin(child)))
                         fn.params.append((cname, kind))
                         if target is not None:
                             for member in target.iter_children():
@@ -225,7 +225,7 @@ def catalog(binary):
                                     if mkind in ("scalar", "pointer", "char_ptr", "struct_ptr"):
                                         fn.members.append("%s->%s" % (cname, _name(member)))
                     elif child.tag == "DW_TAG_variable":
-                        fn.locals.append((cname, _kind(_type_of(child))[0]))
+                        fn.locals.append((cname, _kind(_type_of(_origin(child)))[0]))
                     elif child.tag == "DW_TAG_lexical_block":
                         fn.locals += _block_locals(child)
         for name, fn in functions.items():
@@ -523,7 +523,13 @@ def refine(resolver_module, binary, result, function=None):
             if any(n["available"] and n["fetcharg"] == arg for n in here):
                 continue
             why = [n["reason"] for n in here]
+            if not why and named == [] and function is not None \
+                    and variable not in {n for n, _k in function.params + function.locals}:
+                why = ["callee: a variable of a call inlined here, not of the function ($params/$vars)"]
             reasons += [w or "(available)" for w in why] or ["(no note)"]
+    reasons = [r for r in reasons if not r.startswith("callee:")] or reasons
+    if reasons and all(r.startswith("callee:") for r in reasons):
+        return "perf-callee-variables"
     if reasons and all(_COMPUTED.search(r) for r in reasons):
         return "perf-computed-value"
     if reasons and all(_AGGREGATE.search(r) or _COMPUTED.search(r) for r in reasons):
@@ -590,6 +596,11 @@ def _entry_pc(dwarf, die):
     return ranges[0][0] if ranges else None
 
 
+def _base(name):
+    """A name without its template arguments (the catalog files C++ templates so)."""
+    return name[:name.index("<")] if name and "<" in name and not name.startswith("operator") else name
+
+
 def scope_audit(binary, results):
     """Variables we traced from a scope other than the probed function's own, judged by plain pyelftools:
     [(spec, variable, why)].
@@ -637,10 +648,10 @@ def scope_audit(binary, results):
                 address = int(note["address"], 16)
                 label = "%s at %s" % (note["name"], note["address"])
                 here = holders(scope.cu, address)
-                named = [die.offset for die in here if _name(die) == function]
+                named = [die.offset for die in here if _base(_name(die)) == function]
                 entry = scope.attributes.get("DW_AT_low_pc")
                 alias = entry is not None and function in symbols.get(entry.value, ())
-                if named and scope.offset not in named and not alias:
+                if named and _base(_name(scope)) != function and not alias:
                     wrong.append((r["spec"], label, "scope %s is %s, not a copy of %s holding the address" % (
                         note["dwarf"]["scope"], _name(scope), function)))
                     continue
