@@ -100,7 +100,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Returns the exact lines it would write (RV(definitions)) and writes nothing to tracefs (the resolver's caches under C(~/.cache/fleettrace) are filled as in any run).
+    description: >-
+      Returns the exact lines it would write (RV(definitions)) and writes nothing to tracefs (the resolver's caches
+      under C(~/.cache/fleettrace) are filled as in any run).
   diff_mode:
     support: full
     description: Shows the probe's C(uprobe_events) lines before and after.

@@ -48,6 +48,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.function_
 __all__ = ["FunctionIndex", "IndexBuildError", "function_index"]
 
 INDEX_VERSION = 3
+
+
 def index_dir():
     """``FLEETTRACE_DWARF_INDEX``, else ``index/`` in the resolver's result cache (dwarf.cache)."""
     base = os.environ.get("FLEETTRACE_DWARF_INDEX")

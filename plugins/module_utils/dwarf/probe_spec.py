@@ -19,7 +19,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import na
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 
 
-
 class ProbeSpecError(DwarfError, ValueError):
     """A spec that does not follow the perf probe syntax."""
 
