@@ -16,6 +16,8 @@ import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import loader as dwarf_loader
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import ResolveError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols import SymbolTable
@@ -41,6 +43,8 @@ class DwarfContext:
         self.sections = {}          # section name -> bytes (b"" when absent)
         self.top_levels = {}        # CU offset -> [skimmed top-level DIE dict] or None (skim failed)
         self.line_tables = {}       # CU offset -> lines.LineTable
+        self.piece_ranges = {}      # DIE offset -> ranges of a subprogram described by DW_AT_ranges
+        self.skimmers = {}          # CU offset -> dwarf.skim.TopLevelSkimmer
         self.unit_starts = None     # .debug_info offsets of every unit (functions.units_naming)
         self._symbols = None
         self._aranges = None
@@ -151,9 +155,21 @@ class DwarfContext:
                 self._index = False
         return self._index or None
 
-    def _from_index(self, lookup):
-        """``lookup(index)``, or None when there is no index or its stored copy turns out damaged."""
-        index = self.function_index
+    @property
+    def stored_function_index(self):
+        """The function index when one is stored for this build-id (or was built by this run), else
+        None; never builds one (a lookup that the symbol table and .debug_aranges can answer is
+        cheaper than a first build)."""
+        if self._index is None and self.build_id:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
+            sizes = tuple(self.section_size(name) for name in dwarf_function_index.INDEXED_SECTIONS)
+            self._index = dwarf_function_index.load(self.build_id, sizes)
+        return self._index or None
+
+    def _from_index(self, lookup, stored_only=False):
+        """``lookup(index)``, or None when there is no index (with ``stored_only``: none stored) or its
+        stored copy turns out damaged."""
+        index = self.stored_function_index if stored_only else self.function_index
         if index is None:
             return None
         from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
@@ -174,11 +190,42 @@ class DwarfContext:
         return sorted({cu_offset for cu_offset, _o, _i, qualifier in entries
                        if wanted.mangled or wanted.matches(qualifier, wanted.parts[-1])})
 
-    def indexed_copies(self, abstract_offset):
+    def indexed_function_dies(self, cu, wanted):
+        """Offsets of the DIEs of ``cu`` that are function ``wanted`` (names.FunctionName), in DIE order,
+        from a stored function index (functions.function_dies' answer without skimming the unit);
+        None without one.  Declarations are left out, definitions completing them and clones kept."""
+        def lookup(index):
+            end = cu.cu_offset + cu.size
+            named = [offset for unit, offset, _i, qualifier in index.qualified(wanted.key)
+                     if unit == cu.cu_offset and (wanted.mangled or wanted.matches(qualifier, wanted.parts[-1]))]
+            if names.base(wanted.parts[-1]) != wanted.parts[-1]:
+                # One template instantiation: the index files them all under the name without arguments.
+                last = names.FunctionName(wanted.parts[-1])
+                named = [offset for offset in named if last.matches("", dwarf_types.name_of(self.die_at(cu, offset)))]
+            found = {offset for unit, offset, _i, _q in index.qualified(wanted.key, declarations=False)
+                     if offset in named}
+            pending = list(named)
+            while pending:          # definitions of declarations, clones of abstract DIEs, their clones
+                for copy in index.out_of_line_copies(pending.pop()):
+                    if cu.cu_offset <= copy < end and copy not in found:
+                        found.add(copy)
+                        pending.append(copy)
+            return sorted(found)
+        if wanted.mangled:
+            return None             # linkage names are not filed in the index
+        return self._from_index(lookup, stored_only=True)
+
+    def indexed_copies(self, abstract_offset, stored_only=False):
         """``(inlined, out_of_line)`` offsets of the copies of an abstract DIE in every unit, from the
         function index (LTO puts them in other units than the abstract DIE); None without one."""
         return self._from_index(lambda index: (index.inlined_copies(abstract_offset),
-                                               index.out_of_line_copies(abstract_offset)))
+                                               index.out_of_line_copies(abstract_offset)), stored_only)
+
+    def enclosing_function(self, cu, die):
+        """The subprogram with code whose subtree holds ``die`` (an inlined copy), from a stored function
+        index; None without one (callers look the function up by address)."""
+        offset = self._from_index(lambda index: index.function_at_or_before(cu.cu_offset, die.offset), stored_only=True)
+        return self.die_at(cu, offset) if offset is not None else None
 
     def unit_of(self, offset):
         """The unit holding the DIE at section offset ``offset``."""
@@ -215,15 +262,22 @@ class DwarfContext:
         if key not in self.top_levels:
             from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
             try:
-                skimmer = dwarf_skim.TopLevelSkimmer(self.dwarf, cu, self.section(".debug_str"),
-                                                     self.section(".debug_line_str"), nested=is_cxx(cu))
-                infos = list(skimmer.top_level())
+                infos = list(self.skimmer(cu).top_level())
                 for info in infos:
                     info["range"] = dwarf_skim.die_range(info)
             except (dwarf_skim.SkimError, IndexError, KeyError, ValueError, struct.error):
                 infos = None
             self.top_levels[key] = infos
         return self.top_levels[key]
+
+    def skimmer(self, cu):
+        """The unit's dwarf.skim.TopLevelSkimmer (its bytes read once per run)."""
+        skimmer = self.skimmers.get(cu.cu_offset)
+        if skimmer is None:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
+            skimmer = self.skimmers[cu.cu_offset] = dwarf_skim.TopLevelSkimmer(
+                self.dwarf, cu, self.section(".debug_str"), self.section(".debug_line_str"), nested=is_cxx(cu))
+        return skimmer
 
     def die_ranges(self, die, keep_empty=False):
         """List of (low, high) of a DIE with code (empty ranges too when ``keep_empty``)."""

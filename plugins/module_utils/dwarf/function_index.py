@@ -16,9 +16,10 @@ records:
   ``qualifier`` is ``'ns::Class'`` ('' at the top); ``flags`` say whether it has a pc range
   attribute and whether it has ``DW_AT_inline``;
 * ``copies``: abstract DIE offset -> offsets of the ``DW_TAG_inlined_subroutine``
-  and ``DW_TAG_subprogram`` DIEs whose ``DW_AT_abstract_origin`` names it, in DIE
-  order and in any unit (LTO puts the copies in other units than the abstract DIE;
-  out-of-line copies carry ``OUT_OF_LINE`` in their offset).
+  and ``DW_TAG_subprogram`` DIEs whose ``DW_AT_abstract_origin`` names it (and the
+  definitions whose ``DW_AT_specification`` does), in DIE order and in any unit (LTO
+  puts the copies in other units than the abstract DIE; out-of-line copies carry
+  ``OUT_OF_LINE`` in their offset).
 
 Only offsets are stored: the caller opens those DIEs with pyelftools as
 before, so results stay those of the walk.  The pass itself is in
@@ -35,6 +36,7 @@ never reads an old index.  Binaries without a build-id are indexed in memory onl
 """
 
 
+import bisect
 import marshal
 import os
 import struct
@@ -43,11 +45,12 @@ import zlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_scan
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.function_scan import HAS_INLINE, OUT_OF_LINE, IndexBuildError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.function_scan import (
+    HAS_INLINE, IS_DECLARATION, OUT_OF_LINE, IndexBuildError)
 
 __all__ = ["FunctionIndex", "IndexBuildError", "function_index"]
 
-INDEX_VERSION = 3
+INDEX_VERSION = 5
 
 
 def index_dir():
@@ -83,10 +86,11 @@ class FunctionIndex:
     NAME_RECORD = struct.Struct("<IIB")
     COPY_RECORD = struct.Struct("<I")
 
-    def __init__(self, names, copies, load_shard=None, cached=False, handle=None):
+    def __init__(self, names, copies, functions, load_shard=None, cached=False, handle=None):
         # [shard: {name: (packed [(cu_offset, die_offset, flags)], qualifiers or None when all '')} or None]
         self.names = names
         self.copies = copies    # [shard: {abstract offset: packed [die_offset]} or None]
+        self.functions = functions      # [shard: {unit offset: packed sorted [DIE offset of a subprogram with code]}]
         self.load_shard = load_shard
         self.cached = cached
         self._handle = handle
@@ -97,17 +101,20 @@ class FunctionIndex:
             self._handle = None
 
     @classmethod
-    def from_lists(cls, names, copies):
+    def from_lists(cls, names, copies, functions):
         pack_name, pack_copy = cls.NAME_RECORD.pack, cls.COPY_RECORD.pack
         name_shards = [{} for _i in range(SHARDS)]
         copy_shards = [{} for _i in range(SHARDS)]
+        function_shards = [{} for _i in range(SHARDS)]
+        for unit, offsets in functions.items():
+            function_shards[offset_shard(unit)][unit] = b"".join(pack_copy(o) for o in offsets)
         for name, entries in names.items():
             qualifiers = tuple(e[3] for e in entries)
             name_shards[name_shard(name)][name] = (b"".join(pack_name(*e[:3]) for e in entries),
                                                    qualifiers if any(qualifiers) else None)
         for target, offsets in copies.items():
             copy_shards[offset_shard(target)][target] = b"".join(pack_copy(o) for o in offsets)
-        return cls(name_shards, copy_shards)
+        return cls(name_shards, copy_shards, function_shards)
 
     def _shard(self, shards, kind, number):
         if shards[number] is None:
@@ -122,13 +129,13 @@ class FunctionIndex:
         """[(cu_offset, die_offset, has DW_AT_inline)] of the subprograms filed under ``name``."""
         return [entry[:3] for entry in self.qualified(name)]
 
-    def qualified(self, name):
+    def qualified(self, name, declarations=True):
         """[(cu_offset, die_offset, has DW_AT_inline, qualifier)] of the subprograms filed under ``name``
         (names.lookup_key: no template arguments); ``qualifier`` is '' for C."""
         packed, qualifiers = self._shard(self.names, "names", name_shard(name)).get(name, (b"", None))
         records = self.NAME_RECORD.iter_unpack(packed)
         return [(cu, offset, bool(flags & HAS_INLINE), qualifiers[i] if qualifiers else "")
-                for i, (cu, offset, flags) in enumerate(records)]
+                for i, (cu, offset, flags) in enumerate(records) if declarations or not flags & IS_DECLARATION]
 
     def _copies(self, abstract_offset):
         packed = self._shard(self.copies, "copies", offset_shard(abstract_offset)).get(abstract_offset, b"")
@@ -138,6 +145,14 @@ class FunctionIndex:
         """Offsets of the inlined copies of an abstract DIE that lie in the unit [cu_start, cu_end)
         (by default in any unit)."""
         return [o for o in self._copies(abstract_offset) if cu_start <= o < cu_end]
+
+    def function_at_or_before(self, unit_offset, die_offset):
+        """The last DIE of a subprogram with code of the unit at or before ``die_offset`` (for a DIE inside
+        a function: that function; callers check), or None."""
+        packed = self._shard(self.functions, "functions", offset_shard(unit_offset)).get(unit_offset, b"")
+        offsets = memoryview(packed).cast("I") if packed else ()
+        position = bisect.bisect_right(offsets, die_offset) - 1
+        return offsets[position] if position >= 0 else None
 
     def out_of_line_copies(self, abstract_offset):
         """Offsets of the out-of-line copies (subprograms naming it as their origin) of an abstract
@@ -195,14 +210,14 @@ def load(build_id, sizes):
             raise IndexBuildError("the stored function index %s is damaged; remove it" % path)
         return shard
 
-    return FunctionIndex([None] * SHARDS, [None] * SHARDS, load_shard, cached=True, handle=handle)
+    return FunctionIndex([None] * SHARDS, [None] * SHARDS, [None] * SHARDS, load_shard, cached=True, handle=handle)
 
 
 def store(build_id, sizes, index):
     path = index_path(build_id)
     temp = "%s.%d.tmp" % (path, os.getpid())
     blobs, spans, position = [], {}, 0
-    for kind, shards in (("names", index.names), ("copies", index.copies)):
+    for kind, shards in (("names", index.names), ("copies", index.copies), ("functions", index.functions)):
         spans[kind] = []
         for shard in shards:
             blob = marshal.dumps(shard)

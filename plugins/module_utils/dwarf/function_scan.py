@@ -19,6 +19,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.skim impo
 
 HAS_RANGE = 1       # flags: DW_AT_low_pc or DW_AT_ranges present
 HAS_INLINE = 2      # flags: DW_AT_inline present
+IS_DECLARATION = 4  # flags: DW_AT_declaration present (a prototype; the definition completes it)
 OUT_OF_LINE = 1 << 31   # in a copy's offset: an out-of-line copy (a subprogram), not an inlined one
 
 # DWARF constants (DWARF 5 section 7).
@@ -26,7 +27,7 @@ TAG_SUBPROGRAM = 0x2e
 TAG_INLINED_SUBROUTINE = 0x1d
 TAG_COMPILE_UNIT, TAG_PARTIAL_UNIT, TAG_NAMESPACE = 0x11, 0x3c, 0x39
 AT_SIBLING, AT_NAME, AT_LOW_PC, AT_INLINE, AT_ABSTRACT_ORIGIN, AT_RANGES = 0x01, 0x03, 0x11, 0x20, 0x31, 0x55
-AT_LANGUAGE, AT_EXPORT_SYMBOLS = 0x13, 0x89
+AT_LANGUAGE, AT_EXPORT_SYMBOLS, AT_DECLARATION, AT_SPECIFICATION = 0x13, 0x89, 0x3c, 0x47
 # Tags whose subtrees never hold code (types): skipped through DW_AT_sibling when it is there.
 TYPE_TAGS = frozenset((0x01, 0x02, 0x04, 0x13, 0x15, 0x17))   # array, class, enumeration, structure, subroutine, union
 # In C++ units classes, structures and unions hold method declarations: entered, like namespaces.
@@ -86,7 +87,7 @@ def parse_abbrevs(data, offset):
 def _plan(tag, has_children, specs, address_size, offset_size, ref_addr_size):
     """(tag, has_children, steps, kept attributes) for one abbreviation."""
     if tag == TAG_SUBPROGRAM:
-        wanted = (AT_NAME, AT_LOW_PC, AT_RANGES, AT_INLINE, AT_ABSTRACT_ORIGIN)
+        wanted = (AT_NAME, AT_LOW_PC, AT_RANGES, AT_INLINE, AT_ABSTRACT_ORIGIN, AT_DECLARATION, AT_SPECIFICATION)
     elif tag == TAG_INLINED_SUBROUTINE:
         wanted = (AT_ABSTRACT_ORIGIN,)
     elif tag == TAG_NAMESPACE or tag in CLASS_TAGS:
@@ -112,7 +113,7 @@ def _plan(tag, has_children, specs, address_size, offset_size, ref_addr_size):
             size = _FIXED_SIZE.get(form)
         if keep:
             if form in (FORM_IMPLICIT_CONST, FORM_FLAG_PRESENT) or attr in (AT_LOW_PC, AT_RANGES, AT_INLINE,
-                                                                            AT_EXPORT_SYMBOLS):
+                                                                            AT_EXPORT_SYMBOLS, AT_DECLARATION):
                 # Presence is all we need of these (values are read by pyelftools later).
                 steps.append((READ, None, attr, form, const))
                 if size:
@@ -120,7 +121,7 @@ def _plan(tag, has_children, specs, address_size, offset_size, ref_addr_size):
                 elif size is None:
                     steps.append(_skip_step(form))
                 continue
-            if attr == AT_ABSTRACT_ORIGIN and form not in _REF_FORMS:
+            if attr in (AT_ABSTRACT_ORIGIN, AT_SPECIFICATION) and form not in _REF_FORMS:
                 raise IndexBuildError("DW_AT_abstract_origin in form 0x%x" % form)
             if form == FORM_STRING or (size in (1, 2, 4, 8) and form not in (0x25, 0x26, 0x28)) \
                     or form == FORM_REF_UDATA:
@@ -152,8 +153,9 @@ def _string(table, offset):
 
 
 def build(debug_info, debug_abbrev, debug_str, debug_line_str):
-    """``(names, copies)`` from the raw sections (bytes); raises IndexBuildError."""
-    names, copies = {}, {}
+    """``(names, copies, functions)`` from the raw sections (bytes); raises IndexBuildError.
+    ``functions``: unit offset -> sorted offsets of its subprograms with code (which function a DIE is in)."""
+    names, copies, functions = {}, {}, {}
     unpack_from = struct.unpack_from
     pos = 0
     end_all = len(debug_info)
@@ -189,11 +191,12 @@ def build(debug_info, debug_abbrev, debug_str, debug_line_str):
                 plans = abbrev_cache[key] = {
                     code: _plan(tag, children, specs, address_size, 4, ref_addr_size)
                     for code, (tag, children, specs) in parse_abbrevs(debug_abbrev, abbrev_offset).items()}
-            _walk_unit(debug_info, debug_str, debug_line_str, unit, pos, end, plans, names, copies)
+            _walk_unit(debug_info, debug_str, debug_line_str, unit, pos, end, plans, names, copies,
+                       functions.setdefault(unit, []))
             pos = end
     except (IndexError, KeyError, ValueError, struct.error) as exc:
         raise IndexBuildError("unexpected DWARF near 0x%x: %s" % (pos, exc))
-    return names, copies
+    return names, copies, functions
 
 
 def _name_text(value, debug_str, debug_line_str):
@@ -206,7 +209,7 @@ def _name_text(value, debug_str, debug_line_str):
     return value
 
 
-def _walk_unit(data, debug_str, debug_line_str, unit, pos, end, plans, names, copies):
+def _walk_unit(data, debug_str, debug_line_str, unit, pos, end, plans, names, copies, functions):
     """Every DIE of one unit.  ``levels`` holds, per open DIE with children, the qualifier of the
     functions found among its children ('' under the unit, 'ns::Class' inside a C++ namespace and
     class), or None inside anything else (a function's body, a type of a C unit)."""
@@ -268,15 +271,18 @@ def _walk_unit(data, debug_str, debug_line_str, unit, pos, end, plans, names, co
             continue
         qualifier = levels[-1]
         if values is not None:
-            if tag in (TAG_INLINED_SUBROUTINE, TAG_SUBPROGRAM) and AT_ABSTRACT_ORIGIN in values:
-                # Copies of an abstract DIE, in this unit or (LTO: DW_FORM_ref_addr) in another one.
-                ref = values[AT_ABSTRACT_ORIGIN]
-                target = ref[0] if ref[1] == FORM_REF_ADDR else ref[0] + unit
+            origin = values.get(AT_ABSTRACT_ORIGIN) or (values.get(AT_SPECIFICATION) if tag == TAG_SUBPROGRAM else None)
+            if origin is not None and tag in (TAG_INLINED_SUBROUTINE, TAG_SUBPROGRAM):
+                # Copies of an abstract DIE, in this unit or (LTO: DW_FORM_ref_addr) in another one; a
+                # definition completing a declaration (DW_AT_specification) counts as its out-of-line copy.
+                target = origin[0] if origin[1] == FORM_REF_ADDR else origin[0] + unit
                 copies.setdefault(target, []).append(offset if tag == TAG_INLINED_SUBROUTINE else offset | OUT_OF_LINE)
+            if tag == TAG_SUBPROGRAM and (AT_LOW_PC in values or AT_RANGES in values):
+                functions.append(offset)
             if tag == TAG_SUBPROGRAM and qualifier is not None and AT_NAME in values:
                 name = _name_text(values[AT_NAME], debug_str, debug_line_str)
                 flags = (HAS_RANGE if AT_LOW_PC in values or AT_RANGES in values else 0) | \
-                    (HAS_INLINE if AT_INLINE in values else 0)
+                    (HAS_INLINE if AT_INLINE in values else 0) | (IS_DECLARATION if AT_DECLARATION in values else 0)
                 names.setdefault(dwarf_names.lookup_key(name), []).append((unit, offset, flags, qualifier))
         if not has_children:
             continue

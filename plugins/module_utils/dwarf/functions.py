@@ -101,6 +101,9 @@ def function_dies(ctx, cu, name):
     name, and those completing one of them through DW_AT_specification (a C++ method's definition
     outside its class) or DW_AT_abstract_origin (clones, out-of-line copies); declarations left out."""
     wanted = names.FunctionName(name)
+    indexed = ctx.indexed_function_dies(cu, wanted)
+    if indexed is not None:
+        return [(cu, ctx.die_at(cu, offset)) for offset in indexed]
     infos = ctx.top_level(cu)
     if infos is None:
         return [(cu, die) for die in scopes.iter_subprograms(cu)
@@ -165,12 +168,15 @@ def instances(ctx, cu, abstract):
     in the units the link-time compilation made) come after those of its own unit;
     perf does not search them."""
     found = [(die.offset, die) for _pc, die in inlined_copies(ctx, cu, abstract) if not is_self_copy(ctx, die)]
-    for info in ctx.top_level(cu) or []:
-        origin = info.get("DW_AT_abstract_origin")
-        if info["tag"] == SUBPROGRAM and origin is not None and ref_offset(cu, *origin) == abstract.offset:
-            die = ctx.die_at(cu, info["offset"])
-            if ctx.die_ranges(die):
-                found.append((die.offset, die))
+    copies = ctx.indexed_copies(abstract.offset, stored_only=True)
+    if copies is not None:          # the stored index lists the out-of-line copies: no skim of the unit
+        outlines = [ctx.die_at(cu, offset) for offset in copies[1] if cu.cu_offset <= offset < cu.cu_offset + cu.size]
+    else:
+        outlines = [ctx.die_at(cu, info["offset"]) for info in ctx.top_level(cu) or []
+                    if info["tag"] == SUBPROGRAM and info.get("DW_AT_abstract_origin") is not None
+                    and ref_offset(cu, *info["DW_AT_abstract_origin"]) == abstract.offset]
+    found += [(die.offset, die) for die in outlines
+              if die.tag == SUBPROGRAM and "DW_AT_abstract_origin" in die.attributes and ctx.die_ranges(die)]
     elsewhere = []
     inlined, out_of_line = ctx.indexed_copies(abstract.offset) or ((), ())
     for offset in sorted(inlined + out_of_line):
@@ -200,7 +206,7 @@ def inlined_copies(ctx, cu, abstract):
 
 def _skimmed_copies(ctx, cu, abstract, holders):
     """Offsets of the inlined copies of ``abstract`` below ``holders``, from raw bytes (dwarf/skim.py)."""
-    skimmer = dwarf_skim.TopLevelSkimmer(ctx.dwarf, cu, ctx.section(".debug_str"), ctx.section(".debug_line_str"))
+    skimmer = ctx.skimmer(cu)
     found = []
     for holder in holders:
         for offset, tag, info in dwarf_skim.subtree(skimmer, holder):

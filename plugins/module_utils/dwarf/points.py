@@ -133,10 +133,8 @@ def _entry(ctx, point, spec, cu, die, force):
         address = entry + point.offset
         table = dwarf_lines.line_table(ctx, cu)
         if not force and not table.has_address(address) and not ctx.symbols.is_function_start(address):
-            starts = ["+%d" % n for n in sorted({row_address - entry
-                                                 for row_address, _o, _l, _f, _s, end in table.rows
-                                                 if entry <= row_address < entry + NEAR_ENTRY_BYTES
-                                                 and not end})]
+            starts = ["+%d" % n for n in sorted({row.address - entry
+                                                 for row in table.rows_between(entry, entry + NEAR_ENTRY_BYTES)})]
             raise ResolveError("%s+%d (0x%x) is not an address the line table or symbol table names, so it "
                                "may be inside an instruction and would corrupt the program; known "
                                "instruction starts near it: %s. Set force: true only if you know it is "

@@ -66,6 +66,7 @@ def subprogram_at(ctx, cu, address):
             if ctx.die_contains(die, address):
                 return die
         return None
+    split = []
     for info in infos:
         if info["tag"] != "DW_TAG_subprogram":
             continue
@@ -73,16 +74,23 @@ def subprogram_at(ctx, cu, address):
         if rng is not None and rng[0] <= address < rng[1]:
             return ctx.die_at(cu, info["offset"])
         if rng is None and "DW_AT_ranges" in info:
-            die = ctx.die_at(cu, info["offset"])
-            if ctx.die_contains(die, address):
-                return die
+            split.append(info["offset"])
+    # Functions in several pieces (hot and cold parts): their range lists are parsed only when no
+    # one-piece function holds the address, each once per run.
+    for offset in split:
+        ranges = ctx.piece_ranges.get(offset)
+        if ranges is None:
+            ranges = ctx.piece_ranges[offset] = ctx.die_ranges(ctx.die_at(cu, offset))
+        if any(low <= address < high for low, high in ranges):
+            return ctx.die_at(cu, offset)
     return None
 
 
-def scope_chain(ctx, cu, address):
-    """DIEs from the subprogram down to the innermost block containing ``address``."""
+def scope_chain(ctx, cu, address, subprogram=None):
+    """DIEs from the subprogram (found when not given) down to the innermost block containing ``address``."""
     chain = []
-    subprogram = subprogram_at(ctx, cu, address)
+    if subprogram is None:
+        subprogram = subprogram_at(ctx, cu, address)
     if subprogram is not None:
         chain.append(subprogram)
     if not chain:
@@ -201,11 +209,16 @@ def chain_for(ctx, cu, address, point, scope=None):
     are not searched (variables are looked up in the copy, the frame base is the subprogram's):
     [subprogram, copy], without descending through the subprogram's blocks at every copy."""
     if scope is not None and scope.tag == "DW_TAG_inlined_subroutine":
-        subprogram = subprogram_at(ctx, cu, address)
+        subprogram = ctx.enclosing_function(cu, scope)
+        if subprogram is None or not ctx.die_contains(subprogram, address):
+            subprogram = subprogram_at(ctx, cu, address)
         chain = ScopeChain([subprogram, scope] if subprogram is not None else [scope])
         chain.scope = len(chain) - 1
         return chain
-    return probe_scope(ctx, scope_chain(ctx, cu, address), point, address, scope)
+    # A FUNC probe at an out-of-line copy's entry: that copy is the subprogram (no search for it).
+    known = scope if scope is not None and scope.tag == "DW_TAG_subprogram" and ctx.die_contains(scope, address) \
+        else None
+    return probe_scope(ctx, scope_chain(ctx, cu, address, known), point, address, scope)
 
 
 def inlined_entries(ctx, die, out):

@@ -70,7 +70,7 @@ class TopLevelSkimmer:
 
     WANTED = ("DW_AT_name", "DW_AT_low_pc", "DW_AT_high_pc", "DW_AT_ranges", "DW_AT_specification",
               "DW_AT_abstract_origin", "DW_AT_declaration", "DW_AT_inline", "DW_AT_decl_file", "DW_AT_decl_line",
-              "DW_AT_location", "DW_AT_linkage_name", "DW_AT_export_symbols")
+              "DW_AT_location", "DW_AT_linkage_name", "DW_AT_export_symbols", "DW_AT_call_line", "DW_AT_call_file")
     # Names are decoded only for these tags (types are most of the top level and never looked up by name).
     NAMED_TAGS = ("DW_TAG_subprogram", "DW_TAG_variable")
     # C++ nests functions in these: their names qualify the functions inside (nested mode).
