@@ -25,6 +25,12 @@ section "trace text parser: events/s and peak memory"
 section "issue 24 point 3: whole CPU per sched_switch at ~70k and ~210k events/s: the audit's collector vs perf sched record + latency, trace-cmd record + report, bpftrace"
 .venv/bin/python benchmarks/bench_sched_latency.py --seconds 5 --steps 20000,60000 --repeat 3
 
+section "where the collector's CPU goes: one window's pages recorded at ~100k events/s, then decoded and analysed again per phase"
+pages=$(mktemp -d)
+.venv/bin/python benchmarks/profile_sched_decode.py record "$pages" --seconds 3 --rounds 30000
+.venv/bin/python benchmarks/profile_sched_decode.py replay "$pages" --repeat 5 --split
+rm -rf "$pages"
+
 section "observer effect on a program's own wakeup latency; one thread's waits vs the program, perf sched latency and bpftrace"
 .venv/bin/python benchmarks/bench_ground_truth.py --seconds 5 --rounds 3
 

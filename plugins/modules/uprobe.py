@@ -63,6 +63,17 @@ options:
       - Event name. Default as perf, C(FUNC_L<N>) for C(FUNC:N), C(FUNC) for a function entry,
         C(FUNC__return) for C(FUNC%return), the function's name for C(FILE:LINE).
     type: str
+  rename:
+    description:
+      - With O(definition), give the lines this task's O(group) (required then), and O(binary)'s path when it is
+        given, instead of refusing lines that name another group or file, for example lines resolved once on the
+        controller (from its copy of the binary) for every node of a run. Give O(build_id) to make sure the
+        file is the same build.
+      - O(event) renames them too when they all name one event; lines with events of their own (C(NAME),
+        C(NAME_1), ... for inlined copies whose arguments differ) keep their names.
+      - Without it, a definition must already name O(group), and O(event) renames every line.
+    type: bool
+    default: false
   debuginfo:
     description:
       - File that holds the DWARF of O(binary) (for example made by C(objcopy --only-keep-debug)).
@@ -137,6 +148,15 @@ EXAMPLES = r"""
   fleettrace.tracefs.uprobe:
     definition: "{{ resolved.definitions }}"
     build_id: "{{ resolved.build_id }}"
+  become: true
+
+- name: Install lines resolved under another name in this run's own group and event
+  fleettrace.tracefs.uprobe:
+    definition: "{{ resolved.definitions }}"
+    build_id: "{{ resolved.build_id }}"
+    group: fleettrace_run42
+    event: timer_L21
+    rename: true
   become: true
 
 - name: Remove the probe again
@@ -231,9 +251,9 @@ commands:
 """
 
 import os
-import re
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
@@ -257,10 +277,11 @@ def resolve_spec(module, params):
         found = debuginfod.locate(params["binary"], explicit=params["debuginfo"], expected_build_id=params["build_id"],
                                   urls=debuginfod.server_urls(params["debuginfod_urls"]),
                                   timeout=params["debuginfod_timeout"])
+        # The located debug info goes along: it is not searched, nor its build-id read, again.
         resolved = dwarf_cache.cached_resolve(
             params["binary"], params["spec"], group=params["group"], event=params["event"],
             debuginfo=found["path"], build_id=params["build_id"], force=params["force"],
-            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"])
+            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"], info=found["info"])
         resolved.update(debuginfo_source=found["source"])
         if found["server"]:
             resolved.update(debuginfod_server=found["server"])
@@ -278,7 +299,7 @@ def absent_names(module, params):
         group = params["group"]
         if not group:
             raise OptionError("state=absent with 'event' needs 'group' too (or give the 'spec')")
-        return group, [params["event"]], {"definitions": [], "build_id": None, "variables": []}
+        return group, [params["event"]], {"records": [], "build_id": None, "variables": []}
     try:
         resolved = resolve_spec(module, dict(params, allow_unavailable=True))
     except FleettraceError as exc:
@@ -292,7 +313,7 @@ def absent_names(module, params):
         if event is None:
             raise FleettraceError("%s; to remove a FILE:LINE probe without resolving it, give 'group' and 'event'" % exc)
         group = params["group"] or point.group or probe_spec.default_group(params["binary"])
-        return group, [event], {"definitions": [], "build_id": None, "variables": []}
+        return group, [event], {"records": [], "build_id": None, "variables": []}
     return resolved["group"], resolved["events"], resolved
 
 
@@ -309,6 +330,7 @@ ARGUMENT_SPEC = dict(
     force=dict(type="bool", default=False),
     allow_unavailable=dict(type="bool", default=False),
     cache=dict(type="bool", default=True),
+    rename=dict(type="bool", default=False),
     state=dict(type="str", default="present", choices=["present", "absent"]),
 )
 
@@ -326,14 +348,15 @@ def plan_probes(module, params):
     fs = Tracefs()
     fs.require("uprobes", "a user-space probe")
     if not module.check_mode:
-        ownership.reap_expired_quietly(fs)
-    existing = [u.line() for u in fs.list_uprobes()]
+        removal.reap_expired_quietly(fs, warn=module.warn)
     if params["state"] == "absent":
         group, events, resolved = absent_names(module, params)
         wanted = []
     else:
         if params["spec"]:
-            resolved = resolve_spec(module, params)
+            # A long resolution over ssh: the run of the group is renewed while the controller waits.
+            with lifecycle.holding([params["group"]] if params["group"] and not module.check_mode else []):
+                resolved = resolve_spec(module, params)
         else:
             resolved = uprobe_plans.from_definitions(params)
             guard = (resolved["binaries"], resolved["build_id"])
@@ -341,18 +364,18 @@ def plan_probes(module, params):
         validate.group_name(group)
         for name in events:
             validate.event_name(name)
-        wanted = list(resolved["definitions"])
-        if not fs.features().get("uprobe_x_types"):
-            # Older kernels know only u-types; the bits are the same, only printed in decimal.
-            wanted = [re.sub(r":x(8|16|32|64)\b", r":u\1", line) for line in wanted]
-        for line in wanted:
-            validate.expression(line, "uprobe definition")
-    if not module.check_mode:
-        ownership.touch_quietly([group])
-    changes, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, existing, guard)
+        wanted = [fs.for_this_kernel(record) for record in resolved["records"]]
+        for record in wanted:
+            validate.expression(record.line(), "uprobe definition")
+    if not module.check_mode and params["state"] == "present":
+        lifecycle.working_on([group])       # renewed; refused when its run ended
+    elif not module.check_mode:
+        lifecycle.touch_quietly([group])
+    changes, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, fs.list_uprobes(), guard)
     if params["definition"] and not params["group"] and current and changes:
         raise FleettraceError("uprobe group %s already has %s; a definition without 'group' may not replace "
-                              "probes it does not own: give the run's own 'group'" % (group, ", ".join(current)))
+                              "probes it does not own: give the run's own 'group'"
+                              % (group, ", ".join(record.line() for record in current)))
     return changes, group, events, wanted, current, current_events, resolved
 
 
@@ -370,7 +393,7 @@ def body(module, result):
                 pass
         raise
 
-    result.update(group=group, events=events, definitions=wanted or resolved.get("definitions", []),
+    result.update(group=group, events=events, definitions=[record.line() for record in wanted or resolved["records"]],
                   build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
     for key in ("addresses", "left_out", "cached", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
         if key in resolved:
@@ -378,8 +401,9 @@ def body(module, result):
     result["changed"] = bool(changes)
     result["commands"] = changes.commands
     if module._diff:
-        result["diff"] = dict(before="\n".join(current) + ("\n" if current else ""),
-                              after="\n".join(wanted) + ("\n" if wanted else ""),
+        before, after = [record.line() for record in current], [record.line() for record in wanted]
+        result["diff"] = dict(before="\n".join(before) + ("\n" if before else ""),
+                              after="\n".join(after) + ("\n" if after else ""),
                               before_header="uprobe_events (%s)" % group, after_header="uprobe_events (%s)" % group)
     if changes and not module.check_mode:
         try:

@@ -25,6 +25,16 @@ def decl_file_name(ctx, die):
     return line_table(ctx, holder.cu).file_name(attr.value) if attr is not None else None
 
 
+def instruction_starts(ctx):
+    """Every address where a row of a line table says an instruction starts (all units)."""
+    starts = set()
+    for cu in ctx.dwarf.iter_CUs():
+        for address, _order, _line, _file, _is_stmt, end_sequence in line_table(ctx, cu).rows:
+            if not end_sequence:
+                starts.add(address)
+    return starts
+
+
 def file_matcher(name, suffix=True):
     """perf compares source files by suffix: 'demo.c' matches '/src/demo.c' and the other way round."""
     def matches(candidate):

@@ -14,6 +14,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import sc
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import cu_base
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError, OptimizedOut
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import FetchArg
 
 STRING_CASTS = ("string", "ustring")
 AGGREGATE_TAGS = ("DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_class_type")
@@ -362,6 +363,9 @@ def add_offset(value, offset, what):
     raise LocationError("%s is held in a register here, not in memory, so %s cannot be addressed" % ("it", what))
 
 
-def fetcharg_text(note, delta):
-    """``name=location:type`` of an available note; ``delta`` = vaddr - file offset of the probe."""
-    return "%s=%s:%s" % (note.name, dwarf_location.render(note.value, delta), note.kernel_type)
+def fetch_arg_of(note, delta):
+    """The ``FetchArg`` of an available note (kept as its ``fetcharg`` text); ``delta`` = vaddr - file
+    offset of the probe."""
+    arg = FetchArg(note.name, dwarf_location.render(note.value, delta), note.kernel_type)
+    note.fetcharg = arg.text()
+    return arg
