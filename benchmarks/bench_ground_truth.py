@@ -36,7 +36,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 sys.path.insert(0, COLLECTIONS)
 import bench_sched_latency as bench  # noqa: E402  (the trace-cmd sandbox wrapper)
 import bench_results  # noqa: E402
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 
 PERIOD_US = 1000
@@ -78,11 +78,11 @@ def finish_truth(proc):
 def ours_cmd(seconds, name, watch_pid=None):
     code = ("import json, sys\nsys.path.insert(0, %r)\n"
             "from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs\n"
-            "from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership\n"
+            "from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle\n"
             "from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as c\n"
             "fs = tracefs.Tracefs()\n"
             "# as the sched_latency module does: killed, its reaper removes the instance\n"
-            "with ownership.module_run(fs, %r, %f, instances=[%r]):\n"
+            "with lifecycle.module_run(fs, %r, %f, instances=[%r]):\n"
             "    r = c.collect(fs, %f, instance_name=%r, watch_pids=%r, stack_traces=False, worst_count=50)\n"
             "print(json.dumps(r))\n") % (COLLECTIONS, name, seconds, name, seconds, name,
                                          [watch_pid] if watch_pid else [])
@@ -98,7 +98,7 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
         time.sleep(1.0)
         if condition == "trace-cmd":
             # trace-cmd's instance is a run of this process: SIGKILLed, its reaper removes it.
-            run = ownership.own(Tracefs(), name, seconds + TRACER_MARGIN, instances=[name], what="benchmark")
+            run = lifecycle.own(Tracefs(), name, seconds + TRACER_MARGIN, instances=[name], what="benchmark")
         if condition == "ours":
             tracer = subprocess.Popen(ours_cmd(seconds + 1, name), stdout=subprocess.PIPE, universal_newlines=True)
         elif condition == "trace-cmd":
@@ -118,7 +118,7 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
         load.wait()
         bench.remove_instance(name)
         if run is not None:
-            ownership.finish(Tracefs(), name, run["nonce"])
+            lifecycle.finish(Tracefs(), name, run.nonce)
     return truth_stats(out)
 
 

@@ -50,7 +50,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")  # made by scripts/setup.sh
 sys.path.insert(0, COLLECTIONS)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_results  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
@@ -249,7 +249,7 @@ def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections,
     procs = {}
     started = {}
     # The instances are one run of this process: SIGKILLed, its reaper removes them.
-    run = ownership.own(Tracefs(), tag, seconds + RUN_MARGIN, instances=list(names.values()), what="benchmark")
+    run = lifecycle.own(Tracefs(), tag, seconds + RUN_MARGIN, instances=list(names.values()), what="benchmark")
     rows = {}
     try:
         time.sleep(LOAD_LEAD_S)  # load at its pace before the windows open
@@ -271,7 +271,7 @@ def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections,
         load.wait()
         for name in names.values():
             remove_instance(name)
-        ownership.finish(Tracefs(), tag, run["nonce"])
+        lifecycle.finish(Tracefs(), tag, run.nonce)
     # Post-processing after the window, one tool at a time (the load has stopped: nobody competes).
     for tool, (_proc, path) in started.items():
         rows[tool] = finish_tool(tool, recorded[tool], path, seconds, events)

@@ -120,12 +120,14 @@ import math
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import (
+    MAX_DEADLINE, MAX_LEASE, PLAY, check_names, check_tag)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import as_result
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
-
-MAX_DEADLINE = 7 * 86400.0
-MAX_LEASE = 3600.0
 
 
 def _seconds(value, name, low, high, low_open=True):
@@ -138,42 +140,40 @@ def _seconds(value, name, low, high, low_open=True):
 def body(module, result):
     p = module.params
     result.update(tag=p["tag"], reaped=[])
-    ownership.tag_of(p["tag"])
-    result["manifest"] = ownership.manifest_path(p["tag"])
-    for name in p["instances"]:
-        validate.instance_name(name)
-    for name in p["groups"]:
-        validate.group_name(name)
-    _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE)
+    store = RunStore()
+    check_tag(p["tag"])
+    result["manifest"] = store.path(p["tag"])
+    check_names(p["tag"], p["instances"], p["groups"])
+    _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE[PLAY])
     _seconds(p["lease"], "lease", 0.0, MAX_LEASE, low_open=False)
     fs = Tracefs(mount=False)
     if not module.check_mode:
-        result["reaped"] = [list(r) for r in ownership.reap_expired_quietly(fs)]
+        result["reaped"] = [list(r) for r in removal.reap_expired_quietly(fs, store, warn=module.warn)]
     if p["state"] == "finished":
         if module.check_mode:
-            manifest = ownership.load(p["tag"])
-            found = ownership.leftovers_of(fs, manifest) if manifest else None
+            manifest = lifecycle.load(p["tag"], store)
+            found = removal.leftovers_of(fs, manifest, store) if manifest else None
             result.update(changed=manifest is not None, removed=as_result(found) if found else {})
             return
-        manifest, errors = ownership.finish(fs, p["tag"], p["nonce"])
+        manifest, errors = lifecycle.finish(fs, p["tag"], p["nonce"], store=store)
         if manifest is None:
             return      # already reaped or finished
-        result.update(changed=True, removed=manifest["objects"])
+        result.update(changed=True, removed={"instances": list(manifest.instances), "groups": list(manifest.groups)})
         if errors:
-            raise FleettraceError("run %s: could not remove: %s; the reaper keeps trying until the deadline"
+            raise FleettraceError("run %s: could not remove: %s; its reapers keep trying until the deadline"
                                   % (p["tag"], "; ".join(errors)))
         return
     if p["nonce"]:
-        manifest = ownership.renew(p["tag"], p["nonce"]) if not module.check_mode else ownership.load(p["tag"])
-        result.update(nonce=p["nonce"], owner=(manifest or {}).get("owner"))
+        manifest = lifecycle.load(p["tag"], store) if module.check_mode else lifecycle.renew(p["tag"], p["nonce"], store)
+        result.update(nonce=p["nonce"], owner=manifest.owner.to_dict() if manifest else None)
         return
-    owner = ownership.find_owner()
-    result.update(changed=True, owner=owner)
+    owner = run_owner.find_owner()
+    result.update(changed=True, owner=owner.to_dict())
     if module.check_mode:
         return
-    manifest = ownership.start(fs, p["tag"], instances=p["instances"], groups=p["groups"],
-                               deadline=p["deadline"], lease=p["lease"], run_id=p["run_id"], owner=owner)
-    result.update(nonce=manifest["nonce"])
+    manifest = lifecycle.start(fs, p["tag"], instances=p["instances"], groups=p["groups"], deadline=p["deadline"],
+                               lease=p["lease"], run_id=p["run_id"], owner=owner, store=store)
+    result.update(nonce=manifest.nonce)
 
 
 def main():
@@ -184,7 +184,7 @@ def main():
             instances=dict(type="list", elements="str", default=[]),
             groups=dict(type="list", elements="str", default=[]),
             deadline=dict(type="float", default=3600.0),
-            lease=dict(type="float", default=ownership.DEFAULT_LEASE),
+            lease=dict(type="float", default=lifecycle.DEFAULT_LEASE),
             nonce=dict(type="str", no_log=False),
             state=dict(type="str", default="started", choices=["started", "finished"]),
         ),

@@ -234,7 +234,8 @@ commands:
 
 import os
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
@@ -330,13 +331,15 @@ def plan_probes(module, params):
     fs = Tracefs()
     fs.require("uprobes", "a user-space probe")
     if not module.check_mode:
-        ownership.reap_expired_quietly(fs)
+        removal.reap_expired_quietly(fs, warn=module.warn)
     if params["state"] == "absent":
         group, events, resolved = absent_names(module, params)
         wanted = []
     else:
         if params["spec"]:
-            resolved = resolve_spec(module, params)
+            # A long resolution over ssh: the run of the group is renewed while the controller waits.
+            with lifecycle.holding([params["group"]] if params["group"] and not module.check_mode else []):
+                resolved = resolve_spec(module, params)
         else:
             resolved = uprobe_plans.from_definitions(params)
             guard = (resolved["binaries"], resolved["build_id"])
@@ -347,8 +350,10 @@ def plan_probes(module, params):
         wanted = [fs.for_this_kernel(record) for record in resolved["records"]]
         for record in wanted:
             validate.expression(record.line(), "uprobe definition")
-    if not module.check_mode:
-        ownership.touch_quietly([group])
+    if not module.check_mode and params["state"] == "present":
+        lifecycle.working_on([group])       # renewed; refused when its run ended
+    elif not module.check_mode:
+        lifecycle.touch_quietly([group])
     changes, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, fs.list_uprobes(), guard)
     if params["definition"] and not params["group"] and current and changes:
         raise FleettraceError("uprobe group %s already has %s; a definition without 'group' may not replace "

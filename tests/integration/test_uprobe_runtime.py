@@ -28,7 +28,7 @@ def trace_run(tracefs, unique_name, binary, spec, argv, definitions=None, **reso
     group = unique_name("grp")
     resolution = dwarf_resolver.resolve(binary, spec, group=group, **resolve_args)
     lines = definitions(group) if definitions else resolution["definitions"]
-    inst = tracefs.instance(unique_name("inst"))
+    inst = tracefs.instance(group + "_inst")     # named after the group: one run owns both
     added = []
     run = OwnedRun(tracefs, instances=[inst.name], groups=[group])
     try:

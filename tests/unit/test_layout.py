@@ -10,7 +10,7 @@ PREFIX = "ansible_collections.fleettrace.tracefs.plugins.module_utils"
 WARN_LINES = 400     # a warning, not a limit: see test_long_files_are_named_not_trimmed
 
 # What each part of module_utils may import from the others (itself and BASE always allowed).
-# Lower layers never import higher ones: tracefs and elf know nothing of traces or reports.
+# Lower layers never import higher ones: tracefs and elf know nothing of traces, runs or reports.
 # BASE is the ground floor every part may use: the error root and the bounded readers.
 BASE = {"errors", "probe_definition", "bounded", "series"}
 ALLOWED = {
@@ -21,12 +21,13 @@ ALLOWED = {
     "tracefs": set(),
     "elf": set(),
     "procfs": {"elf"},
+    "runs": {"tracefs", "procfs"},
     "dwarf": {"elf"},
     "trace": {"tracefs", "procfs", "elf"},
     "sched": {"trace", "tracefs", "procfs", "elf"},
     "report": {"trace"},
     "uprobe_plans": {"tracefs", "dwarf", "elf"},
-    "sentinel": {"trace", "tracefs", "procfs", "elf", "uprobe_plans"},
+    "sentinel": {"runs", "trace", "tracefs", "procfs", "elf", "uprobe_plans"},
     # Imported only by plugins/modules/: the one place a module ends (fail_json), and the
     # one file under module_utils/ that imports Ansible.
     "module_runner": set(),

@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Arm and disarm a sentinel on this node: what the ``sentinel`` module does, under the label's lock.
 
-Arming records the run (``ownership.start``, kind ``sentinel``: its exact
+Arming records the run (``runs.lifecycle.start``, kind ``watcher``: its exact
 instances and probe group, owned by this module process for the setup, with a
 lease) before anything is created, applies the setup plan all-or-nothing,
 writes the session, starts the watcher and waits (bounded) until it says it
@@ -20,7 +20,8 @@ import time
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import arming, collect, launch, notify, target
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settings import SettingsError, names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import SESSION, Spool
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import WATCHER, OwnershipError
 
 # How long the run outlives this module if it dies before the watcher took the run over.
 SETUP_LEASE = 120.0
@@ -82,20 +83,20 @@ def arm(fs, settings, force=False, check_mode=False):
                     settings.threshold, settings.max_captures, settings.duration)}
     with spool.locked():
         replaced = launch.stop(state) if alive else None
-        ownership.reap_expired_quietly(fs)
+        removal.reap_expired_quietly(fs)
         tag = settings.names["tag"]
-        if replaced and ownership.load(tag):
-            ownership.finish(fs, tag, force=True)
+        if replaced and lifecycle.load(tag):
+            lifecycle.finish(fs, tag, force=True)
         plan = arming.plan(fs, settings, checked, stop)
-        manifest = ownership.start(fs, tag, instances=[settings.names[k] for k in ("instance", "bell", "latency")],
+        manifest = lifecycle.start(fs, tag, instances=[settings.names[k] for k in ("instance", "bell", "latency")],
                                    groups=[settings.names["group"]], deadline=settings.duration + settings.deadline_margin,
-                                   lease=SETUP_LEASE, run_id=tag, kind=ownership.SENTINEL_KIND,
+                                   lease=SETUP_LEASE, run_id=tag, kind=WATCHER,
                                    details={"label": settings.label, "spool": spool.dir})
         try:
             plan.apply()
             now = time.time()
             session = {
-                "schema": "fleettrace.sentinel.session/1", "tag": tag, "nonce": manifest["nonce"],
+                "schema": "fleettrace.sentinel.session/1", "tag": tag, "nonce": manifest.nonce,
                 "tracefs": fs.root, "fingerprint": fingerprint, "settings": settings.as_dict(), "armed_at": now,
                 "until": now + settings.duration, "boot_id": collect.read_boot_id(settings.boot_id_path),
                 "probe": {"definitions": checked["definitions"], "events": checked["events"], "group": checked["group"],
@@ -130,8 +131,8 @@ def _undo(fs, spool, tag, manifest):
     state = spool.state()
     launch.stop(state)
     try:
-        ownership.finish(fs, tag, manifest["nonce"])
-    except ownership.OwnershipError:
+        lifecycle.finish(fs, tag, manifest.nonce)
+    except OwnershipError:
         pass
     if state.get("status") in (None, "starting"):
         state["status"] = "failed"
@@ -144,7 +145,7 @@ def disarm(fs, root, label, textfile_dir, keep_spool=False, check_mode=False):
     tag = names(label)["tag"]
     state = spool.state()
     alive = launch.watcher_alive(state)
-    manifest = ownership.load(tag)
+    manifest = lifecycle.load(tag)
     exists = spool.exists() or manifest is not None
     if check_mode or not exists:
         return {"changed": exists, "label": label, "stopped": "would stop" if alive else "not running",
@@ -152,9 +153,8 @@ def disarm(fs, root, label, textfile_dir, keep_spool=False, check_mode=False):
     with spool.locked():
         stopped = launch.stop(state)
         errors = []
-        if ownership.load(tag):
-            _manifest, errors = ownership.finish(fs, tag, force=True)
-            ownership.stop_reaper(_manifest)
+        if lifecycle.load(tag):
+            _manifest, errors = lifecycle.finish(fs, tag, force=True)     # its reapers go too
         notify.remove_metrics(textfile_dir, label)
         if state.get("status") in ("starting", "armed", "measuring") and stopped != "stopped":
             state.update(status="disarmed", ended={"at": time.time(), "why": "disarmed", "message": "disarmed (%s)" % stopped})

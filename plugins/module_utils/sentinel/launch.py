@@ -26,7 +26,8 @@ import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import watcher  # noqa: F401 - copied
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import CODE, write_atomically
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import Process
 
 PACKAGE = "ansible_collections.fleettrace.tracefs.plugins.module_utils"
 ENTRY = "sentinel_entry.py"
@@ -137,7 +138,7 @@ def stderr_tail(spool, limit=2000):
 
 def watcher_alive(state):
     """Whether the watcher recorded in ``state`` (pid and start time) still runs."""
-    return ownership.alive((state or {}).get("watcher"))
+    return run_owner.alive(Process.from_dict((state or {}).get("watcher")))
 
 
 def stop(state, timeout=STOP_TIMEOUT_S):
@@ -145,20 +146,20 @@ def stop(state, timeout=STOP_TIMEOUT_S):
 
     Returns how it ended: 'not running', 'stopped', 'killed' (its reaper then removes the objects).
     """
-    me = (state or {}).get("watcher")
-    if not ownership.alive(me):
+    me = Process.from_dict((state or {}).get("watcher"))
+    if not run_owner.alive(me):
         return "not running"
     try:
-        os.kill(me["pid"], signal.SIGTERM)
+        os.kill(me.pid, signal.SIGTERM)
     except OSError:
         return "not running"
     waited = time.monotonic() + timeout
     while time.monotonic() < waited:
-        if not ownership.alive(me):
+        if not run_owner.alive(me):
             return "stopped"
         time.sleep(0.05)
     try:
-        os.kill(me["pid"], signal.SIGKILL)
+        os.kill(me.pid, signal.SIGKILL)
     except OSError:
         pass
     return "killed"
@@ -166,18 +167,18 @@ def stop(state, timeout=STOP_TIMEOUT_S):
 
 def request_flush(state, timeout=5.0, spool=None):
     """Ask a live watcher to write its state now (SIGUSR1) and wait (bounded) until it did."""
-    me = (state or {}).get("watcher")
-    if not ownership.alive(me) or spool is None:
+    me = Process.from_dict((state or {}).get("watcher"))
+    if not run_owner.alive(me) or spool is None:
         return state
     before = state.get("flushed", 0)
     try:
-        os.kill(me["pid"], signal.SIGUSR1)
+        os.kill(me.pid, signal.SIGUSR1)
     except OSError:
         return state
     waited = time.monotonic() + timeout
     while time.monotonic() < waited:
         current = spool.state()
-        if current.get("flushed", 0) > before or not ownership.alive(me):
+        if current.get("flushed", 0) > before or not run_owner.alive(me):
             return current
         time.sleep(0.05)
     return spool.state()

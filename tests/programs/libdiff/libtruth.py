@@ -103,15 +103,15 @@ def judge_many(fs, token, binary, driver, items, index=0):
     judge).  Only lines inside the function's symbol range are installed: the truth
     probe sees calls of the out-of-line copy only.
     """
-    group = "ft_%s_rt%d" % (token, index)
+    group = "fleettrace_%s_rt%d" % (token, index)
     instance = fs.instance(group)
     plans = [_lines_for(binary, j, result, function, group) for j, (result, function) in enumerate(items)]
     verdicts = [{"ours": "none", "perf": "none", "hits": 0, "detail": [], "wrong_args": {"ours": [], "perf": []},
                  "refused": set(), "seen": {"ours": [0, 0], "perf": [0, 0]}} for _item in items]
     added = []
     # Recorded before anything is created: a killed test or benchmark leaves no probe behind.
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
-    run = ownership.own(fs, group, RUN_SECONDS, instances=[group], groups=[group], what="runtime truth")
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+    run = lifecycle.own(fs, group, RUN_SECONDS, instances=[group], groups=[group], what="runtime truth")
     try:
         for j, (lines, _kinds) in enumerate(plans):
             for line in lines:
@@ -144,7 +144,7 @@ def judge_many(fs, token, binary, driver, items, index=0):
         try:
             instance.remove()
         finally:
-            errors = ownership.finish(fs, group, run["nonce"])[1]
+            errors = lifecycle.finish(fs, group, run.nonce)[1]
         if errors:
             raise RuntimeError("could not remove %s: %s" % (group, "; ".join(errors)))
     last_truth, first = {}, set()
