@@ -157,7 +157,8 @@ def main():
     spool_root = os.path.join(workdir, "spool")
     poll_instance = "fleettrace_bench%d_poll" % os.getpid()
     tc_instance = "fleettrace_bench%d_tc" % os.getpid()
-    own = lifecycle.own(fs, poll_instance, args.seconds + 600, instances=[poll_instance, tc_instance],
+    bench_tag = "fleettrace_bench%d" % os.getpid()
+    own = lifecycle.own(fs, bench_tag, args.seconds + 600, instances=[poll_instance, tc_instance],
                         what="bench_sentinel_idle")
     pid, binary, stop_target, token_ms = start_target(args.target, workdir)
     others = {}
@@ -208,7 +209,7 @@ def main():
         if armed is not None:
             control.disarm(fs, spool_root, label, os.path.join(workdir, "textfile"))
         stop_target()
-        lifecycle.finish(fs, poll_instance, own.nonce)
+        lifecycle.finish(fs, bench_tag, own.nonce)
         shutil.rmtree(workdir, ignore_errors=True)
     rows = {}
     for name in end:
