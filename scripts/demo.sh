@@ -25,7 +25,8 @@
 # Extra arguments go to ansible-playbook (e.g. -v).
 # FLEETTRACE_DEMO_RESULTS: where results go (default ./results);
 # FLEETTRACE_DEMO_RUN_ID: the run's name (default demo_<UTC time>);
-# FLEETTRACE_DEMO_TMPDIR: where the scratch directory is made (default /var/tmp).
+# FLEETTRACE_DEMO_TMPDIR: where the scratch directory is made (default /var/tmp);
+# FLEETTRACE_DEMO_LABEL: the sentinel's label (SCENARIO=sentinel; default demo_<UTC time>).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -52,7 +53,7 @@ case $SCENARIO in
 esac
 # The sentinel scenario: no periodic holds, one keepalive held once by the watchdog itself.
 [ "$SCENARIO" = sentinel ] && KEEPALIVE_EVERY=0
-LABEL=demo_$(date -u +%H%M%S)
+LABEL=${FLEETTRACE_DEMO_LABEL:-demo_$(date -u +%H%M%S)}
 
 # Why FUSE cannot work here, or nothing.
 fuse_missing() {
