@@ -95,7 +95,8 @@ options:
   cache:
     description:
       - Use and fill the resolver cache under C(~/.cache/fleettrace/resolver) (keyed by build-id), which makes
-        repeated resolutions of the same spec fast. Check mode never writes it.
+        repeated resolutions of the same spec fast. Check mode uses it too (it is a cache of the DWARF, not a
+        change to what is traced), so a controller resolving in check mode pays once per build-id.
     type: bool
     default: true
   state:
@@ -110,7 +111,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Returns the exact lines it would write (RV(definitions)) and writes nothing, not even the cache.
+    description: >-
+      Returns the exact lines it would write (RV(definitions)) and writes nothing to tracefs (the resolver's caches
+      under C(~/.cache/fleettrace) are filled as in any run).
   diff_mode:
     support: full
     description: Shows the probe's C(uprobe_events) lines before and after.
@@ -202,6 +205,21 @@ variables:
   elements: dict
   sample: [{"expression": "tv_diff:u64", "name": "tv_diff_u64", "address": "0x26097", "fetcharg": "tv_diff_u64=%si:u64",
             "type": "uint64_t", "kernel_type": "u64", "location": "register %si", "available": true, "reason": null}]
+left_out:
+  description:
+    - What C($params) and C($vars) did not trace, one entry per variable and probe address, with the reason (its
+      value is computed by a DWARF expression, optimized out, a constant, an aggregate). Also in check mode.
+    - C($params) lists the probed function's own parameters only, never those of calls inlined into it.
+  returned: when resolved from a spec
+  type: list
+  elements: dict
+  sample: [{"name": "bitD", "address": "0x2085d", "expansion": "$params",
+            "reason": "bitD: its value is computed as %sp + 192 (a DWARF expression ending in DW_OP_stack_value) ..."}]
+cached:
+  description: Whether the resolution came from the resolver cache (keyed by build-id) instead of the DWARF.
+  returned: when resolved from a spec
+  type: bool
+  sample: true
 debuginfo:
   description: File the DWARF was read from.
   returned: when resolved from a spec without the cache
@@ -263,8 +281,7 @@ def resolve_spec(module, params):
         resolved = dwarf_cache.cached_resolve(
             params["binary"], params["spec"], group=params["group"], event=params["event"],
             debuginfo=found["path"], build_id=params["build_id"], force=params["force"],
-            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"],
-            write=not module.check_mode, info=found["info"])
+            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"], info=found["info"])
         resolved.update(debuginfo_source=found["source"])
         if found["server"]:
             resolved.update(debuginfod_server=found["server"])
@@ -378,7 +395,7 @@ def body(module, result):
 
     result.update(group=group, events=events, definitions=[record.line() for record in wanted or resolved["records"]],
                   build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
-    for key in ("addresses", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
+    for key in ("addresses", "left_out", "cached", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
         if key in resolved:
             result[key] = resolved[key]
     result["changed"] = bool(changes)

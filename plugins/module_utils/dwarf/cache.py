@@ -8,8 +8,7 @@ A hit needs only ``struct``, ``zlib`` and ``marshal`` (all built in): no
 pyelftools, no json/re/hashlib imports, so a repeat costs little more than
 starting Python.  The file stores the full key and is used only when it
 matches, so a checksum collision cannot return a wrong result.
-``write=False`` (check mode) reads the cache but never writes it, nor the
-function index (dwarf/index.py) stored next to it.
+Check mode reads and writes it like any run (a cache, not a change to what is traced).
 """
 
 
@@ -144,8 +143,12 @@ def _debuginfo_error(message):
 
 
 def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_id=None, force=False,
-                   allow_unavailable=False, use_cache=True, write=True, on_miss=None, info=None):
+                   allow_unavailable=False, use_cache=True, on_miss=None, info=None):
     """``dwarf_resolver.resolve`` with the build-id keyed cache in front.
+
+    Check mode uses it as any run does: the caches are files under the user's cache directory,
+    not a change to the system being traced, and a controller that resolves in check mode for
+    its nodes (docs/uprobe.md) should pay for a resolution once per build-id, not on every play.
 
     ``on_miss`` (no arguments) is called before resolving, when the cache has no answer.
     ``info``: the ``debuginfo.DebugInfo`` already located for ``binary`` (``debuginfo`` is then the
@@ -174,17 +177,10 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
                 return found
     if on_miss is not None:
         on_miss()
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-    if write:
-        result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
-                                        build_id=build_id, force=force, allow_unavailable=allow_unavailable, info=info)
-    else:
-        with dwarf_function_index.read_only():     # check mode: the function index is not written either
-            result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
-                                            build_id=build_id, force=force, allow_unavailable=allow_unavailable,
-                                            info=info)
+    result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
+                                    build_id=build_id, force=force, allow_unavailable=allow_unavailable, info=info)
     result["cached"] = False
-    if use_cache and write:
+    if use_cache:
         store(binary, result["build_id"], spec, options, result)
     return result

@@ -73,6 +73,12 @@ class Resolution:
         """The uprobe_events lines of the records."""
         return [record.line() for record in self.records]
 
+    @property
+    def left_out(self):
+        """What ``$params``/``$vars`` did not trace, per address, with the reason."""
+        return [{"name": n.name, "address": "0x%x" % n.address, "expansion": n.expansion, "reason": n.reason}
+                for n in self.notes if n.expansion and not n.available]
+
     def as_dict(self):
         """Plain data (JSON, the cache), plus ``records``: the same definitions as ProbeDefinition."""
         records = self.records
@@ -80,7 +86,8 @@ class Resolution:
                 "events": _unique(self.event_names), "event": self.event,
                 "definitions": [record.line() for record in records], "records": records,
                 "addresses": ["0x%x" % p[0] for p in self.probes],
-                "variables": [n.as_dict() for n in self.notes], "debuginfo": self.debuginfo}
+                "variables": [n.as_dict() for n in self.notes], "left_out": self.left_out,
+                "debuginfo": self.debuginfo}
 
 
 class Resolver:
@@ -182,7 +189,7 @@ class Resolver:
         group = group or point.group or default_group(self.binary)
         kind = "r" if point.is_return else "p"
         if point.is_return:
-            event = event or point.event or point.function + "__return"
+            event = event or point.event or point.event_base + "__return"
             args = [FetchArg.parse(a.raw, name=a.name) for a in spec.args]
             return Resolution(self.binary, self.build_id, group, event, kind,
                               [(vaddr, self.context.file_offset(vaddr), args)
@@ -214,7 +221,8 @@ class Resolver:
                 for die in scopes.scope_variables(ctx, chain, address, arg.variable == "$params"):
                     name = dwarf_types.name_of(die)
                     sub = probe_spec.ProbeArg(name, variable=name)
-                    note = variables.fetch_arg(ctx, sub, cu, chain, address, table)
+                    note = variables.fetch_arg(ctx, sub, cu, chain, address, table, die=die)
+                    note.expansion = arg.variable
                     notes.append(note)
                     if note.available and note.value[0] == "imm" and "DW_AT_location" in die.attributes:
                         # perf leaves values computed as constants out of $params/$vars; named, they are traced.
@@ -244,8 +252,7 @@ class Resolver:
         cu, die = next(((c, d) for c, d in found if ctx.die_ranges(d)), found[0])
         table = dwarf_lines.line_table(ctx, cu)
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0].value
-        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0].value
-        file_name = table.file_name(decl_file)
+        file_name = dwarf_lines.decl_file_name(ctx, die)
         source_lines = dwarf_lines.read_source(file_name, cu)
         lines = []
         same_file = dwarf_lines.file_matcher(file_name)

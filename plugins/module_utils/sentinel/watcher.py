@@ -416,18 +416,21 @@ class Watcher:
             if fd is not None:
                 os.close(fd)
         self.bell_fd = self.target_fd = self.reaper_fd = None
+        manifest = lifecycle.load(self.tag)
         try:
-            _manifest, failed = lifecycle.finish(self.fs, self.tag, self.nonce)     # its reapers go too
-            errors += failed
-        except OwnershipError as exc:
+            if manifest is not None and manifest.nonce == self.nonce:
+                errors += lifecycle.finish(self.fs, self.tag, self.nonce)[1]     # its reapers go too
+            else:   # its manifest went away under it: its own names are still its own to remove
+                errors += objects.remove_own(self.fs, self.settings)
+        except (OwnershipError, OSError) as exc:
             errors.append(str(exc))
         if self.state.get("target", {}).get("alive") is not False and self.state.get("pids"):
             self.state["pids"][-1].update(until=time.time(), why="sentinel ended")
         self.state.update(status=why, ended={"at": time.time(), "why": why, "message": message, "errors": errors},
                           cost=_cost())
         self._save()
-        failed = "; " + "; ".join(errors) if errors else ""
-        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message, failed), warning=False)
+        trouble = "; " + "; ".join(errors) if errors else ""
+        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message, trouble), warning=False)
 
     def fail(self, exc):
         """An unexpected error: say it in the state and the log, and leave nothing behind."""
