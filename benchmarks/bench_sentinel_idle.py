@@ -22,7 +22,7 @@ line is inside the late-tick branch, so it fires on late ticks only.
 
     sudo .venv/bin/python benchmarks/bench_sentinel_idle.py [--seconds 600] [--target corosync|demo]
 
-Results: benchmarks/results/sentinel_idle.json.  The kernel's cost of writing
+Figures: benchmarks/results/sentinel_idle.json (bench_results.record, in make bench's table).  The kernel's cost of writing
 the events (charged to the traced task) is in no column.
 """
 
@@ -43,6 +43,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import re
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import control, settings  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
+from bench_results import record  # noqa: E402
 from bench_sched_latency import TRACE_CMD_WRAPPER, run_tree  # noqa: E402
 
 POLLER = r"""
@@ -156,7 +157,8 @@ def main():
     spool_root = os.path.join(workdir, "spool")
     poll_instance = "fleettrace_bench%d_poll" % os.getpid()
     tc_instance = "fleettrace_bench%d_tc" % os.getpid()
-    own = lifecycle.own(fs, poll_instance, args.seconds + 600, instances=[poll_instance, tc_instance],
+    bench_tag = "fleettrace_bench%d" % os.getpid()
+    own = lifecycle.own(fs, bench_tag, args.seconds + 600, instances=[poll_instance, tc_instance],
                         what="bench_sentinel_idle")
     pid, binary, stop_target, token_ms = start_target(args.target, workdir)
     others = {}
@@ -207,7 +209,7 @@ def main():
         if armed is not None:
             control.disarm(fs, spool_root, label, os.path.join(workdir, "textfile"))
         stop_target()
-        lifecycle.finish(fs, poll_instance, own.nonce)
+        lifecycle.finish(fs, bench_tag, own.nonce)
         shutil.rmtree(workdir, ignore_errors=True)
     rows = {}
     for name in end:
@@ -229,9 +231,22 @@ def main():
         print("%s / watcher CPU: %.0fx" % (name, rows[name]["cpu_s"] / watcher_cpu))
     print("probe hits: %d in %.0f s (%s per hour); captures: %d"
           % (hits, elapsed, result["probe_hits_per_hour"], result["captures"]))
-    os.makedirs(os.path.join(REPO, "benchmarks", "results"), exist_ok=True)
-    with open(os.path.join(REPO, "benchmarks", "results", "sentinel_idle.json"), "w") as handle:
-        json.dump(result, handle, indent=1)
+    watcher = rows["watcher"]
+    window = "armed and idle, %.0f min on %s" % (elapsed / 60.0, args.target)
+    figures = [{"measure": "watcher CPU, %s (%% of one CPU)" % window, "ours": watcher["cpu_percent_of_one"],
+                "unit": "%", "target": "<= 0.1"},
+               {"measure": "watcher RSS, %s" % window, "ours": watcher["peak_rss_kb"], "unit": "kB",
+                "target": "bounded"},
+               {"measure": "watcher wakeups, %s" % window, "ours": watcher["wakeups"], "unit": "wakeups"},
+               {"measure": "probe hits per hour on a healthy %s" % args.target, "ours": result["probe_hits_per_hour"],
+                "unit": "hits/h"}]
+    labels = {"poll": "a loop reading tracing_on every 0.1 s (capture's wait)",
+              "trace-cmd": "trace-cmd record of the same events and pid", "bpftrace": "bpftrace uprobe at the function"}
+    for name in others:
+        figures.append({"measure": "CPU while waiting for the stall, %s" % window,
+                        "ours": max(watcher["cpu_s"], 1e-6), "other": max(rows[name]["cpu_s"], 1e-6),
+                        "tool": labels[name], "unit": "s"})
+    record("sentinel_idle", figures, **result)
     return 0
 
 

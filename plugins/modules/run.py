@@ -18,7 +18,7 @@ description:
     the polls of an async capture.
   - The reapers remove exactly those objects once the deadline passed, or once the controller is gone and the lease
     ran out (a killed controller, a dropped connection, a single Ctrl-C), without C(cleanup.yml).
-  - Names must start with C(fleettrace) and the tag (C(TAG) or C(TAG_...)), so that a manifest on disk can never name
+  - Names must start with C(fleettrace) and the tag (C(TAG) or C(TAG_...)), so a manifest on disk can never name
     another tool's or another run's objects. A second run with the same tag on the host is refused while the first
     lives; a name another run claims is refused naming it; names that already exist in tracefs without a run are
     refused (they belong to someone else).

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition
 from tests.helpers.owned import OwnedRun
 from tests.helpers.uprobe_truth import program_records, programs, trace_records
 
@@ -30,14 +30,14 @@ def traced(tracefs, unique_name, binary, spec, **resolve_args):
     """Resolve ``spec``, install it in a private instance, run the program; (resolution, stdout, records)."""
     group = unique_name("cxx")
     resolution = dwarf_resolver.resolve(binary, spec, group=group, **resolve_args)
-    instance = tracefs.instance(unique_name("inst"))
+    instance = tracefs.instance(group + "_inst")     # named after the group: one run owns both
     added = []
     run = OwnedRun(tracefs, instances=[instance.name], groups=[group])
     try:
         instance.create()
         for line in resolution["definitions"]:
             tracefs.add_uprobe(line)
-            event = UprobeDefinition.parse(line).event
+            event = ProbeDefinition.parse(line).event
             if event not in added:
                 added.append(event)
         for event in added:

@@ -22,7 +22,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import fu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import points  # noqa: E402
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import UprobeDefinition  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition  # noqa: E402
 from tests.helpers.owned import OwnedRun  # noqa: E402
 
 
@@ -62,14 +62,14 @@ def test_inline_only_copies_in_other_units_are_probed_and_run(lto, tracefs, uniq
     finally:
         resolver.close()
     driver = libtruth.build_driver(cc, root, "zlib-O2lto", str(tmp_path))
-    instance = tracefs.instance(unique_name("inst"))
+    instance = tracefs.instance(group + "_inst")     # named after the group: one run owns both
     events = []
     run = OwnedRun(tracefs, instances=[instance.name], groups=[group])
     try:
         instance.create()
         for line in resolution["definitions"]:
             tracefs.add_uprobe(line)
-            event = UprobeDefinition.parse(line).event
+            event = ProbeDefinition.parse(line).event
             if event not in events:
                 events.append(event)
         for event in events:

@@ -171,6 +171,24 @@ def test_the_watcher_shows_what_it_is_in_ps():
     assert " ".join(argv).endswith("sentinel_entry.py fleettrace-sentinel corosync /var/lib/fleettrace/sentinel")
 
 
+def test_where_systemd_is_pid_1_the_watcher_is_a_transient_unit_with_the_deadline(tmp_path):
+    """This machine has no systemd: a stand-in systemd-run records what it was asked to start."""
+    record = tmp_path / "asked"
+    runner = tmp_path / "systemd-run"
+    runner.write_text("#!/bin/sh\nprintf '%%s\\n' \"$@\" > %s\n" % record)
+    runner.chmod(0o755)
+    box = spool.Spool(str(tmp_path), "corosync")
+    box.ensure()
+    how, proc = launch.start(box, "corosync", str(tmp_path), 604860.0, runner=str(runner))
+    assert how == "systemd unit fleettrace-sentinel-corosync" and proc is None
+    asked = record.read_text().splitlines()
+    assert asked[:asked.index("--")] == ["--unit", "fleettrace-sentinel-corosync", "--collect", "--quiet",
+                                         "--no-block", "--property", "RuntimeMaxSec=604860", "--property",
+                                         "KillMode=process"]
+    assert asked[asked.index("--") + 1:] == launch.command(box.path("code"), "corosync", str(tmp_path))
+    assert launch.systemd_unit(str(tmp_path / "no-systemd")) is None
+
+
 # -- how a sentinel ended ---------------------------------------------------------------
 def test_status_of_a_sentinel_that_no_longer_runs(tmp_path):
     boot = tmp_path / "boot_id"

@@ -29,9 +29,9 @@ def instruction_starts(ctx):
     """Every address where a row of a line table says an instruction starts (all units)."""
     starts = set()
     for cu in ctx.dwarf.iter_CUs():
-        for address, _order, _line, _file, _is_stmt, end_sequence in line_table(ctx, cu).rows:
-            if not end_sequence:
-                starts.add(address)
+        table = line_table(ctx, cu)
+        starts.update(address for address, flags in zip(table.addresses, table.flags)
+                      if not flags & dwarf_line_table.END_SEQUENCE)
     return starts
 
 

@@ -76,26 +76,32 @@ def command(code_dir, label, root, python=None):
     return [python or sys.executable, "-I", os.path.join(code_dir, ENTRY), watcher.ARGV_MARK, label, root]
 
 
-def systemd_unit():
-    """The name of the unit manager to use (``systemd-run``), or None where systemd is not PID 1."""
-    if os.path.isdir("/run/systemd/system") and shutil.which("systemd-run"):
+def systemd_unit(systemd_dir="/run/systemd/system"):
+    """The path of ``systemd-run`` where systemd is PID 1 (``systemd_dir`` exists), else None."""
+    if os.path.isdir(systemd_dir) and shutil.which("systemd-run"):
         return shutil.which("systemd-run")
     return None
 
 
-def start(spool, label, root, runtime_max_s, python=None):
-    """Start the watcher detached; return (how, Popen or None) — its pid is in the state it writes."""
+def unit_command(runner, label, runtime_max_s, argv):
+    """``systemd-run`` starting ``argv`` as the transient unit of the sentinel ``label``."""
+    return [runner, "--unit", "fleettrace-sentinel-%s" % label, "--collect", "--quiet", "--no-block",
+            "--property", "RuntimeMaxSec=%d" % int(runtime_max_s), "--property", "KillMode=process", "--"] + argv
+
+
+def start(spool, label, root, runtime_max_s, python=None, runner=None):
+    """Start the watcher detached; return (how, Popen or None) -- its pid is in the state it writes.
+
+    ``runner``: ``systemd-run`` to use (default: ``systemd_unit()``, found where systemd is PID 1).
+    """
     argv = command(spool.path(CODE), label, root, python)
     errors = open(spool.path("watcher.err"), "ab")
     try:
-        runner = systemd_unit()
+        runner = runner if runner is not None else systemd_unit()
         if runner:
-            unit = "fleettrace-sentinel-%s" % label
-            subprocess.run([runner, "--unit", unit, "--collect", "--quiet", "--no-block",
-                            "--property", "RuntimeMaxSec=%d" % int(runtime_max_s), "--property", "KillMode=process",
-                            "--"] + argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-                           check=True, timeout=60)
-            return "systemd unit %s" % unit, None
+            subprocess.run(unit_command(runner, label, runtime_max_s, argv), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=errors, check=True, timeout=60)
+            return "systemd unit fleettrace-sentinel-%s" % label, None
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                                 close_fds=True, start_new_session=True, cwd="/",
                                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"})

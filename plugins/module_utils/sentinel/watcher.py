@@ -50,7 +50,6 @@ FOLLOW_POLL_S = 0.5
 TARGET_POLL_S = 5.0
 # How long the main instance may lag behind the bell (both see the same hit; the trigger runs after the commit).
 TRIGGER_LAG_S = 0.2
-MAX_DROPPED_LISTED = 200
 LIVE = ("starting", "armed", "measuring")
 
 
@@ -268,22 +267,11 @@ class Watcher:
             self.spool.log("the late tick's stall began before the buffer was armed: armed again")
             self._arm()
             return
-        capture_id = self.state.get("next_id", 1)
-        self.state["next_id"] = capture_id + 1
         doc = moment.conclude(result, finder, findings, self.stop, self.pid, self.settings, before, after, facts,
-                              self.attempts, capture_id)
+                              self.attempts, self.state.get("next_id", 1))
         doc["session"] = self.session["fingerprint"]
         doc["journal_line"] = notify.journal_line(doc["finding"] or {"comm": _comm(self.pid), "pid": self.pid})
-        dropped = self.spool.add_capture(capture_id, doc, self.state.setdefault("captures", []),
-                                         self.settings.spool_max_kb * 1024)
-        self.state["captures_total"] = self.state.get("captures_total", 0) + 1
-        self.state["session_captures"] = self.state.get("session_captures", 0) + 1
-        self.state["events_lost"] = self.state.get("events_lost", 0) + doc["lost_events"]
-        if dropped:
-            self.state["dropped_total"] = self.state.get("dropped_total", 0) + len(dropped)
-            self.state["dropped"] = (self.state.get("dropped", []) + dropped)[-MAX_DROPPED_LISTED:]
-            for gone in dropped:
-                self.spool.log("capture %d (%s ms) dropped: %s" % (gone["id"], gone["duration_ms"], gone["why"]))
+        self.spool.record_capture(self.state, doc, self.settings.spool_max_kb * 1024)
         self._say(doc["journal_line"])
         self._start_latency(doc)
         self.attempts = 0
