@@ -165,7 +165,8 @@ def test_target_restart_is_followed_and_a_new_build_ends_the_sentinel(node, daem
     third.wait(timeout=30)
     fourth = daemon.start()
     sh.wait_for(lambda: node.state().get("status") == "binary_replaced", 30, 0.2, "binary_replaced")
-    assert node.tracefs_names() == [] and node.watchers() == []
+    assert node.tracefs_names() == []       # removed before it wrote how it ended
+    sh.wait_for(lambda: node.watchers() == [], 30, 0.2, "the watcher exiting")
     sh.sigstop_for(fourth.pid, 0.5)     # never captured: no probe on the new build
 
     doc = collected(node)
