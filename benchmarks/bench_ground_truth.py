@@ -203,7 +203,7 @@ def figures(table, same):
         found.append({"measure": "timer thread: waits counted", "unit": "", "ours": ours["waits"],
                       "other": bpf["waits"], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
         for key in ("p99_us", "max_us"):
-            found.append({"measure": "timer thread: %s wait" % key.split("_")[0], "unit": "us",
+            found.append({"measure": "timer thread: %s wait" % key.split("_", maxsplit=1)[0], "unit": "us",
                           "ours": ours[key], "other": bpf[key], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
     return found
 

@@ -37,5 +37,8 @@ section "observer effect on a program's own wakeup latency; one thread's waits v
 section "issue 24 point 4: the audit's fixed cost, 1 and 20 loopback hosts, wall and CPU outside the window"
 .venv/bin/python benchmarks/bench_fanout.py --hosts 1,20 --window 2 --repeat 2
 
+section "issue 21 point 4: an armed sentinel's cost while nothing happens, 10 minutes on real corosync, beside polling, trace-cmd and bpftrace"
+.venv/bin/python benchmarks/bench_sentinel_idle.py --seconds 600 --target corosync
+
 section "every figure of this run"
 .venv/bin/python benchmarks/bench_results.py --since "$since"

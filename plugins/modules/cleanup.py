@@ -20,6 +20,9 @@ description:
   - Removal matches names exactly; triggers and filters first, then events are disabled, instances removed, probes
     removed. One item the kernel refuses to remove does not stop the others; the task fails afterwards and names each.
   - The global tracing state is never reset.
+  - A sentinel (M(fleettrace.tracefs.sentinel)) is a live run of kind C(watcher), listed in RV(sentinels). Named in
+    O(force), its watcher is stopped first (SIGTERM, then it removes its own objects; SIGKILL after 30 s, then its
+    objects are removed here), so its spool records how it ended.
 author:
   - fleettrace developers (@fleettrace)
 options:
@@ -113,6 +116,13 @@ live:
   returned: always
   type: list
   elements: str
+sentinels:
+  description:
+    - The sentinels on the node (runs of kind C(watcher)), each with C(tag), C(label), C(watcher) (pid), C(alive),
+      C(deadline) (Unix time) and, when forced, C(stopped) (how its watcher ended).
+  returned: always
+  type: list
+  elements: dict
 quarantined:
   description:
     - Files in the runs directory that were not manifests (malformed, cut short, too big, a foreign schema), moved
@@ -131,6 +141,9 @@ commands:
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import choice, lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import WATCHER
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import running as sentinel_running
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import as_result, find_leftovers
@@ -163,9 +176,20 @@ def body(module, result):
                                      for a in cleanup.quarantined]):
         module.warn(warning)
     changed = bool(cleanup.plan) or bool(cleanup.chosen) or bool(cleanup.quarantined)
+    forced = {m.tag for m, _why in cleanup.chosen if m.tag in params["force"]}
+    sentinels = [{"tag": m.tag, "label": m.details.get("label"), "watcher": m.owner.pid,
+                  "alive": run_owner.alive(m.owner), "deadline": m.deadline, "owner": m.owner}
+                 for m in [m for m, _why in cleanup.chosen] + list(cleanup.live) if m.kind == WATCHER]
+    for sentinel in sentinels:
+        owner = sentinel.pop("owner")
+        if sentinel["tag"] in forced and sentinel["alive"]:
+            # Its watcher holds its instance open (EBUSY): it ends first, removing what it owns.
+            sentinel["stopped"] = ("would stop" if module.check_mode
+                                   else sentinel_running.stop({"watcher": owner.to_dict()}))
     result.update(changed=changed, removed=removed, commands=cleanup.plan.commands,
                   runs=[{"tag": m.tag, "run_id": m.run_id, "why": why} for m, why in cleanup.chosen],
-                  live=[lifecycle.describe(m) for m in cleanup.live], quarantined=store.quarantined())
+                  live=[lifecycle.describe(m) for m in cleanup.live], quarantined=store.quarantined(),
+                  sentinels=sentinels)
     if module._diff:
         result["diff"] = dict(before={"instances": removed["instances"], "uprobes": removed["uprobes"]},
                               after={"instances": [], "uprobes": []})

@@ -10,21 +10,28 @@ short_description: Start or end a fleettrace run on a node, with a dead-man swit
 version_added: 0.2.0
 description:
   - C(state=started) records, before anything is created, the exact instance and probe group names a run will use in
-    a manifest C(/run/fleettrace/runs/TAG.json) with its owner process (the SSH session over SSH, the
-    C(ansible-playbook) process for a local connection), a lease and a deadline, and detaches a reaper process.
-  - The reaper removes exactly those objects once the deadline passed, or once the owner is gone and the lease expired
-    (a killed controller, a dropped connection, a single Ctrl-C), without C(cleanup.yml).
-  - A second run with the same tag on the host is refused while the first lives. Names that already exist in tracefs
-    without a manifest are refused (they belong to someone else).
+    a manifest C(/run/fleettrace/runs/TAG.json), claims each name (two runs never own one name), and detaches a pair
+    of reaper processes that watch each other (kill one, the other starts a new one).
+  - The run lives while its controller does. With a local connection that is the C(ansible-playbook) process; over
+    SSH the node cannot see the controller (its sshd session outlives it with ControlPersist), so the run lives by a
+    lease the controller renews - every fleettrace module call on the run's names, and the C(capture) action between
+    the polls of an async capture.
+  - The reapers remove exactly those objects once the deadline passed, or once the controller is gone and the lease
+    ran out (a killed controller, a dropped connection, a single Ctrl-C), without C(cleanup.yml).
+  - Names must start with C(fleettrace) and the tag (C(TAG) or C(TAG_...)), so a manifest on disk can never name
+    another tool's or another run's objects. A second run with the same tag on the host is refused while the first
+    lives; a name another run claims is refused naming it; names that already exist in tracefs without a run are
+    refused (they belong to someone else).
   - C(state=finished) removes exactly the run's objects and its manifest. It needs the RV(nonce) returned by
     C(started), so a refused second run can never remove the first one's objects.
-  - Every call first reaps the expired runs of the host.
+  - Every call first reaps the expired runs of the host (and warns about files that were no manifests).
 author:
   - fleettrace developers (@fleettrace)
 options:
   tag:
     description:
-      - The run's name on this host (manifest file name), e.g. C(RUNID_HOST_HASH). Letters, digits, C(_), C(-), C(.).
+      - The run's name on this host (manifest file name), e.g. C(fleettrace_RUNID_HOST_HASH). Letters, digits, C(_),
+        C(-), C(.); it starts with C(fleettrace).
     type: str
     required: true
   run_id:
@@ -46,8 +53,8 @@ options:
     default: 3600
   lease:
     description:
-      - Seconds the run outlives its owner (0 <= lease <= 3600). Covers gaps between tasks on connections without a
-        persistent session; calling C(started) again with the same O(nonce) renews it.
+      - Seconds the run outlives its controller's last renewal (0 <= lease <= 3600). Covers the gaps between the
+        tasks of a play; calling C(started) again with the same O(nonce) renews it too.
     type: float
     default: 15
   nonce:

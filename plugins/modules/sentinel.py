@@ -268,9 +268,10 @@ def body(module, _result):
                         message=document["message"])
         outcome = control.disarm(fs, p["spool_dir"], label, p["textfile_dir"], keep_spool=p["keep_spool"],
                                  check_mode=module.check_mode)
+        if outcome["changed"] and not module.check_mode:
+            collect.disarmed(document, outcome)
         return dict(outcome, label=label, status=document["sentinel"]["status"], result=document,
-                    message="%s; disarmed: watcher %s, spool %s" % (
-                        document["message"], outcome["stopped"], "removed" if outcome["spool_removed"] else "kept"))
+                    message=document["message"])
     except FleettraceError as exc:
         raise exc.reworded("sentinel %s (%s): %s" % (p["label"], p["state"], exc.message))
     except OSError as exc:

@@ -86,8 +86,8 @@ def test_a_malformed_manifest_stops_nothing_and_what_it_named_still_goes(tracefs
             tracefs.instance(tag + "_x").remove()
 
 
-def test_a_forged_manifest_removes_neither_another_tools_nor_a_live_runs_objects(tracefs, unique_name, run_token,
-                                                                               run_module):
+def test_a_forged_manifest_removes_neither_another_tools_nor_a_live_runs_objects(
+        tracefs, unique_name, run_token, run_module):
     """An expired hand-written manifest naming another tool's instance, or a live run's instance and
     group: the next module call removes none of them."""
     foreign = "other_%s_tool" % run_token

@@ -160,8 +160,8 @@ def test_reapers_sleep_over_a_whole_run_whose_owner_died_and_was_renewed(tracefs
         end_everything(tracefs, manifest, sleeper)
 
 
-def test_the_next_module_reaps_when_both_reapers_die_in_the_same_instant(tracefs, unique_name, tick_binary,
-                                                                        run_module):
+def test_the_next_module_reaps_when_both_reapers_die_in_the_same_instant(
+        tracefs, unique_name, tick_binary, run_module):
     """Both reapers SIGKILLed at once (pkill -9 fleettrace-reap): nothing watches the run any more; the
     next fleettrace module on the node removes it once it expired (the last line of defence)."""
     sleeper = subprocess.Popen(["sleep", "600"])

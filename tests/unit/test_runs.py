@@ -279,6 +279,23 @@ def test_own_records_this_process_with_no_lease(fake):
     assert lifecycle.finish(fs, "fleettrace_r4_h", manifest.nonce, store=store)[1] == []
 
 
+def test_new_files_are_never_written_through_an_existing_name(fake, tmp_path):
+    """Temporary files and claims are O_EXCL|O_NOFOLLOW: a symlink planted at the name is refused, its
+    target untouched (the bug report: a symlink at the manifest's temporary name was followed)."""
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import store as run_store
+    _fs, store = fake
+    store.ensure()
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    planted = os.path.join(store.dir, "planted.tmp")
+    os.symlink(str(victim), planted)
+    with pytest.raises(FileExistsError):
+        run_store._write_new(planted, b"manifest")
+    os.symlink(str(victim), store.claim_path("fleettrace_planted"))
+    assert store.claim("fleettrace_planted", ["fleettrace_planted"]) == {}   # not a claim: replaced, not followed
+    assert victim.read_text() == "precious" and not os.path.islink(store.claim_path("fleettrace_planted"))
+
+
 def test_touch_renews_the_run_that_claims_a_name(fake, dead_process):
     fs, store = fake
     run = lifecycle.start(fs, "fleettrace_r3_h", instances=["fleettrace_r3_h"], deadline=60, lease=2,

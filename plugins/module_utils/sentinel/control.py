@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import arming, collect, launch, notify, target
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import arming, collect, launch, notify, running, target
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settings import SettingsError, names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import SESSION, Spool
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
@@ -44,7 +44,7 @@ def other_sentinels(root, label, pid):
         if other == label or other.startswith("."):
             continue
         state = Spool(root, other).state()
-        if launch.watcher_alive(state) and (state.get("target") or {}).get("pid") == pid:
+        if running.watcher_alive(state) and (state.get("target") or {}).get("pid") == pid:
             found.append(other)
     return found
 
@@ -67,7 +67,7 @@ def arm(fs, settings, force=False, check_mode=False):
     stop = arming.stop_condition(settings, checked)
     fingerprint = settings.fingerprint()
     session, state = spool.session(), spool.state()
-    alive = launch.watcher_alive(state)
+    alive = running.watcher_alive(state)
     if alive and (session or {}).get("fingerprint") == fingerprint and (state.get("target") or {}).get("pid") == settings.pid:
         return _unchanged(spool, state, settings)
     others = other_sentinels(settings.spool_dir, settings.label, settings.pid)
@@ -82,7 +82,7 @@ def arm(fs, settings, force=False, check_mode=False):
                     "replace the" if alive else "arm", settings.label, facts["comm"], settings.pid, settings.field,
                     settings.threshold, settings.max_captures, settings.duration)}
     with spool.locked():
-        replaced = launch.stop(state) if alive else None
+        replaced = running.stop(state) if alive else None
         removal.reap_expired_quietly(fs)
         tag = settings.names["tag"]
         if replaced and lifecycle.load(tag):
@@ -129,7 +129,7 @@ def arm(fs, settings, force=False, check_mode=False):
 def _undo(fs, spool, tag, manifest):
     """Arming failed half-way: stop a watcher that started, remove what was created, keep the state honest."""
     state = spool.state()
-    launch.stop(state)
+    running.stop(state)
     try:
         lifecycle.finish(fs, tag, manifest.nonce)
     except OwnershipError:
@@ -144,14 +144,14 @@ def disarm(fs, root, label, textfile_dir, keep_spool=False, check_mode=False):
     spool = Spool(root, label)
     tag = names(label)["tag"]
     state = spool.state()
-    alive = launch.watcher_alive(state)
+    alive = running.watcher_alive(state)
     manifest = lifecycle.load(tag)
     exists = spool.exists() or manifest is not None
     if check_mode or not exists:
         return {"changed": exists, "label": label, "stopped": "would stop" if alive else "not running",
                 "spool_removed": exists and not keep_spool}
     with spool.locked():
-        stopped = launch.stop(state)
+        stopped = running.stop(state)
         errors = []
         if lifecycle.load(tag):
             _manifest, errors = lifecycle.finish(fs, tag, force=True)     # its reapers go too

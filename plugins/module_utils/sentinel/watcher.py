@@ -50,7 +50,6 @@ FOLLOW_POLL_S = 0.5
 TARGET_POLL_S = 5.0
 # How long the main instance may lag behind the bell (both see the same hit; the trigger runs after the commit).
 TRIGGER_LAG_S = 0.2
-MAX_DROPPED_LISTED = 200
 LIVE = ("starting", "armed", "measuring")
 
 
@@ -268,22 +267,11 @@ class Watcher:
             self.spool.log("the late tick's stall began before the buffer was armed: armed again")
             self._arm()
             return
-        capture_id = self.state.get("next_id", 1)
-        self.state["next_id"] = capture_id + 1
         doc = moment.conclude(result, finder, findings, self.stop, self.pid, self.settings, before, after, facts,
-                              self.attempts, capture_id)
+                              self.attempts, self.state.get("next_id", 1))
         doc["session"] = self.session["fingerprint"]
         doc["journal_line"] = notify.journal_line(doc["finding"] or {"comm": _comm(self.pid), "pid": self.pid})
-        dropped = self.spool.add_capture(capture_id, doc, self.state.setdefault("captures", []),
-                                         self.settings.spool_max_kb * 1024)
-        self.state["captures_total"] = self.state.get("captures_total", 0) + 1
-        self.state["session_captures"] = self.state.get("session_captures", 0) + 1
-        self.state["events_lost"] = self.state.get("events_lost", 0) + doc["lost_events"]
-        if dropped:
-            self.state["dropped_total"] = self.state.get("dropped_total", 0) + len(dropped)
-            self.state["dropped"] = (self.state.get("dropped", []) + dropped)[-MAX_DROPPED_LISTED:]
-            for gone in dropped:
-                self.spool.log("capture %d (%s ms) dropped: %s" % (gone["id"], gone["duration_ms"], gone["why"]))
+        self.spool.record_capture(self.state, doc, self.settings.spool_max_kb * 1024)
         self._say(doc["journal_line"])
         self._start_latency(doc)
         self.attempts = 0
@@ -416,18 +404,21 @@ class Watcher:
             if fd is not None:
                 os.close(fd)
         self.bell_fd = self.target_fd = self.reaper_fd = None
+        manifest = lifecycle.load(self.tag)
         try:
-            _manifest, failed = lifecycle.finish(self.fs, self.tag, self.nonce)     # its reapers go too
-            errors += failed
-        except OwnershipError as exc:
+            if manifest is not None and manifest.nonce == self.nonce:
+                errors += lifecycle.finish(self.fs, self.tag, self.nonce)[1]     # its reapers go too
+            else:   # its manifest went away under it: its own names are still its own to remove
+                errors += objects.remove_own(self.fs, self.settings)
+        except (OwnershipError, OSError) as exc:
             errors.append(str(exc))
         if self.state.get("target", {}).get("alive") is not False and self.state.get("pids"):
             self.state["pids"][-1].update(until=time.time(), why="sentinel ended")
         self.state.update(status=why, ended={"at": time.time(), "why": why, "message": message, "errors": errors},
                           cost=_cost())
         self._save()
-        failed = "; " + "; ".join(errors) if errors else ""
-        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message, failed), warning=False)
+        trouble = "; " + "; ".join(errors) if errors else ""
+        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message, trouble), warning=False)
 
     def fail(self, exc):
         """An unexpected error: say it in the state and the log, and leave nothing behind."""
