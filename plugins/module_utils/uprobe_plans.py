@@ -16,7 +16,7 @@ import bisect
 import os
 import re
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, mapped_code
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
@@ -176,6 +176,56 @@ def from_definitions(params, check_boundaries=True):
     return {"group": groups.pop(), "events": events, "definitions": lines, "build_id": build_id,
             "variables": [], "addresses": [], "notes": notes,
             "binaries": sorted({PLACE.match(UprobeDefinition.parse(l).place).group("path") for l in lines})}
+
+
+def onto_running_code(params):
+    """(params, MappedCode): the spec or the definitions aimed at the code process ``params['pid']`` runs.
+
+    When the file at the binary's path is still the one the process maps,
+    nothing changes.  When it was replaced (an upgrade without a restart) the
+    spec is resolved from, and the definitions are placed on, the mapped file
+    (``/proc/PID/map_files/...``); a definition resolved for another build than
+    the running one is refused (``MappedCodeError``): it could never fire.  A
+    spec's expected build-id that is the file on disk's (the caller looked at
+    the path) becomes the running code's.  The default group stays named after
+    the binary.
+    """
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
+    path = params.get("binary")
+    if params.get("definition"):
+        paths = {_definition_path(line) for line in params["definition"]}
+        if path is None and len(paths) == 1:
+            path = paths.pop()
+        elif path is None or paths != {os.path.abspath(path)}:
+            raise PlanError("with 'pid', every definition must name one binary, the one the process maps; got %s"
+                            % ", ".join(sorted(p or "?" for p in paths)))
+    running = mapped_code.mapped_code(params["pid"], path)
+    if params.get("definition"):
+        running.check_build(params.get("build_id"))
+    if not running.replaced:
+        return params, running
+    changed = dict(params, binary=running.probe_path,
+                   group=params.get("group") or probe_spec.default_group(path))
+    if params.get("definition"):
+        changed["definition"] = [_retarget(line, running.probe_path) for line in params["definition"]]
+    elif (params.get("build_id") or "").lower() == running.disk_build_id:
+        # The build-id the caller saw on disk: the spec is resolved from the running code's own DWARF instead.
+        changed["build_id"] = running.build_id
+    return changed, running
+
+
+def _definition_path(line):
+    try:
+        match = PLACE.match(UprobeDefinition.parse(line).place)
+    except TracefsError:
+        return None
+    return match.group("path") if match else None
+
+
+def _retarget(line, probe_path):
+    parsed = UprobeDefinition.parse(line)
+    parsed.place = probe_path + parsed.place[len(_definition_path(line)):]
+    return parsed.line()
 
 
 def build_id_guard(plan, binaries, build_id):

@@ -39,6 +39,13 @@ options:
   build_id:
     description: Expected GNU build-id of O(binary); the module fails when the file is a different build.
     type: str
+  pid:
+    description:
+      - List what the code this process runs has at O(binary), not the file on disk. When that file was replaced
+        since the process started (an upgrade without a restart), the mapped file is read through
+        C(/proc/PID/map_files/) (see the O(fleettrace.tracefs.uprobe#module:pid) option of the uprobe module).
+      - Fails when the process does not map O(binary).
+    type: int
 extends_documentation_fragment:
   - fleettrace.tracefs.debuginfod
 attributes:
@@ -73,6 +80,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+mapped:
+  description: With O(pid), the file the process maps for O(binary); C(replaced) true means the listing is of the code
+    it runs, read through C(probe_path), not of the file now on disk.
+  returned: with O(pid)
+  type: dict
+  sample: {"pid": 4242, "path": "/usr/sbin/corosync", "replaced": true, "probe_path": "/proc/4242/map_files/55d0c8a00000-55d0c8a0c000"}
 function:
   description: The function whose lines are listed.
   returned: when lines are listed
@@ -163,6 +176,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
@@ -178,12 +192,20 @@ def main():
             build_id=dict(type="str"),
             debuginfod_urls=dict(type="list", elements="str"),
             debuginfod_timeout=dict(type="float"),
+            pid=dict(type="int"),
         ),
         required_one_of=[("function", "spec")],
         supports_check_mode=True,
     )
     params = module.params
     result = dict(changed=False, lines=[], build_id=None)
+    if params["pid"] is not None:
+        try:
+            running = mapped_code.mapped_code(params["pid"], params["binary"])
+        except mapped_code.MappedCodeError as exc:
+            module.fail_json(msg="probe_info on %s: %s" % (params["binary"], exc), **result)
+        result["mapped"] = running.facts()
+        params = dict(params, binary=running.probe_path)
     try:
         # Known without pyelftools (struct only): a caller can resolve elsewhere by it when this host cannot.
         result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])

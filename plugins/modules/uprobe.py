@@ -68,6 +68,17 @@ options:
       - Default is searched like gdb does, in the binary, C(/usr/lib/debug/<path>.debug),
         C(/usr/lib/debug/.build-id/xx/rest.debug) and through C(.gnu_debuglink). Its build-id must match.
     type: path
+  pid:
+    description:
+      - The process the probe is for. The probe goes onto the code this process runs, not onto the file at
+        O(binary). When that file was replaced since the process started (an upgrade without a restart, so
+        C(/proc/PID/exe) says "(deleted)"), a probe on the path would land on the new file, which the process
+        does not run, and never fire. The spec is then resolved from the mapped file and the probe placed on it
+        through C(/proc/PID/map_files/); RV(mapped) says so.
+      - Fails when the process does not map O(binary) (a probe that cannot fire in it), or when O(definition)
+        was resolved for another build than the one the process runs.
+      - Only with O(state=present).
+    type: int
   force:
     description:
       - Allow C(FUNC+OFFSET), or a O(definition) offset, at an address that neither the line table nor the symbol
@@ -203,6 +214,16 @@ debuginfod_server:
   returned: when RV(debuginfo_source) is C(debuginfod)
   type: str
   sample: https://debuginfod.debian.net
+mapped:
+  description:
+    - With O(pid), the file the process maps for O(binary) and where the probe went; C(replaced) true means
+      the file on disk is another one than the code the process runs, and C(probe_path) is the
+      C(/proc/PID/map_files/) link the probe was placed on.
+  returned: with O(pid)
+  type: dict
+  sample: {"pid": 4242, "task": "corosync[4242]", "path": "/usr/sbin/corosync", "mapped_as": "/usr/sbin/corosync (deleted)",
+           "deleted": true, "replaced": true, "probe_path": "/proc/4242/map_files/55d0c8a00000-55d0c8a0c000",
+           "build_id": "3b5c7f0e9a3d4c1b8e2f6a7d9c0b1e2f3a4b5c6d", "disk_build_id": "9f0e1d2c3b4a59687766554433221100ffeeddcc"}
 commands:
   description: The writes made (or that would be made) to C(uprobe_events), as shell commands.
   returned: always
@@ -217,7 +238,7 @@ import re
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
@@ -300,6 +321,7 @@ def main():
             force=dict(type="bool", default=False),
             allow_unavailable=dict(type="bool", default=False),
             cache=dict(type="bool", default=True),
+            pid=dict(type="int"),
             state=dict(type="str", default="present", choices=["present", "absent"]),
         ),
         mutually_exclusive=[("spec", "definition")],
@@ -319,6 +341,12 @@ def main():
         if params["build_id"] is not None and not uprobe_plans.BUILD_ID.match(params["build_id"]):
             raise ModuleFailure("build_id %r must be the hex GNU build-id (e.g. from 'readelf -n' or an earlier "
                                 "result's build_id)" % params["build_id"])
+        validate.numbers(params, pids=("pid",))
+        if params["pid"] is not None and params["state"] == "present":
+            params, running = uprobe_plans.onto_running_code(params)
+            result["mapped"] = running.facts()
+            if running.note():
+                module.warn(running.note())
         fs = Tracefs()
         fs.require("uprobes", "a user-space probe")
         if not module.check_mode:
@@ -349,7 +377,8 @@ def main():
         if params["definition"] and not params["group"] and current and plan:
             raise ModuleFailure("uprobe group %s already has %s; a definition without 'group' may not replace "
                                 "probes it does not own: give the run's own 'group'" % (group, ", ".join(current)))
-    except (ModuleFailure, uprobe_plans.PlanError, validate.ValidationError, TracefsError) as exc:
+    except (ModuleFailure, uprobe_plans.PlanError, validate.ValidationError, TracefsError,
+            mapped_code.MappedCodeError) as exc:
         # The binary's build-id, when readable: the caller can resolve it elsewhere (controller) by it.
         if not result["build_id"] and params["binary"] and os.path.isfile(params["binary"]):
             try:

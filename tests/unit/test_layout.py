@@ -19,11 +19,12 @@ ALLOWED = {
     "tracefs": set(),
     "elf": set(),
     "procfs": {"elf"},
+    "mapped_code": {"procfs", "elf"},
     "dwarf": {"elf"},
-    "trace": {"tracefs", "procfs", "elf"},
+    "trace": {"tracefs", "procfs", "elf", "mapped_code"},
     "sched": {"trace", "tracefs", "procfs", "elf"},
     "report": {"trace"},
-    "uprobe_plans": {"tracefs", "dwarf", "elf"},
+    "uprobe_plans": {"tracefs", "dwarf", "elf", "mapped_code"},
 }
 
 

@@ -12,7 +12,7 @@ mailing list's guesses are settled from counters read around the capture.
 """
 
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, evidence, latency
 
@@ -47,10 +47,34 @@ def status(result, pid):
     return STATUS_NOT_REACHED
 
 
+def require_probes_can_fire(instance, stop, pid):
+    """Refuse a capture none of whose probes can fire in ``pid``: it would wait for nothing and report no stall.
+
+    A probe sits on a file's inode; a process that runs a replaced (deleted)
+    binary or library does not map the file now at that path.
+    """
+    wanted = set(stop.split)
+    places = {"%s:%s" % (u.group, u.event): u.place for u in instance.tracefs.list_uprobes()
+              if (u.group, u.event) in wanted}
+    if not places or not procfs.process_alive(pid):
+        return
+    try:
+        why = mapped_code.unreachable_probes(pid, places.values())
+    except mapped_code.MappedCodeError:
+        return  # gone meanwhile: the capture reports the target as exited
+    if len(why) == len(places):
+        raise mapped_code.MappedCodeError(
+            "probe %s cannot fire in the target: %s. Nothing was armed: probe the code it runs "
+            "(fleettrace.tracefs.uprobe with pid: %d) or restart it" % (
+                ", ".join(sorted(places)), "; ".join(sorted(set(why.values()))), pid))
+
+
 def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_findings=20, poll_interval=0.1,
         sink_options=None, raw_path=None, token_timeout_ms=None):
     """Install the stop condition, capture (re-arming when needed), return the finished result."""
     sink_options = sink_options or {}
+    if pid is not None:
+        require_probes_can_fire(instance, stop, pid)
     plan = stop.plan(instance)
     plan.apply()
     attempts = 0
