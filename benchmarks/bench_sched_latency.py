@@ -1,32 +1,38 @@
-"""Benchmark the sched_latency collector side by side with ``trace-cmd record`` (and the previous collector).
+"""Cost per ``sched_switch`` of the audit's collector, side by side with perf, trace-cmd and bpftrace.
 
 For each load step a paced ping-pong load (benchmarks/sched_load.c) runs while
-three tracers record in their own private instances during the same window:
+these tools record the same window at once, each in its own buffer:
 
-* ours: ``sched_collector.collect`` (raw pages copied with splice during the
-  window, decoded and analysed after it);
-* trace-cmd: ``trace-cmd record -B <instance>`` on the same events as ours
-  (splice of raw pages to a file, no analysis);
-* baseline: the collector of ``--baseline`` (a git ref; default the commit
-  before issue 11), which decoded and analysed during the window.
+* ours: ``sched_collector.collect`` in a Python process of its own, measured
+  whole: interpreter start, imports, setup, the window (raw pages copied with
+  splice), decoding, analysis, cleanup and the result printed as JSON;
+* perf: ``perf sched record -- sleep N`` (perf's own event set), then
+  ``perf sched latency`` on its file: what a user runs for the same question;
+* trace-cmd: ``trace-cmd record`` on our events in an instance of its own, then
+  ``trace-cmd report`` of its file (to /dev/null);
+* bpftrace (when installed): benchmarks/runqlat_preempt.bt, run-queue latency
+  per thread with preemptions counted (bpftrace's runqlat.bt misses them here);
+* ``--baseline REF``: the collector as of a git ref (none by default).
 
-Per step it prints the events each saw and lost, CPU seconds *during the
-window* per wall second (ours: the copier's own os.times; trace-cmd: rusage of
-its process tree) and CPU microseconds per event for the whole run, decoding
-and analysis included (the collectors' own os.times from setup to result).
+Per tool it prints the events and ``sched_switch`` events it recorded, what it
+lost, its CPU *during the window* per wall second and its **whole CPU per
+switch it recorded** (recording and post-processing, every process of the
+tool, from rusage), then ours divided by each.  The kernel's own cost of
+writing events (ftrace ring buffer, perf buffer, BPF program) is charged to
+the traced tasks and is in no column: every tool pays it for its events.
 Steps repeat ``--repeat`` times; the table shows the median of each number.
 The machine may be loaded by others: compare within a row, not across runs.
 
-    sudo .venv/bin/python benchmarks/bench_sched_latency.py [--seconds 5] [--steps 10000,20000] [--repeat 3]
+    sudo .venv/bin/python benchmarks/bench_sched_latency.py [--seconds 5] [--steps 20000,60000] [--repeat 3]
 
-Results are also written to benchmarks/results/sched_latency.json.
+Results: benchmarks/results/sched_latency.json (with the date, kernel and load).
 
 This machine's sandbox refuses writes to /proc/sys/kernel/ftrace_enabled and
 opening the function-tracer files, which trace-cmd touches on start even when
 only events are recorded; it is run in a private mount namespace where those
 files are bind-mounted placeholders (ftrace_enabled already reads 1, so
-nothing changes).  Both collectors run at their documented default nice -10
-during the window; trace-cmd at its default priority.
+nothing changes).  Our collector runs at its documented default nice -10
+during the window; the other tools at their default priority.
 """
 
 import argparse
@@ -46,10 +52,11 @@ sys.path.insert(0, COLLECTIONS)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 
-# Seconds the three instances may outlive the window before their run's deadline.
+# Seconds the instances may outlive the window before their run's deadline.
 RUN_MARGIN = 120
-# The baseline: the last commit before issue 11 changed the collector.
-DEFAULT_BASELINE = "d1ac691"
+BPFTRACE_SCRIPT = os.path.join(REPO, "benchmarks", "runqlat_preempt.bt")
+TOOLS = ("perf", "trace-cmd", "bpftrace")
+LOAD_LEAD_S = 1.0   # the load runs this long before the windows open
 
 COLLECTOR = r"""
 import json, os, sys
@@ -88,7 +95,7 @@ def die_with_parent():
 
 
 def run_tree(cmd, **kwargs):
-    """Start ``cmd``; return a handle whose wait() gives (rc, cpu seconds of the whole tree)."""
+    """Start ``cmd``; return a handle whose wait_tree() gives (rc, cpu seconds of the whole tree)."""
     proc = subprocess.Popen(cmd, preexec_fn=die_with_parent, **kwargs)
 
     def wait():
@@ -97,6 +104,14 @@ def run_tree(cmd, **kwargs):
         return proc.returncode, usage.ru_utime + usage.ru_stime
     proc.wait_tree = wait
     return proc
+
+
+def run_timed(cmd, **kwargs):
+    """Run ``cmd`` to its end: (rc, stdout text, cpu seconds of its tree)."""
+    proc = run_tree(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, **kwargs)
+    out = proc.stdout.read()
+    rc, cpu = proc.wait_tree()
+    return rc, out, cpu
 
 
 def remove_instance(name):
@@ -115,77 +130,161 @@ def remove_instance(name):
     raise SystemExit("could not remove %s" % path)
 
 
-def collector_row(result, seconds):
+def collector_row(result, tree_cpu):
     wall = result["window"]["duration_s"]
-    counts = result["event_counts"]
+    switches = max(1, result["event_counts"].get("sched_switch", 0))
     col = result["collector"]
     window_cpu = col.get("window_cpu_seconds", col["cpu_seconds"])  # the baseline analysed in the window
     return {
         "events_per_s": round(result["events"]["processed"] / wall),
+        "switches": switches,
         "lost": result["events"]["lost"],
         "window_cpu_per_wall_s": round(window_cpu / wall, 4),
-        "cpu_seconds": col["cpu_seconds"],
-        "cpu_us_per_event": round(col["cpu_seconds"] * 1e6 / max(1, result["events"]["processed"]), 3),
-        "cpu_us_per_switch": round(col["cpu_seconds"] * 1e6 / max(1, counts.get("sched_switch", 0)), 3),
+        "whole_cpu_s": round(tree_cpu, 3),
+        "us_per_switch": round(tree_cpu * 1e6 / switches, 3),
+        "collect_us_per_switch": round(col["cpu_seconds"] * 1e6 / switches, 3),
         "p99_us": result["p99_us"],
         "waits": result["waits"],
         "unmeasured": result.get("unmeasured"),
     }
 
 
-def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections, events):
+def tool_row(events, switches, lost, window_cpu, post_cpu, seconds):
+    return {"events_per_s": round(events / seconds) if events is not None else None,
+            "switches": switches, "lost": lost,
+            "window_cpu_per_wall_s": round(window_cpu / seconds, 4),
+            "whole_cpu_s": round(window_cpu + post_cpu, 3),
+            "us_per_switch": round((window_cpu + post_cpu) * 1e6 / switches, 3) if switches else None}
+
+
+def start_tools(tools, names, seconds, workdir, buffer_kb, events):
+    """Start every other tool on the same window; {tool: (process, files)}."""
+    started = {}
+    if "trace-cmd" in tools:
+        dat = os.path.join(workdir, "tc.dat")
+        cmd = ["unshare", "-m", "sh", "-c", TRACE_CMD_WRAPPER, "sh", names["tc"], workdir,
+               "trace-cmd", "record", "-B", names["tc"], "-b", str(buffer_kb), "-o", dat]
+        for event in events:
+            cmd += ["-e", "sched:%s" % event]
+        started["trace-cmd"] = (run_tree(cmd + ["sleep", str(seconds)], stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, universal_newlines=True, cwd=workdir), dat)
+    if "perf" in tools:
+        data = os.path.join(workdir, "perf.data")
+        started["perf"] = (run_tree(["perf", "sched", "record", "-o", data, "--", "sleep", str(seconds)],
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                    cwd=workdir), data)
+    if "bpftrace" in tools:
+        started["bpftrace"] = (run_tree(["bpftrace", BPFTRACE_SCRIPT, "-c", "%s %s" % (shutil.which("sleep"), seconds)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+                                        cwd=workdir), None)
+    return started
+
+
+def wait_tool(proc):
+    """A tool's window has ended: (rc, its output, its CPU seconds)."""
+    out = proc.stdout.read()
+    rc, cpu = proc.wait_tree()
+    return rc, out, cpu
+
+
+def finish_tool(tool, recorded, path, seconds, events):
+    """A tool's row: its window (``wait_tool``'s answer), then its post-processing, timed."""
+    rc, out, window_cpu = recorded
+    if rc != 0:
+        raise SystemExit("%s failed (rc %d): %s" % (tool, rc, out[-2000:]))
+    if tool == "trace-cmd":
+        post_rc, report, post_cpu = run_timed(["trace-cmd", "report", "-i", path])
+        counted = count_trace_cmd(report, events)
+        overrun = sum(int(n) for n in re.findall(r"overrun:\s*(\d+)", out))
+        return tool_row(counted["events"], counted["switches"], max(counted["lost"], overrun), window_cpu,
+                        post_cpu, seconds)
+    if tool == "perf":
+        post_rc, latency, post_cpu = run_timed(["perf", "sched", "latency", "-i", path])
+        if post_rc != 0:
+            raise SystemExit("perf sched latency failed: %s" % latency[-2000:])
+        stats = perf_stats(path)
+        return tool_row(stats["events"], stats["switches"], stats["lost"], window_cpu, post_cpu, seconds)
+    counts = {name: int(n) for name, n in re.findall(r"^@(\w+): (\d+)$", out, re.M)}
+    lost = sum(int(n) for n in re.findall(r"Lost (\d+) events", out))
+    return tool_row(counts.get("switches", 0) + counts.get("enqueues", 0), counts.get("switches"), lost,
+                    window_cpu, 0.0, seconds)
+
+
+def perf_stats(path):
+    """Events, sched_switch events and lost events of a perf data file (perf report --stats)."""
+    proc = subprocess.run(["perf", "report", "--stats", "-i", path], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, universal_newlines=True, check=False)
+    text = proc.stdout
+    sample = re.search(r"^\s*SAMPLE events:\s*(\d+)", text, re.M)
+    switch = re.search(r"sched:sched_switch stats:\s*\n\s*SAMPLE events:\s*(\d+)", text)
+    lost = sum(int(n) for n in re.findall(r"^\s*LOST(?:_SAMPLES)? events:\s*(\d+)", text, re.M))
+    return {"events": int(sample.group(1)) if sample else None,
+            "switches": int(switch.group(1)) if switch else None, "lost": lost}
+
+
+def count_trace_cmd(report, events):
+    """Events, switches and the LOST markers in ``trace-cmd report`` output."""
+    wanted = re.compile(r"\b(%s):" % "|".join(events))
+    found = {"events": 0, "switches": 0, "lost": 0}
+    for line in report.splitlines():
+        match = wanted.search(line)
+        if match:
+            found["events"] += 1
+            found["switches"] += match.group(1) == "sched_switch"
+        lost = re.search(r"LOST (\d+) EVENTS", line)
+        if lost:
+            found["lost"] += int(lost.group(1))
+    return found
+
+
+def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections, events, tools):
     tag = "fleettrace_bench_%d_%d" % (os.getpid(), rounds)
     names = {"ours": tag + "_ours", "baseline": tag + "_base", "tc": tag + "_tc"}
-    dat = os.path.join(workdir, "%d.dat" % rounds)
-    load = subprocess.Popen([load_binary, "2", str(rounds), str(seconds + 8)], start_new_session=True)
+    # The load stops when the windows end: every tool's post-processing then runs on the same machine.
+    load = subprocess.Popen([load_binary, "2", str(rounds), str(int(round(LOAD_LEAD_S + seconds)))],
+                            start_new_session=True)
     procs = {}
-    # The three instances are one run of this process: SIGKILLed, its reaper removes them.
+    started = {}
+    # The instances are one run of this process: SIGKILLed, its reaper removes them.
     run = ownership.own(Tracefs(), tag, seconds + RUN_MARGIN, instances=list(names.values()), what="benchmark")
+    rows = {}
     try:
-        time.sleep(1.0)  # load at its pace before the windows open
+        time.sleep(LOAD_LEAD_S)  # load at its pace before the windows open
         for who, path in (("ours", COLLECTIONS), ("baseline", baseline_collections)):
             if path:
                 procs[who] = run_tree([sys.executable, "-c", COLLECTOR % (path, seconds, names[who], buffer_kb)],
                                       stdout=subprocess.PIPE, universal_newlines=True)
-        tc_cmd = ["unshare", "-m", "sh", "-c", TRACE_CMD_WRAPPER, "sh", names["tc"], workdir,
-                  "trace-cmd", "record", "-B", names["tc"], "-b", str(buffer_kb), "-o", dat]
-        for event in events:
-            tc_cmd += ["-e", "sched:%s" % event]
-        tc_cmd += ["sleep", str(seconds)]
-        tc = run_tree(tc_cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, cwd=workdir)
-        tc_out = tc.stdout.read()
-        tc_rc, tc_cpu = tc.wait_tree()
-        outputs = {}
+        started = start_tools(tools, names, seconds, workdir, buffer_kb, events)
+        results = {}
         for who, proc in procs.items():
             out = proc.stdout.read()
-            rc, _cpu = proc.wait_tree()
+            rc, cpu = proc.wait_tree()
             if rc != 0:
                 raise SystemExit("the %s collector failed (rc %d): %s" % (who, rc, out))
-            outputs[who] = json.loads(out.strip().splitlines()[-1])
+            results[who] = (json.loads(out.strip().splitlines()[-1]), cpu)
+        recorded = {tool: wait_tool(proc) for tool, (proc, _path) in started.items()}
     finally:
         os.killpg(load.pid, signal.SIGKILL)
         load.wait()
         for name in names.values():
             remove_instance(name)
         ownership.finish(Tracefs(), tag, run["nonce"])
-    tc_events, tc_lost = count_trace_cmd(dat, events)
-    overrun = sum(int(n) for n in re.findall(r"overrun:\s*(\d+)", tc_out))
-    row = {"load_rounds_per_s": rounds, "trace_cmd_rc": tc_rc,
-           "trace_cmd_events_per_s": round(tc_events / seconds) if tc_events is not None else None,
-           "trace_cmd_lost": max(tc_lost, overrun),
-           "trace_cmd_cpu_per_wall_s": round(tc_cpu / seconds, 4)}
-    for who, result in outputs.items():
-        row[who] = collector_row(result, seconds)
-    if row["trace_cmd_cpu_per_wall_s"]:
-        row["window_cpu_ratio_ours_vs_trace_cmd"] = round(
-            row["ours"]["window_cpu_per_wall_s"] / row["trace_cmd_cpu_per_wall_s"], 2)
-    if "baseline" in row:
-        row["cpu_per_switch_ratio_baseline_vs_ours"] = round(
-            row["baseline"]["cpu_us_per_switch"] / row["ours"]["cpu_us_per_switch"], 2)
-    try:
-        os.unlink(dat)
-    except OSError:
-        pass
+    # Post-processing after the window, one tool at a time (the load has stopped: nobody competes).
+    for tool, (_proc, path) in started.items():
+        rows[tool] = finish_tool(tool, recorded[tool], path, seconds, events)
+        if path and os.path.exists(path):
+            os.unlink(path)
+    row = {"load_rounds_per_s": rounds}
+    for who, (result, cpu) in results.items():
+        row[who] = collector_row(result, cpu)
+    row.update(rows)
+    ours = row["ours"]
+    for tool in list(rows) + (["baseline"] if "baseline" in row else []):
+        other = row[tool]
+        if other.get("us_per_switch"):
+            row["per_switch_ours_vs_%s" % tool] = round(ours["us_per_switch"] / other["us_per_switch"], 2)
+        if other.get("window_cpu_per_wall_s"):
+            row["window_ours_vs_%s" % tool] = round(ours["window_cpu_per_wall_s"] / other["window_cpu_per_wall_s"], 2)
     return row
 
 
@@ -199,7 +298,7 @@ def median_row(rows):
         if isinstance(value, dict):
             out[key] = median_row([r[key] for r in rows])
         elif isinstance(value, (int, float)):
-            out[key] = med([r[key] for r in rows])
+            out[key] = med([r.get(key) for r in rows])
         else:
             out[key] = value
     return out
@@ -217,68 +316,66 @@ def baseline_tree(ref, workdir):
     return root
 
 
-def count_trace_cmd(dat, events):
-    """Events in a trace-cmd data file and the LOST markers trace-cmd report prints."""
-    if not os.path.exists(dat):
-        return None, 0
-    wanted = re.compile(r"\b(%s):" % "|".join(events))
-    proc = subprocess.run(["trace-cmd", "report", "-i", dat], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                          text=True, check=False)
-    events = 0
-    lost = 0
-    for line in proc.stdout.splitlines():
-        if wanted.search(line):
-            events += 1
-        match = re.search(r"LOST (\d+) EVENTS", line)
-        if match:
-            lost += int(match.group(1))
-    return events, lost
+def print_row(row, tools):
+    ours = row["ours"]
+    cells = ["%7d" % row["load_rounds_per_s"], "%7s" % ours["events_per_s"], "%7s" % ours["switches"],
+             "%5s" % ours["lost"], "%6.3f" % ours["window_cpu_per_wall_s"], "%6.2f" % ours["us_per_switch"]]
+    for tool in tools + (["baseline"] if "baseline" in row else []):
+        other = row.get(tool) or {}
+        cells += ["|", "%7s" % other.get("switches"), "%5s" % other.get("lost"),
+                  "%6s" % other.get("window_cpu_per_wall_s"), "%6s" % other.get("us_per_switch"),
+                  "%5s" % row.get("per_switch_ours_vs_%s" % tool), "%5s" % row.get("window_ours_vs_%s" % tool)]
+    print(" ".join(cells))
+    sys.stdout.flush()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--steps", default="10000,20000,30000,40000",
-                        help="load steps in ping-pong round trips per second (about 5 events each)")
+    parser.add_argument("--steps", default="20000,60000",
+                        help="load steps in ping-pong round trips per second (about 3.5 events each)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--buffer-kb", type=int, default=4096)
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git ref of the collector to compare; '' for none")
+    parser.add_argument("--tools", default=",".join(TOOLS), help="the other tools to run (those installed)")
+    parser.add_argument("--baseline", default="", help="git ref of an older collector to compare too")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("needs root (tracefs)")
-    for tool in ("trace-cmd", "unshare", "gcc", "git"):
+    for tool in ("unshare", "gcc", "git"):
         if not shutil.which(tool):
             raise SystemExit("needs %s (scripts/setup.sh installs it)" % tool)
-    sys.path.insert(0, COLLECTIONS)
+    tools = [t for t in args.tools.split(",") if t and shutil.which(t)]
+    skipped = [t for t in args.tools.split(",") if t and t not in tools]
+    if skipped:
+        print("not installed, left out: %s" % ", ".join(skipped))
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
     workdir = tempfile.mkdtemp(prefix="fleettrace-bench-")
+    started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    load_before = os.getloadavg()
     try:
         load_binary = os.path.join(workdir, "sched_load")
         subprocess.run(["gcc", "-O2", "-pthread", "-o", load_binary, os.path.join(REPO, "benchmarks", "sched_load.c")],
                        check=True)
         baseline = baseline_tree(args.baseline, workdir)
+        print("%s, %s, %d CPUs, load average %.1f before; whole CPU per switch each tool recorded; ratio = ours / tool"
+              % (started, os.uname()[2], os.cpu_count(), load_before[0]))
+        head = ["%7s" % "load r/s", "%7s" % "ev/s", "%7s" % "switch", "%5s" % "lost", "%6s" % "win/s", "%6s" % "us/sw"]
+        for tool in tools + (["baseline"] if baseline else []):
+            head += ["|", "%-7s" % tool[:7], "%5s" % "lost", "%6s" % "win/s", "%6s" % "us/sw", "%5s" % "ratio",
+                     "%5s" % "win"]
+        print(" ".join(head))
         rows = []
-        header = ("load r/s", "ours ev/s", "lost", "win cpu/s", "us/ev", "us/sw", "tc ev/s", "tc lost",
-                  "tc cpu/s", "ratio", "base ev/s", "lost", "cpu/s", "us/ev", "us/sw", "base/ours")
-        print("%8s | %9s %6s %9s %6s %6s | %9s %7s %8s %5s | %9s %6s %6s %6s %6s %9s" % header)
         for rounds in [int(s) for s in args.steps.split(",")]:
             runs = [step(load_binary, rounds, args.seconds, workdir, args.buffer_kb, baseline,
-                         sched_collector.EVENTS) for _run in range(args.repeat)]
+                         sched_collector.EVENTS, tools) for _run in range(args.repeat)]
             row = median_row(runs)
             row["runs"] = runs
             rows.append(row)
-            ours, base = row["ours"], row.get("baseline") or {}
-            print("%8d | %9d %6d %9.4f %6.2f %6.2f | %9s %7s %8.4f %5s | %9s %6s %6s %6s %6s %9s" % (
-                rounds, ours["events_per_s"], ours["lost"], ours["window_cpu_per_wall_s"], ours["cpu_us_per_event"],
-                ours["cpu_us_per_switch"], row["trace_cmd_events_per_s"], row["trace_cmd_lost"],
-                row["trace_cmd_cpu_per_wall_s"], row.get("window_cpu_ratio_ours_vs_trace_cmd"),
-                base.get("events_per_s"), base.get("lost"), base.get("window_cpu_per_wall_s"),
-                base.get("cpu_us_per_event"), base.get("cpu_us_per_switch"),
-                row.get("cpu_per_switch_ratio_baseline_vs_ours")))
-            sys.stdout.flush()
-        summary = {"steps": rows, "seconds_per_step": args.seconds, "repeat": args.repeat,
-                   "baseline": args.baseline, "cpus": os.cpu_count(), "kernel": os.uname()[2],
-                   "loadavg_at_end": os.getloadavg()}
+            print_row(row, tools)
+        summary = {"measured": started, "host": os.uname()[1], "kernel": os.uname()[2], "cpus": os.cpu_count(),
+                   "loadavg_before": load_before, "loadavg_at_end": os.getloadavg(), "steps": rows,
+                   "seconds_per_step": args.seconds, "repeat": args.repeat, "tools": tools,
+                   "baseline": args.baseline}
         out_dir = os.path.join(REPO, "benchmarks", "results")
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "sched_latency.json"), "w") as handle:

@@ -38,6 +38,7 @@ sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import pages as sched_pages  # noqa: E402
 
 LOAD_PAIRS = 2
 
@@ -91,7 +92,7 @@ class Saved:
             return _read(directory, "events__%s__%s__format" % (group, name))
         events = sorted(re.match(r"events__sched__(\w+)__format", os.path.basename(p)).group(1)
                         for p in glob.glob(os.path.join(directory, "events__sched__*__format")))
-        self.layout, self.decoders, self.kinds = sched_collector.build_decoders(
+        self.layout, self.decoders, self.kinds = sched_pages.build_decoders(
             read_format, _read(directory, "events__header_page"), events)
         self.stats = {int(cpu): stats for cpu, stats in json.loads(_read(directory, "stats.json")).items()}
         self.spool = page_spool.PageSpool(directory, [])
@@ -109,7 +110,7 @@ def analyse_once(directory):
     saved = Saved(directory)
     analyzer = analysis.SchedAnalyzer()
     start = time.process_time()   # ns resolution (os.times counts 10 ms ticks)
-    sched_collector.analyse_pages(analyzer, saved.spool, saved.layout, saved.decoders, saved.kinds, saved.stats)
+    sched_pages.analyse_pages(analyzer, saved.spool, saved.layout, saved.decoders, saved.kinds, saved.stats)
     analyzer.finish()
     result = analyzer.result()
     cpu = time.process_time() - start

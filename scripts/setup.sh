@@ -43,6 +43,10 @@ if ! cmp -s requirements-dev.txt .venv/.installed-requirements 2>/dev/null \
   cp requirements.txt .venv/.installed-requirements-base
 fi
 
+# Tools the tests run against the collection (Galaxy's importer, the docs
+# site's antsibull-docs and Sphinx, promtool), cached outside the checkout.
+bash scripts/tools.sh
+
 # tracefs: most distributions mount it; minimal images and containers may not.
 if [ ! -e /sys/kernel/tracing/README ]; then
   mount -t tracefs nodev /sys/kernel/tracing

@@ -16,12 +16,15 @@ description:
     case per host per check, and C(trace.json), the captured windows as Chrome trace events (open it in
     Perfetto or chrome://tracing).
   - With O(prometheus_dir), also one C(fleettrace_HOST.prom) per host in the Prometheus text format of
-    node_exporter's textfile collector (histograms, percentiles, stalls, lost events, check verdicts).
+    node_exporter's textfile collector (histograms, percentiles as summaries, stalls, lost events, check
+    verdicts), clean for C(promtool check metrics); written with C(prometheus_client)'s exposition code when that
+    package is installed, else by the collection's own standard-library writer.
   - Checks are JMESPath expressions over each host's entry of C(report.json); see docs/sched-audit.md.
   - Meant to run once on the controller (C(delegate_to=localhost), C(run_once=true)).
 author: fleettrace developers (@fleettrace)
 requirements:
   - jmespath (on the controller)
+  - prometheus_client (optional, for RV(prometheus_exposition)=C(prometheus_client))
 attributes:
   check_mode:
     support: full
@@ -105,6 +108,13 @@ prometheus:
   returned: when O(prometheus_dir) is given
   type: dict
   sample: {"node1": {"file": "fleettrace_node1.prom", "text": "# HELP fleettrace_runqueue_latency_seconds ..."}}
+prometheus_exposition:
+  description:
+    - What wrote the C(.prom) texts, C(prometheus_client) (its exposition code, when the package is installed where
+      the module runs) or C(stdlib) (the collection's own writer: the same families, samples and values).
+  returned: when O(prometheus_dir) is given
+  type: str
+  sample: prometheus_client
 passed:
   description: Whether every check passed (skipped checks do not fail).
   returned: always
@@ -186,6 +196,7 @@ def main():
     extra = {}
     if params["prometheus_dir"]:
         texts = report_prometheus.render_all(report)
+        extra["prometheus_exposition"] = report_prometheus.exposition()
         extra["prometheus"] = {host: {"file": report_prometheus.file_name(host),
                                       "text": texts[report_prometheus.file_name(host)]} for host in report["hosts"]}
         if not module.check_mode:

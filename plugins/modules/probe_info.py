@@ -16,7 +16,11 @@ description:
     suggests the other line).
   - With O(spec) naming a probe point, RV(variables) lists every parameter and local variable visible there,
     with its C type, where it lives, and the fetch arg that traces it, or why it cannot be traced there.
-  - Read-only; never changes anything.
+  - With O(resolve=true), RV(definitions) are the C(uprobe_events) lines that probe O(spec) with its fetch args,
+    what M(fleettrace.tracefs.uprobe) would install: give them to a node that cannot resolve the probe itself
+    (no pyelftools, no debug info) as its O(fleettrace.tracefs.uprobe#module:definition), guarded by RV(build_id).
+  - Read-only; never changes anything. Needs no tracefs, no root and no kernel feature, only the binary (or its
+    debug info) and pyelftools: a controller or an execution environment resolves probes for its nodes this way.
 author:
   - fleettrace developers (@fleettrace)
 options:
@@ -46,6 +50,17 @@ options:
         C(/proc/PID/map_files/) (see the O(fleettrace.tracefs.uprobe#module:pid) option of the uprobe module).
       - Fails when the process does not map O(binary).
     type: int
+  resolve:
+    description:
+      - Also resolve O(spec), with its fetch args (C(FUNC:N var=expr:type ...)), into RV(definitions).
+    type: bool
+    default: false
+  group:
+    description: Probe group named in RV(definitions) (with O(resolve=true)); default the spec's or the binary's name.
+    type: str
+  event:
+    description: Event named in RV(definitions) (with O(resolve=true)); default the spec's or the function's name.
+    type: str
 extends_documentation_fragment:
   - fleettrace.tracefs.debuginfod
 attributes:
@@ -56,7 +71,7 @@ attributes:
     support: none
     description: Changes nothing, so there is no diff.
 notes:
-  - Needs pyelftools on the target. No root needed when the binary and its debug info are readable.
+  - Needs pyelftools on the target. No root needed when the binary and its debug info are readable; no tracefs.
 seealso:
   - module: fleettrace.tracefs.uprobe
 """
@@ -73,6 +88,14 @@ EXAMPLES = r"""
     binary: /usr/sbin/corosync
     spec: "timer_function_scheduler_timeout:21"
   register: at_line
+
+- name: Resolve the probe on the controller for nodes without debug info (no tracefs or root needed)
+  fleettrace.tracefs.probe_info:
+    binary: /srv/binaries/corosync
+    spec: "timer_function_scheduler_timeout:21 tv_diff=tv_diff:u64"
+    resolve: true
+  delegate_to: localhost
+  register: resolved     # resolved.definitions and resolved.build_id go to the nodes' uprobe module
 
 - name: Pick the first line where tv_diff is available
   ansible.builtin.set_fact:
@@ -160,6 +183,36 @@ variables:
       type: str
   sample: [{"name": "tv_diff", "type": "uint64_t", "kind": "local", "address": "0x26097", "location": "register %si",
             "fetcharg": "tv_diff=%si:x64", "available": true, "reason": null}]
+definitions:
+  description:
+    - The C(uprobe_events) lines that probe O(spec) (one per address), as M(fleettrace.tracefs.uprobe) would write them.
+    - Fetch args keep their C(x) types; the node's uprobe module rewrites them for a kernel that knows only C(u) types.
+  returned: with O(resolve=true)
+  type: list
+  elements: str
+  sample: ["p:fleettrace_resolved/tick /usr/sbin/corosync:0x26097 tv_diff=%si:u64"]
+addresses:
+  description: The probe addresses of RV(definitions).
+  returned: with O(resolve=true)
+  type: list
+  elements: str
+  sample: ["0x26097"]
+group:
+  description: The probe group named in RV(definitions).
+  returned: with O(resolve=true)
+  type: str
+  sample: fleettrace_resolved
+events:
+  description: The event names in RV(definitions).
+  returned: with O(resolve=true)
+  type: list
+  elements: str
+  sample: [tick]
+debuginfod_server:
+  description: The debuginfod server that served the debug info.
+  returned: when the debug info came from debuginfod
+  type: str
+  sample: http://127.0.0.1:8002
 debuginfo_source:
   description: Where the DWARF came from, C(binary), C(local), C(file) or C(debuginfod).
   returned: when the debug info was found
@@ -176,7 +229,7 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
@@ -190,22 +243,25 @@ def main():
             spec=dict(type="str"),
             debuginfo=dict(type="path"),
             build_id=dict(type="str"),
+            resolve=dict(type="bool", default=False),
+            group=dict(type="str"),
+            event=dict(type="str"),
             debuginfod_urls=dict(type="list", elements="str"),
             debuginfod_timeout=dict(type="float"),
             pid=dict(type="int"),
         ),
         required_one_of=[("function", "spec")],
+        required_if=[("resolve", True, ("spec",))],
         supports_check_mode=True,
     )
     params = module.params
     result = dict(changed=False, lines=[], build_id=None)
     if params["pid"] is not None:
         try:
-            running = mapped_code.mapped_code(params["pid"], params["binary"])
+            params, running = uprobe_plans.onto_running_code(params)
         except mapped_code.MappedCodeError as exc:
             module.fail_json(msg="probe_info on %s: %s" % (params["binary"], exc), **result)
         result["mapped"] = running.facts()
-        params = dict(params, binary=running.probe_path)
     try:
         # Known without pyelftools (struct only): a caller can resolve elsewhere by it when this host cannot.
         result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
@@ -225,6 +281,8 @@ def main():
                                   urls=debuginfod.server_urls(params["debuginfod_urls"]),
                                   timeout=params["debuginfod_timeout"])
         result["debuginfo_source"] = found["source"]
+        if found["server"]:
+            result["debuginfod_server"] = found["server"]
         resolver = dwarf_resolver.Resolver(params["binary"], debuginfo=found["path"],
                                            expected_build_id=params["build_id"])
         result["build_id"] = resolver.build_id
@@ -238,6 +296,10 @@ def main():
                           lines=listing["lines"])
         if spec is not None:
             result["variables"] = resolver.variables_at(params["spec"])
+        if params["resolve"]:
+            resolved = resolver.resolve(params["spec"], group=params["group"], event=params["event"]).as_dict()
+            result.update(definitions=resolved["definitions"], addresses=resolved["addresses"],
+                          group=resolved["group"], events=resolved["events"])
     except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError, dwarf_resolver.ResolveError) as exc:
         module.fail_json(msg="probe_info on %s: %s" % (params["binary"], exc), **result)
     finally:

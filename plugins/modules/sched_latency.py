@@ -180,6 +180,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import facts as sched_facts
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import owner, ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import ValidationError, instance_name
@@ -252,11 +253,11 @@ def main():
 
     try:
         tracefs = Tracefs()
-        facts = sched_collector.host_facts(tracefs)
+        facts = sched_facts.host_facts(tracefs)
     except TracefsError as exc:
         module.fail_json(msg=exc.message, changed=False)
 
-    watched = sched_collector.resolve_watched(params["watch_pids"], params["watch_comms"], params["watch_comm_regex"])
+    watched = sched_facts.resolve_watched(params["watch_pids"], params["watch_comms"], params["watch_comm_regex"])
     missing = sorted(set(params["watch_pids"]) - set(watched))
     if missing:
         module.fail_json(msg="watch_pids %s: no such process on this host; list running pids with "

@@ -44,7 +44,8 @@ options:
   definition:
     description:
       - Ready C(uprobe_events) lines, as returned in RV(definitions) by an earlier run (e.g. in check mode on a
-        host with debug info). Each line is checked and written as it is.
+        host with debug info) or by M(fleettrace.tracefs.probe_info) with O(fleettrace.tracefs.probe_info#module:resolve=true)
+        (on a controller without tracefs or root). Each line is checked and written as it is.
     type: list
     elements: str
   build_id:

@@ -6,6 +6,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.helpers.tools import promtool_problems_of
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUDIT = os.path.join(REPO, "playbooks", "audit-sched-latency.yml")
 GATE = os.path.join(REPO, "playbooks", "ci-latency-gate.yml")
@@ -20,6 +22,20 @@ def audit_vars(run_token, report_dir, **extra):
     return values
 
 
+def promtool_clean(directory):
+    """Every .prom file the run wrote into ``directory`` passes ``promtool check metrics`` without a word."""
+    texts = {name: (directory / name).read_text() for name in os.listdir(str(directory))}
+    assert texts and all(name.endswith(".prom") for name in texts), sorted(texts)
+    assert promtool_problems_of(texts) == {name: [] for name in texts}
+    return texts
+
+
+def check_verdicts(text):
+    from prometheus_client.parser import text_string_to_metric_families
+    (family,) = [f for f in text_string_to_metric_families(text) if f.name == "fleettrace_check_passed"]
+    return {s.labels["check"]: s.value for s in family.samples}
+
+
 def junit_cases(path):
     suite = ET.parse(path).getroot().find("testsuite")
     return {(c.get("classname"), c.get("name")): c for c in suite.findall("testcase")}
@@ -27,8 +43,10 @@ def junit_cases(path):
 
 def test_gate_passes_with_generous_thresholds_and_fails_with_tiny_ones(run_playbook, run_token, tmp_path):
     generous = run_playbook(GATE, extra_vars=audit_vars(run_token, tmp_path / "ok", gate_p99_wakeup_us=10 ** 9,
-                                                        gate_max_d_state_ms=10 ** 9, gate_max_lost_events=10 ** 9))
+                                                        gate_max_d_state_ms=10 ** 9, gate_max_lost_events=10 ** 9,
+                                                        report_prometheus_dir=str(tmp_path / "ok-prom")))
     assert generous.rc == 0, generous.stdout[-3000:]
+    assert check_verdicts(promtool_clean(tmp_path / "ok-prom")["fleettrace_localhost.prom"])["p99_wakeup_latency_us"] == 1
     report = json.loads((tmp_path / "ok" / "report.json").read_text())
     assert report["passed"] is True and list(report["hosts"]) == ["localhost"]
     cases = junit_cases(str(tmp_path / "ok" / "junit.xml"))
@@ -38,8 +56,10 @@ def test_gate_passes_with_generous_thresholds_and_fails_with_tiny_ones(run_playb
     summary = generous.task("fleettrace.tracefs.report : Print the fleet summary, sorted by p99 run-queue latency")["msg"]
     assert summary[0].split()[:4] == ["host", "p50", "us", "p90"] and summary[2].startswith("localhost")
 
-    tiny = run_playbook(GATE, extra_vars=audit_vars(run_token, tmp_path / "bad", gate_p99_wakeup_us=0.001))
+    tiny = run_playbook(GATE, extra_vars=audit_vars(run_token, tmp_path / "bad", gate_p99_wakeup_us=0.001,
+                                                    report_prometheus_dir=str(tmp_path / "bad-prom")))
     assert tiny.rc != 0
+    assert check_verdicts(promtool_clean(tmp_path / "bad-prom")["fleettrace_localhost.prom"])["p99_wakeup_latency_us"] == 0
     failure = tiny.task("fleettrace.tracefs.report : Fail when a check failed, naming each failing host and check")
     assert failure.get("failed")
     assert "localhost: p99_wakeup_latency_us = " in failure["msg"] and "(must be <= 0.001)" in failure["msg"]
@@ -69,9 +89,10 @@ WAIT_TASK = "fleettrace.tracefs.sched_audit : Wait until the window has ended on
 # status check per host, so the hosts still share one window instead of tracing batch after batch.
 @pytest.mark.parametrize("forks, polled", [(5, False), (2, True)], ids=["sync", "async"])
 def test_audit_of_three_hosts_over_loopback_ssh(run_playbook, run_token, ssh_inventory, tmp_path, forks, polled):
-    result = run_playbook(AUDIT, inventory=ssh_inventory, extra_vars=audit_vars(run_token, tmp_path / "fleet"),
-                          env={"ANSIBLE_FORKS": str(forks)})
+    result = run_playbook(AUDIT, inventory=ssh_inventory, env={"ANSIBLE_FORKS": str(forks)},
+                          extra_vars=audit_vars(run_token, tmp_path / "fleet", report_prometheus_dir=str(tmp_path / "prom")))
     assert result.rc == 0, result.stdout[-3000:]
+    assert sorted(promtool_clean(tmp_path / "prom")) == ["fleettrace_node%d.prom" % i for i in (1, 2, 3)]
     for host in ("node1", "node2", "node3"):
         assert result.task(WAIT_TASK, host).get("skipped", False) is not polled
     report = json.loads((tmp_path / "fleet" / "report.json").read_text())

@@ -1,13 +1,16 @@
 """Metrics where fleets look: a real audit window written as node_exporter textfiles by the report role.
 
 The .prom files are parsed back with prometheus_client's parser; their numbers
-must be those of the window's report.json (the collector's own counts).
+must be those of the window's report.json (the collector's own counts); and
+promtool (Debian's prometheus package) must accept them without a word.
 """
 
 import json
 import os
 
 import pytest
+
+from tests.helpers.tools import promtool_problems
 
 parser = pytest.importorskip("prometheus_client.parser")
 
@@ -34,6 +37,9 @@ def test_audit_window_metrics_parse_and_match_the_report(run_playbook, unique_na
     on_node = (textfile_dir / "fleettrace.prom").read_text()
     assert on_node == (tmp_path / "prom" / "fleettrace_localhost.prom").read_text()
     assert os.listdir(str(textfile_dir)) == ["fleettrace.prom"]      # nothing half-written left beside it
+    assert promtool_problems(on_node) == []
+    report_task = result.task("fleettrace.tracefs.report : Merge per-host results into report.json, report.md, report.html and junit.xml")
+    assert report_task["prometheus_exposition"] == "prometheus_client"      # the controller has the package
     families = {f.name: f for f in parser.text_string_to_metric_families(on_node)}
 
     host = json.loads((report_dir / "report.json").read_text())["hosts"]["localhost"]["sched_latency"]
@@ -49,8 +55,8 @@ def test_audit_window_metrics_parse_and_match_the_report(run_playbook, unique_na
     for le, value in buckets:
         running += [c for high, c in below.items() if abs(high - le) < 1e-12][0]
         assert value == running
-    quantiles = {s.labels["quantile"]: s.value
-                 for s in families["fleettrace_runqueue_latency_quantile_seconds"].samples if s.labels["series"] == "all"}
+    quantiles = {s.labels["quantile"]: s.value for s in families["fleettrace_runqueue_latency_quantiles_seconds"].samples
+                 if s.labels["series"] == "all" and "quantile" in s.labels}
     assert quantiles["0.99"] == pytest.approx(overall["p99_us"] * 1e-6) and quantiles["1"] == pytest.approx(overall["max_us"] * 1e-6)
     lost = families["fleettrace_lost_events"].samples
     assert [(s.labels["host"], s.value) for s in lost] == [("localhost", host["events"]["lost"])]

@@ -21,6 +21,7 @@ import pytest
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import timeline
 from tests.helpers.paths import REPO
 from tests.helpers import debuginfod_servers as servers
+from tests.helpers.tools import promtool_problems
 from tests.helpers.paths import SSH_LOOPBACK
 
 
@@ -128,7 +129,8 @@ def test_node_binary_fetched_when_the_controller_has_no_copy(loopback_sshd, demo
     binaries = str(tmp_path / "binaries")
     result = run_diagnose(run_playbook, inventory(tmp_path, node_without_pyelftools(tmp_path)), demo_daemon,
                           results, run_id, {"diagnose_hosts": "node1", "diagnose_controller_binary": "/nonexistent/demo",
-                                            "threshold_capture_binaries_dir": binaries})
+                                            "threshold_capture_binaries_dir": binaries,
+                                            "report_prometheus_dir": str(tmp_path / "prom")})
     assert result.rc == 0, result.stdout[-4000:] + result.stderr[-2000:]
     fetched = os.path.join(binaries, build_id, "demo_daemon")
     assert servers.build_id_of(fetched) == build_id
@@ -140,6 +142,10 @@ def test_node_binary_fetched_when_the_controller_has_no_copy(loopback_sshd, demo
     # The definition names the node's path, not the controller's fetched copy.
     assert " %s:0x" % demo_daemon.binary in host["probe"]["definitions"][0]
     assert any(abs(ms - host["findings"][0]["value"] / 1e6) < 0.001 for ms in demo_daemon.late_ticks_ms())
+    # The diagnose run's metrics: its stall as a counter and the longest one as a gauge, clean for promtool.
+    metrics = (tmp_path / "prom" / "fleettrace_node1.prom").read_text()
+    assert promtool_problems(metrics) == []
+    assert 'fleettrace_stalls_total{host="node1",source="diagnose",state="D"} 1.0' in metrics
 
     # The finding drawn: the report's timeline renders in headless Chromium (the off-CPU interval in
     # the D colour, the late tick in red) and trace.json has the same interval for Perfetto.

@@ -28,16 +28,27 @@ KERNEL_OR_OWN = {
     "module_utils/trace/evidence.py": {"path": "/proc and /sys/kernel/mm/ksm counters"},
     "module_utils/trace/page_spool.py": {"path": "trace_pipe_raw, opened O_NONBLOCK"},
     "module_utils/trace/per_cpu.py": {"os.path.join(root, 'per_cpu', 'cpu%d' % cpu, 'stats')": "tracefs"},
-    "module_utils/sched/collector.py": {
+    "module_utils/sched/facts.py": {
         "path": "_read_int: /proc/sys and tracefs numbers", "'/proc/%d/stat' % pid": "kernel file",
         "'/proc/%s/task/%s/comm' % (entry, tid)": "kernel file"},
+    "module_utils/sentinel/collect.py": {
+        "path": "read_boot_id: /proc/sys/kernel/random/boot_id (a test override)",
+        "'/proc/%d/stat' % pid": "kernel file", "'/proc/%d/status' % pid": "kernel file"},
+    "module_utils/sentinel/culprit.py": {"self.instance.path('trace_pipe')": "opened O_NONBLOCK"},
+    "module_utils/sentinel/watcher.py": {
+        "self.bell.path('trace_pipe')": "opened O_NONBLOCK", "'/proc/%d/comm' % pid": "kernel file",
+        "'/proc/self/comm'": "kernel file"},
+    "module_utils/sentinel/target.py": {"'/proc/%d/maps' % pid": "kernel file"},
+    "module_utils/sentinel/launch.py": {"spool.path('watcher.err')": "in the root-only (0700) spool directory"},
     "module_utils/elf/symbols.py": {"path": "KallsymsTable: /proc/kallsyms"},
     "module_utils/dwarf/cache.py": {"path": "the collection's own source files (code stamp)"},
     "action/save_results.py": {"temporary": "controller side, a temporary name in the results directory"},
 }
 # Run manifests and their owners' /proc files follow their own rules (O_EXCL|O_NOFOLLOW, size caps,
 # docs/tracefs-core.md), kept by the runs code itself.
-OWN_RULES = ("module_utils/tracefs/ownership.py", "module_utils/tracefs/owner.py", "module_utils/runs/")
+OWN_RULES = ("module_utils/tracefs/ownership.py", "module_utils/tracefs/owner.py", "module_utils/runs/",
+             # the sentinel's spool: a root-only directory, O_EXCL|O_NOFOLLOW writes, size caps (docs/sentinel.md)
+             "module_utils/sentinel/spool.py")
 OPENERS = ("open", "os.open", "io.open", "tempfile.TemporaryFile")
 
 

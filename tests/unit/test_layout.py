@@ -25,6 +25,7 @@ ALLOWED = {
     "sched": {"trace", "tracefs", "procfs", "elf"},
     "report": {"trace"},
     "uprobe_plans": {"tracefs", "dwarf", "elf", "mapped_code"},
+    "sentinel": {"trace", "tracefs", "procfs", "elf", "uprobe_plans"},
 }
 
 

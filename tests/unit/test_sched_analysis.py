@@ -6,6 +6,8 @@ import struct
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ring_buffer
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import series as ls
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sa
 
 
@@ -19,12 +21,12 @@ def nearest_rank(values, percent):
 def test_percentiles_are_exact_below_the_cap():
     rng = random.Random(7)
     values = [int(rng.lognormvariate(10, 1.5)) for _index in range(5000)]
-    series = sa.LatencySeries(exact_cap=10000, tail_cap=100)
+    series = ls.LatencySeries(exact_cap=10000, tail_cap=100)
     for v in values:
         series.add(v)
     summary = series.summary("us")
     assert summary["exact"] is True
-    for name, percent in sa.PERCENTILES:
+    for name, percent in ls.PERCENTILES:
         assert summary["%s_us" % name] == round(nearest_rank(values, percent) / 1000.0, 3), name
     assert summary["max_us"] == round(max(values) / 1000.0, 3)
     assert summary["count"] == 5000
@@ -34,12 +36,12 @@ def test_percentiles_are_exact_below_the_cap():
 def test_past_the_cap_memory_is_bounded_tail_exact_and_body_within_error():
     rng = random.Random(11)
     values = [int(rng.expovariate(1 / 50000.0)) for _index in range(60000)]
-    series = sa.LatencySeries(exact_cap=2000, tail_cap=1000)
+    series = ls.LatencySeries(exact_cap=2000, tail_cap=1000)
     for v in values:
         series.add(v)
     assert series.samples is None                      # folded: nothing grows with the count
     assert len(series.tail) == 1000
-    assert len(series.fine) < 40 * (1 << sa.SUB_BITS)  # bins, not samples
+    assert len(series.fine) < 40 * (1 << ls.SUB_BITS)  # bins, not samples
     # 60000 samples: p99 is rank 59400 (600th from the top) -> inside the exact tail of 1000.
     for percent in (99.0, 99.9):
         value, exact = series.percentile(percent)
@@ -48,27 +50,27 @@ def test_past_the_cap_memory_is_bounded_tail_exact_and_body_within_error():
         value, exact = series.percentile(percent)
         truth = nearest_rank(values, percent)
         assert not exact
-        assert abs(value - truth) <= truth * sa.MAX_RELATIVE_ERROR + 1
+        assert abs(value - truth) <= truth * ls.MAX_RELATIVE_ERROR + 1
     summary = series.summary("us")
-    assert summary["exact"] is False and summary["max_relative_error"] == sa.MAX_RELATIVE_ERROR
+    assert summary["exact"] is False and summary["max_relative_error"] == ls.MAX_RELATIVE_ERROR
     assert summary["max_us"] == round(max(values) / 1000.0, 3)
     assert sum(b["count"] for b in summary["histogram_log2_us"]) == 60000
 
 
 @pytest.mark.parametrize("value", [0, 1, 255, 256, 257, 1000, 123456, 10 ** 9 + 7, 2 ** 40 + 12345])
 def test_fine_bins_keep_relative_error(value):
-    middle = sa._fine_bin_middle(sa._fine_bin(value))
-    assert abs(middle - value) <= value * sa.MAX_RELATIVE_ERROR
+    middle = ls._fine_bin_middle(ls._fine_bin(value))
+    assert abs(middle - value) <= value * ls.MAX_RELATIVE_ERROR
 
 
 def test_nearest_rank_has_no_float_drift():
-    assert sa._nearest_rank(1000, 99.9) == 999
-    assert sa._nearest_rank(1, 50) == 1
-    assert sa._nearest_rank(10, 90) == 9
+    assert ls._nearest_rank(1000, 99.9) == 999
+    assert ls._nearest_rank(1, 50) == 1
+    assert ls._nearest_rank(10, 90) == 9
 
 
 def test_log2_buckets_match_bcc_style():
-    buckets = sa.log2_histogram_us(values_ns=[500, 1500, 3000, 3999, 9000])
+    buckets = ls.log2_histogram_us(values_ns=[500, 1500, 3000, 3999, 9000])
     assert [(b["low_us"], b["high_us"], b["count"]) for b in buckets] == [
         (0, 1, 1), (1, 2, 1), (2, 4, 2), (4, 8, 0), (8, 16, 1)]
 
@@ -167,11 +169,19 @@ def test_watch_spec_matches_pid_comm_and_regex():
     assert not sa.WatchSpec()
 
 
+def test_watch_spec_matches_names_as_decoded_from_events():
+    """Event fields hold the raw char[16], NUL-padded: a task born during the window is watched by name."""
+    watch = sa.WatchSpec(comms=["corosync"], comm_regexes=["^kworker/0:1$"])
+    assert watch.matches(6, b"corosync" + b"\0" * 8)
+    assert watch.matches(7, b"kworker/0:1" + b"\0" * 5)
+    assert not watch.matches(8, b"corosync2" + b"\0" * 7)
+
+
 def test_kernel_symbols_resolve_to_the_enclosing_function(tmp_path):
     path = tmp_path / "kallsyms"
     path.write_text("ffffffff81000000 T _stext\nffffffff81000100 t schedule\nffffffff81000200 T io_schedule\n"
                     "ffffffff81000300 d some_data\n")
-    symbols = sa.KernelSymbols(str(path))
+    symbols = elf_symbols.KernelSymbols(str(path))
     assert symbols.name(0xffffffff81000150) == "schedule+0x50"
     assert symbols.name(0xffffffff81000400) == "io_schedule+0x200"
 

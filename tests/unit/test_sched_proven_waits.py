@@ -1,6 +1,7 @@
 """Only waits the trace proves: one synthetic timeline per rule (issue 11), no kernel needed."""
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sa
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import result as sched_result
 
 IDLE0 = (0, b"swapper/0")
 IDLE1 = (0, b"swapper/1")
@@ -198,7 +199,7 @@ def test_the_five_second_artefact_of_issue_11_cannot_happen():
 
 def test_every_reason_is_reported_even_when_zero():
     result = sa.SchedAnalyzer().result()
-    assert sorted(result["unmeasured_by_reason"]) == sorted(sa.UNMEASURED_REASONS)
+    assert sorted(result["unmeasured_by_reason"]) == sorted(sched_result.UNMEASURED_REASONS)
     assert result["coverage"] == {"measured": 0, "unmeasured": 0, "measured_fraction": None,
                                   "unmeasured_by_reason": result["unmeasured_by_reason"]}
 

@@ -17,7 +17,7 @@ import tempfile
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sa
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sc
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import pages as sched_pages
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "sched_pages")
 EVENTS = ("sched_migrate_task", "sched_switch", "sched_wakeup", "sched_wakeup_new")
@@ -32,7 +32,7 @@ def read(name):
 
 def recorded():
     """(layout, decoders, kinds, spool) of the recorded pages, decoders built as the collector builds them."""
-    layout, decoders, kinds = sc.build_decoders(
+    layout, decoders, kinds = sched_pages.build_decoders(
         lambda group, name: read("events__%s__%s__format" % (group, name)), read("events__header_page"), EVENTS)
     spool = page_spool.PageSpool(DATA, [])
     for cpu in (0, 1):
@@ -72,7 +72,7 @@ def test_the_audit_of_recorded_pages_is_pinned():
     layout, decoders, kinds, spool = recorded()
     analyzer = sa.SchedAnalyzer()
     try:
-        assert sc.analyse_pages(analyzer, spool, layout, decoders, kinds, {0: {}, 1: {}}) == (0, 0)
+        assert sched_pages.analyse_pages(analyzer, spool, layout, decoders, kinds, {0: {}, 1: {}}) == (0, 0)
     finally:
         spool.close()
     analyzer.finish()

@@ -12,21 +12,21 @@ def test_a_partial_stall_whose_cause_is_missing_is_rearmed():
     hit = {"triggered": True}
     # The demo's case: a held WDIOC_KEEPALIVE entered before arming left only a 22 us
     # runnable wait in the buffer, which must not pass for the cause of 1100 ms.
-    assert threshold._needs_rearm(hit, [finding("runnable", True, runnable_ns=22000)])
-    assert threshold._needs_rearm(hit, [finding("blocked", True, asleep_ns=100000000)])
-    assert threshold._needs_rearm(hit, [finding("unexplained", True)])
+    assert threshold.needs_rearm(hit, [finding("runnable", True, runnable_ns=22000)])
+    assert threshold.needs_rearm(hit, [finding("blocked", True, asleep_ns=100000000)])
+    assert threshold.needs_rearm(hit, [finding("unexplained", True)])
 
 
 def test_a_partial_stall_that_is_explained_is_kept():
     # The frozen file system's case: the buffer lost the earlier ticks, but the whole
     # D-state sleep (2018 ms of a 2164 ms stall) is there.
     hit = {"triggered": True}
-    assert not threshold._needs_rearm(hit, [finding("blocked", True, duration_ms=2164.2, asleep_ns=2018800000)])
-    assert not threshold._needs_rearm(hit, [finding("stopped", True, duration_ms=1000.0, asleep_ns=990000000)])
+    assert not threshold.needs_rearm(hit, [finding("blocked", True, duration_ms=2164.2, asleep_ns=2018800000)])
+    assert not threshold.needs_rearm(hit, [finding("stopped", True, duration_ms=1000.0, asleep_ns=990000000)])
 
 
 def test_a_whole_stall_or_no_trigger_is_kept():
-    assert not threshold._needs_rearm({"triggered": True}, [finding("runnable", False, runnable_ns=22000)])
-    assert not threshold._needs_rearm({"triggered": True}, [finding("unexplained", False)])
-    assert not threshold._needs_rearm({"triggered": False}, [finding("unexplained", True)])
-    assert not threshold._needs_rearm({"triggered": True}, [])
+    assert not threshold.needs_rearm({"triggered": True}, [finding("runnable", False, runnable_ns=22000)])
+    assert not threshold.needs_rearm({"triggered": True}, [finding("unexplained", False)])
+    assert not threshold.needs_rearm({"triggered": False}, [finding("unexplained", True)])
+    assert not threshold.needs_rearm({"triggered": True}, [])

@@ -18,12 +18,15 @@ HEADER = """\
 #              | |         |   |||||     |         |
 """
 
+# A backslash at a line's end joins it with the next: kernel lines stay verbatim within 160 columns.
 BODY = """\
        tick_loop-11067   [001] DBZff   604.742268: tick_gap: (0x557bd2ac725f) gap=20289764
        tick_loop-11067   [001] .....   604.762534: sys_write(fd: 0xa, buf: 0x7ffe1bdd7bd0, count: 7)
        tick_loop-11067   [001] .....   604.762535: sys_enter: NR 1 (a, 7ffe1bdd7bd0, 7, 7ffe1bdd78f7, 0, 64)
-       tick_loop-11067   [001] d..2.   604.762541: sched_switch: prev_comm=tick_loop prev_pid=11067 prev_prio=120 prev_state=D ==> next_comm=swapper/1 next_pid=0 next_prio=120
-          <idle>-0       [000] d..2.   604.762550: sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 prev_state=R ==> next_comm=Web Content next_pid=4242 next_prio=120
+       tick_loop-11067   [001] d..2.   604.762541: sched_switch: prev_comm=tick_loop prev_pid=11067 prev_prio=120 \
+prev_state=D ==> next_comm=swapper/1 next_pid=0 next_prio=120
+          <idle>-0       [000] d..2.   604.762550: sched_switch: prev_comm=swapper/0 prev_pid=0 prev_prio=120 \
+prev_state=R ==> next_comm=Web Content next_pid=4242 next_prio=120
        tick_loop-11067   [001] d..2.   604.762574: <stack trace>
  => trace_event_raw_event_sched_switch
  => __traceiter_sched_switch
@@ -36,7 +39,8 @@ BODY = """\
  => do_syscall_64
  => entry_SYSCALL_64_after_hwframe
  memfd:sealed-91-3464    [000] d..2.   604.770000: sched_wakeup: comm=rcu_preempt pid=15 prio=120 target_cpu=000
-           <...>-11084   [000] d..2.   604.986628: sched_switch: prev_comm=fsfreeze prev_pid=11084 prev_prio=120 prev_state=Z ==> next_comm=tick_loop next_pid=11067 next_prio=120
+           <...>-11084   [000] d..2.   604.986628: sched_switch: prev_comm=fsfreeze prev_pid=11084 prev_prio=120 \
+prev_state=Z ==> next_comm=tick_loop next_pid=11067 next_prio=120
        tick_loop-11067   [000] .....   604.986650: sys_write -> 0x7
        tick_loop-11067   [000] .....   604.986651: sys_exit: NR 1 = 7
        tick_loop-11067   [000] DBZff   605.006795: tick_gap: (0x557bd2ac725f) gap=244302634

@@ -3,11 +3,13 @@
 """The report's numbers as Prometheus text, one file per host (node_exporter textfile collector).
 
 Format: the Prometheus text exposition format 0.0.4 that node_exporter's
-``--collector.textfile.directory`` reads.  Per host, labelled ``host``:
+``--collector.textfile.directory`` reads, clean for ``promtool check metrics``.
+Per host, labelled ``host``:
 
 * run-queue latency per series (all, wakeup, preempt) as a histogram
   (``_bucket`` with cumulative ``le`` from the log2 buckets, ``_sum``, ``_count``);
-* its percentiles and maximum as gauges (``quantile`` label);
+* the same waits' percentiles (nearest rank) and maximum as a summary
+  (``quantile`` 0.5 ... 0.999, and 1 for the maximum; ``_sum``, ``_count``);
 * stalls (D-state intervals of the audit, findings of the diagnose workflow)
   and lost events as counters; the longest stall as a gauge;
 * each check's verdict as a gauge (1 passed, 0 failed; skipped checks are left out).
@@ -15,6 +17,10 @@ Format: the Prometheus text exposition format 0.0.4 that node_exporter's
 Counters hold the count of one window or run: scrape them with the file's
 timestamp gauge.  Files are written to a temporary name in the same directory
 and renamed, so the collector never reads half a file.
+
+The text is written by ``prometheus_client``'s exposition code where that
+package is installed (the controller); a host with only the standard library
+gets the same families, samples and values from the writer here.
 """
 
 
@@ -51,6 +57,8 @@ def _format(value):
 
 
 class _Family:
+    """One metric family: its samples as (suffix, labels, value), whichever writer prints them."""
+
     def __init__(self, name, kind, help_text):
         self.name = PREFIX + name
         self.kind = kind
@@ -60,13 +68,18 @@ class _Family:
     def add(self, labels, value, suffix=""):
         if _number(value) is None:
             return
-        text = ",".join('%s="%s"' % (key, _escape_label(val)) for key, val in labels)
-        self.samples.append("%s%s{%s} %s" % (self.name, suffix, text, _format(value)))
+        # Nanosecond resolution: both writers print the same number, not a float's last digits.
+        self.samples.append((suffix, tuple(labels), round(value, 9) if isinstance(value, float) else value))
 
     def lines(self):
+        """The family in the text format, by the standard library alone."""
         if not self.samples:
             return []
-        return ["# HELP %s %s" % (self.name, _escape_help(self.help)), "# TYPE %s %s" % (self.name, self.kind)] + self.samples
+        lines = ["# HELP %s %s" % (self.name, _escape_help(self.help)), "# TYPE %s %s" % (self.name, self.kind)]
+        for suffix, labels, value in self.samples:
+            text = ",".join('%s="%s"' % (key, _escape_label(val)) for key, val in labels)
+            lines.append("%s%s{%s} %s" % (self.name, suffix, text, _format(value)))
+        return lines
 
 
 def _stalls(entry):
@@ -80,16 +93,16 @@ def _stalls(entry):
     return found
 
 
-def render_host(report, host):
-    """Prometheus text of one host's entry of the report (``build_report``'s structure)."""
+def _host_families(report, host):
+    """The metric families of one host's entry of the report (``build_report``'s structure)."""
     entry = report["hosts"][host]
     base = (("host", host),)
     families = []
     sched = entry.get("sched_latency") or {}
     hist = _Family("runqueue_latency_seconds", "histogram",
                    "Time runnable tasks waited for a CPU (sched_wakeup/sched_switch), log2 buckets.")
-    quant = _Family("runqueue_latency_quantile_seconds", "gauge",
-                    "Percentiles (nearest rank) and maximum of the run-queue latency of the window.")
+    quant = _Family("runqueue_latency_quantiles_seconds", "summary",
+                    "Percentiles (nearest rank) of the run-queue latency of the window; quantile 1 is the maximum.")
     for series in SERIES:
         data = ((sched.get("latency") or {}).get(series)) or {}
         count = _number(data.get("count"))
@@ -105,11 +118,11 @@ def render_host(report, host):
         mean = _number(data.get("mean_us"))
         hist.add(labels, (mean or 0) * count * US, "_sum")
         hist.add(labels, count, "_count")
-        for key, quantile in QUANTILES:
+        for key, quantile in QUANTILES + (("max_us", "1"),):
             value = _number(data.get(key))
             quant.add(labels + (("quantile", quantile),), value * US if value is not None else None)
-        value = _number(data.get("max_us"))
-        quant.add(labels + (("quantile", "1"),), value * US if value is not None else None)
+        quant.add(labels, (mean or 0) * count * US, "_sum")
+        quant.add(labels, count, "_count")
     families += [hist, quant]
     # Next to the percentiles: the waits they leave out, by reason (docs/sched-audit.md).
     unmeasured = _Family("runqueue_waits_unmeasured_total", "counter",
@@ -150,7 +163,46 @@ def render_host(report, host):
         if check.get("host") == host and check.get("status") in ("passed", "failed"):
             checks.add(base + (("check", check["check"]),), 1 if check["status"] == "passed" else 0)
     families.append(checks)
+    return [family for family in families if family.samples]
 
+
+def exposition():
+    """Which writer prints the text here: ``prometheus_client`` when installed, else ``stdlib``."""
+    try:
+        import prometheus_client.exposition  # noqa: F401 - only asked whether it is there
+    except ImportError:
+        return "stdlib"
+    return "prometheus_client"
+
+
+def _text_by_prometheus_client(families):
+    from prometheus_client.core import Metric
+    from prometheus_client.exposition import generate_latest
+    from prometheus_client.registry import CollectorRegistry
+
+    metrics = []
+    for family in families:
+        # prometheus_client names a counter without _total and adds it back when printing.
+        base = family.name[:-len("_total")] if family.kind == "counter" else family.name
+        metric = Metric(base, family.help, family.kind)
+        for suffix, labels, value in family.samples:
+            metric.add_sample(base + ("_total" if family.kind == "counter" else suffix), dict(labels), float(value))
+        metrics.append(metric)
+
+    class _Report(object):
+        def collect(self):
+            return iter(metrics)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Report())
+    return generate_latest(registry).decode("utf-8")
+
+
+def render_host(report, host, writer=None):
+    """Prometheus text of one host's entry of the report; ``writer`` as ``exposition()`` names it."""
+    families = _host_families(report, host)
+    if (writer or exposition()) == "prometheus_client":
+        return _text_by_prometheus_client(families)
     lines = []
     for family in families:
         lines += family.lines()
@@ -162,9 +214,9 @@ def file_name(host):
     return "%s%s.prom" % (PREFIX, re.sub(r"[^A-Za-z0-9_.-]", "_", host))
 
 
-def render_all(report):
+def render_all(report, writer=None):
     """``{file name: text}``, one file per host."""
-    return {file_name(host): render_host(report, host) for host in sorted(report["hosts"])}
+    return {file_name(host): render_host(report, host, writer) for host in sorted(report["hosts"])}
 
 
 def write_textfiles(directory, rendered):

@@ -2,19 +2,21 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Run-queue waits the trace proves, from sched_wakeup/sched_switch/sched_migrate_task.
 
-Fed events in time order, ``SchedAnalyzer`` computes
+Fed events in time order, ``SchedAnalyzer`` follows which task each CPU runs
+and which tasks wait on a run queue, and measures each wait: woken (the
+enqueue: sched_wakeup / sched_wakeup_new; sched_waking where those are
+missing) -> switched in, and preempted (switched out in state R or R+) ->
+switched in again.  What it computes from those waits lives beside it:
 
-* run-queue latency: woken (first of sched_waking / sched_wakeup /
-  sched_wakeup_new since the task left the CPU) -> switched in, and
-  preempted (switched out in state R or R+) -> switched in again;
-* per host, per CPU (the CPU the task ran on) and per watched task;
-* the worst waits, with what ran on that CPU meanwhile;
-* off-CPU intervals of watched tasks split by the state they left in
-  (S, D), the longest D intervals with the kernel stack recorded at the
-  switch (stacktrace trigger on sched_switch).
+* ``wait_series.WaitSeries``: the waits per host, per kind and per CPU;
+* ``worst.Largest``: the worst waits, with what ran on that CPU meanwhile;
+* ``offcpu.WatchedTasks``: watched tasks' own waits and off-CPU intervals (S, D),
+  the longest D intervals with their kernel stacks;
+* ``losses.LossIntervals``: where events were lost;
+* ``result``: all of it as the result document.
 
 A wait is measured only when the trace proves it: its start and its end are
-both seen and nothing in between contradicts it (``UNMEASURED_REASONS``,
+both seen and nothing in between contradicts it (``result.UNMEASURED_REASONS``,
 docs/sched-audit.md "Only waits the trace proves").  Anything else is
 counted in ``unmeasured_by_reason``, never as latency.
 
@@ -23,34 +25,24 @@ the event count.  Nothing here imports Ansible (Python 3.8+).
 """
 
 
-import bisect
 import collections
 import functools
-import heapq
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import result as sched_result
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import OffCpuIntervals
-# Re-exported, part of this module's interface: the reasons a wait is not measured (they live with
-# the result that reports them), the series, the watch list, kernel stack decoding.
-# pylint: disable=unused-import
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.result import (  # noqa: F401
-    REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER, UNMEASURED_REASONS)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import stack_addresses  # noqa: F401
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.watch import WatchSpec, comm_text  # noqa: F401
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import (  # noqa: F401
-    LatencySeries, PERCENTILES, SUB_BITS, MAX_RELATIVE_ERROR, FLUSH_AT, log2_histogram_us, _fine_bin,
-    _fine_bin_middle, _nearest_rank)
-# pylint: enable=unused-import
-
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.losses import LossIntervals
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import WatchedTasks, stack_addresses
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.result import (
+    REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.wait_series import WaitSeries, WAKEUP, PREEMPT
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.watch import WatchSpec
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.worst import Largest
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import FLUSH_AT
 
 # prev_state bits as the sched_switch format prints them.
 STATE_RUNNING_MASK = 0xff   # no bit set: R (the 0x100 bit is R+, preempted)
 STATE_S = 0x1
 STATE_D = 0x2
 
-WAKEUP = "wakeup"
-PREEMPT = "preempt"
 SWITCH = "sched_switch"   # the ``kind`` of a switch in ``SchedAnalyzer.feed``
 ENQUEUE_EVENTS = ("sched_wakeup", "sched_wakeup_new")
 WAKE_EVENTS = ("sched_waking",) + ENQUEUE_EVENTS
@@ -63,33 +55,21 @@ CLOCK_TOLERANCE_NS = 10000
 Q_SINCE, Q_KIND, Q_CPU, Q_ENQUEUED, Q_IDLE_SEQ = range(5)
 
 
-# /proc/kallsyms lookup lives with the other symbolizers (elf.symbols).
-KernelSymbols = elf_symbols.KernelSymbols
-
-
-class SchedAnalyzer(OffCpuIntervals):
+class SchedAnalyzer:
     """Streaming state machine over scheduler events in time order."""
 
     def __init__(self, watch=None, worst_count=10, longest_d_count=10, exact_cap=100000,
                  tail_cap=10000, cpu_history=64, max_watched_tasks=64):
         self.watch = watch or WatchSpec()
-        self.worst_count = worst_count
-        self.longest_d_count = longest_d_count
-        self.exact_cap = exact_cap
-        self.tail_cap = tail_cap
-        self.max_watched_tasks = max_watched_tasks
-        self.series = {"all": self._new_series(), WAKEUP: self._new_series(), PREEMPT: self._new_series()}
-        self.per_cpu = {}
-        self.tasks = {}            # watched pid -> task record
-        self.tasks_dropped = 0
+        self.watching = bool(self.watch)
+        self.waits = WaitSeries(exact_cap, tail_cap)
+        self.worst = Largest(worst_count)
+        self.watched = WatchedTasks(self.watch, worst_count, longest_d_count, exact_cap, tail_cap,
+                                    max_watched_tasks)
+        self.losses = LossIntervals()
         self.queued = {}           # pid -> [since, kind, cpu, enqueued, idle_seq of that cpu] (Q_*)
-        self.off_cpu = {}          # watched pid -> [since_ts, state, stack, woken_ts, comm]
-        self.pending_stack = {}    # cpu -> pid switched out in D, waiting for its kernel_stack
         self.history_len = cpu_history
         self.history = {}          # cpu -> deque of (ts, pid, comm) switch-ins
-        self.worst = []            # min-heap of (latency, seq, record)
-        self.longest_d = []        # min-heap of (duration, seq, record)
-        self._seq = 0
         self.clock_underflows = 0
         self.current = {}           # cpu -> pid believed on CPU
         self.running = {}           # pid -> cpu it is believed to run on
@@ -99,63 +79,10 @@ class SchedAnalyzer(OffCpuIntervals):
         self.inferred_switch_ins = 0
         self.woken_while_running = 0
         self.unmeasured = collections.Counter()
-        self.losses = []            # sorted, merged [since, until] intervals with lost events
-        self._loss_starts = []
         self._counts = collections.Counter()
         self.n_switches = 0         # counted apart from ``counts``: the hottest event
         self.first_ts = None
         self.last_ts = None
-        self.watching = bool(self.watch)
-        self._worst_floor = -1      # a wait must exceed this to enter ``worst``
-        # A measured wait goes into three series (all, its kind, its CPU): it is appended once, to
-        # the list of its (kind, CPU), and ``flush`` sorts each such list once and hands the
-        # series merged sorted runs (a sort per series would cost three times as much).
-        self._wait_adds = {WAKEUP: {}, PREEMPT: {}}   # kind -> cpu -> append of its pending list
-        self._pending_waits = []    # (kind, cpu, pending list) of every (kind, CPU) seen
-
-    def _per_cpu_series(self, cpu):
-        series = self.per_cpu.get(cpu)
-        if series is None:
-            series = self.per_cpu[cpu] = self._new_series(max(1000, self.exact_cap // 8))
-        return series
-
-    def _add_wait(self, kind, cpu, latency):
-        """A measured run-queue wait of ``kind`` on ``cpu`` (into the series at the next flush)."""
-        add = self._wait_adds[kind].get(cpu)
-        if add is None:
-            self._per_cpu_series(cpu)
-            pending = []
-            self._pending_waits.append((kind, cpu, pending))
-            add = self._wait_adds[kind][cpu] = pending.append
-        add(latency)
-
-    def _pending_count(self):
-        return sum(len(pending) for _kind, _cpu, pending in self._pending_waits)
-
-    def flush(self):
-        """Fold the waiting samples into the series (bounded memory; result() does it too)."""
-        by_series = collections.defaultdict(list)   # series -> sorted runs
-        for kind, cpu, pending in self._pending_waits:
-            if pending:
-                run = sorted(pending)
-                del pending[:]   # in place: ``feed`` holds ``pending.append``
-                for series in (self.series["all"], self.series[kind], self.per_cpu[cpu]):
-                    by_series[series].append(run)
-        for series, runs in by_series.items():
-            merged = runs[0]
-            if len(runs) > 1:
-                merged = list(merged)
-                for run in runs[1:]:
-                    merged.extend(run)
-                merged.sort()   # concatenated sorted runs: Python's sort merges them (linear per run)
-            series.add_sorted(merged)
-        for series in self.series.values():
-            series.flush()
-        for series in self.per_cpu.values():
-            series.flush()
-
-    def _new_series(self, exact_cap=None):
-        return LatencySeries(exact_cap or self.exact_cap, self.tail_cap)
 
     @property
     def unmeasured_waits(self):
@@ -164,22 +91,7 @@ class SchedAnalyzer(OffCpuIntervals):
     # -- events --------------------------------------------------------------
     def lost(self, since, until):
         """Events were lost somewhere between ``since`` and ``until`` (ns; None: unknown)."""
-        since = -1 if since is None else since
-        until = float("inf") if until is None else until
-        self.losses.append([since, until])
-        self.losses.sort()
-        merged = []
-        for low, high in self.losses:
-            if merged and low <= merged[-1][1]:
-                merged[-1][1] = max(merged[-1][1], high)
-            else:
-                merged.append([low, high])
-        self.losses = merged
-        self._loss_starts = [low for low, _high in merged]
-
-    def _overlaps_loss(self, since, until):
-        index = bisect.bisect_left(self._loss_starts, until) - 1
-        return index >= 0 and self.losses[index][1] > since
+        self.losses.add(since, until)
 
     def wakeup(self, ts, cpu, pid, comm, event="sched_waking", waker=None, target_cpu=None):
         """``waker``: common_pid of the event, the task running on ``cpu`` at ``ts``.
@@ -201,9 +113,7 @@ class SchedAnalyzer(OffCpuIntervals):
                 self._running(ts, cpu, waker, None)
             self.last_event[cpu] = ts
         if self.watching:
-            record = self.off_cpu.get(pid)
-            if record is not None and record[3] is None:
-                record[3] = ts
+            self.watched.woken(pid, ts)
         if pid in self.running:
             # Woken while still on a CPU (it had not switched out yet): no wait.
             self.woken_while_running += 1
@@ -247,6 +157,15 @@ class SchedAnalyzer(OffCpuIntervals):
             del self.queued[pid]
             self.unmeasured[MIGRATED] += 1
 
+    def kernel_stack(self, ts, cpu, pid, addresses):
+        """A kernel_stack event (the stack trigger on sched_switch): for the watched task's D interval."""
+        self._counts["kernel_stack"] += 1
+        self.watched.kernel_stack(cpu, pid, addresses)
+
+    def stack_fields(self, ts, cpu, fields):
+        """A decoded ftrace kernel_stack: (common_pid, size, raw caller array)."""
+        self.kernel_stack(ts, cpu, fields[0], stack_addresses(fields[1], fields[2]))
+
     def switch(self, ts, cpu, prev_comm, prev_pid, prev_state, next_comm, next_pid):
         self.feed(((ts, cpu, SWITCH, (prev_comm, prev_pid, prev_state, next_comm, next_pid)),))
 
@@ -267,10 +186,10 @@ class SchedAnalyzer(OffCpuIntervals):
         last_event = self.last_event
         histories = self.history
         comms = self.comms
-        wakeup_adds, preempt_adds = self._wait_adds[WAKEUP], self._wait_adds[PREEMPT]
+        wakeup_adds, preempt_adds = self.waits.adders[WAKEUP], self.waits.adders[PREEMPT]
         watching = self.watching
         measured_fast = not watching and not self.losses
-        worst_floor = self._worst_floor
+        worst_floor = self.worst.floor
         n_enqueues = 0
         n_handled = 0
         ts = None
@@ -325,7 +244,7 @@ class SchedAnalyzer(OffCpuIntervals):
                 elif watching and prev_state & (STATE_S | STATE_D):
                     prev_comm = prev_comm or self._name(prev_pid)
                     if self.watch.matches(prev_pid, prev_comm):
-                        self._switched_out(ts, cpu, prev_pid, prev_comm, prev_state)
+                        self.watched.switched_out(ts, cpu, prev_pid, prev_comm, prev_state)
             if next_pid:
                 running[next_pid] = cpu
                 if watching:
@@ -339,22 +258,20 @@ class SchedAnalyzer(OffCpuIntervals):
                         try:
                             (wakeup_adds if entry[1] is WAKEUP else preempt_adds)[cpu](latency)
                         except KeyError:
-                            self._add_wait(entry[1], cpu, latency)
+                            self.waits.add(entry[1], cpu, latency)
                         if latency > worst_floor:
                             self._record_worst(latency, entry, ts, cpu, next_pid, next_comm, history)
-                            worst_floor = self._worst_floor
+                            worst_floor = self.worst.floor
                     else:
                         self._end_wait(entry, ts, cpu, next_pid, next_comm, history)
-                        worst_floor = self._worst_floor
+                        worst_floor = self.worst.floor
                 if watching:
-                    record = self.off_cpu.pop(next_pid, None)
-                    if record is not None:
-                        self._record_off_cpu(next_pid, record, ts, ongoing=False)
+                    self.watched.switched_in(next_pid, ts)
             else:
                 idle_seq[cpu] += 1
             history.append((ts, next_pid, next_comm))
-        if self._pending_count() >= FLUSH_AT:
-            self.flush()  # memory stays bounded by the batch size plus FLUSH_AT
+        if self.waits.pending_count() >= FLUSH_AT:
+            self.waits.flush()  # memory stays bounded by the batch size plus FLUSH_AT
         if n_enqueues:
             self._counts["sched_wakeup"] += n_enqueues
         self.n_switches += len(events) - n_enqueues - n_handled
@@ -389,7 +306,7 @@ class SchedAnalyzer(OffCpuIntervals):
             self.unmeasured[IDLE_CPU] += 1
             return
         since = entry[Q_SINCE]
-        if self.losses and self._overlaps_loss(since, ts):
+        if self.losses and self.losses.overlap(since, ts):
             self.unmeasured[LOST] += 1
             return
         latency = ts - since
@@ -400,7 +317,11 @@ class SchedAnalyzer(OffCpuIntervals):
             # The wakeup was stamped on another CPU whose clock ran a little ahead.
             self.clock_underflows += 1
             latency = 0
-        self._record_latency(latency, entry, ts, cpu, pid, comm, history)
+        self.waits.add(entry[Q_KIND], cpu, latency)
+        if self.watching:
+            self.watched.waited(pid, comm, latency, cpu, entry[Q_KIND], since, ts)
+        if latency > self.worst.floor:
+            self._record_worst(latency, entry, ts, cpu, pid, comm, history)
 
     def _running(self, ts, cpu, pid, comm):
         """``pid`` is on ``cpu`` now; if no switch put it there, the kernel did not record one.
@@ -443,43 +364,29 @@ class SchedAnalyzer(OffCpuIntervals):
                     return comm
         return b"?"
 
-    def _record_latency(self, latency, entry, ts, cpu, pid, comm, history):
-        kind = entry[Q_KIND]
-        self._add_wait(kind, cpu, latency)
-        since = entry[Q_SINCE]
-        if self.watching and self.watch.matches(pid, comm):
-            task = self._task(pid, comm)
-            if task is not None:
-                task["runqueue"].add(latency)
-                self._keep_worst(task["worst"], latency, {"latency_ns": latency, "cpu": cpu, "kind": kind,
-                                                          "since_ns": since, "until_ns": ts})
-        if latency > self._worst_floor:
-            self._record_worst(latency, entry, ts, cpu, pid, comm, history)
-
     def _record_worst(self, latency, entry, ts, cpu, pid, comm, history):
         since = entry[Q_SINCE]
-        self._keep_worst(self.worst, latency, {
+        self.worst.keep(latency, {
             "latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": entry[Q_KIND],
             "since_ns": since, "until_ns": ts, "ran_meanwhile": sched_result.ran_meanwhile(history, since, ts)})
-        if len(self.worst) >= self.worst_count:
-            self._worst_floor = self.worst[0][0]
 
-    def _keep_worst(self, heap, latency, record):
-        if len(heap) < self.worst_count or latency > heap[0][0]:
-            self._seq += 1
-            if len(heap) < self.worst_count:
-                heapq.heappush(heap, (latency, self._seq, record))
-            else:
-                heapq.heapreplace(heap, (latency, self._seq, record))
+    # -- result ----------------------------------------------------------------
+    def watched_task(self, pid, comm):
+        """Make sure a watched task has an entry (its series may stay empty)."""
+        return self.watched.task(pid, comm)
+
+    def finish(self, end_ts=None):
+        """Close the watched tasks' intervals still open at the end of the window (marked ongoing)."""
+        self.watched.finish(end_ts if end_ts is not None else self.last_ts)
 
     def coverage(self):
         """How much of the window the latency numbers cover: measured vs unmeasured waits."""
-        self.flush()
+        self.waits.flush()
         return sched_result.coverage_of(self)
 
     def result(self, symbols=None, facts_by_pid=None):
         """The analysis as plain data (JSON-ready), times in us / ms."""
-        self.flush()
+        self.waits.flush()
         return sched_result.analysis_result(self, symbols=symbols, facts_by_pid=facts_by_pid)
 
     @property

@@ -16,16 +16,15 @@ Cleanup (triggers, filters, events, rmdir) runs in ``close()``; callers use
 
 
 import errno
-import gc
 import os
-import platform
 import re
 import socket
 import time
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool, per_cpu, ring_buffer
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool, per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import facts as sched_facts
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import pages as sched_pages
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError, OWNED_PREFIX
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 
@@ -34,102 +33,15 @@ SCHEMA_VERSION = 1
 # not traced (a third of the events, and not the run-queue wait); migrations
 # tell a wait that moved.  docs/sched-audit.md explains each.
 EVENTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task")
-# The fields the analysis uses, per event (in offset order: no reordering).
-WAKE_FIELDS = ("common_pid", "comm", "pid", "target_cpu")
-FIELDS = {
-    "sched_switch": ("prev_comm", "prev_pid", "prev_state", "next_comm", "next_pid"),
-    "sched_wakeup": WAKE_FIELDS, "sched_wakeup_new": WAKE_FIELDS, "sched_waking": WAKE_FIELDS,
-    "sched_migrate_task": ("common_pid", "pid", "orig_cpu", "dest_cpu"),
-}
-# Kept in place but not read: the analysis knows a task's name from its switch-in.
-BLANK_FIELDS = ("prev_comm", "comm")
 MAX_STACK_PIDS = 150
 DEFAULT_MAX_SPOOL_MB = 2048
 RMDIR_ATTEMPTS = 20   # rmdir is EBUSY while any file of the instance is open, briefly
-
-POLICY_NAMES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH",
-                5: "SCHED_IDLE", 6: "SCHED_DEADLINE"}
 
 
 def default_instance_name(label=None):
     """``fleettrace_sched_<label>_<pid>``: unique per run, found again by the prefix."""
     safe = re.sub(r"[^A-Za-z0-9_]", "_", label or socket.gethostname())[:24]
     return "%s_sched_%s_%d" % (OWNED_PREFIX, safe, os.getpid())
-
-
-online_cpus = per_cpu.online_cpus
-
-
-def _read_int(path):
-    try:
-        with open(path) as handle:
-            return int(handle.read().strip())
-    except (OSError, ValueError):
-        return None
-
-
-def task_facts(pid):
-    """Scheduling facts of one task: comm, state, policy, rtprio, nice (procfs.parse_stat)."""
-    try:
-        with open("/proc/%d/stat" % pid) as handle:
-            stat = procfs.parse_stat(handle.read())
-    except (OSError, ValueError):
-        return {"pid": pid, "error": "no such process"}
-    policy = stat["policy"]
-    rtprio = stat["rt_priority"]
-    try:
-        policy = os.sched_getscheduler(pid)
-        rtprio = os.sched_getparam(pid).sched_priority
-    except (OSError, AttributeError):
-        pass
-    views = procfs.priorities(stat)
-    return {"pid": pid, "comm": stat["comm"], "state": stat["state"],
-            "policy": POLICY_NAMES.get(policy & 0xff, str(policy)), "rtprio": rtprio,
-            "nice": stat["nice"], "prio": stat["priority"], "class": views["class"], "pri": views["pri"]}
-
-
-def host_facts(tracefs):
-    features = tracefs.features()
-    return {
-        "hostname": socket.gethostname(),
-        "cpu_count": os.cpu_count(),
-        "online_cpus": len(online_cpus(tracefs.root)),
-        "kernel": platform.release(),
-        "kernel_version": platform.version(),
-        "sched_rt_runtime_us": _read_int("/proc/sys/kernel/sched_rt_runtime_us"),
-        "sched_rt_period_us": _read_int("/proc/sys/kernel/sched_rt_period_us"),
-        "tracing_features": features,
-    }
-
-
-def resolve_watched(pids=(), comms=(), comm_regexes=()):
-    """Thread ids now alive that match the watch list (pids include their threads)."""
-    regexes = [re.compile(r) for r in comm_regexes]
-    comms = {c[:15] for c in comms}
-    found = set()
-    for pid in pids:
-        tasks = "/proc/%d/task" % int(pid)
-        try:
-            found.update(int(t) for t in os.listdir(tasks))
-        except OSError:
-            pass  # gone: the caller reports pids that matched nothing
-    if comms or regexes:
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                threads = os.listdir("/proc/%s/task" % entry)
-            except OSError:
-                continue
-            for tid in threads:
-                try:
-                    with open("/proc/%s/task/%s/comm" % (entry, tid)) as handle:
-                        comm = handle.read().rstrip("\n")
-                except OSError:
-                    continue
-                if comm in comms or any(r.search(comm) for r in regexes):
-                    found.add(int(tid))
-    return sorted(found)
 
 
 class WindowAbandoned(Exception):
@@ -191,8 +103,7 @@ class SchedCollector:
             event = inst.event("sched", name)
             plan.write(inst.path("events/sched", name, "enable"), "1",
                        _setter(event.set_enabled, True), _setter(event.set_enabled, False))
-        plan.write(inst.path("tracing_on"), "1", lambda: inst.set_tracing_on(True),
-                   lambda: inst.set_tracing_on(False))
+        plan.write(inst.path("tracing_on"), "1", self._start_window, lambda: inst.set_tracing_on(False))
         return plan
 
     def plan_commands(self):
@@ -219,16 +130,17 @@ class SchedCollector:
         if self.instance.exists():
             raise TracefsError("%s already exists: another run uses it; choose another instance name"
                                % self.instance.label)
-        plan = self.plan()
-        tracing_on = plan.steps.pop()   # tracing starts once the spool is open
-        plan.apply()
+        self.plan().apply()
+
+    def _start_window(self):
+        """The plan's last step: decoders from the instance's formats, the spool open, then tracing on."""
         self._build_decoders()
         self.spool = page_spool.PageSpool(self.instance.path(), per_cpu.online_cpus(self.tracefs.root),
                                           directory=self.spool_dir, max_bytes=self.max_spool_bytes)
-        tracing_on.do()
+        self.instance.set_tracing_on(True)
 
     def _build_decoders(self):
-        self.layout, self.decoders, self.kinds = build_decoders(
+        self.layout, self.decoders, self.kinds = sched_pages.build_decoders(
             lambda group, name: self.instance.read("events", group, name, "format"),
             self.tracefs.read("events/header_page"), self.events, stacks=bool(self.stack_trigger))
 
@@ -326,8 +238,8 @@ class SchedCollector:
         return stopped - start
 
     def analyse(self):
-        """Feed the copied pages to the analyzer (``analyse_pages``)."""
-        self.missed_in_pages, self.missed_unknown_pages = analyse_pages(
+        """Feed the copied pages to the analyzer (``pages.analyse_pages``)."""
+        self.missed_in_pages, self.missed_unknown_pages = sched_pages.analyse_pages(
             self.analyzer, self.spool, self.layout, self.decoders, self.kinds, self.stats)
 
     def lost_events(self):
@@ -335,63 +247,6 @@ class SchedCollector:
         by_cpu = {str(cpu): per_cpu.lost_in(stats) for cpu, stats in self.stats.items()}
         total = max(sum(by_cpu.values()), self.missed_in_pages)
         return total, by_cpu
-
-
-def build_decoders(read_format, header_page, events, stacks=False):
-    """(page layout, {event id: decoder}, {event id: name}): one precompiled struct per event type,
-    for the fields the analysis uses only.  ``read_format(group, name)``: an event's format text."""
-    layout = ring_buffer.PageLayout.parse(header_page)
-    decoders = {}
-    kinds = {}
-    for name in events:
-        fmt = ring_buffer.EventFormat.parse(read_format("sched", name))
-        unpacker, index = fmt.struct_for(FIELDS[name], blank=BLANK_FIELDS)
-        decoders[fmt.id] = (unpacker, index, None)
-        kinds[fmt.id] = name
-    if stacks:
-        stack = ring_buffer.EventFormat.parse(read_format("ftrace", "kernel_stack"))
-        unpacker, index = stack.struct_for(("common_pid", "size"))
-        # The caller array may be longer than the 8 entries the format shows.
-        decoders[stack.id] = (unpacker, index, stack.fields["caller"][0])
-        kinds[stack.id] = "kernel_stack"
-    return layout, decoders, kinds
-
-
-def analyse_pages(analyzer, spool, layout, decoders, kinds, stats):
-    """Losses first (so every wait across one is known as such), then every event in time order.
-
-    ``stats``: {cpu: per_cpu stats} at the end of the window.  Returns (events the pages say
-    were lost, pages that say some were lost without a count).
-    """
-    missed_in_pages = missed_unknown_pages = 0
-    paged = {}
-    for cpu, since, until, missed in spool.losses(layout):
-        analyzer.lost(since, until)
-        paged[cpu] = True
-        if missed > 0:
-            missed_in_pages += missed
-        else:
-            missed_unknown_pages += 1
-    for cpu, cpu_stats in stats.items():
-        # Loss the pages do not place (refused or commit-overrun events, or an overrun without a
-        # flagged page) may lie anywhere in the window.
-        if (cpu_stats.get("commit_overrun") or cpu_stats.get("dropped_events")
-                or (cpu_stats.get("overrun") and cpu not in paged)):
-            analyzer.lost(None, None)
-    handlers = analyzer.handlers(kinds)
-    ids = {name: event_id for event_id, name in kinds.items()}
-    # Every event allocates tuples, so the cyclic garbage collector would run every few hundred
-    # events and walk the pending batch each time (an eighth of the analysis' CPU); nothing
-    # here makes reference cycles, so it is paused for the loop (memory is freed as usual).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        for batch in spool.merged(layout, decoders):
-            analyzer.feed(batch, handlers, ids["sched_switch"], ids.get("sched_wakeup"))
-    finally:
-        if collecting:
-            gc.enable()
-    return missed_in_pages, missed_unknown_pages
 
 
 def _setter(method, value):
@@ -413,7 +268,7 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
     copies.  The analysis runs after the window at the caller's priority,
     once the instance is gone.
     """
-    watched_now = resolve_watched(watch_pids, watch_comms, watch_comm_regex)
+    watched_now = sched_facts.resolve_watched(watch_pids, watch_comms, watch_comm_regex)
     watch = sched_analysis.WatchSpec(pids=set(watched_now) | {int(p) for p in watch_pids},
                                      comms=watch_comms, comm_regexes=watch_comm_regex)
     analyzer = sched_analysis.SchedAnalyzer(watch=watch, worst_count=worst_count,
@@ -422,8 +277,8 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
                                buffer_size_kb=buffer_size_kb,
                                stack_pids=watched_now if stack_traces else (),
                                poll_interval=poll_interval, spool_dir=spool_dir, max_spool_mb=max_spool_mb)
-    facts = host_facts(tracefs)
-    task_facts_before = {pid: task_facts(pid) for pid in watched_now}
+    facts = sched_facts.host_facts(tracefs)
+    task_facts_before = {pid: sched_facts.task_facts(pid) for pid in watched_now}
     for pid, item in task_facts_before.items():
         if "comm" in item:
             # Names known before the window: a task the kernel shows running without a switch-in
@@ -449,7 +304,10 @@ def collect(tracefs, duration, instance_name=None, watch_pids=(), watch_comms=()
         collector.close()
     cpu_end = os.times()
     analyzer.finish()
-    symbols = sched_analysis.KernelSymbols() if analyzer.longest_d else None
+    symbols = None
+    if analyzer.watched.longest_d:
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
+        symbols = elf_symbols.KernelSymbols()   # only now: reading /proc/kallsyms is not free
     facts_by_pid = {}
     for pid, item in task_facts_before.items():
         facts_by_pid[pid] = {k: v for k, v in item.items() if k in ("policy", "rtprio", "nice", "prio", "class")}

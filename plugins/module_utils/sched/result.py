@@ -40,7 +40,7 @@ def ran_meanwhile(history, since, until):
 
 def coverage_of(analyzer):
     """How much of the window the latency numbers cover: measured vs unmeasured waits."""
-    measured = analyzer.series["all"].count
+    measured = analyzer.waits.series["all"].count
     unmeasured = analyzer.unmeasured_waits
     total = measured + unmeasured
     return {"measured": measured, "unmeasured": unmeasured,
@@ -59,40 +59,38 @@ def analysis_result(analyzer, symbols=None, facts_by_pid=None):
             return ["0x%x" % a for a in stack]
         return [symbols.name(a) for a in stack]
 
-    def by_size(heap):
-        return [item[2] for item in sorted(heap, key=lambda item: (-item[0], item[1]))]
-
     worst = []
-    for record in by_size(analyzer.worst):
+    for record in analyzer.worst.records():
         worst.append({"latency_us": round(record["latency_ns"] / 1000.0, 3), "pid": record["pid"],
                       "comm": comm_text(record["comm"]), "cpu": record["cpu"], "kind": record["kind"],
                       "since_ns": record["since_ns"], "until_ns": record["until_ns"],
                       "ran_meanwhile": record["ran_meanwhile"]["tasks"],
                       "ran_meanwhile_complete": record["ran_meanwhile"]["complete"]})
     longest = []
-    for entry in by_size(analyzer.longest_d):
+    watched = analyzer.watched
+    for entry in watched.longest_d.records():
         longest.append({"duration_ms": round(entry["duration_ns"] / 1e6, 3), "pid": entry["pid"],
                         "comm": comm_text(entry["comm"]), "state": "D",
                         "blocked_ms": round(entry["blocked_ns"] / 1e6, 3),
                         "since_ns": entry["since_ns"], "until_ns": entry["until_ns"],
                         "ongoing": entry["ongoing"], "kernel_stack": symbolize(entry["stack"])})
     tasks = []
-    for pid in sorted(analyzer.tasks):
-        task = analyzer.tasks[pid]
+    for pid in sorted(watched.tasks):
+        task = watched.tasks[pid]
         item = {"pid": pid, "comm": comm_text(task["comm"]),
                 "runqueue": task["runqueue"].summary("us"),
                 "worst_waits": [{"latency_us": round(r["latency_ns"] / 1000.0, 3), "cpu": r["cpu"],
                                  "kind": r["kind"], "since_ns": r["since_ns"], "until_ns": r["until_ns"]}
-                                for r in by_size(task["worst"])],
+                                for r in task["worst"].records()],
                 "offcpu": {"S": task["S"].summary("ms"), "D": task["D"].summary("ms")}}
         item.update(facts_by_pid.get(pid, {}))
         tasks.append(item)
     coverage = coverage_of(analyzer)
     return {
-        "latency": {name: series.summary("us") for name, series in analyzer.series.items()},
-        "per_cpu": {str(cpu): analyzer.per_cpu[cpu].summary("us") for cpu in sorted(analyzer.per_cpu)},
+        "latency": {name: series.summary("us") for name, series in analyzer.waits.series.items()},
+        "per_cpu": {str(cpu): series.summary("us") for cpu, series in sorted(analyzer.waits.per_cpu.items())},
         "tasks": tasks,
-        "tasks_not_tracked": analyzer.tasks_dropped,
+        "tasks_not_tracked": watched.tasks_dropped,
         "worst_waits": worst,
         "longest_d": longest,
         "clock_underflows": analyzer.clock_underflows,

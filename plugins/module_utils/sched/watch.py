@@ -28,7 +28,9 @@ class WatchSpec:
             return True
         found = self._cache.get(comm)
         if found is None:
-            found = comm in self.comms or any(r.search(comm) for r in self.regexes)
+            # Names decoded from events are the raw char[16]: NUL-padded.
+            name = comm.split(b"\0", 1)[0] if isinstance(comm, bytes) else comm
+            found = name in self.comms or any(r.search(name) for r in self.regexes)
             self._cache[comm] = found
         return found
 

@@ -205,6 +205,26 @@ def _finish(instance, parser, sink, stop_reason, started, stats_before, extra):
     return result
 
 
+def arm(instance, clear=True):
+    """Tracing off, the buffer cleared, tracing on: returns the per-CPU stats read in between
+    (the baseline ``read_back`` counts losses from)."""
+    instance.set_tracing_on(False)
+    if clear:
+        instance.clear_buffer()
+    stats_before = cpu_stats(instance)
+    instance.set_tracing_on(True)
+    return stats_before
+
+
+def read_back(instance, sink, stop_reason, started, stats_before, raw_path=None, extra=None):
+    """Read the stopped buffer's ``trace`` into ``sink``: the capture's result, losses counted.
+
+    ``started``: wall time of the arming (``time.time()``); ``extra``: more result keys.
+    """
+    parser = read_trace(instance.path("trace"), sink, raw_path=raw_path)
+    return _finish(instance, parser, sink, stop_reason, started, stats_before, extra or {})
+
+
 def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after_events=None,
                     stop_event=None, pid=None, raw_path=None, sink=None):
     """Arm the instance, wait for its traceoff trigger (or count/timeout/exit), read the buffer.
@@ -216,15 +236,11 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
     process_missing_at_start = pid is not None and not procfs.process_alive(pid)
     armed = False
     stop_reason = STOP_TIMEOUT
-    if not process_missing_at_start:
-        instance.set_tracing_on(False)
-        if clear:
-            instance.clear_buffer()
-    stats_before = cpu_stats(instance)
     if process_missing_at_start:
+        stats_before = cpu_stats(instance)
         stop_reason = STOP_PROCESS_EXITED
     else:
-        instance.set_tracing_on(True)
+        stats_before = arm(instance, clear)
         armed = True
         try:
             deadline = time.monotonic() + timeout
@@ -250,9 +266,8 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
                 instance.set_tracing_on(False)
     if sink is None:
         sink = EventSink()
-    parser = read_trace(instance.path("trace"), sink, raw_path=raw_path)
-    return _finish(instance, parser, sink, stop_reason, started, stats_before,
-                   {"armed": armed, "process_missing_at_start": process_missing_at_start})
+    return read_back(instance, sink, stop_reason, started, stats_before, raw_path=raw_path,
+                     extra={"armed": armed, "process_missing_at_start": process_missing_at_start})
 
 
 def capture_window(instance, duration, clear=True, stop_after_events=None, stop_event=None, pid=None,

@@ -43,8 +43,10 @@ def filters(pid, call, fd=None, cmd=None, named=True):
 class Pairing:
     """Sink for the capture: pairs each entry with the same task's next exit."""
 
-    def __init__(self, call, fd=None, cmd=None, max_samples=None):
+    def __init__(self, call, fd=None, cmd=None, max_samples=None, pid=None, max_listed=MAX_LISTED):
         self.call = call
+        self.pid = pid
+        self.max_listed = max_listed
         self.fd = fd
         self.cmd = cmd
         self.max_samples = max_samples
@@ -76,7 +78,7 @@ class Pairing:
         elif event.startswith("sys_exit") and record["pid"] in self.pending:
             start = self.pending.pop(record["pid"])
             self.series.add(record["ts_ns"] - start)
-            if len(self.samples) < MAX_LISTED:
+            if len(self.samples) < self.max_listed:
                 self.samples.append({"start_ns": start, "ns": record["ts_ns"] - start})
 
     def events(self):
@@ -86,10 +88,10 @@ class Pairing:
         return self.max_samples is not None and self.series.count >= self.max_samples
 
 
-def measure(tracefs, name, pid, call, fd=None, cmd=None, duration=10.0, max_samples=None, buffer_size_kb=1024):
-    """Create instance ``name``, record ``call`` of task ``pid``, remove the instance; returns a summary dict.
+def prepare(tracefs, name, pid, call, fd=None, cmd=None, buffer_size_kb=1024):
+    """The plan that creates instance ``name`` recording ``call`` of task ``pid`` (filtered in the kernel).
 
-    Ends after ``duration`` seconds or ``max_samples`` samples, whichever comes first.
+    Returns (instance, plan, info): ``info`` has the kernel filter and the events' source, for the summary.
     """
     instance = tracefs.instance(name)
     if instance.exists():
@@ -109,22 +111,37 @@ def measure(tracefs, name, pid, call, fd=None, cmd=None, duration=10.0, max_samp
     for event, text in ((enter, enter_filter), (leave, exit_filter)):
         plan.write(instance.path(*event.rel("filter")), text, lambda e=event, t=text: e.set_filter(t))
         plan.write(instance.path(*event.rel("enable")), "1", lambda e=event: e.set_enabled(True))
-    pairing = Pairing(call, fd, cmd, max_samples)
+    info = {"source": "syscalls:sys_enter_%s" % call if named else "raw_syscalls", "kernel_filter": enter_filter,
+            "plan": plan.commands}
+    return instance, plan, info
+
+
+def summarize(pairing, info, duration_s, lost_events, stop_reason):
+    """The measurement's summary dict (percentiles in ms, log2 histogram, the samples listed)."""
+    summary = pairing.series.summary(unit="ms")
+    summary.update(info)
+    summary.update({
+        "call": pairing.call, "pid": pairing.pid, "fd": pairing.fd, "samples": pairing.samples,
+        "duration_s": duration_s, "lost_events": lost_events, "stop_reason": stop_reason, "trace_clock": TRACE_CLOCK,
+    })
+    if pairing.cmd is not None and pairing.call == "ioctl":
+        summary["cmd"] = ioctl.decode(pairing.cmd)
+    return summary
+
+
+def measure(tracefs, name, pid, call, fd=None, cmd=None, duration=10.0, max_samples=None, buffer_size_kb=1024):
+    """Create instance ``name``, record ``call`` of task ``pid``, remove the instance; returns a summary dict.
+
+    Ends after ``duration`` seconds or ``max_samples`` samples, whichever comes first.
+    """
+    instance, plan, info = prepare(tracefs, name, pid, call, fd, cmd, buffer_size_kb)
+    pairing = Pairing(call, fd, cmd, max_samples, pid=pid)
     plan.apply()
     try:
         result = capture_core.capture_window(instance, duration, pid=pid, sink=pairing, until=pairing.done)
     finally:
         instance.remove()
-    summary = pairing.series.summary(unit="ms")
-    summary.update({
-        "call": call, "pid": pid, "fd": fd, "samples": pairing.samples, "duration_s": result["duration"],
-        "lost_events": result["lost_events"], "stop_reason": result["stop_reason"], "trace_clock": TRACE_CLOCK,
-        "source": "syscalls:sys_enter_%s" % call if named else "raw_syscalls",
-        "kernel_filter": enter_filter, "plan": plan.commands,
-    })
-    if cmd is not None and call == "ioctl":
-        summary["cmd"] = ioctl.decode(cmd)
-    return summary
+    return summarize(pairing, info, result["duration"], result["lost_events"], result["stop_reason"])
 
 
 def distribution(series, unit_ns=1):

@@ -24,7 +24,7 @@ STATUS_REACHED, STATUS_NOT_REACHED, STATUS_EXITED = "threshold_reached", "thresh
 EXPLAINED_SHARE = 0.5
 
 
-def _needs_rearm(result, findings):
+def needs_rearm(result, findings):
     """Wait for a whole stall when the first one was only partly recorded and its cause is missing.
 
     A blocking call entered before arming leaves only the short runnable wait
@@ -69,6 +69,17 @@ def require_probes_can_fire(instance, stop, pid):
                 ", ".join(sorted(places)), "; ".join(sorted(set(why.values()))), pid))
 
 
+def new_finder(stop, states=correlate.ALL_STATES):
+    """The stall finder the stop condition drives (same field, threshold and unit as its trigger)."""
+    return correlate.StallFinder(stop.events, stop.field, stop.threshold, states=states, unit=stop.unit)
+
+
+def findings_of(finder, pid):
+    """The finder's findings for ``pid`` and its threads (fds resolved now, while it lives)."""
+    finder.select(procfs.thread_ids(pid) if pid is not None else None)
+    return finder.findings()
+
+
 def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_findings=20, poll_interval=0.1,
         sink_options=None, raw_path=None, token_timeout_ms=None):
     """Install the stop condition, capture (re-arming when needed), return the finished result."""
@@ -82,7 +93,7 @@ def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_
         before = evidence.snapshot(pid) if pid is not None else None
         while True:
             attempts += 1
-            finder = correlate.StallFinder(stop.events, stop.field, stop.threshold, states=states, unit=stop.unit)
+            finder = new_finder(stop, states)
             sink = capture_core.EventSink(stall_finder=finder, **sink_options)
             try:
                 result = capture_core.capture_trigger(instance, timeout=timeout, poll_interval=poll_interval,
@@ -90,24 +101,36 @@ def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_
             except BaseException:
                 sink.close()
                 raise
-            finder.select(procfs.thread_ids(pid) if pid is not None else None)
-            findings = finder.findings()
-            if not _needs_rearm(result, findings) or attempts > rearm:
+            findings = findings_of(finder, pid)
+            if not needs_rearm(result, findings) or attempts > rearm:
                 break
             sink.close()
         after = evidence.snapshot(pid) if pid is not None else None
     finally:
         if instance.exists():
             capture_core.undo(plan)
+    result["sink"] = sink
+    return conclude(result, finder, findings, stop, pid, before, after, installed=plan.commands, attempts=attempts,
+                    max_findings=max_findings, token_timeout_ms=token_timeout_ms)
+
+
+def conclude(result, finder, findings, stop, pid, before, after, installed, attempts, max_findings=20,
+             token_timeout_ms=None, lost_events=None):
+    """Finish a capture's result: findings, status, the probed value's distribution, the guesses.
+
+    ``before``/``after``: ``evidence.snapshot`` around the window (or None); ``lost_events``:
+    the losses that can hide a cause (default the capture's ``lost_events``).
+    """
+    lost = result["lost_events"] if lost_events is None else lost_events
     for finding in findings:
-        if finding["cause"] == "unexplained" and result["lost_events"]:
-            finding["missing_cause"].append("%d events were lost (buffer too small)" % result["lost_events"])
-            finding["explanation"][-1] = finding["explanation"][-1][:-1] + "; %d events were lost." % result["lost_events"]
+        if finding["cause"] == "unexplained" and lost:
+            finding["missing_cause"].append("%d events were lost (buffer too small)" % lost)
+            finding["explanation"][-1] = finding["explanation"][-1][:-1] + "; %d events were lost." % lost
     result.update({
-        "sink": sink, "attempts": attempts,
+        "attempts": attempts,
         "stop": {"events": stop.events, "field": stop.field, "threshold": stop.threshold, "unit": stop.unit,
                  "trigger": stop.trigger},
-        "installed": plan.commands, "status": status(result, pid), "findings": findings[:max_findings],
+        "installed": installed, "status": status(result, pid), "findings": findings[:max_findings],
         "findings_total": len(findings),
         "probe_values": latency.distribution(finder.probe_values(), 1),
     })

@@ -69,6 +69,16 @@ def alive(proc):
     return bool(proc) and proc.get("start") is not None and process_start(proc["pid"]) == proc["start"]
 
 
+def pidfd_of(proc):
+    """A pidfd of the recorded process (readable once it exits), or None (gone, or no pidfd_open)."""
+    if not hasattr(os, "pidfd_open") or not alive(proc):
+        return None
+    try:
+        return os.pidfd_open(proc["pid"])
+    except OSError:
+        return None
+
+
 def find_owner(pid=None):
     """The process whose death ends the run, seen from a module process.
 

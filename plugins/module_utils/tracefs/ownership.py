@@ -31,7 +31,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import Tracefs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.owner import (  # noqa: F401
-    _comm, alive, find_owner, process)
+    _comm, alive, find_owner, pidfd_of, process)
 
 RUNS_DIR = "/run/fleettrace/runs"
 SCHEMA = "fleettrace.run/1"
@@ -45,6 +45,9 @@ REAPER_POLL = 0.5
 REAPER_RETRY_FOR = 60.0
 MAX_MANIFEST_BYTES = 1 << 20
 REAPER_COMM = "fleettrace-reap"
+RUN_KIND, SENTINEL_KIND = "run", "sentinel"
+# A long-lived run's reaper waits on its owner's pidfd and looks at the clock this rarely (``stop_reaper``).
+LONG_LIVED_POLL = 60.0
 
 
 class OwnershipError(Exception):
@@ -173,12 +176,14 @@ def remove_objects(fs, manifest):
 
 # -- lifecycle ---------------------------------------------------------------------
 def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE, run_id=None, owner=None,
-          runs_dir=RUNS_DIR, spawn=True):
+          runs_dir=RUNS_DIR, spawn=True, kind=RUN_KIND, details=None):
     """Record a new run before anything is created; return its manifest.
 
     A live run with the same tag is refused; an expired one is reaped first.
     Objects that already exist without belonging to this tag are refused too:
-    they are somebody else's.
+    they are somebody else's.  ``kind``: ``run`` (ends with its play) or
+    ``sentinel`` (long-lived: owned by a watcher process, see ``transfer``);
+    ``details``: facts about it for ``cleanup`` (a sentinel's label and watcher).
     """
     tag_of(tag)
     for name in list(instances) + list(groups):
@@ -219,7 +224,7 @@ def start(fs, tag, instances=(), groups=(), deadline=3600.0, lease=DEFAULT_LEASE
             "nonce": uuid.uuid4().hex, "owner": owner, "created": now, "lease": float(lease),
             "lease_until": now + float(lease), "deadline": now + float(deadline), "tracefs": fs.root,
             "objects": {"instances": sorted(set(instances)), "groups": sorted(set(groups))}, "reaper": None,
-            "persistent": True, "holders": [],
+            "persistent": True, "holders": [], "kind": kind, "details": dict(details or {}),
         }
         _save(manifest, runs_dir)
     if spawn:
@@ -235,6 +240,28 @@ def renew(tag, nonce, runs_dir=RUNS_DIR):
         manifest["lease_until"] = time.time() + manifest["lease"]
         _save(manifest, runs_dir)
     return manifest
+
+
+def transfer(tag, nonce, owner, lease=0.0, details=None, runs_dir=RUNS_DIR):
+    """Hand a run to another owner (a sentinel's watcher, from the module that set it up)."""
+    with locked(runs_dir):
+        manifest = load(tag, runs_dir)
+        if manifest is None or manifest["nonce"] != nonce:
+            raise OwnershipError("run %s is not live on this host (it ended or was reaped)" % tag)
+        manifest.update(owner=owner, lease=float(lease), lease_until=time.time() + float(lease), persistent=True)
+        manifest.setdefault("details", {}).update(details or {})
+        _save(manifest, runs_dir)
+    return manifest
+
+
+def stop_reaper(manifest):
+    """End a finished run's reaper now instead of at its next look (long-lived runs look rarely)."""
+    reaper = (manifest or {}).get("reaper")
+    if reaper and alive(reaper) and reaper["pid"] != os.getpid():
+        try:
+            os.kill(reaper["pid"], signal.SIGTERM)
+        except OSError:
+            pass
 
 
 def touch(names, runs_dir=RUNS_DIR, holder=None, release=False):
@@ -406,17 +433,16 @@ def _reaper_loop(tag, runs_dir):
             return      # one reaper per run is enough
         manifest["reaper"] = me
         _save(manifest, runs_dir)
-    pidfd = None
-    if hasattr(os, "pidfd_open") and manifest["owner"].get("start") is not None:
-        try:
-            pidfd = os.pidfd_open(manifest["owner"]["pid"])
-        except OSError:
-            pidfd = None
+    pidfd, watched = None, None
     given_up_at = None
     while True:
         manifest = load(tag, runs_dir)
         if manifest is None:
             return      # the run finished and removed its objects
+        if manifest["owner"] != watched:     # first look, or a watcher took the run over: wait on its pidfd
+            if pidfd is not None:
+                os.close(pidfd)
+            watched, pidfd = manifest["owner"], pidfd_of(manifest["owner"])
         now = time.time()
         if expired(manifest, now):
             fs = Tracefs(manifest["tracefs"], mount=False)
@@ -428,10 +454,10 @@ def _reaper_loop(tag, runs_dir):
                 return
             time.sleep(1.0)
             continue
-        wait = max(0.05, min(REAPER_POLL, manifest["deadline"] - now))
+        poll = LONG_LIVED_POLL if manifest.get("kind") == SENTINEL_KIND and pidfd is not None else REAPER_POLL
+        wait = max(0.05, min(poll, manifest["deadline"] - now))
         if pidfd is not None and alive(manifest["owner"]):
-            # Readable the moment the owner exits: no polling delay.
-            select.select([pidfd], [], [], wait)
+            select.select([pidfd], [], [], wait)    # readable the moment the owner exits
         else:
             time.sleep(wait)
 
