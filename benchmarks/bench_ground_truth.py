@@ -11,11 +11,12 @@ Two questions, on a paced ping-pong load (benchmarks/sched_load.c):
 2. **Same window, three views**: our collector (watching the program) and
    ``perf sched record`` run at once; the program's own latencies, our
    run-queue waits of its thread and perf sched latency's row for it are
-   printed side by side (docs/sched-audit.md explains each difference).
+   printed side by side, with bpftrace's (benchmarks/runqlat_tid.bt) where installed
+   (docs/sched-audit.md explains each difference).
 
     sudo .venv/bin/python benchmarks/bench_ground_truth.py [--seconds 5] [--rounds 3] [--load 20000]
 
-Results: benchmarks/results/ground_truth.json.
+Results: benchmarks/results/ground_truth.json (``benchmarks/bench_results.py`` prints its figures).
 """
 
 import argparse
@@ -34,10 +35,12 @@ COLLECTIONS = os.path.join(REPO, ".cache", "collections")
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 sys.path.insert(0, COLLECTIONS)
 import bench_sched_latency as bench  # noqa: E402  (the trace-cmd sandbox wrapper)
+import bench_results  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 
 PERIOD_US = 1000
+BPFTRACE_TID = os.path.join(REPO, "benchmarks", "runqlat_tid.bt")
 # trace-cmd's instance outlives its window by this much at most (start, its own teardown, ours).
 TRACER_MARGIN = 60
 
@@ -144,8 +147,13 @@ def same_window(bins, seconds, load_rounds, workdir):
         ours = subprocess.Popen(ours_cmd(seconds, name, tid), stdout=subprocess.PIPE, universal_newlines=True)
         perf = subprocess.Popen(["perf", "sched", "record", "-o", data, "--", "sleep", str(seconds)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        bpf = None
+        if shutil.which("bpftrace"):
+            bpf = subprocess.Popen(["bpftrace", BPFTRACE_TID, str(tid), "-c", "%s %s" % (shutil.which("sleep"), seconds)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
         result = json.loads(ours.communicate()[0].strip().splitlines()[-1])
         perf.wait()
+        bpf_out = bpf.communicate()[0] if bpf else None
         truth.send_signal(signal.SIGTERM)
         finish_truth(truth)
     finally:
@@ -158,10 +166,40 @@ def same_window(bins, seconds, load_rounds, workdir):
             "ours": {"waits": task["runqueue"]["count"], "p50_us": task["runqueue"]["p50_us"],
                      "p99_us": task["runqueue"]["p99_us"], "max_us": task["runqueue"]["max_us"],
                      "host_unmeasured": result["unmeasured_by_reason"], "events_lost": result["events"]["lost"]},
-            "perf_sched_latency": perf_row(data, tid)}
+            "perf_sched_latency": perf_row(data, tid), "bpftrace": bpftrace_row(bpf_out)}
+
+
+def bpftrace_row(out):
+    """benchmarks/runqlat_tid.bt's counts for the thread: waits, preemptions, max (us)."""
+    if out is None:
+        return None
+    counts = {name: int(n) for name, n in re.findall(r"^@(\w+): (\d+)$", out, re.M)}
+    return {"waits": counts.get("waits", 0), "preemptions": counts.get("preemptions", 0),
+            "max_us": counts["max_ns"] / 1000.0 if "max_ns" in counts else None}
 
 
 EVENTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task")
+
+
+def figures(table, same):
+    """The observer effect next to trace-cmd's; one thread's waits next to the program, perf and bpftrace."""
+    ours = same["ours"]
+    found = [{"measure": "p99 wakeup latency a timer loop measures, added by the tracer", "unit": "us",
+              "ours": table["ours"]["p99_added_us"], "other": None, "tool": "trace-cmd record: %+.1f us"
+              % table["trace-cmd"]["p99_added_us"], "target": "noise"},
+             {"measure": "timer thread: longest run-queue wait vs its own longest wakeup", "unit": "us",
+              "ours": ours["max_us"], "other": same["truth"]["max_us"], "tool": "the program itself",
+              "target": "<= 1"}]
+    perf = same["perf_sched_latency"] or {}
+    found.append({"measure": "timer thread: waits (switch-ins) counted", "unit": "", "ours": ours["waits"],
+                  "other": perf.get("switches"), "tool": "perf sched latency", "target": ""})
+    bpf = same.get("bpftrace")
+    if bpf:
+        found.append({"measure": "timer thread: waits counted", "unit": "", "ours": ours["waits"],
+                      "other": bpf["waits"], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
+        found.append({"measure": "timer thread: longest wait", "unit": "us", "ours": ours["max_us"],
+                      "other": bpf["max_us"], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
+    return found
 
 
 def main():
@@ -204,13 +242,9 @@ def main():
         print("same window: truth %s" % same["truth"])
         print("             ours  %s" % same["ours"])
         print("             perf sched latency %s" % same["perf_sched_latency"])
-        summary = {"observer": table, "runs": runs, "same_window": same, "seconds": args.seconds,
-                   "load_rounds_per_s": args.load, "rounds": args.rounds, "cpus": os.cpu_count(),
-                   "kernel": os.uname()[2], "loadavg_at_end": os.getloadavg()}
-        out_dir = os.path.join(REPO, "benchmarks", "results")
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "ground_truth.json"), "w") as handle:
-            json.dump(summary, handle, indent=2)
+        print("             bpftrace runqlat_tid.bt %s" % same["bpftrace"])
+        bench_results.record("ground_truth", figures(table, same), observer=table, runs=runs, same_window=same,
+                             seconds=args.seconds, load_rounds_per_s=args.load, rounds=args.rounds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

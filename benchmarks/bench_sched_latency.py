@@ -25,7 +25,8 @@ The machine may be loaded by others: compare within a row, not across runs.
 
     sudo .venv/bin/python benchmarks/bench_sched_latency.py [--seconds 5] [--steps 20000,60000] [--repeat 3]
 
-Results: benchmarks/results/sched_latency.json (with the date, kernel and load).
+Results: benchmarks/results/sched_latency.json (with the date, host, kernel and load;
+``benchmarks/bench_results.py`` prints its figures with the other benchmarks').
 
 This machine's sandbox refuses writes to /proc/sys/kernel/ftrace_enabled and
 opening the function-tracer files, which trace-cmd touches on start even when
@@ -50,6 +51,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")  # made by scripts/setup.sh
 sys.path.insert(0, COLLECTIONS)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_results  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 
 # Seconds the instances may outlive the window before their run's deadline.
@@ -316,6 +319,32 @@ def baseline_tree(ref, workdir):
     return root
 
 
+TOOL_NAMES = {"perf": "perf sched record + perf sched latency", "trace-cmd": "trace-cmd record + trace-cmd report",
+              "bpftrace": "bpftrace runqlat_preempt.bt (user space only)", "baseline": "our collector at --baseline"}
+
+
+def figures(rows, tools):
+    """The ratios of each step for bench_results (medians of the repeats)."""
+    found = []
+    for row in rows:
+        ours = row["ours"]
+        rate = "%dk events/s" % round(ours["events_per_s"] / 1000.0)
+        for tool in tools + (["baseline"] if "baseline" in row else []):
+            other = row.get(tool) or {}
+            found.append({"measure": "whole CPU per sched_switch, %s" % rate, "ours": ours["us_per_switch"],
+                          "other": other.get("us_per_switch"), "unit": "us", "tool": TOOL_NAMES[tool],
+                          "target": "<= 1" if tool == "perf" else ""})
+        for tool in ("perf", "trace-cmd"):
+            if tool in row:
+                found.append({"measure": "events lost, %s" % rate, "ours": ours["lost"], "other": row[tool]["lost"],
+                              "unit": "", "tool": TOOL_NAMES[tool], "target": "0 if 0"})
+        if "trace-cmd" in row:
+            found.append({"measure": "CPU during the window per wall second, %s" % rate,
+                          "ours": ours["window_cpu_per_wall_s"], "other": row["trace-cmd"]["window_cpu_per_wall_s"],
+                          "unit": "s/s", "tool": "trace-cmd record", "target": "<= 2"})
+    return found
+
+
 def print_row(row, tools):
     ours = row["ours"]
     cells = ["%7d" % row["load_rounds_per_s"], "%7s" % ours["events_per_s"], "%7s" % ours["switches"],
@@ -372,14 +401,9 @@ def main():
             row["runs"] = runs
             rows.append(row)
             print_row(row, tools)
-        summary = {"measured": started, "host": os.uname()[1], "kernel": os.uname()[2], "cpus": os.cpu_count(),
-                   "loadavg_before": load_before, "loadavg_at_end": os.getloadavg(), "steps": rows,
-                   "seconds_per_step": args.seconds, "repeat": args.repeat, "tools": tools,
-                   "baseline": args.baseline}
-        out_dir = os.path.join(REPO, "benchmarks", "results")
-        os.makedirs(out_dir, exist_ok=True)
-        with open(os.path.join(out_dir, "sched_latency.json"), "w") as handle:
-            json.dump(summary, handle, indent=2)
+        bench_results.record("sched_latency", figures(rows, tools), loadavg_before=load_before, steps=rows,
+                             seconds_per_step=args.seconds, repeat=args.repeat, tools=tools,
+                             baseline=args.baseline)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

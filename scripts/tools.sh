@@ -24,7 +24,9 @@ TOOLS=${FLEETTRACE_TOOLS:-${HOME}/.cache/fleettrace/tools}
 PYTHON=${PYTHON:-python3}
 GALAXY_IMPORTER_VERSION=0.4.44
 # The docs site: antsibull-docs writes reStructuredText, Sphinx with Ansible's theme renders it.
-DOCS_SITE_REQUIREMENTS=(antsibull-docs==2.28.0 "sphinx>=7,<9" "sphinx-ansible-theme>=0.10,<1" "myst-parser>=2,<5")
+# antsibull-docs reads the docs through ansible-doc: the ansible-core the tests pin.
+DOCS_SITE_REQUIREMENTS=(antsibull-docs==2.28.0 "sphinx>=7,<9" "sphinx-ansible-theme>=0.10,<1" "myst-parser>=2,<5"
+                        "$(grep -E '^ansible-core==' requirements-dev.txt | sed 's/ *#.*//')")
 DOCS_SITE_KEY=$(printf '%s\n' "${DOCS_SITE_REQUIREMENTS[@]}" | md5sum | cut -c1-8)
 PROMETHEUS_DEB=prometheus
 SHARED=${FLEETTRACE_SHARED_TOOLS:-/var/cache/fleettrace}

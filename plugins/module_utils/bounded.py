@@ -23,6 +23,8 @@ import fcntl
 import os
 import stat
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+
 # Sizes of what fleettrace reads from user paths.
 PIDFILE_MAX = 4096
 RESULT_MAX = 256 << 20
@@ -30,7 +32,7 @@ SOURCE_MAX = 64 << 20       # one source file shown next to its line numbers
 HEADER_MAX = 4 << 20        # a system header read for a table (syscall numbers)
 
 
-class FileRefused(ValueError):
+class FileRefused(FleettraceError, ValueError):
     """A user-given path that must not be read; the message says why and what to give instead."""
 
 

@@ -25,6 +25,7 @@ import os
 import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 
 DELETED = " (deleted)"
@@ -33,7 +34,7 @@ _MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s+(\S+)\s+([0-9a-f]+)\s+([0-9
 LISTED_FILES = 6
 
 
-class MappedCodeError(ValueError):
+class MappedCodeError(FleettraceError, ValueError):
     """The code a process runs cannot be probed as asked; the message says why and what to do."""
 
 

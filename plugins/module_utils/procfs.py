@@ -15,6 +15,7 @@ import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 PROC = "/proc"
 
@@ -52,7 +53,7 @@ PRIORITY_EXPLAINED = {
 }
 
 
-class ProcessGone(Exception):
+class ProcessGone(FleettraceError):
     """The process exited while it was being read."""
 
     def __init__(self, pid):

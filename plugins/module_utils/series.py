@@ -7,7 +7,6 @@ Nothing here imports Ansible (Python 3.8+).
 
 
 import bisect
-import collections
 from array import array
 
 # Log-linear bins: 2**SUB_BITS bins per power of two, exact below 2**(SUB_BITS+1) ns.
@@ -52,9 +51,7 @@ def log2_histogram_us(values_ns=None, counts=None):
     0 -> [0,1) us, 1 -> [1,2), 2 -> [2,4), ...
     """
     if counts is None:
-        counts = collections.Counter()
-        for value in values_ns:
-            counts[(value // 1000).bit_length()] += 1
+        counts = _log2_counts(sorted(values_ns))
     if not counts:
         return []
     buckets = []
@@ -62,6 +59,18 @@ def log2_histogram_us(values_ns=None, counts=None):
         low = 0 if k == 0 else 1 << (k - 1)
         buckets.append({"low_us": low, "high_us": 1 << k if k else 1, "count": counts.get(k, 0)})
     return buckets
+
+
+def _log2_counts(ordered):
+    """{bucket: count} of sorted ns values: a bisect per bucket, not a step per value."""
+    counts = {}
+    index, end = 0, len(ordered)
+    while index < end:
+        k = (ordered[index] // 1000).bit_length()
+        stop = bisect.bisect_left(ordered, (1 << k) * 1000 if k else 1000, index)
+        counts[k] = counts.get(k, 0) + stop - index
+        index = stop
+    return counts
 
 
 class LatencySeries:
@@ -185,12 +194,8 @@ class LatencySeries:
             stop = bisect.bisect_left(ordered, upper, index)
             fine[key] = fine.get(key, 0) + stop - index
             index = stop
-        index = 0
-        while index < end:
-            k = (ordered[index] // 1000).bit_length()
-            stop = bisect.bisect_left(ordered, (1 << k) * 1000, index) if k else bisect.bisect_left(ordered, 1000, index)
-            log2[k] = log2.get(k, 0) + stop - index
-            index = stop
+        for k, count in _log2_counts(ordered).items():
+            log2[k] = log2.get(k, 0) + count
 
     def _fold(self, ordered):
         self.fine = {}

@@ -17,6 +17,7 @@ import os
 import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, mapped_code
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
@@ -30,7 +31,7 @@ BUILD_ID = re.compile(r"^[0-9a-fA-F]{2,}$")
 NEAR_STARTS = 8
 
 
-class PlanError(Exception):
+class PlanError(FleettraceError):
     """A definition or plan that must not be written; the message says why and what to do."""
 
 

@@ -307,91 +307,79 @@ message:
 """
 
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_message, correlate, threshold
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            instance=dict(type="str", required=True),
-            mode=dict(type="str", choices=["trigger", "window"], default="trigger"),
-            timeout=dict(type="float", default=60),
-            duration=dict(type="float"),
-            poll_interval=dict(type="float", default=0.1),
-            stop_after_events=dict(type="int"),
-            stop_event=dict(type="str"),
-            clear=dict(type="bool", default=True),
-            pid=dict(type="int"),
-            max_events=dict(type="int", default=1000),
-            raw_path=dict(type="path"),
-            json_path=dict(type="path"),
-            symbolize=dict(type="bool", default=True),
-            findings=dict(type="dict", options=dict(
-                probe_event=dict(type="str", required=True),
-                field=dict(type="str", required=True),
-                threshold=dict(type="int", required=True),
-                pid=dict(type="int"),
-                states=dict(type="list", elements="str", default=["D"]),
-            )),
-            stop=dict(type="dict", options=dict(
-                events=dict(type="list", elements="str", required=True),
-                field=dict(type="str", required=True),
-                threshold=dict(type="int", required=True),
-                unit=dict(type="str", default="ns"),
-                states=dict(type="list", elements="str", default=list(correlate.ALL_STATES)),
-                rearm=dict(type="int", default=3),
-                max_findings=dict(type="int", default=20),
-                token_timeout_ms=dict(type="int", no_log=False),
-                cpu_context=dict(type="bool", default=True),
-            )),
-        ),
-        mutually_exclusive=[("stop", "findings")],
-        required_if=[("mode", "window", ("duration",))],
-        required_by={"stop_event": ("stop_after_events",)},
-        supports_check_mode=True,
-    )
+ARGUMENT_SPEC = dict(
+    instance=dict(type="str", required=True),
+    mode=dict(type="str", choices=["trigger", "window"], default="trigger"),
+    timeout=dict(type="float", default=60),
+    duration=dict(type="float"),
+    poll_interval=dict(type="float", default=0.1),
+    stop_after_events=dict(type="int"),
+    stop_event=dict(type="str"),
+    clear=dict(type="bool", default=True),
+    pid=dict(type="int"),
+    max_events=dict(type="int", default=1000),
+    raw_path=dict(type="path"),
+    json_path=dict(type="path"),
+    symbolize=dict(type="bool", default=True),
+    findings=dict(type="dict", options=dict(
+        probe_event=dict(type="str", required=True),
+        field=dict(type="str", required=True),
+        threshold=dict(type="int", required=True),
+        pid=dict(type="int"),
+        states=dict(type="list", elements="str", default=["D"]),
+    )),
+    stop=dict(type="dict", options=dict(
+        events=dict(type="list", elements="str", required=True),
+        field=dict(type="str", required=True),
+        threshold=dict(type="int", required=True),
+        unit=dict(type="str", default="ns"),
+        states=dict(type="list", elements="str", default=list(correlate.ALL_STATES)),
+        rearm=dict(type="int", default=3),
+        max_findings=dict(type="int", default=20),
+        token_timeout_ms=dict(type="int", no_log=False),
+        cpu_context=dict(type="bool", default=True),
+    )),
+)
+
+
+def body(module, _result):
     params = module.params
-    try:  # 0, nan, inf and 1e308 would never end; pid 0 and -1 are no process
-        validate.numbers(params, durations=("timeout", "poll_interval", "duration"), pids=("pid",))
-    except validate.ValidationError as exc:
-        module.fail_json(msg=str(exc))
+    # 0, nan, inf and 1e308 would never end; pid 0 and -1 are no process
+    validate.numbers(params, durations=("timeout", "poll_interval", "duration"), pids=("pid",))
     if params["max_events"] < 0:
-        module.fail_json(msg="max_events must be 0 or more, got %d" % params["max_events"])
+        raise OptionError("max_events must be 0 or more, got %d" % params["max_events"])
     if params["stop_after_events"] is not None and params["stop_after_events"] <= 0:
-        module.fail_json(msg="stop_after_events must be a positive count, got %d" % params["stop_after_events"])
+        raise OptionError("stop_after_events must be a positive count, got %d" % params["stop_after_events"])
     for key in ("raw_path", "json_path"):
-        try:
-            if params[key]:
-                bounded.check_output(params[key], key)
-        except bounded.FileRefused as exc:
-            module.fail_json(msg=str(exc))
+        if params[key]:
+            bounded.check_output(params[key], key)
     stop_event = params["stop_event"].split(":")[-1] if params["stop_event"] else None
-    try:
-        validate.instance_name(params["instance"])
-        if stop_event:
-            validate.event_name(stop_event, "stop_event")
-        fs = Tracefs()
-        instance = fs.instance(params["instance"])
-        stop = None
-        if params["stop"]:
-            stop = capture_core.StopCondition(params["stop"]["events"], params["stop"]["field"],
-                                              params["stop"]["threshold"], params["stop"]["unit"])
-    except (TracefsError, ValueError) as exc:
-        module.fail_json(msg=str(getattr(exc, "message", exc)))
+    validate.instance_name(params["instance"])
+    if stop_event:
+        validate.event_name(stop_event, "stop_event")
+    fs = Tracefs()
+    instance = fs.instance(params["instance"])
+    stop = None
+    if params["stop"]:
+        stop = capture_core.StopCondition(params["stop"]["events"], params["stop"]["field"],
+                                          params["stop"]["threshold"], params["stop"]["unit"])
 
     # Like every module that touches tracefs: expired runs (owner gone, deadline passed) go first.
     reaped = ownership.reap_expired_quietly(fs)
     if not instance.exists():
         why = "".join("; expired run %s (%s) was removed just now" % (tag, reason) for tag, reason, _errors in reaped)
-        module.fail_json(msg="instance %r does not exist at %s%s; create it first with fleettrace.tracefs.instance "
-                             "and enable the events to capture with fleettrace.tracefs.event"
-                             % (params["instance"], instance.path(), why))
+        raise FleettraceError("instance %r does not exist at %s%s; create it first with fleettrace.tracefs.instance "
+                              "and enable the events to capture with fleettrace.tracefs.event"
+                              % (params["instance"], instance.path(), why))
     enabled = instance.enabled_events()
     if module.check_mode:
         if params["mode"] == "trigger":
@@ -401,13 +389,13 @@ def main():
             plan = "would stream trace_pipe of instance %r for %.1f s" % (params["instance"], params["duration"])
         if stop is not None:
             plan += "; would install %r on %s for the wait" % (stop.trigger, ", ".join(stop.events))
-        module.exit_json(changed=True, triggered=False, threshold_reached=False, stop_reason="check_mode",
-                         events=[], event_count=0, events_truncated=False, lost_events=0, lost_by_cpu={},
-                         process_exited=False, enabled_events=enabled,
-                         message=plan + "; enabled events: %s" % (", ".join(enabled) or "none"))
+        return dict(changed=True, triggered=False, threshold_reached=False, stop_reason="check_mode",
+                    events=[], event_count=0, events_truncated=False, lost_events=0, lost_by_cpu={},
+                    process_exited=False, enabled_events=enabled,
+                    message=plan + "; enabled events: %s" % (", ".join(enabled) or "none"))
     if not enabled:
-        module.fail_json(msg="instance %r has no enabled events, a capture would stay empty; enable them with "
-                             "fleettrace.tracefs.event first" % params["instance"])
+        raise FleettraceError("instance %r has no enabled events, a capture would stay empty; enable them with "
+                              "fleettrace.tracefs.event first" % params["instance"])
 
     finder = None
     if params["findings"]:
@@ -440,19 +428,14 @@ def main():
                     instance, duration=params["duration"], clear=params["clear"],
                     stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
                     raw_path=params["raw_path"], sink=sink)
-    except TracefsError as exc:
+    except FleettraceError as exc:  # refused by the kernel (error_log kept), or a refused trigger
         if sink is not None:
             sink.close()
-        module.fail_json(msg="capture from instance %r failed: %s" % (params["instance"], exc.message),
-                         error_log=exc.error_log)
-    except ValueError as exc:  # a refused trigger (validate.ValidationError)
-        if sink is not None:
-            sink.close()
-        module.fail_json(msg="capture from instance %r failed: %s" % (params["instance"], exc))
+        raise exc.reworded("capture from instance %r failed: %s" % (params["instance"], exc.message))
     except OSError as exc:
         if sink is not None:
             sink.close()
-        module.fail_json(msg="capture from instance %r failed: %s (%s)" % (
+        raise FleettraceError("capture from instance %r failed: %s (%s)" % (
             params["instance"], exc.strerror or exc, getattr(exc, "filename", "")))
 
     if params["symbolize"]:
@@ -471,7 +454,15 @@ def main():
     if params["raw_path"]:
         result["raw_path"] = params["raw_path"]
     result["enabled_events"] = enabled
-    module.exit_json(changed=bool(result["armed"]), **result)
+    return dict(result, changed=bool(result["armed"]))
+
+
+def main():
+    run_module(ARGUMENT_SPEC, body,
+               mutually_exclusive=[("stop", "findings")],
+               required_if=[("mode", "window", ("duration",))],
+               required_by={"stop_event": ("stop_after_events",)},
+               supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -120,13 +120,13 @@ commands:
   elements: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import (
     as_result, find_leftovers, legacy_match, plan_removal)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
-    OWNED_PREFIX, Tracefs, TracefsError)
+    OWNED_PREFIX, Tracefs)
 
 
 def _merge(total, found):
@@ -134,20 +134,11 @@ def _merge(total, found):
         total[key].extend(i for i in items if i not in total[key])
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            force=dict(type="list", elements="str", default=[]),
-            name_contains=dict(type="str"),
-            names=dict(type="list", elements="str"),
-            prefix=dict(type="str", default=OWNED_PREFIX),
-        ),
-        supports_check_mode=True,
-    )
+def body(module, result):
     params = module.params
     if not params["prefix"].startswith(OWNED_PREFIX):
-        module.fail_json(msg="prefix %r does not start with %r: this module only removes what fleettrace created; "
-                         "use a prefix like %r" % (params["prefix"], OWNED_PREFIX, OWNED_PREFIX + "_myrun"), changed=False)
+        raise OptionError("prefix %r does not start with %r: this module only removes what fleettrace created; "
+                          "use a prefix like %r" % (params["prefix"], OWNED_PREFIX, OWNED_PREFIX + "_myrun"))
     try:
         for tag in params["force"] + (params["names"] or []):
             validate.instance_name(tag)
@@ -156,8 +147,10 @@ def main():
                                            "give a run id, or use names")
         fs = Tracefs(mount=False)
         runs = ownership.list_runs()
-    except (TracefsError, validate.ValidationError, OSError) as exc:
-        module.fail_json(msg="cannot list tracefs state: %s" % (getattr(exc, "message", None) or exc), changed=False)
+    except FleettraceError as exc:
+        raise exc.reworded("cannot list tracefs state: %s" % exc.message)
+    except OSError as exc:
+        raise FleettraceError("cannot list tracefs state: %s" % exc)
     found = {"instances": [], "uprobes": [], "events": [], "triggers": []}
     pick = None
     if params["name_contains"] or params["names"]:
@@ -179,20 +172,20 @@ def main():
             live.append(ownership.describe(manifest))
     unknown = sorted(set(params["force"]) - {r["tag"] for r in chosen})
     if unknown:
-        module.fail_json(msg="force names no run on this host: %s; runs here: %s"
-                         % (", ".join(unknown), ", ".join(m["tag"] for m in runs) or "none"), changed=False)
+        raise OptionError("force names no run on this host: %s; runs here: %s"
+                          % (", ".join(unknown), ", ".join(m["tag"] for m in runs) or "none"))
     if pick:
         # Objects of a manifest are decided above (orphaned, forced, or owner gone), never by the name alone.
         _merge(found, find_leftovers(fs, lambda name: pick(name) and name not in owned))
     plan = plan_removal(fs, found)
     removed = as_result(found)
     changed = bool(plan) or bool(chosen)
-    result = dict(changed=changed, removed=removed, commands=plan.commands, runs=chosen, live=live)
+    result.update(changed=changed, removed=removed, commands=plan.commands, runs=chosen, live=live)
     if module._diff:
         result["diff"] = dict(before={"instances": removed["instances"], "uprobes": removed["uprobes"]},
                               after={"instances": [], "uprobes": []})
     if not changed or module.check_mode:
-        module.exit_json(**result)
+        return
     with ownership.locked():    # not at the same time as a run's reaper
         errors = plan.apply_each()
     if not errors:
@@ -201,10 +194,22 @@ def main():
     remaining = as_result(find_leftovers(fs, lambda name: name in set(removed["instances"]) | {
         r.split("/")[0] for r in removed["uprobes"]}))
     if errors or any(remaining.values()):
-        module.fail_json(msg="could not remove everything: %s; still present: %s. "
-                         "Stop whatever still uses it (a perf or trace-cmd session, a reader of trace_pipe) and run again."
-                         % ("; ".join(errors) or "no error reported", remaining), remaining=remaining, **result)
-    module.exit_json(**result)
+        result["remaining"] = remaining
+        raise FleettraceError("could not remove everything: %s; still present: %s"
+                              % ("; ".join(errors) or "no error reported", remaining),
+                              hint="stop whatever still uses it (a perf or trace-cmd session, a reader of trace_pipe) "
+                                   "and run again")
+
+
+def main():
+    run_module(
+        dict(
+            force=dict(type="list", elements="str", default=[]),
+            name_contains=dict(type="str"),
+            names=dict(type="list", elements="str"),
+            prefix=dict(type="str", default=OWNED_PREFIX),
+        ),
+        body, supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -123,8 +123,8 @@ state:
   sample: {"enabled": true, "filter": "prev_state == 2", "triggers": ["stacktrace if prev_state == 2"]}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
@@ -132,9 +132,54 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans i
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
 
 
+def body(module, result):
+    params = module.params
+    result.update(event=params["event"], instance=params["instance"], commands=[])
+    group, name = validate.split_event(params["event"])
+    result["event"] = "%s:%s" % (group, name)
+    if params["instance"] is not None:
+        validate.instance_name(params["instance"])
+    if params["filter"] is not None:
+        validate.expression(params["filter"], "filter")
+    fs = Tracefs()
+    if not module.check_mode:
+        ownership.reap_expired_quietly(fs)
+        ownership.touch_quietly([params["instance"], group])
+    inst = fs.instance(params["instance"])
+    event = inst.event(group, name)
+    instance_pending = not inst.exists()
+    if instance_pending and not module.check_mode:
+        raise TracefsError("instance %r does not exist; create it first with fleettrace.tracefs.instance"
+                           % params["instance"])
+    if instance_pending:
+        # Check mode after an instance task that was only predicted: a new
+        # instance offers the top-level events, all disabled and bare.
+        fs.instance(None).event(group, name).require()
+        module.warn("instance %r does not exist yet; showing the writes for a new instance" % params["instance"])
+    else:
+        event.require()
+    wanted_triggers = None
+    if params["triggers"] is not None and params["state"] == "present":
+        wanted_triggers = check_triggers(fs, params["triggers"])
+
+    before = FRESH_EVENT if instance_pending else event_state(event)
+    plan, after = plan_event(event, before, params, wanted_triggers)
+    result.update(changed=bool(plan), commands=plan.commands, state=after)
+    if module._diff:
+        label = "%s in %s" % (result["event"], inst.label)
+        result["diff"] = dict(before=before, after=after, before_header=label, after_header=label)
+    if plan and not module.check_mode:
+        try:
+            plan.apply()
+        except FleettraceError as exc:
+            result.update(changed=False, state=event_state(event))
+            raise exc.reworded(failure_message(exc))
+        result["state"] = event_state(event)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    run_module(
+        dict(
             instance=dict(type="str"),
             event=dict(type="str", required=True),
             state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -142,55 +187,7 @@ def main():
             filter=dict(type="str"),
             triggers=dict(type="list", elements="str"),
         ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    base = dict(changed=False, event=params["event"], instance=params["instance"], commands=[])
-    try:
-        group, name = validate.split_event(params["event"])
-        base["event"] = "%s:%s" % (group, name)
-        if params["instance"] is not None:
-            validate.instance_name(params["instance"])
-        if params["filter"] is not None:
-            validate.expression(params["filter"], "filter")
-        fs = Tracefs()
-        if not module.check_mode:
-            ownership.reap_expired_quietly(fs)
-            ownership.touch_quietly([params["instance"], group])
-        inst = fs.instance(params["instance"])
-        event = inst.event(group, name)
-        instance_pending = not inst.exists()
-        if instance_pending and not module.check_mode:
-            raise TracefsError("instance %r does not exist; create it first with fleettrace.tracefs.instance"
-                               % params["instance"])
-        if instance_pending:
-            # Check mode after an instance task that was only predicted: a new
-            # instance offers the top-level events, all disabled and bare.
-            fs.instance(None).event(group, name).require()
-            module.warn("instance %r does not exist yet; showing the writes for a new instance" % params["instance"])
-        else:
-            event.require()
-        wanted_triggers = None
-        if params["triggers"] is not None and params["state"] == "present":
-            wanted_triggers = check_triggers(fs, params["triggers"])
-    except (validate.ValidationError, TracefsError) as exc:
-        module.fail_json(msg=str(exc), **base)
-
-    before = FRESH_EVENT if instance_pending else event_state(event)
-    plan, after = plan_event(event, before, params, wanted_triggers)
-    result = dict(base)
-    result.update(changed=bool(plan), commands=plan.commands, state=after)
-    if module._diff:
-        label = "%s in %s" % (base["event"], inst.label)
-        result["diff"] = dict(before=before, after=after, before_header=label, after_header=label)
-    if plan and not module.check_mode:
-        try:
-            plan.apply()
-        except (TracefsError, validate.ValidationError) as exc:
-            result.update(changed=False, state=event_state(event))
-            module.fail_json(msg=failure_message(exc), **result)
-        result["state"] = event_state(event)
-    module.exit_json(**result)
+        body, supports_check_mode=True)
 
 
 if __name__ == "__main__":

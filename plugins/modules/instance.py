@@ -116,18 +116,49 @@ instance:
            "event_pids": [3796], "options": {"userstacktrace": true}}
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
     check_instance_request, instance_settings, plan_instance)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
+
+
+def body(module, result):
+    params = module.params
+    result.update(name=params["name"], commands=[])
+    validate.instance_name(params["name"])
+    fs = Tracefs()
+    fs.require("instances", "a private trace buffer")
+    if not module.check_mode:
+        ownership.reap_expired_quietly(fs)
+        ownership.touch_quietly([params["name"]])
+    inst = fs.instance(params["name"])
+    if params["state"] == "present":
+        check_instance_request(fs, inst, params)
+
+    before = instance_settings(inst, (params["options"] or {}).keys())
+    plan, after = plan_instance(inst, before, params)
+
+    # Not "path": Ansible would add file attributes of that path to the result.
+    result.update(changed=bool(plan), name=params["name"], instance_path=inst.path(), commands=plan.commands)
+    if module._diff:
+        result["diff"] = dict(before=before, after=after,
+                              before_header="instance %s" % params["name"], after_header="instance %s" % params["name"])
+    if plan and not module.check_mode:
+        try:
+            plan.apply()
+        except FleettraceError as exc:
+            result["changed"] = False
+            raise exc.reworded(failure_message(exc))
+    if params["state"] == "present":
+        result["instance"] = instance_settings(inst, (params["options"] or {}).keys()) if not module.check_mode else after
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    run_module(
+        dict(
             name=dict(type="str", required=True),
             state=dict(type="str", default="present", choices=["present", "absent"]),
             buffer_size_kb=dict(type="int"),
@@ -136,39 +167,7 @@ def main():
             event_pids=dict(type="list", elements="int"),
             tracing_on=dict(type="bool"),
         ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    try:
-        validate.instance_name(params["name"])
-        fs = Tracefs()
-        fs.require("instances", "a private trace buffer")
-        if not module.check_mode:
-            ownership.reap_expired_quietly(fs)
-            ownership.touch_quietly([params["name"]])
-        inst = fs.instance(params["name"])
-        if params["state"] == "present":
-            check_instance_request(fs, inst, params)
-    except (validate.ValidationError, TracefsError) as exc:
-        module.fail_json(msg=str(exc), name=params["name"], commands=[])
-
-    before = instance_settings(inst, (params["options"] or {}).keys())
-    plan, after = plan_instance(inst, before, params)
-
-    # Not "path": Ansible would add file attributes of that path to the result.
-    result = dict(changed=bool(plan), name=params["name"], instance_path=inst.path(), commands=plan.commands)
-    if module._diff:
-        result["diff"] = dict(before=before, after=after,
-                              before_header="instance %s" % params["name"], after_header="instance %s" % params["name"])
-    if plan and not module.check_mode:
-        try:
-            plan.apply()
-        except (TracefsError, validate.ValidationError) as exc:
-            result["changed"] = False
-            module.fail_json(msg=failure_message(exc), **result)
-    if params["state"] == "present":
-        result["instance"] = instance_settings(inst, (params["options"] or {}).keys()) if not module.check_mode else after
-    module.exit_json(**result)
+        body, supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -111,7 +111,7 @@ prometheus:
 prometheus_exposition:
   description:
     - What wrote the C(.prom) texts, C(prometheus_client) (its exposition code, when the package is installed where
-      the module runs) or C(stdlib) (the collection's own writer: the same families, samples and values).
+      the module runs) or C(stdlib) (the collection's own writer, with the same families, samples and values).
   returned: when O(prometheus_dir) is given
   type: str
   sample: prometheus_client
@@ -142,8 +142,10 @@ msg:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import checks as report_checks
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import document as report_document
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import files as report_files
@@ -152,45 +154,29 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import p
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import text as report_text
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            results=dict(type="list", elements="dict", default=[]),
-            result_paths=dict(type="list", elements="path", default=[]),
-            dest=dict(type="path", required=True),
-            title=dict(type="str", default="Scheduling latency report"),
-            checks=dict(type="list", elements="dict", default=[]),
-            columns=dict(type="dict", default={}),
-            prometheus_dir=dict(type="path"),
-        ),
-        required_one_of=[("results", "result_paths")],
-        supports_check_mode=True,
-    )
+def body(module, result):
     params = module.params
     if not report_checks.HAS_JMESPATH:
-        module.fail_json(msg=missing_required_lib("jmespath"), changed=False)
-    try:
-        docs = [report_document.validate_document(doc, "results[%d]" % i) for i, doc in enumerate(params["results"])]
-        missing = [p for p in params["result_paths"] if not os.path.exists(p)]
-        if missing:
-            module.fail_json(msg="result_paths: %s does not exist; point it at the per-host JSON files "
-                                 "or the directory holding them" % ", ".join(missing), changed=False)
-        docs += report_document.load_documents(params["result_paths"])
-        if not docs:
-            module.fail_json(msg="no per-host results found in results or %s: did the audit run on any host?"
-                                 % ", ".join(params["result_paths"]), changed=False)
-        report = report_model.build_report(docs, checks=params["checks"], columns=params["columns"],
-                                           title=params["title"])
-        rendered = report_files.render_all(report)
-    except report_document.ReportError as exc:
-        module.fail_json(msg=str(exc), changed=False)
+        raise FleettraceError(missing_required_lib("jmespath"))
+    docs = [report_document.validate_document(doc, "results[%d]" % i) for i, doc in enumerate(params["results"])]
+    missing = [p for p in params["result_paths"] if not os.path.exists(p)]
+    if missing:
+        raise OptionError("result_paths: %s does not exist; point it at the per-host JSON files "
+                          "or the directory holding them" % ", ".join(missing))
+    docs += report_document.load_documents(params["result_paths"])
+    if not docs:
+        raise FleettraceError("no per-host results found in results or %s: did the audit run on any host?"
+                              % ", ".join(params["result_paths"]))
+    report = report_model.build_report(docs, checks=params["checks"], columns=params["columns"],
+                                       title=params["title"])
+    rendered = report_files.render_all(report)
     files = {name: os.path.join(params["dest"], name) for name in report_files.REPORT_FILES}
     changed_files = []
     if not module.check_mode:
         try:
             changed_files = report_files.write_files(params["dest"], rendered)
         except OSError as exc:
-            module.fail_json(msg="cannot write the report into %s: %s" % (params["dest"], exc), changed=False)
+            raise FleettraceError("cannot write the report into %s: %s" % (params["dest"], exc))
     else:
         changed_files = list(report_files.REPORT_FILES)
     extra = {}
@@ -203,12 +189,26 @@ def main():
             try:
                 changed_files += report_prometheus.write_textfiles(params["prometheus_dir"], texts)
             except OSError as exc:
-                module.fail_json(msg="cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc),
-                                 changed=bool(changed_files))
-    module.exit_json(changed=bool(changed_files), files=files, passed=report["passed"],
-                     failed_checks=report["failed"], checks=report["checks"],
-                     summary_lines=report_text.summary_lines(report), fleet=report["fleet"],
-                     msg=report_model.failure_message(report), **extra)
+                result["changed"] = bool(changed_files)
+                raise FleettraceError("cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc))
+    return dict(changed=bool(changed_files), files=files, passed=report["passed"],
+                failed_checks=report["failed"], checks=report["checks"],
+                summary_lines=report_text.summary_lines(report), fleet=report["fleet"],
+                msg=report_model.failure_message(report), **extra)
+
+
+def main():
+    run_module(
+        dict(
+            results=dict(type="list", elements="dict", default=[]),
+            result_paths=dict(type="list", elements="path", default=[]),
+            dest=dict(type="path", required=True),
+            title=dict(type="str", default="Scheduling latency report"),
+            checks=dict(type="list", elements="dict", default=[]),
+            columns=dict(type="dict", default={}),
+            prometheus_dir=dict(type="path"),
+        ),
+        body, required_one_of=[("results", "result_paths")], supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -17,10 +17,10 @@ description:
   - With O(spec) naming a probe point, RV(variables) lists every parameter and local variable visible there,
     with its C type, where it lives, and the fetch arg that traces it, or why it cannot be traced there.
   - With O(resolve=true), RV(definitions) are the C(uprobe_events) lines that probe O(spec) with its fetch args,
-    what M(fleettrace.tracefs.uprobe) would install: give them to a node that cannot resolve the probe itself
+    what M(fleettrace.tracefs.uprobe) would install; give them to a node that cannot resolve the probe itself
     (no pyelftools, no debug info) as its O(fleettrace.tracefs.uprobe#module:definition), guarded by RV(build_id).
   - Read-only; never changes anything. Needs no tracefs, no root and no kernel feature, only the binary (or its
-    debug info) and pyelftools: a controller or an execution environment resolves probes for its nodes this way.
+    debug info) and pyelftools, so a controller or an execution environment resolves probes for its nodes this way.
 author:
   - fleettrace developers (@fleettrace)
 options:
@@ -55,12 +55,15 @@ options:
       - Also resolve O(spec), with its fetch args (C(FUNC:N var=expr:type ...)), into RV(definitions).
     type: bool
     default: false
+    version_added: 1.0.0
   group:
     description: Probe group named in RV(definitions) (with O(resolve=true)); default the spec's or the binary's name.
     type: str
+    version_added: 1.0.0
   event:
     description: Event named in RV(definitions) (with O(resolve=true)); default the spec's or the function's name.
     type: str
+    version_added: 1.0.0
 extends_documentation_fragment:
   - fleettrace.tracefs.debuginfod
 attributes:
@@ -227,40 +230,23 @@ build_id:
 
 import re
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            binary=dict(type="path", required=True),
-            function=dict(type="str"),
-            spec=dict(type="str"),
-            debuginfo=dict(type="path"),
-            build_id=dict(type="str"),
-            resolve=dict(type="bool", default=False),
-            group=dict(type="str"),
-            event=dict(type="str"),
-            debuginfod_urls=dict(type="list", elements="str"),
-            debuginfod_timeout=dict(type="float"),
-            pid=dict(type="int"),
-        ),
-        required_one_of=[("function", "spec")],
-        required_if=[("resolve", True, ("spec",))],
-        supports_check_mode=True,
-    )
+def body(module, result):
     params = module.params
-    result = dict(changed=False, lines=[], build_id=None)
+    result.update(lines=[], build_id=None)
     if params["pid"] is not None:
         try:
             params, running = uprobe_plans.onto_running_code(params)
         except mapped_code.MappedCodeError as exc:
-            module.fail_json(msg="probe_info on %s: %s" % (params["binary"], exc), **result)
+            raise exc.reworded("probe_info on %s: %s" % (params["binary"], exc.message))
         result["mapped"] = running.facts()
     try:
         # Known without pyelftools (struct only): a caller can resolve elsewhere by it when this host cannot.
@@ -271,10 +257,10 @@ def main():
         import elftools  # noqa: F401 - the resolver imports it late; say so before any work
         from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
     except ImportError as exc:
-        module.fail_json(msg="probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"
-                         % exc, **result)
+        raise FleettraceError("probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"
+                              % exc)
     if params["build_id"] is not None and not re.match(r"^[0-9a-fA-F]{2,}$", params["build_id"]):
-        module.fail_json(msg="build_id %r must be a hex GNU build-id" % params["build_id"], **result)
+        raise OptionError("build_id %r must be a hex GNU build-id" % params["build_id"])
     resolver = None
     try:
         found = debuginfod.locate(params["binary"], explicit=params["debuginfo"], expected_build_id=params["build_id"],
@@ -300,12 +286,32 @@ def main():
             resolved = resolver.resolve(params["spec"], group=params["group"], event=params["event"]).as_dict()
             result.update(definitions=resolved["definitions"], addresses=resolved["addresses"],
                           group=resolved["group"], events=resolved["events"])
-    except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError, dwarf_resolver.ResolveError) as exc:
-        module.fail_json(msg="probe_info on %s: %s" % (params["binary"], exc), **result)
+    except DwarfError as exc:
+        raise exc.reworded("probe_info on %s: %s" % (params["binary"], exc.message))
     finally:
         if resolver is not None:
             resolver.close()
-    module.exit_json(**result)
+
+
+def main():
+    run_module(
+        dict(
+            binary=dict(type="path", required=True),
+            function=dict(type="str"),
+            spec=dict(type="str"),
+            debuginfo=dict(type="path"),
+            build_id=dict(type="str"),
+            resolve=dict(type="bool", default=False),
+            group=dict(type="str"),
+            event=dict(type="str"),
+            debuginfod_urls=dict(type="list", elements="str"),
+            debuginfod_timeout=dict(type="float"),
+            pid=dict(type="int"),
+        ),
+        body,
+        required_one_of=[("function", "spec")],
+        required_if=[("resolve", True, ("spec",))],
+        supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -181,18 +181,59 @@ message:
 
 import re
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 
 
 def describe(criteria):
     return ", ".join("%s %s" % (key, value) for key, value in criteria.items() if value is not None)
 
 
+def body(module, result):
+    params = module.params
+    criteria = {key: params[key] for key in ("name", "pid", "pidfile", "cmdline_regex")}
+    if params["cmdline_regex"] is not None:
+        try:
+            re.compile(params["cmdline_regex"])
+        except re.error as exc:
+            raise OptionError("cmdline_regex %r is not a valid regular expression: %s"
+                              % (params["cmdline_regex"], exc))
+    if params["pid"] is not None and params["pid"] <= 0:
+        raise OptionError("pid must be a positive process id, got %d" % params["pid"])
+    try:
+        pids = procfs.find_pids(name=params["name"], pid=params["pid"], pidfile=params["pidfile"],
+                                cmdline_regex=params["cmdline_regex"])
+    except OSError as exc:
+        raise FleettraceError("cannot read pidfile %s: %s; is the service running?" % (params["pidfile"], exc.strerror))
+    except ValueError as exc:   # FileRefused (a pidfile that is no regular file), a bad pid in it
+        raise FleettraceError(str(exc))
+
+    processes = []
+    for pid in pids:
+        try:
+            processes.append(procfs.process_facts(pid, threads=params["threads"], fds=params["fds"],
+                                                  kernel_stack=params["kernel_stack"]))
+        except procfs.ProcessGone:
+            continue  # exited between the search and the read: it no longer matches
+    result.update(processes=processes, pids=[p["pid"] for p in processes], priority_legend=procfs.PRIORITY_EXPLAINED)
+    if not processes:
+        result["message"] = "no process matches %s" % describe(criteria)
+        if not params["allow_missing"]:
+            raise FleettraceError(result["message"], hint="check that it runs on this host, or set allow_missing: true")
+        return
+    summaries = []
+    for proc in processes[:5]:
+        rank = proc["priorities"]["rtprio"]
+        rank_text = "rtprio %d" % rank if rank is not None else "nice %d" % proc["priorities"]["nice"]
+        summaries.append("%s[%d] %s %s, state %s" % (proc["comm"], proc["pid"], proc["policy"], rank_text, proc["state"]))
+    result["message"] = "%d process%s: %s%s" % (len(processes), "" if len(processes) == 1 else "es",
+                                                "; ".join(summaries), "; ..." if len(processes) > 5 else "")
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    run_module(
+        dict(
             name=dict(type="str"),
             pid=dict(type="int"),
             pidfile=dict(type="path"),
@@ -202,52 +243,11 @@ def main():
             kernel_stack=dict(type="bool", default=True),
             allow_missing=dict(type="bool", default=False),
         ),
+        body,
         required_one_of=[("name", "pid", "pidfile", "cmdline_regex")],
         mutually_exclusive=[("pid", "pidfile"), ("pid", "name"), ("pid", "cmdline_regex"),
                             ("pidfile", "name"), ("pidfile", "cmdline_regex")],
-        supports_check_mode=True,
-    )
-    params = module.params
-    criteria = {key: params[key] for key in ("name", "pid", "pidfile", "cmdline_regex")}
-    if params["cmdline_regex"] is not None:
-        try:
-            re.compile(params["cmdline_regex"])
-        except re.error as exc:
-            module.fail_json(msg="cmdline_regex %r is not a valid regular expression: %s"
-                             % (params["cmdline_regex"], exc))
-    if params["pid"] is not None and params["pid"] <= 0:
-        module.fail_json(msg="pid must be a positive process id, got %d" % params["pid"])
-    try:
-        pids = procfs.find_pids(name=params["name"], pid=params["pid"], pidfile=params["pidfile"],
-                                cmdline_regex=params["cmdline_regex"])
-    except OSError as exc:
-        module.fail_json(msg="cannot read pidfile %s: %s; is the service running?" % (params["pidfile"], exc.strerror))
-    except ValueError as exc:
-        module.fail_json(msg=str(exc))
-
-    processes = []
-    for pid in pids:
-        try:
-            processes.append(procfs.process_facts(pid, threads=params["threads"], fds=params["fds"],
-                                                  kernel_stack=params["kernel_stack"]))
-        except procfs.ProcessGone:
-            continue  # exited between the search and the read: it no longer matches
-    result = dict(changed=False, processes=processes, pids=[p["pid"] for p in processes],
-                  priority_legend=procfs.PRIORITY_EXPLAINED)
-    if not processes:
-        result["message"] = "no process matches %s" % describe(criteria)
-        if not params["allow_missing"]:
-            module.fail_json(msg=result["message"] + "; check that it runs on this host, or set allow_missing: true",
-                             **result)
-        module.exit_json(**result)
-    summaries = []
-    for proc in processes[:5]:
-        rank = proc["priorities"]["rtprio"]
-        rank_text = "rtprio %d" % rank if rank is not None else "nice %d" % proc["priorities"]["nice"]
-        summaries.append("%s[%d] %s %s, state %s" % (proc["comm"], proc["pid"], proc["policy"], rank_text, proc["state"]))
-    result["message"] = "%d process%s: %s%s" % (len(processes), "" if len(processes) == 1 else "es",
-                                                "; ".join(summaries), "; ..." if len(processes) > 5 else "")
-    module.exit_json(**result)
+        supports_check_mode=True)
 
 
 if __name__ == "__main__":

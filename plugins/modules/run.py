@@ -118,11 +118,11 @@ reaped:
 
 import math
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import as_result
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 MAX_DEADLINE = 7 * 86400.0
 MAX_LEASE = 3600.0
@@ -135,9 +135,50 @@ def _seconds(value, name, low, high, low_open=True):
     return value
 
 
+def body(module, result):
+    p = module.params
+    result.update(tag=p["tag"], reaped=[])
+    ownership.tag_of(p["tag"])
+    result["manifest"] = ownership.manifest_path(p["tag"])
+    for name in p["instances"]:
+        validate.instance_name(name)
+    for name in p["groups"]:
+        validate.group_name(name)
+    _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE)
+    _seconds(p["lease"], "lease", 0.0, MAX_LEASE, low_open=False)
+    fs = Tracefs(mount=False)
+    if not module.check_mode:
+        result["reaped"] = [list(r) for r in ownership.reap_expired_quietly(fs)]
+    if p["state"] == "finished":
+        if module.check_mode:
+            manifest = ownership.load(p["tag"])
+            found = ownership.leftovers_of(fs, manifest) if manifest else None
+            result.update(changed=manifest is not None, removed=as_result(found) if found else {})
+            return
+        manifest, errors = ownership.finish(fs, p["tag"], p["nonce"])
+        if manifest is None:
+            return      # already reaped or finished
+        result.update(changed=True, removed=manifest["objects"])
+        if errors:
+            raise FleettraceError("run %s: could not remove: %s; the reaper keeps trying until the deadline"
+                                  % (p["tag"], "; ".join(errors)))
+        return
+    if p["nonce"]:
+        manifest = ownership.renew(p["tag"], p["nonce"]) if not module.check_mode else ownership.load(p["tag"])
+        result.update(nonce=p["nonce"], owner=(manifest or {}).get("owner"))
+        return
+    owner = ownership.find_owner()
+    result.update(changed=True, owner=owner)
+    if module.check_mode:
+        return
+    manifest = ownership.start(fs, p["tag"], instances=p["instances"], groups=p["groups"],
+                               deadline=p["deadline"], lease=p["lease"], run_id=p["run_id"], owner=owner)
+    result.update(nonce=manifest["nonce"])
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    run_module(
+        dict(
             tag=dict(type="str", required=True),
             run_id=dict(type="str"),
             instances=dict(type="list", elements="str", default=[]),
@@ -147,51 +188,7 @@ def main():
             nonce=dict(type="str", no_log=False),
             state=dict(type="str", default="started", choices=["started", "finished"]),
         ),
-        required_if=[("state", "finished", ("nonce",))],
-        supports_check_mode=True,
-    )
-    p = module.params
-    result = dict(changed=False, tag=p["tag"], reaped=[])
-    try:
-        ownership.tag_of(p["tag"])
-        result["manifest"] = ownership.manifest_path(p["tag"])
-        for name in p["instances"]:
-            validate.instance_name(name)
-        for name in p["groups"]:
-            validate.group_name(name)
-        _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE)
-        _seconds(p["lease"], "lease", 0.0, MAX_LEASE, low_open=False)
-        fs = Tracefs(mount=False)
-        if not module.check_mode:
-            result["reaped"] = [list(r) for r in ownership.reap_expired_quietly(fs)]
-        if p["state"] == "finished":
-            if module.check_mode:
-                manifest = ownership.load(p["tag"])
-                found = ownership.leftovers_of(fs, manifest) if manifest else None
-                result.update(changed=manifest is not None, removed=as_result(found) if found else {})
-                module.exit_json(**result)
-            manifest, errors = ownership.finish(fs, p["tag"], p["nonce"])
-            if manifest is None:
-                module.exit_json(**result)      # already reaped or finished
-            result.update(changed=True, removed=manifest["objects"])
-            if errors:
-                module.fail_json(msg="run %s: could not remove: %s; the reaper keeps trying until the deadline"
-                                 % (p["tag"], "; ".join(errors)), **result)
-            module.exit_json(**result)
-        if p["nonce"]:
-            manifest = ownership.renew(p["tag"], p["nonce"]) if not module.check_mode else ownership.load(p["tag"])
-            result.update(nonce=p["nonce"], owner=(manifest or {}).get("owner"))
-            module.exit_json(**result)
-        owner = ownership.find_owner()
-        result.update(changed=True, owner=owner)
-        if module.check_mode:
-            module.exit_json(**result)
-        manifest = ownership.start(fs, p["tag"], instances=p["instances"], groups=p["groups"],
-                                   deadline=p["deadline"], lease=p["lease"], run_id=p["run_id"], owner=owner)
-        result.update(nonce=manifest["nonce"])
-    except (ownership.OwnershipError, validate.ValidationError, TracefsError, OSError) as exc:
-        module.fail_json(msg=str(getattr(exc, "message", None) or exc), **result)
-    module.exit_json(**result)
+        body, required_if=[("state", "finished", ("nonce",))], supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -176,14 +176,14 @@ import os
 import re
 import signal
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import facts as sched_facts
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import owner, ownership, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import ValidationError, instance_name
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import instance_name
 
 
 def _terminate(signum, _frame):
@@ -199,9 +199,82 @@ def _controller_gone():
     return None
 
 
+def body(module, result):
+    params = module.params
+    if not params["duration"] > 0 or params["duration"] > 86400:  # also refuses nan
+        raise OptionError("duration=%s is out of range: give the window length in seconds, 0 < duration <= 86400"
+                          % params["duration"])
+    if params["buffer_size_kb"] < 64:
+        raise OptionError("buffer_size_kb=%d is too small: give at least 64 (KiB per CPU)" % params["buffer_size_kb"])
+    validate.buffer_size_kb(params["buffer_size_kb"])
+    if params["max_spool_mb"] < 1:
+        raise OptionError("max_spool_mb=%d is too small: give at least 1 (MiB)" % params["max_spool_mb"])
+    if params["spool_dir"] and not os.path.isdir(params["spool_dir"]):
+        raise OptionError("spool_dir %s is not a directory: give an existing directory with free space"
+                          % params["spool_dir"])
+    if params["worst_count"] < 1 or params["exact_samples"] < 1000:
+        raise OptionError("worst_count must be >= 1 and exact_samples >= 1000 (got %d and %d)"
+                          % (params["worst_count"], params["exact_samples"]))
+    for regex in params["watch_comm_regex"]:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise OptionError("watch_comm_regex %r is not a valid regular expression: %s" % (regex, exc))
+    name = params["instance"] or sched_collector.default_instance_name(params["instance_label"])
+    try:
+        instance_name(name)
+    except FleettraceError as exc:
+        raise exc.reworded("instance: %s" % exc.message)
+
+    tracefs = Tracefs()
+    facts = sched_facts.host_facts(tracefs)
+
+    watched = sched_facts.resolve_watched(params["watch_pids"], params["watch_comms"], params["watch_comm_regex"])
+    missing = sorted(set(params["watch_pids"]) - set(watched))
+    if missing:
+        result["facts"] = facts
+        raise OptionError("watch_pids %s: no such process on this host; list running pids with "
+                          "'pgrep' or watch by name with watch_comms" % ", ".join(str(p) for p in missing))
+    # What the window writes, for check mode and for the record (building it touches nothing).
+    planner = sched_collector.SchedCollector(tracefs, name, sched_analysis.SchedAnalyzer(), params["buffer_size_kb"],
+                                             stack_pids=watched if params["stack_traces"] else ())
+    plan = planner.plan_commands()
+    if module.check_mode:
+        return dict(changed=False, plan=plan, facts=facts, watched_pids=watched,
+                    msg="would trace %s for %s s in instance %s (check mode: nothing traced)"
+                        % (", ".join(planner.events), params["duration"], name))
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        # Owned by this process: if an async timeout kills it, its reaper removes the instance.
+        with ownership.module_run(tracefs, name, params["duration"], instances=[name]):
+            collected = sched_collector.collect(
+                tracefs, params["duration"], instance_name=name, watch_pids=params["watch_pids"],
+                watch_comms=params["watch_comms"], watch_comm_regex=params["watch_comm_regex"],
+                buffer_size_kb=params["buffer_size_kb"], stack_traces=params["stack_traces"],
+                worst_count=params["worst_count"], exact_samples=params["exact_samples"],
+                collector_nice=params["collector_nice"], spool_dir=params["spool_dir"],
+                max_spool_mb=params["max_spool_mb"], abandon_when=_controller_gone)
+    except sched_collector.WindowAbandoned as exc:
+        # Nobody reads this any more; said for the node's logs and a controller that may still listen.
+        raise exc.reworded("scheduling latency window in instance %s abandoned: %s" % (name, exc.message))
+    except FleettraceError as exc:
+        result["facts"] = facts
+        raise exc.reworded("scheduling latency window in instance %s failed: %s" % (name, exc.message))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    overall = collected["latency"]["all"]
+    msg = "%d events in %.1f s, %d lost; run-queue latency p99 %s us, max %s us over %d waits (%d unmeasured)" % (
+        collected["events"]["processed"], collected["window"]["duration_s"], collected["events"]["lost"],
+        overall["p99_us"], overall["max_us"], overall["count"], collected["unmeasured_waits"])
+    if collected["longest_d"]:
+        msg += "; longest D-state stall of a watched task %s ms" % collected["longest_d"][0]["duration_ms"]
+    return dict(changed=False, sched_latency=collected, plan=plan, facts=facts, msg=msg)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
+    run_module(
+        dict(
             duration=dict(type="float", default=10),
             watch_pids=dict(type="list", elements="int", default=[]),
             watch_comms=dict(type="list", elements="str", default=[]),
@@ -216,88 +289,7 @@ def main():
             spool_dir=dict(type="path"),
             max_spool_mb=dict(type="int", default=2048),
         ),
-        mutually_exclusive=[("instance", "instance_label")],
-        supports_check_mode=True,
-    )
-    params = module.params
-    if not params["duration"] > 0 or params["duration"] > 86400:  # also refuses nan
-        module.fail_json(msg="duration=%s is out of range: give the window length in seconds, 0 < duration <= 86400"
-                         % params["duration"], changed=False)
-    if params["buffer_size_kb"] < 64:
-        module.fail_json(msg="buffer_size_kb=%d is too small: give at least 64 (KiB per CPU)" % params["buffer_size_kb"],
-                         changed=False)
-    try:
-        validate.buffer_size_kb(params["buffer_size_kb"])
-    except ValidationError as exc:
-        module.fail_json(msg=str(exc), changed=False)
-    if params["max_spool_mb"] < 1:
-        module.fail_json(msg="max_spool_mb=%d is too small: give at least 1 (MiB)" % params["max_spool_mb"],
-                         changed=False)
-    if params["spool_dir"] and not os.path.isdir(params["spool_dir"]):
-        module.fail_json(msg="spool_dir %s is not a directory: give an existing directory with free space"
-                         % params["spool_dir"], changed=False)
-    if params["worst_count"] < 1 or params["exact_samples"] < 1000:
-        module.fail_json(msg="worst_count must be >= 1 and exact_samples >= 1000 (got %d and %d)"
-                         % (params["worst_count"], params["exact_samples"]), changed=False)
-    for regex in params["watch_comm_regex"]:
-        try:
-            re.compile(regex)
-        except re.error as exc:
-            module.fail_json(msg="watch_comm_regex %r is not a valid regular expression: %s" % (regex, exc),
-                             changed=False)
-    name = params["instance"] or sched_collector.default_instance_name(params["instance_label"])
-    try:
-        instance_name(name)
-    except ValidationError as exc:
-        module.fail_json(msg="instance: %s" % exc, changed=False)
-
-    try:
-        tracefs = Tracefs()
-        facts = sched_facts.host_facts(tracefs)
-    except TracefsError as exc:
-        module.fail_json(msg=exc.message, changed=False)
-
-    watched = sched_facts.resolve_watched(params["watch_pids"], params["watch_comms"], params["watch_comm_regex"])
-    missing = sorted(set(params["watch_pids"]) - set(watched))
-    if missing:
-        module.fail_json(msg="watch_pids %s: no such process on this host; list running pids with "
-                             "'pgrep' or watch by name with watch_comms" % ", ".join(str(p) for p in missing),
-                         changed=False, facts=facts)
-    # What the window writes, for check mode and for the record (building it touches nothing).
-    planner = sched_collector.SchedCollector(tracefs, name, sched_analysis.SchedAnalyzer(), params["buffer_size_kb"],
-                                             stack_pids=watched if params["stack_traces"] else ())
-    plan = planner.plan_commands()
-    if module.check_mode:
-        module.exit_json(changed=False, plan=plan, facts=facts, watched_pids=watched,
-                         msg="would trace %s for %s s in instance %s (check mode: nothing traced)"
-                             % (", ".join(planner.events), params["duration"], name))
-
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
-        # Owned by this process: if an async timeout kills it, its reaper removes the instance.
-        with ownership.module_run(tracefs, name, params["duration"], instances=[name]):
-            result = sched_collector.collect(
-                tracefs, params["duration"], instance_name=name, watch_pids=params["watch_pids"],
-                watch_comms=params["watch_comms"], watch_comm_regex=params["watch_comm_regex"],
-                buffer_size_kb=params["buffer_size_kb"], stack_traces=params["stack_traces"],
-                worst_count=params["worst_count"], exact_samples=params["exact_samples"],
-                collector_nice=params["collector_nice"], spool_dir=params["spool_dir"],
-                max_spool_mb=params["max_spool_mb"], abandon_when=_controller_gone)
-    except sched_collector.WindowAbandoned as exc:
-        # Nobody reads this any more; said for the node's logs and a controller that may still listen.
-        module.fail_json(msg="scheduling latency window in instance %s abandoned: %s" % (name, exc), changed=False)
-    except (TracefsError, ValidationError, ownership.OwnershipError) as exc:
-        module.fail_json(msg="scheduling latency window in instance %s failed: %s"
-                             % (name, getattr(exc, "message", str(exc))), changed=False, facts=facts)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    overall = result["latency"]["all"]
-    msg = "%d events in %.1f s, %d lost; run-queue latency p99 %s us, max %s us over %d waits (%d unmeasured)" % (
-        result["events"]["processed"], result["window"]["duration_s"], result["events"]["lost"],
-        overall["p99_us"], overall["max_us"], overall["count"], result["unmeasured_waits"])
-    if result["longest_d"]:
-        msg += "; longest D-state stall of a watched task %s ms" % result["longest_d"][0]["duration_ms"]
-    module.exit_json(changed=False, sched_latency=result, plan=plan, facts=facts, msg=msg)
+        body, mutually_exclusive=[("instance", "instance_label")], supports_check_mode=True)
 
 
 if __name__ == "__main__":

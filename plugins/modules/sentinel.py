@@ -26,8 +26,8 @@ description:
     C(binary_replaced), C(max_captures_reached), C(watcher_killed), C(ended_by_reboot), ...)."
   - "O(state=absent): collects, then stops the watcher, which removes every tracefs object of the sentinel; removes
     the metric file and the spool (unless O(keep_spool))."
-  - The sentinel is a run (docs/tracefs-core.md) owned by its watcher with no lease: if the watcher dies, SIGKILL
-    included, its reaper removes the probe and instances at once; the deadline (O(duration)) holds in any case.
+  - "The sentinel is a run (docs/tracefs-core.md) owned by its watcher with no lease: if the watcher dies, SIGKILL
+    included, its reaper removes the probe and instances at once; the deadline (O(duration)) holds in any case."
 author:
   - fleettrace developers (@fleettrace)
 options:
@@ -214,41 +214,39 @@ message:
 
 import socket
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import collect, control, settings as sentinel_settings
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import Spool
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 NUMBERS = tuple(sentinel_settings.NUMBERS)
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            state=dict(type="str", choices=["armed", "collected", "absent"], default="armed"),
-            label=dict(type="str", required=True),
-            pid=dict(type="int"), binary=dict(type="path"), definitions=dict(type="list", elements="str"),
-            build_id=dict(type="str"), field=dict(type="str", default="tv_diff"),
-            unit=dict(type="str", default="ns", choices=list(sentinel_settings.UNITS)),
-            threshold=dict(type="int"), max_captures=dict(type="int", default=5),
-            duration=dict(type="float", default=sentinel_settings.DEFAULT_DURATION),
-            latency_seconds=dict(type="float", default=6 * 3600.0), latency_samples=dict(type="int", default=0),
-            buffer_size_kb=dict(type="int", default=2048), max_events=dict(type="int", default=200),
-            max_findings=dict(type="int", default=5), spool_max_kb=dict(type="int", default=20480),
-            follow_seconds=dict(type="float", default=120.0), rearm=dict(type="int", default=3),
-            token_timeout_ms=dict(type="int", default=0, no_log=False),
-            syscall_events=dict(type="list", elements="str", default=list(sentinel_settings.SYSCALL_EVENTS)),
-            force=dict(type="bool", default=False), keep_spool=dict(type="bool", default=False),
-            host=dict(type="str"), spool_dir=dict(type="path", default=sentinel_settings.SPOOL_ROOT),
-            textfile_dir=dict(type="path", default=sentinel_settings.TEXTFILE_DIR),
-            syslog_socket=dict(type="path", default=sentinel_settings.SYSLOG_SOCKET),
-            boot_id_path=dict(type="path", default=sentinel_settings.BOOT_ID),
-        ),
-        required_if=[("state", "armed", ("pid", "binary", "definitions", "threshold"))],
-        supports_check_mode=True,
-    )
+ARGUMENT_SPEC = dict(
+    state=dict(type="str", choices=["armed", "collected", "absent"], default="armed"),
+    label=dict(type="str", required=True),
+    pid=dict(type="int"), binary=dict(type="path"), definitions=dict(type="list", elements="str"),
+    build_id=dict(type="str"), field=dict(type="str", default="tv_diff"),
+    unit=dict(type="str", default="ns", choices=list(sentinel_settings.UNITS)),
+    threshold=dict(type="int"), max_captures=dict(type="int", default=5),
+    duration=dict(type="float", default=sentinel_settings.DEFAULT_DURATION),
+    latency_seconds=dict(type="float", default=6 * 3600.0), latency_samples=dict(type="int", default=0),
+    buffer_size_kb=dict(type="int", default=2048), max_events=dict(type="int", default=200),
+    max_findings=dict(type="int", default=5), spool_max_kb=dict(type="int", default=20480),
+    follow_seconds=dict(type="float", default=120.0), rearm=dict(type="int", default=3),
+    token_timeout_ms=dict(type="int", default=0, no_log=False),
+    syscall_events=dict(type="list", elements="str", default=list(sentinel_settings.SYSCALL_EVENTS)),
+    force=dict(type="bool", default=False), keep_spool=dict(type="bool", default=False),
+    host=dict(type="str"), spool_dir=dict(type="path", default=sentinel_settings.SPOOL_ROOT),
+    textfile_dir=dict(type="path", default=sentinel_settings.TEXTFILE_DIR),
+    syslog_socket=dict(type="path", default=sentinel_settings.SYSLOG_SOCKET),
+    boot_id_path=dict(type="path", default=sentinel_settings.BOOT_ID),
+)
+
+
+def body(module, _result):
     p = module.params
     host = p["host"] or socket.gethostname()
     try:
@@ -262,22 +260,27 @@ def main():
                 unit=p["unit"], syscall_events=p["syscall_events"], spool_dir=p["spool_dir"],
                 textfile_dir=p["textfile_dir"], syslog_socket=p["syslog_socket"], boot_id_path=p["boot_id_path"],
                 **{name: p[name] for name in NUMBERS})
-            result = control.arm(fs, settings, force=p["force"], check_mode=module.check_mode)
-            module.exit_json(**result)
+            return control.arm(fs, settings, force=p["force"], check_mode=module.check_mode)
         spool = Spool(p["spool_dir"], label)
         document = collect.document(spool, host, p["boot_id_path"])
         if p["state"] == "collected":
-            module.exit_json(changed=False, status=document["sentinel"]["status"], result=document,
-                             message=document["message"])
+            return dict(changed=False, status=document["sentinel"]["status"], result=document,
+                        message=document["message"])
         outcome = control.disarm(fs, p["spool_dir"], label, p["textfile_dir"], keep_spool=p["keep_spool"],
                                  check_mode=module.check_mode)
-        module.exit_json(status=document["sentinel"]["status"], result=document,
-                         message="%s; disarmed: watcher %s, spool %s" % (
-                             document["message"], outcome["stopped"], "removed" if outcome["spool_removed"] else "kept"),
-                         **dict(outcome, label=label))
-    except (validate.ValidationError, TracefsError, ownership.OwnershipError, OSError) as exc:
-        module.fail_json(msg="sentinel %s (%s): %s" % (p["label"], p["state"], getattr(exc, "message", None) or exc),
-                         changed=False)
+        return dict(outcome, label=label, status=document["sentinel"]["status"], result=document,
+                    message="%s; disarmed: watcher %s, spool %s" % (
+                        document["message"], outcome["stopped"], "removed" if outcome["spool_removed"] else "kept"))
+    except FleettraceError as exc:
+        raise exc.reworded("sentinel %s (%s): %s" % (p["label"], p["state"], exc.message))
+    except OSError as exc:
+        raise FleettraceError("sentinel %s (%s): %s" % (p["label"], p["state"], exc))
+
+
+def main():
+    run_module(ARGUMENT_SPEC, body,
+               required_if=[("state", "armed", ("pid", "binary", "definitions", "threshold"))],
+               supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -57,33 +57,24 @@ message:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
-
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import latency
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            instance=dict(type="str", required=True), pid=dict(type="int", required=True),
-            call=dict(type="str", required=True), fd=dict(type="int"), cmd=dict(type="int"),
-            duration=dict(type="float", default=10), samples=dict(type="int"),
-            buffer_size_kb=dict(type="int", default=1024),
-        ),
-        supports_check_mode=True,
-    )
+def body(module, _result):
     params = module.params
     if not params["duration"] > 0 or (params["samples"] is not None and params["samples"] <= 0):  # also nan
-        module.fail_json(msg="duration and samples must be positive, got %s and %s" % (params["duration"], params["samples"]))
+        raise OptionError("duration and samples must be positive, got %s and %s" % (params["duration"], params["samples"]))
     try:
         validate.instance_name(params["instance"])
         validate.event_name(params["call"], "call")
         validate.pid(params["pid"])
         if module.check_mode:
             enter, leave = latency.filters(params["pid"], params["call"], params["fd"], params["cmd"])
-            module.exit_json(changed=True, latency={}, message="would record %s with filters %r / %r in %s" % (
+            return dict(changed=True, latency={}, message="would record %s with filters %r / %r in %s" % (
                 params["call"], enter, leave, params["instance"]))
         validate.seconds(params["duration"], "duration")
         validate.buffer_size_kb(params["buffer_size_kb"])
@@ -93,15 +84,25 @@ def main():
             result = latency.measure(fs, params["instance"], params["pid"], params["call"], fd=params["fd"],
                                      cmd=params["cmd"], duration=params["duration"], max_samples=params["samples"],
                                      buffer_size_kb=params["buffer_size_kb"])
-    except (TracefsError, ValueError, ownership.OwnershipError) as exc:
-        module.fail_json(msg="measuring %s of pid %s failed: %s" % (params["call"], params["pid"],
-                                                                    getattr(exc, "message", exc)))
+    except FleettraceError as exc:
+        raise exc.reworded("measuring %s of pid %s failed: %s" % (params["call"], params["pid"], exc.message))
     text = "%d %s call(s) in %.1f s" % (result["count"], result["call"], result["duration_s"])
     if result["count"]:
         text += ": p50 %.3f ms, p99 %.3f ms, max %.3f ms" % (result["p50_ms"], result["p99_ms"], result["max_ms"])
     if result["lost_events"]:
         text += "; %d events LOST" % result["lost_events"]
-    module.exit_json(changed=True, latency=result, message=text)
+    return dict(changed=True, latency=result, message=text)
+
+
+def main():
+    run_module(
+        dict(
+            instance=dict(type="str", required=True), pid=dict(type="int", required=True),
+            call=dict(type="str", required=True), fd=dict(type="int"), cmd=dict(type="int"),
+            duration=dict(type="float", default=10), samples=dict(type="int"),
+            buffer_size_kb=dict(type="int", default=1024),
+        ),
+        body, supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -236,18 +236,15 @@ commands:
 import os
 import re
 
-from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, uprobe_plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs, TracefsError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
-
-
-class ModuleFailure(Exception):
-    pass
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 
 
 def resolve_spec(module, params):
@@ -256,8 +253,8 @@ def resolve_spec(module, params):
     try:
         import elftools  # noqa: F401 - only to give a clear message when it is missing
     except ImportError:
-        raise ModuleFailure("resolving a spec needs the Python package pyelftools on %s (pip install pyelftools), "
-                            "or give ready 'definition' lines resolved on a host that has it" % os.uname()[1])
+        raise FleettraceError("resolving a spec needs the Python package pyelftools on %s (pip install pyelftools), "
+                              "or give ready 'definition' lines resolved on a host that has it" % os.uname()[1])
     try:
         # The binary, /usr/lib/debug, the given file, then debuginfod servers by build-id.
         found = debuginfod.locate(params["binary"], explicit=params["debuginfo"], expected_build_id=params["build_id"],
@@ -272,12 +269,8 @@ def resolve_spec(module, params):
         if found["server"]:
             resolved.update(debuginfod_server=found["server"])
         return resolved
-    except (probe_spec.ProbeSpecError, dwarf_debuginfo.DebugInfoError) as exc:
-        raise ModuleFailure("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc))
-    except Exception as exc:
-        if type(exc).__name__ != "ResolveError":
-            raise
-        raise ModuleFailure("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc))
+    except DwarfError as exc:   # ResolveError (NoCode too), ProbeSpecError, DebugInfoError, ...
+        raise exc.reworded("cannot resolve spec %r in %s: %s" % (params["spec"], params["binary"], exc.message))
 
 
 def absent_names(module, params):
@@ -288,11 +281,11 @@ def absent_names(module, params):
     if params["event"] and not params["spec"]:
         group = params["group"]
         if not group:
-            raise ModuleFailure("state=absent with 'event' needs 'group' too (or give the 'spec')")
+            raise OptionError("state=absent with 'event' needs 'group' too (or give the 'spec')")
         return group, [params["event"]], {"definitions": [], "build_id": None, "variables": []}
     try:
         resolved = resolve_spec(module, dict(params, allow_unavailable=True))
-    except ModuleFailure as exc:
+    except FleettraceError as exc:
         # Cleanup must work when the binary or its debug info is gone (upgraded, removed):
         # perf's names follow from the spec alone, except for FILE:LINE.
         try:
@@ -301,114 +294,122 @@ def absent_names(module, params):
             raise exc
         event = params["event"] or probe_spec.default_event(point)
         if event is None:
-            raise ModuleFailure("%s; to remove a FILE:LINE probe without resolving it, give 'group' and 'event'" % exc)
+            raise FleettraceError("%s; to remove a FILE:LINE probe without resolving it, give 'group' and 'event'" % exc)
         group = params["group"] or point.group or probe_spec.default_group(params["binary"])
         return group, [event], {"definitions": [], "build_id": None, "variables": []}
     return resolved["group"], resolved["events"], resolved
 
 
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            binary=dict(type="path"),
-            spec=dict(type="str"),
-            definition=dict(type="list", elements="str"),
-            build_id=dict(type="str"),
-            group=dict(type="str"),
-            event=dict(type="str"),
-            debuginfo=dict(type="path"),
-            debuginfod_urls=dict(type="list", elements="str"),
-            debuginfod_timeout=dict(type="float"),
-            force=dict(type="bool", default=False),
-            allow_unavailable=dict(type="bool", default=False),
-            cache=dict(type="bool", default=True),
-            pid=dict(type="int"),
-            state=dict(type="str", default="present", choices=["present", "absent"]),
-        ),
-        mutually_exclusive=[("spec", "definition")],
-        required_one_of=[("spec", "definition", "event")],
-        required_if=[("state", "present", ("spec", "definition"), True)],
-        required_by={"spec": "binary"},
-        supports_check_mode=True,
-    )
-    params = module.params
-    result = dict(changed=False, group=None, events=[], definitions=[], build_id=None, variables=[], commands=[])
+ARGUMENT_SPEC = dict(
+    binary=dict(type="path"),
+    spec=dict(type="str"),
+    definition=dict(type="list", elements="str"),
+    build_id=dict(type="str"),
+    group=dict(type="str"),
+    event=dict(type="str"),
+    debuginfo=dict(type="path"),
+    debuginfod_urls=dict(type="list", elements="str"),
+    debuginfod_timeout=dict(type="float"),
+    force=dict(type="bool", default=False),
+    allow_unavailable=dict(type="bool", default=False),
+    cache=dict(type="bool", default=True),
+    pid=dict(type="int"),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+)
+
+
+def plan_probes(module, params):
+    """(plan, group, events, wanted, current, current_events, resolved): what to write, and why."""
     guard = None
-    try:
-        if params["group"] is not None:
-            validate.group_name(params["group"])
-        if params["event"] is not None:
-            validate.event_name(params["event"])
-        if params["build_id"] is not None and not uprobe_plans.BUILD_ID.match(params["build_id"]):
-            raise ModuleFailure("build_id %r must be the hex GNU build-id (e.g. from 'readelf -n' or an earlier "
-                                "result's build_id)" % params["build_id"])
-        validate.numbers(params, pids=("pid",))
-        if params["pid"] is not None and params["state"] == "present":
-            params, running = uprobe_plans.onto_running_code(params)
-            result["mapped"] = running.facts()
-            if running.note():
-                module.warn(running.note())
-        fs = Tracefs()
-        fs.require("uprobes", "a user-space probe")
-        if not module.check_mode:
-            ownership.reap_expired_quietly(fs)
-        existing = [u.line() for u in fs.list_uprobes()]
-        if params["state"] == "absent":
-            group, events, resolved = absent_names(module, params)
-            wanted = []
+    if params["group"] is not None:
+        validate.group_name(params["group"])
+    if params["event"] is not None:
+        validate.event_name(params["event"])
+    if params["build_id"] is not None and not uprobe_plans.BUILD_ID.match(params["build_id"]):
+        raise OptionError("build_id %r must be the hex GNU build-id (e.g. from 'readelf -n' or an earlier "
+                          "result's build_id)" % params["build_id"])
+    fs = Tracefs()
+    fs.require("uprobes", "a user-space probe")
+    if not module.check_mode:
+        ownership.reap_expired_quietly(fs)
+    existing = [u.line() for u in fs.list_uprobes()]
+    if params["state"] == "absent":
+        group, events, resolved = absent_names(module, params)
+        wanted = []
+    else:
+        if params["spec"]:
+            resolved = resolve_spec(module, params)
         else:
-            if params["spec"]:
-                resolved = resolve_spec(module, params)
-            else:
-                resolved = uprobe_plans.from_definitions(params)
-                guard = (resolved["binaries"], resolved["build_id"])
-            group, events = resolved["group"], resolved["events"]
-            validate.group_name(group)
-            for name in events:
-                validate.event_name(name)
-            wanted = list(resolved["definitions"])
-            if not fs.features().get("uprobe_x_types"):
-                # Older kernels know only u-types; the bits are the same, only printed in decimal.
-                wanted = [re.sub(r":x(8|16|32|64)\b", r":u\1", line) for line in wanted]
-            for line in wanted:
-                validate.expression(line, "uprobe definition")
-        if not module.check_mode:
-            ownership.touch_quietly([group])
-        plan, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, existing, guard)
-        if params["definition"] and not params["group"] and current and plan:
-            raise ModuleFailure("uprobe group %s already has %s; a definition without 'group' may not replace "
-                                "probes it does not own: give the run's own 'group'" % (group, ", ".join(current)))
-    except (ModuleFailure, uprobe_plans.PlanError, validate.ValidationError, TracefsError,
-            mapped_code.MappedCodeError) as exc:
+            resolved = uprobe_plans.from_definitions(params)
+            guard = (resolved["binaries"], resolved["build_id"])
+        group, events = resolved["group"], resolved["events"]
+        validate.group_name(group)
+        for name in events:
+            validate.event_name(name)
+        wanted = list(resolved["definitions"])
+        if not fs.features().get("uprobe_x_types"):
+            # Older kernels know only u-types; the bits are the same, only printed in decimal.
+            wanted = [re.sub(r":x(8|16|32|64)\b", r":u\1", line) for line in wanted]
+        for line in wanted:
+            validate.expression(line, "uprobe definition")
+    if not module.check_mode:
+        ownership.touch_quietly([group])
+    changes, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, existing, guard)
+    if params["definition"] and not params["group"] and current and changes:
+        raise FleettraceError("uprobe group %s already has %s; a definition without 'group' may not replace "
+                              "probes it does not own: give the run's own 'group'" % (group, ", ".join(current)))
+    return changes, group, events, wanted, current, current_events, resolved
+
+
+def body(module, result):
+    params = module.params
+    result.update(group=None, events=[], definitions=[], build_id=None, variables=[], commands=[])
+    validate.numbers(params, pids=("pid",))
+    if params["pid"] is not None and params["state"] == "present":
+        params, running = uprobe_plans.onto_running_code(params)
+        result["mapped"] = running.facts()
+        if running.note():
+            module.warn(running.note())
+    try:
+        changes, group, events, wanted, current, current_events, resolved = plan_probes(module, params)
+    except FleettraceError:
         # The binary's build-id, when readable: the caller can resolve it elsewhere (controller) by it.
         if not result["build_id"] and params["binary"] and os.path.isfile(params["binary"]):
             try:
                 result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
             except dwarf_debuginfo.DebugInfoError:
                 pass
-        module.fail_json(msg=str(exc), **result)
+        raise
 
     result.update(group=group, events=events, definitions=wanted or resolved.get("definitions", []),
                   build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
     for key in ("addresses", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
         if key in resolved:
             result[key] = resolved[key]
-    result["changed"] = bool(plan)
-    result["commands"] = plan.commands
+    result["changed"] = bool(changes)
+    result["commands"] = changes.commands
     if module._diff:
         result["diff"] = dict(before="\n".join(current) + ("\n" if current else ""),
                               after="\n".join(wanted) + ("\n" if wanted else ""),
                               before_header="uprobe_events (%s)" % group, after_header="uprobe_events (%s)" % group)
-    if plan and not module.check_mode:
+    if changes and not module.check_mode:
         try:
-            plan.apply()
-        except (TracefsError, validate.ValidationError, dwarf_debuginfo.DebugInfoError) as exc:
+            changes.apply()
+        except FleettraceError as exc:
             msg = "adding the probe failed: " + failure_message(exc, "the lines already added were removed again")
             if current and params["state"] == "present":
                 msg += " (the earlier definition of %s/%s was replaced and is gone)" % (group, ", ".join(current_events))
             result["changed"] = bool(current)
-            module.fail_json(msg=msg, **result)
-    module.exit_json(**result)
+            raise exc.reworded(msg)
+
+
+def main():
+    run_module(ARGUMENT_SPEC, body,
+               mutually_exclusive=[("spec", "definition")],
+               required_one_of=[("spec", "definition", "event")],
+               required_if=[("state", "present", ("spec", "definition"), True)],
+               required_by={"spec": "binary"},
+               supports_check_mode=True)
 
 
 if __name__ == "__main__":

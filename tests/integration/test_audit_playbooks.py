@@ -6,6 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from tests.helpers.chromium import color_extent, screenshot
 from tests.helpers.tools import promtool_problems_of
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -54,7 +55,8 @@ def test_gate_passes_with_generous_thresholds_and_fails_with_tiny_ones(run_playb
                           ("localhost", "lost_events")}
     assert not any(c.find("failure") is not None for c in cases.values())
     summary = generous.task("fleettrace.tracefs.report : Print the fleet summary, sorted by p99 run-queue latency")["msg"]
-    assert summary[0].split()[:4] == ["host", "p50", "us", "p90"] and summary[2].startswith("localhost")
+    assert "all waits, us" in summary[0] and "wakeups, us" in summary[0]
+    assert summary[1].split()[:3] == ["host", "p50", "p90"] and summary[3].startswith("localhost")
 
     tiny = run_playbook(GATE, extra_vars=audit_vars(run_token, tmp_path / "bad", gate_p99_wakeup_us=0.001,
                                                     report_prometheus_dir=str(tmp_path / "bad-prom")))
@@ -67,6 +69,18 @@ def test_gate_passes_with_generous_thresholds_and_fails_with_tiny_ones(run_playb
     cases = junit_cases(str(tmp_path / "bad" / "junit.xml"))
     assert cases[("localhost", "p99_wakeup_latency_us")].find("failure") is not None
     assert cases[("localhost", "lost_events")].find("failure") is None
+
+    # The failing gate's page: the verdict on top, the failing row and check in red, and the wakeup p99 the
+    # check judged in a column that says it is the wakeups' p99 (not the all-waits p99 next to it).
+    page = (tmp_path / "bad" / "report.html").read_text()
+    assert "checks: <b>1 of 3 failed</b>" in page
+    report = json.loads((tmp_path / "bad" / "report.json").read_text())
+    wakeup_p99 = report["hosts"]["localhost"]["summary"]["wakeup_p99_us"]
+    assert '<th colspan="1" class="group">wakeups, us</th>' in page
+    assert 'data-v="%s">%.1f</td>' % (wakeup_p99, wakeup_p99) in page
+    shot = screenshot(str(tmp_path / "bad" / "report.html"), tmp_path, "gate-report-failed", width=1400, height=1400)
+    failed_pixels, left, right = color_extent(shot, "#ffdddd")
+    assert failed_pixels > 2000 and right - left > 400, (failed_pixels, left, right)   # the host's row, the check's row
 
 
 def test_audit_in_check_mode_traces_and_writes_nothing(run_playbook, run_token, tmp_path):

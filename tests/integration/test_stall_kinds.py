@@ -225,8 +225,8 @@ sys.stdin.read()
 """
 
 
-def test_runnable_stall_blames_the_rt_hog_not_the_task_seen_last(tracefs, unique_name, tick_binary, run_module,
-                                                                tmp_path):
+def test_runnable_stall_blames_the_rt_hog_not_the_task_seen_last(
+        tracefs, unique_name, tick_binary, run_module, tmp_path):
     """The target (SCHED_RR 10) waits on its CPU behind a SCHED_FIFO 50 hog; a SCHED_FIFO 30 task runs
     3 ms after the hog, right before the target gets the CPU back. The finding names the hog first, by
     time held, with policy and priority, and says the last one is not the culprit."""

@@ -27,7 +27,8 @@ KERNEL_OR_OWN = {
         "path": "read_trace: the instance's tracefs trace file"},
     "module_utils/trace/cpu_context.py": {"self.instance.path('per_cpu', 'cpu%d' % cpu, 'trace')": "tracefs"},
     "module_utils/trace/evidence.py": {"path": "/proc and /sys/kernel/mm/ksm counters"},
-    "module_utils/trace/page_spool.py": {"path": "trace_pipe_raw, opened O_NONBLOCK"},
+    "module_utils/trace/page_spool.py": {"path": "trace_pipe_raw, opened O_NONBLOCK",
+                                         "candidate": "a directory, opened O_TMPFILE: a new unnamed file"},
     "module_utils/trace/per_cpu.py": {"os.path.join(root, 'per_cpu', 'cpu%d' % cpu, 'stats')": "tracefs"},
     "module_utils/sched/facts.py": {
         "path": "_read_int: /proc/sys and tracefs numbers", "'/proc/%d/stat' % pid": "kernel file",

@@ -47,7 +47,7 @@ def test_summary_fleet_table_and_every_format_show_it():
     summary = report["hosts"]["node1"]["summary"]
     assert summary["unmeasured_waits"] == 50 and summary["measured_fraction"] == 0.6667
     assert summary["unmeasured_by_reason"] == {"ran_without_switch_in": 30, "migrated_while_waiting": 20}
-    header, _rule, *rows = report_text.summary_lines(report)
+    _groups, header, _rule, *rows = report_text.summary_lines(report)
     columns = re.split(r"\s{2,}", header.strip())
     assert columns.index("unmeasured") == columns.index("waits") + 1   # next to the percentiles and waits
     node1 = re.split(r"\s{2,}", [r for r in rows if r.startswith("node1")][0].strip())

@@ -2,6 +2,8 @@
 normalisation, change plans, feature detection and snapshot diffs on a fake tree."""
 
 
+import os
+
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
@@ -124,6 +126,9 @@ def test_features_without_kprobes_and_hist(tmp_path):
 def test_features_detect_hist_and_kprobes(tmp_path):
     fs = Tracefs(make_fake_tracefs(str(tmp_path), readme="      hist trigger\t- If set, event hits are aggregated", kprobes=True))
     assert fs.features()["hist_triggers"] and fs.features()["kprobes"]
+    assert not fs.features()["synthetic_events"]
+    open(os.path.join(fs.root, "synthetic_events"), "w").close()
+    assert Tracefs(fs.root).features()["synthetic_events"]
 
 
 def test_fake_tree_buffer_size_and_uprobes(tmp_path):

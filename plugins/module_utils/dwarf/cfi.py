@@ -14,8 +14,10 @@ import bisect
 import io
 import struct
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 
-class CfiError(Exception):
+
+class CfiError(DwarfError):
     pass
 
 

@@ -15,9 +15,9 @@ pyelftools.  No argparse: its import alone costs more than a cache hit.
 import sys
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 USAGE = "usage: dwarf.cli -x BINARY [--debuginfo FILE] [--no-cache] SPEC [SPEC ...]\n"
-_ERRORS = ("ResolveError", "ProbeSpecError", "DebugInfoError")
 
 
 def parse_args(argv):
@@ -61,10 +61,8 @@ def main(argv=None):
     for spec in options["specs"]:
         try:
             result = resolve(options, spec)
-        except Exception as exc:    # our errors; the resolver's classes load lazily with pyelftools
-            if type(exc).__name__ not in _ERRORS:
-                raise
-            sys.stderr.write("error: %s\n" % exc)
+        except FleettraceError as exc:      # one line each, as perf prints its errors
+            sys.stderr.write("error: %s\n" % " ".join(exc.sentence().split()))
             status = 1
             continue
         sys.stdout.write("".join(line + "\n" for line in result["definitions"]))

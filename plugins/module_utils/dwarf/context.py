@@ -16,16 +16,13 @@ import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import loader as dwarf_loader
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import ResolveError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols import SymbolTable
 
 # .debug_aranges ranges do not nest: an address this far past a range start is in none before it.
 ARANGE_LOOKBACK = 1 << 24
 ADDRESS_FORMS = ("DW_FORM_addr", "DW_FORM_addrx")   # DW_AT_high_pc in these is an address, else a length
-
-
-class ResolveError(Exception):
-    """The spec cannot be resolved; the message says why and what to try."""
 
 
 class DwarfContext:

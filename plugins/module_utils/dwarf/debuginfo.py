@@ -12,12 +12,13 @@ path wins over all of them.
 
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.reader import ElfError, ElfHeaders  # noqa: F401
 
 DEBUG_ROOT = "/usr/lib/debug"
 
 
-class DebugInfoError(ElfError):
+class DebugInfoError(ElfError, DwarfError):
     """No usable ELF or debug info; the message says where we looked."""
 
 

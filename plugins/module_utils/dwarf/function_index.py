@@ -38,6 +38,7 @@ import sys
 import zlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.skim import read_sleb, read_uleb
 
 INDEX_VERSION = 1
@@ -76,7 +77,7 @@ SKIP, LEB, CSTR, BLOCK, READ = 0, 1, 2, 3, 4
 _READ_ONLY = []    # non-empty while read_only() is active (check mode)
 
 
-class IndexBuildError(Exception):
+class IndexBuildError(DwarfError):
     pass
 
 

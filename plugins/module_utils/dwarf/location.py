@@ -17,11 +17,13 @@ spec, or worse, read the wrong memory for multi-op expressions).
 """
 
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
+
 X86_64_REGISTERS = ("ax", "dx", "cx", "bx", "si", "di", "bp", "sp",
                     "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "ip")
 
 
-class LocationError(Exception):
+class LocationError(DwarfError):
     """The value exists but cannot be fetched by the kernel at this address."""
 
 

@@ -15,7 +15,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import fu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import ResolveError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import ResolveError
 
 # FUNC+OFF outside the line and symbol tables: list the instruction starts this far after the entry.
 NEAR_ENTRY_BYTES = 256

@@ -15,8 +15,10 @@ Nothing here reads a binary; ``dwarf_resolver`` gives the parts meaning.
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 
-class ProbeSpecError(ValueError):
+
+class ProbeSpecError(DwarfError, ValueError):
     """A spec that does not follow the perf probe syntax."""
 
 

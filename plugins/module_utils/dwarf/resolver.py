@@ -26,7 +26,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import pr
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import variables
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import DwarfContext, ResolveError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import DwarfContext
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import ResolveError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.variables import VariableNote
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.reader import EM_X86_64
 

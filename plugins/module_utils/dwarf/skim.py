@@ -17,8 +17,10 @@ plain pyelftools, which is slower but complete.
 import operator
 import struct
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 
-class SkimError(Exception):
+
+class SkimError(DwarfError):
     pass
 
 

@@ -9,13 +9,15 @@ little-endian x86 (perf's is big-endian and wrong there).
 """
 
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
+
 _TRANSPARENT = ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type", "DW_TAG_restrict_type",
                 "DW_TAG_atomic_type")
 _SIGNED_ENCODINGS = (0x5, 0x6)          # DW_ATE_signed, DW_ATE_signed_char
 _CHAR_ENCODINGS = (0x6, 0x8)            # DW_ATE_signed_char, DW_ATE_unsigned_char
 
 
-class TypeError_(Exception):
+class TypeError_(DwarfError):
     """A C expression that does not fit the variable's type."""
 
 

@@ -12,6 +12,7 @@ import os
 import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 # ELF constants (elf.h).
 ELF_MAGIC = b"\x7fELF"
@@ -37,7 +38,7 @@ SYMBOL_FORMAT_64 = "IBBHQQ"     # st_name, st_info, st_other, st_shndx, st_value
 SYMBOL_FORMAT_32 = "IIIBBH"     # st_name, st_value, st_size, st_info, st_other, st_shndx
 
 
-class ElfError(Exception):
+class ElfError(FleettraceError):
     """Not an ELF file, or it cannot be read; the message names the file."""
 
 

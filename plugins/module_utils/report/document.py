@@ -14,11 +14,12 @@ import json
 import os
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 KINDS = ("sched_latency", "diagnose")
 
 
-class ReportError(ValueError):
+class ReportError(FleettraceError, ValueError):
     """A per-host document or a check that cannot be used."""
 
 

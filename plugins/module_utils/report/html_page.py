@@ -7,10 +7,11 @@ import html
 import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.incident import render_incident_html
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.svg import svg_histogram
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import svg as report_svg
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_text
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import timeline
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import TABLE_COLUMNS, fmt, worst_stalls
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import (
+    checks_line, column_groups, fmt, table_columns, worst_stalls)
 
 STALL_COLOR = "#d62728"
 
@@ -35,10 +36,11 @@ _CSS = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: left; }
-th { background: #eee; cursor: pointer; } td.n { text-align: right; }
+th { background: #eee; cursor: pointer; } td.n { text-align: right; } th.group { cursor: default; text-align: center; }
 .failed { background: #fdd; } .passed { background: #dfd; } .skipped { color: #888; }
 .host { border-top: 2px solid #888; margin-top: 1.5em; }
 pre { background: #f6f6f6; padding: 6px; font-size: 12px; }
+svg.timeline { width: 100%%; height: auto; } svg.hist { width: 100%%; max-width: 900px; height: auto; } figure.stall-timeline { margin: 0.5em 0 1.5em; }
 .stall { color: %s; font-weight: bold; }
 """ % STALL_COLOR
 
@@ -46,7 +48,7 @@ pre { background: #f6f6f6; padding: 6px; font-size: 12px; }
 def render_html(report):
     """A self-contained page: inline CSS, inline SVG, inline JS; nothing fetched."""
     e = html.escape
-    columns = list(TABLE_COLUMNS) + [(c, c) for c in report.get("columns", [])]
+    columns = table_columns(report)
     out = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; style-src \'unsafe-inline\'; '
            'script-src \'unsafe-inline\'; img-src data:">',
@@ -54,16 +56,29 @@ def render_html(report):
            "<h1>%s</h1>" % e(report["title"]),
            "<p>Generated %s &middot; %d hosts &middot; checks: %s</p>" % (
                e(report["generated"]), len(report["hosts"]),
-               "all passed" if report["passed"] else "<b>%d failed</b>" % len(report["failed"])),
-           "<h2>Fleet</h2><p>Click a column to sort (initially by p99, worst first).</p>",
-           '<table id="fleet" data-col="3" data-dir="desc"><thead><tr>']
-    for index, (key, label) in enumerate(columns):
-        out.append('<th onclick="sortFleet(%d, %s)">%s</th>' % (index, "false" if key == "host" else "true", e(label)))
+               e(checks_line(report)) if report["passed"] else "<b>%s</b>" % e(checks_line(report))),
+           "<h2>Fleet</h2><p>Click a column to sort%s.</p>" % (
+               " (initially by the p99 of all run-queue waits, worst first)" if _column_index(columns, "p99_us") else ""),
+           '<table id="fleet" data-col="%d" data-dir="desc"><thead><tr>' % _column_index(columns, "p99_us")]
+    # Two header rows: a group (all waits, wakeups, preemptions) over the percentiles it names, then the labels.
+    spans = column_groups(columns)
+    for group, first, last in spans:
+        if group is None:
+            key, label, _group = columns[first]
+            out.append('<th rowspan="2" onclick="sortFleet(%d, %s)">%s</th>' % (
+                first, "false" if key == "host" else "true", e(label)))
+        else:
+            out.append('<th colspan="%d" class="group">%s</th>' % (last - first + 1, e(group)))
+    out.append("</tr><tr>")
+    for group, first, last in spans:
+        if group is not None:
+            for index in range(first, last + 1):
+                out.append('<th onclick="sortFleet(%d, true)">%s</th>' % (index, e(columns[index][1])))
     out.append("</tr></thead><tbody>")
     failing_hosts = {c["host"] for c in report["failed"]}
     for row in report["fleet"]:
         out.append('<tr class="%s">' % ("failed" if row["host"] in failing_hosts else ""))
-        for key, _label in columns:
+        for key, _label, _group in columns:
             value = row.get(key)
             data = "" if value is None else str(value)
             cell = '<a href="#host-%s">%s</a>' % (e(_anchor(row["host"])), e(row["host"])) if key == "host" else e(fmt(value))
@@ -91,10 +106,15 @@ def render_html(report):
                            e(fmt(facts.get("sched_rt_runtime_us"))), e(fmt(sched["events"].get("processed"))),
                            e(fmt(sched["window"].get("duration_s"))), e(fmt(sched["events"].get("lost"))),
                            e(fmt(sched.get("inferred_switch_ins"))), e(fmt(sched.get("unmeasured_waits")))))
-            out.append("<h3>Run-queue latency: p50 %s us, p99 %s us, p99.9 %s us, max %s us (%s waits)</h3>" % tuple(
-                e(fmt(overall.get(k))) for k in ("p50_us", "p99_us", "p99_9_us", "max_us", "count")))
+            keys = ("p50_us", "p99_us", "p99_9_us", "max_us", "count")
+            out.append("<h3>Run-queue latency of all waits: p50 %s us, p99 %s us, p99.9 %s us, max %s us "
+                       "(%s waits)</h3>" % tuple(e(fmt(overall.get(k))) for k in keys))
+            wakeup, preempt = sched["latency"].get("wakeup") or {}, sched["latency"].get("preempt") or {}
+            out.append("<p>Wakeups (woken, then on a CPU): p99 %s us, max %s us (%s). Preemptions (runnable "
+                       "again, then on a CPU): p99 %s us, max %s us (%s).</p>" % tuple(
+                           e(fmt(d.get(k))) for d in (wakeup, preempt) for k in ("p99_us", "max_us", "count")))
             out.append('<p class="coverage">Coverage: %s.</p>' % e(coverage_text(sched) or "-"))
-            out.append(svg_histogram(overall.get("histogram_log2_us") or []))
+            out.append(report_svg.svg_histogram(overall.get("histogram_log2_us") or [], "waits", _latency_markers(overall)))
             if sched.get("worst_waits"):
                 out.append("<h3>Worst waits</h3><table><thead><tr><th>task</th><th>waited us</th><th>kind</th>"
                            "<th>CPU</th><th>ran meanwhile</th></tr></thead><tbody>")
@@ -132,6 +152,21 @@ def render_html(report):
         out.append("</div>")
     out.append("<script>%s</script></body></html>" % _SORT_JS)
     return "\n".join(out) + "\n"
+
+
+def _column_index(columns, key):
+    keys = [column[0] for column in columns]
+    return keys.index(key) if key in keys else 0
+
+
+def _latency_markers(series):
+    """The p99 and the worst wait on the run-queue histogram."""
+    marks = []
+    if series.get("p99_us") is not None:
+        marks.append(report_svg.marker(series["p99_us"], "p99", report_svg.PERCENTILE_COLOR))
+    if series.get("max_us") is not None:
+        marks.append(report_svg.marker(series["max_us"], "worst wait", report_svg.STALL_COLOR))
+    return marks
 
 
 def _anchor(name):

@@ -5,16 +5,15 @@
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_text
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.escape import code_line, fence, md
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import fmt, summary_lines, worst_stalls
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import checks_line, fmt, summary_lines, worst_stalls
 
 
 def render_markdown(report):
     # Host names, comm names, files and stacks come from the nodes: escaped (report/escape.py).
     table = [code_line(line) for line in summary_lines(report)]
     out = ["# %s" % md(report["title"]), "", "Generated %s. Hosts: %d. Checks: %s." % (
-        md(report["generated"]), len(report["hosts"]),
-        "all passed" if report["passed"] else "%d failed" % len(report["failed"])), "",
-        "## Fleet (sorted by p99 run-queue latency)", "", fence(table)] + table + [fence(table), ""]
+        md(report["generated"]), len(report["hosts"]), checks_line(report)), "",
+        "## Fleet (sorted by p99 of all run-queue waits)", "", fence(table)] + table + [fence(table), ""]
     if report["checks"]:
         out += ["## Checks", "", "| host | check | status | value | limit |", "|---|---|---|---|---|"]
         for c in report["checks"]:

@@ -22,6 +22,7 @@ def host_summary(entry):
     latency = sched.get("latency") or {}
     overall = latency.get("all") or {}
     wakeup = latency.get("wakeup") or {}
+    preempt = latency.get("preempt") or {}
     findings = diag.get("findings") or []
     d_stalls = [s.get("duration_ms") for s in sched.get("longest_d") or []]
     d_stalls += [f.get("duration_ms") for f in findings if str(f.get("state", "")).startswith("D")]
@@ -33,6 +34,7 @@ def host_summary(entry):
         "p50_us": overall.get("p50_us"), "p90_us": overall.get("p90_us"), "p99_us": overall.get("p99_us"),
         "p99_9_us": overall.get("p99_9_us"), "max_us": overall.get("max_us"), "waits": overall.get("count"),
         "wakeup_p99_us": wakeup.get("p99_us"), "wakeup_max_us": wakeup.get("max_us"),
+        "preempt_p99_us": preempt.get("p99_us"),
         "max_d_ms": _max(d_stalls), "d_stalls": len([d for d in d_stalls if number(d) is not None]),
         "findings": len(findings), "max_finding_ms": _max(f.get("duration_ms") for f in findings),
         "lost_events": lost, "complete": events.get("complete") if sched else None,

@@ -15,19 +15,71 @@ def fmt(value, digits=1):
     return str(value)
 
 
-TABLE_COLUMNS = (("host", "host"), ("p50_us", "p50 us"), ("p90_us", "p90 us"), ("p99_us", "p99 us"),
-                 ("p99_9_us", "p99.9 us"), ("max_us", "max us"), ("waits", "waits"), ("unmeasured_waits", "unmeasured"),
-                 ("max_d_ms", "max D ms"), ("findings", "findings"), ("lost_events", "lost events"))
+# Every percentile says what it is a percentile of: all run-queue waits, or only wakeups or preemptions.
+# (key, label, group): a group heads the columns it spans (one header line above the labels).
+ALL_WAITS, WAKEUPS, PREEMPTIONS = "all waits, us", "wakeups, us", "preemptions, us"
+TABLE_COLUMNS = (("host", "host", None), ("p50_us", "p50", ALL_WAITS), ("p90_us", "p90", ALL_WAITS),
+                 ("p99_us", "p99", ALL_WAITS), ("p99_9_us", "p99.9", ALL_WAITS), ("max_us", "max", ALL_WAITS),
+                 ("wakeup_p99_us", "p99", WAKEUPS), ("preempt_p99_us", "p99", PREEMPTIONS),
+                 ("waits", "waits", None), ("unmeasured_waits", "unmeasured", None),
+                 ("max_d_ms", "max D ms", None), ("findings", "findings", None), ("lost_events", "lost events", None))
+
+
+def table_columns(report):
+    """(key, label, group) of the fleet table: the built-in columns some host has a number for, then the extra ones.
+
+    A diagnose-only report has no run-queue numbers: no column of dashes for them.
+    """
+    fleet = report.get("fleet") or []
+    shown = [column for column in TABLE_COLUMNS
+             if column[0] == "host" or any(row.get(column[0]) is not None for row in fleet)]
+    return shown + [(c, c, None) for c in report.get("columns", [])]
+
+
+def column_groups(columns):
+    """[(group or None, first index, last index)] of consecutive columns."""
+    spans = []
+    for index, (_key, _label, group) in enumerate(columns):
+        if spans and group is not None and spans[-1][0] == group:
+            spans[-1] = (group, spans[-1][1], index)
+        else:
+            spans.append((group, index, index))
+    return spans
+
+
+def checks_line(report):
+    """What the checks said, in a few words: never "all passed" when there were none."""
+    checks = report.get("checks") or []
+    if not checks:
+        return "no checks defined"
+    skipped = len([c for c in checks if c["status"] == "skipped"])
+    if not report["passed"]:
+        text = "%d of %d failed" % (len(report["failed"]), len(checks))
+    elif skipped:
+        text = "%d passed" % (len(checks) - skipped)
+    else:
+        return "all %d passed" % len(checks)
+    return text + (", %d skipped (no data)" % skipped if skipped else "")
 
 
 def summary_lines(report):
-    """The fleet table as fixed-width text lines (end of play, report.md)."""
-    columns = list(TABLE_COLUMNS) + [(c, c) for c in report.get("columns", [])]
-    rows = [[label for _key, label in columns]]
+    """The fleet table as fixed-width text lines (end of play, report.md): group line, labels, rule, rows."""
+    columns = table_columns(report)
+    rows = [[label for _key, label, _group in columns]]
     for row in report["fleet"]:
-        rows.append([fmt(row.get(key)) for key, _label in columns])
+        rows.append([fmt(row.get(key)) for key, _label, _group in columns])
     widths = [max(len(r[i]) for r in rows) for i in range(len(columns))]
-    lines = []
+    spans = column_groups(columns)
+    for group, first, last in spans:
+        # A group's title must fit over its columns: widen its last column when it does not.
+        room = sum(widths[first:last + 1]) + 2 * (last - first)
+        if group is not None and len(group) + 2 > room:
+            widths[last] += len(group) + 2 - room
+    heading = []
+    for group, first, last in spans:
+        room = sum(widths[first:last + 1]) + 2 * (last - first)
+        heading.append((" %s " % group).center(room, "-") if group else " " * room)
+    lines = ["  ".join(heading).rstrip()]
     for index, row in enumerate(rows):
         lines.append("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i])
                                for i, cell in enumerate(row)).rstrip())

@@ -20,7 +20,7 @@ self-contained.
 
 import html
 
-WIDTH = 720
+WIDTH = 1200         # the viewBox; the page stretches the picture to its width (CSS)
 LEFT = 70            # room for the lane names
 RIGHT = 20
 LANE_HEIGHT = 34
@@ -128,8 +128,8 @@ def svg(finding, events=None, unit=None):
 
     e = html.escape
     height = TOP + len(LANES) * LANE_HEIGHT + 26
-    out = ['<svg class="timeline" width="%d" height="%d" viewBox="0 0 %d %d" role="img" '
-           'aria-label="timeline of the stall">' % (WIDTH, height, WIDTH, height)]
+    out = ['<svg class="timeline" width="100%%" viewBox="0 0 %d %d" preserveAspectRatio="xMinYMin meet" role="img" '
+           'aria-label="timeline of the stall">' % (WIDTH, height)]
     for name in LANES:
         y = lane_y(name)
         out.append('<text x="4" y="%d" font-size="11">%s</text>' % (y + 18, name))
@@ -162,8 +162,12 @@ def svg(finding, events=None, unit=None):
                    '<title>%s</title></rect>' % (x(start), y + 4, max(x(end) - x(start), 1), SYSCALL_COLOR, e(text)))
         out.append('<text x="%.1f" y="%d" font-size="10">%s</text>' % (x(start) + 3, y + 19, e(text)))
     axis_y = TOP + len(LANES) * LANE_HEIGHT + 14
-    for t in (low + span * 0.05, late):
-        out.append('<text x="%.1f" y="%d" font-size="9" text-anchor="middle">%+.3f s</text>' % (x(t), axis_y, t - late))
+    # Seconds relative to the late tick, at six evenly spaced points of the drawn span.
+    first = low + span * 0.05
+    for step in range(6):
+        t = first + (late - first) * step / 5.0 if late > first else first
+        out.append('<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#999"/>' % (x(t), axis_y - 12, x(t), axis_y - 8))
+        out.append('<text x="%.1f" y="%d" font-size="10" text-anchor="middle">%+.3f s</text>' % (x(t), axis_y, t - late))
     out.append("</svg>")
     return "".join(out)
 

@@ -33,10 +33,10 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.losses im
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.offcpu import WatchedTasks, stack_addresses
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.result import (
     REWOKEN, RAN_UNTRACED, MIGRATED, CPU_MISMATCH, IDLE_CPU, LOST, CLOCK_ORDER)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.wait_series import WaitSeries, WAKEUP, PREEMPT
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.wait_series import (
+    WaitSeries, WAKEUP, PREEMPT, FOLD_AT)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.watch import WatchSpec
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.worst import Largest
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import FLUSH_AT
 
 # prev_state bits as the sched_switch format prints them.
 STATE_RUNNING_MASK = 0xff   # no bit set: R (the 0x100 bit is R+, preempted)
@@ -254,7 +254,7 @@ class SchedAnalyzer:
                     latency = ts - entry[0]
                     if measured_fast and entry[2] == cpu and latency >= 0 and idle_seq[cpu] == entry[4]:
                         # Proven (queued here, CPU never idle since, nothing lost): the common case.
-                        # Straight into its (kind, CPU) pending list; folded every FLUSH_AT waits.
+                        # Straight into its (kind, CPU) pending list; folded every FOLD_AT waits.
                         try:
                             (wakeup_adds if entry[1] is WAKEUP else preempt_adds)[cpu](latency)
                         except KeyError:
@@ -270,8 +270,8 @@ class SchedAnalyzer:
             else:
                 idle_seq[cpu] += 1
             history.append((ts, next_pid, next_comm))
-        if self.waits.pending_count() >= FLUSH_AT:
-            self.waits.flush()  # memory stays bounded by the batch size plus FLUSH_AT
+        if self.waits.pending_count() >= FOLD_AT:
+            self.waits.flush()  # memory stays bounded by the batch size plus FOLD_AT
         if n_enqueues:
             self._counts["sched_wakeup"] += n_enqueues
         self.n_switches += len(events) - n_enqueues - n_handled

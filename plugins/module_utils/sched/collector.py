@@ -18,9 +18,9 @@ Cleanup (triggers, filters, events, rmdir) runs in ``close()``; callers use
 import errno
 import os
 import re
-import socket
 import time
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool, per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import facts as sched_facts
@@ -40,11 +40,11 @@ RMDIR_ATTEMPTS = 20   # rmdir is EBUSY while any file of the instance is open, b
 
 def default_instance_name(label=None):
     """``fleettrace_sched_<label>_<pid>``: unique per run, found again by the prefix."""
-    safe = re.sub(r"[^A-Za-z0-9_]", "_", label or socket.gethostname())[:24]
+    safe = re.sub(r"[^A-Za-z0-9_]", "_", label or os.uname().nodename)[:24]
     return "%s_sched_%s_%d" % (OWNED_PREFIX, safe, os.getpid())
 
 
-class WindowAbandoned(Exception):
+class WindowAbandoned(FleettraceError):
     """The window was ended early because nobody is left to read its result."""
 
 

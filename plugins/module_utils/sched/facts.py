@@ -8,9 +8,7 @@ Nothing here imports Ansible (Python 3.8+).
 
 import os
 import re
-import socket
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 
 POLICY_NAMES = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH",
@@ -27,6 +25,8 @@ def _read_int(path):
 
 def task_facts(pid):
     """Scheduling facts of one task: comm, state, policy, rtprio, nice (procfs.parse_stat)."""
+    # Only for watched tasks: an audit of the whole host does not pay for importing procfs (and elf).
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
     try:
         with open("/proc/%d/stat" % pid) as handle:
             stat = procfs.parse_stat(handle.read())
@@ -48,7 +48,7 @@ def task_facts(pid):
 def host_facts(tracefs):
     features = tracefs.features()
     return {
-        "hostname": socket.gethostname(),
+        "hostname": os.uname().nodename,   # socket.gethostname(), without importing socket
         "cpu_count": os.cpu_count(),
         "online_cpus": len(per_cpu.online_cpus(tracefs.root)),
         "kernel": os.uname().release,      # what platform.release() gives, without importing it

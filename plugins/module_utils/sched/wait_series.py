@@ -13,6 +13,10 @@ import collections
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import LatencySeries
 
+# Waits gathered before they are folded into the series (about 2.5 MiB of them at most).  Folding
+# costs a step per histogram bin a batch touches: few waits per fold pay it almost per wait.
+FOLD_AT = 1 << 16
+
 WAKEUP = "wakeup"
 PREEMPT = "preempt"
 

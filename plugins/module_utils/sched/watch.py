@@ -21,8 +21,6 @@ class WatchSpec:
     def __bool__(self):
         return bool(self.pids or self.comms or self.regexes)
 
-    __nonzero__ = __bool__
-
     def matches(self, pid, comm):
         if pid in self.pids:
             return True

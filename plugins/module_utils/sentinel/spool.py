@@ -25,6 +25,8 @@ import os
 import shutil
 import time
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+
 STATE, SESSION, LATENCY, LOG, CODE, CAPTURES = (
     "state.json", "session.json", "latency.json", "sentinel.log", "code", "captures")
 MAX_JSON_BYTES = 64 << 20
@@ -33,8 +35,13 @@ MAX_LOG_BYTES = 1 << 20
 MAX_DROPPED_LISTED = 200
 
 
-class SpoolError(OSError):
-    """The spool cannot be read or written (the message names the file)."""
+class SpoolError(FleettraceError, OSError):
+    """The spool cannot be read or written (the message names the file); an OSError with its errno too."""
+
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.errno = code
+        self.strerror = message
 
 
 def write_atomically(path, data, mode=0o600):

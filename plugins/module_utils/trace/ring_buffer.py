@@ -146,9 +146,17 @@ def parse_page(page, layout, decoders, cpu, out):
 
 
 def compile_decoders(decoders):
-    """The table ``decode_page`` uses: id -> (unpack_from, size, index, tail)."""
-    return {event_id: (unpacker.unpack_from, unpacker.size, index, tail)
-            for event_id, (unpacker, index, tail) in decoders.items()}
+    """The tables ``decode_page`` uses: (plain, other).  ``plain``: id -> (unpack_from, size) of the
+    decoders whose fields come back as unpacked (the hot path: no checks for reordering or a tail);
+    ``other``: id -> (unpack_from, size, index, tail) of the rest."""
+    plain = {}
+    other = {}
+    for event_id, (unpacker, index, tail) in decoders.items():
+        if index is None and tail is None:
+            plain[event_id] = (unpacker.unpack_from, unpacker.size)
+        else:
+            other[event_id] = (unpacker.unpack_from, unpacker.size, index, tail)
+    return plain, other
 
 
 def decode_page(page, layout, table, cpu, out):
@@ -164,6 +172,7 @@ def decode_page(page, layout, table, cpu, out):
     end = min(layout.data_offset + size, len(page))
     if end + _HEAD.size > len(page):
         page += _HEAD_PAD  # so the combined unpack below may read past the last word
+    plain, other = table
     unpack_u32 = _U32.unpack_from
     unpack_head = _HEAD.unpack_from
     append = out.append
@@ -196,18 +205,28 @@ def decode_page(page, layout, table, cpu, out):
             pos += 8
             continue
         try:  # a subscript costs less than .get() on this path; a miss is rare
-            unpack, need, index, tail = table[event_id]
+            unpack, need = plain[event_id]
         except KeyError:
-            continue  # an event we do not decode
-        if need > pos - data:
+            _decode_other(page, data, pos, other.get(event_id), ts, cpu, event_id, append)
             continue
-        fields = unpack(page, data)
-        if index is not None:
-            fields = tuple(fields[i] for i in index)
-        if tail is not None:
-            fields = fields + (page[data + tail:pos],)
-        append((ts, cpu, event_id, fields))
+        if need <= pos - data:
+            append((ts, cpu, event_id, unpack(page, data)))
     return missed
+
+
+def _decode_other(page, data, end, decoder, ts, cpu, event_id, append):
+    """An event whose fields are reordered or end with a variable array (kernel_stack); None: skipped."""
+    if decoder is None:
+        return  # an event we do not decode
+    unpack, need, index, tail = decoder
+    if need > end - data:
+        return
+    fields = unpack(page, data)
+    if index is not None:
+        fields = tuple(fields[i] for i in index)
+    if tail is not None:
+        fields = fields + (page[data + tail:end],)
+    append((ts, cpu, event_id, fields))
 
 
 def cpu_stats(instance_path, cpu):

@@ -30,8 +30,6 @@ class ChangePlan:
     def __bool__(self):
         return bool(self.steps)
 
-    __nonzero__ = __bool__
-
     def add(self, command, do, undo=None):
         self.steps.append(Step(command, do, undo))
 
@@ -56,7 +54,7 @@ class ChangePlan:
             try:
                 step.do()
             except Exception as exc:  # noqa: BLE001 - reported; the next step still runs
-                errors.append("%s: %s" % (step.command, getattr(exc, "message", None) or exc))
+                errors.append("%s: %s" % (step.command, exc))
         return errors
 
     def apply(self):

@@ -11,18 +11,18 @@ refusal, raises ``TracefsError`` with exactly those new lines.
 import errno
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
-class TracefsError(Exception):
+
+class TracefsError(FleettraceError):
     """The kernel refused something, or tracefs is not usable.
 
     ``error_log`` holds the kernel's error_log lines written by the failed
     operation (may be empty: not every refusal is logged).
     """
 
-    def __init__(self, message, error_log=None):
-        super().__init__(message)
-        self.message = message
-        self.error_log = list(error_log or [])
+    def __init__(self, message, error_log=None, hint=None):
+        super().__init__(message, hint=hint, error_log=error_log)
 
 
 def _read(path):

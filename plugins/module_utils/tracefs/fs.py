@@ -6,7 +6,6 @@ features, instances and uprobe_events.
 
 
 import os
-import subprocess
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
@@ -47,6 +46,7 @@ def find_tracefs(mount=True, candidates=TRACEFS_PATHS):
             "'mount -t tracefs nodev /sys/kernel/tracing' or allow mounting"
             % ", ".join(candidates))
     target = candidates[0]
+    import subprocess   # only to mount tracefs: not paid by every module run
     result = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
                             capture_output=True, check=False)
     if result.returncode != 0 or not os.path.isfile(os.path.join(target, "README")):
@@ -106,6 +106,9 @@ class Tracefs:
                 # CONFIG_HIST_TRIGGERS adds "hist trigger" to README and a hist file per event.
                 "hist_triggers": "hist trigger" in readme or os.path.exists(
                     self.path("events", "sched", "sched_switch", "hist")),
+                # CONFIG_SYNTH_EVENTS: events made from two others (a wakeup and its switch-in), which
+                # with hist triggers would pair waits in the kernel (docs/sched-audit.md says what for).
+                "synthetic_events": os.path.exists(self.path("synthetic_events")),
                 "instances": os.path.isdir(self.path("instances")),
                 "error_log": os.path.exists(self.path("error_log")),
                 "snapshot": os.path.exists(self.path("snapshot")),

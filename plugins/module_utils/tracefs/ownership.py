@@ -26,6 +26,7 @@ import socket
 import time
 import uuid
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import cleanup as tracefs_cleanup
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
@@ -50,7 +51,7 @@ RUN_KIND, SENTINEL_KIND = "run", "sentinel"
 LONG_LIVED_POLL = 60.0
 
 
-class OwnershipError(Exception):
+class OwnershipError(FleettraceError):
     """A run that may not start or end as asked."""
 
 

@@ -14,8 +14,10 @@ import math
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
-class ValidationError(ValueError):
+
+class ValidationError(FleettraceError, ValueError):
     """A value that must not be written into tracefs."""
 
 
