@@ -14,16 +14,24 @@ result) and raises when it cannot go on.  The runner is the only caller of
 - anything else is a bug: the message says so and names the exception, and the
   traceback is in ``exception`` (shown with -vvv); never "Unknown error".
 
+Before Ansible parses and validates the arguments, their sizes are checked
+(``input_limits``): a million pids or a 100 MB filter is refused at once, with
+a short message and a short echo of the arguments, before any work.
+
 This is the only file under ``module_utils/`` that imports Ansible (see
 tests/unit/test_layout.py): the core stays importable without it.
 """
 
 
 import errno
+import json
+import sys
 import traceback
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 
@@ -61,12 +69,40 @@ def fail(module, exc, result):
     module.fail_json(msg=msg, **output)
 
 
-def run_module(argument_spec, body, result=None, **module_options):
+def refuse_oversized(caps=None):
+    """End the module at once when an argument is over its cap (``input_limits``); else return.
+
+    Reads the arguments Ansible handed over (``basic._ANSIBLE_ARGS``, set by the
+    AnsiballZ wrapper before the module runs) with the plain JSON decoder, before
+    ``AnsibleModule`` copies, converts and validates every item, and answers as
+    ``fail_json`` would, echoing the arguments cut down to size.
+    """
+    raw = getattr(basic, "_ANSIBLE_ARGS", None)
+    if not isinstance(raw, (bytes, str)):
+        return  # run by hand (python module.py args.json): the core's own caps still apply
+    try:
+        args = json.loads(raw)["ANSIBLE_MODULE_ARGS"]
+    except (ValueError, KeyError, TypeError):
+        return  # not ours to judge: AnsibleModule reports it
+    if not isinstance(args, dict):
+        return
+    problem = input_limits.oversized(args, caps)
+    if problem is None:
+        return
+    print(json.dumps({"failed": True, "changed": False, "msg": problem,
+                      "invocation": {"module_args": input_limits.trimmed(args, caps)}}, default=str))
+    sys.exit(1)
+
+
+def run_module(argument_spec, body, result=None, caps=None, **module_options):
     """Build the AnsibleModule, run ``body(module, result)`` and end the module with its outcome.
 
     ``result`` (a dict, ``changed`` False unless given) is what a failure reports
     besides ``msg``; ``body`` may return another dict to exit with instead.
+    ``caps``: option name -> ``input_limits.Cap`` over the defaults (``input_limits.NO_CAP``
+    for data a module takes in bulk).
     """
+    refuse_oversized(caps)
     module = AnsibleModule(argument_spec=argument_spec, **module_options)
     result = dict(dict(changed=False), **(result or {}))
     try:

@@ -144,6 +144,7 @@ import os
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import checks as report_checks
@@ -208,7 +209,9 @@ def main():
             columns=dict(type="dict", default={}),
             prometheus_dir=dict(type="path"),
         ),
-        body, required_one_of=[("results", "result_paths")], supports_check_mode=True)
+        # Every host's result inline: a fleet's worth of data, read in bulk by design.
+        body, required_one_of=[("results", "result_paths")], supports_check_mode=True,
+        caps={"results": input_limits.NO_CAP, "result_paths": input_limits.Cap(items=100000)})
 
 
 if __name__ == "__main__":

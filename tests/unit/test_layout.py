@@ -12,9 +12,10 @@ WARN_LINES = 400     # a warning, not a limit: see test_long_files_are_named_not
 # What each part of module_utils may import from the others (itself and BASE always allowed).
 # Lower layers never import higher ones: tracefs and elf know nothing of traces or reports.
 # BASE is the ground floor every part may use: the error root and the bounded readers.
-BASE = {"errors", "bounded", "series"}
+BASE = {"errors", "bounded", "series", "input_limits"}
 ALLOWED = {
     "errors": set(),
+    "input_limits": set(),
     "bounded": set(),
     "series": set(),
     "tracefs": set(),
