@@ -162,10 +162,9 @@ def main():
             rows[name] = row
             print("%-16s module %s s (%s MB, %s B answer)%s%s" % (
                 name, row["module"]["seconds"], row["module"].get("max_rss_mb"), row["module"].get("answer_bytes"),
-                "; before %s s (%s MB, %s B answer)" % (row["module_before"]["seconds"],
-                                                         row["module_before"].get("max_rss_mb"),
-                                                         row["module_before"].get("answer_bytes"))
-                if "module_before" in row else "",
+                "; before %s s (%s MB, %s B answer)" % (
+                    row["module_before"]["seconds"], row["module_before"].get("max_rss_mb"),
+                    row["module_before"].get("answer_bytes")) if "module_before" in row else "",
                 "; play %s s wall, %s s CPU (the value to debug only: %s s, %s s CPU)" % (
                     row["play"]["seconds"], row["play"]["cpu_seconds"], row["play_debug_only"]["seconds"],
                     row["play_debug_only"]["cpu_seconds"]) if "play" in row else ""))

@@ -15,9 +15,11 @@ refusal says what was too big, by how much, and never repeats the input:
 - for every other option, generous bounds (``MAX_ITEMS`` list items,
   ``MAX_TEXT`` characters per string, ``MAX_VALUE_BYTES`` of JSON per value).
 
-``oversized(args, caps)`` names the first option over its cap; the module
-runner asks it before Ansible parses and validates the arguments, and
-``trimmed`` cuts them down so that the refusal is quick and its echo short.
+``oversized(args, caps)`` names the first option over its cap: each module's
+action plugin asks it on the controller before the arguments are shipped
+(plugin_utils/sized_action.py), the module runner again on the node before
+Ansible parses and validates them, and ``trimmed`` cuts them down so that the
+refusal's echo is short.
 The core's own checks (``validate``, ``plans``) use the same caps.
 """
 
@@ -58,6 +60,13 @@ CAPS = {
                                                         "page or more"),
     "definition": Cap(256, KERNEL_WRITE_MAX, why="uprobe_events takes one line of at most a page per write"),
     "spec": Cap(length=KERNEL_WRITE_MAX, why="a probe point and its arguments"),
+}
+
+
+# Modules that take data in bulk by design (module name -> caps over CAPS).
+MODULE_CAPS = {
+    # Every host's result inline: a fleet's worth of data.
+    "latency_report": {"results": NO_CAP, "result_paths": Cap(items=100000)},
 }
 
 
@@ -124,7 +133,7 @@ def oversized(args, caps=None, prefix=""):
 
 
 def trimmed(args, caps=None):
-    """``args`` with every value over its cap cut to fit (lists shortened, strings truncated), for the echo."""
+    """``args`` with every value cut to fit its cap (lists to a few items, strings truncated), types kept."""
     merged = dict(CAPS, **(caps or {}))
     cut = {}
     for name, value in args.items():
@@ -137,7 +146,7 @@ def trimmed(args, caps=None):
             cut[name] = [v[:cap.length or MAX_TEXT] if isinstance(v, str) else v
                          for v in value[:min(cap.items or MAX_ITEMS, 8)]]
         elif isinstance(value, dict):
-            cut[name] = trimmed(value, caps) if _json_size(value) <= MAX_VALUE_BYTES else {}
+            cut[name] = trimmed(value, caps)
         else:
             cut[name] = value
     return cut

@@ -25,7 +25,6 @@ tests/unit/test_layout.py): the core stays importable without it.
 
 import errno
 import json
-import sys
 import traceback
 
 from ansible.module_utils import basic
@@ -69,29 +68,29 @@ def fail(module, exc, result):
     module.fail_json(msg=msg, **output)
 
 
-def refuse_oversized(caps=None):
-    """End the module at once when an argument is over its cap (``input_limits``); else return.
+def oversized_argument(caps=None):
+    """The refusal when an argument is over its cap (``input_limits``), else None.
 
     Reads the arguments Ansible handed over (``basic._ANSIBLE_ARGS``, set by the
     AnsiballZ wrapper before the module runs) with the plain JSON decoder, before
-    ``AnsibleModule`` copies, converts and validates every item, and answers as
-    ``fail_json`` would, echoing the arguments cut down to size.
+    ``AnsibleModule`` copies, converts and validates every item.  When one is
+    too big, the arguments are replaced by a copy cut down to size, so that
+    ``AnsibleModule`` is built at once and the refusal echoes little.
     """
     raw = getattr(basic, "_ANSIBLE_ARGS", None)
     if not isinstance(raw, (bytes, str)):
-        return  # run by hand (python module.py args.json): the core's own caps still apply
+        return None  # run by hand (python module.py args.json): the core's own caps still apply
     try:
         args = json.loads(raw)["ANSIBLE_MODULE_ARGS"]
     except (ValueError, KeyError, TypeError):
-        return  # not ours to judge: AnsibleModule reports it
+        return None  # not ours to judge: AnsibleModule reports it
     if not isinstance(args, dict):
-        return
+        return None
     problem = input_limits.oversized(args, caps)
-    if problem is None:
-        return
-    print(json.dumps({"failed": True, "changed": False, "msg": problem,
-                      "invocation": {"module_args": input_limits.trimmed(args, caps)}}, default=str))
-    sys.exit(1)
+    if problem is not None:
+        basic._ANSIBLE_ARGS = json.dumps({"ANSIBLE_MODULE_ARGS": input_limits.trimmed(args, caps)},
+                                         default=str).encode("utf-8")
+    return problem
 
 
 def run_module(argument_spec, body, result=None, caps=None, **module_options):
@@ -102,9 +101,11 @@ def run_module(argument_spec, body, result=None, caps=None, **module_options):
     ``caps``: option name -> ``input_limits.Cap`` over the defaults (``input_limits.NO_CAP``
     for data a module takes in bulk).
     """
-    refuse_oversized(caps)
+    problem = oversized_argument(caps)
     module = AnsibleModule(argument_spec=argument_spec, **module_options)
     result = dict(dict(changed=False), **(result or {}))
+    if problem is not None:
+        module.fail_json(msg=problem, **result)
     try:
         returned = body(module, result)
     except Exception as exc:  # noqa: BLE001 - every failure ends here, as one task result

@@ -209,9 +209,8 @@ def main():
             columns=dict(type="dict", default={}),
             prometheus_dir=dict(type="path"),
         ),
-        # Every host's result inline: a fleet's worth of data, read in bulk by design.
         body, required_one_of=[("results", "result_paths")], supports_check_mode=True,
-        caps={"results": input_limits.NO_CAP, "result_paths": input_limits.Cap(items=100000)})
+        caps=input_limits.MODULE_CAPS["latency_report"])
 
 
 if __name__ == "__main__":

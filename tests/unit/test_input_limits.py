@@ -58,19 +58,26 @@ def test_missing_pids_are_named_ten_at_most(tmp_path):
     assert len(re.findall(r"\b419\d{4}\b", refused.value.message)) == 10 and "and 90 more" in refused.value.message
 
 
-def test_the_runner_refuses_before_ansible_parses_the_arguments(monkeypatch, capsys):
+def test_the_runner_refuses_before_ansible_parses_the_arguments(monkeypatch):
+    """AnsibleModule only ever sees the arguments cut down; the body never runs."""
     from ansible.module_utils import basic
     raw = json.dumps({"ANSIBLE_MODULE_ARGS": {"name": "n", "event_pids": list(range(10 ** 6)),
                                               "_ansible_check_mode": False}}).encode()
     monkeypatch.setattr(basic, "_ANSIBLE_ARGS", raw)
+    seen = {}
 
-    def never(*args, **kwargs):
-        raise AssertionError("AnsibleModule was built for an oversized argument")
-    monkeypatch.setattr(module_runner, "AnsibleModule", never)
+    class Module:
+        def __init__(self, argument_spec, **options):
+            seen["args"] = json.loads(basic._ANSIBLE_ARGS)["ANSIBLE_MODULE_ARGS"]
+
+        def fail_json(self, msg, **result):
+            raise SystemExit(msg)
+
+    def body(module, result):
+        raise AssertionError("the body ran on an oversized argument")
+    monkeypatch.setattr(module_runner, "AnsibleModule", Module)
     with pytest.raises(SystemExit) as ended:
-        module_runner.run_module({"name": {}, "event_pids": {}}, lambda module, result: None)
-    assert ended.value.code == 1
-    answer = json.loads(capsys.readouterr().out)
-    assert answer["failed"] is True and answer["changed"] is False
-    assert answer["msg"].startswith("event_pids has 1000000 items")
-    assert answer["invocation"]["module_args"]["event_pids"] == list(range(8))
+        module_runner.run_module({"name": {}, "event_pids": {}}, body)
+    assert str(ended.value).startswith("event_pids has 1000000 items")
+    assert seen["args"]["event_pids"] == list(range(8)) and seen["args"]["name"] == "n"
+    assert seen["args"]["_ansible_check_mode"] is False
