@@ -6,7 +6,8 @@
 setup:
 	bash scripts/setup.sh
 
-# make demo SCENARIO=frozen-fs for the frozen-file-system stall (no FUSE needed)
+# make demo SCENARIO=frozen-fs for the frozen-file-system stall (no FUSE needed),
+# SCENARIO=sentinel for the stall a node catches alone (docs/sentinel.md)
 SCENARIO ?= watchdog
 demo: setup
 	FLEETTRACE_DEMO_SCENARIO=$(SCENARIO) bash scripts/demo.sh

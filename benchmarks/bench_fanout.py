@@ -9,6 +9,8 @@ forks = N and a short tracing window, and reports per N:
 * controller CPU seconds (rusage of ansible-playbook and everything it started
   on the controller: ssh clients, delegated modules, the report), in total and
   per host;
+* the same for a play of one ``ping`` per host against the same inventory, run
+  in turn with the audit: Ansible's own cost (start, connection, a module run);
 * node CPU seconds per host: what the loopback sshd's sessions used, with
   everything they ran and waited for (the module runs; read from the sshd
   listener's reaped-children times once the run's own ssh masters are closed);
@@ -90,7 +92,16 @@ def inventory(count, path):
     os.unlink(base)
 
 
-def run(count, window, workdir, extra_env, mode):
+NO_OP_PLAY = """- name: Ansible's own cost (start, connect, one module per host)
+  hosts: nodes
+  gather_facts: false
+  tasks:
+    - name: One module round trip per host
+      ansible.builtin.ping:
+"""
+
+
+def run(count, window, workdir, extra_env, mode, no_op=False):
     inv = os.path.join(workdir, "inv-%d.ini" % count)
     inventory(count, inv)
     report = os.path.join(workdir, "report-%d" % count)
@@ -107,6 +118,11 @@ def run(count, window, workdir, extra_env, mode):
            "-e", json.dumps({"sched_audit_duration": window, "sched_audit_poll_seconds": 1,
                              "sched_audit_stack_traces": False, "fleettrace_report_dir": report,
                              "sched_audit_async": mode})]
+    if no_op:
+        playbook = os.path.join(workdir, "no-op.yml")
+        with open(playbook, "w") as handle:
+            handle.write(NO_OP_PLAY)
+        cmd = cmd[:3] + [playbook]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             universal_newlines=True)
@@ -116,13 +132,16 @@ def run(count, window, workdir, extra_env, mode):
     close_masters(control, listener, sessions_before)
     node_cpu = reaped_cpu_s(listener) - node_cpu_before
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit("the audit of %d hosts failed:\n%s" % (count, out[-3000:]))
+        raise SystemExit("the %s of %d hosts failed:\n%s" % ("no-op play" if no_op else "audit", count, out[-3000:]))
+    cpu = usage.ru_utime + usage.ru_stime
+    if no_op:
+        return {"hosts": count, "wall_s": round(wall, 2), "controller_cpu_s": round(cpu, 2),
+                "node_cpu_s": round(node_cpu, 2)}
     with open(os.path.join(report, "report.json")) as handle:
         hosts = json.load(handle)["hosts"]
     windows = [h["sched_latency"]["window"]["duration_s"] for h in hosts.values() if h.get("sched_latency")]
     if len(windows) != count:
         raise SystemExit("expected %d host results, got %d" % (count, len(windows)))
-    cpu = usage.ru_utime + usage.ru_stime
     return {"hosts": count, "wall_s": round(wall, 2), "window_s": round(max(windows), 2),
             "outside_window_s": round(wall - max(windows), 2), "controller_cpu_s": round(cpu, 2),
             "controller_cpu_s_per_host": round(cpu / count, 3), "node_cpu_s": round(node_cpu, 2),
@@ -134,8 +153,13 @@ def figures(rows):
     first, last = rows[0], rows[-1]
     found = [{"measure": "audit of %d host, wall outside the window" % first["hosts"], "ours": first["outside_window_s"],
               "unit": "s", "target": "<= 5 (quiet)"},
-             {"measure": "audit of %d host, CPU outside the window (controller + node)" % first["hosts"],
-              "ours": round(first["controller_cpu_s"] + first["node_cpu_s"], 2), "unit": "CPU-s", "target": ""}]
+             {"measure": "audit of %d host, CPU (controller + node)" % first["hosts"],
+              "ours": round(first["controller_cpu_s"] + first["node_cpu_s"], 2), "unit": "CPU-s", "target": "",
+              "other": round(first["no_op"]["controller_cpu_s"] + first["no_op"]["node_cpu_s"], 2),
+              "tool": "a play of one ping per host"},
+             {"measure": "audit of %d host, wall outside the window" % first["hosts"],
+              "ours": first["outside_window_s"], "other": first["no_op"]["wall_s"], "unit": "s",
+              "tool": "a play of one ping per host", "target": ""}]
     if last is not first:
         found.append({"measure": "outside the window, %d hosts / %d host" % (last["hosts"], first["hosts"]),
                       "ours": last["outside_window_s"], "other": first["outside_window_s"], "unit": "s",
@@ -162,16 +186,23 @@ def main():
     load_before = os.getloadavg()
     rows = []
     try:
-        print("%6s %8s %9s %11s %10s %13s %14s" % ("hosts", "wall s", "window s", "outside s", "ctl cpu s",
-                                                   "cpu s / host", "node cpu/host"))
+        print("%6s %8s %9s %11s %10s %13s %14s | %12s %10s %10s" % (
+            "hosts", "wall s", "window s", "outside s", "ctl cpu s", "cpu s / host", "node cpu/host",
+            "no-op wall s", "ctl cpu s", "node cpu s"))
         for count in [int(n) for n in args.hosts.split(",")]:
-            runs = [run(count, args.window, workdir, extra_env, args.mode) for _run in range(args.repeat)]
+            runs, no_ops = [], []
+            for _run in range(args.repeat):   # interleaved: the other agents' load hits both alike
+                runs.append(run(count, args.window, workdir, extra_env, args.mode))
+                no_ops.append(run(count, args.window, workdir, extra_env, args.mode, no_op=True))
             row = dict(min(runs, key=lambda r: r["outside_window_s"]))
             row["runs"] = runs
+            row["no_op"] = dict(min(no_ops, key=lambda r: r["wall_s"]))
+            row["no_op_runs"] = no_ops
             rows.append(row)
             cells = (count, row["wall_s"], row["window_s"], row["outside_window_s"], row["controller_cpu_s"],
-                     row["controller_cpu_s_per_host"], row["node_cpu_s_per_host"])
-            print("%6d %8.2f %9.2f %11.2f %10.2f %13.3f %14.3f" % cells)
+                     row["controller_cpu_s_per_host"], row["node_cpu_s_per_host"], row["no_op"]["wall_s"],
+                     row["no_op"]["controller_cpu_s"], row["no_op"]["node_cpu_s"])
+            print("%6d %8.2f %9.2f %11.2f %10.2f %13.3f %14.3f | %12.2f %10.2f %10.2f" % cells)
             sys.stdout.flush()
         if rows[0]["outside_window_s"]:
             print("outside-window growth %d -> %d hosts: %.2fx" % (

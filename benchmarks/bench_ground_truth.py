@@ -36,11 +36,12 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 sys.path.insert(0, COLLECTIONS)
 import bench_sched_latency as bench  # noqa: E402  (the trace-cmd sandbox wrapper)
 import bench_results  # noqa: E402
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
 
 PERIOD_US = 1000
 BPFTRACE_TID = os.path.join(REPO, "benchmarks", "runqlat_tid.bt")
+BPFTRACE_LEAD_S = 3   # bpftrace compiles its script before it attaches
 # trace-cmd's instance outlives its window by this much at most (start, its own teardown, ours).
 TRACER_MARGIN = 60
 
@@ -77,11 +78,11 @@ def finish_truth(proc):
 def ours_cmd(seconds, name, watch_pid=None):
     code = ("import json, sys\nsys.path.insert(0, %r)\n"
             "from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs\n"
-            "from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership\n"
+            "from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle\n"
             "from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as c\n"
             "fs = tracefs.Tracefs()\n"
             "# as the sched_latency module does: killed, its reaper removes the instance\n"
-            "with ownership.module_run(fs, %r, %f, instances=[%r]):\n"
+            "with lifecycle.module_run(fs, %r, %f, instances=[%r]):\n"
             "    r = c.collect(fs, %f, instance_name=%r, watch_pids=%r, stack_traces=False, worst_count=50)\n"
             "print(json.dumps(r))\n") % (COLLECTIONS, name, seconds, name, seconds, name,
                                          [watch_pid] if watch_pid else [])
@@ -97,7 +98,7 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
         time.sleep(1.0)
         if condition == "trace-cmd":
             # trace-cmd's instance is a run of this process: SIGKILLed, its reaper removes it.
-            run = ownership.own(Tracefs(), name, seconds + TRACER_MARGIN, instances=[name], what="benchmark")
+            run = lifecycle.own(Tracefs(), name, seconds + TRACER_MARGIN, instances=[name], what="benchmark")
         if condition == "ours":
             tracer = subprocess.Popen(ours_cmd(seconds + 1, name), stdout=subprocess.PIPE, universal_newlines=True)
         elif condition == "trace-cmd":
@@ -117,7 +118,7 @@ def observer_round(bins, seconds, load_rounds, workdir, condition, index):
         load.wait()
         bench.remove_instance(name)
         if run is not None:
-            ownership.finish(Tracefs(), name, run["nonce"])
+            lifecycle.finish(Tracefs(), name, run.nonce)
     return truth_stats(out)
 
 
@@ -140,17 +141,20 @@ def same_window(bins, seconds, load_rounds, workdir):
     out = os.path.join(workdir, "truth-same.txt")
     data = os.path.join(workdir, "perf-sched.data")
     name = "fleettrace_gt_%d_same" % os.getpid()
-    load = subprocess.Popen([bins["load"], "2", str(load_rounds), str(seconds + 15)], start_new_session=True)
+    load = subprocess.Popen([bins["load"], "2", str(load_rounds), str(seconds + 20)], start_new_session=True)
     try:
         time.sleep(1.0)
-        truth, tid = start_truth(bins["truth"], seconds + 6, out)
+        truth, tid = start_truth(bins["truth"], seconds + 8, out)
+        bpf = None
+        if shutil.which("bpftrace"):
+            # Started first and ended last, so its waits cover our window; only those inside it count.
+            bpf = subprocess.Popen(["bpftrace", BPFTRACE_TID, str(tid), "-c",
+                                    "%s %s" % (shutil.which("sleep"), seconds + BPFTRACE_LEAD_S + 1)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+            time.sleep(BPFTRACE_LEAD_S)
         ours = subprocess.Popen(ours_cmd(seconds, name, tid), stdout=subprocess.PIPE, universal_newlines=True)
         perf = subprocess.Popen(["perf", "sched", "record", "-o", data, "--", "sleep", str(seconds)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        bpf = None
-        if shutil.which("bpftrace"):
-            bpf = subprocess.Popen(["bpftrace", BPFTRACE_TID, str(tid), "-c", "%s %s" % (shutil.which("sleep"), seconds)],
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
         result = json.loads(ours.communicate()[0].strip().splitlines()[-1])
         perf.wait()
         bpf_out = bpf.communicate()[0] if bpf else None
@@ -166,16 +170,17 @@ def same_window(bins, seconds, load_rounds, workdir):
             "ours": {"waits": task["runqueue"]["count"], "p50_us": task["runqueue"]["p50_us"],
                      "p99_us": task["runqueue"]["p99_us"], "max_us": task["runqueue"]["max_us"],
                      "host_unmeasured": result["unmeasured_by_reason"], "events_lost": result["events"]["lost"]},
-            "perf_sched_latency": perf_row(data, tid), "bpftrace": bpftrace_row(bpf_out)}
+            "perf_sched_latency": perf_row(data, tid), "bpftrace": bpftrace_row(bpf_out, window)}
 
 
-def bpftrace_row(out):
-    """benchmarks/runqlat_tid.bt's counts for the thread: waits, preemptions, max (us)."""
+def bpftrace_row(out, window):
+    """benchmarks/runqlat_tid.bt's waits of the thread inside our window: count, p50/p99/max (us)."""
     if out is None:
         return None
-    counts = {name: int(n) for name, n in re.findall(r"^@(\w+): (\d+)$", out, re.M)}
-    return {"waits": counts.get("waits", 0), "preemptions": counts.get("preemptions", 0),
-            "max_us": counts["max_ns"] / 1000.0 if "max_ns" in counts else None}
+    waits = [(int(a), int(b)) for a, b in re.findall(r"^wait (\d+) (\d+)$", out, re.M)]
+    inside = [(b - a) / 1000.0 for a, b in waits if window[0] <= a and b <= window[1]]
+    return {"waits": len(inside), "waits_all": len(waits), "p50_us": percentile(inside, 50),
+            "p99_us": percentile(inside, 99), "max_us": max(inside) if inside else None}
 
 
 EVENTS = ("sched_wakeup", "sched_wakeup_new", "sched_switch", "sched_migrate_task")
@@ -197,8 +202,9 @@ def figures(table, same):
     if bpf:
         found.append({"measure": "timer thread: waits counted", "unit": "", "ours": ours["waits"],
                       "other": bpf["waits"], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
-        found.append({"measure": "timer thread: longest wait", "unit": "us", "ours": ours["max_us"],
-                      "other": bpf["max_us"], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
+        for key in ("p99_us", "max_us"):
+            found.append({"measure": "timer thread: %s wait" % key.split("_", maxsplit=1)[0], "unit": "us",
+                          "ours": ours[key], "other": bpf[key], "tool": "bpftrace runqlat_tid.bt", "target": "~1"})
     return found
 
 

@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/bench_resolver_libs.py [--sample 100] [--seed 14] [--runtime]
                                                       [--code DIR] [--labels zlib-O2,lz4-O0]
 
-zlib, lz4 and liblzma built from Debian source at -O0/-O2, DWARF 5/4
-(scripts/build-libs.sh).  A fixed-seed sample of specs per build
+zlib, lz4 and liblzma built from Debian source at -O0/-O2, DWARF 5/4, zstd at -O2/-O3,
+snappy and leveldb (C++), zlib with LTO (scripts/build-libs.sh; libdiff.SUITE).
+A fixed-seed sample of specs per build
 (tests/programs/libdiff/libdiff.py) is resolved by our resolver (in-process, a
 fresh Resolver per spec, as the uprobe module does on a cache miss) and by
 `perf probe --definition`; every difference is classified.
@@ -28,8 +29,9 @@ import argparse
 import collections
 import os
 import resource
-import subprocess
+import shutil
 import signal
+import subprocess
 import sys
 import time
 
@@ -89,23 +91,26 @@ def main():
     options = parser.parse_args()
     resolver, root = import_resolver(options.code)
     lib_root, libraries = libdiff.build_libraries()
-    labels = [l for l in sorted(libraries) if not options.labels or l in options.labels.split(",")]
+    labels = [l for l in libdiff.SUITE if not options.labels or l in options.labels.split(",")]
     fs = None
     if options.runtime:
         from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import core as tracefs_core
         fs = tracefs_core.Tracefs()
     totals = collections.Counter()
     classes = collections.Counter()
-    header = ("build", "specs", "parity", "ours s", "perf s", "inl ours", "inl perf", "wrong us", "wrong perf")
-    print("%-11s %6s %7s %9s %9s %8s %8s %9s %9s" % header)
+    header = ("build", "specs", "parity", "ours s", "perf s", "inl ours", "inl perf", "wrong us", "wrong perf",
+              "wrong scope")
+    print("%-11s %6s %7s %9s %9s %8s %8s %9s %9s %11s" % header)
     for label in labels:
         binary = libraries[label]
         functions = libdiff.catalog(binary)
         specs = libdiff.sample(functions, options.sample, "%d:%s" % (options.seed, label))
-        results = libdiff.compare(resolver, binary, specs)
+        results = libdiff.compare(resolver, binary, specs, functions)
+        wrong_scope = libdiff.scope_audit(binary, results)
+        traced = sum(1 for r in results for n in r["our_variables"] if n["available"])
         wrong = collections.Counter()
         if fs is not None:
-            driver = libtruth.build_driver("gcc", lib_root, label, "/tmp")
+            driver = libtruth.build_driver(shutil.which("gcc") or "cc", lib_root, label, "/tmp")
             for index, r in enumerate(results):
                 function = functions.get(r["function"])
                 if libtruth.applicable(r, function) and (r["ours"] or r["perf"]):
@@ -129,10 +134,14 @@ def main():
         totals["specs"] += len(results)
         totals["inline"] += len(inline)
         totals.update({"wrong_" + k: v for k, v in wrong.items()})
-        print("%-11s %6d %6.1f%% %9.2f %9.2f %8.2f %8.2f %9s %9s" % (
+        totals["wrong_scope"] += len(wrong_scope)
+        totals["traced_variables"] += traced
+        print("%-11s %6d %6.1f%% %9.2f %9.2f %8.2f %8.2f %9s %9s %11s" % (
             label, len(results), parity, row["ours"], row["perf"], row["inl_ours"], row["inl_perf"],
             "%d/%d" % (wrong["ours"], wrong["ours_judged"]) if fs else "-",
-            "%d/%d" % (wrong["perf"], wrong["perf_judged"]) if fs else "-"))
+            "%d/%d" % (wrong["perf"], wrong["perf_judged"]) if fs else "-", "%d/%d" % (len(wrong_scope), traced)))
+        for spec, variable, why in wrong_scope:
+            print("    wrong scope: %s  %s: %s" % (spec, variable, why))
         whole = [r["spec"] for r in inline if r["ours"]][:WHOLE_PROCESS_SPECS]
         if whole:
             ours, perf = whole_process(root, binary, whole)
@@ -157,6 +166,8 @@ def main():
     if fs is not None:
         print("wrong fetch args (runtime truth): ours %d in %d judged specs, perf %d in %d" % (
             totals["wrong_ours"], totals["wrong_ours_judged"], totals["wrong_perf"], totals["wrong_perf_judged"]))
+    print("values read from another scope than the probed function's own (libdiff.scope_audit, by the DWARF): "
+          "%d of %d traced variables" % (totals["wrong_scope"], totals["traced_variables"]))
     print("classes: " + ", ".join("%s %d" % kv for kv in classes.most_common()))
 
 

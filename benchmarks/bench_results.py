@@ -7,7 +7,8 @@ load average next to them.  A figure is a dict:
     {"measure": "whole CPU per sched_switch, 69k events/s", "ours": 2.1, "other": 2.4,
      "tool": "perf sched record + perf sched latency", "unit": "us", "target": "<= 1"}
 
-(``ratio`` = ours / other is added), or, for a figure with no tool beside it,
+(``ratio`` = ours / other is added unless given: a median of same-run ratios), or, for a
+figure with no tool beside it,
 ``{"measure": ..., "ours": ..., "unit": ..., "target": ...}``.
 
 ``make bench`` ends with ``python benchmarks/bench_results.py``, which prints every
@@ -30,7 +31,7 @@ RESULTS = os.path.join(REPO, "benchmarks", "results")
 def record(name, figures, **facts):
     """Write benchmarks/results/<name>.json: ``facts`` (the raw numbers) and ``figures``, stamped."""
     for figure in figures:
-        if figure.get("other"):
+        if figure.get("ratio") is None and figure.get("other"):
             figure["ratio"] = round(figure["ours"] / figure["other"], 2)
     document = {"benchmark": name, "measured": time.strftime("%Y-%m-%d %H:%M %Z"), "measured_epoch": time.time(),
                 "host": socket.gethostname(), "kernel": os.uname().release, "cpus": os.cpu_count(),

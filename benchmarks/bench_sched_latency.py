@@ -50,7 +50,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")  # made by scripts/setup.sh
 sys.path.insert(0, COLLECTIONS)
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_results  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs  # noqa: E402
@@ -249,7 +249,7 @@ def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections,
     procs = {}
     started = {}
     # The instances are one run of this process: SIGKILLed, its reaper removes them.
-    run = ownership.own(Tracefs(), tag, seconds + RUN_MARGIN, instances=list(names.values()), what="benchmark")
+    run = lifecycle.own(Tracefs(), tag, seconds + RUN_MARGIN, instances=list(names.values()), what="benchmark")
     rows = {}
     try:
         time.sleep(LOAD_LEAD_S)  # load at its pace before the windows open
@@ -271,7 +271,7 @@ def step(load_binary, rounds, seconds, workdir, buffer_kb, baseline_collections,
         load.wait()
         for name in names.values():
             remove_instance(name)
-        ownership.finish(Tracefs(), tag, run["nonce"])
+        lifecycle.finish(Tracefs(), tag, run.nonce)
     # Post-processing after the window, one tool at a time (the load has stopped: nobody competes).
     for tool, (_proc, path) in started.items():
         rows[tool] = finish_tool(tool, recorded[tool], path, seconds, events)
@@ -331,9 +331,10 @@ def figures(rows, tools):
         rate = "%dk events/s" % round(ours["events_per_s"] / 1000.0)
         for tool in tools + (["baseline"] if "baseline" in row else []):
             other = row.get(tool) or {}
+            # The ratio is the median of the same-run ratios (not the ratio of the medians).
             found.append({"measure": "whole CPU per sched_switch, %s" % rate, "ours": ours["us_per_switch"],
                           "other": other.get("us_per_switch"), "unit": "us", "tool": TOOL_NAMES[tool],
-                          "target": "<= 1" if tool == "perf" else ""})
+                          "ratio": row.get("per_switch_ours_vs_%s" % tool), "target": "<= 1" if tool == "perf" else ""})
         for tool in ("perf", "trace-cmd"):
             if tool in row:
                 found.append({"measure": "events lost, %s" % rate, "ours": ours["lost"], "other": row[tool]["lost"],
@@ -341,7 +342,8 @@ def figures(rows, tools):
         if "trace-cmd" in row:
             found.append({"measure": "CPU during the window per wall second, %s" % rate,
                           "ours": ours["window_cpu_per_wall_s"], "other": row["trace-cmd"]["window_cpu_per_wall_s"],
-                          "unit": "s/s", "tool": "trace-cmd record", "target": "<= 2"})
+                          "ratio": row.get("window_ours_vs_trace-cmd"), "unit": "s/s", "tool": "trace-cmd record",
+                          "target": "<= 2"})
     return found
 
 

@@ -97,12 +97,12 @@ RECORD_MARGIN = 120
 def real_text(count, buffer_kb=65536, max_seconds=20):
     """Record real sched events in a private instance until ``count`` are there."""
     sys.path.insert(0, REPO)
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
     fs = Tracefs()
     inst = fs.instance("fleettrace_bench_%s" % uuid.uuid4().hex[:8])
     # A run of this process: killed (even by SIGKILL), its reaper removes the instance.
-    run = ownership.own(fs, inst.name, max_seconds + RECORD_MARGIN, instances=[inst.name], what="benchmark")
+    run = lifecycle.own(fs, inst.name, max_seconds + RECORD_MARGIN, instances=[inst.name], what="benchmark")
     load = None
     try:
         inst.create()
@@ -143,7 +143,7 @@ def real_text(count, buffer_kb=65536, max_seconds=20):
         try:
             inst.remove()
         finally:
-            ownership.finish(fs, inst.name, run["nonce"])
+            lifecycle.finish(fs, inst.name, run.nonce)
 
 
 def capture_read_peaks(text, max_events):

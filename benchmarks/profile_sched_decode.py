@@ -13,12 +13,14 @@ through the collector's own ``analyse()`` as often as wanted:
 ``replay`` prints the CPU seconds per event of decode + analysis (best of
 ``--repeat``), optionally a cProfile table, and writes the analysis result as
 sorted JSON (``--out``) so that two versions of the code can be compared on the
-same pages byte for byte (``cmp before.json after.json``).  ``--decode-digest``
+same pages byte for byte (``cmp before.json after.json``); ``--split`` prints the CPU of each
+phase (loss scan, decode + merge, analysis loop, fold + result).  ``--decode-digest``
 also prints a sha256 of every decoded event, to pin decoding alone.
 """
 
 import argparse
 import cProfile
+import gc
 import glob
 import hashlib
 import json
@@ -39,6 +41,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import pa
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import pages as sched_pages  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_results  # noqa: E402
 
 LOAD_PAIRS = 2
 
@@ -130,6 +134,50 @@ def decode_digest(directory):
     return count, digest.hexdigest()
 
 
+def phases_once(directory):
+    """CPU seconds of each phase of one replay: loss scan, decode + merge, the whole feed, fold + result."""
+    saved = Saved(directory)
+    gc.disable()   # as analyse_pages does around its loop
+    start = time.process_time()
+    for _batch in saved.spool.merged(saved.layout, saved.decoders):
+        pass
+    merge = time.process_time() - start
+    gc.enable()
+    saved.spool.close()
+    saved = Saved(directory)
+    analyzer = analysis.SchedAnalyzer()
+    start = time.process_time()
+    saved.spool.losses(saved.layout)
+    losses = time.process_time() - start
+    start = time.process_time()
+    sched_pages.analyse_pages(analyzer, saved.spool, saved.layout, saved.decoders, saved.kinds, saved.stats)
+    pages = time.process_time() - start
+    start = time.process_time()
+    analyzer.finish()
+    analyzer.result()
+    result = time.process_time() - start
+    saved.spool.close()
+    return {"loss scan": losses, "decode + merge": merge, "analysis loop": max(0.0, pages - losses - merge),
+            "fold + result": result}
+
+
+def split(args, events, switches):
+    """Where the time goes: each phase's best of ``--repeat``, per event, and its share."""
+    best = {}
+    for _run in range(args.repeat):
+        for name, seconds in phases_once(args.dir).items():
+            best[name] = min(best.get(name, seconds), seconds)
+    total = sum(best.values())
+    figures = []
+    for name, seconds in best.items():
+        print("  %-15s %.3f us/event  %4.1f %%" % (name, seconds * 1e6 / events, 100.0 * seconds / total))
+        figures.append({"measure": "replay of %d events: %s, per event" % (events, name),
+                        "ours": round(seconds * 1e6 / events, 3), "unit": "us", "target": ""})
+    figures.append({"measure": "replay of %d events: all phases, per sched_switch" % events,
+                    "ours": round(total * 1e6 / max(1, switches), 3), "unit": "us", "target": ""})
+    bench_results.record("sched_decode_phases", figures, events=events, switches=switches, best_seconds=best)
+
+
 def replay(args):
     best = None
     result = None
@@ -140,6 +188,8 @@ def replay(args):
     switches = result["event_counts"].get("sched_switch", 0)
     print("%d events, %d switches: best %.3f CPU-s = %.3f us/event, %.3f us/switch"
           % (events, switches, best, best * 1e6 / events, best * 1e6 / max(1, switches)))
+    if args.split:
+        split(args, events, switches)
     if args.decode_digest:
         print("decoded: %d events, sha256 %s" % decode_digest(args.dir))
     if args.profile:
@@ -164,6 +214,7 @@ def main():
     rep.add_argument("--profile", action="store_true")
     rep.add_argument("--top", type=int, default=25)
     rep.add_argument("--decode-digest", action="store_true")
+    rep.add_argument("--split", action="store_true", help="CPU per phase (recorded for bench_results)")
     rep.add_argument("--out")
     args = parser.parse_args()
     (record if args.command == "record" else replay)(args)

@@ -25,11 +25,20 @@ section "trace text parser: events/s and peak memory"
 section "issue 24 point 3: whole CPU per sched_switch at ~70k and ~210k events/s: the audit's collector vs perf sched record + latency, trace-cmd record + report, bpftrace"
 .venv/bin/python benchmarks/bench_sched_latency.py --seconds 5 --steps 20000,60000 --repeat 3
 
+section "where the collector's CPU goes: one window's pages recorded at ~100k events/s, then decoded and analysed again per phase"
+pages=$(mktemp -d)
+.venv/bin/python benchmarks/profile_sched_decode.py record "$pages" --seconds 3 --rounds 30000
+.venv/bin/python benchmarks/profile_sched_decode.py replay "$pages" --repeat 5 --split
+rm -rf "$pages"
+
 section "observer effect on a program's own wakeup latency; one thread's waits vs the program, perf sched latency and bpftrace"
 .venv/bin/python benchmarks/bench_ground_truth.py --seconds 5 --rounds 3
 
 section "issue 24 point 4: the audit's fixed cost, 1 and 20 loopback hosts, wall and CPU outside the window"
 .venv/bin/python benchmarks/bench_fanout.py --hosts 1,20 --window 2 --repeat 2
+
+section "issue 21 point 4: an armed sentinel's cost while nothing happens, 10 minutes on real corosync, beside polling, trace-cmd and bpftrace"
+.venv/bin/python benchmarks/bench_sentinel_idle.py --seconds 600 --target corosync
 
 section "every figure of this run"
 .venv/bin/python benchmarks/bench_results.py --since "$since"

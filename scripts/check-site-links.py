@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Every link inside a built static site leads somewhere: the file exists and so does the #anchor.
 
-    scripts/check-site-links.py SITE_DIR
+    python3 scripts/check-site-links.py SITE_DIR
 
 Links out of the site (http:, https:, mailto:) are counted, not followed: the
 site is built where there is no network.  A path starting with / is taken from

@@ -15,6 +15,11 @@
 #              as the server's IPMI watchdog held corosync's.  Needs FUSE.
 #   frozen-fs  the heartbeat file is on a loop-mounted ext4 that a fault
 #              injector freezes briefly and repeatedly (a D-state stall).
+#   sentinel   the watchdog scenario left to a sentinel (docs/sentinel.md):
+#              playbooks/sentinel-corosync.yml arms the node and returns; the
+#              slow watchdog holds one keepalive by itself 20-40 s later; the
+#              node catches it alone, logs its journal line, measures the
+#              culprit call; then the demo collects, prints, and disarms.
 # Everything is stopped, thawed and unmounted on exit, also on failure or Ctrl-C.
 #
 # Extra arguments go to ansible-playbook (e.g. -v).
@@ -42,9 +47,12 @@ RUN_ID=${FLEETTRACE_DEMO_RUN_ID:-demo_$(date -u +%Y%m%dT%H%M%S)}
 run_dir=$RESULTS/corosync-$RUN_ID
 
 case $SCENARIO in
-  watchdog|frozen-fs) ;;
-  *) echo "demo: unknown scenario '$SCENARIO': use SCENARIO=watchdog (default) or SCENARIO=frozen-fs" >&2; exit 2 ;;
+  watchdog|frozen-fs|sentinel) ;;
+  *) echo "demo: unknown scenario '$SCENARIO': use SCENARIO=watchdog (default), frozen-fs or sentinel" >&2; exit 2 ;;
 esac
+# The sentinel scenario: no periodic holds, one keepalive held once by the watchdog itself.
+[ "$SCENARIO" = sentinel ] && KEEPALIVE_EVERY=0
+LABEL=demo_$(date -u +%H%M%S)
 
 # Why FUSE cannot work here, or nothing.
 fuse_missing() {
@@ -56,7 +64,7 @@ fuse_missing() {
   command -v fusermount3 >/dev/null || { echo "fusermount3 is missing (Debian package fuse3; make setup installs it)"; return; }
   pkg-config --exists fuse3 2>/dev/null || { echo "libfuse3's development files are missing (Debian package libfuse3-dev; make setup installs it)"; return; }
 }
-if [ "$SCENARIO" = watchdog ]; then
+if [ "$SCENARIO" != frozen-fs ]; then
   why=$(fuse_missing)
   if [ -n "$why" ]; then
     echo "demo: the slow-watchdog scenario needs FUSE, and this machine cannot run it: $why." >&2
@@ -71,8 +79,14 @@ wd_mnt=$work/watchdog
 daemon_pid=""
 injector_pid=""
 watchdog_pid=""
+journal_pid=""
+armed=""
 stop_demo() {
   set +e
+  # A sentinel left armed by a Ctrl-C is disarmed first (it would end by itself at its 10-minute deadline).
+  [ -n "$armed" ] && ansible-playbook -i "$inventory" playbooks/sentinel-corosync.yml "${sentinel_vars[@]}" \
+    -e sentinel_state=absent >/dev/null 2>&1
+  [ -n "$journal_pid" ] && kill "$journal_pid" 2>/dev/null && wait "$journal_pid" 2>/dev/null
   [ -n "$injector_pid" ] && kill "$injector_pid" 2>/dev/null && wait "$injector_pid" 2>/dev/null
   mountpoint -q "$mnt" && fsfreeze -u "$mnt" 2>/dev/null
   # The daemon first: its namespace holds the last reference to the watchdog mount.
@@ -87,11 +101,11 @@ stop_demo() {
 trap stop_demo EXIT
 trap 'exit 130' INT TERM
 
-echo "demo: scenario $SCENARIO (make demo SCENARIO=watchdog|frozen-fs)"
+echo "demo: scenario $SCENARIO (make demo SCENARIO=watchdog|frozen-fs|sentinel)"
 echo "demo: building the demo daemon with debug info (-g -O2)"
 gcc -g -O2 -Wall -o "$work/demo_daemon" tests/programs/demo/demo_daemon.c
 
-if [ "$SCENARIO" = watchdog ]; then
+if [ "$SCENARIO" != frozen-fs ]; then
   echo "demo: building the slow watchdog (FUSE) and mounting it at $wd_mnt"
   # shellcheck disable=SC2046  # pkg-config prints several words on purpose
   gcc -O2 -Wall -o "$work/slow_watchdog" tests/programs/slow_watchdog/slow_watchdog.c $(pkg-config --cflags --libs fuse3)
@@ -109,8 +123,12 @@ if [ "$SCENARIO" = watchdog ]; then
   bash tests/programs/slow_watchdog/with_dev_watchdog.sh "$wd_mnt/watchdog" "$work/ns-stage" \
     "$work/demo_daemon" "$work/heartbeat.log" "$PERIOD_MS" "$THRESHOLD_MS" /dev/watchdog 2>"$work/daemon.log" &
   daemon_pid=$!
-  echo "demo: daemon pid $daemon_pid ticks every $PERIOD_MS ms and tickles /dev/watchdog after each tick;" \
-       "every ${KEEPALIVE_EVERY}th keepalive is held for $KEEPALIVE_MS ms"
+  if [ "$SCENARIO" = watchdog ]; then
+    echo "demo: daemon pid $daemon_pid ticks every $PERIOD_MS ms and tickles /dev/watchdog after each tick;" \
+         "every ${KEEPALIVE_EVERY}th keepalive is held for $KEEPALIVE_MS ms"
+  else
+    echo "demo: daemon pid $daemon_pid ticks every $PERIOD_MS ms and tickles /dev/watchdog after each tick; no keepalive is held yet"
+  fi
 else
   echo "demo: loop-mounted ext4 for the heartbeat file at $mnt"
   truncate -s 16M "$work/fs.img"
@@ -127,6 +145,92 @@ fi
 inventory=$work/inventory.ini
 echo "localhost ansible_connection=local ansible_python_interpreter=$ROOT/.venv/bin/python" >"$inventory"
 mkdir -p "$RESULTS"
+
+# The finding of a results directory (summary.md, summary.json), as an operator reads it.
+print_finding() {
+  local dir=$1
+  echo "demo: finding (full result in $dir):"
+  if ! grep -q -- '^- stall 1:' "$dir/summary.md"; then
+    echo "demo: no stall was captured; see $dir/summary.md" >&2
+    exit 1
+  fi
+  # The stalls and what was left out (their sub-items), as summary.md has them.
+  awk '/^- stall / { on = 1; print; next } on && /^  / { print; next } { on = 0 }' "$dir/summary.md"
+  echo "demo: in words:"
+  "$ROOT/.venv/bin/python" - "$dir/summary.json" <<'PY'
+import json
+import sys
+
+with open(sys.argv[1]) as handle:
+    host = json.load(handle)["hosts"][0]
+for finding in host["findings"][:1]:
+    for line in finding.get("explanation", [finding.get("summary", "")]):
+        print("  " + line)
+for guess in host.get("guesses", []):
+    verdict = {True: "ruled out", False: "not ruled out"}.get(guess["ruled_out"], "no data")
+    print("  The guess '%s': %s (%s)." % (guess["guess"], verdict, guess["seen"]))
+PY
+  # The culprit's latency measured afterwards on its fd: the talk's histogram.
+  if grep -q -E '^- [a-z0-9_]+ on fd ' "$dir/summary.md"; then
+    echo "demo: the culprit call's latency afterwards (the talk's histogram):"
+    awk '/^- [a-z0-9_]+ on fd / { on = 1; print; next } on && /^- / { exit } on && NF' "$dir/summary.md"
+  fi
+}
+
+if [ "$SCENARIO" = sentinel ]; then
+  # The node's journal, for this demo: a socket in the scratch directory stands in for /dev/log.
+  "$ROOT/.venv/bin/python" -u -c '
+import socket, sys
+sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+sock.bind(sys.argv[1])
+while True:
+    print("  journal: " + sock.recv(65536).decode("utf-8", "replace").rstrip("\0"), flush=True)
+' "$work/journal.sock" >"$work/journal.log" 2>&1 &
+  journal_pid=$!
+  mkdir -p "$work/textfile"
+  sentinel_vars=(-e "sentinel_label=$LABEL" -e "sentinel_syslog_socket=$work/journal.sock"
+                 -e "sentinel_textfile_dir=$work/textfile" -e "diagnose_results_dir=$RESULTS")
+  echo "demo: ansible-playbook playbooks/sentinel-corosync.yml: arm the node and return"
+  armed=yes
+  ansible-playbook -i "$inventory" playbooks/sentinel-corosync.yml "${sentinel_vars[@]}" \
+    -e "diagnose_corosync_binary=$work/demo_daemon" -e "diagnose_threshold_ms=$THRESHOLD_MS" \
+    -e "sentinel_token_timeout_ms=$((THRESHOLD_MS * 10 / 8))" -e "sentinel_latency_seconds=$LATENCY_S" \
+    -e sentinel_max_captures=1 -e sentinel_duration=600 "$@" >"$work/arm.log" 2>&1 \
+    || { tail -n 40 "$work/arm.log" >&2; exit 1; }
+  grep -E '"msg": "localhost: sentinel' "$work/arm.log" | sed 's/^ *"msg": "/  /; s/"$//'
+  echo "demo: ansible-playbook has exited; the node watches by itself:"
+  pgrep -a -f "fleettrace-sentinel $LABEL " | sed 's/^/  /'
+  echo "delay_ms=$KEEPALIVE_MS hold_in_ms=$((20000 + RANDOM % 20001))" >"$wd_mnt/control"
+  echo "demo: the slow watchdog will hold one keepalive for $KEEPALIVE_MS ms by itself, 20 to 40 s from now;" \
+       "the sentinel is not told when. Waiting for the node's journal line..."
+  for _ in $(seq 120); do
+    grep -q "not scheduled" "$work/journal.log" && break
+    sleep 1
+  done
+  cat "$work/journal.log"
+  grep -q "not scheduled" "$work/journal.log" || { echo "demo: no stall caught within 2 minutes" >&2; exit 1; }
+  echo "demo: its node_exporter metric ($work/textfile):"
+  grep -E '^fleettrace_sentinel_(captures_total|last_stall_seconds)' "$work/textfile"/*.prom | sed 's/^[^:]*:/  /'
+  # From now on the watchdog holds every 20th keepalive, as the talk's IPMI driver held them for hours.
+  echo "delay_ms=$KEEPALIVE_MS every=20" >"$wd_mnt/control"
+  echo "demo: the sentinel measures the culprit call on its fd for $LATENCY_S s (the watchdog now holds every 20th" \
+       "keepalive); then: sentinel_state=collected"
+  sleep "$LATENCY_S"
+  ansible-playbook -i "$inventory" playbooks/sentinel-corosync.yml "${sentinel_vars[@]}" \
+    -e sentinel_state=collected >"$work/collect.log" 2>&1 || { tail -n 40 "$work/collect.log" >&2; exit 1; }
+  run_dir=$(find "$RESULTS" -maxdepth 1 -name "sentinel-$LABEL-*" | sort | tail -n 1)
+  awk '/^keepalive / { n++ } /^keepalive .* slow=1/ { s++; if (s == 1) first = sprintf("seq %s for %.1f ms", substr($2, 5), substr($6, 13) / 1e6) }
+       END { printf "demo: the slow watchdog (its own log): %d keepalives served, %d held; the first held: %s\n", n, s, first }' \
+    "$work/keepalives.log"
+  print_finding "$run_dir"
+  echo "demo: sentinel_state=absent: collect once more, disarm, remove the spool"
+  ansible-playbook -i "$inventory" playbooks/sentinel-corosync.yml "${sentinel_vars[@]}" \
+    -e sentinel_state=absent >"$work/absent.log" 2>&1 || { tail -n 40 "$work/absent.log" >&2; exit 1; }
+  armed=""
+  grep -E '"msg": "localhost: sentinel' "$work/absent.log" | tail -n 1 | sed 's/^ *"msg": "/  /; s/"$//'
+  exit 0
+fi
+
 echo "demo: ansible-playbook playbooks/diagnose-corosync.yml (presets pointed at the demo daemon)"
 # The daemon warns at 0.8 x a token timeout, as corosync does: give that
 # timeout so the "token timeout too low" guess is settled too.  The culprit's
@@ -151,29 +255,4 @@ if [ "$SCENARIO" = watchdog ]; then
        END { printf "  %d keepalives served, %d held (ms: %s), longest %.1f ms\n", n, s, held, max }' "$work/keepalives.log"
   [ -d "$run_dir" ] && cp "$work/keepalives.log" "$run_dir/slow_watchdog.log" && echo "  (every keepalive: $run_dir/slow_watchdog.log)"
 fi
-echo "demo: finding (full result in $run_dir):"
-if ! grep -q -- '^- stall 1:' "$run_dir/summary.md"; then
-  echo "demo: no stall was captured; see $run_dir/summary.md" >&2
-  exit 1
-fi
-# The stalls and what was left out (their sub-items), as summary.md has them.
-awk '/^- stall / { on = 1; print; next } on && /^  / { print; next } { on = 0 }' "$run_dir/summary.md"
-echo "demo: in words:"
-"$ROOT/.venv/bin/python" - "$run_dir/summary.json" <<'PY'
-import json
-import sys
-
-with open(sys.argv[1]) as handle:
-    host = json.load(handle)["hosts"][0]
-for finding in host["findings"][:1]:
-    for line in finding.get("explanation", [finding.get("summary", "")]):
-        print("  " + line)
-for guess in host.get("guesses", []):
-    verdict = {True: "ruled out", False: "not ruled out"}.get(guess["ruled_out"], "no data")
-    print("  The guess '%s': %s (%s)." % (guess["guess"], verdict, guess["seen"]))
-PY
-# The culprit's latency measured afterwards on its fd: the talk's histogram.
-if grep -q -E '^- [a-z0-9_]+ on fd ' "$run_dir/summary.md"; then
-  echo "demo: the culprit call's latency afterwards (the talk's histogram):"
-  awk '/^- [a-z0-9_]+ on fd / { on = 1; print; next } on && /^- / { exit } on && NF' "$run_dir/summary.md"
-fi
+print_finding "$run_dir"

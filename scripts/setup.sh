@@ -10,6 +10,7 @@ DEBIAN_PACKAGES=(
   gcc make libc6-dev          # test programs and the demo daemon
   linux-perf                  # reference for the probe resolver
   dpkg-dev                    # apt-get source, dpkg-buildflags: scripts/build-libs.sh (resolver differential suite)
+  g++ cmake tcl               # scripts/build-libs.sh: the C++ libraries (CMake), the sqlite3 amalgamation (tclsh)
   trace-cmd rt-tests          # benchmarks and load generators
   openssh-server              # multi-host tests over loopback SSH
   util-linux e2fsprogs        # fsfreeze, losetup, mkfs.ext4 for D-state tests

@@ -33,8 +33,10 @@ SHARED=${FLEETTRACE_SHARED_TOOLS:-/var/cache/fleettrace}
 
 galaxy_importer_dir() { echo "$TOOLS/galaxy-importer-$GALAXY_IMPORTER_VERSION"; }
 docs_site_dir() { echo "$TOOLS/docs-site-$DOCS_SITE_KEY"; }
+# The controller venv's pins: requirements-dev.txt's exact versions (only these change the venv).
+controller_pins() { grep -E '^[A-Za-z0-9_.-]+==' requirements-dev.txt | sed 's/ *#.*//'; }
 unprivileged_controller_dir() {
-  echo "$SHARED/unprivileged-controller-$(cat requirements.txt requirements-dev.txt | md5sum | cut -c1-8)"
+  echo "$SHARED/unprivileged-controller-$( (cat requirements.txt; controller_pins) | md5sum | cut -c1-8)"
 }
 promtool_path() {
   local version
@@ -74,7 +76,7 @@ install_unprivileged_controller() {
   dir=$(unprivileged_controller_dir)
   install -d -m 0755 "$SHARED"
   pins=$(mktemp)
-  grep -E '^[A-Za-z0-9_.-]+==' requirements-dev.txt | sed 's/ *#.*//' > "$pins"
+  controller_pins > "$pins"
   # Debian's interpreter (under /usr, readable by everyone), not ours under /root.
   PYTHON=/usr/bin/python3 venv "$dir" ansible-core -r requirements.txt -c "$pins"
   rm -f "$pins"

@@ -152,3 +152,12 @@ def cc():
     if not path:
         pytest.skip("no C compiler")
     return path
+
+
+@pytest.fixture(scope="session")
+def cxx():
+    """Path of a C++ compiler, or skip."""
+    path = shutil.which("g++") or shutil.which("c++")
+    if not path:
+        pytest.skip("no C++ compiler")
+    return path

@@ -8,6 +8,7 @@ each), which was most of the audit's controller CPU per host.
 """
 
 
+import hashlib
 import json
 import os
 import re
@@ -17,11 +18,21 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@:-]+$")
+LAYOUTS = ("hosts", "flat")
+
+
+def flat_name(host):
+    """``<host>.json`` as the diagnose workflow names it: a name that stays in the directory; a changed
+    name (or ``summary``) gets a hash of the original, so two hosts never share a file."""
+    safe = re.sub(r"^[.-]", "_", re.sub(r"[^A-Za-z0-9_.-]", "_", host))
+    if safe == host and safe != "summary":
+        return safe + ".json"
+    return "%s_%s.json" % (safe, hashlib.sha1(host.encode("utf-8")).hexdigest()[:8])
 
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("dest", "results", "filename"))
+    _VALID_ARGS = frozenset(("dest", "results", "filename", "layout"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -29,13 +40,16 @@ class ActionModule(ActionBase):
         dest = args.get("dest")
         results = args.get("results")
         filename = args.get("filename", "sched_latency.json")
+        layout = args.get("layout", "hosts")
+        if layout not in LAYOUTS:
+            raise AnsibleActionFail("layout %r: use hosts (DEST/hosts/HOST/FILENAME) or flat (DEST/HOST.json)" % layout)
         if not dest or not isinstance(results, dict):
             raise AnsibleActionFail("save_results needs dest (a directory) and results (a dict: host name -> document)")
         if not _SAFE_NAME.match(filename) or filename.startswith("."):
             raise AnsibleActionFail("filename %r: use a plain file name such as sched_latency.json" % filename)
         written = []
         for host, document in sorted(results.items()):
-            if not _SAFE_NAME.match(host) or host.startswith("."):
+            if layout == "hosts" and (not _SAFE_NAME.match(host) or host.startswith(".")):
                 raise AnsibleActionFail("host name %r cannot be a directory name; nothing was written" % host)
             if not isinstance(document, dict):
                 raise AnsibleActionFail("the result of %s is not a document (got %s); nothing was written"
@@ -45,9 +59,12 @@ class ActionModule(ActionBase):
             return result
         try:
             for host, document in sorted(results.items()):
-                directory = os.path.join(dest, "hosts", host)
+                if layout == "flat":
+                    directory, name = dest, flat_name(host)
+                else:
+                    directory, name = os.path.join(dest, "hosts", host), filename
                 os.makedirs(directory, mode=0o755, exist_ok=True)
-                path = os.path.join(directory, filename)
+                path = os.path.join(directory, name)
                 temporary = path + ".tmp"
                 document = dict(document, inventory_hostname=host)
                 with open(temporary, "w") as handle:

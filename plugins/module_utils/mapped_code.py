@@ -16,8 +16,8 @@ one mapped, else ``/proc/PID/map_files/START-END``, a link the kernel follows
 to the mapped file even after it was deleted (uprobe_events accepts it; the
 probe then holds that inode).  Build-ids of both are read, so a definition
 resolved for the file on disk is never put on code of another build.
-``unreachable_probes(pid, places)`` says which probe files a process does not
-map: such a probe cannot fire in it.
+``unreachable_probes(pid, paths)`` says which probe files a process does not
+map: a probe there cannot fire in it.
 """
 
 
@@ -190,27 +190,21 @@ def _other_files(maps):
     return "; give one of the files it runs code from: %s" % shown
 
 
-def probe_file(place):
-    """The file of a uprobe_events place ``/path:0xOFF`` (a ``(ref_ctr)`` suffix dropped)."""
-    return re.sub(r"\(.*\)$", "", place).rsplit(":", 1)[0]
-
-
-def unreachable_probes(pid, places):
-    """{place: why} for the probe places (``/path:0xOFF``) whose file ``pid`` does not map."""
+def unreachable_probes(pid, paths):
+    """{path: why} for the probe files (a ``ProbeDefinition``'s path) that ``pid`` does not map."""
     maps = _maps(pid)
     by_inode = {}
     for mapping in maps:
         by_inode.setdefault(mapping.inode, []).append(mapping)
     why = {}
-    for place in places:
-        path = probe_file(place)
+    for path in paths:
         identity = _identity(path)
         if identity is None:
-            why[place] = "%s does not exist (any more)" % path
+            why[path] = "%s does not exist (any more)" % path
             continue
         mapped = [m for m in by_inode.get(identity[1], ()) if _mapped_identity(pid, m) in (identity, None)]
         if not mapped:
             running = sorted({m.name for m in maps if m.path == os.path.realpath(path) or m.path == path})
-            why[place] = "%s does not map %s%s" % (
+            why[path] = "%s does not map %s%s" % (
                 _task(pid), path, " (it runs %s)" % ", ".join(running) if running else "")
     return why

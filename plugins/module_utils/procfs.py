@@ -89,6 +89,22 @@ def process_alive(pid):
     return text[text.rindex(")") + 2:][:1] not in ("Z", "X")
 
 
+def stat(pid):
+    """The parsed /proc/PID/stat of ``pid``, or None when it is gone."""
+    text = _read_optional(_pid_dir(int(pid), "stat"))
+    if not text:
+        return None
+    try:
+        return parse_stat(text)
+    except (ValueError, IndexError):
+        return None
+
+
+def comm(pid):
+    """The process's name as ``ps`` shows it ('' when it is gone)."""
+    return (_read_optional(_pid_dir(int(pid), "comm"), "") or "").strip()
+
+
 def parse_stat(text):
     """/proc/PID/stat -> dict of the fields used here (comm may hold ') ')."""
     start = text.index("(")
@@ -105,6 +121,8 @@ def parse_stat(text):
         "priority": int(rest[15]),
         "nice": int(rest[16]),
         "num_threads": int(rest[17]),
+        # field 22: when the process started, in clock ticks since boot (with the pid, its identity)
+        "starttime": int(rest[19]),
         "processor": int(rest[36]) if len(rest) > 36 else None,
         "rt_priority": int(rest[37]) if len(rest) > 37 else 0,
         "policy": int(rest[38]) if len(rest) > 38 else 0,
@@ -317,8 +335,8 @@ def find_pids(name=None, pid=None, pidfile=None, cmdline_regex=None, exclude_sel
 
 
 def _name_matches(pid, name):
-    comm = (_read_optional(_pid_dir(pid, "comm"), "") or "").strip()
-    if comm and (comm == name or comm == name[:15]):
+    shown = comm(pid)
+    if shown and (shown == name or shown == name[:15]):
         return True
     argv = cmdline(pid)
     if argv and os.path.basename(argv[0]) == name:

@@ -16,16 +16,16 @@ import bisect
 import os
 import re
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, mapped_code
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import (
+    ProbeDefinition, event_names, removal)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 
-PLACE = re.compile(r"^(?P<path>/\S+):(?P<offset>0x[0-9a-fA-F]+|\d+)(?P<rest>.*)$")
 BUILD_ID = re.compile(r"^[0-9a-fA-F]{2,}$")
 # How many known instruction starts around a refused offset the message lists.
 NEAR_STARTS = 8
@@ -35,27 +35,14 @@ class PlanError(FleettraceError):
     """A definition or plan that must not be written; the message says why and what to do."""
 
 
-def normalize(definition):
-    """A line as comparable text: the kernel pads offsets and names unnamed args argN."""
-    parsed = UprobeDefinition.parse(definition)
-    match = PLACE.match(parsed.place)
-    place = parsed.place
-    if match:
-        place = "%s:0x%x%s" % (match.group("path"), int(match.group("offset"), 0), match.group("rest"))
-    args = []
-    for index, arg in enumerate(parsed.args, 1):
-        prefix = "arg%d=" % index
-        args.append(arg[len(prefix):] if arg.startswith(prefix) else arg)
-    return (parsed.kind, parsed.group, parsed.event, place, tuple(args))
-
-
 # -- instruction boundaries ----------------------------------------------------------
 def known_starts(binary, headers, build_id):
     """Sorted addresses where the symbol table or the line table says an instruction starts.
 
     Returns (addresses, sources); sources names what was read ('symbols',
     'line table of FILE').  Empty when the binary is stripped and no debug info
-    is found: then only the build-id vouches for the offset.
+    is found: then only the build-id vouches for the offset.  ``headers``: the
+    binary's, already read (its build-id is ``build_id``).
     """
     starts, sources = set(), []
     for entries, _names in headers.symbol_tables():
@@ -65,35 +52,28 @@ def known_starts(binary, headers, build_id):
     if starts:
         sources.append("the symbol table")
     try:
-        from elftools.elf.elffile import ELFFile
-        info = dwarf_debuginfo.find_debuginfo(binary, expected_build_id=build_id)
-    except (ImportError, dwarf_debuginfo.DebugInfoError):
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import DwarfContext
+        info = dwarf_debuginfo.find_debuginfo(binary, expected_build_id=build_id, headers=headers)
+        context = DwarfContext(binary, info)
+    except (ImportError, FleettraceError):    # no pyelftools, no debug info, a debug file refused
         return sorted(starts), sources
     try:
-        handle = bounded.open_regular(info.debug.path, "debug info file")
-    except bounded.FileRefused:
-        return sorted(starts), sources
-    with handle:
-        dwarf = ELFFile(handle).get_dwarf_info()
-        for cu in dwarf.iter_CUs():
-            program = dwarf.line_program_for_CU(cu)
-            if program is None:
-                continue
-            for entry in program.get_entries():
-                if entry.state is not None and not entry.state.end_sequence:
-                    starts.add(entry.state.address)
-        sources.append("the line table of %s" % info.debug.path)
+        starts.update(dwarf_lines.instruction_starts(context))
+    finally:
+        context.close()
+    sources.append("the line table of %s" % info.debug.path)
     return sorted(starts), sources
 
 
-def check_boundary(path, offset, build_id, line, build_id_given=False):
-    """Refuse ``offset`` in ``path`` unless an instruction starts there (as far as the binary tells).
+def check_boundary(definition, headers, build_id, build_id_given=False):
+    """Refuse ``definition``'s offset unless an instruction starts there (as far as the binary tells).
 
     A symbol table alone names only function starts, not line addresses: without a line table here,
     a given build-id that matches the binary vouches for the offset (it was resolved from that
     build's debug info, e.g. on the controller), as it does when the binary has no tables at all.
     """
-    headers = dwarf_debuginfo.elf_headers(path)
+    path, offset, line = definition.path, definition.offset, definition.line()
     vaddr = headers.file_offset_to_vaddr(offset)
     if vaddr is None:
         raise PlanError("definition %r: offset 0x%x is in no loadable segment of %s: it is not code of this "
@@ -116,67 +96,89 @@ def check_boundary(path, offset, build_id, line, build_id_given=False):
 
 
 # -- definitions ------------------------------------------------------------------------
-def from_definitions(params, check_boundaries=True):
-    """Checked definition lines: {group, events, definitions, build_id, variables, addresses, notes}.
+def parsed_definitions(lines):
+    """The definition lines as ProbeDefinition records; refused (PlanError) when one is no such line."""
+    records = []
+    for line in lines:
+        try:
+            validate.expression(line, "uprobe definition")
+            record = ProbeDefinition.parse(line)
+        except FleettraceError as exc:
+            raise PlanError("definition %r is not a uprobe_events line like "
+                            "'p:GROUP/EVENT /path/binary:0xOFFSET ARGS': %s" % (line, exc))
+        if not record.path.startswith("/"):
+            raise PlanError("definition %r must be 'p:' or 'r:' with an absolute path and offset "
+                            "(/path/binary:0xOFFSET)" % line)
+        records.append(record)
+    return records
 
-    Without ``build_id`` a line is accepted only where this host's symbol or
-    line table confirms the instruction start; the binary's own build-id is
-    then recorded and checked again right before the write.
+
+def renamed(records, group, event=None, path=None):
+    """The records under this run's ``group``; under its ``event`` too when they all share one event name
+    (copies with names of their own, NAME and NAME_1 for inlined copies whose arguments differ, keep them);
+    on ``path`` when given (the same build there: resolved from a copy, e.g. on the controller)."""
+    one_event = event if event and len(event_names(records)) == 1 else None
+    return [record.renamed(group=group, event=one_event, path=path) for record in records]
+
+
+def from_definitions(params, check_boundaries=True):
+    """Checked definitions: {group, events, records, definitions (their lines), build_id, variables,
+    addresses, notes, binaries}.
+
+    ``params``: the uprobe module's (definition lines, binary, build_id, group, event, force, rename).
+    With ``rename`` the lines take ``group`` (and ``event``, see ``renamed``, and ``binary``'s path)
+    instead of being refused for naming another group or file.  Without ``build_id`` a line is accepted only where this host's symbol or
+    line table confirms the instruction start; the binary's own build-id is then recorded and checked
+    again right before the write.
     """
     if params.get("build_id") and not BUILD_ID.match(params["build_id"]):
         raise PlanError("build_id %r must be the hex GNU build-id (e.g. from 'readelf -n' or an earlier "
                         "result's build_id)" % params["build_id"])
-    lines, notes, build_id = [], [], None
-    for line in params["definition"]:
-        try:
-            validate.expression(line, "uprobe definition")
-            parsed = UprobeDefinition.parse(line)
-        except (validate.ValidationError, TracefsError) as exc:
-            raise PlanError("definition %r is not a uprobe_events line like "
-                            "'p:GROUP/EVENT /path/binary:0xOFFSET ARGS': %s" % (line, exc))
-        match = PLACE.match(parsed.place)
-        if parsed.kind not in ("p", "r") or not match:
-            raise PlanError("definition %r must be 'p:' or 'r:' with an absolute path and offset "
-                            "(/path/binary:0xOFFSET)" % line)
-        path = match.group("path")
+    records = parsed_definitions(params["definition"])
+    if params.get("rename"):
+        if not params.get("group"):
+            raise PlanError("rename needs the 'group' the definitions are to take (this run's own)")
+        path = os.path.abspath(params["binary"]) if params.get("binary") else None
+        records = renamed(records, params["group"], params.get("event"), path)
+    headers_of = {}     # path -> ELF headers: read, and its build-id checked, once per file
+    notes, build_id = [], None
+    for index, record in enumerate(records):
+        line = record.line()
+        path = record.path
         if params.get("binary") and os.path.abspath(params["binary"]) != path:
             raise PlanError("definition %r probes %s, not binary %s" % (line, path, params["binary"]))
-        if params.get("group") and parsed.group != params["group"]:
+        if params.get("group") and record.group != params["group"]:
             raise PlanError("definition %r names group %r, not this run's group %r: a definition may only name "
-                            "the caller's own group (another group's probe would be replaced). Rename it to %r."
-                            % (line, parsed.group, params["group"], params["group"]))
-        try:
-            if not os.path.isfile(path):
-                raise dwarf_debuginfo.DebugInfoError("%s is not a regular file" % path)
-            actual = dwarf_debuginfo.read_build_id(path)
-        except dwarf_debuginfo.DebugInfoError as exc:
-            raise PlanError("definition %r: %s" % (line, exc))
-        if params.get("build_id") and actual != params["build_id"].lower():
-            raise PlanError("build-id of %s is %s, not the expected %s: this host has a different build; "
-                            "resolve the spec again for it. Nothing was written." % (path, actual, params["build_id"]))
-        build_id = actual
+                            "the caller's own group (another group's probe would be replaced). Rename it to %r, "
+                            "or set rename: true." % (line, record.group, params["group"], params["group"]))
+        if path not in headers_of:
+            try:
+                if not os.path.isfile(path):
+                    raise dwarf_debuginfo.DebugInfoError("%s is not a regular file" % path)
+                headers_of[path] = dwarf_debuginfo.elf_headers(path)
+            except dwarf_debuginfo.DebugInfoError as exc:
+                raise PlanError("definition %r: %s" % (line, exc))
+            actual = headers_of[path].build_id
+            if params.get("build_id") and actual != params["build_id"].lower():
+                raise PlanError("build-id of %s is %s, not the expected %s: this host has a different build; "
+                                "resolve the spec again for it. Nothing was written."
+                                % (path, actual, params["build_id"]))
+        build_id = headers_of[path].build_id
         if check_boundaries and not params.get("force"):
-            note = check_boundary(path, int(match.group("offset"), 0), actual, line,
-                                  build_id_given=bool(params.get("build_id")))
+            note = check_boundary(record, headers_of[path], build_id, build_id_given=bool(params.get("build_id")))
             if note.startswith("no symbol table") and not params.get("build_id"):
                 raise PlanError("definition %r: %s has no symbol table and no debug info here, so nothing can "
-                                "confirm that 0x%s starts an instruction; give 'build_id' (the build the definition "
-                                "was resolved for). Nothing was written." % (line, path, match.group("offset")))
+                                "confirm that 0x%x starts an instruction; give 'build_id' (the build the definition "
+                                "was resolved for). Nothing was written." % (line, path, record.offset))
             notes.append(note)
-        if params.get("event"):
-            parsed.event = params["event"]
-        lines.append(parsed.line())
-    groups = {UprobeDefinition.parse(l).group for l in lines}
+        if params.get("event") and not params.get("rename"):
+            records[index] = record.renamed(event=params["event"])
+    groups = {record.group for record in records}
     if len(groups) != 1:
         raise PlanError("all definition lines must share one group, got %s" % ", ".join(sorted(groups)))
-    events = []
-    for line in lines:
-        name = UprobeDefinition.parse(line).event
-        if name not in events:
-            events.append(name)
-    return {"group": groups.pop(), "events": events, "definitions": lines, "build_id": build_id,
-            "variables": [], "addresses": [], "notes": notes,
-            "binaries": sorted({PLACE.match(UprobeDefinition.parse(l).place).group("path") for l in lines})}
+    return {"group": groups.pop(), "events": event_names(records), "records": records,
+            "definitions": [record.line() for record in records], "build_id": build_id,
+            "variables": [], "addresses": [], "notes": notes, "binaries": sorted(headers_of)}
 
 
 def onto_running_code(params):
@@ -193,40 +195,27 @@ def onto_running_code(params):
     """
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
     path = params.get("binary")
-    if params.get("definition"):
-        paths = {_definition_path(line) for line in params["definition"]}
+    records = parsed_definitions(params["definition"]) if params.get("definition") else []
+    if records:
+        paths = {record.path for record in records}
         if path is None and len(paths) == 1:
             path = paths.pop()
-        elif path is None or paths != {os.path.abspath(path)}:
+        elif path is None or (paths != {os.path.abspath(path)} and not params.get("rename")):
             raise PlanError("with 'pid', every definition must name one binary, the one the process maps; got %s"
-                            % ", ".join(sorted(p or "?" for p in paths)))
+                            % ", ".join(sorted(paths)))
     running = mapped_code.mapped_code(params["pid"], path)
-    if params.get("definition"):
+    if records:
         running.check_build(params.get("build_id"))
     if not running.replaced:
         return params, running
     changed = dict(params, binary=running.probe_path,
                    group=params.get("group") or probe_spec.default_group(path))
-    if params.get("definition"):
-        changed["definition"] = [_retarget(line, running.probe_path) for line in params["definition"]]
+    if records:
+        changed["definition"] = [record.renamed(path=running.probe_path).line() for record in records]
     elif (params.get("build_id") or "").lower() == running.disk_build_id:
         # The build-id the caller saw on disk: the spec is resolved from the running code's own DWARF instead.
         changed["build_id"] = running.build_id
     return changed, running
-
-
-def _definition_path(line):
-    try:
-        match = PLACE.match(UprobeDefinition.parse(line).place)
-    except TracefsError:
-        return None
-    return match.group("path") if match else None
-
-
-def _retarget(line, probe_path):
-    parsed = UprobeDefinition.parse(line)
-    parsed.place = probe_path + parsed.place[len(_definition_path(line)):]
-    return parsed.line()
 
 
 def build_id_guard(plan, binaries, build_id):
@@ -242,41 +231,38 @@ def build_id_guard(plan, binaries, build_id):
 
 # -- the plan ----------------------------------------------------------------------------
 def ours(group, events):
-    """Predicate on uprobe_events lines: the named events plus perf-style copies (NAME_1, ...)."""
+    """Predicate on ProbeDefinition records: the named events plus perf-style copies (NAME_1, ...)."""
     patterns = [re.compile(r"^%s(_\d+)?$" % re.escape(e)) for e in events]
 
-    def match(line):
-        parsed = UprobeDefinition.parse(line)
-        return parsed.group == group and any(p.match(parsed.event) for p in patterns)
+    def match(record):
+        return record.group == group and any(p.match(record.event) for p in patterns)
     return match
 
 
 def plan_uprobes(fs, group, events, wanted, existing, guard=None):
-    """(plan, current lines, current event names): replace our lines by ``wanted`` unless equal.
+    """(plan, current records, current event names): replace our probes by ``wanted`` unless equal.
 
-    ``guard``: (binaries, build_id) checked as the plan's first step.
+    ``wanted``: ProbeDefinition records as this kernel takes them (``fs.for_this_kernel``);
+    ``existing``: the kernel's (``fs.list_uprobes()``); ``guard``: (binaries, build_id) checked
+    as the plan's first step.
     """
-    current = [line for line in existing if ours(group, events)(line)]
-    current_events = []
-    for line in current:
-        name = UprobeDefinition.parse(line).event
-        if name not in current_events:
-            current_events.append(name)
+    current = [record for record in existing if ours(group, events)(record)]
+    current_events = event_names(current)
     plan = ChangePlan()
-    if sorted(normalize(l) for l in current) == sorted(normalize(l) for l in wanted):
+    if sorted(r.key() for r in current) == sorted(r.key() for r in wanted):
         return plan, current, current_events
     uprobe_path = fs.path("uprobe_events")
     if guard and wanted:
         build_id_guard(plan, *guard)
     for name in current_events:
-        plan.write(uprobe_path, "-:%s/%s" % (group, name), (lambda n=name: fs.remove_uprobe(group, n)),
+        plan.write(uprobe_path, removal(group, name), (lambda n=name: fs.remove_uprobe(group, n)),
                    None, append=True)
     added = []
-    for line in wanted:
-        name = UprobeDefinition.parse(line).event
+    for record in wanted:
+        name = record.event
 
-        def add(line=line, name=name):
-            fs.add_uprobe(line)
+        def add(record=record, name=name):
+            fs.add_uprobe(record)
             if name not in added:
                 added.append(name)
 
@@ -284,5 +270,5 @@ def plan_uprobes(fs, group, events, wanted, existing, guard=None):
             if name in added and any(u.group == group and u.event == name for u in fs.list_uprobes()):
                 fs.remove_uprobe(group, name)
                 added.remove(name)
-        plan.write(uprobe_path, line, add, undo, append=True)
+        plan.write(uprobe_path, record.line(), add, undo, append=True)
     return plan, current, current_events

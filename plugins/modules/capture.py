@@ -312,7 +312,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner i
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_message, correlate, threshold
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 
@@ -374,7 +375,7 @@ def body(module, _result):
                                           params["stop"]["threshold"], params["stop"]["unit"])
 
     # Like every module that touches tracefs: expired runs (owner gone, deadline passed) go first.
-    reaped = ownership.reap_expired_quietly(fs)
+    reaped = removal.reap_expired_quietly(fs, warn=module.warn)
     if not instance.exists():
         why = "".join("; expired run %s (%s) was removed just now" % (tag, reason) for tag, reason, _errors in reaped)
         raise FleettraceError("instance %r does not exist at %s%s; create it first with fleettrace.tracefs.instance "
@@ -408,7 +409,7 @@ def body(module, _result):
         # Records are handled as they are parsed: the last max_events kept, all of them to json_path.
         sink = capture_core.EventSink(max_events=params["max_events"], json_path=params["json_path"],
                                       symbolize=params["symbolize"], stall_finder=finder)
-        with ownership.holding([params["instance"]]):
+        with lifecycle.holding([params["instance"]]):
             if stop is not None:
                 wanted = params["stop"]
                 result = threshold.run(

@@ -20,6 +20,9 @@ description:
   - Removal matches names exactly; triggers and filters first, then events are disabled, instances removed, probes
     removed. One item the kernel refuses to remove does not stop the others; the task fails afterwards and names each.
   - The global tracing state is never reset.
+  - A sentinel (M(fleettrace.tracefs.sentinel)) is a live run of kind C(watcher), listed in RV(sentinels). Named in
+    O(force), its watcher is stopped first (SIGTERM, then it removes its own objects; SIGKILL after 30 s, then its
+    objects are removed here), so its spool records how it ended.
 author:
   - fleettrace developers (@fleettrace)
 options:
@@ -113,6 +116,21 @@ live:
   returned: always
   type: list
   elements: str
+sentinels:
+  description:
+    - The sentinels on the node (runs of kind C(watcher)), each with C(tag), C(label), C(watcher) (pid), C(alive),
+      C(deadline) (Unix time) and, when forced, C(stopped) (how its watcher ended).
+  returned: always
+  type: list
+  elements: dict
+quarantined:
+  description:
+    - Files in the runs directory that were not manifests (malformed, cut short, too big, a foreign schema), moved
+      aside to C(/run/fleettrace/runs/quarantine/). What they named is removed when the names carry the
+      C(fleettrace) prefix and the file's tag and no live run claims them. Delete the files once read.
+  returned: always
+  type: list
+  elements: str
 commands:
   description: The removals as shell commands.
   returned: always
@@ -122,16 +140,15 @@ commands:
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import (
-    as_result, find_leftovers, legacy_match, plan_removal)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import choice, lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import WATCHER
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import running as sentinel_running
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import as_result, find_leftovers
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
     OWNED_PREFIX, Tracefs)
-
-
-def _merge(total, found):
-    for key, items in found.items():
-        total[key].extend(i for i in items if i not in total[key])
 
 
 def body(module, result):
@@ -139,60 +156,48 @@ def body(module, result):
     if not params["prefix"].startswith(OWNED_PREFIX):
         raise OptionError("prefix %r does not start with %r: this module only removes what fleettrace created; "
                           "use a prefix like %r" % (params["prefix"], OWNED_PREFIX, OWNED_PREFIX + "_myrun"))
-    try:
-        for tag in params["force"] + (params["names"] or []):
-            validate.instance_name(tag)
-        if params["name_contains"] is not None and not params["name_contains"]:
-            raise validate.ValidationError("name_contains is empty: it would name every fleettrace object; "
-                                           "give a run id, or use names")
-        fs = Tracefs(mount=False)
-        runs = ownership.list_runs()
-    except FleettraceError as exc:
-        raise exc.reworded("cannot list tracefs state: %s" % exc.message)
-    except OSError as exc:
-        raise FleettraceError("cannot list tracefs state: %s" % exc)
-    found = {"instances": [], "uprobes": [], "events": [], "triggers": []}
-    pick = None
+    for tag in params["force"] + (params["names"] or []):
+        validate.instance_name(tag)
+    if params["name_contains"] is not None and not params["name_contains"]:
+        raise validate.ValidationError("name_contains is empty: it would name every fleettrace object; "
+                                       "give a run id, or use names")
+    named = None
     if params["name_contains"] or params["names"]:
-        pick = legacy_match(params["prefix"], params["name_contains"], params["names"])
-    chosen, live, owned = [], [], set()
-    for manifest in runs:
-        names = set(manifest["objects"]["instances"]) | set(manifest["objects"]["groups"])
-        owned |= names
-        why = ownership.expired(manifest)
-        if not why and manifest["tag"] in params["force"]:
-            why = "forced"
-        if not why and pick and not ownership.alive(manifest["owner"]) and any(pick(n) for n in names):
-            # Named explicitly and its owner is gone: no need to wait for the lease.
-            why = "owner gone, named"
-        if why:
-            chosen.append({"tag": manifest["tag"], "run_id": manifest.get("run_id"), "why": why})
-            _merge(found, find_leftovers(fs, ownership.matches(manifest)))
-        else:
-            live.append(ownership.describe(manifest))
-    unknown = sorted(set(params["force"]) - {r["tag"] for r in chosen})
-    if unknown:
-        raise OptionError("force names no run on this host: %s; runs here: %s"
-                          % (", ".join(unknown), ", ".join(m["tag"] for m in runs) or "none"))
-    if pick:
-        # Objects of a manifest are decided above (orphaned, forced, or owner gone), never by the name alone.
-        _merge(found, find_leftovers(fs, lambda name: pick(name) and name not in owned))
-    plan = plan_removal(fs, found)
-    removed = as_result(found)
-    changed = bool(plan) or bool(chosen)
-    result.update(changed=changed, removed=removed, commands=plan.commands, runs=chosen, live=live)
+        named = choice.named_request(params["name_contains"], params["names"], params["prefix"])
+    store = RunStore(move_aside=not module.check_mode)
+    try:
+        fs = Tracefs(mount=False)
+        # What goes is decided in runs.choice, as for the reapers; this module only shows and applies it.
+        cleanup = removal.Cleanup(fs, store, force=params["force"], named=named)
+    except OSError as exc:
+        raise FleettraceError("cannot list tracefs state or the runs: %s" % exc)
+    removed = as_result(cleanup.found)
+    for warning in removal.warnings([(a.tag, "%s: %s (moved to %s)" % (removal.QUARANTINED, a.why, a.path), [])
+                                     for a in cleanup.quarantined]):
+        module.warn(warning)
+    changed = bool(cleanup.plan) or bool(cleanup.chosen) or bool(cleanup.quarantined)
+    forced = {m.tag for m, _why in cleanup.chosen if m.tag in params["force"]}
+    sentinels = [{"tag": m.tag, "label": m.details.get("label"), "watcher": m.owner.pid,
+                  "alive": run_owner.alive(m.owner), "deadline": m.deadline, "owner": m.owner}
+                 for m in [m for m, _why in cleanup.chosen] + list(cleanup.live) if m.kind == WATCHER]
+    for sentinel in sentinels:
+        owner = sentinel.pop("owner")
+        if sentinel["tag"] in forced and sentinel["alive"]:
+            # Its watcher holds its instance open (EBUSY): it ends first, removing what it owns.
+            sentinel["stopped"] = ("would stop" if module.check_mode
+                                   else sentinel_running.stop({"watcher": owner.to_dict()}))
+    result.update(changed=changed, removed=removed, commands=cleanup.plan.commands,
+                  runs=[{"tag": m.tag, "run_id": m.run_id, "why": why} for m, why in cleanup.chosen],
+                  live=[lifecycle.describe(m) for m in cleanup.live], quarantined=store.quarantined(),
+                  sentinels=sentinels)
     if module._diff:
         result["diff"] = dict(before={"instances": removed["instances"], "uprobes": removed["uprobes"]},
                               after={"instances": [], "uprobes": []})
     if not changed or module.check_mode:
         return
-    with ownership.locked():    # not at the same time as a run's reaper
-        errors = plan.apply_each()
-    if not errors:
-        for run in chosen:
-            ownership.forget(run["tag"])
-    remaining = as_result(find_leftovers(fs, lambda name: name in set(removed["instances"]) | {
-        r.split("/")[0] for r in removed["uprobes"]}))
+    errors = cleanup.apply()
+    gone = set(removed["instances"]) | {r.split("/")[0] for r in removed["uprobes"]}
+    remaining = as_result(find_leftovers(fs, gone.__contains__))
     if errors or any(remaining.values()):
         result["remaining"] = remaining
         raise FleettraceError("could not remove everything: %s; still present: %s"

@@ -125,7 +125,8 @@ state:
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
     FRESH_EVENT, check_triggers, event_state, plan_event)
@@ -143,8 +144,11 @@ def body(module, result):
         validate.expression(params["filter"], "filter")
     fs = Tracefs()
     if not module.check_mode:
-        ownership.reap_expired_quietly(fs)
-        ownership.touch_quietly([params["instance"], group])
+        removal.reap_expired_quietly(fs, warn=module.warn)
+        if params["state"] == "present":
+            lifecycle.working_on([params["instance"], group])   # renewed; refused when its run ended
+        else:
+            lifecycle.touch_quietly([params["instance"], group])
     inst = fs.instance(params["instance"])
     event = inst.event(group, name)
     instance_pending = not inst.exists()

@@ -118,7 +118,8 @@ instance:
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
     check_instance_request, instance_settings, plan_instance)
@@ -132,8 +133,11 @@ def body(module, result):
     fs = Tracefs()
     fs.require("instances", "a private trace buffer")
     if not module.check_mode:
-        ownership.reap_expired_quietly(fs)
-        ownership.touch_quietly([params["name"]])
+        removal.reap_expired_quietly(fs, warn=module.warn)
+        if params["state"] == "present":
+            lifecycle.working_on([params["name"]])     # renewed; refused when its run ended
+        else:
+            lifecycle.touch_quietly([params["name"]])
     inst = fs.instance(params["name"])
     if params["state"] == "present":
         check_instance_request(fs, inst, params)

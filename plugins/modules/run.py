@@ -10,21 +10,28 @@ short_description: Start or end a fleettrace run on a node, with a dead-man swit
 version_added: 0.2.0
 description:
   - C(state=started) records, before anything is created, the exact instance and probe group names a run will use in
-    a manifest C(/run/fleettrace/runs/TAG.json) with its owner process (the SSH session over SSH, the
-    C(ansible-playbook) process for a local connection), a lease and a deadline, and detaches a reaper process.
-  - The reaper removes exactly those objects once the deadline passed, or once the owner is gone and the lease expired
-    (a killed controller, a dropped connection, a single Ctrl-C), without C(cleanup.yml).
-  - A second run with the same tag on the host is refused while the first lives. Names that already exist in tracefs
-    without a manifest are refused (they belong to someone else).
+    a manifest C(/run/fleettrace/runs/TAG.json), claims each name (two runs never own one name), and detaches a pair
+    of reaper processes that watch each other (kill one, the other starts a new one).
+  - The run lives while its controller does. With a local connection that is the C(ansible-playbook) process; over
+    SSH the node cannot see the controller (its sshd session outlives it with ControlPersist), so the run lives by a
+    lease the controller renews - every fleettrace module call on the run's names, and the C(capture) action between
+    the polls of an async capture.
+  - The reapers remove exactly those objects once the deadline passed, or once the controller is gone and the lease
+    ran out (a killed controller, a dropped connection, a single Ctrl-C), without C(cleanup.yml).
+  - Names must start with C(fleettrace) and the tag (C(TAG) or C(TAG_...)), so a manifest on disk can never name
+    another tool's or another run's objects. A second run with the same tag on the host is refused while the first
+    lives; a name another run claims is refused naming it; names that already exist in tracefs without a run are
+    refused (they belong to someone else).
   - C(state=finished) removes exactly the run's objects and its manifest. It needs the RV(nonce) returned by
     C(started), so a refused second run can never remove the first one's objects.
-  - Every call first reaps the expired runs of the host.
+  - Every call first reaps the expired runs of the host (and warns about files that were no manifests).
 author:
   - fleettrace developers (@fleettrace)
 options:
   tag:
     description:
-      - The run's name on this host (manifest file name), e.g. C(RUNID_HOST_HASH). Letters, digits, C(_), C(-), C(.).
+      - The run's name on this host (manifest file name), e.g. C(fleettrace_RUNID_HOST_HASH). Letters, digits, C(_),
+        C(-), C(.); it starts with C(fleettrace).
     type: str
     required: true
   run_id:
@@ -46,8 +53,8 @@ options:
     default: 3600
   lease:
     description:
-      - Seconds the run outlives its owner (0 <= lease <= 3600). Covers gaps between tasks on connections without a
-        persistent session; calling C(started) again with the same O(nonce) renews it.
+      - Seconds the run outlives its controller's last renewal (0 <= lease <= 3600). Covers the gaps between the
+        tasks of a play; calling C(started) again with the same O(nonce) renews it too.
     type: float
     default: 15
   nonce:
@@ -120,12 +127,14 @@ import math
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import (
+    MAX_DEADLINE, MAX_LEASE, PLAY, check_names, check_tag)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.cleanup import as_result
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
-
-MAX_DEADLINE = 7 * 86400.0
-MAX_LEASE = 3600.0
 
 
 def _seconds(value, name, low, high, low_open=True):
@@ -138,42 +147,40 @@ def _seconds(value, name, low, high, low_open=True):
 def body(module, result):
     p = module.params
     result.update(tag=p["tag"], reaped=[])
-    ownership.tag_of(p["tag"])
-    result["manifest"] = ownership.manifest_path(p["tag"])
-    for name in p["instances"]:
-        validate.instance_name(name)
-    for name in p["groups"]:
-        validate.group_name(name)
-    _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE)
+    store = RunStore()
+    check_tag(p["tag"])
+    result["manifest"] = store.path(p["tag"])
+    check_names(p["tag"], p["instances"], p["groups"])
+    _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE[PLAY])
     _seconds(p["lease"], "lease", 0.0, MAX_LEASE, low_open=False)
     fs = Tracefs(mount=False)
     if not module.check_mode:
-        result["reaped"] = [list(r) for r in ownership.reap_expired_quietly(fs)]
+        result["reaped"] = [list(r) for r in removal.reap_expired_quietly(fs, store, warn=module.warn)]
     if p["state"] == "finished":
         if module.check_mode:
-            manifest = ownership.load(p["tag"])
-            found = ownership.leftovers_of(fs, manifest) if manifest else None
+            manifest = lifecycle.load(p["tag"], store)
+            found = removal.leftovers_of(fs, manifest, store) if manifest else None
             result.update(changed=manifest is not None, removed=as_result(found) if found else {})
             return
-        manifest, errors = ownership.finish(fs, p["tag"], p["nonce"])
+        manifest, errors = lifecycle.finish(fs, p["tag"], p["nonce"], store=store)
         if manifest is None:
             return      # already reaped or finished
-        result.update(changed=True, removed=manifest["objects"])
+        result.update(changed=True, removed={"instances": list(manifest.instances), "groups": list(manifest.groups)})
         if errors:
-            raise FleettraceError("run %s: could not remove: %s; the reaper keeps trying until the deadline"
+            raise FleettraceError("run %s: could not remove: %s; its reapers keep trying until the deadline"
                                   % (p["tag"], "; ".join(errors)))
         return
     if p["nonce"]:
-        manifest = ownership.renew(p["tag"], p["nonce"]) if not module.check_mode else ownership.load(p["tag"])
-        result.update(nonce=p["nonce"], owner=(manifest or {}).get("owner"))
+        manifest = lifecycle.load(p["tag"], store) if module.check_mode else lifecycle.renew(p["tag"], p["nonce"], store)
+        result.update(nonce=p["nonce"], owner=manifest.owner.to_dict() if manifest else None)
         return
-    owner = ownership.find_owner()
-    result.update(changed=True, owner=owner)
+    owner = run_owner.find_owner()
+    result.update(changed=True, owner=owner.to_dict())
     if module.check_mode:
         return
-    manifest = ownership.start(fs, p["tag"], instances=p["instances"], groups=p["groups"],
-                               deadline=p["deadline"], lease=p["lease"], run_id=p["run_id"], owner=owner)
-    result.update(nonce=manifest["nonce"])
+    manifest = lifecycle.start(fs, p["tag"], instances=p["instances"], groups=p["groups"], deadline=p["deadline"],
+                               lease=p["lease"], run_id=p["run_id"], owner=owner, store=store)
+    result.update(nonce=manifest.nonce)
 
 
 def main():
@@ -184,7 +191,7 @@ def main():
             instances=dict(type="list", elements="str", default=[]),
             groups=dict(type="list", elements="str", default=[]),
             deadline=dict(type="float", default=3600.0),
-            lease=dict(type="float", default=ownership.DEFAULT_LEASE),
+            lease=dict(type="float", default=lifecycle.DEFAULT_LEASE),
             nonce=dict(type="str", no_log=False),
             state=dict(type="str", default="started", choices=["started", "finished"]),
         ),

@@ -10,8 +10,9 @@ module: save_results
 short_description: Write the per-host result documents of a fleet audit on the controller, in one task
 version_added: 0.2.0
 description:
-  - Writes C(<dest>/hosts/<host>/<filename>) for every host of O(results), as indented JSON, on the controller,
-    with C(inventory_hostname) set to the host's name.
+  - Writes C(<dest>/hosts/<host>/<filename>) (O(layout=hosts)) or C(<dest>/<host>.json) (O(layout=flat), the
+    diagnose workflow's layout) for every host of O(results), as indented JSON, on the controller, with
+    C(inventory_hostname) set to the host's name.
   - An action plugin that runs in the controller's worker; one task for the whole fleet instead of one C(copy) per host.
   - Checks every host name and document before writing anything.
 author: fleettrace developers (@fleettrace)
@@ -32,9 +33,16 @@ options:
     type: dict
     required: true
   filename:
-    description: File name of each host's document.
+    description: File name of each host's document (O(layout=hosts)).
     type: str
     default: sched_latency.json
+  layout:
+    description:
+      - C(hosts) writes C(hosts/<host>/<filename>); C(flat) writes C(<host>.json) in O(dest), a host name that is not
+        a safe file name (or is C(summary)) getting a hash of the original, as the diagnose workflow names them.
+    type: str
+    choices: [hosts, flat]
+    default: hosts
 notes:
   - Runs on the controller only; give it C(run_once=true).
 """

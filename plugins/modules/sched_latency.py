@@ -181,7 +181,9 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner i
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import facts as sched_facts
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import owner, ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import instance_name
 
@@ -194,7 +196,7 @@ def _terminate(signum, _frame):
 def _controller_gone():
     # The pipe or socket this module answers on lost its reader (ssh session dropped, play killed):
     # tracing on would cost the node for a result nobody receives.
-    if owner.answer_unread():
+    if run_owner.answer_unread():
         return "the controller is gone (the connection the result goes back on was closed)"
     return None
 
@@ -247,7 +249,7 @@ def body(module, result):
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         # Owned by this process: if an async timeout kills it, its reaper removes the instance.
-        with ownership.module_run(tracefs, name, params["duration"], instances=[name]):
+        with lifecycle.module_run(tracefs, name, params["duration"], instances=[name]):
             collected = sched_collector.collect(
                 tracefs, params["duration"], instance_name=name, watch_pids=params["watch_pids"],
                 watch_comms=params["watch_comms"], watch_comm_regex=params["watch_comm_regex"],

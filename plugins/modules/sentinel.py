@@ -218,7 +218,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import F
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import collect, control, settings as sentinel_settings
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import Spool
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 NUMBERS = tuple(sentinel_settings.NUMBERS)
@@ -253,7 +253,7 @@ def body(module, _result):
         label = sentinel_settings.check_label(p["label"])
         fs = Tracefs(mount=False)
         if not module.check_mode:
-            ownership.reap_expired_quietly(fs)
+            removal.reap_expired_quietly(fs, warn=module.warn)
         if p["state"] == "armed":
             settings = sentinel_settings.Settings(
                 label, p["pid"], p["binary"], p["definitions"], p["field"], p["threshold"], build_id=p["build_id"],
@@ -268,9 +268,10 @@ def body(module, _result):
                         message=document["message"])
         outcome = control.disarm(fs, p["spool_dir"], label, p["textfile_dir"], keep_spool=p["keep_spool"],
                                  check_mode=module.check_mode)
+        if outcome["changed"] and not module.check_mode:
+            collect.disarmed(document, outcome)
         return dict(outcome, label=label, status=document["sentinel"]["status"], result=document,
-                    message="%s; disarmed: watcher %s, spool %s" % (
-                        document["message"], outcome["stopped"], "removed" if outcome["spool_removed"] else "kept"))
+                    message=document["message"])
     except FleettraceError as exc:
         raise exc.reworded("sentinel %s (%s): %s" % (p["label"], p["state"], exc.message))
     except OSError as exc:

@@ -60,7 +60,8 @@ message:
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import latency
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 
@@ -80,7 +81,7 @@ def body(module, _result):
         validate.buffer_size_kb(params["buffer_size_kb"])
         fs = Tracefs()
         # Owned by this process: if it is killed, its reaper removes the instance (docs/tracefs-core.md).
-        with ownership.module_run(fs, params["instance"], params["duration"], instances=[params["instance"]]):
+        with lifecycle.module_run(fs, params["instance"], params["duration"], instances=[params["instance"]]):
             result = latency.measure(fs, params["instance"], params["pid"], params["call"], fd=params["fd"],
                                      cmd=params["cmd"], duration=params["duration"], max_samples=params["samples"],
                                      buffer_size_kb=params["buffer_size_kb"])

@@ -63,6 +63,17 @@ options:
       - Event name. Default as perf, C(FUNC_L<N>) for C(FUNC:N), C(FUNC) for a function entry,
         C(FUNC__return) for C(FUNC%return), the function's name for C(FILE:LINE).
     type: str
+  rename:
+    description:
+      - With O(definition), give the lines this task's O(group) (required then), and O(binary)'s path when it is
+        given, instead of refusing lines that name another group or file, for example lines resolved once on the
+        controller (from its copy of the binary) for every node of a run. Give O(build_id) to make sure the
+        file is the same build.
+      - O(event) renames them too when they all name one event; lines with events of their own (C(NAME),
+        C(NAME_1), ... for inlined copies whose arguments differ) keep their names.
+      - Without it, a definition must already name O(group), and O(event) renames every line.
+    type: bool
+    default: false
   debuginfo:
     description:
       - File that holds the DWARF of O(binary) (for example made by C(objcopy --only-keep-debug)).
@@ -95,7 +106,8 @@ options:
   cache:
     description:
       - Use and fill the resolver cache under C(~/.cache/fleettrace/resolver) (keyed by build-id), which makes
-        repeated resolutions of the same spec fast. Check mode never writes it.
+        repeated resolutions of the same spec fast. Check mode uses it too (it is a cache of the DWARF, not a
+        change to what is traced), so a controller resolving in check mode pays once per build-id.
     type: bool
     default: true
   state:
@@ -110,7 +122,9 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Returns the exact lines it would write (RV(definitions)) and writes nothing, not even the cache.
+    description: >-
+      Returns the exact lines it would write (RV(definitions)) and writes nothing to tracefs (the resolver's caches
+      under C(~/.cache/fleettrace) are filled as in any run).
   diff_mode:
     support: full
     description: Shows the probe's C(uprobe_events) lines before and after.
@@ -145,6 +159,15 @@ EXAMPLES = r"""
   fleettrace.tracefs.uprobe:
     definition: "{{ resolved.definitions }}"
     build_id: "{{ resolved.build_id }}"
+  become: true
+
+- name: Install lines resolved under another name in this run's own group and event
+  fleettrace.tracefs.uprobe:
+    definition: "{{ resolved.definitions }}"
+    build_id: "{{ resolved.build_id }}"
+    group: fleettrace_run42
+    event: timer_L21
+    rename: true
   become: true
 
 - name: Remove the probe again
@@ -193,6 +216,21 @@ variables:
   elements: dict
   sample: [{"expression": "tv_diff:u64", "name": "tv_diff_u64", "address": "0x26097", "fetcharg": "tv_diff_u64=%si:u64",
             "type": "uint64_t", "kernel_type": "u64", "location": "register %si", "available": true, "reason": null}]
+left_out:
+  description:
+    - What C($params) and C($vars) did not trace, one entry per variable and probe address, with the reason (its
+      value is computed by a DWARF expression, optimized out, a constant, an aggregate). Also in check mode.
+    - C($params) lists the probed function's own parameters only, never those of calls inlined into it.
+  returned: when resolved from a spec
+  type: list
+  elements: dict
+  sample: [{"name": "bitD", "address": "0x2085d", "expansion": "$params",
+            "reason": "bitD: its value is computed as %sp + 192 (a DWARF expression ending in DW_OP_stack_value) ..."}]
+cached:
+  description: Whether the resolution came from the resolver cache (keyed by build-id) instead of the DWARF.
+  returned: when resolved from a spec
+  type: bool
+  sample: true
 debuginfo:
   description: File the DWARF was read from.
   returned: when resolved from a spec without the cache
@@ -234,9 +272,9 @@ commands:
 """
 
 import os
-import re
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
@@ -260,11 +298,11 @@ def resolve_spec(module, params):
         found = debuginfod.locate(params["binary"], explicit=params["debuginfo"], expected_build_id=params["build_id"],
                                   urls=debuginfod.server_urls(params["debuginfod_urls"]),
                                   timeout=params["debuginfod_timeout"])
+        # The located debug info goes along: it is not searched, nor its build-id read, again.
         resolved = dwarf_cache.cached_resolve(
             params["binary"], params["spec"], group=params["group"], event=params["event"],
             debuginfo=found["path"], build_id=params["build_id"], force=params["force"],
-            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"],
-            write=not module.check_mode)
+            allow_unavailable=params["allow_unavailable"], use_cache=params["cache"], info=found["info"])
         resolved.update(debuginfo_source=found["source"])
         if found["server"]:
             resolved.update(debuginfod_server=found["server"])
@@ -282,7 +320,7 @@ def absent_names(module, params):
         group = params["group"]
         if not group:
             raise OptionError("state=absent with 'event' needs 'group' too (or give the 'spec')")
-        return group, [params["event"]], {"definitions": [], "build_id": None, "variables": []}
+        return group, [params["event"]], {"records": [], "build_id": None, "variables": []}
     try:
         resolved = resolve_spec(module, dict(params, allow_unavailable=True))
     except FleettraceError as exc:
@@ -296,7 +334,7 @@ def absent_names(module, params):
         if event is None:
             raise FleettraceError("%s; to remove a FILE:LINE probe without resolving it, give 'group' and 'event'" % exc)
         group = params["group"] or point.group or probe_spec.default_group(params["binary"])
-        return group, [event], {"definitions": [], "build_id": None, "variables": []}
+        return group, [event], {"records": [], "build_id": None, "variables": []}
     return resolved["group"], resolved["events"], resolved
 
 
@@ -314,6 +352,7 @@ ARGUMENT_SPEC = dict(
     allow_unavailable=dict(type="bool", default=False),
     cache=dict(type="bool", default=True),
     pid=dict(type="int"),
+    rename=dict(type="bool", default=False),
     state=dict(type="str", default="present", choices=["present", "absent"]),
 )
 
@@ -331,14 +370,15 @@ def plan_probes(module, params):
     fs = Tracefs()
     fs.require("uprobes", "a user-space probe")
     if not module.check_mode:
-        ownership.reap_expired_quietly(fs)
-    existing = [u.line() for u in fs.list_uprobes()]
+        removal.reap_expired_quietly(fs, warn=module.warn)
     if params["state"] == "absent":
         group, events, resolved = absent_names(module, params)
         wanted = []
     else:
         if params["spec"]:
-            resolved = resolve_spec(module, params)
+            # A long resolution over ssh: the run of the group is renewed while the controller waits.
+            with lifecycle.holding([params["group"]] if params["group"] and not module.check_mode else []):
+                resolved = resolve_spec(module, params)
         else:
             resolved = uprobe_plans.from_definitions(params)
             guard = (resolved["binaries"], resolved["build_id"])
@@ -346,18 +386,18 @@ def plan_probes(module, params):
         validate.group_name(group)
         for name in events:
             validate.event_name(name)
-        wanted = list(resolved["definitions"])
-        if not fs.features().get("uprobe_x_types"):
-            # Older kernels know only u-types; the bits are the same, only printed in decimal.
-            wanted = [re.sub(r":x(8|16|32|64)\b", r":u\1", line) for line in wanted]
-        for line in wanted:
-            validate.expression(line, "uprobe definition")
-    if not module.check_mode:
-        ownership.touch_quietly([group])
-    changes, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, existing, guard)
+        wanted = [fs.for_this_kernel(record) for record in resolved["records"]]
+        for record in wanted:
+            validate.expression(record.line(), "uprobe definition")
+    if not module.check_mode and params["state"] == "present":
+        lifecycle.working_on([group])       # renewed; refused when its run ended
+    elif not module.check_mode:
+        lifecycle.touch_quietly([group])
+    changes, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, fs.list_uprobes(), guard)
     if params["definition"] and not params["group"] and current and changes:
         raise FleettraceError("uprobe group %s already has %s; a definition without 'group' may not replace "
-                              "probes it does not own: give the run's own 'group'" % (group, ", ".join(current)))
+                              "probes it does not own: give the run's own 'group'"
+                              % (group, ", ".join(record.line() for record in current)))
     return changes, group, events, wanted, current, current_events, resolved
 
 
@@ -381,16 +421,17 @@ def body(module, result):
                 pass
         raise
 
-    result.update(group=group, events=events, definitions=wanted or resolved.get("definitions", []),
+    result.update(group=group, events=events, definitions=[record.line() for record in wanted or resolved["records"]],
                   build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
-    for key in ("addresses", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
+    for key in ("addresses", "left_out", "cached", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
         if key in resolved:
             result[key] = resolved[key]
     result["changed"] = bool(changes)
     result["commands"] = changes.commands
     if module._diff:
-        result["diff"] = dict(before="\n".join(current) + ("\n" if current else ""),
-                              after="\n".join(wanted) + ("\n" if wanted else ""),
+        before, after = [record.line() for record in current], [record.line() for record in wanted]
+        result["diff"] = dict(before="\n".join(before) + ("\n" if before else ""),
+                              after="\n".join(after) + ("\n" if after else ""),
                               before_header="uprobe_events (%s)" % group, after_header="uprobe_events (%s)" % group)
     if changes and not module.check_mode:
         try:

@@ -17,12 +17,20 @@ from ansible.plugins.action.normal import ActionModule as NormalAction
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
 
 
+def refusal(task):
+    """The failed result for a task with an argument over its cap, else None."""
+    module = task.action.split(".")[-1]
+    problem = input_limits.oversized(task.args, input_limits.MODULE_CAPS.get(module))
+    if problem is None:
+        return None
+    return {"failed": True, "changed": False, "msg": problem}
+
+
 class SizedAction(NormalAction):
     """``normal``, after ``input_limits.oversized`` on the templated arguments."""
 
     def run(self, tmp=None, task_vars=None):
-        module = self._task.action.split(".")[-1]
-        problem = input_limits.oversized(self._task.args, input_limits.MODULE_CAPS.get(module))
-        if problem is not None:
-            return {"failed": True, "changed": False, "msg": problem}
+        refused = refusal(self._task)
+        if refused is not None:
+            return refused
         return super().run(tmp, task_vars)

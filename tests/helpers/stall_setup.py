@@ -21,6 +21,12 @@ ARMED_SYSCALLS = (("syscalls", "sys_enter_write"), ("raw_syscalls", "sys_enter")
 TASK_STATE_UNINTERRUPTIBLE = 2
 
 
+def cap_and_group(unique_name):
+    """An instance name and its probe group named after it: one run owns both (runs/manifest.py)."""
+    name = unique_name("cap")
+    return name, name + "_grp"
+
+
 class StallSetup:
     def __init__(self, tracefs, name, group, binary, pid, buffer_size_kb=2048, events=STALL_EVENTS,
                  stack_if=None, traceoff_at=None, options=()):

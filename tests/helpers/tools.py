@@ -39,7 +39,7 @@ def promtool_problems_of(texts):
                                     stderr=subprocess.STDOUT, text=True) for name in texts}
     found = {}
     for name, proc in procs.items():
-        output, _ = proc.communicate(texts[name], timeout=120)
+        output = proc.communicate(texts[name], timeout=120)[0]
         said = [line for line in output.splitlines() if line.strip()]
         found[name] = said if said or proc.returncode == 0 else ["exit %d" % proc.returncode]
     return found

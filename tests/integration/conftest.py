@@ -5,6 +5,8 @@ import subprocess
 
 import pytest
 
+from tests.helpers import corosync as corosync_helper
+from tests.helpers import slow_watchdog as slow_watchdog_helper
 from tests.helpers.paths import REPO, SSH_LOOPBACK
 
 SSH_HOSTS = 3
@@ -122,3 +124,44 @@ def mount_leak_check(tmp_path, run_token):
         subprocess.run(["umount", "-l", mount_point], stderr=subprocess.DEVNULL, check=False)
     if leaked:
         pytest.fail("mounts left behind (now lazily unmounted):\n  " + "\n  ".join(leaked))
+
+
+@pytest.fixture(scope="session")
+def corosync_prefix():
+    """Where corosync 3.1.7 built from Debian's source is installed (scripts/build-corosync.sh, cached)."""
+    if os.geteuid() != 0:
+        pytest.skip("building and running corosync needs root")
+    prefix, why = corosync_helper.build()
+    if prefix is None:
+        # make test / CI must prove the real-corosync workflow: no silent skip there.
+        if os.environ.get("FLEETTRACE_REQUIRE_COROSYNC") == "1":
+            pytest.fail(why)
+        pytest.skip(why)
+    return prefix
+
+
+@pytest.fixture
+def slow_watchdog(cc, tmp_path, run_token):
+    """The slow watchdog, fast for now (the test makes it slow once tracing is armed)."""
+    try:
+        binary = slow_watchdog_helper.build(cc, tmp_path)
+    except slow_watchdog_helper.FuseUnavailable as why:
+        if os.environ.get("FLEETTRACE_REQUIRE_COROSYNC") == "1":
+            pytest.fail("the slow watchdog cannot run here: %s" % why)
+        pytest.skip(str(why))
+    with slow_watchdog_helper.SlowWatchdog(binary, tmp_path, "fleettrace_%s_corosync_wd" % run_token, delay_ms=0) as wd:
+        yield wd
+
+
+@pytest.fixture
+def corosync_with_watchdog(corosync_prefix, slow_watchdog, tmp_path):
+    corosync_helper.require_watchdog_feature(corosync_prefix)
+    node = corosync_helper.Corosync(corosync_prefix, str(tmp_path / "corosync"), watchdog_file=slow_watchdog.device)
+    os.makedirs(node.workdir)
+    try:
+        node.start()
+        yield node
+    finally:
+        # corosync first: its namespace holds the last reference to the watchdog mount.
+        slow_watchdog.try_control(enabled=0)
+        node.stop()

@@ -19,7 +19,7 @@ from tests.helpers import capture_program
 from tests.helpers.capture_program import TickLoop
 from tests.helpers.frozen_fs import LoopExt4, missing_requirements
 from tests.helpers.owned import OwnedRun
-from tests.helpers.stall_setup import armed_instance
+from tests.helpers.stall_setup import armed_instance, cap_and_group
 
 THRESHOLD_NS = 150 * 1000 * 1000
 NEVER = 10 ** 12        # a gap threshold no tick reaches: the capture ends otherwise
@@ -47,7 +47,7 @@ def ticking_and_armed(tracefs, unique_name, binary, tmp_path, heartbeat=None, ti
     proc = TickLoop(binary, heartbeat or str(tmp_path / "heartbeat"), tmp_path / "gaps.txt", **(tick or {}))
     setup = None
     try:
-        setup = armed_instance(tracefs, unique_name("cap"), unique_name("grp"), binary, proc.pid, threshold, **armed)
+        setup = armed_instance(tracefs, *cap_and_group(unique_name), binary, proc.pid, threshold, **armed)
         yield proc, setup
     finally:
         proc.stop()

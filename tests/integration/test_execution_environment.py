@@ -9,9 +9,11 @@ Python requirements and only the controller's system packages.
 import json
 import os
 import re
+import shutil
 import subprocess
 import tarfile
 
+import pytest
 import yaml
 
 from tests.helpers.paths import REPO, VENV_BIN
@@ -80,5 +82,54 @@ def test_ansible_builder_create_accepts_the_definition(tmp_path):
     # The image's assemble step then installs bindep's default profile of these lines: the controller's.
     system = tmp_path / "bindep.txt"
     system.write_text("\n".join(line.split("#")[0].strip() for line in data["system"]) + "\n")
-    chosen = subprocess.run([BINDEP, "-f", str(system), "-l", "newline"], capture_output=True, text=True).stdout.split()
+    chosen = subprocess.run([BINDEP, "-f", str(system), "-l", "newline"], capture_output=True, text=True,
+                            check=False).stdout.split()
     assert chosen == ["openssh-client"], chosen
+
+
+# Building the image takes minutes and a container engine: run with FLEETTRACE_EE_BUILD=1 (podman; the base
+# image from `scripts/ee.sh debian-base`). On this kind of machine crun cannot run in its hybrid cgroups and
+# podman's default ulimits exceed the machine's: FLEETTRACE_PODMAN_ARGS below.
+PODMAN_ARGS = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096"]
+
+
+@pytest.mark.skipif(os.environ.get("FLEETTRACE_EE_BUILD") != "1", reason="set FLEETTRACE_EE_BUILD=1 to build the image")
+def test_image_resolves_a_probe_without_tracefs_or_root(tmp_path, cc):
+    if not shutil.which("podman"):
+        pytest.fail("FLEETTRACE_EE_BUILD=1 needs podman (apt-get install podman runc debootstrap)")
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ["PATH"], FLEETTRACE_PODMAN_ARGS=" ".join(PODMAN_ARGS))
+    have_base = subprocess.run(["podman", "image", "exists", "localhost/fleettrace-ee-base:bookworm"], check=False)
+    if have_base.returncode != 0:
+        subprocess.run(["bash", os.path.join(REPO, "scripts", "ee.sh"), "debian-base"], env=env, check=True,
+                       capture_output=True, timeout=1800)
+    tag = "localhost/fleettrace-ee-test"
+    built = subprocess.run(["bash", os.path.join(REPO, "scripts", "ee.sh"), "build-on-debian", tag], env=env,
+                           capture_output=True, text=True, timeout=1800, check=False)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-2000:]
+    bins = tmp_path / "bins"
+    bins.mkdir()
+    binary = bins / "demo_daemon"
+    subprocess.run([cc, "-g", "-O2", "-o", str(binary), os.path.join(REPO, "tests", "programs", "demo", "demo_daemon.c")],
+                   check=True)
+    os.chmod(str(tmp_path), 0o755)
+    os.chmod(str(bins), 0o755)
+    spec = "timer_function_scheduler_timeout:15 tv_diff=tv_diff:u64"
+    # In the container: its own user, no network, no tracefs mounted; the binary read-only.
+    script = ("id -u; test -e /sys/kernel/tracing/README && echo TRACEFS || echo NO-TRACEFS; "
+              "ANSIBLE_STDOUT_CALLBACK=ansible.builtin.minimal ansible localhost -m fleettrace.tracefs.probe_info "
+              "-a 'binary=/bins/demo_daemon spec=\"%s\" resolve=true group=g1 event=tick'" % spec)
+    ran = subprocess.run(["podman"] + PODMAN_ARGS[:2] + ["run", "--rm"] + PODMAN_ARGS[2:] +
+                         ["--network=none", "-v", "%s:/bins:ro" % bins, tag, "sh", "-c", script],
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-2000:]
+    lines = ran.stdout.splitlines()
+    assert lines[0] != "0" and lines[1] == "NO-TRACEFS", lines[:2]
+    inside = json.loads(ran.stdout[ran.stdout.index("{"):])
+    # The same lines as resolving on this host, the container's path in them.
+    here = subprocess.run([os.path.join(VENV_BIN, "ansible"), "localhost", "-m", "fleettrace.tracefs.probe_info", "-a",
+                           'binary=%s spec="%s" resolve=true group=g1 event=tick' % (binary, spec)],
+                          env=dict(env, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.minimal"),
+                          capture_output=True, text=True, check=True, timeout=300)
+    on_host = json.loads(here.stdout[here.stdout.index("{"):])
+    assert inside["definitions"] and inside["definitions"] == [
+        line.replace(str(binary), "/bins/demo_daemon") for line in on_host["definitions"]]

@@ -70,3 +70,26 @@ def test_tarball_with_a_repository_url_imports_clean(tmp_path):
     for role in ("report", "sched_audit", "threshold_capture"):
         assert "Loading role %s" % role in log
     assert "Loading module uprobe" in log and "Linting collection via ansible-lint" in log
+
+
+def test_changelog_has_the_release_galaxy_builds_and_renders_to_changelog_rst(tmp_path):
+    """changelogs/changelog.yaml releases galaxy.yml's version; CHANGELOG.rst is what antsibull-changelog renders."""
+    with open(os.path.join(REPO, "galaxy.yml")) as handle:
+        version = yaml.safe_load(handle)["version"]
+    with open(os.path.join(REPO, "changelogs", "changelog.yaml")) as handle:
+        releases = yaml.safe_load(handle)["releases"]
+    assert version in releases and releases[version].get("changes", {}).get("release_summary"), sorted(releases)
+    copy = tmp_path / "collection"
+    # Without the plugin cache: antsibull-changelog asks ansible-doc, as on a fresh clone.
+    shutil.copytree(os.path.join(REPO, "changelogs"), str(copy / "changelogs"),
+                    ignore=shutil.ignore_patterns(".plugin-cache.yaml"))
+    shutil.copy(os.path.join(REPO, "galaxy.yml"), str(copy / "galaxy.yml"))
+    env = dict(os.environ, PATH=VENV_BIN + os.pathsep + os.environ["PATH"],
+               ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, ".cache", "collections"))
+    for command in (["lint"], ["generate"]):
+        proc = subprocess.run([os.path.join(VENV_BIN, "antsibull-changelog")] + command, cwd=str(copy), env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open(os.path.join(REPO, "CHANGELOG.rst")) as handle:
+        assert (copy / "CHANGELOG.rst").read_text() == handle.read(), "CHANGELOG.rst is stale: run antsibull-changelog generate"
+    assert "v%s\n" % version in (copy / "CHANGELOG.rst").read_text()

@@ -2,7 +2,7 @@
 
 A child process sets up what a test would (StallSetup on a running tick_loop; the
 runtime-truth probes of the library suite) and is SIGKILLed while its objects are
-live.  Its reaper (plugins/module_utils/tracefs/ownership.py) must remove exactly
+live.  Its reapers (plugins/module_utils/runs/reaper.py) must remove exactly
 them: every object the child created is gone, an object of ours that the child
 did not register (a bystander) is still there, nothing else carrying this run's
 token changed, and the top-level settings are as they were.
@@ -126,7 +126,8 @@ def kill_and_check(tracefs, child, instance, group, before, run_token):
 
 def test_sigkilled_stall_setup_leaves_nothing(tracefs, unique_name, run_token, tick_binary, tmp_path):
     tick = TickLoop(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    instance, group = unique_name("killed"), unique_name("killedgrp")
+    instance = unique_name("killed")
+    group = instance + "_grp"
     argv = [sys.executable, "-c", STALL_CHILD, REPO, COLLECTIONS, instance, group, tick_binary, str(tick.pid)]
     try:
         with child_with_objects(tracefs, run_token, tick_binary, instance, group, argv, stdout=subprocess.PIPE,
@@ -146,7 +147,7 @@ def test_sigkilled_runtime_truth_leaves_nothing(tracefs, run_token, tick_binary,
     driver = tmp_path / "driver.sh"
     driver.write_text("#!/bin/sh\n: > %s\nexec sleep 600\n" % ready)
     driver.chmod(0o755)
-    group = "ft_%s_rt7" % run_token      # libtruth's name for index 7
+    group = "fleettrace_%s_rt7" % run_token      # libtruth's name for index 7
     argv = [sys.executable, "-c", TRUTH_CHILD, REPO, COLLECTIONS, LIBDIFF, run_token, tick_binary, str(driver)]
     with child_with_objects(tracefs, run_token, tick_binary, group, group, argv) as (child, before):
         deadline = time.monotonic() + 60

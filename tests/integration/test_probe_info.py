@@ -24,7 +24,7 @@ def test_lines_and_variables(run_playbook, tracefs, cc, tmp_path):
     result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n",
                           check=True)
     lines, variables, unknown = result.task("lines"), result.task("variables"), result.task("unknown")
-    assert not [u for u in tracefs.list_uprobes() if binary in u.place]        # read-only
+    assert not [u for u in tracefs.list_uprobes() if u.path == binary]        # read-only
     assert lines["changed"] is False and variables["changed"] is False
     report = [l for l in lines["lines"] if l["relative_line"] == REPORT]
     assert report and report[0]["probeable"] and "MARK:report" in report[0]["source"]

@@ -20,6 +20,7 @@ import uuid
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import timeline
 from tests.helpers.paths import REPO
 from tests.helpers import debuginfod_servers as servers
+from tests.helpers import trace_event_format
 from tests.helpers.chromium import color_extent, screenshot
 from tests.helpers.tools import promtool_problems
 from tests.helpers.paths import SSH_LOOPBACK
@@ -164,7 +165,9 @@ def test_node_binary_fetched_when_the_controller_has_no_copy(loopback_sshd, demo
     assert re.search(r">threshold 400 ms</text>", text), "no threshold marker"
     assert re.search(r">stall %d ms</text>" % round(stall["value"] / 1e6), text), "no stall marker"
     with open(os.path.join(report_dir, "trace.json")) as handle:
-        events = json.load(handle)["traceEvents"]
+        trace = json.load(handle)
+    assert trace_event_format.problems(trace) == []      # the Trace Event Format Perfetto reads
+    events = trace["traceEvents"]
     (off,) = (e for e in events if e["name"] == "off CPU (D)")
     assert abs(off["dur"] - stall["blocked_ns"] / 1e3) < 1 and off["args"]["blocked_in"] == stall["blocked_in"]
     assert any(e["name"] == "late tick" and e["args"]["value"] == stall["value"] for e in events)

@@ -1,7 +1,7 @@
 """Differential suite on real libraries: our resolver against perf, judged by runtime truth.
 
-zlib, lz4 and liblzma are built from Debian source at -O0/-O2 with DWARF 5/4
-(scripts/build-libs.sh, cached).  For each build a fixed-seed sample of specs of
+zlib, lz4 and liblzma are built from Debian source at -O0/-O2 with DWARF 5/4, zstd at -O2
+and -O3, snappy and leveldb (C++) at -O2, and zlib with LTO (scripts/build-libs.sh, cached).  For each build a fixed-seed sample of specs of
 every kind (functions, lines, $params, $vars, locals, members, :string, %return,
 inline-only functions, static copies; tests/programs/libdiff/libdiff.py) is
 resolved by both tools and every difference is classified.  Where they differ
@@ -27,7 +27,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import re
 
 SAMPLE = int(os.environ.get("FLEETTRACE_LIBDIFF_SAMPLE", "40"))
 SEED = 14
-LABELS = sorted("%s-%s" % (lib, v) for lib in libdiff.LIBS for v in libdiff.VARIANTS)
+LABELS = sorted(libdiff.SUITE)
 PARITY_TARGET = 99.0
 SWEEP = int(os.environ.get("FLEETTRACE_LIBDIFF_SWEEP", "25"))   # exported entries judged per build
 CONTROLS = 3            # identical results judged too, to show the judge sees right values
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.skipif(libdiff.PERF is None, reason="perf (Debian linux
 
 @pytest.fixture(scope="module")
 def libraries():
-    if os.geteuid() != 0 and not os.path.exists("/var/cache/fleettrace/libs-1/.complete"):
+    if os.geteuid() != 0 and not os.path.exists("/var/cache/fleettrace/libs-1/.complete-lto"):
         pytest.skip("building the libraries needs root the first time (apt-get source)")
     return libdiff.build_libraries()
 
@@ -66,12 +66,13 @@ def test_same_as_perf_where_perf_is_right(label, libraries, tracefs, run_token, 
     functions = libdiff.catalog(binary)
     specs = libdiff.sample(functions, SAMPLE, "%d:%s" % (SEED, label))
     assert len(specs) >= SAMPLE * 3 // 4, "the sampler found too few specs in %s" % binary
-    results = libdiff.compare(dwarf_resolver, binary, specs)
+    results = libdiff.compare(dwarf_resolver, binary, specs, functions)
     driver = libtruth.build_driver(cc, root, label, str(tmp_path_factory.mktemp("libdiff")))
     # Runtime truth for every difference the ABI can judge, for a few identical results as
     # controls (the judge must see right values where both agree), and for a sweep of exported
     # functions' entries (-O0 prologues, scopes at the entry): one driver run for all.
-    sweep = libdiff.compare(dwarf_resolver, binary, libdiff.entry_sweep(functions, SWEEP, "%d:%s" % (SEED, label)))
+    sweep = libdiff.compare(dwarf_resolver, binary, libdiff.entry_sweep(functions, SWEEP, "%d:%s" % (SEED, label)),
+                            functions)
     judged, controls = [], 0
     for r in results + sweep:
         function = functions.get(r["function"])
@@ -93,6 +94,10 @@ def test_same_as_perf_where_perf_is_right(label, libraries, tracefs, run_token, 
     assert hit, "the driver program reached none of the judged functions: runtime truth judged nothing"
     wrong = [r for r in results if r.get("truth", {}).get("ours") in ("wrong", "kernel-refused")]
     assert not wrong, "our fetch args read other values than the program passed:\n" + _explain(wrong)
+    # Judged by the DWARF: every variable we trace comes from the probed function's own scope.
+    wrong_scope = libdiff.scope_audit(binary, results)
+    assert not wrong_scope, "variables read from another scope:\n" + "\n".join(
+        "%s  %s: %s" % entry for entry in wrong_scope)
     judged_same = [r for r in results if r["verdict"] == "same" and r.get("truth")]
     assert all(r["truth"]["ours"] in ("right", "not-hit", "none") for r in judged_same), _explain(judged_same)
     unexplained = [r for r in results if r["verdict"] not in ("same", "both-refuse") and not r.get("perf_wrong")

@@ -230,16 +230,17 @@ def test_bad_input_fails_clearly_and_changes_nothing(tracefs, run_playbook):
 
 
 def test_an_existing_instance_is_not_taken_over(tracefs, unique_name, run_module):
-    instance = unique_name("sched")
+    holder = unique_name("sched")
+    instance = holder + "_x"
     inst = tracefs.instance(instance)
-    # Ours under another run tag: the module must refuse the name, not the tag.
-    run = OwnedRun(tracefs, instances=[instance], tag=instance + "_test")
+    # Ours under another run tag (a run's names start with its tag): the module must refuse the name, not the tag.
+    run = OwnedRun(tracefs, instances=[instance], tag=holder)
     try:
         inst.create()
         result = run_module(MODULE, {"duration": 1, "instance": instance})
         # The refusal names the run that holds the name and how to end it.
-        assert result.get("failed") and "already belongs to run %s_test" % instance in result["msg"], result.get("msg")
-        assert "force: [%s_test]" % instance in result["msg"]
+        assert result.get("failed") and "already belongs to run %s " % holder in result["msg"], result.get("msg")
+        assert "force: [%s]" % holder in result["msg"]
         assert inst.exists()
     finally:
         inst.remove()

@@ -166,6 +166,38 @@ def test_every_nth_keepalive_blocks_and_the_mode_switches_at_run_time(watchdog):
         watchdog.control(no_such_key=1)
 
 
+def test_hold_blocks_the_next_n_keepalives_only(watchdog):
+    """hold=N: what the sentinel's tests use to make one stall at a time of their choosing."""
+    fd = os.open(watchdog.device, os.O_WRONLY)
+    try:
+        watchdog.control(delay_ms=150, every=0, hold=2)
+        assert watchdog.state()["hold"] == 2
+        for _count in range(4):
+            fcntl.ioctl(fd, sw.WDIOC_KEEPALIVE, array.array("i", [1]))
+    finally:
+        os.close(fd)
+    keepalives = watchdog.keepalives()
+    assert [ka["slow"] for ka in keepalives] == [True, True, False, False]
+    assert all(ka["duration_ns"] >= 150000000 for ka in keepalives[:2])
+    assert watchdog.state()["hold"] == 0
+
+
+def test_hold_in_ms_blocks_one_keepalive_that_late(watchdog):
+    """hold_in_ms=N: the watchdog picks the moment itself (make demo SCENARIO=sentinel)."""
+    fd = os.open(watchdog.device, os.O_WRONLY)
+    try:
+        asked = time.monotonic_ns()
+        watchdog.control(delay_ms=150, every=0, hold_in_ms=300)
+        for _count in range(8):
+            fcntl.ioctl(fd, sw.WDIOC_KEEPALIVE, array.array("i", [1]))
+            time.sleep(0.1)
+    finally:
+        os.close(fd)
+    slow = [ka for ka in watchdog.keepalives() if ka["slow"]]
+    assert len(slow) == 1 and slow[0]["start_ns"] >= asked + 300000000, (asked, watchdog.keepalives())
+    assert slow[0]["duration_ns"] >= 150000000
+
+
 def test_dev_watchdog_in_a_private_namespace_leaves_the_host_dev_alone(watchdog, tmp_path):
     host_had_watchdog = os.path.lexists("/dev/watchdog")
     stage = tmp_path / "stage"

@@ -22,7 +22,7 @@ import pytest
 from tests.helpers import capture_program
 from tests.helpers.capture_program import TickLoop as Tick
 from tests.helpers.frozen_fs import LoopExt4, missing_requirements
-from tests.helpers.stall_setup import StallSetup
+from tests.helpers.stall_setup import StallSetup, cap_and_group
 
 THRESHOLD_NS = 150 * 1000 * 1000
 HOLD_SECONDS = 0.4
@@ -75,7 +75,7 @@ def capture(run_module, setup, pid, tmp_path, **stop):
 
 def run_stall(tracefs, unique_name, tick, action, run_module, tmp_path):
     """Arm on ``tick``, run ``action`` once armed; returns (result, what action returned)."""
-    setup = StallSetup(tracefs, unique_name("cap"), unique_name("grp"), tick.binary_path, tick.pid)
+    setup = StallSetup(tracefs, *cap_and_group(unique_name), tick.binary_path, tick.pid)
     try:
         thread, errors, done = when_armed(setup, action)
         try:
@@ -302,7 +302,7 @@ def test_stall_begun_before_arming_is_rearmed_then_explained(tracefs, unique_nam
     """The first late tick's stall began before tracing: capture arms again by itself; a stall caught whole
     is then explained.  With no re-arm left, the finding still says what is missing (never 'Unknown error')."""
     tick = Tick(tick_binary, str(tmp_path / "heartbeat"), tmp_path / "gaps.txt")
-    setup = StallSetup(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, tick.pid)
+    setup = StallSetup(tracefs, *cap_and_group(unique_name), tick_binary, tick.pid)
     try:
         os.kill(tick.pid, signal.SIGSTOP)  # stopped before anything is armed
         probe = setup.instance.event(setup.group, "tick_gap")
@@ -339,7 +339,7 @@ def test_stall_begun_before_arming_is_rearmed_then_explained(tracefs, unique_nam
         # No re-arm left: the finding of a stall begun before arming says so.
         tick = Tick(tick_binary, str(tmp_path / "heartbeat2"), tmp_path / "gaps2.txt")
         setup.remove()
-        setup = StallSetup(tracefs, unique_name("cap"), unique_name("grp"), tick_binary, tick.pid)
+        setup = StallSetup(tracefs, *cap_and_group(unique_name), tick_binary, tick.pid)
         os.kill(tick.pid, signal.SIGSTOP)
         probe = setup.instance.event(setup.group, "tick_gap")
 

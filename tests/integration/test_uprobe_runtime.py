@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import UprobeDefinition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition
 from tests.helpers.owned import OwnedRun
 from tests.helpers.uprobe_truth import LIB_REPORT, REPORT, assert_matches, program_records, programs, trace_records
 
@@ -28,14 +28,14 @@ def trace_run(tracefs, unique_name, binary, spec, argv, definitions=None, **reso
     group = unique_name("grp")
     resolution = dwarf_resolver.resolve(binary, spec, group=group, **resolve_args)
     lines = definitions(group) if definitions else resolution["definitions"]
-    inst = tracefs.instance(unique_name("inst"))
+    inst = tracefs.instance(group + "_inst")     # named after the group: one run owns both
     added = []
     run = OwnedRun(tracefs, instances=[inst.name], groups=[group])
     try:
         inst.create()
         for line in lines:
             tracefs.add_uprobe(line)
-            event = UprobeDefinition.parse(line).event
+            event = ProbeDefinition.parse(line).event
             if event not in added:
                 added.append(event)
         for event in added:

@@ -48,7 +48,7 @@ KERNEL_OR_OWN = {
 }
 # Run manifests and their owners' /proc files follow their own rules (O_EXCL|O_NOFOLLOW, size caps,
 # docs/tracefs-core.md), kept by the runs code itself.
-OWN_RULES = ("module_utils/tracefs/ownership.py", "module_utils/tracefs/owner.py", "module_utils/runs/",
+OWN_RULES = ("module_utils/runs/",
              # the sentinel's spool: a root-only directory, O_EXCL|O_NOFOLLOW writes, size caps (docs/sentinel.md)
              "module_utils/sentinel/spool.py")
 OPENERS = ("open", "os.open", "io.open", "tempfile.TemporaryFile")

@@ -29,21 +29,24 @@ def cache(tmp_path, monkeypatch):
 
 
 def cached_files(cache):
-    return [f for _d, _s, files in os.walk(str(cache)) for f in files]
+    """Result files, and the function index (the stored line tables left out)."""
+    return [f for directory, _s, files in os.walk(str(cache)) for f in files
+            if os.path.basename(directory) != "lines"]
 
 
-def test_hit_after_miss_and_check_mode_writes_nothing(cc, build_dir, cache):
+def test_hit_after_miss(cc, build_dir, cache):
     binary = programs.build(cc, build_dir, "demo_O0")
-    first = dwarf_cache.cached_resolve(binary, "scale", write=False)
-    assert first["cached"] is False and cached_files(cache) == []         # check mode: nothing written
-    dwarf_cache.cached_resolve(binary, "scale")
-    assert len(cached_files(cache)) == 1
+    first = dwarf_cache.cached_resolve(binary, "scale")
+    assert first["cached"] is False and len(cached_files(cache)) == 1
     again = dwarf_cache.cached_resolve(binary, "scale")
     assert again["cached"] is True
     assert again["definitions"] == dwarf_resolver.resolve(binary, "scale")["definitions"]
     # Options are part of the key: another group is another entry.
     other = dwarf_cache.cached_resolve(binary, "scale", group="fleettrace_other")
     assert other["cached"] is False and other["group"] == "fleettrace_other"
+    # use_cache=False (the module's cache: false) neither reads nor writes it.
+    assert dwarf_cache.cached_resolve(binary, "scale v", use_cache=False)["cached"] is False
+    assert len(cached_files(cache)) == 2
 
 
 def test_corrupt_entry_is_ignored_and_build_id_is_checked(cc, build_dir, cache):
@@ -118,17 +121,17 @@ def test_build_id_directory(cc, build_dir):
             os.rmdir(path)
 
 
-def test_check_mode_writes_no_function_index(cc, build_dir, cache):
-    # clamp_add is inline-only: resolving it needs the function index (dwarf/index.py).
+def test_the_function_index_is_written_by_the_first_resolution_that_needs_it(cc, build_dir, cache):
+    """A cache, not a change to what is traced: check mode writes it too (issue 24: a fresh host in
+    check mode paid the index build on every run)."""
     binary = programs.build(cc, build_dir, "demo_O2")
-    first = dwarf_cache.cached_resolve(binary, "clamp_add", write=False)
-    assert first["cached"] is False and cached_files(cache) == []
-    second = dwarf_cache.cached_resolve(binary, "clamp_add")
-    assert second["definitions"] == first["definitions"]
-    assert sorted(cached_files(cache))[-1] == "functions.idx" and len(cached_files(cache)) == 2
-    # Check mode reads a stored index (same answer, from the result cache or not).
-    third = dwarf_cache.cached_resolve(binary, "clamp_add", write=False, use_cache=False)
-    assert third["definitions"] == first["definitions"] and len(cached_files(cache)) == 2
+    dwarf_cache.cached_resolve(binary, "compute")       # in the symbol table: no index needed
+    assert "functions.idx" not in cached_files(cache)
+    # clamp_add is inline-only: resolving it needs the function index (dwarf/function_index.py).
+    first = dwarf_cache.cached_resolve(binary, "clamp_add", use_cache=False)
+    assert first["cached"] is False and "functions.idx" in cached_files(cache)
+    second = dwarf_cache.cached_resolve(binary, "clamp_add $params")
+    assert [line.split()[1] for line in second["definitions"]] == [line.split()[1] for line in first["definitions"]]
 
 
 def test_code_stamp_same_on_disk_and_in_ansiballz_zip(tmp_path):

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_index
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_scan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
@@ -161,4 +162,4 @@ def test_stored_index_is_not_used_for_another_build(cc, tmp_path):
 
 def test_unreadable_dwarf_raises_build_error():
     with pytest.raises(dwarf_index.IndexBuildError):
-        dwarf_index.build(b"\x20\x00\x00\x00\x01\x00" + b"\x00" * 30, b"", b"", b"")
+        function_scan.build(b"\x20\x00\x00\x00\x01\x00" + b"\x00" * 30, b"", b"", b"")

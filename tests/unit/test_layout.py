@@ -10,11 +10,12 @@ PREFIX = "ansible_collections.fleettrace.tracefs.plugins.module_utils"
 WARN_LINES = 400     # a warning, not a limit: see test_long_files_are_named_not_trimmed
 
 # What each part of module_utils may import from the others (itself and BASE always allowed).
-# Lower layers never import higher ones: tracefs and elf know nothing of traces or reports.
+# Lower layers never import higher ones: tracefs and elf know nothing of traces, runs or reports.
 # BASE is the ground floor every part may use: the error root and the bounded readers.
-BASE = {"errors", "bounded", "series", "input_limits"}
+BASE = {"errors", "probe_definition", "bounded", "series", "input_limits"}
 ALLOWED = {
     "errors": set(),
+    "probe_definition": set(),
     "input_limits": set(),
     "bounded": set(),
     "series": set(),
@@ -22,12 +23,13 @@ ALLOWED = {
     "elf": set(),
     "procfs": {"elf"},
     "mapped_code": {"procfs", "elf"},
+    "runs": {"tracefs", "procfs"},
     "dwarf": {"elf"},
-    "trace": {"tracefs", "procfs", "elf", "mapped_code"},
+    "trace": {"tracefs", "procfs", "elf", "mapped_code", "runs"},
     "sched": {"trace", "tracefs", "procfs", "elf"},
     "report": {"trace"},
     "uprobe_plans": {"tracefs", "dwarf", "elf", "mapped_code"},
-    "sentinel": {"trace", "tracefs", "procfs", "elf", "uprobe_plans"},
+    "sentinel": {"runs", "trace", "tracefs", "procfs", "elf", "uprobe_plans"},
     # Imported only by plugins/modules/: the one place a module ends (fail_json), and the
     # one file under module_utils/ that imports Ansible.
     "module_runner": set(),

@@ -14,7 +14,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import F
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.document import ReportError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched.collector import WindowAbandoned
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.ownership import OwnershipError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.validate import ValidationError
 
 

@@ -40,3 +40,13 @@ def test_junit_stays_valid_xml_with_control_characters():
     report["checks"][0]["message"] = "stall of z\x07x"
     ET.fromstring(report_junit.render_junit(report).encode("utf-8"))   # raises on invalid XML
     assert xml_text("a\x00b") == "a\\x00b" and md("a\r\nb") == "a b"
+
+
+def test_xml_quoting_is_saxutils_without_importing_it():
+    """report/escape.py quotes as xml.sax.saxutils does (which imports urllib.request and http.client)."""
+    from xml.sax.saxutils import escape as sax_escape, quoteattr as sax_quoteattr
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import escape as report_escape
+    samples = ["", "plain", "a&b<c>d", 'say "hi"', "it's", "both \" and '", "tab\tnew\nline\rret", "&amp;"]
+    for text in samples:
+        assert report_escape.xml_quoteattr(text) == sax_quoteattr(text)
+        assert report_escape.xml_escape(text) == sax_escape(text)

@@ -78,3 +78,20 @@ def test_chrome_trace_has_host_process_task_thread_and_the_stall():
     assert late[0]["ts"] == 2416.309414e6 and late[0]["args"]["value"] == 1050581021
     timed = [e["ts"] for e in events if e["ph"] != "M"]
     assert timed == sorted(timed)
+
+
+def test_chrome_trace_follows_the_trace_event_format():
+    from tests.helpers import trace_event_format
+    from tests.helpers.report_docs import make_report
+    for report in (diagnose_report(), make_report()):
+        data = json.loads(chrome_trace.render(report))
+        assert trace_event_format.problems(data) == []
+    # The check can fail: a negative duration, an unknown phase and an unnamed thread are each named.
+    data = json.loads(chrome_trace.render(diagnose_report()))
+    complete = [e for e in data["traceEvents"] if e["ph"] == "X"][0]
+    complete["dur"] = -1
+    data["traceEvents"].append({"name": "x", "ph": "Q", "ts": 1, "pid": 1, "tid": 1})
+    data["traceEvents"].append({"name": "y", "ph": "i", "s": "t", "ts": 1, "pid": 1, "tid": 999})
+    found = trace_event_format.problems(data)
+    assert len([p for p in found if "is not valid under any of the given schemas" in p]) == 2, found
+    assert [p for p in found if "thread 999 of process 1 has no thread_name" in p], found

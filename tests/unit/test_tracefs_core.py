@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, shell_write
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import (
-    Tracefs, TracefsError, UprobeDefinition, normalize_trigger, trigger_key)
+    Tracefs, TracefsError, normalize_trigger, trigger_key)
 from tests.helpers.fake_tracefs import make_fake_tracefs
 from tests.helpers.tracefs_state import diff_snapshots
 
@@ -67,14 +67,6 @@ def test_triggers_compare_as_the_kernel_shows_them(shown, given):
 def test_trigger_key_identifies_removal_target():
     assert trigger_key("traceoff:3 if x > 1") == "traceoff"
     assert trigger_key("enable_event:syscalls:sys_enter_write:2") == "enable_event:syscalls:sys_enter_write"
-
-
-def test_uprobe_definition_round_trip():
-    line = "p:probe_corosync/timer_function_scheduler_timeout /usr/sbin/corosync:0x26097 tv_diff=%si:u64"
-    definition = UprobeDefinition.parse(line)
-    assert (definition.kind, definition.group, definition.event) == ("p", "probe_corosync", "timer_function_scheduler_timeout")
-    assert definition.args == ["tv_diff=%si:u64"]
-    assert definition.line() == line
 
 
 def test_change_plan_undoes_done_steps_in_reverse_on_failure():

@@ -8,8 +8,7 @@ A hit needs only ``struct``, ``zlib`` and ``marshal`` (all built in): no
 pyelftools, no json/re/hashlib imports, so a repeat costs little more than
 starting Python.  The file stores the full key and is used only when it
 matches, so a checksum collision cannot return a wrong result.
-``write=False`` (check mode) reads the cache but never writes it, nor the
-function index (dwarf/index.py) stored next to it.
+Check mode reads and writes it like any run (a cache, not a change to what is traced).
 """
 
 
@@ -20,6 +19,7 @@ import zlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition
 
 CACHE_VERSION = 3
 # A cache entry is one resolution (a few lines and their variables); anything bigger is not ours.
@@ -38,10 +38,13 @@ _STAMP = []        # computed once per process
 # imports): left out so that the command line and the module compute the same stamp.  A file
 # missing on one side only costs sharing results, never a stale one.
 _NOT_RESOLVER = ("cli.py", "__init__.py")
+# The record the resolver builds its lines with, on the ground floor beside dwarf/.
+RECORD_SOURCES = ("probe_definition.py",)
 
 
-def _sources(directory):
-    """{name: bytes} of the .py files of a package directory, on disk or inside a zip (AnsiballZ)."""
+def _sources(directory, only=None):
+    """{name: bytes} of the .py files of a package directory (or just the files ``only`` names),
+    on disk or inside a zip (AnsiballZ)."""
     try:
         names = [name for name in os.listdir(directory) if name.endswith(".py") and name not in _NOT_RESOLVER]
         read = None
@@ -52,6 +55,8 @@ def _sources(directory):
         names = [module + ".py" for _finder, module, is_package in pkgutil.iter_modules([directory])
                  if not is_package and module + ".py" not in _NOT_RESOLVER]
         read = loader.get_data
+    if only is not None:
+        names = [name for name in names if name in only]
     found = {}
     for name in names:
         path = os.path.join(directory, name)
@@ -74,8 +79,9 @@ def _code_stamp():
         here = os.path.dirname(os.path.abspath(__file__))
         crc = 0
         count = 0
-        for directory in (here, os.path.join(os.path.dirname(here), "elf")):
-            sources = _sources(directory)
+        for directory, only in ((here, None), (os.path.join(os.path.dirname(here), "elf"), None),
+                                (os.path.dirname(here), RECORD_SOURCES)):
+            sources = _sources(directory, only)
             for name in sorted(sources):
                 crc = zlib.crc32(name.encode("utf-8") + b"\0" + sources[name], crc)
                 count += 1
@@ -102,12 +108,18 @@ def load(binary, build_id, spec, options):
             stored_key, result = marshal.load(handle)
     except (OSError, ValueError, EOFError, TypeError, bounded.FileRefused):
         return None
-    return result if stored_key == key else None
+    if stored_key != key:
+        return None
+    result["records"] = [ProbeDefinition.parse(line) for line in result["definitions"]]
+    return result
 
 
 def store(binary, build_id, spec, options, result):
+    """Keep ``result`` as plain data: its lines, not its ``records``."""
     if not build_id:
         return
+    result = dict(result)
+    result.pop("records", None)
     key = _key(binary, build_id, spec, options)
     path = _path(build_id, key)
     temp = "%s.%d.tmp" % (path, os.getpid())
@@ -131,19 +143,29 @@ def _debuginfo_error(message):
 
 
 def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_id=None, force=False,
-                   allow_unavailable=False, use_cache=True, write=True, on_miss=None):
+                   allow_unavailable=False, use_cache=True, on_miss=None, info=None):
     """``dwarf_resolver.resolve`` with the build-id keyed cache in front.
 
+    Check mode uses it as any run does: the caches are files under the user's cache directory,
+    not a change to the system being traced, and a controller that resolves in check mode for
+    its nodes (docs/uprobe.md) should pay for a resolution once per build-id, not on every play.
+
     ``on_miss`` (no arguments) is called before resolving, when the cache has no answer.
+    ``info``: the ``debuginfo.DebugInfo`` already located for ``binary`` (``debuginfo`` is then the
+    path it was located as, or None for the local search, which keys the cache): neither the
+    search nor the build-id check is done again.
     """
     binary = os.path.abspath(binary)
     options = {"group": group, "event": event, "debuginfo": debuginfo, "force": force,
                "allow_unavailable": allow_unavailable}
     if use_cache and os.path.isfile(binary):
-        try:
-            actual = elf_reader.read_build_id(binary)
-        except elf_reader.ElfError as exc:
-            raise _debuginfo_error(str(exc))
+        if info is not None:
+            actual = info.build_id
+        else:
+            try:
+                actual = elf_reader.read_build_id(binary)
+            except elf_reader.ElfError as exc:
+                raise _debuginfo_error(str(exc))
         if build_id and actual and actual != build_id.lower():
             raise _debuginfo_error(
                 "build-id of %s is %s, not the expected %s: this is a different build; resolve the probe "
@@ -155,16 +177,10 @@ def cached_resolve(binary, spec, group=None, event=None, debuginfo=None, build_i
                 return found
     if on_miss is not None:
         on_miss()
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-    if write:
-        result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
-                                        build_id=build_id, force=force, allow_unavailable=allow_unavailable)
-    else:
-        with dwarf_function_index.read_only():     # check mode: the function index is not written either
-            result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
-                                            build_id=build_id, force=force, allow_unavailable=allow_unavailable)
+    result = dwarf_resolver.resolve(binary, spec, group=group, event=event, debuginfo=debuginfo,
+                                    build_id=build_id, force=force, allow_unavailable=allow_unavailable, info=info)
     result["cached"] = False
-    if use_cache and write:
+    if use_cache:
         store(binary, result["build_id"], spec, options, result)
     return result

@@ -41,10 +41,23 @@ def parse_args(argv):
 
 
 def _add_site():
-    """Started with -S: a cache miss needs pyelftools from site-packages (added once, before resolving)."""
-    if sys.flags.no_site and "site" not in sys.modules:
-        import site
-        site.main()
+    """Started with -S: a cache miss needs pyelftools from site-packages (added once, before resolving).
+
+    The interpreter's or virtualenv's own site-packages is added directly (site.main() also reads
+    every .pth file: ~3 ms); when pyelftools is not there (a distribution's dist-packages, a user
+    site), site.main() finds it."""
+    if not sys.flags.no_site or "site" in sys.modules:
+        return
+    import os
+    version = "python%d.%d" % sys.version_info[:2]
+    for root in (os.path.dirname(os.path.dirname(os.path.abspath(sys.executable))), sys.prefix):
+        path = os.path.join(root, "lib", version, "site-packages")
+        if os.path.isdir(os.path.join(path, "elftools")):
+            if path not in sys.path:
+                sys.path.append(path)
+            return
+    import site
+    site.main()
 
 
 def resolve(options, spec):

@@ -16,6 +16,8 @@ import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import loader as dwarf_loader
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import ResolveError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols import SymbolTable
@@ -23,6 +25,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.symbols imp
 # .debug_aranges ranges do not nest: an address this far past a range start is in none before it.
 ARANGE_LOOKBACK = 1 << 24
 ADDRESS_FORMS = ("DW_FORM_addr", "DW_FORM_addrx")   # DW_AT_high_pc in these is an address, else a length
+CXX_LANGUAGES = (0x04, 0x19, 0x1a, 0x21)    # DW_LANG_C_plus_plus, _03, _11, _14
 
 
 class DwarfContext:
@@ -40,6 +43,8 @@ class DwarfContext:
         self.sections = {}          # section name -> bytes (b"" when absent)
         self.top_levels = {}        # CU offset -> [skimmed top-level DIE dict] or None (skim failed)
         self.line_tables = {}       # CU offset -> lines.LineTable
+        self.piece_ranges = {}      # DIE offset -> ranges of a subprogram described by DW_AT_ranges
+        self.skimmers = {}          # CU offset -> dwarf.skim.TopLevelSkimmer
         self.unit_starts = None     # .debug_info offsets of every unit (functions.units_naming)
         self._symbols = None
         self._aranges = None
@@ -150,9 +155,21 @@ class DwarfContext:
                 self._index = False
         return self._index or None
 
-    def _from_index(self, lookup):
-        """``lookup(index)``, or None when there is no index or its stored copy turns out damaged."""
-        index = self.function_index
+    @property
+    def stored_function_index(self):
+        """The function index when one is stored for this build-id (or was built by this run), else
+        None; never builds one (a lookup that the symbol table and .debug_aranges can answer is
+        cheaper than a first build)."""
+        if self._index is None and self.build_id:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
+            sizes = tuple(self.section_size(name) for name in dwarf_function_index.INDEXED_SECTIONS)
+            self._index = dwarf_function_index.load(self.build_id, sizes)
+        return self._index or None
+
+    def _from_index(self, lookup, stored_only=False):
+        """``lookup(index)``, or None when there is no index (with ``stored_only``: none stored) or its
+        stored copy turns out damaged."""
+        index = self.stored_function_index if stored_only else self.function_index
         if index is None:
             return None
         from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
@@ -163,11 +180,62 @@ class DwarfContext:
             self._index = False
             return None
 
-    def indexed_units(self, name):
-        """Sorted offsets of the units with a top-level subprogram DIE named ``name``, from the
-        function index; None without one (callers search the bytes, dwarf/index.py)."""
-        entries = self._from_index(lambda index: index.subprograms(name))
-        return None if entries is None else sorted({cu_offset for cu_offset, _o, _i in entries})
+    def indexed_units(self, wanted):
+        """Sorted offsets of the units with a subprogram DIE that is function ``wanted`` (a
+        names.FunctionName; its qualifier too when it has one), from the function index; None
+        without one (callers search the bytes, dwarf/index.py)."""
+        entries = self._from_index(lambda index: index.qualified(wanted.key))
+        if entries is None:
+            return None
+        return sorted({cu_offset for cu_offset, _o, _i, qualifier in entries
+                       if wanted.mangled or wanted.matches(qualifier, wanted.parts[-1])})
+
+    def indexed_function_dies(self, cu, wanted):
+        """Offsets of the DIEs of ``cu`` that are function ``wanted`` (names.FunctionName), in DIE order,
+        from a stored function index (functions.function_dies' answer without skimming the unit);
+        None without one.  Declarations are left out, definitions completing them and clones kept."""
+        def lookup(index):
+            end = cu.cu_offset + cu.size
+            named = [offset for unit, offset, _i, qualifier in index.qualified(wanted.key)
+                     if unit == cu.cu_offset and (wanted.mangled or wanted.matches(qualifier, wanted.parts[-1]))]
+            if names.base(wanted.parts[-1]) != wanted.parts[-1]:
+                # One template instantiation: the index files them all under the name without arguments.
+                last = names.FunctionName(wanted.parts[-1])
+                named = [offset for offset in named if last.matches("", dwarf_types.name_of(self.die_at(cu, offset)))]
+            found = {offset for unit, offset, _i, _q in index.qualified(wanted.key, declarations=False)
+                     if offset in named}
+            pending = list(named)
+            while pending:          # definitions of declarations, clones of abstract DIEs, their clones
+                for copy in index.out_of_line_copies(pending.pop()):
+                    if cu.cu_offset <= copy < end and copy not in found:
+                        found.add(copy)
+                        pending.append(copy)
+            return sorted(found)
+        if wanted.mangled:
+            return None             # linkage names are not filed in the index
+        return self._from_index(lookup, stored_only=True)
+
+    def indexed_copies(self, abstract_offset, stored_only=False):
+        """``(inlined, out_of_line)`` offsets of the copies of an abstract DIE in every unit, from the
+        function index (LTO puts them in other units than the abstract DIE); None without one."""
+        return self._from_index(lambda index: (index.inlined_copies(abstract_offset),
+                                               index.out_of_line_copies(abstract_offset)), stored_only)
+
+    def enclosing_function(self, cu, die):
+        """The subprogram with code whose subtree holds ``die`` (an inlined copy), from a stored function
+        index; None without one (callers look the function up by address)."""
+        offset = self._from_index(lambda index: index.function_at_or_before(cu.cu_offset, die.offset), stored_only=True)
+        return self.die_at(cu, offset) if offset is not None else None
+
+    def unit_of(self, offset):
+        """The unit holding the DIE at section offset ``offset``."""
+        if self.unit_starts is None:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+            self.unit_starts = dwarf_index.unit_starts(self.section(".debug_info")) or []
+        position = bisect.bisect_right(self.unit_starts, offset) - 1
+        if position < 0:
+            raise ResolveError("DIE offset 0x%x is before the first unit of %s" % (offset, self.binary))
+        return self.cu_at(self.unit_starts[position])
 
     def indexed_inlined_copies(self, cu, abstract_offset):
         """Offsets of the DW_TAG_inlined_subroutine DIEs of ``cu`` whose abstract origin is
@@ -182,23 +250,34 @@ class DwarfContext:
         return cu
 
     def die_at(self, cu, offset):
+        """The DIE at section offset ``offset``, in ``cu`` or (a DW_FORM_ref_addr target) another unit."""
+        if cu is None or not cu.cu_offset <= offset < cu.cu_offset + cu.size:
+            cu = self.unit_of(offset)
         return self.dwarf.get_DIE_from_refaddr(offset, cu)
 
     def top_level(self, cu):
-        """Skimmed top-level DIEs of a CU (see dwarf.skim), or None when skimming failed."""
+        """Skimmed top-level DIEs of a CU (see dwarf.skim), or None when skimming failed; in a C++ unit
+        also those inside namespaces and classes (their ``scope`` is the qualifier)."""
         key = cu.cu_offset
         if key not in self.top_levels:
             from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
             try:
-                skimmer = dwarf_skim.TopLevelSkimmer(self.dwarf, cu, self.section(".debug_str"),
-                                                     self.section(".debug_line_str"))
-                infos = list(skimmer.top_level())
+                infos = list(self.skimmer(cu).top_level())
                 for info in infos:
                     info["range"] = dwarf_skim.die_range(info)
             except (dwarf_skim.SkimError, IndexError, KeyError, ValueError, struct.error):
                 infos = None
             self.top_levels[key] = infos
         return self.top_levels[key]
+
+    def skimmer(self, cu):
+        """The unit's dwarf.skim.TopLevelSkimmer (its bytes read once per run)."""
+        skimmer = self.skimmers.get(cu.cu_offset)
+        if skimmer is None:
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
+            skimmer = self.skimmers[cu.cu_offset] = dwarf_skim.TopLevelSkimmer(
+                self.dwarf, cu, self.section(".debug_str"), self.section(".debug_line_str"), nested=is_cxx(cu))
+        return skimmer
 
     def die_ranges(self, die, keep_empty=False):
         """List of (low, high) of a DIE with code (empty ranges too when ``keep_empty``)."""
@@ -249,6 +328,12 @@ class DwarfContext:
         # entry view of an inlined copy, DWARF 4): it is the copy's entry row in the line table.
         ranges = self.die_ranges(die, keep_empty=True)
         return ranges[0][0] if ranges else None
+
+
+def is_cxx(cu):
+    """Whether the unit is C++ (its DW_AT_language): functions then nest in namespaces and classes."""
+    language = cu.get_top_DIE().attributes.get("DW_AT_language")
+    return language is not None and language.value in CXX_LANGUAGES
 
 
 def cu_base(cu):

@@ -93,18 +93,27 @@ def package_hint(binary):
     return "rebuild it with -g, or set 'debuginfo' to a file with its DWARF (objcopy --only-keep-debug)"
 
 
-def find_debuginfo(binary, explicit=None, expected_build_id=None):
-    """Return ``DebugInfo`` for ``binary`` or raise ``DebugInfoError``."""
+def binary_headers(binary, expected_build_id=None):
+    """The ELF headers of the file to probe, its build-id checked against ``expected_build_id`` (once)."""
     if not os.path.exists(binary):
         raise DebugInfoError("binary %s does not exist: give the absolute path of the program or library "
                              "to probe" % binary)
     if not os.path.isabs(binary):
         raise DebugInfoError("binary %r must be an absolute path (uprobe_events needs one)" % binary)
     headers = elf_headers(binary)
-    build_id = headers.build_id
-    if expected_build_id and build_id != expected_build_id.lower():
+    if expected_build_id and headers.build_id != expected_build_id.lower():
         raise DebugInfoError("build-id of %s is %s, not the expected %s: this is a different build; "
-                             "resolve the probe again for this binary" % (binary, build_id, expected_build_id))
+                             "resolve the probe again for this binary" % (binary, headers.build_id, expected_build_id))
+    return headers
+
+
+def find_debuginfo(binary, explicit=None, expected_build_id=None, headers=None):
+    """Return ``DebugInfo`` for ``binary`` or raise ``DebugInfoError``.
+
+    ``headers``: the binary's, from ``binary_headers`` (then neither read nor checked again)."""
+    if headers is None:
+        headers = binary_headers(binary, expected_build_id)
+    build_id = headers.build_id
     candidates = [explicit] if explicit else candidate_paths(binary, headers)
     looked_at = []
     for path in candidates:

@@ -211,29 +211,33 @@ def _note_origin(directory, server):
 
 
 def locate(binary, explicit=None, expected_build_id=None, urls=None, timeout=None, cache=None):
-    """Where the DWARF of ``binary`` comes from: ``{"path", "source", "server"}``.
+    """Where the DWARF of ``binary`` comes from: ``{"info", "path", "source", "server"}``.
 
-    ``source`` is ``binary`` (its own .debug_info), ``local`` (/usr/lib/debug,
-    debuglink), ``file`` (``explicit``) or ``debuginfod``.  ``path`` is the file to
-    give the resolver as its ``debuginfo`` (None: let it search the same local places).
+    ``info`` is the located ``debuginfo.DebugInfo``, for the resolver to use as it is (searched
+    and build-id checked once, here).  ``source`` is ``binary`` (its own .debug_info), ``local``
+    (/usr/lib/debug, debuglink), ``file`` (``explicit``) or ``debuginfod``.  ``path`` is the file
+    the DWARF was asked from (None: the local search), part of the resolver cache's key.
     """
+    headers = None
     try:
-        info = dwarf_debuginfo.find_debuginfo(binary, explicit=explicit, expected_build_id=expected_build_id)
+        headers = dwarf_debuginfo.binary_headers(binary, expected_build_id)
+        info = dwarf_debuginfo.find_debuginfo(binary, explicit=explicit, headers=headers)
     except dwarf_debuginfo.DebugInfoError as exc:
         local_error = exc
     else:
         if explicit:
-            return {"path": explicit, "source": "file", "server": None}
+            return {"info": info, "path": explicit, "source": "file", "server": None}
         same = os.path.realpath(info.debug.path) == os.path.realpath(binary)
-        return {"path": None, "source": "binary" if same else "local", "server": None, "file": info.debug.path}
+        return {"info": info, "path": None, "source": "binary" if same else "local", "server": None,
+                "file": info.debug.path}
     if explicit or not urls or not os.path.isfile(binary):
         if not explicit and not urls and os.path.isfile(binary):
             raise dwarf_debuginfo.DebugInfoError("%s; or name a debuginfod server (DEBUGINFOD_URLS or the "
                                                  "debuginfod_urls option)" % local_error)
         raise local_error
-    build_id = dwarf_debuginfo.read_build_id(binary)
-    if expected_build_id and build_id != expected_build_id.lower():
-        raise local_error       # a different build: the local error says so
+    if headers is None:
+        raise local_error       # not an ELF file, or a different build: the local error says so
+    build_id = headers.build_id
     if not build_id:
         raise dwarf_debuginfo.DebugInfoError("%s; debuginfod cannot help: %s has no GNU build-id (link it with "
                                              "-Wl,--build-id)" % (local_error, binary))
@@ -242,7 +246,8 @@ def locate(binary, explicit=None, expected_build_id=None, urls=None, timeout=Non
     except DebuginfodError as exc:
         raise DebuginfodError("no debug info for %s: not on this host (%s), and %s"
                               % (binary, "; ".join(_short(local_error)), exc))
-    return {"path": path, "source": "debuginfod", "server": server, "file": path}
+    info = dwarf_debuginfo.find_debuginfo(binary, explicit=path, headers=headers)
+    return {"info": info, "path": path, "source": "debuginfod", "server": server, "file": path}
 
 
 def _short(error):

@@ -23,6 +23,7 @@ never from a walk of every unit.  Every function takes a ``context.DwarfContext`
 import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
@@ -37,11 +38,14 @@ def ref_offset(cu, value, form):
 
 
 def find_function(ctx, name, source=None):
-    """``(cu, die)`` of every top-level DIE standing for ``name``, in unit and DIE order.
+    """``(cu, die)`` of every DIE standing for ``name`` (a C name, a C++ name such as ``ns::Class::method``
+    or a linkage name: dwarf/names.py), in unit and DIE order.
 
     Named DIEs (with code, abstract, or without code) and clones naming one of
     them through DW_AT_abstract_origin / DW_AT_specification.  A static function
-    may have namesakes in other units: those are searched too."""
+    may have namesakes in other units: those are searched too.  With LTO the DIE
+    naming a function is in the early debug info of its source file, without code:
+    its copies (instances()) are in the units the link-time compilation made."""
     units = []
     for vaddr, _size in ctx.symbols.function(name):
         offset = ctx.cu_offset_for_address(vaddr)
@@ -75,9 +79,10 @@ def _is_external(die):
 def units_naming(ctx, name):
     """Offsets of the units that may define ``name``: the stored function index (dwarf/function_index.py)
     when it names some, else a byte search (every unit when it cannot search)."""
-    indexed = ctx.indexed_units(name)
+    indexed = ctx.indexed_units(names.FunctionName(name))
     if indexed:
         return indexed
+    name = names.lookup_key(name)
     if ctx.unit_starts is None:
         ctx.unit_starts = dwarf_index.unit_starts(ctx.section(".debug_info")) or []
     units = None
@@ -92,50 +97,95 @@ def units_naming(ctx, name):
 
 
 def function_dies(ctx, cu, name):
-    """Top-level DIEs of ``cu`` for function ``name``: by name, or by an origin that has the name."""
+    """DIEs of ``cu`` for function ``name`` (see names.FunctionName), in DIE order: the ones with that
+    name, and those completing one of them through DW_AT_specification (a C++ method's definition
+    outside its class) or DW_AT_abstract_origin (clones, out-of-line copies); declarations left out."""
+    wanted = names.FunctionName(name)
+    indexed = ctx.indexed_function_dies(cu, wanted)
+    if indexed is not None:
+        return [(cu, ctx.die_at(cu, offset)) for offset in indexed]
     infos = ctx.top_level(cu)
     if infos is None:
         return [(cu, die) for die in scopes.iter_subprograms(cu)
-                if dwarf_types.name_of(die) == name and "DW_AT_declaration" not in die.attributes]
-    named = {info["offset"] for info in infos if info["tag"] == SUBPROGRAM
-             and (info.get("DW_AT_name") or (None,))[0] == name}
-    found = []
-    for info in infos:
-        if info["tag"] != SUBPROGRAM or "DW_AT_declaration" in info:
-            continue
-        origin = info.get("DW_AT_abstract_origin") or info.get("DW_AT_specification")
-        if info["offset"] in named or (origin is not None and ref_offset(cu, *origin) in named):
-            found.append((cu, ctx.die_at(cu, info["offset"])))
-    return found
+                if "DW_AT_declaration" not in die.attributes and wanted.matches(
+                    names.qualifier_of(die), dwarf_types.name_of(die), names.linkage_name_of(die))]
+    subprograms = [info for info in infos if info["tag"] == SUBPROGRAM]
+    named = {info["offset"] for info in subprograms
+             if wanted.matches(info.get("scope", ""), (info.get("DW_AT_name") or (None,))[0],
+                               (info.get("DW_AT_linkage_name") or (None,))[0])}
+    # A definition completes a declaration (specification), a copy its abstract DIE (origin), and an
+    # abstract DIE may itself complete a declaration: two rounds reach every one whatever the order.
+    for _round in range(2):
+        for info in subprograms:
+            origin = info.get("DW_AT_abstract_origin") or info.get("DW_AT_specification")
+            if origin is not None and ref_offset(cu, *origin) in named:
+                named.add(info["offset"])
+    return [(cu, ctx.die_at(cu, info["offset"])) for info in subprograms
+            if info["offset"] in named and "DW_AT_declaration" not in info]
 
 
-def is_self_copy(die):
+def identity(die):
+    """Offset of the DIE that names the function ``die`` stands for (its declaration, else its abstract
+    DIE, else itself): C++ overloads and methods of several classes with one name are distinct
+    functions, each probed by perf's per-unit rule on its own."""
+    seen = 0
+    while seen < 8:
+        for link in ("DW_AT_specification", "DW_AT_abstract_origin"):
+            if link in die.attributes:
+                die = die.get_DIE_from_attribute(link)
+                break
+        else:
+            return die.offset
+        seen += 1
+    return die.offset
+
+
+def is_self_copy(ctx, die):
     """An inlined copy whose call site is its own function's declaration line.
 
     gcc describes the out-of-line copy's body this way (its variables mostly
-    without locations); it is not a call.  perf skips it (__die_walk_instances_cb)."""
+    without locations); it is not a call.  perf skips it (__die_walk_instances_cb).
+    The files are compared by name when the declaration is in another unit (LTO)."""
     if die.tag != INLINED:
         return False
     call_line, call_file = die.attributes.get("DW_AT_call_line"), die.attributes.get("DW_AT_call_file")
     decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
-    decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
-    return None not in (call_line, call_file, decl_line, decl_file) and call_line.value == decl_line.value \
-        and call_file.value == decl_file.value
+    decl_file, holder = dwarf_types.origin_attr(die, "DW_AT_decl_file")
+    if None in (call_line, call_file, decl_line, decl_file) or call_line.value != decl_line.value:
+        return False
+    if holder.cu.cu_offset == die.cu.cu_offset:
+        return call_file.value == decl_file.value
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
+    return dwarf_lines.line_table(ctx, die.cu).file_name(call_file.value) == \
+        dwarf_lines.line_table(ctx, holder.cu).file_name(decl_file.value)
 
 
 def instances(ctx, cu, abstract):
-    """``(entry pc, DIE)`` of every instance of an abstract DIE in its unit, in DIE order
-    (perf's die_walk_instances): inlined copies, then out-of-line copies and clones where
-    they come; self copies left out; each entry address once."""
-    found = [(die.offset, die) for _pc, die in inlined_copies(ctx, cu, abstract) if not is_self_copy(die)]
-    for info in ctx.top_level(cu) or []:
-        origin = info.get("DW_AT_abstract_origin")
-        if info["tag"] == SUBPROGRAM and origin is not None and ref_offset(cu, *origin) == abstract.offset:
-            die = ctx.die_at(cu, info["offset"])
-            if ctx.die_ranges(die):
-                found.append((die.offset, die))
+    """``(entry pc, DIE)`` of every instance of an abstract DIE, in DIE order (perf's
+    die_walk_instances): inlined copies, then out-of-line copies and clones where
+    they come; self copies left out; each entry address once.  Those in other units
+    (LTO: the abstract DIE is in the early debug info of its source file, the copies
+    in the units the link-time compilation made) come after those of its own unit;
+    perf does not search them."""
+    found = [(die.offset, die) for _pc, die in inlined_copies(ctx, cu, abstract) if not is_self_copy(ctx, die)]
+    copies = ctx.indexed_copies(abstract.offset, stored_only=True)
+    if copies is not None:          # the stored index lists the out-of-line copies: no skim of the unit
+        outlines = [ctx.die_at(cu, offset) for offset in copies[1] if cu.cu_offset <= offset < cu.cu_offset + cu.size]
+    else:
+        outlines = [ctx.die_at(cu, info["offset"]) for info in ctx.top_level(cu) or []
+                    if info["tag"] == SUBPROGRAM and info.get("DW_AT_abstract_origin") is not None
+                    and ref_offset(cu, *info["DW_AT_abstract_origin"]) == abstract.offset]
+    found += [(die.offset, die) for die in outlines
+              if die.tag == SUBPROGRAM and "DW_AT_abstract_origin" in die.attributes and ctx.die_ranges(die)]
+    elsewhere = []
+    inlined, out_of_line = ctx.indexed_copies(abstract.offset) or ((), ())
+    for offset in sorted(inlined + out_of_line):
+        if not cu.cu_offset <= offset < cu.cu_offset + cu.size:
+            die = ctx.die_at(None, offset)
+            if (die.tag == SUBPROGRAM and ctx.die_ranges(die)) or (die.tag == INLINED and not is_self_copy(ctx, die)):
+                elsewhere.append((die.offset, die))
     result, seen = [], set()
-    for _offset, die in sorted(found, key=lambda item: item[0]):
+    for _offset, die in sorted(found, key=lambda item: item[0]) + elsewhere:
         pc = ctx.entry_pc(die)
         if pc is not None and pc not in seen:
             seen.add(pc)
@@ -156,7 +206,7 @@ def inlined_copies(ctx, cu, abstract):
 
 def _skimmed_copies(ctx, cu, abstract, holders):
     """Offsets of the inlined copies of ``abstract`` below ``holders``, from raw bytes (dwarf/skim.py)."""
-    skimmer = dwarf_skim.TopLevelSkimmer(ctx.dwarf, cu, ctx.section(".debug_str"), ctx.section(".debug_line_str"))
+    skimmer = ctx.skimmer(cu)
     found = []
     for holder in holders:
         for offset, tag, info in dwarf_skim.subtree(skimmer, holder):

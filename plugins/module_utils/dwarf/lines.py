@@ -7,134 +7,32 @@ Every function takes a ``context.DwarfContext`` first; tables are cached in it.
 """
 
 
-import bisect
-import operator
 import os
 import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import line_table as dwarf_line_table
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 
-# DWARF 5 numbers files and directories from 0, with the CU's own at 0; earlier versions from 1.
-DWARF5 = 5
+line_table = dwarf_line_table.line_table     # the unit's LineTable (dwarf/line_table.py)
 
 
-class LineRow(tuple):
-    """One row of the line-number matrix: ``LineRow(tuple_of_six)``.
-
-    ``order`` sorts end_sequence rows (0) before others (1) at the same address, as perf
-    reads them.  A tuple with named fields, written out: collections.namedtuple builds
-    its class with exec at import, which a cold resolution pays for.
-    """
-
-    __slots__ = ()
-    _fields = ("address", "order", "line", "file", "is_stmt", "end_sequence")
-    address = property(operator.itemgetter(0))
-    order = property(operator.itemgetter(1))
-    line = property(operator.itemgetter(2))
-    file = property(operator.itemgetter(3))
-    is_stmt = property(operator.itemgetter(4))
-    end_sequence = property(operator.itemgetter(5))
-
-    def __repr__(self):
-        return "LineRow(%s)" % ", ".join("%s=%r" % pair for pair in zip(self._fields, self))
+def decl_file_name(ctx, die):
+    """The file ``die`` (or the DIE it completes) is declared in, by name: DW_AT_decl_file numbers a
+    file of the unit holding the attribute, which with LTO is not the unit of ``die``."""
+    attr, holder = dwarf_types.origin_attr(die, "DW_AT_decl_file")
+    return line_table(ctx, holder.cu).file_name(attr.value) if attr is not None else None
 
 
-class LineTable:
-    """The line-number matrix of one CU, sorted by (address, order).
-
-    ``rows`` holds plain tuples in ``LineRow``'s field order, and scans over them unpack
-    each into named locals: a CU of libpython has ~8000 rows, and building a LineRow for
-    each, or unpacking a tuple subclass, costs more than a millisecond per table.  The
-    lookups of single rows (``first_stmt_row_at``, ``rows_between``) return ``LineRow``s.
-    """
-
-    def __init__(self, program, rows, version):
-        self.program = program
-        self.rows = rows
-        self.version = version
-        self._addresses = [address for address, _o, _l, _f, _s, _e in rows]
-        self._names = {}
-
-    def file_indexes(self):
-        if self.program is None:
-            return []
-        count = len(self.program.header["file_entry"])
-        return range(count) if self.version >= DWARF5 else range(1, count + 1)
-
-    def file_name(self, index):
-        cached = self._names.get(index)
-        if cached is not None:
-            return cached
-        header = self.program.header
-        position = index if self.version >= DWARF5 else index - 1
-        try:
-            entry = header["file_entry"][position]
-        except (IndexError, TypeError):
-            return ""
-        name = entry.name.decode("utf-8", "replace")
-        directories = header["include_directory"]
-        dir_index = entry.dir_index
-        directory = ""
-        if self.version >= DWARF5:
-            if dir_index < len(directories):
-                directory = directories[dir_index].decode("utf-8", "replace")
-        elif dir_index > 0 and dir_index - 1 < len(directories):
-            directory = directories[dir_index - 1].decode("utf-8", "replace")
-        full = os.path.join(directory, name) if directory else name
-        self._names[index] = full
-        return full
-
-    def row(self, index):
-        return LineRow(self.rows[index])
-
-    def has_address(self, address):
-        index = bisect.bisect_left(self._addresses, address)
-        return index < len(self._addresses) and self._addresses[index] == address and not self.row(index).end_sequence
-
-    def first_stmt_row_at(self, address):
-        index = bisect.bisect_left(self._addresses, address)
-        while index < len(self.rows) and self._addresses[index] == address:
-            row = self.row(index)
-            if row.is_stmt and not row.end_sequence:
-                return row
-            index += 1
-        return None
-
-    def rows_between(self, low, high):
-        index = bisect.bisect_left(self._addresses, low)
-        while index < len(self.rows) and self._addresses[index] < high:
-            row = self.row(index)
-            if not row.end_sequence:
-                yield row
-            index += 1
-
-
-def line_table(ctx, cu):
-    """The CU's ``LineTable`` (cached in the context)."""
-    cached = ctx.line_tables.get(cu.cu_offset)
-    if cached is not None:
-        return cached
-    program = ctx.dwarf.line_program_for_CU(cu)
-    rows = []
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
-    try:
-        rows = dwarf_skim.decode_line_rows(program, cu["version"]) if program is not None else []
-        fast = True
-    except (dwarf_skim.SkimError, IndexError, KeyError, struct.error):
-        rows, fast = [], False
-    if program is not None and not fast:
-        for entry in program.get_entries():
-            state = entry.state
-            if state is None:
-                continue
-            rows.append((state.address, 0 if state.end_sequence else 1, state.line, state.file,
-                         state.is_stmt, state.end_sequence))
-        rows.sort(key=lambda r: (r[0], r[1]))   # decode_line_rows returns its rows sorted already
-    table = LineTable(program, rows, cu["version"])
-    ctx.line_tables[cu.cu_offset] = table
-    return table
+def instruction_starts(ctx):
+    """Every address where a row of a line table says an instruction starts (all units)."""
+    starts = set()
+    for cu in ctx.dwarf.iter_CUs():
+        table = line_table(ctx, cu)
+        starts.update(address for address, flags in zip(table.addresses, table.flags)
+                      if not flags & dwarf_line_table.END_SEQUENCE)
+    return starts
 
 
 def file_matcher(name, suffix=True):
@@ -176,14 +74,10 @@ def read_source(file_name, cu):
 
 
 def line_addresses(ctx, cu, file_matches, line, function_die=None):
-    """Distinct addresses of ``line`` (perf rules: is_stmt rows + entry rows)."""
+    """Distinct addresses of ``line`` (perf rules: is_stmt rows + entry rows); ``function_die`` (one DIE or
+    a list: the copies of an inline function) adds the inlined calls at that line inside it."""
     table = line_table(ctx, cu)
-    addresses = set()
-    for address, _order, row_line, file_index, is_stmt, end in table.rows:
-        if end or not is_stmt or row_line != line:
-            continue
-        if file_matches(table.file_name(file_index)):
-            addresses.add(address)
+    addresses = {row.address for row in table.stmt_rows_of_line(line) if file_matches(table.file_name(row.file))}
     # Entry rows: perf adds (decl_line, entry pc) for each function and
     # (call_line, entry pc) for each inlined call in the CU.
     infos = ctx.top_level(cu)
@@ -192,37 +86,59 @@ def line_addresses(ctx, cu, file_matches, line, function_die=None):
     else:
         subprograms = [(None, info) for info in infos if info["tag"] == "DW_TAG_subprogram"
                        and (info["range"] is not None or "DW_AT_ranges" in info)]
+    by_offset = {info["offset"]: info for info in infos} if infos is not None else {}
     for die, info in subprograms:
         if info is not None and "DW_AT_decl_line" in info and "DW_AT_decl_file" in info:
             if info["DW_AT_decl_line"][0] != line or not file_matches(table.file_name(info["DW_AT_decl_file"][0])):
                 continue
         elif info is not None and "DW_AT_abstract_origin" not in info and "DW_AT_specification" not in info:
             continue
+        elif info is not None:
+            # A copy or a definition: its declaration line is on the DIE it names, skimmed too when that
+            # DIE is in this unit's top level (no pyelftools DIE for each of a big unit's copies).
+            link = info.get("DW_AT_abstract_origin") or info.get("DW_AT_specification")
+            target = by_offset.get(link[0] if link[1] == "DW_FORM_ref_addr" else link[0] + cu.cu_offset)
+            if target is not None and "DW_AT_decl_line" in target and target["DW_AT_decl_line"][0] != line:
+                continue
         die = die if die is not None else ctx.die_at(cu, info["offset"])
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
-        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
         pc = ctx.entry_pc(die)
-        if pc is not None and decl_line is not None and decl_line.value == line and decl_file is not None \
-                and file_matches(table.file_name(decl_file.value)):
+        if pc is not None and decl_line is not None and decl_line.value == line \
+                and file_matches(decl_file_name(ctx, die) or ""):
             addresses.add(pc)
     # Inlined calls can only name this line inside the functions that hold its code.
+    function_dies = [] if function_die is None else function_die if isinstance(function_die, list) else [function_die]
     holders = {}
-    for address in list(addresses) + ([ctx.entry_pc(function_die)] if function_die is not None else []):
+    for address in list(addresses) + [ctx.entry_pc(die) for die in function_dies]:
         die = scopes.subprogram_at(ctx, cu, address) if address is not None else None
         if die is not None:
             holders[die.offset] = die
-    if function_die is not None:
-        holders[function_die.offset] = function_die
+    for die in function_dies:
+        holders[die.offset] = die
     for die in holders.values():
-        inlined = []
-        scopes.inlined_entries(ctx, die, inlined)
-        for pc_inline, child in inlined:
-            call_line = child.attributes.get("DW_AT_call_line")
-            call_file = child.attributes.get("DW_AT_call_file")
-            if call_line is not None and call_line.value == line and call_file is not None \
-                    and file_matches(table.file_name(call_file.value)):
+        for call_file, pc_inline in _inlined_calls_at(ctx, die, line):
+            if pc_inline is not None and file_matches(table.file_name(call_file)):
                 addresses.add(pc_inline)
     return sorted(addresses)
+
+
+def _inlined_calls_at(ctx, die, line):
+    """(call file, entry pc) of the inlined calls below ``die`` whose call site is ``line``.  The subtree
+    is walked in raw bytes (dwarf/skim.py): a big function holds thousands of DIEs, and only the calls at
+    the line are opened with pyelftools."""
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
+    try:
+        found = [(offset, info["DW_AT_call_file"][0])
+                 for offset, tag, info in dwarf_skim.subtree(ctx.skimmer(die.cu), die.offset)
+                 if tag == "DW_TAG_inlined_subroutine" and offset != die.offset
+                 and (info.get("DW_AT_call_line") or (None,))[0] == line and "DW_AT_call_file" in info]
+        return [(call_file, ctx.entry_pc(ctx.die_at(die.cu, offset))) for offset, call_file in found]
+    except (dwarf_skim.SkimError, IndexError, KeyError, ValueError, struct.error):
+        inlined = []
+        scopes.inlined_entries(ctx, die, inlined)
+        return [(child.attributes["DW_AT_call_file"].value, pc) for pc, child in inlined
+                if "DW_AT_call_file" in child.attributes and "DW_AT_call_line" in child.attributes
+                and child.attributes["DW_AT_call_line"].value == line]
 
 
 def line_at(ctx, cu, address):
@@ -233,9 +149,9 @@ def line_at(ctx, cu, address):
     # anything else, inlined entries included, to the first is_stmt row there.
     if chain and ctx.entry_pc(chain[0]) == address:
         decl_line = dwarf_types.origin_attr(chain[0], "DW_AT_decl_line")[0]
-        decl_file = dwarf_types.origin_attr(chain[0], "DW_AT_decl_file")[0]
+        decl_file = decl_file_name(ctx, chain[0])
         if decl_line is not None and decl_file is not None:
-            return table.file_name(decl_file.value), decl_line.value
+            return decl_file, decl_line.value
     row = table.first_stmt_row_at(address)
     if row is None:
         return None, None
@@ -262,21 +178,19 @@ def prologue_end(ctx, cu, die, entry):
 def function_lines(ctx, cu, die):
     """Absolute line numbers with is_stmt rows inside the function's ranges (declaring file)."""
     table = line_table(ctx, cu)
-    decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
-    file_name = table.file_name(decl_file.value) if decl_file is not None else None
+    file_name = decl_file_name(ctx, die)
     ranges = ctx.die_ranges(die)
     # Rows inside inlined bodies belong to the inlined function's source, as in perf -L.
     inlined = []
     scopes.inlined_entries(ctx, die, inlined)
     inlined_ranges = [r for _pc, child in inlined for r in ctx.die_ranges(child)]
     lines = set()
-    for address, _o, line, file_index, is_stmt, end in table.rows:
-        if end or not is_stmt or not any(low <= address < high for low, high in ranges):
-            continue
-        if any(low <= address < high for low, high in inlined_ranges):
-            continue
-        if file_name is None or table.file_name(file_index) == file_name:
-            lines.add(line)
+    for low, high in ranges:
+        for row in table.rows_between(low, high):
+            if not row.is_stmt or any(start <= row.address < end for start, end in inlined_ranges):
+                continue
+            if file_name is None or table.file_name(row.file) == file_name:
+                lines.add(row.line)
     return sorted(lines)
 
 

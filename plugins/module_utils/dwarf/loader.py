@@ -7,6 +7,7 @@ whole), and the DWARFInfo is built directly instead of through ``ELFFile``.
 """
 
 
+import operator
 import sys
 import types
 
@@ -144,13 +145,100 @@ def open_dwarf(headers, open_file):
                 stream = SectionStream(handle, entry[2], entry[3])
                 sections[name + "_sec"] = DebugSectionDescriptor(stream, "." + name, entry[2], entry[3], entry[1])
         try:
-            return DWARFInfo(config=DwarfConfig(little_endian=headers.endian == "<", machine_arch="x64",
+            info = DWARFInfo(config=DwarfConfig(little_endian=headers.endian == "<", machine_arch="x64",
                                                 default_address_size=8 if headers.is64 else 4),
                              debug_frame_sec=None, eh_frame_sec=None, debug_pubtypes_sec=None,
                              debug_pubnames_sec=None, debug_sup_sec=None, gnu_debugaltlink_sec=None,
                              debug_types_sec=None,
                              **{n + "_sec": sections.get(n + "_sec") for n in _DWARF_SECTIONS})
         except TypeError:   # another pyelftools version: its ELFFile knows its own signature
-            pass
+            info = None
+        if info is not None:
+            _read_abbreviations_directly(info)
+            return info
     from elftools.elf.elffile import ELFFile
     return ELFFile(open_file(headers.path)).get_dwarf_info(relocate_dwarf_sections=False)
+
+
+class _AttributeSpec(tuple):
+    """(name, form, value) of one attribute of an abbreviation, as pyelftools' construct parse gives it."""
+
+    __slots__ = ()
+    name = property(operator.itemgetter(0))
+    form = property(operator.itemgetter(1))
+    value = property(operator.itemgetter(2))
+
+
+class _Declarations(dict):
+    """An abbreviation table's {code: AbbrevDecl}, each made on first use (a resolution uses a few
+    dozen of a unit's hundreds of declarations)."""
+
+    def __init__(self, decoded, names, make):
+        super().__init__()
+        self._decoded, self._names, self._make = decoded, names, make
+
+    def __missing__(self, code):
+        tag, children, specs = self._decoded[code]
+        tags, attributes, forms = self._names
+        decl = self[code] = self._make(code, {
+            "tag": tags.get(tag, tag), "children_flag": "DW_CHILDREN_yes" if children else "DW_CHILDREN_no",
+            "attr_spec": [_AttributeSpec((attributes.get(attr, attr), forms.get(form, form), const))
+                          for attr, form, const in specs]})
+        return decl
+
+    def _complete(self):
+        for code in self._decoded:
+            self[code]      # noqa: B018 - made on access
+
+    def values(self):
+        self._complete()
+        return super().values()
+
+    def items(self):
+        self._complete()
+        return super().items()
+
+    def __iter__(self):
+        return iter(self._decoded)
+
+    def __len__(self):
+        return len(self._decoded)
+
+    def __contains__(self, code):
+        return code in self._decoded
+
+
+def _read_abbreviations_directly(info):
+    """Give ``info`` abbreviation tables decoded from raw bytes (dwarf/function_scan.py) instead of
+    pyelftools' construct parse, which took ~40 % of a resolution on libpython (a unit's table has
+    a few hundred declarations, each attribute specification built as construct containers).
+
+    The tables are pyelftools' own classes filled with the same values, so every DIE pyelftools
+    parses afterwards is unchanged; a table the raw decoder cannot read is parsed by pyelftools."""
+    from elftools.dwarf import abbrevtable, enums
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_scan
+    parse = info.get_abbrev_table
+    names = [{number: name for name, number in table.items() if not name.startswith("_")}
+             for table in (enums.ENUM_DW_TAG, enums.ENUM_DW_AT, enums.ENUM_DW_FORM)]
+    section = []
+
+    def get_abbrev_table(offset):
+        table = info._abbrevtable_cache.get(offset)
+        if table is not None:
+            return table
+        if not section:
+            stream = info.debug_abbrev_sec.stream
+            stream.seek(0)
+            section.append(stream.read(info.debug_abbrev_sec.size))
+        try:
+            decoded = function_scan.parse_abbrevs(section[0], offset)
+        except (IndexError, KeyError, ValueError, function_scan.IndexBuildError):
+            return parse(offset)
+        table = object.__new__(abbrevtable.AbbrevTable)
+        table.structs, table.stream, table.offset = info.structs, info.debug_abbrev_sec.stream, offset
+        table._abbrev_map = _Declarations(decoded, names, abbrevtable.AbbrevDecl)
+        info._abbrevtable_cache[offset] = table
+        return table
+
+    if hasattr(info, "_abbrevtable_cache") and hasattr(abbrevtable, "AbbrevDecl"):
+        info.get_abbrev_table = get_abbrev_table

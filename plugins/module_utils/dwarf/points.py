@@ -13,6 +13,7 @@ import os
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import ResolveError
@@ -76,12 +77,16 @@ def _addresses(ctx, point, spec, force):
     if point.relative_line == 0:
         point.relative_line = None      # perf: FUNC:0 is FUNC itself (name, prologue rule)
     results, units, no_code = [], set(), None
+    event = event_name(point, found[0][1])
     for cu, die in found:
         # perf (probe_point_search_cb): the first DIE of the function in each unit decides;
-        # an abstract one (inline) stands for all its instances there.
-        if cu.cu_offset in units:
+        # an abstract one (inline) stands for all its instances there.  C++ overloads and
+        # same-named methods of other classes are other functions: each gets this rule (perf
+        # stops at the first of them in each unit).
+        key = (cu.cu_offset, functions.identity(die))
+        if key in units:
             continue
-        units.add(cu.cu_offset)
+        units.add(key)
         if point.relative_line is not None:
             try:
                 results += function_line_addresses(ctx, point, cu, die)
@@ -96,18 +101,29 @@ def _addresses(ctx, point, spec, force):
             raise ResolveError("%s has inlined copies; FUNC+OFFSET needs a single out-of-line copy. Use %s or %s:N "
                                "instead" % (point.function, point.function, point.function))
         # Every copy, inlined or out of line, at its entry (no prologue skip, as perf).
-        results += [(pc, cu, point.function, copy) for pc, copy in copies]
+        results += [(pc, copy.cu, event, copy) for pc, copy in copies]     # LTO: another unit
     if not results and point.relative_line is None:
         # Definitions without code (an exported alias of another function's code): perf falls
-        # back to the symbol table, so do we.
-        results = [(vaddr + (point.offset or 0), found[0][0], point.function, None)
-                   for vaddr, _size in ctx.symbols.function(point.function)]
+        # back to the symbol table, so do we.  The function whose DIE holds that code is this
+        # function's code too: its variables are the ones there.
+        for vaddr, _size in ctx.symbols.function(point.function):
+            unit = ctx.cu_offset_for_address(vaddr)
+            cu = ctx.cu_at(unit) if unit is not None else found[0][0]
+            results.append((vaddr + (point.offset or 0), cu, event, scopes.subprogram_at(ctx, cu, vaddr)))
     if not results and no_code is not None:
         raise no_code
     if not results:
         raise ResolveError("function %s has no code in %s: no out-of-line copy, no inlined copy with code and no "
                            "symbol" % (point.function, ctx.binary))
     return results
+
+
+def event_name(point, die):
+    """perf's event name for the function: its name, C++ components joined by '_'; for a linkage name
+    the DWARF's name of the function it picked."""
+    if names.is_mangled(point.function):
+        return names.event_base("%s::%s" % (names.qualifier_of(die), dwarf_types.name_of(die)))
+    return point.event_base
 
 
 def _entry(ctx, point, spec, cu, die, force):
@@ -117,45 +133,63 @@ def _entry(ctx, point, spec, cu, die, force):
         address = entry + point.offset
         table = dwarf_lines.line_table(ctx, cu)
         if not force and not table.has_address(address) and not ctx.symbols.is_function_start(address):
-            starts = ["+%d" % n for n in sorted({row_address - entry
-                                                 for row_address, _o, _l, _f, _s, end in table.rows
-                                                 if entry <= row_address < entry + NEAR_ENTRY_BYTES
-                                                 and not end})]
+            starts = ["+%d" % n for n in sorted({row.address - entry
+                                                 for row in table.rows_between(entry, entry + NEAR_ENTRY_BYTES)})]
             raise ResolveError("%s+%d (0x%x) is not an address the line table or symbol table names, so it "
                                "may be inside an instruction and would corrupt the program; known "
                                "instruction starts near it: %s. Set force: true only if you know it is "
                                "an instruction boundary." % (point.function, point.offset, address,
                                                              ", ".join(starts[:MAX_STARTS_SHOWN])))
-        return (address, cu, point.function, die)
+        return (address, cu, event_name(point, die), die)
     address = entry
     if any(not a.is_raw for a in spec.args) and not scopes.is_optimized(cu):
         address = dwarf_lines.prologue_end(ctx, cu, die, entry)
-    return (address, cu, point.function, die)
+    return (address, cu, event_name(point, die), die)
 
 
 def function_line_addresses(ctx, point, cu, die):
-    table = dwarf_lines.line_table(ctx, cu)
+    """FUNC:N in one unit's DIE for FUNC: [(address, unit, event name)].  The line's code is searched
+    in the DIE's unit and, for a DIE without code of its own, in the units holding its copies (LTO)."""
     decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0]
-    decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0]
-    if decl_line is None or decl_file is None:
+    file_name = dwarf_lines.decl_file_name(ctx, die)
+    if decl_line is None or file_name is None:
         raise ResolveError("function %s has no declaration line in the debug info" % point.function)
-    file_name = table.file_name(decl_file.value)
     line = decl_line.value + point.relative_line
     same_file = dwarf_lines.file_matcher(file_name)
-    addresses = dwarf_lines.line_addresses(ctx, cu, same_file, line, die)
-    if not addresses and not ctx.die_ranges(die):
-        raise NoCode("%s:%d (%s:%d) has no code in any inlined copy of %s (it has no out-of-line copy)"
-                     % (point.function, point.relative_line, os.path.basename(file_name), line, point.function))
-    if not addresses:
-        lines = dwarf_lines.function_lines(ctx, cu, die)
+    # Per unit, the DIEs whose code may hold the line: the function itself, else its copies (perf walks
+    # an inline function's instances; with LTO they are in other units).
+    holders = {cu.cu_offset: (cu, [die])}
+    if not ctx.die_ranges(die):
+        copies = functions.instances(ctx, cu, die)
+        if copies:
+            holders = {}
+            for _pc, copy in copies:
+                holders.setdefault(copy.cu.cu_offset, (copy.cu, []))[1].append(copy)
+    found = [(address, unit) for unit, dies in holders.values()
+             for address in dwarf_lines.line_addresses(ctx, unit, same_file, line, dies)]
+    if not found:
+        # The lines of the copies with code of their own: the DIE itself, else its out-of-line copies.
+        holders = [die] if ctx.die_ranges(die) else [
+            copy for _pc, copy in functions.instances(ctx, cu, die)
+            if copy.tag == functions.SUBPROGRAM and ctx.die_ranges(copy)]
+        lines = set()
+        for holder in holders:
+            lines.update(dwarf_lines.function_lines(ctx, holder.cu, holder))
+        if not lines:
+            alias = " (its symbol is an alias of another function's code)" if ctx.symbols.function(point.function) \
+                else ""
+            raise NoCode("%s:%d (%s:%d) has no code in any copy of %s: no out-of-line copy of its own%s, and no "
+                         "inlined copy holds that line; probe %s itself, or a line of the function it is inlined "
+                         "into" % (point.function, point.relative_line, os.path.basename(file_name), line,
+                                   point.function, alias, point.function))
         relative = sorted({l - decl_line.value for l in lines})
         raise NoCode("%s:%d (%s:%d) has no code: no probe-able address. Probe-able lines of %s: %s"
                      % (point.function, point.relative_line, os.path.basename(file_name), line,
                         point.function, dwarf_lines.compress_lines(relative)))
-    for address in addresses:
-        found_file, found_line = dwarf_lines.line_at(ctx, cu, address)
+    for address, unit in found:
+        found_file, found_line = dwarf_lines.line_at(ctx, unit, address)
         if found_line is not None and found_line != line and same_file(found_file or ""):
-            if ctx.die_contains(die, address) or scopes.in_inlined_copy(ctx, cu, die, address):
+            if ctx.die_contains(die, address) or scopes.in_inlined_copy(ctx, unit, die, address):
                 instead = "%s:%d" % (point.function, found_line - decl_line.value)
             else:       # the line lies outside the function: only a file line names it
                 instead = "%s:%d" % (found_file, found_line)
@@ -163,7 +197,7 @@ def function_line_addresses(ctx, point, cu, die):
                                "probe at %s instead."
                                % (point.function, point.relative_line, os.path.basename(file_name), line,
                                   address, instead))
-    return [(a, cu, "%s_L%d" % (point.function, point.relative_line)) for a in addresses]
+    return [(address, unit, "%s_L%d" % (event_name(point, die), point.relative_line)) for address, unit in found]
 
 
 def file_line_addresses(ctx, point):

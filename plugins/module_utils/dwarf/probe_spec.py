@@ -15,6 +15,7 @@ Nothing here reads a binary; ``dwarf_resolver`` gives the parts meaning.
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names as dwarf_names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 
 
@@ -45,6 +46,11 @@ class ProbePoint:
         self.is_return = is_return
         self.group = group
         self.event = event
+
+    @property
+    def event_base(self):
+        """perf's event name for the function (C++ names joined by '_': ns_Class_method)."""
+        return dwarf_names.event_base(self.function)
 
     def __repr__(self):
         return "ProbePoint(%r)" % (self.__dict__,)
@@ -120,19 +126,21 @@ def parse_point(text, spec=None):
                                  % (group, spec))
     if not text:
         raise ProbeSpecError("probe spec %r names no function or source line" % spec)
+    text = text.replace("\\:", ":")       # perf's escaped C++ scope (ns\:\:f)
     first_colon = text.find(":")
     is_file = (not any(c in text for c in "+@%")
-               and first_colon > 0 and "." in text[:first_colon])
+               and first_colon > 0 and "." in text[:first_colon] and "::" not in text)
     if is_file:
         source, _sep, line = text.partition(":")
         if not line.isdigit():
             raise ProbeSpecError("source line %r in probe spec %r must be FILE:LINE with a line number"
                                  % (text, spec))
         return ProbePoint(source=source, absolute_line=int(line), group=group, event=event)
-    match = re.match(r"^(?P<func>[^@:+%]+)(?:@(?P<src>[^:+%]+))?(?P<rest>.*)$", text)
-    if not match or not _IDENT_RE.match(match.group("func")):
-        raise ProbeSpecError("probe point %r in spec %r must start with a function name (a C identifier) "
-                             "or be FILE.c:LINE" % (text, spec))
+    # A C++ name holds '::' (ns::Class::method); a single ':' starts the line number.
+    match = re.match(r"^(?P<func>(?:::|[^@:+%])+)(?:@(?P<src>[^:+%]+))?(?P<rest>.*)$", text)
+    if not match or not dwarf_names.QUALIFIED.match(match.group("func")):
+        raise ProbeSpecError("probe point %r in spec %r must start with a function name (a C identifier, a C++ "
+                             "name such as ns::Class::method, or a linkage name) or be FILE.c:LINE" % (text, spec))
     point = ProbePoint(function=match.group("func"), source=match.group("src"), group=group, event=event)
     rest = match.group("rest")
     if rest == "":
@@ -219,7 +227,7 @@ def default_event(point):
     if point.function is None:
         return None
     if point.is_return:
-        return point.function + "__return"
+        return point.event_base + "__return"
     if point.relative_line:
-        return "%s_L%d" % (point.function, point.relative_line)
-    return point.function
+        return "%s_L%d" % (point.event_base, point.relative_line)
+    return point.event_base

@@ -30,6 +30,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context i
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import ResolveError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.variables import VariableNote
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.reader import EM_X86_64
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import FetchArg, ProbeDefinition
 
 __all__ = ["ResolveError", "Resolution", "Resolver", "VariableNote", "default_group", "resolve"]
 
@@ -37,7 +38,7 @@ default_group = probe_spec.default_group
 
 
 class Resolution:
-    """The result: one definition line per probe address."""
+    """The result: one ``ProbeDefinition`` per probe address (``records``)."""
 
     def __init__(self, binary, build_id, group, event, kind, probes, notes, debuginfo):
         self.binary = binary
@@ -45,7 +46,7 @@ class Resolution:
         self.group = group
         self.event = event
         self.kind = kind
-        self.probes = probes      # list of (vaddr, file_offset, [fetch args])
+        self.probes = probes      # list of (vaddr, file_offset, [FetchArg])
         self.notes = notes
         self.debuginfo = debuginfo
 
@@ -63,27 +64,41 @@ class Resolution:
         return [self.event if i == 0 else "%s_%d" % (self.event, i) for i in range(len(self.probes))]
 
     @property
+    def records(self):
+        return [ProbeDefinition(self.kind, self.group, event, self.binary, offset, args)
+                for (_vaddr, offset, args), event in zip(self.probes, self.event_names)]
+
+    @property
     def definitions(self):
-        lines = []
-        for (_vaddr, offset, args), event in zip(self.probes, self.event_names):
-            lines.append(" ".join(["%s:%s/%s" % (self.kind, self.group, event),
-                                   "%s:0x%x" % (self.binary, offset)] + args))
-        return lines
+        """The uprobe_events lines of the records."""
+        return [record.line() for record in self.records]
+
+    @property
+    def left_out(self):
+        """What ``$params``/``$vars`` did not trace, per address, with the reason."""
+        return [{"name": n.name, "address": "0x%x" % n.address, "expansion": n.expansion, "reason": n.reason}
+                for n in self.notes if n.expansion and not n.available]
 
     def as_dict(self):
+        """Plain data (JSON, the cache), plus ``records``: the same definitions as ProbeDefinition."""
+        records = self.records
         return {"binary": self.binary, "build_id": self.build_id, "group": self.group,
-                "events": _unique(self.event_names), "event": self.event, "definitions": self.definitions,
+                "events": _unique(self.event_names), "event": self.event,
+                "definitions": [record.line() for record in records], "records": records,
                 "addresses": ["0x%x" % p[0] for p in self.probes],
-                "variables": [n.as_dict() for n in self.notes], "debuginfo": self.debuginfo}
+                "variables": [n.as_dict() for n in self.notes], "left_out": self.left_out,
+                "debuginfo": self.debuginfo}
 
 
 class Resolver:
     """Everything about one binary; resolve() may be called for many specs."""
 
-    def __init__(self, binary, debuginfo=None, expected_build_id=None):
+    def __init__(self, binary, debuginfo=None, expected_build_id=None, info=None):
+        """``info``: the ``debuginfo.DebugInfo`` already located (and its build-id checked) for
+        ``binary``; without it the debug info is searched here."""
         self.binary = os.path.abspath(binary)
-        self.info = dwarf_debuginfo.find_debuginfo(self.binary, explicit=debuginfo,
-                                                   expected_build_id=expected_build_id)
+        self.info = info or dwarf_debuginfo.find_debuginfo(self.binary, explicit=debuginfo,
+                                                           expected_build_id=expected_build_id)
         if self.info.binary.e_machine != EM_X86_64:
             raise ResolveError("%s is not an x86_64 binary (ELF machine %d): the resolver knows only x86_64's "
                                "DWARF registers; resolve on an x86_64 host is not enough, the target must be x86_64"
@@ -174,8 +189,8 @@ class Resolver:
         group = group or point.group or default_group(self.binary)
         kind = "r" if point.is_return else "p"
         if point.is_return:
-            event = event or point.event or point.function + "__return"
-            args = [a.raw if not a.name else "%s=%s" % (a.name, a.raw) for a in spec.args]
+            event = event or point.event or point.event_base + "__return"
+            args = [FetchArg.parse(a.raw, name=a.name) for a in spec.args]
             return Resolution(self.binary, self.build_id, group, event, kind,
                               [(vaddr, self.context.file_offset(vaddr), args)
                                for vaddr in points.return_addresses(self.context, point)],
@@ -200,26 +215,25 @@ class Resolver:
         args, notes, failures = [], [], []
         for arg in spec.args:
             if arg.is_raw:
-                args.append("%s=%s" % (arg.name, arg.raw) if arg.name else arg.raw)
+                args.append(FetchArg.parse(arg.raw, name=arg.name))
                 continue
             if arg.is_special:
                 for die in scopes.scope_variables(ctx, chain, address, arg.variable == "$params"):
                     name = dwarf_types.name_of(die)
                     sub = probe_spec.ProbeArg(name, variable=name)
-                    note = variables.fetch_arg(ctx, sub, cu, chain, address, table)
+                    note = variables.fetch_arg(ctx, sub, cu, chain, address, table, die=die)
+                    note.expansion = arg.variable
                     notes.append(note)
                     if note.available and note.value[0] == "imm" and "DW_AT_location" in die.attributes:
                         # perf leaves values computed as constants out of $params/$vars; named, they are traced.
                         note.reason = "it is the constant %d here (name it to trace it)" % note.value[1]
                     if note.available:
-                        note.fetcharg = variables.fetcharg_text(note, delta)
-                        args.append(note.fetcharg)
+                        args.append(variables.fetch_arg_of(note, delta))
                 continue
             note = variables.fetch_arg(ctx, arg, cu, chain, address, table)
             notes.append(note)
             if note.available:
-                note.fetcharg = variables.fetcharg_text(note, delta)
-                args.append(note.fetcharg)
+                args.append(variables.fetch_arg_of(note, delta))
             else:
                 failures.append(note)
         if failures and not allow_unavailable:
@@ -238,8 +252,7 @@ class Resolver:
         cu, die = next(((c, d) for c, d in found if ctx.die_ranges(d)), found[0])
         table = dwarf_lines.line_table(ctx, cu)
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0].value
-        decl_file = dwarf_types.origin_attr(die, "DW_AT_decl_file")[0].value
-        file_name = table.file_name(decl_file)
+        file_name = dwarf_lines.decl_file_name(ctx, die)
         source_lines = dwarf_lines.read_source(file_name, cu)
         lines = []
         same_file = dwarf_lines.file_matcher(file_name)
@@ -291,7 +304,7 @@ class Resolver:
                     if as_string.available:
                         note = as_string
                 if note.available:
-                    entry["fetcharg"] = "%s=%s:%s" % (name, dwarf_location.render(note.value, delta), note.kernel_type)
+                    entry["fetcharg"] = FetchArg(name, dwarf_location.render(note.value, delta), note.kernel_type).text()
                     entry["location"] = note.location
                     entry["available"], entry["reason"] = True, None
                 result.append(entry)
@@ -299,8 +312,9 @@ class Resolver:
 
 
 def _arg_signature(arg):
-    name, _sep, fetch = arg.partition("=")
-    return (name, fetch.rsplit(":", 1)[-1]) if _sep else (arg,)
+    """What the kernel compares to append a probe to an event: names and types (the fetch itself
+    when untyped, to stay on the safe side)."""
+    return (arg.name, arg.type or arg.expression) if arg.name else (arg.text(),)
 
 
 def _unique(items):
@@ -312,9 +326,11 @@ def _unique(items):
 
 
 def resolve(binary, spec, group=None, event=None, debuginfo=None, build_id=None, force=False,
-            allow_unavailable=False):
-    """One-shot: resolve ``spec`` in ``binary`` and return ``Resolution.as_dict()``."""
-    resolver = Resolver(binary, debuginfo=debuginfo, expected_build_id=build_id)
+            allow_unavailable=False, info=None):
+    """One-shot: resolve ``spec`` in ``binary`` and return ``Resolution.as_dict()``.
+
+    ``info``: the located ``debuginfo.DebugInfo`` (not searched again)."""
+    resolver = Resolver(binary, debuginfo=debuginfo, expected_build_id=build_id, info=info)
     try:
         return resolver.resolve(spec, group=group, event=event, force=force,
                                 allow_unavailable=allow_unavailable).as_dict()

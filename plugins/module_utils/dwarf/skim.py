@@ -62,6 +62,7 @@ _LEB = ("DW_FORM_sdata", "DW_FORM_udata", "DW_FORM_ref_udata", "DW_FORM_strx", "
 _OFFSET = ("DW_FORM_strp", "DW_FORM_line_strp", "DW_FORM_sec_offset", "DW_FORM_ref_addr", "DW_FORM_strp_sup",
            "DW_FORM_GNU_ref_alt", "DW_FORM_GNU_strp_alt")
 _UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+_STRING_ATTRIBUTES = ("DW_AT_name", "DW_AT_linkage_name")
 
 
 class TopLevelSkimmer:
@@ -69,11 +70,13 @@ class TopLevelSkimmer:
 
     WANTED = ("DW_AT_name", "DW_AT_low_pc", "DW_AT_high_pc", "DW_AT_ranges", "DW_AT_specification",
               "DW_AT_abstract_origin", "DW_AT_declaration", "DW_AT_inline", "DW_AT_decl_file", "DW_AT_decl_line",
-              "DW_AT_location")
+              "DW_AT_location", "DW_AT_linkage_name", "DW_AT_export_symbols", "DW_AT_call_line", "DW_AT_call_file")
     # Names are decoded only for these tags (types are most of the top level and never looked up by name).
     NAMED_TAGS = ("DW_TAG_subprogram", "DW_TAG_variable")
+    # C++ nests functions in these: their names qualify the functions inside (nested mode).
+    NESTING_TAGS = ("DW_TAG_namespace", "DW_TAG_class_type", "DW_TAG_structure_type", "DW_TAG_union_type")
 
-    def __init__(self, dwarfinfo, cu, debug_str, debug_line_str):
+    def __init__(self, dwarfinfo, cu, debug_str, debug_line_str, nested=False):
         self.cu = cu
         self.debug_str = debug_str
         self.debug_line_str = debug_line_str
@@ -85,6 +88,8 @@ class TopLevelSkimmer:
         self.offset_size = 8 if cu.dwarf_format() == 64 else 4
         self.abbrevs = cu.get_abbrev_table()
         self._plans = {}
+        self.nested = nested
+        self.named_tags = self.NAMED_TAGS + (self.NESTING_TAGS if nested else ())
 
     def _plan(self, code):
         """Steps to walk one DIE of this abbreviation: runs of fixed-size attributes become one skip."""
@@ -100,7 +105,8 @@ class TopLevelSkimmer:
             if name == "DW_AT_sibling":
                 sibling_is_addr = form == "DW_FORM_ref_addr"
                 keep = "sibling"
-            elif name in self.WANTED and (name != "DW_AT_name" or tag in self.NAMED_TAGS):
+            elif name in self.WANTED and (name not in ("DW_AT_name", "DW_AT_linkage_name")
+                                          or tag in self.named_tags):
                 keep = name
             else:
                 keep = None
@@ -152,12 +158,13 @@ class TopLevelSkimmer:
             if kind == "fixed":
                 value = struct.unpack_from("<" + _UNSIGNED[arg], data, pos)[0]
                 pos += arg
-                if form == "DW_FORM_strp" and keep == "DW_AT_name":
-                    value = self._string(self.debug_str, value)
-                elif form == "DW_FORM_line_strp" and keep == "DW_AT_name":
-                    value = self._string(self.debug_line_str, value)
-                elif form.startswith("DW_FORM_strx") and keep == "DW_AT_name":
-                    raise SkimError("form %s" % form)
+                if keep in _STRING_ATTRIBUTES:
+                    if form == "DW_FORM_strp":
+                        value = self._string(self.debug_str, value)
+                    elif form == "DW_FORM_line_strp":
+                        value = self._string(self.debug_line_str, value)
+                    elif form.startswith("DW_FORM_strx"):
+                        raise SkimError("form %s" % form)
             elif kind == "implicit":
                 value = arg
             elif kind == "leb":
@@ -183,7 +190,12 @@ class TopLevelSkimmer:
         return pos, sibling
 
     def top_level(self):
-        """Yield dicts for the CU's top-level DIEs, skipping subtrees by DW_AT_sibling."""
+        """Yield dicts for the CU's top-level DIEs, skipping subtrees by DW_AT_sibling.
+
+        In ``nested`` mode (C++ units) also the DIEs inside namespaces, classes, structures and
+        unions (methods, functions of a namespace), each with ``scope``: the names of the
+        namespaces and classes around it (``leveldb::DBImpl``; anonymous and inline namespaces
+        left out, as a C++ name leaves them out).  Function bodies are never entered."""
         data = self.data
         pos = self.cu.cu_die_offset - self.base
         code, pos = read_uleb(data, pos)
@@ -191,27 +203,37 @@ class TopLevelSkimmer:
         pos, _sibling = self._walk(steps, pos, None)
         if not has_children:
             return
-        depth = 0
+        levels = [""]       # per open DIE with children: the qualifier of its children, None when skipped
         end = len(data)
+        nesting = self.NESTING_TAGS if self.nested else ()
         while pos < end:
             offset = pos
             code, pos = read_uleb(data, pos)
             if code == 0:
-                if depth == 0:
+                levels.pop()
+                if not levels:
                     return
-                depth -= 1
                 continue
             tag, has_children, steps, sibling_is_addr = self._plan(code)
-            info = {"offset": offset + self.base, "tag": tag} if depth == 0 else None
+            qualifier = levels[-1]
+            info = {"offset": offset + self.base, "tag": tag} if qualifier is not None else None
             pos, sibling = self._walk(steps, pos, info)
             if info is not None:
+                if self.nested:
+                    info["scope"] = qualifier
                 yield info
-            if has_children:
-                if sibling is not None and depth == 0:
-                    # CU-relative for DW_FORM_refN; DW_FORM_ref_addr is section-relative.
-                    pos = sibling - self.base if sibling_is_addr else sibling
-                else:
-                    depth += 1
+            if not has_children:
+                continue
+            if info is not None and tag in nesting:
+                name = (info.get("DW_AT_name") or (None,))[0]
+                if name and "DW_AT_export_symbols" not in info:
+                    qualifier = "%s::%s" % (qualifier, name) if qualifier else name
+                levels.append(qualifier)
+            elif sibling is not None and info is not None:
+                # CU-relative for DW_FORM_refN; DW_FORM_ref_addr is section-relative.
+                pos = sibling - self.base if sibling_is_addr else sibling
+            else:
+                levels.append(None)
 
 
 def subtree(skimmer, offset):

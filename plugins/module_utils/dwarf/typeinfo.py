@@ -13,6 +13,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors im
 
 _TRANSPARENT = ("DW_TAG_typedef", "DW_TAG_const_type", "DW_TAG_volatile_type", "DW_TAG_restrict_type",
                 "DW_TAG_atomic_type")
+REFERENCE_TAGS = ("DW_TAG_reference_type", "DW_TAG_rvalue_reference_type")      # C++ T& and T&&
 _SIGNED_ENCODINGS = (0x5, 0x6)          # DW_ATE_signed, DW_ATE_signed_char
 _CHAR_ENCODINGS = (0x6, 0x8)            # DW_ATE_signed_char, DW_ATE_unsigned_char
 
@@ -79,7 +80,7 @@ def byte_size(type_die):
     if type_die is None:
         return None
     size = attr_value(type_die, "DW_AT_byte_size")
-    if size is None and type_die.tag == "DW_TAG_pointer_type":
+    if size is None and type_die.tag in ("DW_TAG_pointer_type",) + REFERENCE_TAGS:
         return type_die.cu["address_size"]
     if size is None and type_die.tag == "DW_TAG_array_type":
         count = array_length(type_die)
@@ -117,6 +118,8 @@ def c_name(type_die, depth=0):
     if tag == "DW_TAG_pointer_type":
         inner = c_name(type_of(type_die), depth + 1)
         return inner + ("*" if inner.endswith("*") else " *")
+    if tag in REFERENCE_TAGS:
+        return c_name(type_of(type_die), depth + 1) + (" &" if tag == "DW_TAG_reference_type" else " &&")
     if tag == "DW_TAG_const_type":
         inner = c_name(type_of(type_die), depth + 1)
         return inner if inner.startswith("const ") else "const " + inner
@@ -174,9 +177,20 @@ def _member_offset(member):
     raise TypeError_("member %s has a computed location" % name_of(member))
 
 
+def is_reference(type_die):
+    stripped = strip(type_die)
+    return stripped is not None and stripped.tag in REFERENCE_TAGS
+
+
 def find_member(struct_die, field):
-    """``(member_die, byte_offset)``, searching anonymous members too."""
+    """``(member_die, byte_offset)``, searching anonymous members and (C++) base classes too."""
     for child in struct_die.iter_children():
+        if child.tag == "DW_TAG_inheritance":
+            base = strip(type_of(child))
+            found = find_member(base, field) if base is not None else None
+            if found is not None:
+                return found[0], _member_offset(child) + found[1]
+            continue
         if child.tag != "DW_TAG_member":
             continue
         name = name_of(child)
@@ -192,7 +206,14 @@ def find_member(struct_die, field):
 
 
 def member_names(struct_die):
-    return [name_of(c) for c in struct_die.iter_children() if c.tag == "DW_TAG_member" and name_of(c)]
+    """Data members, a C++ class's base classes' after its own."""
+    found, bases = [], []
+    for child in struct_die.iter_children():
+        if child.tag == "DW_TAG_member" and name_of(child):
+            found.append(name_of(child))
+        elif child.tag == "DW_TAG_inheritance" and strip(type_of(child)) is not None:
+            bases += member_names(strip(type_of(child)))
+    return found + bases
 
 
 def bitfield(member, offset):

@@ -14,6 +14,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import sc
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.context import cu_base
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.location import LocationError, OptimizedOut
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import FetchArg
 
 STRING_CASTS = ("string", "ustring")
 AGGREGATE_TAGS = ("DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_class_type")
@@ -36,6 +37,9 @@ class VariableNote:
         self.reason = reason
         self.kernel_type = kernel_type
         self.value = None
+        self.expansion = None       # "$params" / "$vars" when the variable came from one
+        self.die_offset = None      # the variable's DIE, and the scope DIE it was looked up in (None: a global)
+        self.scope_offset = None
 
     @property
     def available(self):
@@ -44,7 +48,13 @@ class VariableNote:
     def as_dict(self):
         return {"expression": self.expression, "name": self.name, "address": "0x%x" % self.address,
                 "fetcharg": self.fetcharg, "type": self.type_name, "kernel_type": self.kernel_type,
-                "location": self.location, "available": self.available, "reason": self.reason}
+                "location": self.location, "available": self.available, "reason": self.reason,
+                "expansion": self.expansion,
+                "dwarf": {"variable": _hex(self.die_offset), "scope": _hex(self.scope_offset)}}
+
+
+def _hex(offset):
+    return None if offset is None else "0x%x" % offset
 
 
 def location_ops(ctx, die, attr_name, address, cu):
@@ -120,7 +130,9 @@ def variable_value(ctx, die, cu, address, subprogram):
 
 
 def find_variable(ctx, name, cu, chain, address):
-    """(die, kind) of a variable visible at address: locals first (perf's order), then CU globals."""
+    """(die, kind) of a variable visible at address: the probed function's own first (perf's order,
+    scopes.walk_visible), then CU globals.  Never a variable of an enclosing function or of a nested
+    inlined call: the one of that name there is another variable (and may have another type)."""
     if chain:
         fallback = None
         for die in scopes.walk_visible(ctx, scopes.scope_of(chain), address):
@@ -156,16 +168,26 @@ def global_value(ctx, die):
     return None
 
 
-def fetch_arg(ctx, arg, cu, chain, address, table):
-    """ProbeArg -> VariableNote (available or with the reason)."""
+def fetch_arg(ctx, arg, cu, chain, address, table, die=None):
+    """ProbeArg -> VariableNote (available or with the reason).  ``die``: the variable's DIE when the
+    caller found it already ($params, $vars), else it is looked up by name (find_variable)."""
     note = VariableNote(arg.text, arg.default_name(), address)
-    die, kind = find_variable(ctx, arg.variable, cu, chain, address)
+    kind = "local"
     if die is None:
-        scope = dwarf_types.name_of(chain[-1]) if chain else "?"
+        die, kind = find_variable(ctx, arg.variable, cu, chain, address)
+    if die is None:
+        scope = scopes.scope_of(chain) if chain else None
+        if scope is None:
+            note.reason = ("variable %s is not visible: the debug info describes no function at 0x%x"
+                           % (arg.variable, address))
+            return note
         visible = [dwarf_types.name_of(d) for d in scopes.scope_variables(ctx, chain, address)]
         note.reason = ("variable %s is not visible at 0x%x (in %s); visible here: %s"
-                       % (arg.variable, address, scope, ", ".join(visible) or "none"))
+                       % (arg.variable, address, dwarf_types.name_of(scope), ", ".join(visible) or "none"))
         return note
+    note.die_offset = die.offset
+    if kind != "global":
+        note.scope_offset = scopes.scope_of(chain).offset
     subprogram = chain[0] if chain else None
     type_die = dwarf_types.type_of(die)
     try:
@@ -204,7 +226,8 @@ def fetch_arg(ctx, arg, cu, chain, address, table):
 def availability_hint(ctx, die, cu, table, chain):
     """Where the variable can be traced instead: its lines, absolute and as FUNC:N."""
     table = table or dwarf_lines.line_table(ctx, cu)
-    subprogram = chain[0] if chain else None
+    subprogram = chain[0] if chain else None        # its frame base serves every variable
+    function = scopes.scope_of(chain) if chain else None     # FUNC:N lines count from its declaration
     lines = set()
     for low, high, expr in available_ranges(ctx, die, cu):
         try:
@@ -215,19 +238,30 @@ def availability_hint(ctx, die, cu, table, chain):
             if row.is_stmt:
                 lines.add(row.line)
     if not lines:
+        if function is not None and function.tag == "DW_TAG_inlined_subroutine":
+            return "it is not traceable anywhere in this copy of %s (inlined into %s)" % (
+                dwarf_types.name_of(function), dwarf_types.name_of(subprogram))
         return "it is not traceable anywhere in this function"
     ordered = sorted(lines)
     text = "it is available at line%s %s" % ("s" if len(ordered) > 1 else "", dwarf_lines.compress_lines(ordered))
-    decl = dwarf_types.origin_attr(subprogram, "DW_AT_decl_line")[0] if subprogram is not None else None
+    decl = dwarf_types.origin_attr(function, "DW_AT_decl_line")[0] if function is not None else None
     if decl is not None:
-        text += " (%s:%s)" % (dwarf_types.name_of(subprogram),
+        text += " (%s:%s)" % (dwarf_types.name_of(function),
                               dwarf_lines.compress_lines([l - decl.value for l in ordered]).replace(", ", ", :"))
     return text
+
+
+def _through_reference(value, type_die):
+    """A C++ reference (T&, T&&) holds an address but names the object: the value is the one it refers to."""
+    if dwarf_types.is_reference(type_die):
+        return dwarf_location.deref(value), dwarf_types.type_of(dwarf_types.strip(type_die))
+    return value, type_die
 
 
 def apply_accesses(arg, value, type_die):
     """Members, array elements, casts: (value, type_die, kernel type)."""
     kernel_type = None
+    value, type_die = _through_reference(value, type_die)
     for op, operand in arg.accesses:
         stripped = dwarf_types.strip(type_die)
         if stripped is None:
@@ -255,12 +289,14 @@ def apply_accesses(arg, value, type_die):
             else:
                 raise LocationError("'[%d]' needs an array or pointer, not %s" % (operand, dwarf_types.c_name(type_die)))
             type_die = element
+            value, type_die = _through_reference(value, type_die)
             continue
         bit = dwarf_types.bitfield(member, offset)
         type_die = dwarf_types.type_of(member)
         if bit is not None:
             value = add_offset(value, bit[0] - offset, "a bitfield")
             kernel_type = bit[1]
+        value, type_die = _through_reference(value, type_die)
     stripped = dwarf_types.strip(type_die)
     cast = arg.type_cast
     if cast not in STRING_CASTS or (stripped is not None and stripped.tag != "DW_TAG_pointer_type"):
@@ -297,14 +333,15 @@ def _aggregate_refusal(arg, type_die):
     element or, for char arrays, the string is what a user means."""
     stripped = dwarf_types.strip(type_die)
     what = "it is a %s" % dwarf_types.c_name(type_die)
+    expression = arg.text.split("=", 1)[-1].split(":", 1)[0]       # this->mutex_ in 'NAME=this->mutex_:u64'
     if stripped is not None and stripped.tag in AGGREGATE_TAGS:
         members = dwarf_types.member_names(stripped)[:MEMBERS_SHOWN]
-        return "%s; name a member, e.g. %s" % (what, ", ".join("%s.%s" % (arg.variable, m) for m in members) or
-                                               "%s.field" % arg.variable)
+        return "%s; name a member, e.g. %s" % (what, ", ".join("%s.%s" % (expression, m) for m in members) or
+                                               "%s.field" % expression)
     if stripped is not None and stripped.tag == "DW_TAG_array_type":
         if dwarf_types.is_char(dwarf_types.type_of(stripped)):
-            return "%s; name a member or element, or read it as text with %s:string" % (what, arg.variable)
-        return "%s; name a member or element, e.g. %s[0]" % (what, arg.variable)
+            return "%s; name a member or element, or read it as text with %s:string" % (what, expression)
+        return "%s; name a member or element, e.g. %s[0]" % (what, expression)
     return "%s; name a member (.field / ->field), an element ([i]) or cast it (:string for char arrays)" % what
 
 
@@ -326,6 +363,9 @@ def add_offset(value, offset, what):
     raise LocationError("%s is held in a register here, not in memory, so %s cannot be addressed" % ("it", what))
 
 
-def fetcharg_text(note, delta):
-    """``name=location:type`` of an available note; ``delta`` = vaddr - file offset of the probe."""
-    return "%s=%s:%s" % (note.name, dwarf_location.render(note.value, delta), note.kernel_type)
+def fetch_arg_of(note, delta):
+    """The ``FetchArg`` of an available note (kept as its ``fetcharg`` text); ``delta`` = vaddr - file
+    offset of the probe."""
+    arg = FetchArg(note.name, dwarf_location.render(note.value, delta), note.kernel_type)
+    note.fetcharg = arg.text()
+    return arg

@@ -8,6 +8,7 @@ Stdlib only: the ELF side reads through ``elf.reader``.
 
 
 import bisect
+import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.reader import (
@@ -52,7 +53,7 @@ class SymbolTable:
                 position = names.find(wanted, position + 1)
             if not offsets:
                 continue
-            for st_name, st_info, _other, shndx, value, sym_size in iter_symbols(entries):
+            for st_name, st_info, _other, shndx, value, sym_size in _entries_naming(entries, offsets):
                 if st_name in offsets and symbol_type(st_info) in kinds and shndx != SHN_UNDEF:
                     if (value, sym_size) not in places:
                         places.append((value, sym_size))
@@ -76,6 +77,25 @@ class SymbolTable:
                                    if symbol_type(e[1]) == STT_FUNC and e[3] != SHN_UNDEF})
         index = bisect.bisect_left(self._starts, address)
         return index < len(self._starts) and self._starts[index] == address
+
+
+def _entries_naming(entries, offsets):
+    """The symbols whose st_name is one of ``offsets``: of a 64-bit table, found by searching its bytes
+    for the 4-byte offset at entry starts (st_name is an entry's first field), without decoding the
+    other entries (libpython has 20000)."""
+    if not isinstance(entries, tuple):
+        return entries
+    fmt, data = entries
+    size = struct.calcsize(fmt)
+    found = []
+    for offset in offsets:
+        needle = struct.pack(fmt[0] + "I", offset)
+        position = data.find(needle)
+        while position >= 0:
+            if position % size == 0:
+                found.append(struct.unpack_from(fmt, data, position))
+            position = data.find(needle, position + 1)
+    return found
 
 
 class ElfSymbols:

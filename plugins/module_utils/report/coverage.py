@@ -7,7 +7,7 @@ the trace proves"), so a reader knows what the numbers leave out.
 """
 
 
-from xml.sax.saxutils import quoteattr
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.escape import xml_quoteattr as quoteattr
 
 # The analysis's reason keys (sched/result.py), as a reader would say them.
 REASON_TEXT = (

@@ -46,3 +46,19 @@ def xml_text(value):
     """Text XML 1.0 accepts: characters it forbids shown as \\xNN (escape <>& separately)."""
     return _XML_INVALID.sub(lambda m: "\\x%02x" % ord(m.group(0)) if ord(m.group(0)) < 256
                             else "\\u%04x" % ord(m.group(0)), "%s" % (value,))
+
+
+def xml_escape(text):
+    """``xml.sax.saxutils.escape``: importing saxutils imports urllib.request and http.client, a
+    fifth of the report module's start-up."""
+    return text.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+
+
+def xml_quoteattr(text):
+    """``xml.sax.saxutils.quoteattr``: an attribute value with its quotes."""
+    text = xml_escape(text).replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
+    if '"' not in text:
+        return '"%s"' % text
+    if "'" not in text:
+        return "'%s'" % text
+    return '"%s"' % text.replace('"', "&quot;")

@@ -13,8 +13,9 @@ US_PER = {"ns": 1e-3, "us": 1.0, "ms": 1e3}
 
 
 def _numbers(summary):
-    return "%s samples, p50 %s ms, p99 %s ms, max %s ms" % tuple(
-        summary.get(key) for key in ("count", "p50_ms", "p99_ms", "max_ms"))
+    count = summary.get("count")
+    return "%s sample%s, p50 %s ms, p99 %s ms, max %s ms" % ((count, "" if count == 1 else "s") + tuple(
+        summary.get(key) for key in ("p50_ms", "p99_ms", "max_ms")))
 
 
 def _threshold_and_stall(diagnose, finding):

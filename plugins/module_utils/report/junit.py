@@ -4,19 +4,18 @@
 
 
 import json
-from xml.sax.saxutils import quoteattr as _quoteattr, escape as _escape
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_properties
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.escape import xml_text
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import escape
 
 
 def quoteattr(value):
-    return _quoteattr(xml_text(value))
+    return escape.xml_quoteattr(escape.xml_text(value))
 
 
 def xml_escape(value):
     # Control characters from comm names would make the file invalid XML.
-    return _escape(xml_text(value))
+    return escape.xml_escape(escape.xml_text(value))
 
 
 def render_junit(report, suite="fleettrace.sched_latency"):

@@ -20,6 +20,11 @@ both seen and nothing in between contradicts it (``result.UNMEASURED_REASONS``,
 docs/sched-audit.md "Only waits the trace proves").  Anything else is
 counted in ``unmeasured_by_reason``, never as latency.
 
+One piece on purpose: the state (which task each CPU runs, which waits are
+queued, when each CPU went idle) and the rules that read and change it; the
+hot loop (``feed``) inlines the common rules, the methods beside it hold the
+rest, and both must change together.
+
 Memory is bounded by the number of tasks and the histogram sizes, never by
 the event count.  Nothing here imports Ansible (Python 3.8+).
 """

@@ -14,27 +14,17 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs, 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import objects, target
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settings import SettingsError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.capture import StopCondition
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
 
 
 class ArmingError(SettingsError):
     """The sentinel cannot be armed as asked; the message says why and what to do."""
 
 
-def renamed(definitions, group):
-    """The definition lines with the sentinel's group (their event names kept)."""
-    lines = []
-    for line in definitions:
-        parsed = UprobeDefinition.parse(line)
-        parsed.group = group
-        lines.append(parsed.line())
-    return lines
-
-
 def check_probe(settings):
     """{group, events, definitions, build_id, binaries, notes}: the lines as they will be written."""
     try:
-        checked = uprobe_plans.from_definitions({"definition": renamed(settings.definitions, settings.names["group"]),
+        # The sentinel's own group; the event names are kept.
+        checked = uprobe_plans.from_definitions({"definition": settings.definitions, "rename": True,
                                                  "build_id": settings.build_id or None, "binary": settings.binary,
                                                  "group": settings.names["group"]})
     except (uprobe_plans.PlanError, ValueError) as exc:
@@ -67,8 +57,7 @@ def stop_condition(settings, checked):
 
 def plan(fs, settings, checked, stop):
     """The ChangePlan: the probe (guarded by its build-id), then both instances around it."""
-    existing = [u.line() for u in fs.list_uprobes()]
     steps, _current, _events = uprobe_plans.plan_uprobes(
-        fs, checked["group"], checked["events"], checked["definitions"], existing,
-        guard=(checked["binaries"], checked["build_id"]))
+        fs, checked["group"], checked["events"], [fs.for_this_kernel(r) for r in checked["records"]],
+        fs.list_uprobes(), guard=(checked["binaries"], checked["build_id"]))
     return objects.setup_steps(steps, fs, settings, stop, settings.pid)

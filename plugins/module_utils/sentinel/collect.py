@@ -19,7 +19,7 @@ import os
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import launch
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import running
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import LATENCY
 
 SCHEMA = "fleettrace.threshold_capture/1"
@@ -39,7 +39,7 @@ def status_of(session, state, boot_id_path):
     """(status, alive): the watcher's status while it lives, else how it ended."""
     if not session:
         return "not_armed", False
-    if launch.watcher_alive(state):
+    if running.watcher_alive(state):
         return state.get("status", "starting"), True
     status = state.get("status")
     if status in LIVE or status is None:
@@ -75,8 +75,8 @@ def _when(stamp):
 def document(spool, host, boot_id_path, flush=True):
     """The host's result (see the module docstring); flushes a live watcher's state first."""
     session, state = spool.session(), spool.state()
-    if flush and launch.watcher_alive(state):
-        state = launch.request_flush(state, spool=spool)
+    if flush and running.watcher_alive(state):
+        state = running.request_flush(state, spool=spool)
     status, alive = status_of(session, state, boot_id_path)
     settings = (session or {}).get("settings") or {}
     index = state.get("captures") or []
@@ -170,3 +170,14 @@ def message(doc):
     if ended.get("message"):
         text += "; %s" % ended["message"]
     return text
+
+
+def disarmed(doc, outcome):
+    """The collected document, told that the sentinel was disarmed right after."""
+    s = doc["sentinel"]
+    if s["alive"]:
+        s.update(status="disarmed", alive=False, ended=True,
+                 ended_by={"why": "disarmed", "message": "disarmed (sentinel_state=absent)", "at": time.time()})
+    doc["message"] = message(doc) + "; disarmed: watcher %s, spool %s" % (
+        outcome["stopped"], "removed" if outcome["spool_removed"] else "kept")
+    return doc

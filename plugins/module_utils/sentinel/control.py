@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Arm and disarm a sentinel on this node: what the ``sentinel`` module does, under the label's lock.
 
-Arming records the run (``ownership.start``, kind ``sentinel``: its exact
+Arming records the run (``runs.lifecycle.start``, kind ``watcher``: its exact
 instances and probe group, owned by this module process for the setup, with a
 lease) before anything is created, applies the setup plan all-or-nothing,
 writes the session, starts the watcher and waits (bounded) until it says it
@@ -17,10 +17,11 @@ import os
 import sys
 import time
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import arming, collect, launch, notify, target
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import arming, collect, launch, notify, running, target
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settings import SettingsError, names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import SESSION, Spool
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import WATCHER, OwnershipError
 
 # How long the run outlives this module if it dies before the watcher took the run over.
 SETUP_LEASE = 120.0
@@ -43,7 +44,7 @@ def other_sentinels(root, label, pid):
         if other == label or other.startswith("."):
             continue
         state = Spool(root, other).state()
-        if launch.watcher_alive(state) and (state.get("target") or {}).get("pid") == pid:
+        if running.watcher_alive(state) and (state.get("target") or {}).get("pid") == pid:
             found.append(other)
     return found
 
@@ -66,7 +67,7 @@ def arm(fs, settings, force=False, check_mode=False):
     stop = arming.stop_condition(settings, checked)
     fingerprint = settings.fingerprint()
     session, state = spool.session(), spool.state()
-    alive = launch.watcher_alive(state)
+    alive = running.watcher_alive(state)
     if alive and (session or {}).get("fingerprint") == fingerprint and (state.get("target") or {}).get("pid") == settings.pid:
         return _unchanged(spool, state, settings)
     others = other_sentinels(settings.spool_dir, settings.label, settings.pid)
@@ -81,21 +82,21 @@ def arm(fs, settings, force=False, check_mode=False):
                     "replace the" if alive else "arm", settings.label, facts["comm"], settings.pid, settings.field,
                     settings.threshold, settings.max_captures, settings.duration)}
     with spool.locked():
-        replaced = launch.stop(state) if alive else None
-        ownership.reap_expired_quietly(fs)
+        replaced = running.stop(state) if alive else None
+        removal.reap_expired_quietly(fs)
         tag = settings.names["tag"]
-        if replaced and ownership.load(tag):
-            ownership.finish(fs, tag, force=True)
+        if replaced and lifecycle.load(tag):
+            lifecycle.finish(fs, tag, force=True)
         plan = arming.plan(fs, settings, checked, stop)
-        manifest = ownership.start(fs, tag, instances=[settings.names[k] for k in ("instance", "bell", "latency")],
+        manifest = lifecycle.start(fs, tag, instances=[settings.names[k] for k in ("instance", "bell", "latency")],
                                    groups=[settings.names["group"]], deadline=settings.duration + settings.deadline_margin,
-                                   lease=SETUP_LEASE, run_id=tag, kind=ownership.SENTINEL_KIND,
+                                   lease=SETUP_LEASE, run_id=tag, kind=WATCHER,
                                    details={"label": settings.label, "spool": spool.dir})
         try:
             plan.apply()
             now = time.time()
             session = {
-                "schema": "fleettrace.sentinel.session/1", "tag": tag, "nonce": manifest["nonce"],
+                "schema": "fleettrace.sentinel.session/1", "tag": tag, "nonce": manifest.nonce,
                 "tracefs": fs.root, "fingerprint": fingerprint, "settings": settings.as_dict(), "armed_at": now,
                 "until": now + settings.duration, "boot_id": collect.read_boot_id(settings.boot_id_path),
                 "probe": {"definitions": checked["definitions"], "events": checked["events"], "group": checked["group"],
@@ -128,10 +129,10 @@ def arm(fs, settings, force=False, check_mode=False):
 def _undo(fs, spool, tag, manifest):
     """Arming failed half-way: stop a watcher that started, remove what was created, keep the state honest."""
     state = spool.state()
-    launch.stop(state)
+    running.stop(state)
     try:
-        ownership.finish(fs, tag, manifest["nonce"])
-    except ownership.OwnershipError:
+        lifecycle.finish(fs, tag, manifest.nonce)
+    except OwnershipError:
         pass
     if state.get("status") in (None, "starting"):
         state["status"] = "failed"
@@ -143,18 +144,17 @@ def disarm(fs, root, label, textfile_dir, keep_spool=False, check_mode=False):
     spool = Spool(root, label)
     tag = names(label)["tag"]
     state = spool.state()
-    alive = launch.watcher_alive(state)
-    manifest = ownership.load(tag)
+    alive = running.watcher_alive(state)
+    manifest = lifecycle.load(tag)
     exists = spool.exists() or manifest is not None
     if check_mode or not exists:
         return {"changed": exists, "label": label, "stopped": "would stop" if alive else "not running",
                 "spool_removed": exists and not keep_spool}
     with spool.locked():
-        stopped = launch.stop(state)
+        stopped = running.stop(state)
         errors = []
-        if ownership.load(tag):
-            _manifest, errors = ownership.finish(fs, tag, force=True)
-            ownership.stop_reaper(_manifest)
+        if lifecycle.load(tag):
+            _manifest, errors = lifecycle.finish(fs, tag, force=True)     # its reapers go too
         notify.remove_metrics(textfile_dir, label)
         if state.get("status") in ("starting", "armed", "measuring") and stopped != "stopped":
             state.update(status="disarmed", ended={"at": time.time(), "why": "disarmed", "message": "disarmed (%s)" % stopped})

@@ -39,7 +39,9 @@ class CulpritLatency:
         self.fs, self.name, self.pid = fs, name, pid
         self.seconds, self.max_samples = seconds, max_samples
         self.pairing = latency.Pairing(call, fd, cmd, max_samples or None, pid=pid, max_listed=LISTED)
-        self.parser = TraceParser(keep_events=False, on_event=self.pairing.add)
+        # No stack traces in this instance: each record is complete as it is read (no lookahead that would
+        # hold records back until a quiet CPU logs again).
+        self.parser = TraceParser(keep_events=False, on_event=self.pairing.add, lookahead=0)
         self.capture_id = capture_id
         self.instance, self.info, self.fd = None, {}, None
         self.started = self.ended = None

@@ -19,14 +19,12 @@ deadline then also holds if both the watcher and its reaper were killed.
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import watcher  # noqa: F401 - copied
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import CODE, write_atomically
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
 
 PACKAGE = "ansible_collections.fleettrace.tracefs.plugins.module_utils"
 ENTRY = "sentinel_entry.py"
@@ -37,7 +35,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import
 sys.exit(watcher.main(sys.argv[1:]))
 '''
 START_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 30.0
 
 
 def code_files(modules=None):
@@ -79,26 +76,32 @@ def command(code_dir, label, root, python=None):
     return [python or sys.executable, "-I", os.path.join(code_dir, ENTRY), watcher.ARGV_MARK, label, root]
 
 
-def systemd_unit():
-    """The name of the unit manager to use (``systemd-run``), or None where systemd is not PID 1."""
-    if os.path.isdir("/run/systemd/system") and shutil.which("systemd-run"):
+def systemd_unit(systemd_dir="/run/systemd/system"):
+    """The path of ``systemd-run`` where systemd is PID 1 (``systemd_dir`` exists), else None."""
+    if os.path.isdir(systemd_dir) and shutil.which("systemd-run"):
         return shutil.which("systemd-run")
     return None
 
 
-def start(spool, label, root, runtime_max_s, python=None):
-    """Start the watcher detached; return (how, Popen or None) — its pid is in the state it writes."""
+def unit_command(runner, label, runtime_max_s, argv):
+    """``systemd-run`` starting ``argv`` as the transient unit of the sentinel ``label``."""
+    return [runner, "--unit", "fleettrace-sentinel-%s" % label, "--collect", "--quiet", "--no-block",
+            "--property", "RuntimeMaxSec=%d" % int(runtime_max_s), "--property", "KillMode=process", "--"] + argv
+
+
+def start(spool, label, root, runtime_max_s, python=None, runner=None):
+    """Start the watcher detached; return (how, Popen or None) -- its pid is in the state it writes.
+
+    ``runner``: ``systemd-run`` to use (default: ``systemd_unit()``, found where systemd is PID 1).
+    """
     argv = command(spool.path(CODE), label, root, python)
     errors = open(spool.path("watcher.err"), "ab")
     try:
-        runner = systemd_unit()
+        runner = runner if runner is not None else systemd_unit()
         if runner:
-            unit = "fleettrace-sentinel-%s" % label
-            subprocess.run([runner, "--unit", unit, "--collect", "--quiet", "--no-block",
-                            "--property", "RuntimeMaxSec=%d" % int(runtime_max_s), "--property", "KillMode=process",
-                            "--"] + argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-                           check=True, timeout=60)
-            return "systemd unit %s" % unit, None
+            subprocess.run(unit_command(runner, label, runtime_max_s, argv), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=errors, check=True, timeout=60)
+            return "systemd unit fleettrace-sentinel-%s" % label, None
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
                                 close_fds=True, start_new_session=True, cwd="/",
                                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LANG": "C"})
@@ -117,8 +120,8 @@ def wait_started(spool, proc, timeout=START_TIMEOUT_S):
         if proc is not None and proc.poll() is not None:
             state = spool.state()
             if state.get("status") in (None, "starting"):
-                state = dict(state, status="failed", ended={"why": "failed", "message": "the watcher exited with %s "
-                                                           "before arming: %s" % (proc.returncode, stderr_tail(spool))})
+                why = "the watcher exited with %s before arming: %s" % (proc.returncode, stderr_tail(spool))
+                state = dict(state, status="failed", ended={"why": "failed", "message": why})
             return state
         time.sleep(0.05)
     return dict(spool.state(), status="failed", ended={"why": "failed", "message": "the watcher did not arm within "
@@ -133,51 +136,3 @@ def stderr_tail(spool, limit=2000):
             return handle.read().decode("utf-8", "replace").strip() or "(no output)"
     except OSError:
         return "(no output)"
-
-
-def watcher_alive(state):
-    """Whether the watcher recorded in ``state`` (pid and start time) still runs."""
-    return ownership.alive((state or {}).get("watcher"))
-
-
-def stop(state, timeout=STOP_TIMEOUT_S):
-    """SIGTERM the watcher and wait (bounded) until it ended; SIGKILL after ``timeout``.
-
-    Returns how it ended: 'not running', 'stopped', 'killed' (its reaper then removes the objects).
-    """
-    me = (state or {}).get("watcher")
-    if not ownership.alive(me):
-        return "not running"
-    try:
-        os.kill(me["pid"], signal.SIGTERM)
-    except OSError:
-        return "not running"
-    waited = time.monotonic() + timeout
-    while time.monotonic() < waited:
-        if not ownership.alive(me):
-            return "stopped"
-        time.sleep(0.05)
-    try:
-        os.kill(me["pid"], signal.SIGKILL)
-    except OSError:
-        pass
-    return "killed"
-
-
-def request_flush(state, timeout=5.0, spool=None):
-    """Ask a live watcher to write its state now (SIGUSR1) and wait (bounded) until it did."""
-    me = (state or {}).get("watcher")
-    if not ownership.alive(me) or spool is None:
-        return state
-    before = state.get("flushed", 0)
-    try:
-        os.kill(me["pid"], signal.SIGUSR1)
-    except OSError:
-        return state
-    waited = time.monotonic() + timeout
-    while time.monotonic() < waited:
-        current = spool.state()
-        if current.get("flushed", 0) > before or not ownership.alive(me):
-            return current
-        time.sleep(0.05)
-    return spool.state()

@@ -17,6 +17,8 @@ a new file of the same build.
 """
 
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import cleanup as tracefs_cleanup
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 
@@ -108,3 +110,18 @@ def reinstall_probe(fs, settings, stop, definitions):
     for line in definitions:
         fs.add_uprobe(line)
     probe_steps(ChangePlan(), fs, settings, stop).apply()
+
+
+def remove_own(fs, settings, store=None):
+    """Remove the sentinel's own objects when its manifest is gone (quarantined, removed by hand).
+
+    Only its exact names, and only those no other run claims.  Returns the errors.
+    """
+    store = store or RunStore()
+    mine = {settings.names[key] for key in ("instance", "bell", "latency", "group")}
+    others = {name: store.claimant(name) for name in mine}
+    taken = sorted(name for name, tag in others.items() if tag not in (None, settings.names["tag"]))
+    free = mine - set(taken)
+    found = tracefs_cleanup.find_leftovers(fs, match=lambda name: name in free, trigger_targets=True)
+    errors = tracefs_cleanup.plan_removal(fs, found).apply_each()
+    return errors + ["%s claimed by another run now; left to it" % name for name in taken]

@@ -215,6 +215,22 @@ class Spool:
             dropped.append(dict(gone, dropped_at=time.time(), why="spool over %d KiB" % (cap_bytes // 1024)))
         return dropped
 
+    def record_capture(self, state, document, cap_bytes):
+        """Add capture ``document`` (its ``id`` is ``state``'s next) and count it in ``state``: the index of the
+        kept captures, the totals, what was dropped for room (listed, and logged)."""
+        capture_id = document["id"]
+        state["next_id"] = capture_id + 1
+        dropped = self.add_capture(capture_id, document, state.setdefault("captures", []), cap_bytes)
+        state["captures_total"] = state.get("captures_total", 0) + 1
+        state["session_captures"] = state.get("session_captures", 0) + 1
+        state["events_lost"] = state.get("events_lost", 0) + document.get("lost_events", 0)
+        if dropped:
+            state["dropped_total"] = state.get("dropped_total", 0) + len(dropped)
+            state["dropped"] = (state.get("dropped", []) + dropped)[-MAX_DROPPED_LISTED:]
+            for gone in dropped:
+                self.log("capture %d (%s ms) dropped: %s" % (gone["id"], gone["duration_ms"], gone["why"]))
+        return dropped
+
     # -- log and removal -----------------------------------------------------------
     def log(self, line):
         path = self.path(LOG)

@@ -36,7 +36,10 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settin
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import LATENCY, Spool
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import evidence, threshold
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, reaper
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 ARGV_MARK = "fleettrace-sentinel"
@@ -47,7 +50,6 @@ FOLLOW_POLL_S = 0.5
 TARGET_POLL_S = 5.0
 # How long the main instance may lag behind the bell (both see the same hit; the trigger runs after the commit).
 TRIGGER_LAG_S = 0.2
-MAX_DROPPED_LISTED = 200
 LIVE = ("starting", "armed", "measuring")
 
 
@@ -104,11 +106,11 @@ class Watcher:
     def run(self):
         _name_self(COMM)
         self._signals()
-        me = ownership.process(os.getpid(), "sentinel watcher %d (label %s)" % (os.getpid(), self.settings.label))
+        me = run_owner.process(os.getpid(), "sentinel watcher %d (label %s)" % (os.getpid(), self.settings.label))
         # From now on the run is this process's: lease 0, its reaper follows this pid.
-        ownership.transfer(self.tag, self.nonce, me, 0.0, details={"label": self.settings.label, "watcher": me,
-                                                                    "spool": self.spool.dir})
-        self.state.update(status="armed", watcher=dict(me, argv=sys.argv), armed_since=time.time(),
+        details = {"label": self.settings.label, "watcher": me.to_dict(), "spool": self.spool.dir}
+        lifecycle.transfer(self.tag, self.nonce, me, 0.0, details=details)
+        self.state.update(status="armed", watcher=dict(me.to_dict(), argv=sys.argv), armed_since=time.time(),
                           until=self.deadline)
         self.bell_fd = os.open(self.bell.path("trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
         self._watch_target(self.pid)
@@ -145,7 +147,7 @@ class Watcher:
         if self.target_fd is not None:
             os.close(self.target_fd)
         # Without pidfd_open (Python 3.8, Linux < 5.3) the target is looked at every TARGET_POLL_S instead.
-        self.target_fd = ownership.pidfd_of(ownership.process(pid, "target"))
+        self.target_fd = run_owner.pidfd_of(run_owner.process(pid, "target"))
         self.pid = pid
         facts = {"pid": pid, "comm": _comm(pid), "exe": self.exe, "since": time.time(), "alive": True}
         self.state["target"] = facts
@@ -157,11 +159,11 @@ class Watcher:
         if self.reaper_fd is not None:
             os.close(self.reaper_fd)
             self.reaper_fd = None
-        manifest = ownership.load(self.tag)
-        reaper = (manifest or {}).get("reaper")
-        if reaper and ownership.alive(reaper):
-            self.reaper_fd = ownership.pidfd_of(reaper)
-            self.state["reaper"] = reaper
+        manifest = lifecycle.load(self.tag)
+        alive = [r for r in (manifest.reapers if manifest else ()) if run_owner.alive(r)]
+        if alive:
+            self.reaper_fd = run_owner.pidfd_of(alive[0])
+            self.state["reaper"] = alive[0].to_dict()
 
     # -- the wait ----------------------------------------------------------------------
     def _loop(self):
@@ -222,8 +224,8 @@ class Watcher:
             self._housekeeping()
 
     def _housekeeping(self):
-        manifest = ownership.load(self.tag)
-        if manifest is None or manifest.get("nonce") != self.nonce:
+        manifest = lifecycle.load(self.tag)
+        if manifest is None or manifest.nonce != self.nonce:
             self.end("objects_removed", "its run manifest was removed (cleanup with force?)")
             return
         if not (self.main.exists() and self.bell.exists()):
@@ -265,22 +267,11 @@ class Watcher:
             self.spool.log("the late tick's stall began before the buffer was armed: armed again")
             self._arm()
             return
-        capture_id = self.state.get("next_id", 1)
-        self.state["next_id"] = capture_id + 1
         doc = moment.conclude(result, finder, findings, self.stop, self.pid, self.settings, before, after, facts,
-                              self.attempts, capture_id)
+                              self.attempts, self.state.get("next_id", 1))
         doc["session"] = self.session["fingerprint"]
         doc["journal_line"] = notify.journal_line(doc["finding"] or {"comm": _comm(self.pid), "pid": self.pid})
-        dropped = self.spool.add_capture(capture_id, doc, self.state.setdefault("captures", []),
-                                         self.settings.spool_max_kb * 1024)
-        self.state["captures_total"] = self.state.get("captures_total", 0) + 1
-        self.state["session_captures"] = self.state.get("session_captures", 0) + 1
-        self.state["events_lost"] = self.state.get("events_lost", 0) + doc["lost_events"]
-        if dropped:
-            self.state["dropped_total"] = self.state.get("dropped_total", 0) + len(dropped)
-            self.state["dropped"] = (self.state.get("dropped", []) + dropped)[-MAX_DROPPED_LISTED:]
-            for gone in dropped:
-                self.spool.log("capture %d (%s ms) dropped: %s" % (gone["id"], gone["duration_ms"], gone["why"]))
+        self.spool.record_capture(self.state, doc, self.settings.spool_max_kb * 1024)
         self._say(doc["journal_line"])
         self._start_latency(doc)
         self.attempts = 0
@@ -376,15 +367,23 @@ class Watcher:
                      % (old, self.exe, self.settings.follow_seconds))
 
     def _on_reaper_exit(self):
-        """The reaper died (killed?): start another one, so the watcher's own death stays covered."""
-        self.spool.log("the run's reaper ended; starting a new one")
-        ownership.spawn_reaper(self.tag)
+        """A reaper died (killed?): its partner starts another one at once; when both are gone (killed
+        in the same instant), start a new pair, so the watcher's own death stays covered."""
         waited = time.monotonic() + 2.0
         while time.monotonic() < waited:
-            manifest = ownership.load(self.tag) or {}
-            if manifest.get("reaper") and ownership.alive(manifest["reaper"]):
+            manifest = lifecycle.load(self.tag)
+            if manifest is None or sum(run_owner.alive(r) for r in manifest.reapers) == 2:
                 break
             time.sleep(0.05)
+        if manifest is not None and not any(run_owner.alive(r) for r in manifest.reapers):
+            self.spool.log("both reapers of the run ended; starting a new pair")
+            reaper.spawn(self.tag, RunStore())
+            waited = time.monotonic() + 2.0
+            while time.monotonic() < waited:
+                manifest = lifecycle.load(self.tag)
+                if manifest is None or any(run_owner.alive(r) for r in manifest.reapers):
+                    break
+                time.sleep(0.05)
         self._watch_reaper()
         self._save()
 
@@ -405,20 +404,21 @@ class Watcher:
             if fd is not None:
                 os.close(fd)
         self.bell_fd = self.target_fd = self.reaper_fd = None
-        manifest = ownership.load(self.tag)
+        manifest = lifecycle.load(self.tag)
         try:
-            _manifest, failed = ownership.finish(self.fs, self.tag, self.nonce)
-            errors += failed
-        except ownership.OwnershipError as exc:
+            if manifest is not None and manifest.nonce == self.nonce:
+                errors += lifecycle.finish(self.fs, self.tag, self.nonce)[1]     # its reapers go too
+            else:   # its manifest went away under it: its own names are still its own to remove
+                errors += objects.remove_own(self.fs, self.settings)
+        except (OwnershipError, OSError) as exc:
             errors.append(str(exc))
-        ownership.stop_reaper(manifest)
         if self.state.get("target", {}).get("alive") is not False and self.state.get("pids"):
             self.state["pids"][-1].update(until=time.time(), why="sentinel ended")
         self.state.update(status=why, ended={"at": time.time(), "why": why, "message": message, "errors": errors},
                           cost=_cost())
         self._save()
-        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message,
-                                                     "; " + "; ".join(errors) if errors else ""), warning=False)
+        trouble = "; " + "; ".join(errors) if errors else ""
+        self._say("sentinel %s ended: %s (%s)%s" % (self.settings.label, why, message, trouble), warning=False)
 
     def fail(self, exc):
         """An unexpected error: say it in the state and the log, and leave nothing behind."""

@@ -100,9 +100,14 @@ class EventSink:
             self._json = bounded.open_output(json_path, "json_path")
             self._json.write('{"events": [')
 
+    # Records older than this (ns) are kept but not explained: another CPU's events of that time were
+    # overwritten (``per_cpu.complete_since_ns``), so an off-CPU interval there may lack its end.
+    complete_since_ns = None
+
     def add(self, record):
         self.seen += 1
-        if self.stall_finder is not None:
+        if self.stall_finder is not None and (self.complete_since_ns is None
+                                              or record["ts_ns"] >= self.complete_since_ns):
             self.stall_finder.feed(record)
         if self._json is not None:
             if self.symbolize:
@@ -221,8 +226,12 @@ def read_back(instance, sink, stop_reason, started, stats_before, raw_path=None,
 
     ``started``: wall time of the arming (``time.time()``); ``extra``: more result keys.
     """
+    complete = per_cpu.complete_since_ns(instance.path(), stats_before)
+    if hasattr(sink, "complete_since_ns"):
+        sink.complete_since_ns = complete
     parser = read_trace(instance.path("trace"), sink, raw_path=raw_path)
-    return _finish(instance, parser, sink, stop_reason, started, stats_before, extra or {})
+    extra = dict(extra or {}, complete_since=complete / 1e9 if complete is not None else None)
+    return _finish(instance, parser, sink, stop_reason, started, stats_before, extra)
 
 
 def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after_events=None,

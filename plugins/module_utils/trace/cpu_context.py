@@ -27,7 +27,8 @@ import hashlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import TraceParser
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 
 SUFFIX = "_cpu"
@@ -131,7 +132,7 @@ def recording(capture, stop, seconds, buffer_size_kb=DEFAULT_BUFFER_KB):
     """
     context = CpuContext(capture, stop, buffer_size_kb)
     fs = capture.tracefs
-    with ownership.module_run(fs, context.name, seconds, instances=[context.name]):
+    with lifecycle.module_run(fs, context.name, seconds, instances=[context.name]):
         plan = context.plan()
         plan.apply()
         try:

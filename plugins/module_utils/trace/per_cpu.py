@@ -87,3 +87,36 @@ def lost_between(before, after):
                 item["commit_overrun"] = counts["commit_overrun"]
             lost[cpu] = item
     return lost
+
+
+def oldest_event_ns(stats_text):
+    """The ``oldest event ts`` of a ``stats`` text in ns (the instance's trace clock), or None."""
+    for line in stats_text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "oldest event ts":
+            seconds, _dot, fraction = value.strip().partition(".")
+            if seconds.isdigit():
+                return int(seconds) * 1000000000 + int((fraction + "000000000")[:9] or 0)
+    return None
+
+
+def complete_since_ns(root, before):
+    """The time from which the buffer under ``root`` holds every event of every CPU, or None (all of it).
+
+    Each CPU's buffer overwrites on its own: a busy CPU's oldest events are gone while a quiet
+    CPU still holds older ones, so before the latest oldest event among the CPUs that overwrote
+    something since ``before`` (an ``all_stats``), the merged trace misses events (a switch-in
+    seen on one CPU without the switch-out another CPU lost).
+    """
+    since = None
+    for cpu in online_cpus(root):
+        try:
+            with open(os.path.join(root, "per_cpu", "cpu%d" % cpu, "stats")) as handle:
+                text = handle.read()
+        except OSError:
+            continue
+        overrun = _get(parse_stats(text), "overrun") - _get(before.get(cpu, {}), "overrun")
+        oldest = oldest_event_ns(text)
+        if overrun > 0 and oldest:
+            since = oldest if since is None else max(since, oldest)
+    return since

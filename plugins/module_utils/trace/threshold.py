@@ -55,7 +55,7 @@ def require_probes_can_fire(instance, stop, pid):
     binary or library does not map the file now at that path.
     """
     wanted = set(stop.split)
-    places = {"%s:%s" % (u.group, u.event): u.place for u in instance.tracefs.list_uprobes()
+    places = {"%s:%s" % (u.group, u.event): u.path for u in instance.tracefs.list_uprobes()
               if (u.group, u.event) in wanted}
     if not places or not procfs.process_alive(pid):
         return
@@ -63,7 +63,7 @@ def require_probes_can_fire(instance, stop, pid):
         why = mapped_code.unreachable_probes(pid, places.values())
     except mapped_code.MappedCodeError:
         return  # gone meanwhile: the capture reports the target as exited
-    if len(why) == len(places):
+    if all(path in why for path in places.values()):
         raise mapped_code.MappedCodeError(
             "probe %s cannot fire in the target: %s. Nothing was armed: probe the code it runs "
             "(fleettrace.tracefs.uprobe with pid: %d) or restart it" % (

@@ -9,9 +9,8 @@ triggers that target them.  ``plan_removal`` turns that into a ``ChangePlan``
 in the cleanup order (triggers, filters, disable, instances, probes) that
 check mode prints and ``apply_each`` runs past refusals.
 
-Who may be removed is decided by the caller: ``ownership`` passes the exact
-names of a run's manifest; the cleanup module passes an explicit, named
-request for objects that have no manifest.
+Who may be removed is decided by the caller (``runs.choice``): the exact names
+a run may remove, or an explicit, named request for objects without a run.
 """
 
 
@@ -19,22 +18,14 @@ import glob
 import os
 import time
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_definition
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan, shell_write
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import OWNED_PREFIX
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 
 # A killed run's capture may still hold the instance open for a moment: rmdir
 # says EBUSY; try this often, this far apart, before reporting it.
 RMDIR_TRIES = 5
 RMDIR_PAUSE = 0.2
-
-
-def legacy_match(prefix=OWNED_PREFIX, name_contains=None, names=None):
-    """An explicit request for objects without a manifest: by prefix and text, or exact names."""
-    if names:
-        wanted = set(names)
-        return lambda name: name in wanted
-    return lambda name: name.startswith(prefix) and (not name_contains or name_contains in name)
 
 
 def find_leftovers(fs, match, trigger_targets=True):
@@ -138,6 +129,6 @@ def plan_removal(fs, found):
         plan.add("disable all events and rmdir %s" % fs.path("instances", name),
                  (lambda inst=fs.instance(name): _remove_instance(inst)))
     for group, event_name in found["uprobes"]:
-        plan.write(fs.path("uprobe_events"), "-:%s/%s" % (group, event_name),
+        plan.write(fs.path("uprobe_events"), probe_definition.removal(group, event_name),
                    (lambda g=group, e=event_name: _remove_uprobe(fs, g, e)), append=True)
     return plan

@@ -4,12 +4,12 @@
 
 The objects live in files named like libtracefs's: ``fs`` (the mount,
 ``Tracefs``), ``instance`` (``Instance``), ``event`` (``Event``, triggers),
-``dynevent`` (uprobe_events lines) and ``error_log`` (``TracefsError``).
+and ``error_log`` (``TracefsError``); ``Tracefs`` reads and writes uprobe_events
+as ``probe_definition.ProbeDefinition`` records (the one parser and formatter of the line).
 Nothing here imports Ansible, so the core runs and tests on its own (Python 3.8+).
 """
 
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition  # noqa: F401
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError  # noqa: F401
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.event import (  # noqa: F401
     Event, normalize_trigger, trigger_key)
@@ -17,5 +17,5 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs impo
     OWNED_PREFIX, TRACEFS_PATHS, Tracefs, find_tracefs)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.instance import Instance  # noqa: F401
 
-__all__ = ["Event", "Instance", "OWNED_PREFIX", "TRACEFS_PATHS", "Tracefs", "TracefsError", "UprobeDefinition",
-           "find_tracefs", "normalize_trigger", "trigger_key"]
+__all__ = ["Event", "Instance", "OWNED_PREFIX", "TRACEFS_PATHS", "Tracefs", "TracefsError", "find_tracefs",
+           "normalize_trigger", "trigger_key"]

@@ -7,8 +7,8 @@ features, instances and uprobe_events.
 
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.dynevent import UprobeDefinition
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError, _read, write_quoting_error_log
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.instance import Instance
 
@@ -142,16 +142,26 @@ class Tracefs:
 
     # -- uprobes -------------------------------------------------------------
     def list_uprobes(self):
-        """uprobe_events as a list of ``UprobeDefinition``."""
+        """uprobe_events as a list of ``ProbeDefinition``."""
         if not os.path.exists(self.path("uprobe_events")):
             return []
-        return [UprobeDefinition.parse(line) for line in self.read("uprobe_events").splitlines() if line.strip()]
+        return [ProbeDefinition.parse(line) for line in self.read("uprobe_events").splitlines() if line.strip()]
 
-    def add_uprobe(self, line):
-        """Append one definition line to uprobe_events."""
+    def for_this_kernel(self, definition):
+        """``definition`` (a ProbeDefinition) with its fetch types as this kernel names them."""
+        return definition.for_kernel(hex_types=bool(self.features().get("uprobe_x_types")))
+
+    def add_uprobe(self, definition):
+        """Append one ``ProbeDefinition`` (or a line, parsed first) to uprobe_events, as this kernel
+        takes it; return the line written."""
+        if not isinstance(definition, ProbeDefinition):
+            validate.expression(definition, "uprobe definition")
+            definition = ProbeDefinition.parse(definition)
         self.require("uprobes", "a user-space probe")
+        line = self.for_this_kernel(definition).line()
         validate.expression(line, "uprobe definition")
         self.write("uprobe_events", line, append=True, what="the uprobe definition")
+        return line
 
     def remove_uprobe(self, group, event):
         """Remove one uprobe event; disable it in every instance first."""
@@ -159,5 +169,5 @@ class Tracefs:
             ev = inst.event(group, event)
             if ev.exists():
                 ev.clear()
-        self.write("uprobe_events", "-:%s/%s" % (group, event), append=True,
+        self.write("uprobe_events", removal(group, event), append=True,
                    what="removing uprobe %s/%s" % (group, event))

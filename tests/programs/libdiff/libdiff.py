@@ -24,8 +24,16 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
 PERF = shutil.which("perf")
-LIBS = {"zlib": "libz.so", "lz4": "liblz4.so", "xz": "liblzma.so"}
+LIBS = {"zlib": "libz.so", "lz4": "liblz4.so", "xz": "liblzma.so", "zstd": "libzstd.so", "sqlite3": "libsqlite3.so",
+        "snappy": "libsnappy.so", "leveldb": "libleveldb.so"}
 VARIANTS = ("O0", "O0dw4", "O2", "O2dw4")
+# Every build of scripts/build-libs.sh, by set: the C libraries at four variants, zstd at its own
+# -O3 too, the sqlite3 amalgamation, two C++ libraries, and zlib built with LTO.
+BUILDS = (["%s-%s" % (lib, v) for lib in ("zlib", "lz4", "xz") for v in VARIANTS]
+          + ["zstd-O2", "zstd-O3", "sqlite3-O2", "snappy-O2", "leveldb-O2", "zlib-O2lto"])
+# The differential suite's builds: all but the sqlite3 amalgamation, whose one 8 MB unit takes
+# minutes to catalog with plain pyelftools (benchmarks use it for speed).
+SUITE = [label for label in BUILDS if not label.startswith("sqlite3")]
 
 SPEC_KINDS = ("func", "params", "return", "line", "line_vars", "line_var", "member", "var", "string")
 
@@ -36,8 +44,7 @@ def build_libraries():
     if proc.returncode != 0:
         raise RuntimeError("scripts/build-libs.sh failed:\n" + proc.stderr[-3000:])
     root = proc.stdout.strip().splitlines()[-1]
-    return root, {"%s-%s" % (lib, v): os.path.join(root, "%s-%s" % (lib, v), so)
-                  for lib, so in LIBS.items() for v in VARIANTS}
+    return root, {label: os.path.join(root, label, LIBS[label.split("-")[0]]) for label in BUILDS}
 
 
 # -- catalog ----------------------------------------------------------------------------
@@ -54,6 +61,14 @@ class Function:
         self.decl_line = None
         self.symbol = None          # (vaddr, size) when in the symbol table
         self.exported = False       # in .dynsym: what the driver programs call
+        self.identities = set()     # (unit, DIE naming it): C++ overloads and namesake methods are several
+        self.linkage_names = set()  # C++: the mangled names of its definitions
+
+    @property
+    def overloaded(self):
+        """Several functions of this name in one unit (C++ overloads, methods of several classes)."""
+        units = [unit for unit, _identity in self.identities]
+        return len(units) != len(set(units))
 
     @property
     def inline_only(self):
@@ -90,10 +105,27 @@ def _name(die):
     return attr.value.decode("utf-8", "replace") if attr is not None else None
 
 
+def _linkage(die):
+    seen = 0
+    while die is not None and seen < 4:
+        if "DW_AT_linkage_name" in die.attributes:
+            return die.attributes["DW_AT_linkage_name"].value.decode("utf-8", "replace")
+        for attr in ("DW_AT_abstract_origin", "DW_AT_specification"):
+            if attr in die.attributes:
+                die = die.get_DIE_from_attribute(attr)
+                break
+        else:
+            return None
+        seen += 1
+    return None
+
+
 def _kind(type_die):
     t = _strip(type_die)
     if t is None:
         return "other", None
+    if t.tag in ("DW_TAG_reference_type", "DW_TAG_rvalue_reference_type"):
+        return "reference", None
     if t.tag == "DW_TAG_pointer_type":
         target = _strip(_type_of(t))
         if target is not None and target.tag in ("DW_TAG_structure_type", "DW_TAG_union_type") \
@@ -108,6 +140,18 @@ def _kind(type_die):
     if t.tag in ("DW_TAG_structure_type", "DW_TAG_union_type", "DW_TAG_array_type"):
         return "aggregate", None
     return "other", None
+
+
+def _block_locals(block):
+    """[(name, kind)] of the variables of a lexical block and of the blocks nested in it (not of
+    inlined calls: those are the callee's)."""
+    found = []
+    for child in block.iter_children():
+        if child.tag == "DW_TAG_variable" and _name(child):
+            found.append((_name(child), _kind(_type_of(_origin(child)))[0]))
+        elif child.tag == "DW_TAG_lexical_block":
+            found += _block_locals(child)
+    return found
 
 
 def catalog(binary):
@@ -135,6 +179,8 @@ def catalog(binary):
                 name = _name(die)
                 if not name:
                     continue
+                if "<" in name and not name.startswith("operator"):
+                    name = name[:name.index("<")]       # a template: every instantiation (no spaces in a spec)
                 fn = functions.setdefault(name, Function(name))
                 has_code = "DW_AT_low_pc" in die.attributes or "DW_AT_ranges" in die.attributes
                 if die.tag == "DW_TAG_inlined_subroutine":
@@ -144,9 +190,12 @@ def catalog(binary):
                     fn.abstract = True
                 if "DW_AT_declaration" in die.attributes:
                     continue
+                source = _origin(die)
+                fn.identities.add((cu.cu_offset, source.offset))
                 if has_code:
                     fn.copies += 1
-                source = _origin(die)
+                    if _linkage(die):
+                        fn.linkage_names.add(_linkage(die))
                 if fn.decl_line is None and "DW_AT_decl_line" in source.attributes:
                     fn.decl_line = source.attributes["DW_AT_decl_line"].value
                     low = die.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in die.attributes else None
@@ -160,12 +209,14 @@ def catalog(binary):
                         fn.lines.update(range(fn.decl_line + 1, fn.decl_line + 30))
                 if fn.params or fn.locals:
                     continue
-                for child in source.iter_children() if source.has_children else []:
+                # A C++ method's declaration names only `this`: the definition names its parameters.
+                holder = die if die.has_children else source
+                for child in holder.iter_children() if holder.has_children else []:
                     cname = _name(child)
                     if not cname:
                         continue
                     if child.tag == "DW_TAG_formal_parameter":
-                        kind, target = _kind(_type_of(child))
+                        kind, target = _kind(_type_of(_origin(child)))
                         fn.params.append((cname, kind))
                         if target is not None:
                             for member in target.iter_children():
@@ -174,14 +225,15 @@ def catalog(binary):
                                     if mkind in ("scalar", "pointer", "char_ptr", "struct_ptr"):
                                         fn.members.append("%s->%s" % (cname, _name(member)))
                     elif child.tag == "DW_TAG_variable":
-                        fn.locals.append((cname, _kind(_type_of(child))[0]))
+                        fn.locals.append((cname, _kind(_type_of(_origin(child)))[0]))
                     elif child.tag == "DW_TAG_lexical_block":
-                        for grand in child.iter_children():
-                            if grand.tag == "DW_TAG_variable" and _name(grand):
-                                fn.locals.append((_name(grand), _kind(_type_of(grand))[0]))
+                        fn.locals += _block_locals(child)
         for name, fn in functions.items():
-            fn.symbol = symbols.get(name)
-            fn.exported = name in exported
+            # C++: the symbol of the one definition of that name (overloads: none, the ABI cannot tell them).
+            symbol = name if not fn.linkage_names else \
+                next(iter(fn.linkage_names)) if len(fn.linkage_names) == 1 and len(fn.identities) == 1 else None
+            fn.symbol = symbols.get(symbol)
+            fn.exported = symbol in exported
     return functions
 
 
@@ -258,14 +310,15 @@ def perf_definition(binary, spec):
 
 
 def our_definition(resolver_module, binary, spec):
-    """(lines, message, seconds): a fresh Resolver per spec, as the module does on a cache miss."""
+    """(lines, message, seconds, variable notes): a fresh Resolver per spec, as the module does on a
+    cache miss."""
     start = time.perf_counter()
     try:
-        lines = resolver_module.resolve(binary, spec)["definitions"]
-        message = ""
+        result = resolver_module.resolve(binary, spec)
+        lines, message, notes = result["definitions"], "", result["variables"]
     except Exception as exc:  # noqa: BLE001 - every failure is a result to classify
-        lines, message = [], "%s: %s" % (type(exc).__name__, exc)
-    return lines, message, time.perf_counter() - start
+        lines, message, notes = [], "%s: %s" % (type(exc).__name__, exc), []
+    return lines, message, time.perf_counter() - start, notes
 
 
 _ARG = re.compile(r"^(?P<name>[^=\s]+)=(?P<fetch>\S+?)(?::(?P<type>[a-z]+\d*|string|ustring|b\d+@\d+/\d+))?$")
@@ -375,15 +428,55 @@ _COMPUTED = re.compile(r"computed|not one uprobes can fetch|implicit_pointer|DW_
 _AGGREGATE = re.compile(r"name a member|cannot be addressed|untyped")
 
 
-def refine(resolver_module, binary, result):
+def _callee_variables(result, function):
+    """Whether perf's arguments beyond ours are all variables that ``function`` does not own
+    (parameters and locals of calls inlined into it, which perf's $params/$vars also list)."""
+    if function is None or not result["spec"].split()[1:] or \
+            not all(w in ("$params", "$vars") for w in result["spec"].split()[1:]):
+        return False
+    own = {name for name, _k in function.params + function.locals}
+    for ours, perf in zip(result["ours"], result["perf"]):
+        our_names = [a.split("=", 1)[0] for a in _split(ours)[2]]
+        perf_names = [a.split("=", 1)[0] for a in _split(perf)[2]]
+        extra = [n for n in perf_names if n not in our_names]
+        if [n for n in perf_names if n in our_names] != our_names or any(n in own for n in extra):
+            return False
+    return True
+
+
+def _reference_values(result, function):
+    """Whether every argument where we differ is a C++ reference parameter that perf traces as the
+    address it holds (``%dx``) and we as the value it refers to (``+0(%dx)``)."""
+    if function is None:
+        return False
+    references = {name for name, kind in function.params if kind == "reference"}
+    for ours, perf in zip(result["ours"], result["perf"]):
+        for our_arg, perf_arg in zip(_split(ours)[2], _split(perf)[2]):
+            if our_arg == perf_arg:
+                continue
+            name, our_fetch = our_arg.split("=", 1)
+            perf_fetch = perf_arg.split("=", 1)[1]
+            if name not in references or our_fetch.rsplit(":", 1)[0] != "+0(%s)" % perf_fetch.rsplit(":", 1)[0]:
+                return False
+    return True
+
+
+def refine(resolver_module, binary, result, function=None):
     """Where ours leaves out, refuses or fetches otherwise what perf fetches, ask our own notes
     why: a value DWARF computes (perf keeps the first op, or ignores DW_OP_stack_value, and
     reads memory) or an aggregate perf fetches as a number (8 bytes of a struct, array or
-    vector) is perf's error (docs/uprobe.md), not a difference."""
+    vector) is perf's error (docs/uprobe.md), not a difference.  ``function`` (the catalog's
+    entry) tells the variables of inlined calls that perf adds to $params/$vars."""
     verdict = result["verdict"]
+    if verdict == "args:set" and _callee_variables(result, function):
+        return "perf-callee-variables"
+    if verdict == "args:fetch" and _reference_values(result, function):
+        return "perf-reference-address"
     if verdict == "addresses:ours-extra":
         ours = [_split(l)[1] for l in result["ours"]]
         perf = [_split(l)[1] for l in result["perf"]]
+        if function is not None and function.overloaded and set(perf) <= set(ours):
+            return "perf-first-overload"    # perf probes the first function of a name in each unit only
         if ours[:len(perf)] == perf:
             return "perf-missed-copies"     # perf's instance walk stops at a copy without DW_AT_entry_pc
         dropped = {int(a, 16) for a in re.findall(r"Failed to find symbol at (0x[0-9a-f]+)", result["perf_error"])}
@@ -430,7 +523,13 @@ def refine(resolver_module, binary, result):
             if any(n["available"] and n["fetcharg"] == arg for n in here):
                 continue
             why = [n["reason"] for n in here]
+            if not why and named == [] and function is not None \
+                    and variable not in {n for n, _k in function.params + function.locals}:
+                why = ["callee: a variable of a call inlined here, not of the function ($params/$vars)"]
             reasons += [w or "(available)" for w in why] or ["(no note)"]
+    reasons = [r for r in reasons if not r.startswith("callee:")] or reasons
+    if reasons and all(r.startswith("callee:") for r in reasons):
+        return "perf-callee-variables"
     if reasons and all(_COMPUTED.search(r) for r in reasons):
         return "perf-computed-value"
     if reasons and all(_AGGREGATE.search(r) or _COMPUTED.search(r) for r in reasons):
@@ -443,17 +542,135 @@ def _delta(ours, perf):
     return 0
 
 
-def compare(resolver_module, binary, specs):
-    """Resolve every spec with both; [dict(spec, kind, function, ours, perf, verdict, times)]."""
+def compare(resolver_module, binary, specs, functions=None):
+    """Resolve every spec with both; [dict(spec, kind, function, ours, perf, verdict, times)].
+    ``functions``: the catalog (refine() uses it to tell the variables of inlined calls)."""
     results, plt = [], plt_ranges(binary)
     for spec, kind, function in specs:
         perf_lines, perf_msg, perf_t = perf_definition(binary, spec)
-        our_lines, our_msg, our_t = our_definition(resolver_module, binary, spec)
+        our_lines, our_msg, our_t, notes = our_definition(resolver_module, binary, spec)
         results.append({"spec": spec, "kind": kind, "function": function, "ours": our_lines, "our_error": our_msg,
+                        "our_variables": notes,
                         "perf": perf_lines, "perf_error": perf_msg, "our_seconds": our_t, "perf_seconds": perf_t,
                         "verdict": classify((our_lines, our_msg), (perf_lines, perf_msg), plt)})
-        results[-1]["verdict"] = refine(resolver_module, binary, results[-1])
+        results[-1]["verdict"] = refine(resolver_module, binary, results[-1], (functions or {}).get(function))
     return results
+
+
+# -- scopes -----------------------------------------------------------------------------
+def _owner_chain(die):
+    """``die``'s parent, then its parent's parent ... (pyelftools parses the unit to know them)."""
+    parent = die.get_parent()
+    while parent is not None:
+        yield parent
+        parent = parent.get_parent()
+
+
+def _die_ranges(dwarf, die):
+    attrs = die.attributes
+    if "DW_AT_low_pc" in attrs and "DW_AT_high_pc" in attrs:
+        low, high = attrs["DW_AT_low_pc"].value, attrs["DW_AT_high_pc"]
+        return [(low, high.value if high.form == "DW_FORM_addr" else low + high.value)]
+    if "DW_AT_ranges" in attrs:
+        top = die.cu.get_top_DIE()
+        base = top.attributes["DW_AT_low_pc"].value if "DW_AT_low_pc" in top.attributes else 0
+        ranges = []
+        for entry in dwarf.range_lists().get_range_list_at_offset(attrs["DW_AT_ranges"].value, cu=die.cu):
+            if hasattr(entry, "base_address"):
+                base = entry.base_address
+            elif entry.is_absolute:
+                ranges.append((entry.begin_offset, entry.end_offset))
+            else:
+                ranges.append((base + entry.begin_offset, base + entry.end_offset))
+        return ranges
+    return []
+
+
+def _entry_pc(dwarf, die):
+    """DW_AT_entry_pc, else DW_AT_low_pc, else the first range's start (gcc's DWARF 4 copies start
+    with an empty range at their entry)."""
+    for name in ("DW_AT_entry_pc", "DW_AT_low_pc"):
+        if name in die.attributes and die.attributes[name].form == "DW_FORM_addr":
+            return die.attributes[name].value
+    ranges = _die_ranges(dwarf, die)
+    return ranges[0][0] if ranges else None
+
+
+def _base(name):
+    """A name without its template arguments (the catalog files C++ templates so)."""
+    return name[:name.index("<")] if name and "<" in name and not name.startswith("operator") else name
+
+
+def scope_audit(binary, results):
+    """Variables we traced from a scope other than the probed function's own, judged by plain pyelftools:
+    [(spec, variable, why)].
+
+    For every traced variable of a FUNC / FUNC:N spec, the scope DIE it was looked up in must stand
+    for the probed function (or be the innermost function at the address when no copy of it holds
+    the address, perf's rule for a line past its end; or the function whose code its symbol aliases)
+    and hold the address; the variable's DIE must be a child of that scope or of lexical blocks inside
+    it, never of an enclosing function or of a nested inlined call."""
+    from elftools.elf.elffile import ELFFile
+    wrong = []
+    with open(binary, "rb") as handle:
+        elf = ELFFile(handle)
+        dwarf = elf.get_dwarf_info()
+        symbols = {}
+        for table in elf.iter_sections("SHT_SYMTAB"):
+            for sym in table.iter_symbols():
+                if sym["st_info"]["type"] == "STT_FUNC":
+                    symbols.setdefault(sym["st_value"], set()).add(sym.name)
+        cu_starts = sorted((cu.cu_offset, cu) for cu in dwarf.iter_CUs())
+        functions_by_cu = {}
+
+        def die_at(offset):
+            cu = [c for start, c in cu_starts if start <= offset][-1]
+            return dwarf.get_DIE_from_refaddr(offset, cu)
+
+        def holders(cu, address):
+            """Function DIEs of the unit whose code holds ``address`` (outermost first)."""
+            if cu.cu_offset not in functions_by_cu:
+                functions_by_cu[cu.cu_offset] = [
+                    (die, _die_ranges(dwarf, die)) for die in cu.iter_DIEs()
+                    if die.tag in ("DW_TAG_subprogram", "DW_TAG_inlined_subroutine")]
+            return [die for die, ranges in functions_by_cu[cu.cu_offset]
+                    if any(low <= address < high for low, high in ranges)]
+
+        for r in results:
+            point = r["spec"].split()[0].split("=")[-1]
+            if point.startswith(("%", "$")) or "%return" in point or "." in point.split(":")[0]:
+                continue                # FILE:LINE scopes by declaration order, not by name
+            function = re.split(r"[@:+]", point)[0]
+            for note in r.get("our_variables", []):
+                if not note["available"] or note["dwarf"]["scope"] is None:
+                    continue            # not traced, or a global
+                variable, scope = die_at(int(note["dwarf"]["variable"], 16)), die_at(int(note["dwarf"]["scope"], 16))
+                address = int(note["address"], 16)
+                label = "%s at %s" % (note["name"], note["address"])
+                here = holders(scope.cu, address)
+                named = [die.offset for die in here if _base(_name(die)) == function]
+                entry = scope.attributes.get("DW_AT_low_pc")
+                alias = entry is not None and function in symbols.get(entry.value, ())
+                if named and _base(_name(scope)) != function and not alias:
+                    wrong.append((r["spec"], label, "scope %s is %s, not a copy of %s holding the address" % (
+                        note["dwarf"]["scope"], _name(scope), function)))
+                    continue
+                ranges = _die_ranges(dwarf, scope)
+                if ranges and not any(low <= address < high for low, high in ranges) \
+                        and address != _entry_pc(dwarf, scope):
+                    wrong.append((r["spec"], label, "scope %s does not hold the address" % note["dwarf"]["scope"]))
+                    continue
+                for owner in _owner_chain(variable):
+                    if owner.offset == scope.offset:
+                        break
+                    if owner.tag != "DW_TAG_lexical_block":
+                        wrong.append((r["spec"], label, "its DIE %s belongs to %s %s, not to the scope %s" % (
+                            note["dwarf"]["variable"], owner.tag, _name(owner), note["dwarf"]["scope"])))
+                        break
+                else:
+                    wrong.append((r["spec"], label, "its DIE %s is not inside the scope %s" % (
+                        note["dwarf"]["variable"], note["dwarf"]["scope"])))
+    return wrong
 
 
 def summary(results):

@@ -17,7 +17,14 @@ import subprocess
 HERE = os.path.dirname(os.path.abspath(__file__))
 ABI_REGISTERS = ("%di", "%si", "%dx", "%cx", "%r8", "%r9")
 INTEGER_KINDS = ("scalar", "pointer", "char_ptr", "struct_ptr")
-HEADERS = {"zlib": "zlib", "lz4": "lz4/lib", "xz": "xz/src/liblzma/api"}
+# Per library: the driver's source and the header directories (under the cache's src/, or a
+# build's own directory for generated headers).
+DRIVERS = {"zlib": ("drive_zlib.c", ["src/zlib"]), "lz4": ("drive_lz4.c", ["src/lz4/lib"]),
+           "xz": ("drive_xz.c", ["src/xz/src/liblzma/api"]), "zstd": ("drive_zstd.c", ["src/zstd/lib"]),
+           "snappy": ("drive_snappy.cc", ["src/snappy", "{build}/build"]),
+           "leveldb": ("drive_leveldb.cc", ["src/leveldb/include"])}
+SONAMES = {"zlib": "libz.so", "lz4": "liblz4.so", "xz": "liblzma.so", "zstd": "libzstd.so",
+           "snappy": "libsnappy.so", "leveldb": "libleveldb.so"}
 _HIT = re.compile(r"^\s*\S+-(?P<pid>\d+)\s+\[\d+\].*?\s(?P<event>[\w]+): \(0x[0-9a-f]+\)(?P<args>.*)$")
 _KV = re.compile(r"(\w+)=(\S+)")
 DRIVER_TIMEOUT = 60
@@ -26,15 +33,21 @@ RUN_SECONDS = 4 * DRIVER_TIMEOUT
 
 
 def build_driver(cc, root, label, directory):
-    """Compile drive_<lib>.c against one built variant; return the executable path."""
+    """Compile the library's driver against one built variant; return the executable path.
+    ``cc`` is the C compiler; C++ drivers use the C++ compiler next to it (g++ for gcc)."""
     lib, _variant = label.split("-", 1)
     out = os.path.join(directory, "drive_" + label)
     if not os.path.exists(out):
-        so = {"zlib": "libz.so", "lz4": "liblz4.so", "xz": "liblzma.so"}[lib]
+        source, includes = DRIVERS[lib]
+        compiler = cc
+        if source.endswith(".cc"):
+            compiler = os.path.join(os.path.dirname(cc), os.path.basename(cc).replace("gcc", "g++").replace("cc", "c++"))
         variant_dir = os.path.join(root, label)
-        subprocess.run([cc, "-O1", "-w", "-o", out, os.path.join(HERE, "drive_%s.c" % lib),
-                        "-I", os.path.join(root, "src", HEADERS[lib]), "-L", variant_dir, "-l:" + so,
-                        "-Wl,-rpath," + variant_dir], check=True)
+        flags = []
+        for include in includes:
+            flags += ["-I", os.path.join(root, include.format(build=label))]
+        subprocess.run([compiler, "-O1", "-w", "-o", out, os.path.join(HERE, source)] + flags +
+                       ["-L", variant_dir, "-l:" + SONAMES[lib], "-Wl,-rpath," + variant_dir], check=True)
     return out
 
 
@@ -103,15 +116,15 @@ def judge_many(fs, token, binary, driver, items, index=0):
     judge).  Only lines inside the function's symbol range are installed: the truth
     probe sees calls of the out-of-line copy only.
     """
-    group = "ft_%s_rt%d" % (token, index)
+    group = "fleettrace_%s_rt%d" % (token, index)
     instance = fs.instance(group)
     plans = [_lines_for(binary, j, result, function, group) for j, (result, function) in enumerate(items)]
     verdicts = [{"ours": "none", "perf": "none", "hits": 0, "detail": [], "wrong_args": {"ours": [], "perf": []},
                  "refused": set(), "seen": {"ours": [0, 0], "perf": [0, 0]}} for _item in items]
     added = []
     # Recorded before anything is created: a killed test or benchmark leaves no probe behind.
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import ownership
-    run = ownership.own(fs, group, RUN_SECONDS, instances=[group], groups=[group], what="runtime truth")
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+    run = lifecycle.own(fs, group, RUN_SECONDS, instances=[group], groups=[group], what="runtime truth")
     try:
         for j, (lines, _kinds) in enumerate(plans):
             for line in lines:
@@ -144,7 +157,7 @@ def judge_many(fs, token, binary, driver, items, index=0):
         try:
             instance.remove()
         finally:
-            errors = ownership.finish(fs, group, run["nonce"])[1]
+            errors = lifecycle.finish(fs, group, run.nonce)[1]
         if errors:
             raise RuntimeError("could not remove %s: %s" % (group, "; ".join(errors)))
     last_truth, first = {}, set()

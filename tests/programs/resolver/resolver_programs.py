@@ -85,3 +85,14 @@ def build_copies(cc, directory, opt):
     if not os.path.exists(out):
         subprocess.run([cc, "-g", opt, "-w", "-o", out, os.path.join(HERE, "copies.c")], check=True)
     return out
+
+
+CXX_DEMO = os.path.join(HERE, "cxx_demo.cc")
+
+
+def build_cxx(cxx, directory, opt):
+    """cxx_demo.cc at ``opt`` (-O0, -O2), DWARF 5; return the binary path."""
+    out = os.path.join(directory, "cxx_demo" + opt)
+    if not os.path.exists(out):
+        subprocess.run([cxx, "-g", "-gdwarf-5", opt, "-o", out, CXX_DEMO], check=True)
+    return out

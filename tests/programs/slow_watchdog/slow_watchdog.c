@@ -9,8 +9,10 @@
  *             A keepalive blocks for DELAY_MS when the slow mode says so.
  *   control   read: the current settings and counters; write: change them at
  *             run time, e.g.  echo "delay_ms=1500 every=1" > MNT/control
- *             (keys: delay_ms, every, enabled; "every=N" blocks keepalives
- *             N, 2N, 3N, ...; every=1 blocks them all, every=0 none).
+ *             (keys: delay_ms, every, enabled, hold; "every=N" blocks keepalives
+ *             N, 2N, 3N, ...; every=1 blocks them all, every=0 none; "hold=N"
+ *             blocks the next N keepalives, whatever every says; "hold_in_ms=N"
+ *             blocks the first keepalive that comes N ms from now or later).
  * SIGUSR1 switches the slow mode on (enabled=1), SIGUSR2 off (enabled=0).
  *
  * Every keepalive served is logged, one line each, with CLOCK_MONOTONIC
@@ -64,6 +66,8 @@
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned long long delay_ms;
 static unsigned long every = 1;
+static unsigned long long hold;
+static unsigned long long hold_at_ns;
 static volatile sig_atomic_t enabled = 1;
 static int timeout_s = 60;
 static unsigned long long keepalives, slow_keepalives, magic_closes;
@@ -119,7 +123,13 @@ static void keepalive(fuse_req_t req)
 	start = now_ns();
 	pthread_mutex_lock(&lock);
 	seq = ++keepalives;
-	slow = enabled && every > 0 && delay_ms > 0 && seq % every == 0;
+	if (hold_at_ns && start >= hold_at_ns) {
+		hold_at_ns = 0;
+		hold++;
+	}
+	slow = enabled && delay_ms > 0 && (hold > 0 || (every > 0 && seq % every == 0));
+	if (slow && hold > 0)
+		hold--;
 	delay = delay_ms;
 	if (slow)
 		slow_keepalives++;
@@ -199,8 +209,8 @@ static int control_text(char *buf, size_t size)
 	int n;
 
 	pthread_mutex_lock(&lock);
-	n = snprintf(buf, size, "delay_ms=%llu every=%lu enabled=%d timeout_s=%d keepalives=%llu "
-		     "slow_keepalives=%llu magic_closes=%llu\n", delay_ms, every, (int)enabled, timeout_s,
+	n = snprintf(buf, size, "delay_ms=%llu every=%lu enabled=%d hold=%llu timeout_s=%d keepalives=%llu "
+		     "slow_keepalives=%llu magic_closes=%llu\n", delay_ms, every, (int)enabled, hold, timeout_s,
 		     keepalives, slow_keepalives, magic_closes);
 	pthread_mutex_unlock(&lock);
 	return n < (int)size ? n : (int)size - 1;
@@ -230,6 +240,10 @@ static int control_apply(const char *text)
 			every = value;
 		else if (strcmp(tok, "enabled") == 0)
 			enabled = value != 0;
+		else if (strcmp(tok, "hold") == 0)
+			hold = value;
+		else if (strcmp(tok, "hold_in_ms") == 0)
+			hold_at_ns = now_ns() + value * NS_IN_MSEC;
 		else {
 			pthread_mutex_unlock(&lock);
 			return -EINVAL;
