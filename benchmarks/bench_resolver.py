@@ -257,11 +257,13 @@ PING_TASK = """    - ansible.builtin.ping:
 
 
 def _task_result(output):
-    """The task's result from ansible-playbook's json callback output, or {}."""
+    """The task's result as ansible-playbook -v prints it ('ok: [localhost] => {...}'), or {}."""
+    start = output.find("[localhost] => {")
+    if start < 0:
+        return {}
     try:
-        plays = json.loads(output[output.index("{"):])["plays"]
-        return plays[0]["tasks"][0]["hosts"]["localhost"]
-    except (ValueError, KeyError, IndexError):
+        return json.JSONDecoder().raw_decode(output[output.index("{", start):])[0]
+    except ValueError:
         return {}
 
 
@@ -273,7 +275,7 @@ def bench_ansible(binary, specs, runs, perf, workdir):
     venv_bin = os.path.dirname(PYTHON)
     env = dict(os.environ, PATH=venv_bin + os.pathsep + os.environ.get("PATH", ""),
                ANSIBLE_CONFIG=os.path.join(REPO, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=COLLECTIONS,
-               ANSIBLE_PYTHON_INTERPRETER=PYTHON, ANSIBLE_NOCOLOR="1", ANSIBLE_STDOUT_CALLBACK="json",
+               ANSIBLE_PYTHON_INTERPRETER=PYTHON, ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "ansible-local"),
                FLEETTRACE_RESOLVER_CACHE=os.path.join(workdir, "ansible-cache"),
                FLEETTRACE_DWARF_INDEX=os.path.join(workdir, "ansible-index"))
@@ -289,9 +291,10 @@ def bench_ansible(binary, specs, runs, perf, workdir):
     cold_env = dict(env, FLEETTRACE_RESOLVER_CACHE=os.path.join(workdir, "ansible-cache-empty"))
     timed([playbook, "--check", plays["uprobe"]], env)          # fills the caches: result, index, lines
     commands = [("perf probe --definition", [perf, "probe", "-x", binary, "--definition", spec], env),
-                ("ansible-playbook --check: ping", [playbook, "--check", plays["ping"]], env),
-                ("ansible-playbook --check: uprobe, cache hit", [playbook, "--check", plays["uprobe"]], env),
-                ("ansible-playbook --check: uprobe, cache miss", [playbook, "--check", plays["uprobe"]], cold_env)]
+                ("ansible-playbook --check: ping", [playbook, "-v", "--check", plays["ping"]], env),
+                ("ansible-playbook --check: uprobe, cache hit", [playbook, "-v", "--check", plays["uprobe"]], env),
+                ("ansible-playbook --check: uprobe, cache miss", [playbook, "-v", "--check", plays["uprobe"]],
+                 cold_env)]
     results = {}
     for _i in range(runs):     # interleaved: the load from others falls on all of them alike
         for label, argv, command_env in commands:
@@ -299,14 +302,16 @@ def bench_ansible(binary, specs, runs, perf, workdir):
                 shutil.rmtree(command_env["FLEETTRACE_RESOLVER_CACHE"], ignore_errors=True)
             results.setdefault(label, []).append(timed(argv, command_env))
     print("\n== one probe through Ansible (check mode, %s): %s" % (spec, binary))
-    print("%-46s %10s %10s  %s" % ("command", "wall ms", "cpu ms", "task result"))
+    print("%-46s %10s %10s  %s" % ("command", "wall ms", "cpu ms", "exit codes, task result"))
     medians = {}
     for label, _argv, _env in commands:
         times = results[label]
         medians[label] = (median([t[0] for t in times]), median([t[1] for t in times]))
         result = _task_result(times[-1][2]) if "ansible" in label else {}
-        said = ("cached=%s" % result.get("cached")) if "uprobe" in label else ("ok" if result else "")
-        print("%-46s %10.0f %10.0f  %s" % (label, medians[label][0] * 1e3, medians[label][1] * 1e3, said))
+        said = ("cached=%s" % result.get("cached")) if "uprobe" in label else ("ping=%s" % result.get("ping")
+                                                                               if "ping" in label else "")
+        print("%-46s %10.0f %10.0f  %s %s" % (label, medians[label][0] * 1e3, medians[label][1] * 1e3,
+                                              sorted({t[3] for t in times}), said))
     perf_cpu = medians["perf probe --definition"][1]
     for label in ("ansible-playbook --check: uprobe, cache hit", "ansible-playbook --check: uprobe, cache miss"):
         beyond = medians[label][1] - medians["ansible-playbook --check: ping"][1]

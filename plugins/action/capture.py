@@ -10,7 +10,9 @@ wants the run. When the controller dies (Ctrl-C, ``kill -9``) the renewals
 stop, and the node removes the run's objects a lease later, whatever the
 ssh session (ControlPersist keeps it a minute) or the async wrapper (it keeps
 running until its own timeout) do. The module and its result are unchanged:
-once the job finished, Ansible's own poll collects the result.
+once the job finished, Ansible's own poll collects the result.  Before all
+that, an oversized argument is refused here, never shipped
+(plugin_utils/sized_action.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ansible.plugins.action import ActionBase
 from ansible.utils.vars import merge_hash
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RUNS_DIR
+from ansible_collections.fleettrace.tracefs.plugins.plugin_utils.sized_action import refusal
 
 # A name that can be claimed (runs/manifest.py): nothing a shell would expand.
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -35,6 +38,9 @@ class ActionModule(ActionBase):
     _supports_async = True
 
     def run(self, tmp=None, task_vars=None):
+        refused = refusal(self._task)
+        if refused is not None:
+            return refused
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         wrap_async = self._task.async_val and not self._connection.has_native_async

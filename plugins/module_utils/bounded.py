@@ -54,7 +54,8 @@ def _open_fd(path, what, flags, mode=0o644):
             mode = stat.S_IFREG
         if not stat.S_ISREG(mode):
             raise FileRefused("%s %s is %s; give the path of a regular file" % (what, path, _kind(mode)))
-        raise FileRefused("cannot open %s %s: %s" % (what, path, exc.strerror or exc))
+        raise FileRefused("cannot %s %s %s: %s" % ("write" if flags & os.O_WRONLY else "read", what, path,
+                                                   exc.strerror or exc))
 
 
 def _regular(fd, path, what, max_bytes=None):

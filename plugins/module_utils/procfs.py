@@ -260,10 +260,16 @@ def process_facts(pid, threads=True, fds=True, kernel_stack=True):
             "ppid": stat["ppid"],
             "cmdline": " ".join(argv),
             "argv": argv,
-            "exe": _readlink_optional(_pid_dir(pid, "exe")),
+            "exe": None,
+            "exe_deleted": False,
             "num_threads": stat["num_threads"],
             "cgroup": parse_cgroup(_read_optional(_pid_dir(pid, "cgroup"), "")),
         })
+        exe = _readlink_optional(_pid_dir(pid, "exe"))
+        if exe is not None:
+            # A binary replaced on disk since the start (an upgrade without a restart) reads "PATH (deleted)".
+            facts["exe_deleted"] = exe.endswith(" (deleted)")
+            facts["exe"] = exe[:-len(" (deleted)")] if facts["exe_deleted"] else exe
         if kernel_stack:
             facts["kernel_stack"] = parse_kernel_stack(_read_optional(_pid_dir(pid, "stack"), ""))
         if fds:
@@ -378,7 +384,10 @@ def symbolize(pid, addresses, cache=None):
                 frame["object"] = path or None
                 file_offset = address - start + map_offset
                 frame["offset"] = "0x%x" % file_offset
-                if path.startswith("/"):
+                if path.endswith(" (deleted)"):
+                    # Replaced on disk since it was mapped: read the code it runs, through the mapping.
+                    frame["symbol"] = file_symbol("/proc/%d/map_files/%x-%x" % (pid, start, end), file_offset, cache)
+                elif path.startswith("/"):
                     frame["symbol"] = file_symbol(_proc_root_path(pid, path), file_offset, cache)
                 break
         frames.append(frame)

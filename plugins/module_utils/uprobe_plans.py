@@ -16,6 +16,7 @@ import bisect
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import (
     ProbeDefinition, event_names, removal)
@@ -178,6 +179,43 @@ def from_definitions(params, check_boundaries=True):
     return {"group": groups.pop(), "events": event_names(records), "records": records,
             "definitions": [record.line() for record in records], "build_id": build_id,
             "variables": [], "addresses": [], "notes": notes, "binaries": sorted(headers_of)}
+
+
+def onto_running_code(params):
+    """(params, MappedCode): the spec or the definitions aimed at the code process ``params['pid']`` runs.
+
+    When the file at the binary's path is still the one the process maps,
+    nothing changes.  When it was replaced (an upgrade without a restart) the
+    spec is resolved from, and the definitions are placed on, the mapped file
+    (``/proc/PID/map_files/...``); a definition resolved for another build than
+    the running one is refused (``MappedCodeError``): it could never fire.  A
+    spec's expected build-id that is the file on disk's (the caller looked at
+    the path) becomes the running code's.  The default group stays named after
+    the binary.
+    """
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
+    path = params.get("binary")
+    records = parsed_definitions(params["definition"]) if params.get("definition") else []
+    if records:
+        paths = {record.path for record in records}
+        if path is None and len(paths) == 1:
+            path = paths.pop()
+        elif path is None or (paths != {os.path.abspath(path)} and not params.get("rename")):
+            raise PlanError("with 'pid', every definition must name one binary, the one the process maps; got %s"
+                            % ", ".join(sorted(paths)))
+    running = mapped_code.mapped_code(params["pid"], path)
+    if records:
+        running.check_build(params.get("build_id"))
+    if not running.replaced:
+        return params, running
+    changed = dict(params, binary=running.probe_path,
+                   group=params.get("group") or probe_spec.default_group(path))
+    if records:
+        changed["definition"] = [record.renamed(path=running.probe_path).line() for record in records]
+    elif (params.get("build_id") or "").lower() == running.disk_build_id:
+        # The build-id the caller saw on disk: the spec is resolved from the running code's own DWARF instead.
+        changed["build_id"] = running.build_id
+    return changed, running
 
 
 def build_id_guard(plan, binaries, build_id):

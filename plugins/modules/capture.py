@@ -137,6 +137,15 @@ options:
       rearm: {description: Times to arm again when the stall began before tracing., type: int, default: 3}
       max_findings: {description: Findings returned at most., type: int, default: 20}
       token_timeout_ms: {description: The cluster's token timeout (ms) the stall is compared with., type: int}
+      cpu_context:
+        description:
+          - With O(pid), also record every task switch on every CPU in a second private instance (the capture
+            instance's name plus C(_cpu), 1 MiB per CPU, removed at the end), armed and stopped with the capture,
+            so that a wait for a CPU names who held that CPU, for how long, with policy and priority (the
+            finding's C(cpu_holders), longest first, and C(ran_instead)). Without it only the task that ran just
+            before the target got the CPU back is known (C(last_before)), often a kworker, not the culprit.
+        type: bool
+        default: true
 attributes:
   check_mode:
     support: full
@@ -272,6 +281,9 @@ findings:
       C(state) (C(D), C(S), C(T), C(R)), C(state_name), C(switched_out_at), C(blocked_ns) (off-CPU time until switched back in,
       or until the probe hit), C(blocked_until), C(kernel_stack), C(blocked_in) (first frame below the
       scheduler), C(syscall) (name, nr, args, fd, source), C(fd), C(file) and a one-line C(summary).
+    - A wait for a CPU has C(runnable_wait) (C(cpu), C(from_ns), C(until_ns)); with O(stop.cpu_context),
+      C(cpu_holders) lists who ran on that CPU during the wait (C(comm), C(pid), C(ran_ms), C(policy), C(rtprio)
+      or C(nice), C(prio)), longest first, C(ran_instead) is the longest and C(last_before) the last one.
   returned: when O(findings) is given
   type: list
   elements: dict
@@ -298,46 +310,11 @@ message:
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, threshold
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_message, correlate, threshold
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
-
-
-def build_message(result, params):
-    reason = result["stop_reason"]
-    if reason == capture_core.STOP_TRIGGERED:
-        text = "threshold reached: traceoff trigger fired after %.1f s" % result["duration"]
-    elif reason == capture_core.STOP_EVENTS:
-        text = "stopped after %d events arrived (threshold trigger did not fire)" % params["stop_after_events"]
-    elif reason == capture_core.STOP_PROCESS_EXITED:
-        if result["process_missing_at_start"]:
-            text = ("process %d was not running when the capture started: nothing was armed, the buffer "
-                    "was returned as it was" % params["pid"])
-        else:
-            text = "process %d exited during the capture after %.1f s; kept what was captured until then" % (
-                params["pid"], result["duration"])
-    elif reason == capture_core.STOP_WINDOW:
-        text = "window of %.1f s elapsed" % params["duration"]
-    else:
-        text = "threshold not reached within %.1f s (no traceoff trigger fired)" % params["timeout"]
-    text += "; %d events captured" % result["event_count"]
-    if result["events_truncated"]:
-        text += " (the last %d returned)" % len(result["events"]) if result["events"] else " (none returned)"
-    if result["lost_events"]:
-        text += ("; %d events LOST (buffer overflow: buffer_size_kb is %d per CPU, about %d would have held "
-                 "them)" % (result["lost_events"], result["buffer_size_kb"], result["suggested_buffer_size_kb"]))
-    else:
-        text += ", none lost"
-    if result["unparsed_lines"]:
-        text += "; %d lines not understood (see unparsed_lines)" % len(result["unparsed_lines"])
-    if result.get("symbolize_gone"):
-        text += "; user stacks of pid(s) %s left unsymbolized (process gone)" % ", ".join(
-            str(p) for p in result["symbolize_gone"])
-    if "findings" in result:
-        text += "; %d stall finding(s)" % len(result["findings"])
-    return text
 
 
 ARGUMENT_SPEC = dict(
@@ -370,6 +347,7 @@ ARGUMENT_SPEC = dict(
         rearm=dict(type="int", default=3),
         max_findings=dict(type="int", default=20),
         token_timeout_ms=dict(type="int", no_log=False),
+        cpu_context=dict(type="bool", default=True),
     )),
 )
 
@@ -437,7 +415,7 @@ def body(module, _result):
                 result = threshold.run(
                     instance, stop, params["pid"], params["timeout"], states=wanted["states"], rearm=wanted["rearm"],
                     max_findings=wanted["max_findings"], poll_interval=params["poll_interval"], raw_path=params["raw_path"],
-                    token_timeout_ms=wanted["token_timeout_ms"],
+                    token_timeout_ms=wanted["token_timeout_ms"], cpu_context=wanted["cpu_context"],
                     sink_options=dict(max_events=params["max_events"], json_path=params["json_path"],
                                       symbolize=params["symbolize"]))
                 sink = result.pop("sink")
@@ -470,7 +448,7 @@ def body(module, _result):
         result["findings"] = finder.findings()
     result["process_exited"] = result["stop_reason"] == capture_core.STOP_PROCESS_EXITED or bool(
         params["pid"] is not None and not procfs.process_alive(params["pid"]))
-    result["message"] = build_message(result, params)
+    result["message"] = capture_message.message(result, params)
     if params["json_path"]:
         sink.finish_json(result)
         result["json_path"] = params["json_path"]

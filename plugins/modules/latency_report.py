@@ -144,6 +144,7 @@ import os
 
 from ansible.module_utils.basic import missing_required_lib
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import checks as report_checks
@@ -208,7 +209,8 @@ def main():
             columns=dict(type="dict", default={}),
             prometheus_dir=dict(type="path"),
         ),
-        body, required_one_of=[("results", "result_paths")], supports_check_mode=True)
+        body, required_one_of=[("results", "result_paths")], supports_check_mode=True,
+        caps=input_limits.MODULE_CAPS["latency_report"])
 
 
 if __name__ == "__main__":

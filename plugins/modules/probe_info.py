@@ -43,6 +43,13 @@ options:
   build_id:
     description: Expected GNU build-id of O(binary); the module fails when the file is a different build.
     type: str
+  pid:
+    description:
+      - List what the code this process runs has at O(binary), not the file on disk. When that file was replaced
+        since the process started (an upgrade without a restart), the mapped file is read through
+        C(/proc/PID/map_files/) (see the O(fleettrace.tracefs.uprobe#module:pid) option of the uprobe module).
+      - Fails when the process does not map O(binary).
+    type: int
   resolve:
     description:
       - Also resolve O(spec), with its fetch args (C(FUNC:N var=expr:type ...)), into RV(definitions).
@@ -99,6 +106,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+mapped:
+  description: With O(pid), the file the process maps for O(binary); C(replaced) true means the listing is of the code
+    it runs, read through C(probe_path), not of the file now on disk.
+  returned: with O(pid)
+  type: dict
+  sample: {"pid": 4242, "path": "/usr/sbin/corosync", "replaced": true, "probe_path": "/proc/4242/map_files/55d0c8a00000-55d0c8a0c000"}
 function:
   description: The function whose lines are listed.
   returned: when lines are listed
@@ -217,6 +230,7 @@ build_id:
 
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
@@ -228,6 +242,12 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner i
 def body(module, result):
     params = module.params
     result.update(lines=[], build_id=None)
+    if params["pid"] is not None:
+        try:
+            params, running = uprobe_plans.onto_running_code(params)
+        except mapped_code.MappedCodeError as exc:
+            raise exc.reworded("probe_info on %s: %s" % (params["binary"], exc.message))
+        result["mapped"] = running.facts()
     try:
         # Known without pyelftools (struct only): a caller can resolve elsewhere by it when this host cannot.
         result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
@@ -286,6 +306,7 @@ def main():
             event=dict(type="str"),
             debuginfod_urls=dict(type="list", elements="str"),
             debuginfod_timeout=dict(type="float"),
+            pid=dict(type="int"),
         ),
         body,
         required_one_of=[("function", "spec")],

@@ -116,8 +116,15 @@ processes:
       type: list
       elements: str
     exe:
-      description: Executable path (null when not readable).
+      description:
+        - Executable path (null when not readable).
+        - A file replaced or removed since the process started (an upgrade without a restart) is named by its
+          path, and RV(processes[].exe_deleted) is true, because the process still runs the old code.
       type: str
+    exe_deleted:
+      description: The executable was replaced or removed on disk since the process started (C(/proc/PID/exe) says
+        "(deleted)"); probe it with the O(fleettrace.tracefs.uprobe#module:pid) option of the uprobe module.
+      type: bool
     policy:
       description: Scheduling policy name, for example C(SCHED_RR).
       type: str

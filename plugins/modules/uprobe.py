@@ -80,6 +80,17 @@ options:
       - Default is searched like gdb does, in the binary, C(/usr/lib/debug/<path>.debug),
         C(/usr/lib/debug/.build-id/xx/rest.debug) and through C(.gnu_debuglink). Its build-id must match.
     type: path
+  pid:
+    description:
+      - The process the probe is for. The probe goes onto the code this process runs, not onto the file at
+        O(binary). When that file was replaced since the process started (an upgrade without a restart, so
+        C(/proc/PID/exe) says "(deleted)"), a probe on the path would land on the new file, which the process
+        does not run, and never fire. The spec is then resolved from the mapped file and the probe placed on it
+        through C(/proc/PID/map_files/); RV(mapped) says so.
+      - Fails when the process does not map O(binary) (a probe that cannot fire in it), or when O(definition)
+        was resolved for another build than the one the process runs.
+      - Only with O(state=present).
+    type: int
   force:
     description:
       - Allow C(FUNC+OFFSET), or a O(definition) offset, at an address that neither the line table nor the symbol
@@ -242,6 +253,16 @@ debuginfod_server:
   returned: when RV(debuginfo_source) is C(debuginfod)
   type: str
   sample: https://debuginfod.debian.net
+mapped:
+  description:
+    - With O(pid), the file the process maps for O(binary) and where the probe went; C(replaced) true means
+      the file on disk is another one than the code the process runs, and C(probe_path) is the
+      C(/proc/PID/map_files/) link the probe was placed on.
+  returned: with O(pid)
+  type: dict
+  sample: {"pid": 4242, "task": "corosync[4242]", "path": "/usr/sbin/corosync", "mapped_as": "/usr/sbin/corosync (deleted)",
+           "deleted": true, "replaced": true, "probe_path": "/proc/4242/map_files/55d0c8a00000-55d0c8a0c000",
+           "build_id": "3b5c7f0e9a3d4c1b8e2f6a7d9c0b1e2f3a4b5c6d", "disk_build_id": "9f0e1d2c3b4a59687766554433221100ffeeddcc"}
 commands:
   description: The writes made (or that would be made) to C(uprobe_events), as shell commands.
   returned: always
@@ -330,6 +351,7 @@ ARGUMENT_SPEC = dict(
     force=dict(type="bool", default=False),
     allow_unavailable=dict(type="bool", default=False),
     cache=dict(type="bool", default=True),
+    pid=dict(type="int"),
     rename=dict(type="bool", default=False),
     state=dict(type="str", default="present", choices=["present", "absent"]),
 )
@@ -382,6 +404,12 @@ def plan_probes(module, params):
 def body(module, result):
     params = module.params
     result.update(group=None, events=[], definitions=[], build_id=None, variables=[], commands=[])
+    validate.numbers(params, pids=("pid",))
+    if params["pid"] is not None and params["state"] == "present":
+        params, running = uprobe_plans.onto_running_code(params)
+        result["mapped"] = running.facts()
+        if running.note():
+            module.warn(running.note())
     try:
         changes, group, events, wanted, current, current_events, resolved = plan_probes(module, params)
     except FleettraceError:

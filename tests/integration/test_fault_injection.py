@@ -163,6 +163,8 @@ def kill(method, playbook, marker):
         os.killpg(playbook.pid, signal.SIGINT)       # a terminal's Ctrl-C goes to the foreground group, once
     elif method == "sigkill-playbook":
         os.killpg(playbook.pid, signal.SIGKILL)
+    elif method == "sigkill-main":
+        os.kill(playbook.pid, signal.SIGKILL)       # kill -9 PID: Ansible's workers (own sessions) live on
     elif method == "sigkill-module":
         for pid in modules_of(marker, "AnsiballZ_"):
             os.kill(pid, signal.SIGKILL)
@@ -369,7 +371,8 @@ def test_dropped_ssh_connection_during_a_synchronous_audit_window(loopback_sshd,
 # Issue 22, 10: with the defaults (lease 15 s, the capture async and polled, ControlPersist 60 s over
 # ssh) the node is restored within this many seconds of the operator's Ctrl-C or kill -9.
 DEFAULT_PROMISE_S = 20
-DEFAULT_CASES = [(connection, method) for connection in ("local", "ssh") for method in ("ctrl-c", "sigkill-playbook")]
+DEFAULT_CASES = [(connection, method) for connection in ("local", "ssh")
+                 for method in ("ctrl-c", "sigkill-playbook", "sigkill-main")]
 
 
 @pytest.mark.parametrize("connection, method", DEFAULT_CASES, ids=["%s-%s" % c for c in DEFAULT_CASES])
@@ -378,7 +381,7 @@ def test_default_settings_restore_the_node_within_20_s(connection, method, ticki
     """The owner is what the operator controls: a local ansible-playbook, or over ssh the controller's
     renewals (the capture action touches the run's claim between polls). Not the sshd session, which
     ControlPersist keeps a minute, nor the async wrapper, which would capture until its timeout."""
-    run_id = "%s_fid_%s_%s" % (run_token, connection, "int" if method == "ctrl-c" else "kill")
+    run_id = "%s_fid_%s_%s" % (run_token, connection, {"ctrl-c": "int", "sigkill-playbook": "kill"}.get(method, "main"))
     inventory, env = None, None
     if connection == "ssh":
         request.getfixturevalue("loopback_sshd")

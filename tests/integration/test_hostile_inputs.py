@@ -8,10 +8,14 @@ and after (other agents' objects on this kernel are not looked at).
 import json
 import os
 import re
+import signal
+import subprocess
 import sys
+import time
 
 import pytest
 
+from tests.helpers.paths import REPO, ansible_env
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
@@ -186,3 +190,104 @@ def test_fifos_never_hang(run_playbook, run_token, cc, tmp_path, special_files):
         result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n")
         check_refused({case: result.task(case) for case in cases}, cases)
     assert ours(run_token) == ([], [], [])
+
+
+def test_huge_inputs_refused_with_short_messages(run_playbook, run_token, tmp_path):
+    """A million pids, a 10 MB filter, 10^5 triggers...: refused before any work, with a message that says
+    what was too big and by how much, never the input (a million pids came back as a 7.9 MB message)."""
+    name = "fleettrace_%s_hostile" % run_token
+    huge = {"pids": list(range(1, 1000001)), "filter": "prev_pid > 0 && " * (10 << 16),
+            "triggers": ["stacktrace if prev_pid == %d" % i for i in range(100000)],
+            "definitions": ["p:%s/e%d /bin/true:0x%x" % (name, i, i) for i in range(10000)],
+            "regex": "a" * (1 << 20), "over_pids": list(range(1, 8194)), "over_filter": "prev_pid > 0" + " " * 4084,
+            "over_triggers": ["stacktrace if prev_pid == %d" % i for i in range(65)]}
+    vars_file = tmp_path / "huge.json"
+    vars_file.write_text(json.dumps(huge))
+    cases = {
+        "1e6 event pids": ("instance", {"name": name, "event_pids": "{{ pids }}"},
+                           r"^event_pids has 1000000 items; at most 8192 are accepted"),
+        "8193 event pids": ("instance", {"name": name, "event_pids": "{{ over_pids }}"},
+                            r"^event_pids has 8193 items; at most 8192"),
+        "10 MB filter": ("event", {"instance": name, "event": "sched:sched_switch", "filter": "{{ filter }}"},
+                         r"^filter is 10485760 characters long; at most 4095 are accepted \(the kernel refuses"),
+        "4096-character filter": ("event", {"instance": name, "event": "sched:sched_switch",
+                                            "filter": "{{ over_filter }}"}, r"^filter is 4096 characters long"),
+        "1e5 triggers": ("event", {"instance": name, "event": "sched:sched_switch", "triggers": "{{ triggers }}"},
+                         r"^triggers has 100000 items; at most 64"),
+        "65 triggers": ("event", {"instance": name, "event": "sched:sched_switch",
+                                  "triggers": "{{ over_triggers }}"}, r"^triggers has 65 items"),
+        "1e4 definitions": ("uprobe", {"definition": "{{ definitions }}", "build_id": "ab" * 20, "group": name},
+                            r"^definition has 10000 items; at most 256"),
+        "1e6 watched pids": ("sched_latency", {"duration": 1, "watch_pids": "{{ pids }}", "instance_label": run_token},
+                             r"^watch_pids has 1000000 items"),
+        "1 MB regex": ("proc_info", {"cmdline_regex": "{{ regex }}"}, r"^cmdline_regex is 1048576 characters long"),
+        "1e6 stop events": ("capture", {"instance": name, "stop": {"events": "{{ pids }}", "field": "gap",
+                                                                   "threshold": 1}},
+                            r"^stop\.events has 1000000 items"),
+    }
+    tasks = [{"name": case, "fleettrace.tracefs." + module: args, "ignore_errors": True}
+             for case, (module, args, _expected) in cases.items()]
+    result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "vars_files": [str(vars_file)],
+                                       "tasks": tasks}]) + "\n")
+    for case, (_module, _args, expected) in cases.items():
+        task = result.task(case)
+        assert task.get("failed") and task.get("changed") in (False, None), (case, str(task)[:500])
+        assert re.search(expected, task["msg"]), (case, expected, task["msg"][:500])
+        assert task["msg"].endswith("Nothing was changed.") and len(task["msg"]) < 300, (case, task["msg"][:500])
+        # The arguments echoed back are cut down too: no megabytes back to the controller.
+        assert len(json.dumps(task.get("invocation", {}))) < 100000, case
+    assert ours(run_token) == ([], [], [])
+
+
+def _processes_mentioning(text):
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % entry, "rb") as handle:
+                cmdline = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            found.append("%s: %s" % (entry, cmdline[:200]))
+    return found
+
+
+def test_no_module_outlives_a_killed_play(tmp_path, special_files):
+    """kill -9 of ansible-playbook while its modules run on a FIFO and a million pids: every worker and
+    module of that play ends by itself (the FIFO ones stayed stuck 28 minutes before)."""
+    marker = str(tmp_path / "remote")
+    vars_file = tmp_path / "huge.json"
+    vars_file.write_text(json.dumps({"pids": list(range(1, 1000001))}))
+    fifo = special_files["fifo"]
+    play = tmp_path / "play.yml"
+    play.write_text(json.dumps([{"hosts": "localhost", "gather_facts": False, "vars_files": [str(vars_file)], "tasks": [
+        {"fleettrace.tracefs.probe_info": {"binary": fifo, "function": "main"}, "ignore_errors": True},
+        {"fleettrace.tracefs.uprobe": {"binary": fifo, "spec": "main"}, "ignore_errors": True},
+        {"fleettrace.tracefs.instance": {"name": "fleettrace_never_made", "event_pids": "{{ pids }}"},
+         "ignore_errors": True},
+        {"fleettrace.tracefs.probe_info": {"binary": fifo, "function": "main", "debuginfo": fifo},
+         "ignore_errors": True},
+    ]}]))
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                         % os.path.join(REPO, ".venv", "bin", "python"))
+    playbook = subprocess.Popen([os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(inventory), str(play)],
+                                cwd=REPO, env=ansible_env({"ANSIBLE_REMOTE_TMP": marker}),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while playbook.poll() is None and not _processes_mentioning(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        playbook.kill()
+        playbook.wait()
+    deadline = time.monotonic() + 120  # a generous bound on the machine everyone shares, not a speed claim
+    left = _processes_mentioning(str(tmp_path))
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        left = _processes_mentioning(str(tmp_path))
+    for line in left:  # never leave them to the next test
+        os.kill(int(line.split(":")[0]), signal.SIGKILL)
+    assert not left, "still running 120 s after the play was killed:\n%s" % "\n".join(left)

@@ -25,6 +25,7 @@ KERNEL_OR_OWN = {
     "module_utils/trace/capture.py": {
         "instance.path('trace_pipe')": "opened O_NONBLOCK", "instance.path('trace')": "tracefs, ends",
         "path": "read_trace: the instance's tracefs trace file"},
+    "module_utils/trace/cpu_context.py": {"self.instance.path('per_cpu', 'cpu%d' % cpu, 'trace')": "tracefs"},
     "module_utils/trace/evidence.py": {"path": "/proc and /sys/kernel/mm/ksm counters"},
     "module_utils/trace/page_spool.py": {"path": "trace_pipe_raw, opened O_NONBLOCK",
                                          "candidate": "a directory, opened O_TMPFILE: a new unnamed file"},

@@ -118,7 +118,9 @@ def test_runnable_names_who_ran_instead_and_stopped_says_so():
     ])[0]
     assert runnable["cause"] == "runnable" and runnable["state"] == "R"
     assert runnable["runnable_ns"] == 680 * 10 ** 6 and runnable["ran_instead"] == {"comm": "hog", "pid": 4242}
-    assert "hog[4242] ran instead" in runnable["summary"]
+    # Without the CPU context only the last task before the switch-in is known: not called the culprit.
+    assert "hog[4242] ran last before it (who held the CPU was not recorded)" in runnable["summary"]
+    assert runnable["runnable_wait"]["from_ns"] == 1020000000 and runnable["runnable_wait"]["until_ns"] == 1700000000
     assert runnable["excluded"]["syscall"] == "clock_nanosleep"
 
     stopped = stalls([

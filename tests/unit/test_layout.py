@@ -12,21 +12,23 @@ WARN_LINES = 400     # a warning, not a limit: see test_long_files_are_named_not
 # What each part of module_utils may import from the others (itself and BASE always allowed).
 # Lower layers never import higher ones: tracefs and elf know nothing of traces, runs or reports.
 # BASE is the ground floor every part may use: the error root and the bounded readers.
-BASE = {"errors", "probe_definition", "bounded", "series"}
+BASE = {"errors", "probe_definition", "bounded", "series", "input_limits"}
 ALLOWED = {
     "errors": set(),
     "probe_definition": set(),
+    "input_limits": set(),
     "bounded": set(),
     "series": set(),
     "tracefs": set(),
     "elf": set(),
     "procfs": {"elf"},
+    "mapped_code": {"procfs", "elf"},
     "runs": {"tracefs", "procfs"},
     "dwarf": {"elf"},
-    "trace": {"tracefs", "procfs", "elf"},
+    "trace": {"tracefs", "procfs", "elf", "mapped_code", "runs"},
     "sched": {"trace", "tracefs", "procfs", "elf"},
     "report": {"trace"},
-    "uprobe_plans": {"tracefs", "dwarf", "elf"},
+    "uprobe_plans": {"tracefs", "dwarf", "elf", "mapped_code"},
     "sentinel": {"runs", "trace", "tracefs", "procfs", "elf", "uprobe_plans"},
     # Imported only by plugins/modules/: the one place a module ends (fail_json), and the
     # one file under module_utils/ that imports Ansible.

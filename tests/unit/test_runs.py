@@ -304,6 +304,10 @@ def test_touch_renews_the_run_that_claims_a_name(fake, dead_process):
     assert store.renewed_at(run) >= run.created
     assert choice.expired(run, store, time.time() + 1) is None
     assert choice.expired(run, store, time.time() + 3) == "owner gone, lease expired"
+    # A run named after it (syscall_latency's TAG_latency) works for it: touching its names renews it too.
+    os.utime(store.claim_path("fleettrace_r3_h"), (time.time() - 10, time.time() - 10))
+    assert lifecycle.touch(["fleettrace_r3_h_latency"], store) == ["fleettrace_r3_h"]
+    assert choice.expired(run, store, time.time() + 1) is None
 
 
 def test_a_reaped_runs_names_are_refused_to_a_late_task_until_a_new_run_claims_them(fake, dead_process):

@@ -39,8 +39,13 @@ def read_build_id(path):
 def candidate_paths(binary, headers):
     """Where a distribution puts the debug info of ``binary``, in search order."""
     real = os.path.realpath(binary)
-    directory, name = os.path.split(real)
     found = [real]
+    if real.endswith(" (deleted)"):
+        # /proc/PID/map_files/...: the mapped file of a process, replaced on disk since; its debug
+        # info is looked up by its old name (and its build-id), the code read through the link.
+        real = real[:-len(" (deleted)")]
+        found = [binary]
+    directory, name = os.path.split(real)
     for path in (real, os.path.abspath(binary)):
         found.append(DEBUG_ROOT + path + ".debug")
         found.append(DEBUG_ROOT + path)

@@ -11,6 +11,7 @@ hole.  Objects without a manifest are never touched here.
 
 
 import contextlib
+import os
 import socket
 import threading
 import time
@@ -23,6 +24,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest i
     check_tag)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import Quarantined, RunStore
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.fs import OWNED_PREFIX
 
 # How long a play's run outlives its last renewal (or its local controller): covers the gap
 # between two tasks; a long wait is renewed by the controller's polls (the capture action).
@@ -183,14 +185,29 @@ def transfer(tag, nonce, owner, lease=0.0, details=None, store=None):
     return manifest
 
 
+def _runs_of(names, store):
+    """The tags of the runs that claim ``names``, and of the runs they are named after: a run
+    ``TAG_latency`` (syscall_latency's, for a play's run ``TAG``) works for run ``TAG`` too."""
+    tags = set()
+    for name in names:
+        tags.add(store.claimant(name))
+        parts = name.split("_")
+        for end in range(1, len(parts)):
+            parent = "_".join(parts[:end])
+            if len(parent) > len(OWNED_PREFIX) and os.path.isfile(store.path(parent)):
+                tags.add(parent)
+    return sorted(tags - {None})
+
+
 def touch(names, store=None):
-    """A module works on ``names``: renew the runs that claim them; return their tags."""
+    """A module works on ``names``: renew the runs that claim them (and the runs they are named
+    after); return their tags."""
     store = _store(store)
     names = [n for n in names if n]     # None: the top level, no run's
     if not names or not store.exists():
         return []
     touched = []
-    for tag in sorted({store.claimant(n) for n in names} - {None}):
+    for tag in _runs_of(names, store):
         manifest = load(tag, store)
         if manifest is None or choice.expired(manifest, store):
             continue    # too late: the reaper removes it
@@ -244,7 +261,7 @@ def holding(names, store=None):
     renewer = None
     if touched and not run_owner.under_async():
         manifests = [m for m in (load(t, store) for t in touched) if m is not None]
-        every = max(0.5, min([m.lease for m in manifests] or [DEFAULT_LEASE]) / 3.0)
+        every = max(0.5, min([m.lease for m in manifests if m.lease > 0] or [DEFAULT_LEASE]) / 3.0)
 
         def renew_while_read():
             while not stop.wait(every) and not run_owner.answer_unread():
@@ -316,6 +333,7 @@ def module_run(fs, tag, seconds, instances=(), groups=(), store=None):
     removal.reap_expired_quietly(fs, store)
     manifest = own(fs, tag, seconds, instances, groups, store=store)
     try:
-        yield manifest
+        with holding([tag], store):     # the play's run it works for lives on while it does
+            yield manifest
     finally:
         finish(fs, tag, manifest.nonce, store=store)

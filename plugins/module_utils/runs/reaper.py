@@ -151,29 +151,39 @@ class Reaper:
     # -- the loop ------------------------------------------------------------------------------
     def run(self):
         while True:
-            self._collect_children()
             try:
-                manifest = self.store.load(self.tag)
-            except Quarantined:
-                self._reap()        # what it named goes, when the names pass the checks
-                return
-            except OSError:
-                self._back_off()    # the directory cannot be read right now: try again later
-                continue
-            if manifest is None:
-                return              # the run finished, or was reaped
-            if self.partner is None or self.partner.gone():
-                self._start_partner()
-            now = time.time()
-            if choice.expired(manifest, self.store, now):
-                if self._reap():
+                if self._step():
                     return
-                if now > max(manifest.deadline, self.failed_since) + RETRY_FOR:
-                    return          # left to the module runs on the node
+            except Exception:  # noqa: BLE001 - a reaper outlives any error (EROFS, ENOSPC, EAGAIN): later again
                 self._back_off()
-                continue
-            self._watch_owner(manifest)
-            self._sleep(min(MAX_SLEEP, choice.next_change(manifest, self.store, now) - now))
+
+    def _step(self):
+        """One look at the run, then a sleep; True once this reaper is done."""
+        self._collect_children()
+        try:
+            manifest = self.store.load(self.tag)
+        except Quarantined:
+            self._reap()        # what it named goes, when the names pass the checks
+            return True
+        except OSError:
+            self._back_off()    # the directory cannot be read right now: try again later
+            return False
+        if manifest is None:
+            return True         # the run finished, or was reaped
+        if self.partner is None or self.partner.gone():
+            self._start_partner()
+        now = time.time()
+        if choice.expired(manifest, self.store, now):
+            if self._reap():
+                return True
+            if now > max(manifest.deadline, self.failed_since) + RETRY_FOR:
+                return True     # left to the module runs on the node
+            self._back_off()
+            return False
+        self._watch_owner(manifest)
+        self.retry = RETRY_FIRST
+        self._sleep(min(MAX_SLEEP, choice.next_change(manifest, self.store, now) - now))
+        return False
 
     def _back_off(self):
         self._sleep(self.retry)

@@ -235,10 +235,11 @@ def read_back(instance, sink, stop_reason, started, stats_before, raw_path=None,
 
 
 def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after_events=None,
-                    stop_event=None, pid=None, raw_path=None, sink=None):
+                    stop_event=None, pid=None, raw_path=None, sink=None, companions=()):
     """Arm the instance, wait for its traceoff trigger (or count/timeout/exit), read the buffer.
 
     Records go to ``sink`` (an ``EventSink``; default: one keeping all of them).
+    ``companions``: instances armed just before and stopped with it (the CPU context).
     """
     _require_instance(instance)
     started = time.time()
@@ -249,6 +250,8 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
         stats_before = cpu_stats(instance)
         stop_reason = STOP_PROCESS_EXITED
     else:
+        for companion in companions:
+            arm(companion, clear)
         stats_before = arm(instance, clear)
         armed = True
         try:
@@ -271,8 +274,9 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
                 time.sleep(min(poll_interval, remaining))
         finally:
             # Capture turned tracing on; it is off again whatever happened.
-            if instance.exists():
-                instance.set_tracing_on(False)
+            for stopped in (instance,) + tuple(companions):
+                if stopped.exists():
+                    stopped.set_tracing_on(False)
     if sink is None:
         sink = EventSink()
     return read_back(instance, sink, stop_reason, started, stats_before, raw_path=raw_path,

@@ -191,6 +191,7 @@ class StallFinder:
             if window is not None and window.open is not None and window.open["woken_ns"] is None:
                 window.open["woken_ns"] = record["ts_ns"]
                 window.open["woken_by"] = (record["comm"], record["pid"])
+                window.open["queued_cpu"] = fields.get("target_cpu", record.get("cpu"))
             return
         pid = record["pid"]
         if _is_exit(record):
@@ -203,7 +204,8 @@ class StallFinder:
     def _switch(self, record, fields):
         woken = self._tasks.get(fields.get("next_pid"))
         if woken is not None and woken.open is not None:
-            self._close(woken, record["ts_ns"], "switch_in", (fields.get("prev_comm"), fields.get("prev_pid")))
+            self._close(woken, record["ts_ns"], "switch_in", (fields.get("prev_comm"), fields.get("prev_pid")),
+                        record.get("cpu"))
         prev = fields.get("prev_pid")
         if prev is None or prev == 0:
             return
@@ -215,7 +217,8 @@ class StallFinder:
         runnable = letters <= {"R", ""}
         window.open = {"out": record, "letters": letters, "call": self._in_flight(window),
                        "woken_ns": record["ts_ns"] if runnable else None, "woken_by": None,
-                       "ran_instead": (fields.get("next_comm"), fields.get("next_pid"))}
+                       "ran_instead": (fields.get("next_comm"), fields.get("next_pid")),
+                       "queued_cpu": record.get("cpu") if runnable else None}
 
     def _in_flight(self, window):
         """The call in flight over the task's last two sys_enter records (newest first)."""
@@ -228,8 +231,9 @@ class StallFinder:
             _merge_syscall(found, call)
         return found
 
-    def _close(self, window, end_ns, until, ran_before):
+    def _close(self, window, end_ns, until, ran_before, in_cpu=None):
         interval, window.open = window.open, None
+        interval["in_cpu"] = in_cpu
         out_ns = interval["out"]["ts_ns"]
         woken = interval["woken_ns"] if interval["woken_ns"] is not None else end_ns
         interval.update(end_ns=end_ns, until=until, off_ns=end_ns - out_ns, asleep_ns=max(0, woken - out_ns),

@@ -21,6 +21,7 @@ STOPPED_STATES = frozenset(("T", "t"))
 UNIT_NS = {"ns": 1, "us": 1000, "ms": 1000000, "s": 1000000000}
 NS_PER_MS = 1e6
 WORTH_SAYING_NS = 1000000   # a wait for a CPU shorter than 1 ms is not worth a sentence
+NAMED_HOLDERS = 3           # holders of a waited-for CPU named in the explanation
 # An off-CPU stretch shorter than this share of the stall does not explain it (e.g. a 0.1 ms
 # wait for a CPU after a call entered before arming): the finding says what is missing instead.
 MIN_EXPLAINED_SHARE = 0.1
@@ -81,7 +82,8 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
         "pid": task, "comm": hit["comm"], "probe_event": hit["event"], "field": field, "value": value,
         "threshold": threshold, "timestamp": hit["timestamp"], "cause": cause,
         "state": None, "state_name": None, "switched_out_at": None, "blocked_ns": None, "blocked_until": None,
-        "asleep_ns": None, "runnable_ns": None, "woken_at": None, "ran_instead": None,
+        "asleep_ns": None, "runnable_ns": None, "woken_at": None, "ran_instead": None, "last_before": None,
+        "runnable_wait": None, "cpu_holders": None,
         "kernel_stack": [], "blocked_in": None, "syscall": None, "fd": None, "file": None,
         "excluded": None, "began_before_capture": not window.first_hit_seen,
         "off_cpu_switches": window.switches, "runnable_total_ns": window.runnable_total,
@@ -89,13 +91,8 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
     if window.idle is not None:
         idle, idle_ns = window.idle
         finding["excluded"] = {"syscall": idle["call"]["name"], "asleep_ns": idle_ns, "why": IDLE_WHY}
-    head = "%s %s=%d >= %d" % (_task_text(hit["comm"], task), field, value, threshold)
-    stall = duration_ms(value, unit, interval["off_ns"] if interval else None)
-    finding["duration_ms"] = stall
-    opening = head
-    if stall is not None:
-        opening = "%s was not scheduled for %.1f ms (%s=%d, threshold %d)" % (
-            _task_text(hit["comm"], task), stall, field, value, threshold)
+    finding["duration_ms"] = duration_ms(value, unit, interval["off_ns"] if interval else None)
+    head, opening = _head(finding)
     if interval is None:
         _unexplained(finding, states, head, opening, partial)
         return finding
@@ -116,6 +113,13 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
         "kernel_stack": list(out.get("kernel_stack", [])), "blocked_in": blocked_in(out.get("kernel_stack")),
         "cpu": out.get("cpu"),
     })
+    if interval["waiting_ns"]:
+        # Where and when it waited for a CPU: who held that CPU is read from the CPU context, if recorded.
+        queued = interval.get("queued_cpu")
+        finding["runnable_wait"] = {
+            "cpu": queued if queued is not None else out.get("cpu"), "back_on_cpu": interval.get("in_cpu"),
+            "from_ns": interval["woken_ns"] if interval["woken_ns"] is not None else out["ts_ns"],
+            "until_ns": interval["end_ns"]}
     if interval.get("ran_instead") and interval["ran_instead"][1] is not None:
         finding["ran_instead"] = {"comm": interval["ran_instead"][0], "pid": interval["ran_instead"][1]}
     fd_paths = {}
@@ -132,14 +136,79 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
     return finding
 
 
+def _head(finding):
+    """(head, opening): 'comm[pid] field=value >= threshold' and the explanation's first sentence."""
+    task = _task_text(finding["comm"], finding["pid"])
+    head = "%s %s=%d >= %d" % (task, finding["field"], finding["value"], finding["threshold"])
+    if finding["duration_ms"] is None:
+        return head, head
+    return head, "%s was not scheduled for %.1f ms (%s=%d, threshold %d)" % (
+        task, finding["duration_ms"], finding["field"], finding["value"], finding["threshold"])
+
+
+def add_cpu_holders(finding, wait, resolve_fds=True):
+    """Name who held the CPU ``finding`` waited for (``wait``: cpu_context holders of its runnable wait).
+
+    For a runnable stall the one that held it longest becomes ``ran_instead``
+    (the task that ran just before the switch-in stays as ``last_before``: a
+    kworker seen at the end is not the culprit); summary and explanation are
+    written again with them.
+    """
+    holders = wait["holders"]
+    finding["cpu_holders"] = holders
+    finding["runnable_wait"]["recorded_from"] = (wait["recorded_from_ns"] / 1e9
+                                                 if wait["recorded_from_ns"] is not None else None)
+    finding["runnable_wait"]["covered_ms"] = round(wait["covered_ns"] / NS_PER_MS, 3)
+    top = next((h for h in holders if h["pid"]), None)
+    if finding["cause"] == CAUSE_RUNNABLE and top is not None:
+        finding["last_before"] = finding["ran_instead"]
+        finding["ran_instead"] = {key: top[key] for key in ("comm", "pid", "policy", "rtprio", "nice", "ran_ms")}
+    head, opening = _head(finding)
+    length = finding["runnable_ns"] if finding["cause"] == CAUSE_RUNNABLE else finding["asleep_ns"]
+    finding["summary"] = _summary(finding, head, finding["syscall"], resolve_fds)
+    finding["explanation"] = [opening + "."] + _sentences(finding, finding["cause"], length)
+
+
+def _holder_text(holder):
+    """'hog[123] (SCHED_FIFO rtprio 50) 398.2 ms'."""
+    if holder["pid"] == 0:
+        return "idle %.1f ms" % holder["ran_ms"]
+    if holder["rtprio"] is not None:
+        how = "%s rtprio %d" % (holder["policy"], holder["rtprio"])
+    elif holder["nice"] is not None:
+        how = "%s nice %d" % (holder["policy"], holder["nice"])
+    else:
+        how = holder["policy"] or "prio %s" % holder["prio"]
+    return "%s (%s) %.1f ms" % (_task_text(holder["comm"], holder["pid"]), how, holder["ran_ms"])
+
+
+def _holders_sentence(finding):
+    """'CPU 1 during the wait: hog[123] (SCHED_FIFO rtprio 50) 398.2 ms, then ...' or None."""
+    holders = finding.get("cpu_holders")
+    wait = finding.get("runnable_wait") or {}
+    if not holders:
+        return None
+    named = ", ".join(_holder_text(h) for h in holders[:NAMED_HOLDERS])
+    rest = holders[NAMED_HOLDERS:]
+    if rest:
+        named += " and %d more (%.1f ms)" % (len(rest), sum(h["ran_ms"] for h in rest))
+    text = "Who held CPU %s during the wait, longest first: %s" % (wait.get("cpu"), named)
+    if wait.get("recorded_from") is not None and wait["recorded_from"] * 1e9 > wait["from_ns"]:
+        text += " (recorded only from %.6f s: the CPU's buffer was overwritten before)" % wait["recorded_from"]
+    return text + "."
+
+
 def _summary(finding, head, call, resolve_fds):
     """One line; the blocked case keeps the wording earlier releases printed."""
     if finding["cause"] == CAUSE_STOPPED:
         return "%s: stopped (state %s) for %.3f ms" % (head, finding["state"], finding["asleep_ns"] / NS_PER_MS)
     if finding["cause"] == CAUSE_RUNNABLE:
         text = "%s: runnable but not running for %.3f ms" % (head, finding["runnable_ns"] / NS_PER_MS)
-        if finding["ran_instead"]:
-            text += ", %s ran instead" % _task_text(finding["ran_instead"]["comm"], finding["ran_instead"]["pid"])
+        if finding["cpu_holders"] and finding["ran_instead"]:
+            text += ", %s held the CPU" % _holder_text(dict(finding["ran_instead"], prio=None))
+        elif finding["ran_instead"]:
+            text += ", %s ran last before it (who held the CPU was not recorded)" % _task_text(
+                finding["ran_instead"]["comm"], finding["ran_instead"]["pid"])
         return text
     text = "%s: off CPU %.3f ms in state %s" % (head, finding["blocked_ns"] / NS_PER_MS, finding["state"])
     if finding["blocked_in"]:
@@ -167,14 +236,23 @@ def _sentences(finding, cause, length):
             "in %s" % call["text"] if call else "outside any system call (a stop takes effect on the way back "
                                                 "to user space)")]
     else:
+        wait = finding["runnable_wait"] or {}
         said = ["It was runnable but not running for %s on CPU %s (%s at %.6f s, back on the CPU %s later)." % (
-            _ms(length), finding.get("cpu"), "preempted" if finding["left_in_state"] == "R" else "woken",
-            finding["woken_at"], _ms(length))]
-        if finding["ran_instead"]:
-            said.append("%s had the CPU instead." % _task_text(finding["ran_instead"]["comm"],
-                                                               finding["ran_instead"]["pid"]))
+            _ms(length), wait.get("cpu", finding.get("cpu")), "preempted" if finding["left_in_state"] == "R"
+            else "woken", finding["woken_at"], _ms(length))]
+        holders = _holders_sentence(finding)
+        if holders:
+            said.append(holders)
+            if finding["last_before"] and finding["last_before"]["pid"] != finding["ran_instead"]["pid"]:
+                said.append("%s ran last, just before it got the CPU back: not the culprit." % _task_text(
+                    finding["last_before"]["comm"], finding["last_before"]["pid"]))
+        elif finding["ran_instead"]:
+            said.append("%s ran last before it got the CPU back; who held the CPU during the wait was not "
+                        "recorded." % _task_text(finding["ran_instead"]["comm"], finding["ran_instead"]["pid"]))
     if finding["runnable_ns"] >= WORTH_SAYING_NS and cause != CAUSE_RUNNABLE:
         said.append("Then it waited %s for a CPU." % _ms(finding["runnable_ns"]))
+        if _holders_sentence(finding):
+            said.append(_holders_sentence(finding))
     if finding["excluded"]:
         said.append("Left out: %s asleep in %s, %s." % (
             _ms(finding["excluded"]["asleep_ns"]), finding["excluded"]["syscall"], IDLE_WHY))

@@ -12,8 +12,9 @@ mailing list's guesses are settled from counters read around the capture.
 """
 
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import cpu_context as cpu_recording
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, evidence, latency
 
 STATUS_REACHED, STATUS_NOT_REACHED, STATUS_EXITED = "threshold_reached", "threshold_not_reached", "target_exited"
@@ -47,6 +48,28 @@ def status(result, pid):
     return STATUS_NOT_REACHED
 
 
+def require_probes_can_fire(instance, stop, pid):
+    """Refuse a capture none of whose probes can fire in ``pid``: it would wait for nothing and report no stall.
+
+    A probe sits on a file's inode; a process that runs a replaced (deleted)
+    binary or library does not map the file now at that path.
+    """
+    wanted = set(stop.split)
+    places = {"%s:%s" % (u.group, u.event): u.path for u in instance.tracefs.list_uprobes()
+              if (u.group, u.event) in wanted}
+    if not places or not procfs.process_alive(pid):
+        return
+    try:
+        why = mapped_code.unreachable_probes(pid, places.values())
+    except mapped_code.MappedCodeError:
+        return  # gone meanwhile: the capture reports the target as exited
+    if all(path in why for path in places.values()):
+        raise mapped_code.MappedCodeError(
+            "probe %s cannot fire in the target: %s. Nothing was armed: probe the code it runs "
+            "(fleettrace.tracefs.uprobe with pid: %d) or restart it" % (
+                ", ".join(sorted(places)), "; ".join(sorted(set(why.values()))), pid))
+
+
 def new_finder(stop, states=correlate.ALL_STATES):
     """The stall finder the stop condition drives (same field, threshold and unit as its trigger)."""
     return correlate.StallFinder(stop.events, stop.field, stop.threshold, states=states, unit=stop.unit)
@@ -59,8 +82,25 @@ def findings_of(finder, pid):
 
 
 def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_findings=20, poll_interval=0.1,
-        sink_options=None, raw_path=None, token_timeout_ms=None):
-    """Install the stop condition, capture (re-arming when needed), return the finished result."""
+        sink_options=None, raw_path=None, token_timeout_ms=None, cpu_context=False):
+    """Install the stop condition, capture (re-arming when needed), return the finished result.
+
+    ``cpu_context`` (with ``pid``): record every task switch beside the capture
+    (``cpu_context.recording``), so that a wait for a CPU names who held it;
+    else only who ran last before the switch-in is known.
+    """
+    options = dict(states=states, rearm=rearm, max_findings=max_findings, poll_interval=poll_interval,
+                   sink_options=sink_options, raw_path=raw_path, token_timeout_ms=token_timeout_ms)
+    if pid is not None:
+        require_probes_can_fire(instance, stop, pid)
+    if not (cpu_context and pid is not None and procfs.process_alive(pid)):
+        return _run(instance, stop, pid, timeout, None, **options)
+    with cpu_recording.recording(instance, stop, timeout * (rearm + 1)) as context:
+        return _run(instance, stop, pid, timeout, context, **options)
+
+
+def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, poll_interval, sink_options, raw_path,
+         token_timeout_ms):
     sink_options = sink_options or {}
     plan = stop.plan(instance)
     plan.apply()
@@ -73,7 +113,8 @@ def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_
             sink = capture_core.EventSink(stall_finder=finder, **sink_options)
             try:
                 result = capture_core.capture_trigger(instance, timeout=timeout, poll_interval=poll_interval,
-                                                      pid=pid, raw_path=raw_path, sink=sink)
+                                                      pid=pid, raw_path=raw_path, sink=sink,
+                                                      companions=[context.instance] if context else [])
             except BaseException:
                 sink.close()
                 raise
@@ -82,6 +123,9 @@ def run(instance, stop, pid, timeout, states=correlate.ALL_STATES, rearm=3, max_
                 break
             sink.close()
         after = evidence.snapshot(pid) if pid is not None else None
+        if context is not None:
+            context.explain(findings)
+            result["cpu_context"] = context.facts()
     finally:
         if instance.exists():
             capture_core.undo(plan)

@@ -14,9 +14,13 @@ fake tracefs tree.
 
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import normalize_trigger, trigger_key
+
+# Missing pids a refusal names (the rest are counted).
+NAMED_PIDS = 10
 
 
 # -- instance ----------------------------------------------------------------------
@@ -36,6 +40,14 @@ def instance_settings(inst, wanted_options):
 
 def check_instance_request(fs, inst, params):
     """Fail before any write on names the kernel would refuse."""
+    input_limits.check_items(params["event_pids"], "event_pids")  # before a stat per pid
+    gone = [pid for pid in params["event_pids"] or [] if not os.path.isdir("/proc/%d" % validate.pid(pid))]
+    if gone:
+        named = ", ".join(str(pid) for pid in gone[:NAMED_PIDS])
+        raise validate.ValidationError(
+            "event_pids: no process with pid %s on this host (the kernel would silently record nothing); "
+            "look the pid up right before this task, e.g. with fleettrace.tracefs.proc_info"
+            % (named + (" and %d more" % (len(gone) - NAMED_PIDS) if len(gone) > NAMED_PIDS else "")))
     # A new instance offers a subset of the top-level options; setting one it
     # lacks fails later and rolls the creation back.
     available = (inst if inst.exists() else fs.instance(None)).option_names()
@@ -50,12 +62,6 @@ def check_instance_request(fs, inst, params):
                                        % (params["clock"], ", ".join(fs.features()["trace_clocks"])))
     if params["buffer_size_kb"] is not None:
         validate.buffer_size_kb(params["buffer_size_kb"])
-    gone = [pid for pid in params["event_pids"] or [] if not os.path.isdir("/proc/%d" % validate.pid(pid))]
-    if gone:
-        raise validate.ValidationError(
-            "event_pids: no process with pid %s on this host (the kernel would silently record nothing); "
-            "look the pid up right before this task, e.g. with fleettrace.tracefs.proc_info"
-            % ", ".join(str(pid) for pid in gone))
 
 
 def desired_instance_settings(inst, before, params):
@@ -128,6 +134,7 @@ def event_state(event):
 
 
 def check_triggers(fs, triggers):
+    input_limits.check_items(triggers, "triggers")  # before the per-trigger checks
     normalized = []
     for text in triggers:
         trigger = normalize_trigger(validate.expression(text, "trigger"))

@@ -14,6 +14,7 @@ import math
 import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 
@@ -30,7 +31,7 @@ MAX_INSTANCE_NAME = 64
 _EVENT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 MAX_EVENT_NAME = 63
-_MAX_EXPRESSION = 4096
+_MAX_EXPRESSION = input_limits.KERNEL_WRITE_MAX
 MAX_PID = 4194304
 
 
@@ -107,16 +108,16 @@ def split_event(spec):
 def expression(value, what):
     """Check a filter or trigger text: one line, printable, bounded."""
     if not isinstance(value, str):
-        raise ValidationError("%s must be a string, got %r" % (what, value))
+        raise ValidationError("%s must be a string, got %s" % (what, input_limits.preview(value)))
+    if len(value) > _MAX_EXPRESSION:  # first: every later check walks the text
+        raise ValidationError("%s is %d characters long; tracefs takes at most %d (one write of less than a page)"
+                              % (what, len(value), _MAX_EXPRESSION))
     if "\n" in value or "\r" in value:
         raise ValidationError(
             "%s %r contains a newline: tracefs would read it as two commands. "
             "Give one expression per line item." % (what, value))
     if "\0" in value or any(ord(c) < 32 and c != "\t" for c in value):
         raise ValidationError("%s %r contains control characters" % (what, value))
-    if len(value) > _MAX_EXPRESSION:
-        raise ValidationError("%s is %d characters long; tracefs takes at most %d"
-                              % (what, len(value), _MAX_EXPRESSION))
     return value.strip()
 
 
