@@ -19,6 +19,46 @@ from ansible.plugins.action import ActionBase
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@:-]+$")
 LAYOUTS = ("hosts", "flat")
+# A host that gave no result gets this file instead (hosts layout), read by the report as kind=failure.
+FAILURE_FILE = "failure.json"
+NO_RESULT_MSG = "no result was saved for this host: it failed or was unreachable before its result was written"
+
+
+def failure_document(status, msg):
+    """What the report reads for a host without a result (module_utils/report/document.py, kind=failure)."""
+    return {"kind": "failure", "status": status, "msg": str(msg or status), "task": None}
+
+
+def document_of(registered, key):
+    """The document in a registered task result, or a failure document saying why there is none."""
+    if registered is None:
+        return failure_document("no result", NO_RESULT_MSG)
+    if registered.get("unreachable"):
+        return failure_document("unreachable", registered.get("msg"))
+    if registered.get("failed"):
+        return failure_document("failed", registered.get("msg"))
+    document = registered.get(key)
+    if not isinstance(document, dict):
+        return failure_document("failed", "the task's result has no %s document" % key)
+    return document
+
+
+def registered_results(task_vars, hosts, names):
+    """Per host, the first of the registered variables ``names`` it has that is not a skipped task.
+
+    Failed and unreachable hosts keep their registered result (their error), though they left the play.
+    """
+    hostvars = task_vars.get("hostvars") or {}
+    found = {}
+    for host in hosts:
+        found[host] = None
+        variables = hostvars[host] if host in hostvars else {}
+        for name in names:
+            value = variables.get(name) if name in variables else None
+            if isinstance(value, dict) and not value.get("skipped"):
+                found[host] = dict(value)
+                break
+    return found
 
 
 def flat_name(host):
@@ -32,7 +72,7 @@ def flat_name(host):
 
 class ActionModule(ActionBase):
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("dest", "results", "filename", "layout"))
+    _VALID_ARGS = frozenset(("dest", "results", "filename", "layout", "hosts", "registered", "key"))
 
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
@@ -40,11 +80,16 @@ class ActionModule(ActionBase):
         dest = args.get("dest")
         results = args.get("results")
         filename = args.get("filename", "sched_latency.json")
+        if args.get("hosts") is not None:
+            if results is not None:
+                raise AnsibleActionFail("give results, or hosts with registered and key; not both")
+            results = self._from_registered(args, task_vars or {})
         layout = args.get("layout", "hosts")
         if layout not in LAYOUTS:
             raise AnsibleActionFail("layout %r: use hosts (DEST/hosts/HOST/FILENAME) or flat (DEST/HOST.json)" % layout)
         if not dest or not isinstance(results, dict):
-            raise AnsibleActionFail("save_results needs dest (a directory) and results (a dict: host name -> document)")
+            raise AnsibleActionFail("save_results needs dest (a directory) and results (a dict: host name -> document), "
+                                    "or hosts, registered and key")
         if not _SAFE_NAME.match(filename) or filename.startswith("."):
             raise AnsibleActionFail("filename %r: use a plain file name such as sched_latency.json" % filename)
         written = []
@@ -54,17 +99,24 @@ class ActionModule(ActionBase):
             if not isinstance(document, dict):
                 raise AnsibleActionFail("the result of %s is not a document (got %s); nothing was written"
                                         % (host, type(document).__name__))
+        down = sorted(host for host, document in results.items() if document.get("kind") == "failure")
         if self._task.check_mode:
-            result.update(changed=False, written=[], msg="check mode: would write %d file(s)" % len(results))
+            result.update(changed=False, written=[], down=down, msg="check mode: would write %d file(s)" % len(results))
             return result
         try:
             for host, document in sorted(results.items()):
+                failed = document.get("kind") == "failure"
                 if layout == "flat":
                     directory, name = dest, flat_name(host)
                 else:
-                    directory, name = os.path.join(dest, "hosts", host), filename
+                    directory, name = os.path.join(dest, "hosts", host), FAILURE_FILE if failed else filename
                 os.makedirs(directory, mode=0o755, exist_ok=True)
                 path = os.path.join(directory, name)
+                if layout == "hosts":
+                    # A result of an earlier run must not stand in for this run's failure, nor the reverse.
+                    stale = os.path.join(directory, filename if failed else FAILURE_FILE)
+                    if os.path.exists(stale):
+                        os.unlink(stale)
                 temporary = path + ".tmp"
                 document = dict(document, inventory_hostname=host)
                 with open(temporary, "w") as handle:
@@ -74,5 +126,17 @@ class ActionModule(ActionBase):
                 written.append(path)
         except OSError as exc:
             raise AnsibleActionFail("cannot write the results under %s: %s" % (dest, to_native(exc)))
-        result.update(changed=bool(written), written=written, msg="wrote %d result file(s)" % len(written))
+        result.update(changed=bool(written), written=written, down=down,
+                      msg="wrote %d result file(s)" % len(written)
+                      + ("; no result from %s" % ", ".join(down) if down else ""))
         return result
+
+    def _from_registered(self, args, task_vars):
+        hosts, names, key = args.get("hosts"), args.get("registered"), args.get("key")
+        if isinstance(names, str):
+            names = [names]
+        if not isinstance(hosts, list) or not names or not isinstance(names, list) or not key:
+            raise AnsibleActionFail("save_results with hosts needs registered (the variable(s) the task registered) "
+                                    "and key (the document in it, e.g. sched_latency)")
+        found = registered_results(task_vars, hosts, names)
+        return {host: document_of(found[host], key) for host in hosts}

@@ -66,7 +66,7 @@ CAPS = {
 # Modules that take data in bulk by design (module name -> caps over CAPS).
 MODULE_CAPS = {
     # Every host's result inline: a fleet's worth of data.
-    "latency_report": {"results": NO_CAP, "result_paths": Cap(items=100000)},
+    "latency_report": {"results": NO_CAP, "result_paths": Cap(items=100000), "hosts": Cap(items=100000)},
 }
 
 

@@ -20,6 +20,9 @@ description:
     verdicts), clean for C(promtool check metrics); written with C(prometheus_client)'s exposition code when that
     package is installed, else by the collection's own standard-library writer.
   - Checks are JMESPath expressions over each host's entry of C(report.json); see docs/sched-audit.md.
+  - A host that gave no result (a C(kind=failure) document from M(fleettrace.tracefs.save_results), or a host of
+    O(hosts) without any document) is in every file (the fleet table, C(junit.xml) as an error, C(up 0) in its
+    C(.prom) file), and RV(passed) is false.
   - Meant to run once on the controller (C(delegate_to=localhost), C(run_once=true)).
 author: fleettrace developers (@fleettrace)
 requirements:
@@ -42,6 +45,13 @@ options:
     description: JSON files, or directories searched for C(*.json) (e.g. C(report_dir/hosts)).
     type: list
     elements: path
+    default: []
+  hosts:
+    description:
+      - Hosts that must appear in the report (for example C(ansible_play_hosts_all)); each one without any
+        result document is reported as giving no result, and the report does not pass.
+    type: list
+    elements: str
     default: []
   dest:
     description: Directory to write the report files into (created if missing).
@@ -116,7 +126,7 @@ prometheus_exposition:
   type: str
   sample: prometheus_client
 passed:
-  description: Whether every check passed (skipped checks do not fail).
+  description: Whether every check passed (skipped checks do not fail) and every host gave a result.
   returned: always
   type: bool
 failed_checks:
@@ -134,8 +144,13 @@ fleet:
   returned: always
   type: list
   elements: dict
+down:
+  description: Hosts that gave no result, each with host, status (unreachable, failed, no result), msg and task.
+  returned: always
+  type: list
+  elements: dict
 msg:
-  description: Which checks failed on which host, or that all passed.
+  description: Which hosts gave no result and which checks failed on which host, or what passed.
   returned: always
   type: str
 """
@@ -165,6 +180,7 @@ def body(module, result):
         raise OptionError("result_paths: %s does not exist; point it at the per-host JSON files "
                           "or the directory holding them" % ", ".join(missing))
     docs += report_document.load_documents(params["result_paths"])
+    docs += report_document.missing_hosts(docs, params["hosts"])
     if not docs:
         raise FleettraceError("no per-host results found in results or %s: did the audit run on any host?"
                               % ", ".join(params["result_paths"]))
@@ -193,7 +209,7 @@ def body(module, result):
                 result["changed"] = bool(changed_files)
                 raise FleettraceError("cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc))
     return dict(changed=bool(changed_files), files=files, passed=report["passed"],
-                failed_checks=report["failed"], checks=report["checks"],
+                failed_checks=report["failed"], checks=report["checks"], down=report["down"],
                 summary_lines=report_text.summary_lines(report), fleet=report["fleet"],
                 msg=report_model.failure_message(report), **extra)
 
@@ -203,6 +219,7 @@ def main():
         dict(
             results=dict(type="list", elements="dict", default=[]),
             result_paths=dict(type="list", elements="path", default=[]),
+            hosts=dict(type="list", elements="str", default=[]),
             dest=dict(type="path", required=True),
             title=dict(type="str", default="Scheduling latency report"),
             checks=dict(type="list", elements="dict", default=[]),

@@ -15,6 +15,10 @@ description:
     C(inventory_hostname) set to the host's name.
   - An action plugin that runs in the controller's worker; one task for the whole fleet instead of one C(copy) per host.
   - Checks every host name and document before writing anything.
+  - With O(hosts), O(registered) and O(key) it reads each host's registered task result itself, failed and
+    unreachable hosts included (they have left the play, not the inventory): a host whose task failed or that was
+    unreachable gets a C(kind=failure) document (C(failure.json) in the C(hosts) layout) with the error, so the
+    report names it instead of leaving it out.
 author: fleettrace developers (@fleettrace)
 attributes:
   check_mode:
@@ -29,9 +33,23 @@ options:
     type: path
     required: true
   results:
-    description: Host name -> result document (a dict).
+    description: Host name -> result document (a dict). Give this, or O(hosts) with O(registered) and O(key).
     type: dict
-    required: true
+  hosts:
+    description:
+      - Every host to save a document for, for example C(ansible_play_hosts_all) (which keeps failed and unreachable
+        hosts).
+    type: list
+    elements: str
+  registered:
+    description:
+      - The variable(s) the task registered; per host the first that is set and not a skipped task is its result
+        (C([async_status_var, async_start_var]) when the task may have run async).
+    type: list
+    elements: str
+  key:
+    description: The key of the registered result that holds the document (for example C(sched_latency)).
+    type: str
   filename:
     description: File name of each host's document (O(layout=hosts)).
     type: str
@@ -48,16 +66,32 @@ notes:
 """
 
 EXAMPLES = r"""
-- name: Save every host's audit result on the controller
+# Needs a result registered before, on every host:
+#   - fleettrace.tracefs.sched_latency: {duration: 1}
+#     register: latency
+- name: Save every host's audit result on the controller, and why a host has none
   fleettrace.tracefs.save_results:
     dest: "{{ playbook_dir }}/fleettrace-report"
-    results: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, ['audit', 'sched_latency']))) }}"
+    hosts: "{{ ansible_play_hosts_all }}"
+    registered: latency
+    key: sched_latency
+  run_once: true
+
+- name: Save documents given directly
+  fleettrace.tracefs.save_results:
+    dest: "{{ playbook_dir }}/fleettrace-report"
+    results: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, ['latency', 'sched_latency']))) }}"
   run_once: true
 """
 
 RETURN = r"""
 written:
   description: Paths written.
+  returned: always
+  type: list
+  elements: str
+down:
+  description: Hosts saved with a C(kind=failure) document (unreachable, failed, or no result).
   returned: always
   type: list
   elements: str

@@ -12,6 +12,8 @@ from tests.helpers.tools import promtool_problems_of
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUDIT = os.path.join(REPO, "playbooks", "audit-sched-latency.yml")
 GATE = os.path.join(REPO, "playbooks", "ci-latency-gate.yml")
+GATE_FAIL_TASK = "fleettrace.tracefs.report : Fail when a check failed or a host gave no result, naming each"
+SUMMARY_TASK = "fleettrace.tracefs.report : Print the fleet summary, sorted by p99 run-queue latency"
 
 
 def audit_vars(run_token, report_dir, **extra):
@@ -62,7 +64,7 @@ def test_gate_passes_with_generous_thresholds_and_fails_with_tiny_ones(run_playb
                                                     report_prometheus_dir=str(tmp_path / "bad-prom")))
     assert tiny.rc != 0
     assert check_verdicts(promtool_clean(tmp_path / "bad-prom")["fleettrace_localhost.prom"])["p99_wakeup_latency_us"] == 0
-    failure = tiny.task("fleettrace.tracefs.report : Fail when a check failed, naming each failing host and check")
+    failure = tiny.task(GATE_FAIL_TASK)
     assert failure.get("failed")
     assert "localhost: p99_wakeup_latency_us = " in failure["msg"] and "(must be <= 0.001)" in failure["msg"]
     assert "lost_events" not in failure["msg"]
@@ -125,3 +127,78 @@ def test_audit_of_three_hosts_over_loopback_ssh(run_playbook, run_token, ssh_inv
     assert [row["host"] for row in report["fleet"]] == sorted(
         report["hosts"], key=lambda h: -report["hosts"][h]["summary"]["p99_us"])
     assert (tmp_path / "fleet" / "report.html").read_text().count('<svg class="hist"') == 3
+
+
+def local_and_down_inventory(tmp_path):
+    """localhost, a host nothing listens for (unreachable) and one whose Python is missing (its task fails)."""
+    path = tmp_path / "down-inventory.ini"
+    python = os.path.join(REPO, ".venv", "bin", "python")
+    path.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                    # Port 9 (discard) on loopback: nothing listens, ssh is refused at once.
+                    "down ansible_connection=ssh ansible_host=127.0.0.1 ansible_port=9 ansible_user=root "
+                    "ansible_python_interpreter=/usr/bin/python3\n"
+                    "broken ansible_connection=local ansible_python_interpreter=/nonexistent/python3\n" % python)
+    return str(path)
+
+
+# Sync (a fork per host) and async (fewer forks): the failure is registered by the start or by the status check.
+@pytest.mark.parametrize("forks", [5, 1], ids=["sync", "async"])
+def test_unreachable_and_failed_hosts_are_in_every_output_and_fail_the_gate(run_playbook, run_token, tmp_path, forks):
+    out, prom = tmp_path / "gate", tmp_path / "prom"
+    result = run_playbook(GATE, inventory=local_and_down_inventory(tmp_path), env={"ANSIBLE_FORKS": str(forks)},
+                          extra_vars=audit_vars(run_token, out, gate_p99_wakeup_us=10 ** 9, gate_max_d_state_ms=10 ** 9,
+                                                gate_max_lost_events=10 ** 9, report_prometheus_dir=str(prom)))
+    # A gate with a down node fails; the down nodes never stopped localhost's audit.
+    assert result.rc != 0, result.stdout[-3000:]
+    assert result.stats["down"]["unreachable"] == 1 and result.stats["broken"]["failures"] == 1
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["hosts"]) == ["broken", "down", "localhost"]
+    assert report["passed"] is False and report["failed"] == []
+    assert {d["host"]: d["status"] for d in report["down"]} == {"down": "unreachable", "broken": "failed"}
+    assert "Connection refused" in report["hosts"]["down"]["failure"]["msg"]
+    assert "/nonexistent/python3" in report["hosts"]["broken"]["failure"]["msg"]
+    assert report["hosts"]["localhost"]["sched_latency"]["latency"]["all"]["count"] > 0
+    assert report["hosts"]["localhost"]["summary"]["status"] == "ok"
+
+    cases = junit_cases(str(out / "junit.xml"))
+    for host, status in (("down", "unreachable"), ("broken", "failed")):
+        assert cases[(host, "result")].find("error").get("type") == status
+    assert cases[("localhost", "p99_wakeup_latency_us")].find("failure") is None
+    suite = ET.parse(str(out / "junit.xml")).getroot().find("testsuite")
+    assert suite.get("errors") == "2"
+
+    page = (out / "report.html").read_text()
+    assert "<b>3 hosts, 2 gave no result (broken failed, down unreachable)</b>" in page
+    assert "No result from down: unreachable" in page and "No result from broken: failed" in page
+    assert "No result from down: unreachable" in (out / "report.md").read_text()
+
+    texts = promtool_clean(prom)
+    from prometheus_client.parser import text_string_to_metric_families
+    up = {}
+    for text in texts.values():
+        for family in text_string_to_metric_families(text):
+            if family.name == "fleettrace_up":
+                up.update({s.labels["host"]: s.value for s in family.samples})
+    assert up == {"localhost": 1, "down": 0, "broken": 0}
+
+    summary = result.task(SUMMARY_TASK)["msg"]
+    assert "all 0 checks passed" not in "\n".join(summary)
+    assert [line.split()[:2] for line in summary if line.startswith(("down ", "broken "))] == [
+        ["broken", "failed"], ["down", "unreachable"]]
+    failure = result.task(GATE_FAIL_TASK)
+    assert failure.get("failed") and failure["msg"].startswith("2 of 3 host(s) gave no result:")
+    assert "down: unreachable" in failure["msg"] and "broken: failed" in failure["msg"]
+
+
+def test_audit_with_a_down_host_still_reports_every_host(run_playbook, run_token, tmp_path):
+    out = tmp_path / "audit"
+    # A result of an earlier run must not stand in for this run's failure.
+    (out / "hosts" / "down").mkdir(parents=True)
+    (out / "hosts" / "down" / "sched_latency.json").write_text('{"kind": "sched_latency"}')
+    result = run_playbook(AUDIT, inventory=local_and_down_inventory(tmp_path), extra_vars=audit_vars(run_token, out))
+    assert result.rc != 0   # the recap has an unreachable and a failed host
+    assert not (out / "hosts" / "down" / "sched_latency.json").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert sorted(report["hosts"]) == ["broken", "down", "localhost"] and report["passed"] is False
+    msg = result.task(SUMMARY_TASK)["msg"]
+    assert msg[-2].startswith("2 of 3 host(s) gave no result:"), msg

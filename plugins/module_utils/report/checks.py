@@ -53,11 +53,16 @@ def search(expression, data, what):
         raise ReportError("%s: JMESPath %r failed: %s" % (what, expression, exc))
 
 
-def evaluate_checks(report, checks):
-    """One result per host per check: status passed / failed / skipped."""
+def evaluate_checks(report, checks, skip=()):
+    """One result per host per check: status passed / failed / skipped.
+
+    Hosts in ``skip`` (those that gave no result) get none: the report names them as down instead.
+    """
     results = []
     compiled = [(check, compile_check(check)) for check in checks]
     for name in sorted(report["hosts"]):
+        if name in skip:
+            continue
         entry = report["hosts"][name]
         for check, exprs in compiled:
             result = {"host": name, "check": check["name"], "description": check.get("description", "")}

@@ -6,7 +6,11 @@ Accepted per-host documents (schema in docs/sched-audit.md):
 
 * ``kind: sched_latency`` -- the sched_latency module's result;
 * ``kind: diagnose`` -- the diagnose workflow's result with ``findings``
-  (``duration_ms``, ``state``, ``kernel_stack``, ``syscall``, ``fd``, ``file``...).
+  (``duration_ms``, ``state``, ``kernel_stack``, ``syscall``, ``fd``, ``file``...);
+* ``kind: failure`` -- a host that gave no result: ``status`` (``unreachable``, ``failed`` or
+  ``no result``), ``msg`` and the ``task`` that failed, as save_results writes it from the
+  registered result (or latency_report adds it for an expected host without any document).
+  Such a host is in every output of the report, and the report does not pass.
 """
 
 
@@ -16,7 +20,9 @@ import os
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
-KINDS = ("sched_latency", "diagnose")
+KINDS = ("sched_latency", "diagnose", "failure")
+FAILURE_STATUSES = ("unreachable", "failed", "no result")
+NO_RESULT_MSG = "no result was saved for this host: it failed or was unreachable before its result was written"
 
 
 class ReportError(FleettraceError, ValueError):
@@ -47,7 +53,21 @@ def validate_document(doc, where):
         raise ReportError("%s: no 'host' (or 'inventory_hostname') field" % where)
     if kind == "diagnose" and not isinstance(doc.get("findings", []), list):
         raise ReportError("%s: 'findings' must be a list" % where)
+    if kind == "failure" and doc.get("status") not in FAILURE_STATUSES:
+        raise ReportError("%s: a failure's 'status' must be one of %s, got %r"
+                          % (where, ", ".join(FAILURE_STATUSES), doc.get("status")))
     return doc
+
+
+def failure_document(host, status, msg, task=None):
+    """The per-host document of a host that gave no result (``status`` from FAILURE_STATUSES)."""
+    return {"kind": "failure", "host": host, "status": status, "msg": str(msg or status), "task": task}
+
+
+def missing_hosts(docs, hosts):
+    """A ``no result`` failure for each of ``hosts`` that no document names."""
+    named = {host_name(doc) for doc in docs}
+    return [failure_document(host, "no result", NO_RESULT_MSG) for host in hosts if host not in named]
 
 
 def load_documents(paths):

@@ -11,7 +11,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import s
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_text
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import timeline
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import (
-    checks_line, column_groups, fmt, table_columns, worst_stalls)
+    checks_line, column_groups, fmt, hosts_line, table_columns, worst_stalls)
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.model import down_line
 
 STALL_COLOR = "#d62728"
 
@@ -54,9 +55,12 @@ def render_html(report):
            'script-src \'unsafe-inline\'; img-src data:">',
            "<title>%s</title><style>%s</style></head><body>" % (e(report["title"]), _CSS),
            "<h1>%s</h1>" % e(report["title"]),
-           "<p>Generated %s &middot; %d hosts &middot; checks: %s</p>" % (
-               e(report["generated"]), len(report["hosts"]),
-               e(checks_line(report)) if report["passed"] else "<b>%s</b>" % e(checks_line(report))),
+           "<p>Generated %s &middot; %s &middot; checks: %s</p>" % (
+               e(report["generated"]),
+               "<b>%s</b>" % e(hosts_line(report)) if report["down"] else e(hosts_line(report)),
+               e(checks_line(report)) if not report["failed"] else "<b>%s</b>" % e(checks_line(report))),
+           "".join('<p class="failed down"><b>No result from %s</b></p>' % e(down_line(item))
+                   for item in report["down"]),
            "<h2>Fleet</h2><p>Click a column to sort%s.</p>" % (
                " (initially by the p99 of all run-queue waits, worst first)" if _column_index(columns, "p99_us") else ""),
            '<table id="fleet" data-col="%d" data-dir="desc"><thead><tr>' % _column_index(columns, "p99_us")]
@@ -75,7 +79,7 @@ def render_html(report):
             for index in range(first, last + 1):
                 out.append('<th onclick="sortFleet(%d, true)">%s</th>' % (index, e(columns[index][1])))
     out.append("</tr></thead><tbody>")
-    failing_hosts = {c["host"] for c in report["failed"]}
+    failing_hosts = {c["host"] for c in report["failed"]} | {d["host"] for d in report["down"]}
     for row in report["fleet"]:
         out.append('<tr class="%s">' % ("failed" if row["host"] in failing_hosts else ""))
         for key, _label, _group in columns:
@@ -96,6 +100,9 @@ def render_html(report):
     for name in sorted(report["hosts"]):
         entry = report["hosts"][name]
         out.append('<div class="host" id="host-%s"><h2>%s</h2>' % (e(_anchor(name)), e(name)))
+        if entry.get("failure"):
+            failure = dict(entry["failure"], host=name)
+            out.append('<p class="failed">%s</p>' % e(down_line(failure)))
         sched = entry.get("sched_latency")
         if sched:
             overall = sched["latency"]["all"]

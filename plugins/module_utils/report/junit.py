@@ -18,16 +18,29 @@ def xml_escape(value):
     return escape.xml_escape(escape.xml_text(value))
 
 
+DOWN_CASE = "result"
+
+
 def render_junit(report, suite="fleettrace.sched_latency"):
-    """One testcase per host per check; skipped when the host has no data for it."""
+    """One testcase per host per check; skipped when the host has no data for it.
+
+    A host that gave no result (unreachable, failed) is one testcase ``result`` with an error.
+    """
     checks = report["checks"]
+    down = report.get("down") or []
     failures = len([c for c in checks if c["status"] == "failed"])
     skipped = len([c for c in checks if c["status"] == "skipped"])
     out = ['<?xml version="1.0" encoding="UTF-8"?>',
            "<testsuites>",
-           "<testsuite name=%s tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"%d\" timestamp=%s>"
-           % (quoteattr(suite), len(checks), failures, skipped, quoteattr(report["generated"]))]
+           "<testsuite name=%s tests=\"%d\" failures=\"%d\" errors=\"%d\" skipped=\"%d\" timestamp=%s>"
+           % (quoteattr(suite), len(checks) + len(down), failures, len(down), skipped, quoteattr(report["generated"]))]
     out += coverage_properties(report)
+    for item in down:
+        out.append("<testcase classname=%s name=%s>" % (quoteattr(item["host"]), quoteattr(DOWN_CASE)))
+        out.append("<error message=%s type=%s>%s</error>" % (
+            quoteattr("%s: %s" % (item["status"], item.get("msg") or "")), quoteattr(item["status"]),
+            xml_escape(json.dumps(item, sort_keys=True, default=str))))
+        out.append("</testcase>")
     for c in checks:
         out.append("<testcase classname=%s name=%s>" % (quoteattr(c["host"]), quoteattr(c["check"])))
         if c["status"] == "failed":

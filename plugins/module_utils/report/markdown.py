@@ -5,15 +5,19 @@
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.coverage import coverage_text
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.escape import code_line, fence, md
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import checks_line, fmt, summary_lines, worst_stalls
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.model import down_line
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.text import (
+    checks_line, fmt, hosts_line, summary_lines, worst_stalls)
 
 
 def render_markdown(report):
     # Host names, comm names, files and stacks come from the nodes: escaped (report/escape.py).
     table = [code_line(line) for line in summary_lines(report)]
-    out = ["# %s" % md(report["title"]), "", "Generated %s. Hosts: %d. Checks: %s." % (
-        md(report["generated"]), len(report["hosts"]), checks_line(report)), "",
-        "## Fleet (sorted by p99 of all run-queue waits)", "", fence(table)] + table + [fence(table), ""]
+    out = ["# %s" % md(report["title"]), "", "Generated %s. Hosts: %s. Checks: %s." % (
+        md(report["generated"]), md(hosts_line(report)), checks_line(report)), ""]
+    out += ["**No result from %s**" % md(down_line(item)) for item in report["down"]]
+    out += [""] if report["down"] else []
+    out += ["## Fleet (sorted by p99 of all run-queue waits)", "", fence(table)] + table + [fence(table), ""]
     if report["checks"]:
         out += ["## Checks", "", "| host | check | status | value | limit |", "|---|---|---|---|---|"]
         for c in report["checks"]:
@@ -23,6 +27,8 @@ def render_markdown(report):
     for name in sorted(report["hosts"]):
         entry = report["hosts"][name]
         out += ["## %s" % md(name), ""]
+        if entry.get("failure"):
+            out += ["**%s**" % md(down_line(dict(entry["failure"], host=name))), ""]
         sched = entry.get("sched_latency")
         if sched:
             overall = sched["latency"]["all"]

@@ -30,19 +30,22 @@ def host_summary(entry):
     lost = events.get("lost") if sched else None
     if diag.get("lost_events") is not None:
         lost = (lost or 0) + diag["lost_events"]
+    failure = entry.get("failure") or {}
     summary = {
+        # "ok", or why the host gave no result (unreachable, failed, no result): never left out of a report.
+        "status": failure.get("status") or "ok",
         "p50_us": overall.get("p50_us"), "p90_us": overall.get("p90_us"), "p99_us": overall.get("p99_us"),
         "p99_9_us": overall.get("p99_9_us"), "max_us": overall.get("max_us"), "waits": overall.get("count"),
         "wakeup_p99_us": wakeup.get("p99_us"), "wakeup_max_us": wakeup.get("max_us"),
         "preempt_p99_us": preempt.get("p99_us"),
         "max_d_ms": _max(d_stalls), "d_stalls": len([d for d in d_stalls if number(d) is not None]),
-        "findings": len(findings), "max_finding_ms": _max(f.get("duration_ms") for f in findings),
+        "findings": len(findings) if (sched or diag) else None, "max_finding_ms": _max(f.get("duration_ms") for f in findings),
         "lost_events": lost, "complete": events.get("complete") if sched else None,
         "events_per_s": events.get("per_second"),
         "unmeasured_waits": sched.get("unmeasured_waits"),
         "cpu_count": (sched.get("facts") or diag.get("facts") or {}).get("cpu_count"),
         "kernel": (sched.get("facts") or diag.get("facts") or {}).get("kernel"),
-        "kinds": sorted(k for k in KINDS if entry.get(k)),
+        "kinds": sorted(k for k in KINDS if entry.get(k) and k != "failure"),
     }
     summary.update(report_coverage.summary_fields(sched))
     return summary
@@ -66,7 +69,10 @@ def build_report(docs, checks=None, columns=None, title="Scheduling latency repo
         for column, expression in (columns or {}).items():
             row[column] = report_checks.search(expression, hosts[name], "column %r" % column)
         fleet.append(row)
-    fleet.sort(key=lambda row: (row["p99_us"] is None, -(row["p99_us"] or 0), row["host"]))
+    # Hosts that gave no result first: a report is read from the top.
+    fleet.sort(key=lambda row: (row["status"] == "ok", row["p99_us"] is None, -(row["p99_us"] or 0), row["host"]))
+    down = [{"host": name, "status": hosts[name]["failure"]["status"], "msg": hosts[name]["failure"].get("msg"),
+             "task": hosts[name]["failure"].get("task")} for name in sorted(hosts) if hosts[name].get("failure")]
     report = {
         "title": title,
         "generated": (now or datetime.datetime.now(datetime.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -74,16 +80,36 @@ def build_report(docs, checks=None, columns=None, title="Scheduling latency repo
         "fleet": fleet,
         "columns": sorted((columns or {}).keys()),
         "checks": [],
+        "down": down,
     }
-    report["checks"] = report_checks.evaluate_checks(report, checks or [])
+    report["checks"] = report_checks.evaluate_checks(report, checks or [], skip={d["host"] for d in down})
     report["failed"] = [c for c in report["checks"] if c["status"] == "failed"]
-    report["passed"] = not report["failed"]
+    # A host that gave no result fails the report: a gate must not pass because a node was down.
+    report["passed"] = not report["failed"] and not down
     return report
 
 
+def down_line(item):
+    """``node2: unreachable (Trace the window ...): Failed to connect ...`` -- one host without a result."""
+    task = " (%s)" % item["task"] if item.get("task") else ""
+    return "%s: %s%s: %s" % (item["host"], item["status"], task, item.get("msg") or "")
+
+
 def failure_message(report):
-    if report["passed"]:
-        return "all %d checks passed on %d hosts" % (len(report["checks"]), len(report["hosts"]))
-    lines = ["%d of %d checks failed:" % (len(report["failed"]), len(report["checks"]))]
-    lines += ["  %s" % c["message"] for c in report["failed"]]
-    return "\n".join(lines)
+    """What the report says in one place: hosts without a result, failed checks, or what passed."""
+    hosts, checks, down = len(report["hosts"]), len(report["checks"]), report["down"]
+    lines = []
+    if down:
+        lines.append("%d of %d host(s) gave no result:" % (len(down), hosts))
+        lines += ["  %s" % down_line(item) for item in down]
+    if report["failed"]:
+        lines.append("%d of %d checks failed:" % (len(report["failed"]), checks))
+        lines += ["  %s" % c["message"] for c in report["failed"]]
+    if lines:
+        return "\n".join(lines)
+    reported = "%d host(s) reported" % hosts
+    if not checks:
+        return reported + ", no checks defined"
+    skipped = len([c for c in report["checks"] if c["status"] == "skipped"])
+    return "%s; %d of %d checks passed%s" % (
+        reported, checks - skipped, checks, ", %d skipped (no data)" % skipped if skipped else "")

@@ -12,7 +12,8 @@ Per host, labelled ``host``:
   (``quantile`` 0.5 ... 0.999, and 1 for the maximum; ``_sum``, ``_count``);
 * stalls (D-state intervals of the audit, findings of the diagnose workflow)
   and lost events as counters; the longest stall as a gauge;
-* each check's verdict as a gauge (1 passed, 0 failed; skipped checks are left out).
+* each check's verdict as a gauge (1 passed, 0 failed; skipped checks are left out);
+* ``fleettrace_up``: 1 when the host gave a result, 0 when it was unreachable or failed.
 
 Counters hold the count of one window or run: scrape them with the file's
 timestamp gauge.  Files are written to a temporary name in the same directory
@@ -97,7 +98,9 @@ def _host_families(report, host):
     """The metric families of one host's entry of the report (``build_report``'s structure)."""
     entry = report["hosts"][host]
     base = (("host", host),)
-    families = []
+    up = _Family("up", "gauge", "1 when the host gave a result, 0 when it was unreachable or its task failed.")
+    up.add(base, 0 if entry.get("failure") else 1)
+    families = [up]
     sched = entry.get("sched_latency") or {}
     hist = _Family("runqueue_latency_seconds", "histogram",
                    "Time runnable tasks waited for a CPU (sched_wakeup/sched_switch), log2 buckets.")

@@ -18,7 +18,7 @@ def fmt(value, digits=1):
 # Every percentile says what it is a percentile of: all run-queue waits, or only wakeups or preemptions.
 # (key, label, group): a group heads the columns it spans (one header line above the labels).
 ALL_WAITS, WAKEUPS, PREEMPTIONS = "all waits, us", "wakeups, us", "preemptions, us"
-TABLE_COLUMNS = (("host", "host", None), ("p50_us", "p50", ALL_WAITS), ("p90_us", "p90", ALL_WAITS),
+TABLE_COLUMNS = (("host", "host", None), ("status", "status", None), ("p50_us", "p50", ALL_WAITS), ("p90_us", "p90", ALL_WAITS),
                  ("p99_us", "p99", ALL_WAITS), ("p99_9_us", "p99.9", ALL_WAITS), ("max_us", "max", ALL_WAITS),
                  ("wakeup_p99_us", "p99", WAKEUPS), ("preempt_p99_us", "p99", PREEMPTIONS),
                  ("waits", "waits", None), ("unmeasured_waits", "unmeasured", None),
@@ -31,8 +31,10 @@ def table_columns(report):
     A diagnose-only report has no run-queue numbers: no column of dashes for them.
     """
     fleet = report.get("fleet") or []
+    # The status column only when a host gave no result (then it says why).
     shown = [column for column in TABLE_COLUMNS
-             if column[0] == "host" or any(row.get(column[0]) is not None for row in fleet)]
+             if column[0] == "host" or (any(row.get("status", "ok") != "ok" for row in fleet) if column[0] == "status"
+                                        else any(row.get(column[0]) is not None for row in fleet))]
     return shown + [(c, c, None) for c in report.get("columns", [])]
 
 
@@ -53,13 +55,22 @@ def checks_line(report):
     if not checks:
         return "no checks defined"
     skipped = len([c for c in checks if c["status"] == "skipped"])
-    if not report["passed"]:
+    if report["failed"]:
         text = "%d of %d failed" % (len(report["failed"]), len(checks))
     elif skipped:
         text = "%d passed" % (len(checks) - skipped)
     else:
         return "all %d passed" % len(checks)
     return text + (", %d skipped (no data)" % skipped if skipped else "")
+
+
+def hosts_line(report):
+    """``3 hosts`` or ``3 hosts, 1 gave no result (node2 unreachable)``."""
+    down = report.get("down") or []
+    text = "%d hosts" % len(report["hosts"])
+    if down:
+        text += ", %d gave no result (%s)" % (len(down), ", ".join("%s %s" % (d["host"], d["status"]) for d in down))
+    return text
 
 
 def summary_lines(report):
