@@ -94,9 +94,13 @@ class PlaybookResult:
 
 @pytest.fixture
 def run_playbook(tmp_path):
-    """run_playbook(yaml_text_or_path, check=False, diff=False, extra_vars=None, inventory=None)."""
+    """run_playbook(yaml_text_or_path, check=False, diff=False, extra_vars=None, inventory=None, args=()).
 
-    def run(playbook, check=False, diff=False, extra_vars=None, inventory=None, env=None, timeout=900, json_output=True):
+    ``args``: more command-line options as a user types them (``-b``, ``-f 1``, ``-l node1``).
+    """
+
+    def run(playbook, check=False, diff=False, extra_vars=None, inventory=None, env=None, timeout=900, json_output=True,
+            args=()):
         if "\n" in playbook:
             path = tmp_path / "playbook.yml"
             path.write_text(textwrap.dedent(playbook))
@@ -114,6 +118,7 @@ def run_playbook(tmp_path):
             cmd.append("--diff")
         if extra_vars:
             cmd += ["-e", json.dumps(extra_vars)]
+        cmd += list(args)
         extra_env = {}
         if json_output:
             extra_env["ANSIBLE_STDOUT_CALLBACK"] = "test_json"

@@ -11,6 +11,10 @@ a bug, and is reported as one.
 """
 
 
+# What to do when a module is not root: every way Ansible users have to become root.
+RUN_AS_ROOT = "run as root (become: true or -b)"
+
+
 class FleettraceError(Exception):
     """Something the user can act on.
 

@@ -169,7 +169,7 @@ def mapped_code(pid, path):
             return MappedCode(pid, path, mapping, path, False, _build_id(path), _build_id(path))
         raise MappedCodeError(
             "%s runs a deleted binary %s (replaced on disk since it started) and its mapped copy %s cannot be "
-            "read here (run as root: become: true): restart it to run the file on disk, or pass pid of a "
+            "read here (run as root: become: true or -b): restart it to run the file on disk, or pass pid of a "
             "process that runs %s" % (_task(pid), mapping.name, mapping.map_file(pid), path))
     if identity == on_disk:
         build_id = _build_id(path)

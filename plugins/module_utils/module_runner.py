@@ -31,7 +31,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import RUN_AS_ROOT, FleettraceError
 
 
 def _failure(exc):
@@ -48,7 +48,7 @@ def _failure(exc):
         if exc.filename:
             msg = "%s: %s" % (exc.filename, msg)
         if exc.errno in (errno.EACCES, errno.EPERM):
-            return msg + "; run as root (become: true or -b)", {"hint": "run as root (become: true or -b)"}
+            return msg + "; " + RUN_AS_ROOT, {"hint": RUN_AS_ROOT}
         return msg, {}
     return None, {}
 

@@ -11,7 +11,7 @@ refusal, raises ``TracefsError`` with exactly those new lines.
 import errno
 import os
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import RUN_AS_ROOT, FleettraceError
 
 
 class TracefsError(FleettraceError):
@@ -83,7 +83,7 @@ def write_quoting_error_log(full, text, append, log_paths, what=None):
         elif exc.errno == errno.ENOENT:
             message += "; the file does not exist"
         elif exc.errno in (errno.EACCES, errno.EPERM):
-            message += "; permission denied: run as root (become: true)"
+            message += "; permission denied: " + RUN_AS_ROOT
         else:
             message += "; error_log has no entry for it"
         raise TracefsError(message, new_lines)

@@ -7,6 +7,7 @@ features, instances and uprobe_events.
 
 import os
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import RUN_AS_ROOT
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError, _read, write_quoting_error_log
@@ -29,17 +30,16 @@ def find_tracefs(mount=True, candidates=TRACEFS_PATHS):
         if path in mounted and not os.access(os.path.join(path, "README"), os.R_OK):
             # tracefs is mode 0700: an ordinary user sees an empty, unreadable directory.
             raise TracefsError("permission denied: tracefs is mounted at %s but uid %d may not use it; "
-                               "run as root (become: true)" % (path, os.geteuid()))
+                               "%s" % (path, os.geteuid(), RUN_AS_ROOT))
         if os.path.isfile(os.path.join(path, "README")):
             if not os.access(os.path.join(path, "tracing_on"), os.W_OK):
                 raise TracefsError(
-                    "tracefs at %s is not writable by uid %d: run as root (become: true)"
-                    % (path, os.geteuid()))
+                    "tracefs at %s is not writable by uid %d: %s" % (path, os.geteuid(), RUN_AS_ROOT))
             return path
     if os.geteuid() != 0:
         raise TracefsError(
-            "tracefs is not mounted (looked at %s) and uid %d may not mount it: run as root (become: true)"
-            % (", ".join(candidates), os.geteuid()))
+            "tracefs is not mounted (looked at %s) and uid %d may not mount it: %s"
+            % (", ".join(candidates), os.geteuid(), RUN_AS_ROOT))
     if not mount:
         raise TracefsError(
             "tracefs is not mounted (looked at %s); mount it with "
