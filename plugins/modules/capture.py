@@ -163,6 +163,15 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Needs first: corosync running (corosync_pid), the instance fleettrace_corosync with the probe
+# probe_corosync:timer_function_scheduler_timeout_L21 (instance, uprobe and event modules' examples).
+- name: The directory the capture writes into
+  ansible.builtin.file:
+    path: /var/tmp/fleettrace
+    state: directory
+    mode: "0700"
+  become: true
+
 - name: Wait up to 10 minutes for corosync's late tick, keep its D-state stack and syscall
   fleettrace.tracefs.capture:
     instance: fleettrace_corosync
@@ -172,7 +181,7 @@ EXAMPLES = r"""
     json_path: /var/tmp/fleettrace/capture.json
     max_events: 200
     findings:
-      probe_event: probe_corosync:timer_function_scheduler_timeout
+      probe_event: probe_corosync:timer_function_scheduler_timeout_L21
       field: tv_diff_u64
       threshold: 1000100000
   async: 900

@@ -72,6 +72,8 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Needs first: the instance of the instance module's first example (fleettrace_corosync) and, for the
+# second task, the probe of the uprobe module's first example (it creates ..._L21 in group probe_corosync).
 - name: Keep only D-state switches of the watched process and grab their kernel stack (the talk's step 4)
   fleettrace.tracefs.event:
     instance: fleettrace_corosync
@@ -85,7 +87,7 @@ EXAMPLES = r"""
 - name: Stop tracing the moment corosync's timer measures a late tick
   fleettrace.tracefs.event:
     instance: fleettrace_corosync
-    event: probe_corosync/timer_function_scheduler_timeout_L19
+    event: probe_corosync/timer_function_scheduler_timeout_L21
     triggers:
       - traceoff if tv_diff_u64 >= 1000100000
     enabled: true

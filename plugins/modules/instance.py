@@ -71,6 +71,7 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Needs first: the pid of the process to trace (corosync_pid).
 - name: A private 8 MiB buffer with the global clock, recording only corosync's events
   fleettrace.tracefs.instance:
     name: fleettrace_corosync

@@ -80,6 +80,7 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Needs first: /usr/sbin/corosync with its debug info; on the controller /srv/binaries/corosync, a copy of the nodes' build.
 - name: Which lines of timer_function_scheduler_timeout can be probed?
   fleettrace.tracefs.probe_info:
     binary: /usr/sbin/corosync

@@ -80,6 +80,7 @@ EXAMPLES = r"""
       - corosync.processes[0].policy == 'SCHED_RR'
       - corosync.processes[0].priorities.rtprio == 99
 
+# Needs corosync running with its pidfile.
 - name: The process behind a pidfile, without threads
   fleettrace.tracefs.proc_info:
     pidfile: /run/corosync.pid

@@ -79,9 +79,10 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Needs first: a run id of your own (run_id), the names of what the run will create carry it.
 - name: Own this run's instance and probe group on the node
   fleettrace.tracefs.run:
-    tag: "{{ run_id }}_{{ inventory_hostname }}"
+    tag: "fleettrace_{{ run_id }}_{{ inventory_hostname }}"
     instances: ["fleettrace_{{ run_id }}_{{ inventory_hostname }}"]
     groups: ["fleettrace_{{ run_id }}_{{ inventory_hostname }}"]
     deadline: 900
@@ -102,8 +103,10 @@ tag:
   returned: always
   type: str
 nonce:
-  description: Proof of ownership for C(finished) and renewals.
-  returned: when state=started and not in check mode
+  description:
+    - Proof of ownership for C(finished) and renewals.
+    - In check mode C(check-mode), so the C(finished) task after it runs in check mode too (it finds no run).
+  returned: when state=started
   type: str
 owner:
   description: The process whose end ends the run (pid, start time in ticks, what it is).
@@ -144,6 +147,9 @@ def _seconds(value, name, low, high, low_open=True):
     return value
 
 
+CHECK_MODE_NONCE = "check-mode"
+
+
 def body(module, result):
     p = module.params
     result.update(tag=p["tag"], reaped=[])
@@ -177,6 +183,7 @@ def body(module, result):
     owner = run_owner.find_owner()
     result.update(changed=True, owner=owner.to_dict())
     if module.check_mode:
+        result["nonce"] = CHECK_MODE_NONCE    # no run is started: the finished task after it finds none
         return
     manifest = lifecycle.start(fs, p["tag"], instances=p["instances"], groups=p["groups"], deadline=p["deadline"],
                                lease=p["lease"], run_id=p["run_id"], owner=owner, store=store)

@@ -16,7 +16,7 @@ description:
   - An action plugin that runs in the controller's worker; one task for the whole fleet instead of one C(copy) per host.
   - Checks every host name and document before writing anything.
   - With O(hosts), O(registered) and O(key) it reads each host's registered task result itself, failed and
-    unreachable hosts included (they have left the play, not the inventory): a host whose task failed or that was
+    unreachable hosts included (they have left the play, not the inventory). A host whose task failed or that was
     unreachable gets a C(kind=failure) document (C(failure.json) in the C(hosts) layout) with the error, so the
     report names it instead of leaving it out.
 author: fleettrace developers (@fleettrace)

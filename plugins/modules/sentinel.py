@@ -158,6 +158,8 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Needs first: corosync running (corosync_pid) from /usr/sbin/corosync, its build id (corosync_build_id) and
+# the probe line resolved for that build (probe_info or uprobe in check mode give both).
 - name: Arm the node for a week
   fleettrace.tracefs.sentinel:
     label: corosync

@@ -33,6 +33,7 @@ notes:
 """
 
 EXAMPLES = r"""
+# Needs first: a finding of the capture module (finding.pid: the stalled corosync, fd 10 its /dev/watchdog).
 - name: How long does the watchdog keepalive take?
   fleettrace.tracefs.syscall_latency:
     instance: fleettrace_run1_latency

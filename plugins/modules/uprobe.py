@@ -139,6 +139,7 @@ seealso:
 """
 
 EXAMPLES = r"""
+# Needs first: /usr/sbin/corosync with its debug info (in the binary, /usr/lib/debug or debuginfod).
 - name: Probe the line that computes the timer difference in corosync
   fleettrace.tracefs.uprobe:
     binary: /usr/sbin/corosync

@@ -52,24 +52,76 @@ def test_examples_use_documented_options_and_pass_syntax_check(module, docs, tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_runnable_examples_run_as_written(docs, run_playbook, tmp_path):
-    """Those that need nothing but this machine (and a report dir): sched_latency for real; cleanup and
-    latency_report in check mode, because as written they act on everything fleettrace left on the
-    machine (other runs share this kernel) and write into /var/lib/prometheus."""
+# Modules whose examples need corosync (its binary with debug info, a running process, a finding): they
+# say so first, and are checked for syntax and options above. Every other module's examples run below.
+NEED_COROSYNC = ("capture", "event", "probe_info", "sentinel", "syscall_latency", "uprobe")
+RUN_HERE = ("cleanup", "instance", "latency_report", "proc_info", "run", "save_results", "sched_latency")
+PIDFILE_TASK = "The process behind a pidfile, without threads"   # says it needs corosync's pidfile
+
+
+def test_every_module_either_runs_here_or_says_what_it_needs():
+    assert sorted(NEED_COROSYNC + RUN_HERE) == MODULES
+
+
+@pytest.mark.parametrize("module", NEED_COROSYNC)
+def test_examples_that_need_corosync_say_so_first(module, docs):
+    assert docs[module]["examples"].lstrip().startswith("# Needs first:"), docs[module]["examples"][:200]
+
+
+def test_examples_name_the_event_the_uprobe_example_creates(docs):
+    """event and capture refer to the probe event that uprobe's first example makes (FUNC:N -> FUNC_LN)."""
+    spec = yaml.safe_load(docs["uprobe"]["examples"])[0]["fleettrace.tracefs.uprobe"]["spec"]
+    function, line = spec.split()[0].split(":")
+    event = "probe_corosync/%s_L%s" % (function, line)
+    named = [t["fleettrace.tracefs.event"]["event"] for t in yaml.safe_load(docs["event"]["examples"])
+             if "probe_" in t["fleettrace.tracefs.event"]["event"]]
+    assert named == [event]
+    captures = [t["fleettrace.tracefs.capture"] for t in yaml.safe_load(docs["capture"]["examples"])
+                if "fleettrace.tracefs.capture" in t]
+    assert [c["findings"]["probe_event"] for c in captures if "findings" in c] == [event.replace("/", ":")]
+    # The directory the capture writes into is made first.
+    made = [t["ansible.builtin.file"]["path"] for t in yaml.safe_load(docs["capture"]["examples"])
+            if "ansible.builtin.file" in t]
+    for capture in captures:
+        for key in ("raw_path", "json_path"):
+            if key in capture:
+                assert os.path.dirname(capture[key]) in made, capture[key]
+
+
+@pytest.fixture
+def fake_corosync(tmp_path):
+    """A process named corosync at SCHED_RR 99 (a copy of sleep), as the examples expect to find."""
+    binary = tmp_path / "corosync"
+    binary.write_bytes(open("/bin/sleep", "rb").read())
+    binary.chmod(0o755)
+    proc = subprocess.Popen(["chrt", "-r", "99", str(binary), "600"])
+    yield proc.pid
+    proc.kill()
+    proc.wait()
+
+
+def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_path, fake_corosync):
+    """Those that need nothing but this machine (and a report dir): sched_latency, save_results and proc_info
+    for real; cleanup, latency_report, run and instance in check mode, because as written they act on everything
+    fleettrace left on the machine (other runs share this kernel), write into /var/lib/prometheus, or create
+    tracefs objects under names the example chose."""
     report_dir = tmp_path / "report"
     (report_dir / "hosts").mkdir(parents=True)
     host = {"kind": "diagnose", "host": "localhost", "findings": []}
     (report_dir / "hosts" / "localhost.json").write_text(json.dumps(host))
     checked = []
-    for module in ("cleanup", "latency_report"):
+    for module in ("cleanup", "latency_report", "run", "instance"):
         for task in yaml.safe_load(docs[module]["examples"]):
             task = dict(task, check_mode=True)
             if (task.get("fleettrace.tracefs.cleanup") or {}).get("force"):
                 # Names a run of the example's own: here it must be refused clearly, nothing removed.
                 task.update(register="forced", failed_when="'force names no run' not in (forced.msg | default(''))")
             checked.append(task)
-    play = [{"hosts": "localhost", "gather_facts": False, "vars": {"report_dir": str(report_dir)}, "tasks": checked},
-            {"hosts": "localhost", "gather_facts": False, "tasks": yaml.safe_load(docs["sched_latency"]["examples"])}]
+    real = yaml.safe_load(docs["sched_latency"]["examples"]) + yaml.safe_load(docs["save_results"]["examples"])
+    real += [t for t in yaml.safe_load(docs["proc_info"]["examples"]) if t["name"] != PIDFILE_TASK]
+    play = [{"hosts": "localhost", "gather_facts": False, "tasks": checked,
+             "vars": {"report_dir": str(report_dir), "run_id": run_token, "corosync_pid": fake_corosync}},
+            {"hosts": "localhost", "gather_facts": False, "tasks": real}]
     result = run_playbook(json.dumps(play) + "\n")
     assert result.rc == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert isinstance(result.task("What would be removed")["commands"], list)
@@ -81,3 +133,9 @@ def test_runnable_examples_run_as_written(docs, run_playbook, tmp_path):
     shown = result.task("Show the host p99")["msg"]
     latency = result.task("Measure run-queue latency for 30 s and follow corosync closely")["sched_latency"]
     assert shown == "p99 %s us, lost %s" % (latency["latency"]["all"]["p99_us"], latency["events"]["lost"])
+    saved = json.loads((tmp_path / "fleettrace-report" / "hosts" / "localhost" / "sched_latency.json").read_text())
+    assert saved["kind"] == "sched_latency" and saved["first_ns"] == latency["first_ns"]
+    assert result.task("Save every host's audit result on the controller, and why a host has none")["down"] == []
+    assert result.task("How corosync is scheduled and what it has open")["processes"]
+    assert result.task("A private 8 MiB buffer with the global clock, recording only corosync's events")["changed"]
+    assert not os.path.exists("/sys/kernel/tracing/instances/fleettrace_corosync")
