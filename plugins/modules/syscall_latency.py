@@ -63,7 +63,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner i
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import latency
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TRACEFS_PATHS, Tracefs
 
 
 def body(module, _result):
@@ -74,6 +74,7 @@ def body(module, _result):
         validate.instance_name(params["instance"])
         validate.event_name(params["call"], "call")
         validate.pid(params["pid"])
+        latency.check_target(params["pid"], params["call"], TRACEFS_PATHS)
         if module.check_mode:
             enter, leave = latency.filters(params["pid"], params["call"], params["fd"], params["cmd"])
             return dict(changed=True, latency={}, message="would record %s with filters %r / %r in %s" % (

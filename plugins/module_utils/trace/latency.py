@@ -13,6 +13,11 @@ uses the ``mono`` trace clock, so samples line up with a program's own log).
 """
 
 
+import difflib
+import os
+
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import LatencySeries
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ioctl, syscalls
@@ -22,6 +27,32 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core im
 TRACE_CLOCK = "mono"
 # Samples listed one by one in the result (the histogram holds all of them).
 MAX_LISTED = 10000
+
+
+def known_calls(tracefs_roots):
+    """System call names: the kernel's ``syscalls:sys_enter_*`` events (under the first tracefs root that has
+    them) and the x86_64 table ``raw_syscalls`` is filtered by."""
+    names = set(syscalls.table().values())
+    for root in tracefs_roots:
+        try:
+            events = os.listdir(os.path.join(root, "events", "syscalls"))
+        except OSError:
+            continue
+        names.update(name[len("sys_enter_"):] for name in events if name.startswith("sys_enter_"))
+        break
+    return names
+
+
+def check_target(pid, call, tracefs_roots):
+    """Refuse a task that does not run and a call the kernel does not have, before anything is planned."""
+    if not procfs.process_alive(pid):
+        raise OptionError("pid %d: no such task (it has ended, or never ran); give the thread id of a running task"
+                          % pid)
+    names = known_calls(tracefs_roots)
+    if call not in names:
+        close = difflib.get_close_matches(call, names, n=3)
+        raise OptionError("call %r is not a system call of this kernel%s; valid choices: %s" % (
+            call, " (did you mean %s?)" % " or ".join(close) if close else "", ", ".join(sorted(names))))
 
 
 def filters(pid, call, fd=None, cmd=None, named=True):
