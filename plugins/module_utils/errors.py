@@ -43,3 +43,15 @@ class FleettraceError(Exception):
 
 class OptionError(FleettraceError):
     """A module option (or a combination of them) that cannot be used; nothing was changed."""
+
+
+class CheckModeAnswer(Exception):
+    """Check mode can say no more than this: the module ends unchanged with ``msg`` and the ``commands`` it would run.
+
+    Not a ``FleettraceError``: nothing is wrong (for example tracefs is not mounted, and check mode never mounts it).
+    """
+
+    def __init__(self, msg, commands):
+        super().__init__(msg)
+        self.msg = msg
+        self.commands = list(commands)

@@ -31,7 +31,7 @@ from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import RUN_AS_ROOT, FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import RUN_AS_ROOT, CheckModeAnswer, FleettraceError
 
 
 def _failure(exc):
@@ -108,6 +108,9 @@ def run_module(argument_spec, body, result=None, caps=None, **module_options):
         module.fail_json(msg=problem, **result)
     try:
         returned = body(module, result)
+    except CheckModeAnswer as answer:
+        # Not a failure: check mode lists what it would run (e.g. mount tracefs) and does none of it.
+        returned = dict(result, changed=True, commands=answer.commands, msg=answer.msg)
     except Exception as exc:  # noqa: BLE001 - every failure ends here, as one task result
         fail(module, exc, result)
     module.exit_json(**(result if returned is None else returned))

@@ -376,7 +376,7 @@ def body(module, _result):
     validate.instance_name(params["instance"])
     if stop_event:
         validate.event_name(stop_event, "stop_event")
-    fs = Tracefs()
+    fs = Tracefs(check_mode=module.check_mode)
     instance = fs.instance(params["instance"])
     stop = None
     if params["stop"]:

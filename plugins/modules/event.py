@@ -144,7 +144,7 @@ def body(module, result):
         validate.instance_name(params["instance"])
     if params["filter"] is not None:
         validate.expression(params["filter"], "filter")
-    fs = Tracefs()
+    fs = Tracefs(check_mode=module.check_mode)
     if not module.check_mode:
         removal.reap_expired_quietly(fs, warn=module.warn)
         if params["state"] == "present":

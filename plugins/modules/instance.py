@@ -131,7 +131,7 @@ def body(module, result):
     params = module.params
     result.update(name=params["name"], commands=[])
     validate.instance_name(params["name"])
-    fs = Tracefs()
+    fs = Tracefs(check_mode=module.check_mode)
     fs.require("instances", "a private trace buffer")
     if not module.check_mode:
         removal.reap_expired_quietly(fs, warn=module.warn)

@@ -228,7 +228,7 @@ def body(module, result):
     except FleettraceError as exc:
         raise exc.reworded("instance: %s" % exc.message)
 
-    tracefs = Tracefs()
+    tracefs = Tracefs(check_mode=module.check_mode)
     facts = sched_facts.host_facts(tracefs)
 
     watched = sched_facts.resolve_watched(params["watch_pids"], params["watch_comms"], params["watch_comm_regex"])

@@ -368,7 +368,7 @@ def plan_probes(module, params):
     if params["build_id"] is not None and not uprobe_plans.BUILD_ID.match(params["build_id"]):
         raise OptionError("build_id %r must be the hex GNU build-id (e.g. from 'readelf -n' or an earlier "
                           "result's build_id)" % params["build_id"])
-    fs = Tracefs()
+    fs = Tracefs(check_mode=module.check_mode)
     fs.require("uprobes", "a user-space probe")
     if not module.check_mode:
         removal.reap_expired_quietly(fs, warn=module.warn)

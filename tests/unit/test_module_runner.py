@@ -133,3 +133,15 @@ def test_the_command_line_catches_resolver_errors_by_type_one_line_each(monkeypa
     out, err = capsys.readouterr()
     assert err == "error: inline_only:3 has no code in any inlined copy of inline_only\n"
     assert out == "p:probe_x/ok /bin/x:0x10\n"
+
+
+def test_a_check_mode_answer_ends_the_module_unchanged_listing_its_commands():
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import CheckModeAnswer
+
+    def body(_module, _result):
+        raise CheckModeAnswer("check mode: tracefs is not mounted", ["mount -t tracefs nodev /sys/kernel/tracing"])
+
+    how, result = run(body, result={"name": "x"})
+    assert how == "exit"
+    assert result == {"changed": True, "name": "x", "commands": ["mount -t tracefs nodev /sys/kernel/tracing"],
+                      "msg": "check mode: tracefs is not mounted"}

@@ -157,3 +157,33 @@ def test_tracefs_missing_and_not_root(tmp_path, monkeypatch):
     monkeypatch.setattr(core.os, "geteuid", lambda: 1000)
     with pytest.raises(TracefsError, match="uid 1000 may not mount it: run as root"):
         core.find_tracefs(mount=True, candidates=empty)
+
+
+def test_check_mode_reports_the_mount_and_never_runs_it(tmp_path, monkeypatch):
+    """A fake root with no tracefs: check mode answers with the mount command; only a real run mounts."""
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import CheckModeAnswer
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import fs as core
+    target = tmp_path / "sys" / "kernel" / "tracing"
+    target.mkdir(parents=True)
+    ran = []
+
+    class Mounted:
+        returncode, stderr = 0, b""
+
+    def fake_run(argv, **_kwargs):
+        ran.append(argv)
+        (target / "README").write_text("tracefs\n")
+        (target / "tracing_on").write_text("1\n")
+        return Mounted()
+
+    import subprocess
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(core, "_tracefs_mounts", lambda: set())
+    monkeypatch.setattr(core.os, "geteuid", lambda: 0)
+    with pytest.raises(CheckModeAnswer) as answer:
+        core.find_tracefs(candidates=[str(target)], check_mode=True)
+    assert answer.value.commands == ["mount -t tracefs nodev %s" % target]
+    assert "check mode: tracefs is not mounted; would run 'mount -t tracefs nodev " in answer.value.msg
+    assert ran == [] and not (target / "README").exists()
+    assert core.find_tracefs(candidates=[str(target)]) == str(target)
+    assert ran == [["mount", "-t", "tracefs", "nodev", str(target)]]

@@ -7,7 +7,7 @@ features, instances and uprobe_events.
 
 import os
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import RUN_AS_ROOT
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import RUN_AS_ROOT, CheckModeAnswer
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError, _read, write_quoting_error_log
@@ -20,10 +20,21 @@ TRACEFS_PATHS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 OWNED_PREFIX = "fleettrace"
 
 
-def find_tracefs(mount=True, candidates=TRACEFS_PATHS):
-    """Return the path of a usable tracefs, mounting it when allowed.
+MOUNT_COMMAND = "mount -t tracefs nodev %s"
 
-    Raises ``TracefsError`` naming every place looked at and what to do.
+
+def mount_needed(target):
+    """Check mode's answer when tracefs is not mounted: the mount it would run, and nothing else done."""
+    command = MOUNT_COMMAND % target
+    return CheckModeAnswer("check mode: tracefs is not mounted; would run '%s', then what the module writes "
+                           "into it (known once it is mounted)" % command, [command])
+
+
+def find_tracefs(mount=True, candidates=TRACEFS_PATHS, check_mode=False):
+    """Return the path of a usable tracefs, mounting it when allowed (never in check mode).
+
+    Raises ``TracefsError`` naming every place looked at and what to do, or in check mode
+    ``CheckModeAnswer`` with the mount command it would have run.
     """
     mounted = _tracefs_mounts()
     for path in candidates:
@@ -46,9 +57,10 @@ def find_tracefs(mount=True, candidates=TRACEFS_PATHS):
             "'mount -t tracefs nodev /sys/kernel/tracing' or allow mounting"
             % ", ".join(candidates))
     target = candidates[0]
+    if check_mode:
+        raise mount_needed(target)
     import subprocess   # only to mount tracefs: not paid by every module run
-    result = subprocess.run(["mount", "-t", "tracefs", "nodev", target],
-                            capture_output=True, check=False)
+    result = subprocess.run((MOUNT_COMMAND % target).split(), capture_output=True, check=False)
     if result.returncode != 0 or not os.path.isfile(os.path.join(target, "README")):
         raise TracefsError(
             "tracefs is not mounted and 'mount -t tracefs nodev %s' failed: %s. "
@@ -74,8 +86,8 @@ def _tracefs_mounts():
 class Tracefs:
     """One tracefs mount."""
 
-    def __init__(self, root=None, mount=True):
-        self.root = root or find_tracefs(mount=mount)
+    def __init__(self, root=None, mount=True, check_mode=False):
+        self.root = root or find_tracefs(mount=mount, check_mode=check_mode)
         self._features = None
 
     # -- raw file access ---------------------------------------------------
