@@ -202,3 +202,41 @@ def test_audit_with_a_down_host_still_reports_every_host(run_playbook, run_token
     assert sorted(report["hosts"]) == ["broken", "down", "localhost"] and report["passed"] is False
     msg = result.task(SUMMARY_TASK)["msg"]
     assert msg[-2].startswith("2 of 3 host(s) gave no result:"), msg
+
+
+def two_local_hosts(tmp_path):
+    path = tmp_path / "two-local.ini"
+    python = os.path.join(REPO, ".venv", "bin", "python")
+    path.write_text("".join("%s ansible_connection=local ansible_python_interpreter=%s\n" % (h, python)
+                            for h in ("localhost", "local2")))
+    return str(path)
+
+
+# -f on the command line as users type it: one fork for two hosts starts the window async on both.
+@pytest.mark.parametrize("forks, polled", [("1", True), ("2", False)])
+def test_forks_from_the_command_line_pick_async_or_sync(run_playbook, run_token, tmp_path, forks, polled):
+    result = run_playbook(AUDIT, inventory=two_local_hosts(tmp_path), args=["-f", forks],
+                          extra_vars=audit_vars(run_token, tmp_path / "f"))
+    assert result.rc == 0, result.stdout[-3000:]
+    for host in ("localhost", "local2"):
+        assert result.task(WAIT_TASK, host).get("skipped", False) is not polled
+    report = json.loads((tmp_path / "f" / "report.json").read_text())
+    assert sorted(report["hosts"]) == ["local2", "localhost"] and report["down"] == []
+
+
+@pytest.mark.parametrize("playbook", [AUDIT, GATE], ids=["audit", "gate"])
+def test_check_and_diff_mode_trace_and_write_nothing(run_playbook, run_token, tmp_path, playbook):
+    result = run_playbook(playbook, check=True, diff=True, extra_vars=audit_vars(run_token, tmp_path / "cd"))
+    assert result.rc == 0, result.stdout[-3000:]
+    plan = result.task("fleettrace.tracefs.sched_audit : Trace the window on every host at once, seconds 2")
+    assert "check mode: nothing traced" in plan["msg"] and not plan["changed"]
+    said = result.task("fleettrace.tracefs.report : Say that check mode writes no report")["msg"]
+    assert said.startswith("Check mode: the audit traced nothing, so no report is written")
+    assert not (tmp_path / "cd").exists()
+
+
+def test_gate_in_diff_mode_gates_as_without(run_playbook, run_token, tmp_path):
+    result = run_playbook(GATE, diff=True, extra_vars=audit_vars(run_token, tmp_path / "d", gate_p99_wakeup_us=0.001))
+    assert result.rc != 0
+    assert "p99_wakeup_latency_us" in result.task(GATE_FAIL_TASK)["msg"]
+    assert json.loads((tmp_path / "d" / "report.json").read_text())["passed"] is False
