@@ -5,7 +5,8 @@ import os
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # scripts/setup.sh links this checkout there (per checkout: clones never see each other).
 COLLECTIONS = os.path.join(REPO, ".cache", "collections")
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
+# scripts/oldest-ansible.sh points this at a venv with the oldest supported ansible-core.
+VENV_BIN = os.environ.get("FLEETTRACE_VENV_BIN") or os.path.join(REPO, ".venv", "bin")
 
 
 def ansible_env(extra=None):

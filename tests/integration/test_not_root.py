@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from tests.helpers.paths import REPO
+from tests.helpers.paths import REPO, VENV_BIN
 
 SNIPPET = """
 import sys
@@ -86,7 +86,7 @@ def nobody_host(tmp_path):
     plugins.mkdir()
     (plugins / "fleettrace_test_root.py").write_text(BECOME_PLUGIN)
     wrapper = tmp_path / "python-as-nobody"
-    wrapper.write_text(INTERPRETER % os.path.join(REPO, ".venv", "bin", "python"))
+    wrapper.write_text(INTERPRETER % os.path.join(VENV_BIN, "python"))
     wrapper.chmod(0o755)
     # Not named localhost: the report, delegated to the controller, runs with the controller's Python.
     line = "node ansible_connection=local ansible_python_interpreter=%s" % wrapper

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The role, playbook and report tests under the oldest ansible-core the collection supports
+# (meta/runtime.yml requires_ansible), in a venv of its own with the Python of the oldest
+# distribution it covers (Debian 12: Python 3.11). Not part of `make test`: a second venv and
+# a few minutes.  Usage: scripts/oldest-ansible.sh [pytest args]  (default: the files below).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MIN=$(sed -n 's/^requires_ansible: *">=\([0-9.]*\)".*/\1/p' meta/runtime.yml)
+# The newest patch release of the oldest supported minor version.
+CORE=${FLEETTRACE_OLDEST_CORE:-2.14.18}
+[[ "$CORE" == "${MIN%.*}".* ]] || { echo "requires_ansible >=$MIN but testing $CORE" >&2; exit 2; }
+VENV=.cache/venv-ansible-${MIN%.*}
+version() { "$VENV/bin/ansible" --version 2>/dev/null | sed -n 1p; }   # sed reads all: no broken pipe
+if [[ ! -x $VENV/bin/ansible-playbook ]] || [[ "$(version)" != *"core $CORE"* ]]; then
+  python3.11 -m venv "$VENV"
+  "$VENV/bin/pip" install -q "ansible-core==$CORE" -r requirements.txt pytest pillow jsonschema pyyaml
+fi
+version
+export FLEETTRACE_VENV_BIN=$PWD/$VENV/bin
+if [[ $# -eq 0 ]]; then
+  set -- tests/unit/test_report.py tests/unit/test_report_down_hosts.py tests/unit/test_role_specs.py \
+    tests/integration/test_audit_playbooks.py tests/integration/test_not_root.py \
+    tests/integration/test_check_mode_mounts_nothing.py tests/integration/test_syscall_latency_input.py \
+    tests/integration/test_module_examples.py
+fi
+exec "$VENV/bin/pytest" -q "$@"
