@@ -18,11 +18,12 @@ UNREACHABLE = "Failed to connect to the host via ssh: connect to host 127.0.0.1 
 GATE = [{"name": "p99", "value": "summary.p99_us", "max": 10 ** 9}]
 
 
-def report_of(checks=GATE, expected=("node1", "node2", "node3")):
+def report_of(checks=None, expected=("node1", "node2", "node3")):
     docs = [sched_doc("node1", 100.0),
             report_document.failure_document("node2", "unreachable", UNREACHABLE, task="Trace the window")]
     docs += report_document.missing_hosts(docs, expected)
-    return report_model.build_report([report_document.validate_document(d, "test") for d in docs], checks=checks)
+    return report_model.build_report([report_document.validate_document(d, "test") for d in docs],
+                                      checks=GATE if checks is None else checks)
 
 
 def test_down_hosts_fail_the_report_and_are_named_in_the_message():

@@ -178,7 +178,7 @@ def test_check_mode_reports_the_mount_and_never_runs_it(tmp_path, monkeypatch):
 
     import subprocess
     monkeypatch.setattr(subprocess, "run", fake_run)
-    monkeypatch.setattr(core, "_tracefs_mounts", lambda: set())
+    monkeypatch.setattr(core, "_tracefs_mounts", set)
     monkeypatch.setattr(core.os, "geteuid", lambda: 0)
     with pytest.raises(CheckModeAnswer) as answer:
         core.find_tracefs(candidates=[str(target)], check_mode=True)
