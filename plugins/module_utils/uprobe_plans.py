@@ -16,7 +16,6 @@ import bisect
 import os
 import re
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import (
     ProbeDefinition, event_names, removal)
@@ -203,6 +202,8 @@ def onto_running_code(params):
         elif path is None or (paths != {os.path.abspath(path)} and not params.get("rename")):
             raise PlanError("with 'pid', every definition must name one binary, the one the process maps; got %s"
                             % ", ".join(sorted(paths)))
+    # Here, not at the top: only 'pid' needs procfs and the maps (compiled from the zip on each module run).
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code
     running = mapped_code.mapped_code(params["pid"], path)
     if records:
         running.check_build(params.get("build_id"))
