@@ -333,7 +333,7 @@ def bench_ansible(binary, specs, runs, perf, workdir):
         ratio = beyond / perf_cpu
         print("%s: %.0f ms CPU beyond the no-op module, %.1fx perf's %.0f ms (target <= 3)"
               % (label.split(": ", 1)[1], beyond * 1e3, ratio, perf_cpu * 1e3))
-        FIGURES.append({"measure": "one probe through Ansible beyond a no-op module, CPU: %s" % label.split(", ", 1)[1],
+        FIGURES.append({"measure": "uprobe task beyond ping, CPU: %s" % label.split(", ", 1)[1],
                         "ours": beyond * 1e3, "other": perf_cpu * 1e3, "unit": "ms", "target": "<= 3",
                         "tool": "perf probe --definition"})
 
