@@ -305,8 +305,8 @@ def bench_ansible(binary, specs, runs, perf, workdir):
                 ("ansible-playbook --check: uprobe, cache hit", [playbook, "-v", "--check", plays["uprobe"]], env),
                 ("ansible-playbook --check: uprobe, cache miss", [playbook, "-v", "--check", plays["uprobe"]],
                  cold_env),
-                ("ansible-playbook --check: uprobe, cache hit, payload built", [playbook, "-v", "--check",
-                                                                              plays["uprobe"]], new_code_env)]
+                ("ansible-playbook --check: uprobe, cache hit, payload built",
+                 [playbook, "-v", "--check", plays["uprobe"]], new_code_env)]
     results = {}
     for _i in range(runs):     # interleaved: the load from others falls on all of them alike
         for label, argv, command_env in commands:
