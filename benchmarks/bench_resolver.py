@@ -52,8 +52,8 @@ CLI = "ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cli"
 # (dwarf_cli adds site-packages itself on a cache miss).
 CLI_SCRIPT = os.path.join(COLLECTIONS, *CLI.split(".")) + ".py"
 OURS = [PYTHON, "-S", CLI_SCRIPT]
-sys.path.insert(0, os.path.join(REPO, "tests", "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+sys.path.insert(0, REPO)
+from tests.helpers import resolver_programs as programs  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_results  # noqa: E402
 

@@ -1,15 +1,12 @@
 """The byte index (dwarf/index.py) against plain walks: same units, same inlined copies."""
 
-import os
 import struct
-import sys
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 
 
 def _unit(body):

@@ -23,6 +23,7 @@ never from a walk of every unit.  Every function takes a ``context.DwarfContext`
 import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import line_table as dwarf_line_table
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
@@ -155,9 +156,8 @@ def is_self_copy(ctx, die):
         return False
     if holder.cu.cu_offset == die.cu.cu_offset:
         return call_file.value == decl_file.value
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
-    return dwarf_lines.line_table(ctx, die.cu).file_name(call_file.value) == \
-        dwarf_lines.line_table(ctx, holder.cu).file_name(decl_file.value)
+    return dwarf_line_table.line_table(ctx, die.cu).file_name(call_file.value) == \
+        dwarf_line_table.line_table(ctx, holder.cu).file_name(decl_file.value)
 
 
 def instances(ctx, cu, abstract):

@@ -22,6 +22,7 @@ import struct
 import sys
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cache_dirs import index_dir
 
 LINES_VERSION = 1
 # DWARF 5 numbers files and directories from 0, with the CU's own at 0; earlier versions from 1.
@@ -159,8 +160,7 @@ def _file_names(program, version):
 
 
 def _path(build_id, unit):
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index
-    return os.path.join(function_index.index_dir(), build_id, "lines", "%x.bin" % unit)
+    return os.path.join(index_dir(), build_id, "lines", "%x.bin" % unit)
 
 
 def _stamp(ctx):

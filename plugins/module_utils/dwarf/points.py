@@ -5,7 +5,7 @@
 Every function takes a ``context.DwarfContext`` first and returns
 ``[(vaddr, cu, default event name, scope DIE or None)]`` or raises ``ResolveError``;
 the scope DIE is the copy of the function the address was chosen for (see
-scopes.probe_scope).  docs/uprobe.md ("DWARF rules") says why each rule is perf's.
+probe_scope.probe_scope).  docs/uprobe.md ("DWARF rules") says why each rule is perf's.
 """
 
 

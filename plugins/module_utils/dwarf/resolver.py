@@ -22,6 +22,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import fu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import location as dwarf_location
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import points
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_scope
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
@@ -209,7 +210,7 @@ class Resolver:
         if not spec.args:
             return [], []   # no scope to look up (an inline-only function may have hundreds of copies)
         ctx = self.context
-        chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
+        chain = probe_scope.chain_for(ctx, cu, address, spec.point, scope)
         table = None        # the line table is only needed for hints in error messages
         delta = address - ctx.file_offset(address)
         args, notes, failures = [], [], []
@@ -285,7 +286,7 @@ class Resolver:
         targets = points.addresses(ctx, spec.point, spec, force=True)
         result = []
         for address, cu, _name, scope in targets:
-            chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
+            chain = probe_scope.chain_for(ctx, cu, address, spec.point, scope)
             table = dwarf_lines.line_table(ctx, cu)
             delta = address - ctx.file_offset(address)
             for die in scopes.scope_variables(ctx, chain, address):
