@@ -360,11 +360,6 @@ def parse_maps(text):
     return maps
 
 
-# One ELF reader and symbolizer for the collection (elf.symbols); the names stay here for callers.
-ElfSymbols = elf_symbols.ElfSymbols
-file_symbol = elf_symbols.file_symbol
-
-
 def symbolize(pid, addresses, cache=None):
     """Addresses of ``pid`` -> [{'address', 'object', 'offset', 'symbol'}].
 
@@ -386,9 +381,9 @@ def symbolize(pid, addresses, cache=None):
                 frame["offset"] = "0x%x" % file_offset
                 if path.endswith(" (deleted)"):
                     # Replaced on disk since it was mapped: read the code it runs, through the mapping.
-                    frame["symbol"] = file_symbol("/proc/%d/map_files/%x-%x" % (pid, start, end), file_offset, cache)
+                    frame["symbol"] = elf_symbols.file_symbol("/proc/%d/map_files/%x-%x" % (pid, start, end), file_offset, cache)
                 elif path.startswith("/"):
-                    frame["symbol"] = file_symbol(_proc_root_path(pid, path), file_offset, cache)
+                    frame["symbol"] = elf_symbols.file_symbol(_proc_root_path(pid, path), file_offset, cache)
                 break
         frames.append(frame)
     return frames

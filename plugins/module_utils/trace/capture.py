@@ -25,6 +25,7 @@ import select
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (
     TraceParser, user_stack_addresses)
@@ -442,7 +443,7 @@ def symbolize_user_stacks(events, pid_alive=procfs.process_alive, elf_cache=None
             if match:
                 offset = int(match.group("offset"), 16)
                 frames.append({"address": None, "object": match.group("path"), "offset": "0x%x" % offset,
-                               "symbol": procfs.file_symbol(match.group("path"), offset, elf_cache)})
+                               "symbol": elf_symbols.file_symbol(match.group("path"), offset, elf_cache)})
             else:
                 frames.append({"address": None, "object": None, "symbol": None, "text": text.strip()})
         if addresses and pid not in gone and pid_alive(pid):
