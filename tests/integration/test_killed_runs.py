@@ -84,7 +84,7 @@ def remove_bystander(tracefs, name):
 def remove_leftovers(tracefs, instance, group):
     """When the reaper failed (the test fails): remove the child's objects by their exact names."""
     found = tracefs_cleanup.find_leftovers(tracefs, match=lambda name: name in (instance, group))
-    tracefs_cleanup.plan_removal(tracefs, found).apply_each()
+    tracefs_cleanup.remove_all(tracefs_cleanup.plan_removal(tracefs, found))
 
 
 @contextlib.contextmanager

@@ -123,5 +123,5 @@ def remove_own(fs, settings, store=None):
     taken = sorted(name for name, tag in others.items() if tag not in (None, settings.names["tag"]))
     free = mine - set(taken)
     found = tracefs_cleanup.find_leftovers(fs, match=lambda name: name in free, trigger_targets=True)
-    errors = tracefs_cleanup.plan_removal(fs, found).apply_each()
+    errors = tracefs_cleanup.remove_all(tracefs_cleanup.plan_removal(fs, found))
     return errors + ["%s claimed by another run now; left to it" % name for name in taken]

@@ -382,15 +382,8 @@ class StopCondition:
             if plan is None:
                 plan = step
             else:
-                plan.steps.extend(step.steps)
+                plan.extend(step)
         return plan
-
-
-def undo(plan):
-    """Undo an applied ``ChangePlan`` (what this capture installed), newest step first."""
-    for step in reversed(plan.steps if plan else []):
-        if step.undo is not None:
-            step.undo()
 
 
 def _read_available(fd, consume):

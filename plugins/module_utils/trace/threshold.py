@@ -16,6 +16,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_c
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import cpu_context as cpu_recording
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, evidence, latency
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 
 STATUS_REACHED, STATUS_NOT_REACHED, STATUS_EXITED = "threshold_reached", "threshold_not_reached", "target_exited"
 
@@ -128,7 +129,9 @@ def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, pol
             result["cpu_context"] = context.facts()
     finally:
         if instance.exists():
-            capture_core.undo(plan)
+            not_undone = plan.undo()
+            if not_undone:
+                raise TracefsError("removing what the capture installed failed: %s" % "; ".join(not_undone))
     result["sink"] = sink
     return conclude(result, finder, findings, stop, pid, before, after, installed=plan.commands, attempts=attempts,
                     max_findings=max_findings, token_timeout_ms=token_timeout_ms)
