@@ -119,7 +119,7 @@ def test_symbolize_a_gone_process():
 
 def test_user_stack_frames_of_every_form():
     import ctypes
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import event_sink
     libc = ctypes.CDLL(None)
     address = ctypes.cast(libc.getpid, ctypes.c_void_p).value + 4
     live = procfs.symbolize(os.getpid(), [address])[0]
@@ -127,7 +127,7 @@ def test_user_stack_frames_of_every_form():
         " <%016x>" % address,                                       # bare address: needs the maps
         "%s[+%s]" % (live["object"], live["offset"]),              # option sym-userobj: file alone
         "??"]}
-    gone = capture.symbolize_user_stacks([record])
+    gone = event_sink.symbolize_user_stacks([record])
     assert gone == []
     frames = record["user_stack"]
     assert frames[0]["symbol"] == live["symbol"] and frames[0]["address"] == "0x%x" % address
@@ -135,5 +135,5 @@ def test_user_stack_frames_of_every_form():
     assert frames[2] == {"address": None, "object": None, "symbol": None, "text": "??"}
 
     dead = {"pid": 999999999, "user_stack": [" <%016x>" % address]}
-    assert capture.symbolize_user_stacks([dead], pid_alive=lambda pid: False) == [999999999]
+    assert event_sink.symbolize_user_stacks([dead], pid_alive=lambda pid: False) == [999999999]
     assert dead["user_stack"] == [{"address": "0x%x" % address, "object": None, "symbol": None}]
