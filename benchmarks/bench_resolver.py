@@ -209,7 +209,7 @@ def inline_only_functions(binary, count):
 
 def walk_vs_index(label, binary, specs, index_dir):
     """In-process CPU time of one fresh resolution with the stored function index and without it
-    (functions.py then searches the raw bytes, dwarf/index.py), same specs, alternating; outputs compared."""
+    (functions.py then searches the raw bytes, dwarf/byte_search.py), same specs, alternating; outputs compared."""
     sys.path.insert(0, COLLECTIONS)
     os.environ["FLEETTRACE_DWARF_INDEX"] = index_dir
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
@@ -358,7 +358,7 @@ def main():
         env = dict(os.environ, PYTHONPATH=COLLECTIONS)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         subprocess.run([PYTHON, "-c", "import %s, ansible_collections.fleettrace.tracefs.plugins.module_utils."
-                        "dwarf.resolver, ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.index, "
+                        "dwarf.resolver, ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.byte_search, "
                         "elftools.elf.elffile" % CLI], env=env, check=True)
         if "libpython" in parts:
             bench_binary("libpython (-O2, DWARF 5)", lib,

@@ -356,7 +356,7 @@ def test_removing_a_fired_enable_event_trigger_disables_its_target(tracefs, uniq
 def test_a_plan_refused_half_way_leaves_tracefs_as_found(tracefs, unique_name):
     """ChangePlan on the real tracefs: a new instance set up, an existing one's buffer, event and
     trigger changed, then a filter the kernel refuses: everything applied is undone, newest first."""
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import instance_event_plans as plans
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError
     from tests.helpers import tracefs_state

@@ -6,7 +6,7 @@ No Ansible imports.
 """
 
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import instance_event_plans, validate
 
 
 class StopCondition:
@@ -37,10 +37,10 @@ class StopCondition:
         for group, name in self.split:
             event = instance.event(group, name)
             event.require()
-            before = plans.event_state(event)
+            before = instance_event_plans.event_state(event)
             wanted = [t for t in before["triggers"] if not t.startswith("traceoff")] + [self.trigger]
-            step, _after = plans.plan_event(event, before, {"state": "present", "filter": None, "enabled": True},
-                                            plans.check_triggers(instance.tracefs, wanted))
+            step, _after = instance_event_plans.plan_event(event, before, {"state": "present", "filter": None, "enabled": True},
+                                            instance_event_plans.check_triggers(instance.tracefs, wanted))
             if plan is None:
                 plan = step
             else:
