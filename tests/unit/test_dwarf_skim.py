@@ -7,6 +7,7 @@ import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import line_table as dwarf_line_table
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
 
 from tests.helpers import resolver_programs as programs  # noqa: E402
@@ -67,7 +68,7 @@ def test_line_rows_match_pyelftools(binaries):
         try:
             for cu in some_cus(resolver, binary):
                 program = resolver.context.dwarf.line_program_for_CU(cu)
-                fast = dwarf_skim.decode_line_rows(program, cu["version"])
+                fast = dwarf_line_table.decode_line_rows(program, cu["version"])
                 assert comparable(fast) == comparable(pyelftools_rows(program)), binary
         finally:
             resolver.close()

@@ -18,6 +18,11 @@ with the next of these as the timeout: the deadline, the minute's housekeeping
 (the counters for the guesses, its run manifest still there), the next batch
 of the culprit's latency, the next look for a restarted target.  An idle
 sentinel wakes once a minute.
+
+One piece on purpose: one ``poll()`` loop and the state its handlers share (the
+session, the armed instances, the pidfds, the culprit's latency, the spool); what
+can stand alone already does (moment.py harvests, culprit.py measures, target.py
+follows the target, notify.py tells, objects.py writes tracefs).
 """
 
 

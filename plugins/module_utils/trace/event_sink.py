@@ -12,7 +12,7 @@ import json
 import re
 from collections import deque
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, mapped_code, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import user_stack_addresses
 
@@ -131,7 +131,7 @@ def symbolize_user_stacks(events, pid_alive=procfs.process_alive, elf_cache=None
                 frames.append({"address": None, "object": None, "symbol": None, "text": text.strip()})
         if addresses and pid not in gone and pid_alive(pid):
             try:
-                resolved = procfs.symbolize(pid, [a for _i, a in addresses], elf_cache)
+                resolved = mapped_code.symbolize(pid, [a for _i, a in addresses], elf_cache)
                 for (index, _address), frame in zip(addresses, resolved):
                     frames[index] = frame
             except procfs.ProcessGone:
