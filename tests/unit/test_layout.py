@@ -26,7 +26,7 @@ ALLOWED = {
     "series": set(),
     "tracefs": set(),
     "elf": set(),
-    "procfs": {"elf"},
+    "procfs": set(),
     "mapped_code": {"procfs", "elf"},
     "runs": {"tracefs", "procfs"},
     "dwarf": {"elf"},
@@ -121,6 +121,36 @@ def long_files(top):
         if count > WARN_LINES and not says_why_one_piece(text):
             found.append("%s: %d lines" % (os.path.relpath(path, REPO), count))
     return found
+
+
+def documented_map(text):
+    """{part: set it may import} from the table of docs/DEVELOPING.md ("Where things live")."""
+    found = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) < 4 or not cells[1].startswith("`"):
+            continue
+        parts = [name.strip("`/ ")[:-3] if name.strip("`/ ").endswith(".py") else name.strip("`/ ")
+                 for name in cells[1].split(",")]
+        if not all(part in ALLOWED for part in parts):
+            continue            # the table of paths below it
+        may = set() if cells[-2] in ("—", "any part may import them") else {
+            name.strip("` ") for name in cells[-2].split(",")}
+        for part in parts:
+            found[part] = may
+    return found
+
+
+def test_the_documented_map_is_the_checked_map():
+    with open(os.path.join(REPO, "docs", "DEVELOPING.md")) as handle:
+        documented = documented_map(handle.read())
+    differ = sorted(part for part in set(documented) | set(ALLOWED) if documented.get(part) != ALLOWED.get(part))
+    assert not differ, "docs/DEVELOPING.md and ALLOWED (tests/unit/test_layout.py) differ for: %s" % ", ".join(differ)
+
+
+def test_map_rule_sees_a_documented_arrow_the_code_does_not_allow():
+    table = "| `procfs.py` | facts | `elf` |\n| `report/` | the report | `trace` |\n"
+    assert documented_map(table) == {"procfs": {"elf"}, "report": {"trace"}}
 
 
 def test_long_files_are_named_not_trimmed():
