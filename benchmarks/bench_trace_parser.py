@@ -163,7 +163,7 @@ def capture_read_peaks(text, max_events):
             finder = correlate.StallFinder("timer_function_scheduler_timeout", "tv_diff_u64", 10 ** 9,
                                            resolve_fds=False)
             sink = event_sink.EventSink(max_events=max_events, json_path=os.path.join(workdir, "all.json"),
-                                     stall_finder=finder)
+                                        stall_finder=finder)
             parser = instance_capture.read_trace(path, sink, raw_path=os.path.join(workdir, "raw.txt"))
             sink.finish_json({"event_count": parser.event_count})
             return parser.event_count

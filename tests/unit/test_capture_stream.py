@@ -62,8 +62,8 @@ def test_memory_is_bounded_by_max_events_not_by_the_buffer(tmp_path):
         path = str(tmp_path / ("trace%d" % count))
         written = synthetic_trace(path, count)
         sink = event_sink.EventSink(max_events=100, json_path=str(tmp_path / "all.json"),
-                                 stall_finder=correlate.StallFinder(
-                                     "timer_function_scheduler_timeout", "tv_diff_u64", 10 ** 9, resolve_fds=False))
+                                    stall_finder=correlate.StallFinder(
+                                        "timer_function_scheduler_timeout", "tv_diff_u64", 10 ** 9, resolve_fds=False))
         tracemalloc.start()
         try:
             parser = instance_capture.read_trace(path, sink, raw_path=str(tmp_path / "raw.txt"))

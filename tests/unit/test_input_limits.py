@@ -7,7 +7,8 @@ import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits, module_runner
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import instance_event_plans, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import instance_event_plans as plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 
 
 def test_each_cap_names_the_option_its_size_and_the_limit_never_the_value():
@@ -42,10 +43,10 @@ def test_the_echo_is_cut_down():
 
 def test_the_core_checks_the_same_caps_before_any_per_item_work():
     with pytest.raises(OptionError, match="event_pids has 100000 items"):
-        instance_event_plans.check_instance_request(None, None, {"options": None, "clock": None, "buffer_size_kb": None,
+        plans.check_instance_request(None, None, {"options": None, "clock": None, "buffer_size_kb": None,
                                                   "event_pids": list(range(1, 100001))})
     with pytest.raises(OptionError, match="triggers has 100000 items"):
-        instance_event_plans.check_triggers(None, ["traceon"] * 100000)
+        plans.check_triggers(None, ["traceon"] * 100000)
     with pytest.raises(validate.ValidationError, match="filter is 10000000 characters long; tracefs takes at most"):
         validate.expression("a\n" * 5000000, "filter")  # the length first: no repr of 10 MB in the message
 
@@ -53,7 +54,7 @@ def test_the_core_checks_the_same_caps_before_any_per_item_work():
 def test_missing_pids_are_named_ten_at_most(tmp_path):
     gone = list(range(4194000, 4194100))
     with pytest.raises(validate.ValidationError) as refused:
-        instance_event_plans.check_instance_request(None, None, {"options": None, "clock": None, "buffer_size_kb": None,
+        plans.check_instance_request(None, None, {"options": None, "clock": None, "buffer_size_kb": None,
                                                   "event_pids": gone})
     assert len(re.findall(r"\b419\d{4}\b", refused.value.message)) == 10 and "and 90 more" in refused.value.message
 

@@ -37,7 +37,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definitio
 __all__ = ["ResolveError", "Resolution", "Resolver", "VariableNote", "resolve"]
 
 
-
 class Resolution:
     """The result: one ``ProbeDefinition`` per probe address (``records``)."""
 

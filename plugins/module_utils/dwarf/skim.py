@@ -24,8 +24,6 @@ class SkimError(DwarfError):
     pass
 
 
-
-
 def read_uleb(data, pos):
     result = shift = 0
     while True:

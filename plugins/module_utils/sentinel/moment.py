@@ -51,7 +51,7 @@ def read_frozen(main, stop, pid, armed_at, stats_before, max_events):
     finder = threshold.new_finder(stop)
     sink = _SpanSink(max_events=max_events, stall_finder=finder, symbolize=True)
     result = instance_capture.read_back(main, sink, instance_capture.STOP_TRIGGERED, armed_at, stats_before,
-                                    extra={"armed": True, "process_missing_at_start": False})
+                                        extra={"armed": True, "process_missing_at_start": False})
     result["first_ns"] = sink.first_ns
     return result, finder, threshold.findings_of(finder, pid)
 

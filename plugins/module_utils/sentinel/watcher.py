@@ -91,7 +91,7 @@ class Watcher:
         self.fs = Tracefs(self.session["tracefs"], mount=False)
         self.main, self.bell = self.fs.instance(self.names["instance"]), self.fs.instance(self.names["bell"])
         self.stop = StopCondition(self.session["probe"]["stop_events"], self.settings.field,
-                                               self.settings.threshold, self.settings.unit)
+                                  self.settings.threshold, self.settings.unit)
         self.probed = dict(self.session["probe"]["identity"])
         self.exe = self.session["target"]["exe"]
         self.pid = self.settings.pid

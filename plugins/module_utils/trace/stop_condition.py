@@ -39,8 +39,9 @@ class StopCondition:
             event.require()
             before = instance_event_plans.event_state(event)
             wanted = [t for t in before["triggers"] if not t.startswith("traceoff")] + [self.trigger]
-            step, _after = instance_event_plans.plan_event(event, before, {"state": "present", "filter": None, "enabled": True},
-                                            instance_event_plans.check_triggers(instance.tracefs, wanted))
+            step, _after = instance_event_plans.plan_event(
+                event, before, {"state": "present", "filter": None, "enabled": True},
+                instance_event_plans.check_triggers(instance.tracefs, wanted))
             if plan is None:
                 plan = step
             else:

@@ -114,8 +114,8 @@ def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, pol
             sink = event_sink.EventSink(stall_finder=finder, **sink_options)
             try:
                 result = instance_capture.capture_trigger(instance, timeout=timeout, poll_interval=poll_interval,
-                                                      pid=pid, raw_path=raw_path, sink=sink,
-                                                      companions=[context.instance] if context else [])
+                                                          pid=pid, raw_path=raw_path, sink=sink,
+                                                          companions=[context.instance] if context else [])
             except BaseException:
                 sink.close()
                 raise
