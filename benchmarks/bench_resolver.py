@@ -55,8 +55,8 @@ CLI = "ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cli"
 # (dwarf_cli adds site-packages itself on a cache miss).
 CLI_SCRIPT = os.path.join(COLLECTIONS, *CLI.split(".")) + ".py"
 OURS = [PYTHON, "-S", CLI_SCRIPT]
-sys.path.insert(0, os.path.join(REPO, "tests", "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+sys.path.insert(0, REPO)
+from tests.helpers import resolver_programs as programs  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_results  # noqa: E402
 
@@ -212,7 +212,7 @@ def inline_only_functions(binary, count):
 
 def walk_vs_index(label, binary, specs, index_dir):
     """In-process CPU time of one fresh resolution with the stored function index and without it
-    (functions.py then searches the raw bytes, dwarf/index.py), same specs, alternating; outputs compared."""
+    (functions.py then searches the raw bytes, dwarf/byte_search.py), same specs, alternating; outputs compared."""
     sys.path.insert(0, COLLECTIONS)
     os.environ["FLEETTRACE_DWARF_INDEX"] = index_dir
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
@@ -373,7 +373,7 @@ def main():
         env = dict(os.environ, PYTHONPATH=COLLECTIONS)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         subprocess.run([PYTHON, "-c", "import %s, ansible_collections.fleettrace.tracefs.plugins.module_utils."
-                        "dwarf.resolver, ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.index, "
+                        "dwarf.resolver, ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.byte_search, "
                         "elftools.elf.elffile" % CLI], env=env, check=True)
         if "libpython" in parts:
             bench_binary("libpython (-O2, DWARF 5)", lib,

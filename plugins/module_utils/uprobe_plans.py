@@ -227,7 +227,7 @@ def build_id_guard(plan, binaries, build_id):
             if actual != build_id:
                 raise TracefsError("build-id of %s changed to %s (was %s when the definition was checked): the "
                                    "binary was replaced; nothing was written" % (path, actual, build_id))
-    plan.add("test build-id of %s = %s" % (" ".join(binaries), build_id), check)
+    plan.check("test build-id of %s = %s" % (" ".join(binaries), build_id), check)
 
 
 # -- the plan ----------------------------------------------------------------------------
@@ -256,8 +256,9 @@ def plan_uprobes(fs, group, events, wanted, existing, guard=None):
     if guard and wanted:
         build_id_guard(plan, *guard)
     for name in current_events:
+        # Undone by adding the same lines back: a refused new line leaves the probes as they were.
         plan.write(uprobe_path, removal(group, name), (lambda n=name: fs.remove_uprobe(group, n)),
-                   None, append=True)
+                   (lambda n=name: [fs.add_uprobe(r) for r in current if r.event == n]), append=True)
     added = []
     for record in wanted:
         name = record.event
