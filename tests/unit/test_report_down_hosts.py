@@ -22,8 +22,8 @@ def report_of(checks=None, expected=("node1", "node2", "node3")):
     docs = [sched_doc("node1", 100.0),
             report_document.failure_document("node2", "unreachable", UNREACHABLE, task="Trace the window")]
     docs += report_document.missing_hosts(docs, expected)
-    return report_model.build_report([report_document.validate_document(d, "test") for d in docs],
-                                      checks=GATE if checks is None else checks)
+    docs = [report_document.validate_document(d, "test") for d in docs]
+    return report_model.build_report(docs, checks=GATE if checks is None else checks)
 
 
 def test_down_hosts_fail_the_report_and_are_named_in_the_message():
