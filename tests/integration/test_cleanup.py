@@ -136,6 +136,7 @@ def test_cleanup_module_removes_only_what_fleettrace_owns(tracefs, run_module, u
                 tracefs.remove_uprobe(uprobe.group, uprobe.event)
 
 
+@pytest.mark.serial    # any module call of a parallel test would reap that run first
 def test_capture_reaps_expired_runs_first(tracefs, unique_name, run_module):
     """An expired run (owner gone, lease over) whose reaper never ran: the next capture on the
     node removes exactly its objects before doing its own work, as the other modules do."""

@@ -155,7 +155,7 @@ def test_a_huge_manifest_is_refused_and_one_on_disk_is_quarantined(tracefs, uniq
     names = ["%s_%d" % (tag, i) for i in range(20000)]
     started = time.monotonic()
     refused = run_module("fleettrace.tracefs.run", {"tag": tag, "instances": names, "deadline": 60})
-    assert refused.get("failed") and "20000 names" in refused["msg"], refused.get("msg")
+    assert refused.get("failed") and "20000 items" in refused["msg"], refused.get("msg")
     print("20,000 names refused in %.1f s (the play's round trip included)" % (time.monotonic() - started))
     tracefs.instance(names[0]).create()
     try:
