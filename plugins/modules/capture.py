@@ -287,6 +287,17 @@ findings:
   returned: when O(findings) is given
   type: list
   elements: dict
+culprit_call:
+  description:
+    - The first finding's system call as M(fleettrace.tracefs.syscall_latency) options (C(pid), C(call), C(fd),
+      C(cmd)), when the stall blocked in a call on an fd; null for a stall outside a system call (cgroup freezer,
+      a page fault on a file), a runnable or a stopped one.
+  returned: when O(stop) is given
+  type: dict
+culprit_call_found:
+  description: Whether RV(culprit_call) names a call to measure (a boolean for C(when:)).
+  returned: when O(stop) is given
+  type: bool
 raw_path:
   description: Where the raw trace text was written.
   returned: when O(raw_path) is given

@@ -54,13 +54,15 @@ class DemoDaemon:
         subprocess.run([cc, "-g", "-O2", "-o", self.binary,
                         os.path.join(REPO, "tests", "programs", "demo", "demo_daemon.c")], check=True)
 
-    def start(self, period_ms=100, threshold_ms=400):
+    def start(self, period_ms=100, threshold_ms=400, heartbeat="write"):
+        """``heartbeat``: ``write`` (a write() in D when frozen) or ``mmap`` (a page fault in D: no system call)."""
         os.makedirs(self.mnt)
         subprocess.run(["truncate", "-s", "16M", self.image], check=True)
         subprocess.run(["mkfs.ext4", "-q", "-F", self.image], check=True)
         subprocess.run(["mount", "-o", "loop", self.image, self.mnt], check=True)
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([self.binary, self.heartbeat, str(period_ms), str(threshold_ms)], stderr=log)
+            self.proc = subprocess.Popen([self.binary, self.heartbeat, str(period_ms), str(threshold_ms)], stderr=log,
+                                         env=dict(os.environ, DEMO_HEARTBEAT=heartbeat))
         return self.proc.pid
 
     def inject_faults(self, freeze_ms=1000, pause_ms=2500, count=0):

@@ -136,6 +136,19 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
     return finding
 
 
+def culprit_call(finding):
+    """(call, fd, cmd) worth measuring again after ``finding``, or None.
+
+    Only a stall blocked in a system call on an fd has one: a stall outside a call (cgroup
+    freezer, a page fault on a file, reclaim), a runnable or a stopped one has none.
+    """
+    call = (finding or {}).get("syscall")
+    if not call or finding.get("cause") != CAUSE_BLOCKED or finding.get("fd") is None:
+        return None
+    cmd = (call.get("ioctl") or {}).get("value") if call["name"] == "ioctl" else None
+    return call["name"], finding["fd"], cmd
+
+
 def _head(finding):
     """(head, opening): 'comm[pid] field=value >= threshold' and the explanation's first sentence."""
     task = _task_text(finding["comm"], finding["pid"])
