@@ -127,8 +127,8 @@ options:
       events: {description: "Probe events, C(group:event).", type: list, elements: str, required: true}
       field: {description: The probe's field holding the measured delay., type: str, required: true}
       threshold: {description: Hits with O(stop.field) at or above this are stalls., type: int, required: true}
-      unit: {description: "Unit of O(stop.field) (C(ns), C(us), C(ms), C(s)); gives each stall its C(duration_ms).",
-             type: str, default: ns}
+      unit: {description: "Unit of O(stop.field) (C(ns), C(us), C(ms), C(s); C(none) for a field that is no time);
+               a time gives each stall its C(duration_ms).", type: str, default: ns, choices: [ns, us, ms, s, none]}
       states:
         description: C(prev_state) letters that may be blamed (C(R) is runnable, waiting for a CPU).
         type: list
@@ -321,7 +321,7 @@ message:
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_message, correlate, threshold
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_message, correlate, findings, threshold
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
@@ -353,7 +353,7 @@ ARGUMENT_SPEC = dict(
         events=dict(type="list", elements="str", required=True),
         field=dict(type="str", required=True),
         threshold=dict(type="int", required=True),
-        unit=dict(type="str", default="ns"),
+        unit=dict(type="str", default="ns", choices=list(findings.UNITS)),
         states=dict(type="list", elements="str", default=list(correlate.ALL_STATES)),
         rearm=dict(type="int", default=3),
         max_findings=dict(type="int", default=20),

@@ -19,6 +19,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import sy
 STOPPED_STATES = frozenset(("T", "t"))
 # Nanoseconds per unit of the probed field.
 UNIT_NS = {"ns": 1, "us": 1000, "ms": 1000000, "s": 1000000000}
+# The units a probed field may have (the options' choices): a time, or none (a field that is no time).
+UNITS = ("ns", "us", "ms", "s", "none")
 NS_PER_MS = 1e6
 WORTH_SAYING_NS = 1000000   # a wait for a CPU shorter than 1 ms is not worth a sentence
 NAMED_HOLDERS = 3           # holders of a waited-for CPU named in the explanation
