@@ -66,6 +66,10 @@ can_login() {
 }
 
 start() {
+  # Parallel test workers may start it at the same moment: one at a time.
+  install -d -m 0700 "$DIR"
+  exec 9>"$DIR/.start.lock"
+  flock 9
   if is_running && can_login; then echo running; return 0; fi
   prepare
   if is_running; then kill "$(cat "$DIR/sshd.pid")" 2>/dev/null || true; sleep 0.5; fi

@@ -8,8 +8,19 @@ export PATH=$PWD/.venv/bin:$PATH
 
 bash scripts/setup.sh
 
-echo "== pytest: unit and real-tracefs integration tests"
-FLEETTRACE_STRICT_LEAKS=1 FLEETTRACE_REQUIRE_COROSYNC=1 .venv/bin/pytest -q -p no:cacheprovider tests
+# Most integration tests wait (on a stall, a lease, a daemon): they run in
+# parallel workers, one test file per worker (pytest-xdist), each judging only
+# the tracefs names it made, and the session checks that nothing at all was left
+# behind.  Tests marked `serial` (timing against a quiet machine, a fixed port,
+# signals sent by process name) then run alone, each checked strictly.
+WORKERS=${FLEETTRACE_TEST_WORKERS:-3}
+export FLEETTRACE_STRICT_LEAKS=1 FLEETTRACE_REQUIRE_COROSYNC=1
+echo "== pytest: unit tests"
+.venv/bin/pytest -q -p no:cacheprovider tests/unit
+echo "== pytest: real-tracefs integration tests, $WORKERS workers"
+.venv/bin/pytest -q -p no:cacheprovider -n "$WORKERS" --dist loadfile -m "not serial" tests/integration
+echo "== pytest: real-tracefs integration tests that need the machine alone"
+.venv/bin/pytest -q -p no:cacheprovider -m serial tests/integration
 
 echo "== ansible-test sanity"
 bash scripts/sanity.sh

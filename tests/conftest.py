@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.helpers.paths import COLLECTIONS, REPO, VENV_BIN, ansible_env
+from tests.helpers.paths import COLLECTIONS, REPO, SSH_LOOPBACK, VENV_BIN, ansible_env
 
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
@@ -50,6 +50,13 @@ def tracefs():
     return tracefs_core.Tracefs()
 
 
+# Under pytest-xdist several workers share the one tracefs: a worker's per-test
+# check can only judge names carrying its own token, and the strict comparison
+# of everything moves to the whole session (pytest_sessionstart/finish below,
+# in the controlling process, after every worker has finished).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+
 @pytest.fixture(autouse=True)
 def tracefs_leak_check(request):
     """Fail any test under tests/integration that leaves tracefs changed."""
@@ -60,10 +67,48 @@ def tracefs_leak_check(request):
     before = tracefs_state.snapshot(fs)
     yield
     after = tracefs_state.snapshot(fs)
-    only = None if STRICT_LEAKS else (lambda name: RUN_TOKEN in name)
+    strict = STRICT_LEAKS and not XDIST_WORKER
+    only = None if strict else (lambda name: RUN_TOKEN in name)
     leaks = tracefs_state.diff_snapshots(before, after, only=only)
     if leaks:
         pytest.fail("tracefs was not left as found:\n  " + "\n  ".join(leaks))
+
+
+def _session_checked(session):
+    """The strict whole-session comparison runs in the process that is not an xdist worker,
+    and only when that session hands tests to workers (a serial session checks each test)."""
+    return (STRICT_LEAKS and not XDIST_WORKER and _is_root()
+            and getattr(session.config.option, "numprocesses", None))
+
+
+def _sshd_running():
+    return subprocess.run(["bash", SSH_LOOPBACK, "status"], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False).returncode == 0
+
+
+def pytest_sessionstart(session):
+    if _session_checked(session):
+        session.config._fleettrace_before = tracefs_state.snapshot(tracefs_core.Tracefs())
+    if _is_root() and not XDIST_WORKER and getattr(session.config.option, "numprocesses", None):
+        session.config._fleettrace_sshd_was_running = _sshd_running()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # Workers leave the loopback sshd running for each other: stop it if it was not running before.
+    if getattr(session.config, "_fleettrace_sshd_was_running", True) is False and _sshd_running():
+        subprocess.run(["bash", SSH_LOOPBACK, "stop"], stdout=subprocess.DEVNULL, check=False)
+    before = getattr(session.config, "_fleettrace_before", None)
+    if before is None:
+        return
+    leaks = tracefs_state.diff_snapshots(before, tracefs_state.snapshot(tracefs_core.Tracefs()))
+    if leaks:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = "tracefs was not left as found by this session's workers:\n  " + "\n  ".join(leaks)
+        if reporter:
+            reporter.write_line(text, red=True)
+        else:
+            sys.stderr.write(text + "\n")
+        session.exitstatus = 1
 
 
 class PlaybookResult:

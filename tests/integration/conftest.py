@@ -30,7 +30,9 @@ def loopback_sshd():
         pytest.fail("scripts/ssh-loopback.sh start failed:\n%s%s" % (proc.stdout, proc.stderr))
     started_here = proc.stdout.strip().endswith("started")
     yield
-    if started_here:
+    # An xdist worker never stops it (others may still use it): the controlling
+    # process does, at the end of the session (tests/conftest.py).
+    if started_here and not os.environ.get("PYTEST_XDIST_WORKER"):
         subprocess.run(["bash", SSH_LOOPBACK, "stop"], capture_output=True, check=False)
 
 

@@ -9,6 +9,9 @@ import pytest
 from tests.helpers.chromium import color_extent, screenshot
 from tests.helpers.tools import promtool_problems_of
 
+# Run alone, after the parallel part (scripts/test.sh): the hosts' windows must start together: a quiet machine.
+pytestmark = pytest.mark.serial
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 AUDIT = os.path.join(REPO, "playbooks", "audit-sched-latency.yml")
 GATE = os.path.join(REPO, "playbooks", "ci-latency-gate.yml")

@@ -29,6 +29,9 @@ from tests.helpers import slow_watchdog as sw
 from tests.helpers.corosync import TOKEN_MS, WATCHDOG_TIMEOUT_S, Corosync, watchdog_fd
 from tests.helpers.armed import wait_armed
 
+# Run alone, after the parallel part (scripts/test.sh): real corosync listens on the fixed UDP port 5405.
+pytestmark = pytest.mark.serial
+
 # A blocked keepalive longer than the threshold stalls the loop past it.
 KEEPALIVE_DELAY_MS = 1500
 # The trace's text timestamps have microseconds.

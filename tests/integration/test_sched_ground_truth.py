@@ -18,6 +18,9 @@ import subprocess
 
 import pytest
 
+# Run alone, after the parallel part (scripts/test.sh): waits compared with what programs measured themselves: a quiet machine.
+pytestmark = pytest.mark.serial
+
 MODULE = "fleettrace.tracefs.sched_latency"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SOURCE = os.path.join(REPO, "tests", "programs", "sched", "wakeup_truth.c")

@@ -25,6 +25,9 @@ import pytest
 from tests.helpers.frozen_fs import LoopExt4, missing_requirements
 from tests.helpers.owned import OwnedRun
 
+# Run alone, after the parallel part (scripts/test.sh): hackbench loads every CPU; host-wide numbers need the machine alone.
+pytestmark = pytest.mark.serial
+
 MODULE = "fleettrace.tracefs.sched_latency"
 
 WRITER = textwrap.dedent("""

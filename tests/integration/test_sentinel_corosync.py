@@ -20,6 +20,9 @@ from tests.helpers import sentinel as sh
 from tests.helpers import tracefs_state
 from tests.helpers.corosync import TOKEN_MS, watchdog_fd
 
+# Run alone, after the parallel part (scripts/test.sh): real corosync listens on the fixed UDP port 5405.
+pytestmark = pytest.mark.serial
+
 HELD_MS = 1500
 
 
