@@ -53,9 +53,9 @@ options:
   line_match:
     description:
       - With O(function), pick the probe line instead of giving O(spec) (the line differs between releases and
-        optimisation levels): the first probe-able line after the first line whose source text matches this regular
-        expression. At -O2 the matching line itself often shares its address with another one (not probe-able):
-        the match is an anchor, typically the statement that computes the traced variable.
+        optimisation levels), namely the first probe-able line after the first line whose source text matches this regular
+        expression. At -O2 the matching line itself often shares its address with another one (not probe-able),
+        so the match is an anchor, typically the statement that computes the traced variable.
       - The module fails, listing the lines, when no line matches and O(line) is 0.
       - The picked spec (with O(args)) is RV(spec); O(resolve=true) resolves it.
     type: str

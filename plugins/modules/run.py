@@ -54,8 +54,8 @@ options:
     type: float
   wait:
     description:
-      - What the run waits for, instead of O(deadline): the deadline is O(wait.timeout) x (O(wait.rearm) + 1)
-        + O(wait.setup_seconds), returned as RV(deadline) and as RV(async_seconds) for the C(async) of the task
+      - What the run waits for, instead of O(deadline). The deadline is O(wait.timeout) x (O(wait.rearm) + 1)
+        plus O(wait.setup_seconds), returned as RV(deadline) and as RV(async_seconds) for the C(async) of the task
         that waits (its C(capture)), so the two never disagree.
     type: dict
     version_added: 1.1.0
