@@ -142,3 +142,15 @@ def test_a_node_without_debug_info_never_stops_the_others(demo_daemon, tmp_path,
     assert "## stripped: failed" in markdown and "cannot resolve the probe" in markdown, markdown
     report = read_json(run_dir, "report", "report.json")
     assert "stripped" in report["hosts"] and "localhost" in report["hosts"], sorted(report["hosts"])
+
+
+@pytest.mark.parametrize("args,report", [(["--skip-tags", "report"], False), (["--tags", "capture,summary"], False),
+                                         (["--tags", "resolve,capture,summary,report"], True)])
+def test_tags_select_the_main_steps(args, report, tmp_path, run_token):
+    """The play's main steps carry tags; the run's directory and a node's failure record are always there."""
+    run_id = "%s_tags_%d" % (run_token, len(args[1]))
+    rc, out, run_dir = diagnose(tmp_path, run_id, "/usr/sbin/fleettrace-no-such-daemon", local_inventory(tmp_path),
+                                args=args)
+    assert rc == 0, out[-4000:]
+    assert read_json(run_dir, "summary.json")["hosts"][0]["status"] == "target_not_running"
+    assert os.path.isdir(os.path.join(run_dir, "report")) is report
