@@ -27,9 +27,9 @@ def test_each_cause_in_words_and_the_hosts_without_a_result():
         {"cause": "unexplained", "duration_ms": 700.0, "missing_cause": ["no switch-out"], "kernel_stack": []},
     ]
     failed = host("n|2", status="failed", threshold_reached=False, message="task x failed: no debug info\nfor y")
-    summary = capture_summary.merge([host("n1", findings=findings, probe_values={"count": 4, "p50_ms": 1, "p99_ms": 2,
-                                                                                "max_ms": 3, "histogram_log2_us": BUCKETS}),
-                                     failed], "corosync", "/r", ["n1", "n|2", "n3"])
+    values = {"count": 4, "p50_ms": 1, "p99_ms": 2, "max_ms": 3, "histogram_log2_us": BUCKETS}
+    summary = capture_summary.merge([host("n1", findings=findings, probe_values=values), failed], "corosync", "/r",
+                                    ["n1", "n|2", "n3"])
     assert summary["unreachable"] == ["n3"] and summary["totals"] == {"hosts": 2, "threshold_reached": 1, "findings": 5}
     text = capture_summary.render_markdown(summary)
     assert text.startswith("# corosync: 1 of 2 host(s) reached the threshold\n")

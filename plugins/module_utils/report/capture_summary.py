@@ -54,8 +54,8 @@ def histogram(buckets):
     top = max(buckets[i]["count"] for i in used)
     lines = ["```"]
     for bucket in buckets[used[0]:used[-1] + 1]:
-        bar = "*" * int(math.ceil(40.0 * bucket["count"] / top))
-        lines.append("%10s -> %-10s us : %-6d|%s" % (bucket["low_us"], bucket["high_us"], bucket["count"], bar))
+        stars = "*" * int(math.ceil(40.0 * bucket["count"] / top))
+        lines.append("%10s -> %-10s us : %-6d|%s" % (bucket["low_us"], bucket["high_us"], bucket["count"], stars))
     return lines + ["```"]
 
 
@@ -76,8 +76,8 @@ def _cause(finding):
             text += ", %s[%s] ran last before it" % (md(other.get("comm")), md(other.get("pid")))
         return text
     if cause == "stopped":
-        return "stopped (%s state: SIGSTOP or a debugger) for %s ms" % (md(finding.get("state")),
-                                                                       _ms(finding.get("asleep_ns")))
+        state, asleep = md(finding.get("state")), _ms(finding.get("asleep_ns"))
+        return "stopped (%s state: SIGSTOP or a debugger) for %s ms" % (state, asleep)
     text = "%s state" % md(finding.get("state") or "?")
     call = finding.get("syscall")
     if call:
@@ -124,8 +124,7 @@ def _host_lines(host):
             text += " (%s)" % md(latency["cmd"].get("text"))
         text += ": %s calls in %s s" % (latency.get("count"), latency.get("duration_s"))
         if latency.get("count"):
-            text += ", p50 %s ms, p99 %s ms, max %s ms" % (latency.get("p50_ms"), latency.get("p99_ms"),
-                                                          latency.get("max_ms"))
+            text += ", p50 %s ms, p99 %s ms, max %s ms" % tuple(latency.get(k) for k in ("p50_ms", "p99_ms", "max_ms"))
         lines += [text, ""] + histogram(latency.get("histogram_log2_us"))
     values = host.get("probe_values")
     if values and values.get("count"):
