@@ -6,7 +6,7 @@
 zlib, lz4 and liblzma built from Debian source at -O0/-O2, DWARF 5/4, zstd at -O2/-O3,
 snappy and leveldb (C++), zlib with LTO (scripts/build-libs.sh; libdiff.SUITE).
 A fixed-seed sample of specs per build
-(tests/programs/libdiff/libdiff.py) is resolved by our resolver (in-process, a
+(tests/helpers/libdiff.py) is resolved by our resolver (in-process, a
 fresh Resolver per spec, as the uprobe module does on a cache miss) and by
 `perf probe --definition`; every difference is classified.
 
@@ -14,7 +14,7 @@ fresh Resolver per spec, as the uprobe module does on a cache miss) and by
   named perf-*: docs/uprobe.md, "Where we differ from perf");
 * wrong fetches (--runtime, root): every spec at a function entry that the x86-64
   ABI can judge is installed with a truth probe and the driver program runs
-  (tests/programs/libdiff/libtruth.py); each traced argument that differs from
+  (tests/helpers/libtruth.py); each traced argument that differs from
   the value passed counts, ours and perf's;
 * speed: in-process seconds per spec against perf's whole process, all specs and
   inline-only functions apart; and whole processes (`python -S dwarf/cli.py
@@ -36,9 +36,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "tests", "programs", "libdiff"))
-import libdiff  # noqa: E402
-import libtruth  # noqa: E402
+sys.path.insert(0, REPO)
+from tests.helpers import libdiff  # noqa: E402
+from tests.helpers import libtruth  # noqa: E402
 
 PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 WHOLE_PROCESS_SPECS = 10

@@ -14,7 +14,7 @@ Side by side, on the same text:
 Peak memory is measured in a separate run with tracemalloc (it slows the code down),
 plus the process's max RSS.  ``capture read`` compares the two ways ``capture`` (trigger mode)
 reads a ``trace`` file: before, the whole text read then ``parse_trace`` keeping every record;
-now ``capture.read_trace`` line by line into an ``EventSink`` keeping ``--max-events``
+now ``instance_capture.read_trace`` line by line into an ``EventSink`` keeping ``--max-events``
 (with a stall finder and JSON/raw files written, as with findings/json_path/raw_path).
 """
 
@@ -35,7 +35,7 @@ import uuid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))  # made by scripts/setup.sh
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture  # noqa: E402
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import event_sink, instance_capture  # noqa: E402
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (  # noqa: E402
@@ -162,9 +162,9 @@ def capture_read_peaks(text, max_events):
         def after():
             finder = correlate.StallFinder("timer_function_scheduler_timeout", "tv_diff_u64", 10 ** 9,
                                            resolve_fds=False)
-            sink = capture.EventSink(max_events=max_events, json_path=os.path.join(workdir, "all.json"),
-                                     stall_finder=finder)
-            parser = capture.read_trace(path, sink, raw_path=os.path.join(workdir, "raw.txt"))
+            sink = event_sink.EventSink(max_events=max_events, json_path=os.path.join(workdir, "all.json"),
+                                        stall_finder=finder)
+            parser = instance_capture.read_trace(path, sink, raw_path=os.path.join(workdir, "raw.txt"))
             sink.finish_json({"event_count": parser.event_count})
             return parser.event_count
 

@@ -158,11 +158,3 @@ def check_items(values, name):
     if problem:
         raise OptionError(problem)
     return values
-
-
-def check_text(text, name, cap=None):
-    """Refuse a string over its cap (``OptionError``) before it is parsed."""
-    problem = _check(name, text, cap or CAPS.get(name, Cap()))
-    if problem:
-        raise OptionError(problem)
-    return text

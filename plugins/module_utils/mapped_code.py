@@ -17,7 +17,9 @@ to the mapped file even after it was deleted (uprobe_events accepts it; the
 probe then holds that inode).  Build-ids of both are read, so a definition
 resolved for the file on disk is never put on code of another build.
 ``unreachable_probes(pid, paths)`` says which probe files a process does not
-map: a probe there cannot fire in it.
+map: a probe there cannot fire in it.  ``symbolize(pid, addresses)`` names the
+code at user-space addresses (``<user stack trace>`` frames) through the same
+maps and the ELF symbol tables, which only works while the process lives.
 """
 
 
@@ -27,6 +29,7 @@ import re
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 
 DELETED = " (deleted)"
 _MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s+(\S+)\s+([0-9a-f]+)\s+([0-9a-f]+):([0-9a-f]+)\s+(\d+)\s*(.*)$")
@@ -39,7 +42,7 @@ class MappedCodeError(FleettraceError, ValueError):
 
 
 class Mapping:
-    """One file-backed line of /proc/PID/maps."""
+    """One line of /proc/PID/maps (``name``: the path, ``[stack]``, or '' for anonymous memory)."""
 
     __slots__ = ("start", "end", "perms", "offset", "device", "inode", "name")
 
@@ -60,15 +63,15 @@ class Mapping:
         return "/proc/%d/map_files/%x-%x" % (pid, self.start, self.end)
 
 
-def parse_maps(text):
-    """File-backed mappings of a /proc/PID/maps text, in address order."""
+def parse_maps(text, files_only=True):
+    """Mappings of a /proc/PID/maps text, in address order: the file-backed ones, or every line."""
     found = []
     for line in text.splitlines():
         match = _MAPS_LINE.match(line)
-        if match and int(match.group(7)) and match.group(8).startswith("/"):
+        if match and (not files_only or (int(match.group(7)) and match.group(8).startswith("/"))):
             found.append(Mapping(int(match.group(1), 16), int(match.group(2), 16), match.group(3),
                                  int(match.group(4), 16), (int(match.group(5), 16), int(match.group(6), 16)),
-                                 int(match.group(7)), match.group(8)))
+                                 int(match.group(7)), match.group(8).strip()))
     return found
 
 
@@ -208,3 +211,40 @@ def unreachable_probes(pid, paths):
             why[path] = "%s does not map %s%s" % (
                 _task(pid), path, " (it runs %s)" % ", ".join(running) if running else "")
     return why
+
+
+# -- user-space symbolization ----------------------------------------------------
+def symbolize(pid, addresses, cache=None):
+    """Addresses of ``pid`` -> [{'address', 'object', 'offset', 'symbol'}].
+
+    ``symbol`` is 'func+0x12' when the ELF file names it.  Needs the process
+    alive (its maps); raises procfs.ProcessGone otherwise.
+    """
+    text = procfs._read_optional("/proc/%d/maps" % pid)
+    if text is None:
+        raise procfs.ProcessGone(pid)
+    maps = parse_maps(text, files_only=False)
+    cache = {} if cache is None else cache
+    frames = []
+    for address in addresses:
+        frame = {"address": "0x%x" % address, "object": None, "symbol": None}
+        for mapping in maps:
+            if mapping.start <= address < mapping.end:
+                path = mapping.name
+                frame["object"] = path or None
+                file_offset = address - mapping.start + mapping.offset
+                frame["offset"] = "0x%x" % file_offset
+                if mapping.deleted:
+                    # Replaced on disk since it was mapped: read the code it runs, through the mapping.
+                    frame["symbol"] = elf_symbols.file_symbol(mapping.map_file(pid), file_offset, cache)
+                elif path.startswith("/"):
+                    frame["symbol"] = elf_symbols.file_symbol(_proc_root_path(pid, path), file_offset, cache)
+                break
+        frames.append(frame)
+    return frames
+
+
+def _proc_root_path(pid, path):
+    # Through /proc/PID/root the file is found even in another mount namespace.
+    rooted = "/proc/%d/root" % pid + path
+    return rooted if os.path.exists(rooted) else path

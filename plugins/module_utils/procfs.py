@@ -3,9 +3,8 @@
 """Process facts from /proc: what ``ps``, ``ls -l /proc/PID/fd`` and
 ``cat /proc/PID/stack`` would tell, as plain dicts.
 
-Also symbolizes user-space addresses (``<user stack trace>`` frames) through
-``/proc/PID/maps`` and the ELF symbol tables (``elf.symbols``), which only works
-while the process still lives.  No Ansible imports; Python 3.8+.
+User-space addresses are symbolized through the maps in mapped_code.py.
+No Ansible imports; Python 3.8+.
 """
 
 
@@ -14,7 +13,6 @@ import os
 import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import symbols as elf_symbols
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 
 PROC = "/proc"
@@ -343,58 +341,3 @@ def _name_matches(pid, name):
         return True
     exe = _readlink_optional(_pid_dir(pid, "exe"))
     return bool(exe) and os.path.basename(exe.replace(" (deleted)", "")) == name
-
-
-# -- user-space symbolization ----------------------------------------------------
-_MAPS_LINE = re.compile(r"^([0-9a-f]+)-([0-9a-f]+)\s+(\S+)\s+([0-9a-f]+)\s+\S+\s+\d+\s*(.*)$")
-
-
-def parse_maps(text):
-    """/proc/PID/maps -> [(start, end, perms, file_offset, path)]."""
-    maps = []
-    for line in text.splitlines():
-        match = _MAPS_LINE.match(line)
-        if match:
-            maps.append((int(match.group(1), 16), int(match.group(2), 16), match.group(3),
-                         int(match.group(4), 16), match.group(5).strip()))
-    return maps
-
-
-# One ELF reader and symbolizer for the collection (elf.symbols); the names stay here for callers.
-ElfSymbols = elf_symbols.ElfSymbols
-file_symbol = elf_symbols.file_symbol
-
-
-def symbolize(pid, addresses, cache=None):
-    """Addresses of ``pid`` -> [{'address', 'object', 'offset', 'symbol'}].
-
-    ``symbol`` is 'func+0x12' when the ELF file names it.  Needs the process
-    alive (its maps); raises ProcessGone otherwise.
-    """
-    text = _read_optional(_pid_dir(pid, "maps"))
-    if text is None:
-        raise ProcessGone(pid)
-    maps = parse_maps(text)
-    cache = {} if cache is None else cache
-    frames = []
-    for address in addresses:
-        frame = {"address": "0x%x" % address, "object": None, "symbol": None}
-        for start, end, _perms, map_offset, path in maps:
-            if start <= address < end:
-                frame["object"] = path or None
-                file_offset = address - start + map_offset
-                frame["offset"] = "0x%x" % file_offset
-                if path.endswith(" (deleted)"):
-                    # Replaced on disk since it was mapped: read the code it runs, through the mapping.
-                    frame["symbol"] = file_symbol("/proc/%d/map_files/%x-%x" % (pid, start, end), file_offset, cache)
-                elif path.startswith("/"):
-                    frame["symbol"] = file_symbol(_proc_root_path(pid, path), file_offset, cache)
-                break
-        frames.append(frame)
-    return frames
-
-
-def _proc_root_path(pid, path):
-    # Through /proc/PID/root the file is found even in another mount namespace.
-    rooted = _pid_dir(pid, "root") + path
-    return rooted if os.path.exists(rooted) else path

@@ -16,7 +16,6 @@ import bisect
 import os
 import re
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import (
     ProbeDefinition, event_names, removal)
@@ -203,6 +202,8 @@ def onto_running_code(params):
         elif path is None or (paths != {os.path.abspath(path)} and not params.get("rename")):
             raise PlanError("with 'pid', every definition must name one binary, the one the process maps; got %s"
                             % ", ".join(sorted(paths)))
+    # Here, not at the top: only 'pid' needs procfs and the maps (compiled from the zip on each module run).
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code
     running = mapped_code.mapped_code(params["pid"], path)
     if records:
         running.check_build(params.get("build_id"))
@@ -226,7 +227,7 @@ def build_id_guard(plan, binaries, build_id):
             if actual != build_id:
                 raise TracefsError("build-id of %s changed to %s (was %s when the definition was checked): the "
                                    "binary was replaced; nothing was written" % (path, actual, build_id))
-    plan.add("test build-id of %s = %s" % (" ".join(binaries), build_id), check)
+    plan.check("test build-id of %s = %s" % (" ".join(binaries), build_id), check)
 
 
 # -- the plan ----------------------------------------------------------------------------
@@ -255,8 +256,9 @@ def plan_uprobes(fs, group, events, wanted, existing, guard=None):
     if guard and wanted:
         build_id_guard(plan, *guard)
     for name in current_events:
+        # Undone by adding the same lines back: a refused new line leaves the probes as they were.
         plan.write(uprobe_path, removal(group, name), (lambda n=name: fs.remove_uprobe(group, n)),
-                   None, append=True)
+                   (lambda n=name: [fs.add_uprobe(r) for r in current if r.event == n]), append=True)
     added = []
     for record in wanted:
         name = record.event

@@ -90,14 +90,16 @@ options:
     default: true
   findings:
     description:
-      - Correlate stalls. For each O(findings.probe_event) hit with O(findings.field) >= O(findings.threshold),
+      - Correlate stalls on a C(traceoff) trigger the events already carry (O(stop) installs its own and
+        replaces this). The threshold goes through the same stop condition as O(stop).
+      - For each O(findings.probe_event) hit with O(findings.field) >= O(findings.threshold),
         find the preceding switch-out of the same task in state D, its kernel stack, the system call in flight
         and the file behind its fd. Needs C(sched:sched_switch) (with a C(stacktrace) trigger for the stack)
         and C(raw_syscalls:sys_enter) or C(syscalls:sys_enter_*) enabled in the instance.
     type: dict
     suboptions:
       probe_event:
-        description: Event of the probe (C(tick_gap) or C(probe_corosync:timer_function_scheduler_timeout)).
+        description: "Event of the probe, C(group:event) (C(probe_corosync:timer_function_scheduler_timeout))."
         type: str
         required: true
       field:
@@ -320,10 +322,9 @@ message:
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_message, correlate, findings, threshold
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_modes, correlate, findings
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
@@ -374,16 +375,12 @@ def body(module, _result):
     for key in ("raw_path", "json_path"):
         if params[key]:
             bounded.check_output(params[key], key)
-    stop_event = params["stop_event"].split(":")[-1] if params["stop_event"] else None
     validate.instance_name(params["instance"])
-    if stop_event:
-        validate.event_name(stop_event, "stop_event")
+    if params["stop_event"]:
+        validate.event_name(params["stop_event"].split(":")[-1], "stop_event")
+    stop = capture_modes.stop_condition(params)
     fs = Tracefs()
     instance = fs.instance(params["instance"])
-    stop = None
-    if params["stop"]:
-        stop = capture_core.StopCondition(params["stop"]["events"], params["stop"]["field"],
-                                          params["stop"]["threshold"], params["stop"]["unit"])
 
     # Like every module that touches tracefs: expired runs (owner gone, deadline passed) go first.
     reaped = removal.reap_expired_quietly(fs, warn=module.warn)
@@ -394,79 +391,11 @@ def body(module, _result):
                               % (params["instance"], instance.path(), why))
     enabled = instance.enabled_events()
     if module.check_mode:
-        if params["mode"] == "trigger":
-            plan = "would clear the buffer of instance %r, turn tracing on and wait up to %.1f s for a traceoff trigger" % (
-                params["instance"], params["timeout"])
-        else:
-            plan = "would stream trace_pipe of instance %r for %.1f s" % (params["instance"], params["duration"])
-        if stop is not None:
-            plan += "; would install %r on %s for the wait" % (stop.trigger, ", ".join(stop.events))
-        return dict(changed=True, triggered=False, threshold_reached=False, stop_reason="check_mode",
-                    events=[], event_count=0, events_truncated=False, lost_events=0, lost_by_cpu={},
-                    process_exited=False, enabled_events=enabled,
-                    message=plan + "; enabled events: %s" % (", ".join(enabled) or "none"))
+        return capture_modes.planned(params, stop, enabled)
     if not enabled:
         raise FleettraceError("instance %r has no enabled events, a capture would stay empty; enable them with "
                               "fleettrace.tracefs.event first" % params["instance"])
-
-    finder = None
-    if params["findings"]:
-        wanted = params["findings"]
-        # Correlated while the trace is read; which tasks count is decided afterwards (threads now).
-        finder = correlate.StallFinder(wanted["probe_event"], wanted["field"], wanted["threshold"],
-                                       states=wanted["states"])
-    sink = None
-    try:
-        # Records are handled as they are parsed: the last max_events kept, all of them to json_path.
-        sink = capture_core.EventSink(max_events=params["max_events"], json_path=params["json_path"],
-                                      symbolize=params["symbolize"], stall_finder=finder)
-        with lifecycle.holding([params["instance"]]):
-            if stop is not None:
-                wanted = params["stop"]
-                result = threshold.run(
-                    instance, stop, params["pid"], params["timeout"], states=wanted["states"], rearm=wanted["rearm"],
-                    max_findings=wanted["max_findings"], poll_interval=params["poll_interval"], raw_path=params["raw_path"],
-                    token_timeout_ms=wanted["token_timeout_ms"], cpu_context=wanted["cpu_context"],
-                    sink_options=dict(max_events=params["max_events"], json_path=params["json_path"],
-                                      symbolize=params["symbolize"]))
-                sink = result.pop("sink")
-            elif params["mode"] == "trigger":
-                result = capture_core.capture_trigger(
-                    instance, timeout=params["timeout"], poll_interval=params["poll_interval"], clear=params["clear"],
-                    stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
-                    raw_path=params["raw_path"], sink=sink)
-            else:
-                result = capture_core.capture_window(
-                    instance, duration=params["duration"], clear=params["clear"],
-                    stop_after_events=params["stop_after_events"], stop_event=stop_event, pid=params["pid"],
-                    raw_path=params["raw_path"], sink=sink)
-    except FleettraceError as exc:  # refused by the kernel (error_log kept), or a refused trigger
-        if sink is not None:
-            sink.close()
-        raise exc.reworded("capture from instance %r failed: %s" % (params["instance"], exc.message))
-    except OSError as exc:
-        if sink is not None:
-            sink.close()
-        raise FleettraceError("capture from instance %r failed: %s (%s)" % (
-            params["instance"], exc.strerror or exc, getattr(exc, "filename", "")))
-
-    if params["symbolize"]:
-        result["symbolize_gone"] = sorted(sink.gone)
-    if finder is not None:
-        wanted = params["findings"]
-        task = wanted["pid"] if wanted["pid"] is not None else params["pid"]
-        finder.select(procfs.thread_ids(task) if task is not None else None)
-        result["findings"] = finder.findings()
-    result["process_exited"] = result["stop_reason"] == capture_core.STOP_PROCESS_EXITED or bool(
-        params["pid"] is not None and not procfs.process_alive(params["pid"]))
-    result["message"] = capture_message.message(result, params)
-    if params["json_path"]:
-        sink.finish_json(result)
-        result["json_path"] = params["json_path"]
-    if params["raw_path"]:
-        result["raw_path"] = params["raw_path"]
-    result["enabled_events"] = enabled
-    return dict(result, changed=bool(result["armed"]))
+    return capture_modes.capture(instance, params, stop, enabled)
 
 
 def main():

@@ -121,7 +121,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner i
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.plans import (
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.instance_event_plans import (
     check_instance_request, instance_settings, plan_instance)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 

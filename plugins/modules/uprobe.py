@@ -271,18 +271,20 @@ commands:
   sample: ["echo 'p:probe_corosync/timer_function_scheduler_timeout_L21 /usr/sbin/corosync:0x26097 tv_diff_u64=%si:u64' >> /sys/kernel/tracing/uprobe_events"]
 """
 
+import contextlib
 import os
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import failure_message
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
+# Imported where they are used, not here: every import is compiled from the AnsiballZ zip on each run
+# (no bytecode cache), and a check-mode run answered by the result cache needs none of them: the run
+# bookkeeping (runs.lifecycle, runs.removal: about half of this module's import time), the spec parser
+# (state=absent without the binary) and the build-id reader of a failed run.
 
 
 def resolve_spec(module, params):
@@ -326,6 +328,7 @@ def absent_names(module, params):
     except FleettraceError as exc:
         # Cleanup must work when the binary or its debug info is gone (upgraded, removed):
         # perf's names follow from the spec alone, except for FILE:LINE.
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
         try:
             point = probe_spec.parse(params["spec"]).point
         except probe_spec.ProbeSpecError:
@@ -357,6 +360,11 @@ ARGUMENT_SPEC = dict(
 )
 
 
+def _holding(group):
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+    return lifecycle.holding([group])
+
+
 def plan_probes(module, params):
     """(plan, group, events, wanted, current, current_events, resolved): what to write, and why."""
     guard = None
@@ -370,6 +378,7 @@ def plan_probes(module, params):
     fs = Tracefs()
     fs.require("uprobes", "a user-space probe")
     if not module.check_mode:
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import removal
         removal.reap_expired_quietly(fs, warn=module.warn)
     if params["state"] == "absent":
         group, events, resolved = absent_names(module, params)
@@ -377,7 +386,7 @@ def plan_probes(module, params):
     else:
         if params["spec"]:
             # A long resolution over ssh: the run of the group is renewed while the controller waits.
-            with lifecycle.holding([params["group"]] if params["group"] and not module.check_mode else []):
+            with _holding(params["group"]) if params["group"] and not module.check_mode else contextlib.nullcontext():
                 resolved = resolve_spec(module, params)
         else:
             resolved = uprobe_plans.from_definitions(params)
@@ -389,10 +398,12 @@ def plan_probes(module, params):
         wanted = [fs.for_this_kernel(record) for record in resolved["records"]]
         for record in wanted:
             validate.expression(record.line(), "uprobe definition")
-    if not module.check_mode and params["state"] == "present":
-        lifecycle.working_on([group])       # renewed; refused when its run ended
-    elif not module.check_mode:
-        lifecycle.touch_quietly([group])
+    if not module.check_mode:
+        from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle
+        if params["state"] == "present":
+            lifecycle.working_on([group])       # renewed; refused when its run ended
+        else:
+            lifecycle.touch_quietly([group])
     changes, current, current_events = uprobe_plans.plan_uprobes(fs, group, events, wanted, fs.list_uprobes(), guard)
     if params["definition"] and not params["group"] and current and changes:
         raise FleettraceError("uprobe group %s already has %s; a definition without 'group' may not replace "
@@ -415,6 +426,7 @@ def body(module, result):
     except FleettraceError:
         # The binary's build-id, when readable: the caller can resolve it elsewhere (controller) by it.
         if not result["build_id"] and params["binary"] and os.path.isfile(params["binary"]):
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
             try:
                 result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
             except dwarf_debuginfo.DebugInfoError:

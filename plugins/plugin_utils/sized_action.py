@@ -9,12 +9,16 @@ filter took 146 s of the play's 159 s in building, compressing and shipping
 the module with it, before the module could refuse it; here it is refused as
 soon as the task's arguments are templated.  The module runner checks the
 same caps again on the node (a module run by other means).
+
+The module's payload is built as Ansible builds it, but kept from one run to
+the next (``payload_cache``): Ansible rebuilds it in every run otherwise.
 """
 
 
 from ansible.plugins.action.normal import ActionModule as NormalAction
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits
+from ansible_collections.fleettrace.tracefs.plugins.plugin_utils import payload_cache
 
 
 def refusal(task):
@@ -27,10 +31,14 @@ def refusal(task):
 
 
 class SizedAction(NormalAction):
-    """``normal``, after ``input_limits.oversized`` on the templated arguments."""
+    """``normal``, after ``input_limits.oversized`` on the templated arguments, with payloads kept."""
 
     def run(self, tmp=None, task_vars=None):
         refused = refusal(self._task)
         if refused is not None:
             return refused
         return super().run(tmp, task_vars)
+
+    def _configure_module(self, module_name, module_args, task_vars):
+        with payload_cache.kept():
+            return super()._configure_module(module_name, module_args, task_vars)

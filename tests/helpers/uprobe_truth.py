@@ -2,14 +2,12 @@
 
 import os
 import re
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs
 
 REPORT = programs.marker_line("report") - programs.decl_line("compute")
 SCALE_PRINT = programs.marker_line("scale_print") - programs.decl_line("scale")
-LIBDEMO = os.path.join(programs.HERE, "libdemo.c")
+LIBDEMO = os.path.join(programs.SOURCES, "libdemo.c")
 LIB_REPORT = programs.marker_line("lib_report", LIBDEMO) - programs.decl_line("lib_step", LIBDEMO)
 PAIR = re.compile(r'(\w+)=("[^"]*"|\S+)')
 

@@ -19,10 +19,8 @@ from tests.helpers.owned import OwnedRun
 from tests.helpers.uprobe_truth import REPORT, assert_matches, program_records, trace_records
 
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 
 SPEC = "compute:%d total k o->name:string" % REPORT
 FIELDS = {"k": "k", "total": "total", "name": "name"}

@@ -351,3 +351,48 @@ def test_removing_a_fired_enable_event_trigger_disables_its_target(tracefs, uniq
     finally:
         inst.remove()
         run.end()
+
+
+def test_a_plan_refused_half_way_leaves_tracefs_as_found(tracefs, unique_name):
+    """ChangePlan on the real tracefs: a new instance set up, an existing one's buffer, event and
+    trigger changed, then a filter the kernel refuses: everything applied is undone, newest first."""
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import instance_event_plans as plans
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError
+    from tests.helpers import tracefs_state
+
+    existing_name = unique_name("asfound")
+    existing, fresh = tracefs.instance(existing_name), tracefs.instance(existing_name + "_new")
+    run = OwnedRun(tracefs, instances=[existing.name, fresh.name])
+    try:
+        existing.create()
+        existing.set_buffer_size_kb(64)
+        size = existing.buffer_size_kb      # the kernel rounds to whole pages
+        before = tracefs_state.snapshot(tracefs)
+
+        instance_plan, _after = plans.plan_instance(fresh, plans.instance_settings(fresh, ()), {
+            "state": "present", "buffer_size_kb": 128, "clock": "mono", "tracing_on": False, "event_pids": None,
+            "options": None})
+        switch = existing.event("sched", "sched_switch")
+        event_plan, _after = plans.plan_event(
+            switch, plans.event_state(switch), {"state": "present", "filter": "prev_state == 2", "enabled": True},
+            plans.check_triggers(tracefs, ["stacktrace if prev_state == 2"]))
+        plan = ChangePlan()
+        plan.extend(instance_plan)
+        plan.write(existing.path("buffer_size_kb"), "128", lambda: existing.set_buffer_size_kb(128),
+                   lambda: existing.set_buffer_size_kb(64))
+        plan.extend(event_plan)
+        wakeup = existing.event("sched", "sched_wakeup")
+        plan.write(existing.path(*wakeup.rel("filter")), "no_such_field == 1",
+                   lambda: wakeup.set_filter("no_such_field == 1"), lambda: wakeup.set_filter(""))
+        assert len(plan.steps) >= 6
+        with pytest.raises(TracefsError) as refused:
+            plan.apply()
+        assert "no_such_field" in refused.value.failed_command
+        assert refused.value.not_undone == []
+        assert not fresh.exists()
+        assert tracefs_state.diff_snapshots(before, tracefs_state.snapshot(tracefs),
+                                            only=lambda name: existing_name in name) == []
+        assert switch.triggers() == [] and not switch.enabled and existing.buffer_size_kb == size
+    finally:
+        run.end()

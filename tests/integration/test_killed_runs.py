@@ -24,7 +24,6 @@ from tests.helpers.paths import COLLECTIONS, REPO
 
 # The rule's bound: a probe never outlives its run by more than this.
 GONE_WITHIN = 60
-LIBDIFF = os.path.join(REPO, "tests", "programs", "libdiff")
 BYSTANDER = "fleettrace_%s_bystander"
 
 STALL_CHILD = """
@@ -41,11 +40,11 @@ time.sleep(600)
 TRUTH_CHILD = """
 import sys
 from types import SimpleNamespace
-sys.path[:0] = [sys.argv[1], sys.argv[2], sys.argv[3]]
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
 from elftools.elf.elffile import ELFFile
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
-import libtruth
-token, binary, driver = sys.argv[4:7]
+from tests.helpers import libtruth
+token, binary, driver = sys.argv[3:6]
 with open(binary, "rb") as handle:
     tick = ELFFile(handle).get_section_by_name(".symtab").get_symbol_by_name("tick")[0]
 function = SimpleNamespace(symbol=(tick["st_value"], tick["st_size"]),
@@ -85,7 +84,7 @@ def remove_bystander(tracefs, name):
 def remove_leftovers(tracefs, instance, group):
     """When the reaper failed (the test fails): remove the child's objects by their exact names."""
     found = tracefs_cleanup.find_leftovers(tracefs, match=lambda name: name in (instance, group))
-    tracefs_cleanup.plan_removal(tracefs, found).apply_each()
+    tracefs_cleanup.remove_all(tracefs_cleanup.plan_removal(tracefs, found))
 
 
 @contextlib.contextmanager
@@ -148,7 +147,7 @@ def test_sigkilled_runtime_truth_leaves_nothing(tracefs, run_token, tick_binary,
     driver.write_text("#!/bin/sh\n: > %s\nexec sleep 600\n" % ready)
     driver.chmod(0o755)
     group = "fleettrace_%s_rt7" % run_token      # libtruth's name for index 7
-    argv = [sys.executable, "-c", TRUTH_CHILD, REPO, COLLECTIONS, LIBDIFF, run_token, tick_binary, str(driver)]
+    argv = [sys.executable, "-c", TRUTH_CHILD, REPO, COLLECTIONS, run_token, tick_binary, str(driver)]
     with child_with_objects(tracefs, run_token, tick_binary, group, group, argv) as (child, before):
         deadline = time.monotonic() + 60
         while not ready.exists():

@@ -1,14 +1,11 @@
 """fleettrace.tracefs.probe_info through Ansible, compared with `perf probe -L / -V`."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 
 REPORT = programs.marker_line("report") - programs.decl_line("compute")
 

@@ -3,7 +3,7 @@
 zlib, lz4 and liblzma are built from Debian source at -O0/-O2 with DWARF 5/4, zstd at -O2
 and -O3, snappy and leveldb (C++) at -O2, and zlib with LTO (scripts/build-libs.sh, cached).  For each build a fixed-seed sample of specs of
 every kind (functions, lines, $params, $vars, locals, members, :string, %return,
-inline-only functions, static copies; tests/programs/libdiff/libdiff.py) is
+inline-only functions, static copies; tests/helpers/libdiff.py) is
 resolved by both tools and every difference is classified.  Where they differ
 on a spec the x86-64 ABI can judge (entry of a function with a symbol), both
 definitions are installed with a truth probe and the driver program runs
@@ -15,13 +15,11 @@ and documented in docs/uprobe.md.
 """
 
 import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "libdiff"))
-import libdiff  # noqa: E402
-import libtruth  # noqa: E402
+from tests.helpers import libdiff  # noqa: E402
+from tests.helpers import libtruth  # noqa: E402
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver  # noqa: E402
 

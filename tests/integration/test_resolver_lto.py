@@ -10,13 +10,11 @@ entries at runtime.
 
 import os
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "libdiff"))
-import libdiff  # noqa: E402
-import libtruth  # noqa: E402
+from tests.helpers import libdiff  # noqa: E402
+from tests.helpers import libtruth  # noqa: E402
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec  # noqa: E402

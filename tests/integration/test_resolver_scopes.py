@@ -11,12 +11,10 @@ traced comes from the probed copy's own DIE.
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "libdiff"))
-import libdiff  # noqa: E402
+from tests.helpers import libdiff  # noqa: E402
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver  # noqa: E402
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader  # noqa: E402

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu, ring_buffer
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import analysis as sched_analysis
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sched import collector as sched_collector
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError
@@ -20,7 +20,7 @@ CHURN = "import os\nfor _ in range(%d):\n    os.sched_yield() if os.fork() else 
 
 
 def kernel_counts(collector):
-    stats = [ring_buffer.cpu_stats(collector.instance.path(), cpu)
+    stats = [per_cpu.cpu_stats(collector.instance.path(), cpu)
              for cpu in per_cpu.online_cpus(collector.tracefs.root)]
     return sum(s.get("read_events", 0) for s in stats), sum(s.get("overrun", 0) for s in stats)
 

@@ -4,15 +4,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 from tests.helpers.owned import OwnedRun  # noqa: E402
 
 REPORT = programs.marker_line("report") - programs.decl_line("compute")

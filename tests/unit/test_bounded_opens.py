@@ -22,7 +22,7 @@ KERNEL_OR_OWN = {
     "module_utils/tracefs/error_log.py": {"path": "tracefs error_log", "full": "tracefs control files"},
     "module_utils/tracefs/fs.py": {"'/proc/self/mounts'": "kernel file"},
     "module_utils/tracefs/validate.py": {"meminfo": "/proc/meminfo"},
-    "module_utils/trace/capture.py": {
+    "module_utils/trace/instance_capture.py": {
         "instance.path('trace_pipe')": "opened O_NONBLOCK", "instance.path('trace')": "tracefs, ends",
         "path": "read_trace: the instance's tracefs trace file"},
     "module_utils/trace/cpu_context.py": {"self.instance.path('per_cpu', 'cpu%d' % cpu, 'trace')": "tracefs"},

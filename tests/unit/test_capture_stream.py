@@ -4,7 +4,7 @@ import json
 import random
 import tracemalloc
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import event_sink, instance_capture
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import parse_trace
@@ -61,12 +61,12 @@ def test_memory_is_bounded_by_max_events_not_by_the_buffer(tmp_path):
     for count in (10000, 40000):
         path = str(tmp_path / ("trace%d" % count))
         written = synthetic_trace(path, count)
-        sink = capture.EventSink(max_events=100, json_path=str(tmp_path / "all.json"),
-                                 stall_finder=correlate.StallFinder(
-                                     "timer_function_scheduler_timeout", "tv_diff_u64", 10 ** 9, resolve_fds=False))
+        sink = event_sink.EventSink(max_events=100, json_path=str(tmp_path / "all.json"),
+                                    stall_finder=correlate.StallFinder(
+                                        "timer_function_scheduler_timeout", "tv_diff_u64", 10 ** 9, resolve_fds=False))
         tracemalloc.start()
         try:
-            parser = capture.read_trace(path, sink, raw_path=str(tmp_path / "raw.txt"))
+            parser = instance_capture.read_trace(path, sink, raw_path=str(tmp_path / "raw.txt"))
             _current, peaks[count] = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
@@ -87,8 +87,8 @@ def test_streaming_gives_what_parsing_everything_gives(tmp_path):
         text = handle.read()
     whole = parse_trace(text)
     finder = correlate.StallFinder("timer_function_scheduler_timeout", "tv_diff_u64", 10 ** 9, resolve_fds=False)
-    sink = capture.EventSink(max_events=50, json_path=str(tmp_path / "all.json"), stall_finder=finder)
-    parser = capture.read_trace(path, sink, raw_path=str(tmp_path / "raw.txt"))
+    sink = event_sink.EventSink(max_events=50, json_path=str(tmp_path / "all.json"), stall_finder=finder)
+    parser = instance_capture.read_trace(path, sink, raw_path=str(tmp_path / "raw.txt"))
     streamed = parser.result()
     assert streamed["event_count"] == whole["event_count"] == sink.seen
     assert streamed["lost_markers"] == whole["lost_markers"] == [{"cpu": 1, "count": 5}]
@@ -115,8 +115,8 @@ def test_streaming_gives_what_parsing_everything_gives(tmp_path):
 def test_max_events_zero_keeps_nothing_but_counts_everything(tmp_path):
     path = str(tmp_path / "trace")
     written = synthetic_trace(path, 500)
-    sink = capture.EventSink(max_events=0)
-    parser = capture.read_trace(path, sink)
+    sink = event_sink.EventSink(max_events=0)
+    parser = instance_capture.read_trace(path, sink)
     assert sink.events() == [] and parser.event_count == written
 
 

@@ -124,14 +124,14 @@ def test_builtin_syscall_table_agrees_with_the_kernel_headers():
 
 
 def test_loss_accounting_and_buffer_suggestion():
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import instance_capture, per_cpu
     before = {0: {"overrun": 5, "dropped events": 0, "entries": 0}, 1: {"overrun": 0, "dropped events": 0}}
     after = {0: {"overrun": 305, "dropped events": 0, "entries": 100}, 1: {"overrun": 0, "dropped events": 0,
                                                                            "entries": 50}}
-    lost = capture.lost_counts(before, after)
+    lost = per_cpu.lost_between(before, after)
     assert lost == {0: {"overrun": 300, "dropped": 0, "entries": 100}}
     # 100 kept + 300 lost on the worst CPU: 4x the buffer, plus 25 %.
-    assert capture.suggested_buffer_kb(1408, lost) == 7040
+    assert instance_capture.suggested_buffer_kb(1408, lost) == 7040
 
 
 def test_hits_of_any_thread_of_the_process():

@@ -10,14 +10,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 
 PERF = shutil.which("perf")
 pytestmark = pytest.mark.skipif(PERF is None, reason="perf (Debian linux-perf) is not installed")
@@ -129,8 +127,8 @@ def test_shared_library(cc, build_dir):
     # The printf line itself shares its address at -O2; the line before it does not.
     for spec in ["lib_step $params", "lib_step%return $retval",
                  "lib_step:%d amount before c->hits c->label:string c->history[1]"
-                 % (programs.marker_line("lib_report", programs.os.path.join(programs.HERE, "libdemo.c"))
-                    - programs.decl_line("lib_step", os.path.join(programs.HERE, "libdemo.c")) - 1)]:
+                 % (programs.marker_line("lib_report", programs.os.path.join(programs.SOURCES, "libdemo.c"))
+                    - programs.decl_line("lib_step", os.path.join(programs.SOURCES, "libdemo.c")) - 1)]:
         expected, out = perf_definition(lib, spec)
         assert expected, out
         assert ours(lib, spec) == expected, spec

@@ -3,7 +3,6 @@ not-in-symtab functions, and a stored index is never used for another build."""
 
 import os
 import subprocess
-import sys
 
 import pytest
 
@@ -13,8 +12,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import re
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 
 LIBPYTHON = "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0"
 
@@ -58,7 +56,7 @@ def test_index_matches_pyelftools_walk(cc, tmp_path):
         binary = programs.build(cc, str(tmp_path), name)
         resolver = dwarf_resolver.Resolver(binary)
         try:
-            assert check_against_walk(resolver, list(resolver.dwarf.iter_CUs())) > 3, name
+            assert check_against_walk(resolver, list(resolver.context.dwarf.iter_CUs())) > 3, name
         finally:
             resolver.close()
 
@@ -68,7 +66,7 @@ def test_index_matches_pyelftools_walk_on_libpython():
     resolver = dwarf_resolver.Resolver(LIBPYTHON)
     try:
         # Two big CUs (all of them through pyelftools would take minutes).
-        cus = [resolver.cu_at(resolver.cu_offset_for_address(resolver.symbols.function(f)[0][0]))
+        cus = [resolver.context.cu_at(resolver.context.cu_offset_for_address(resolver.symbols.function(f)[0][0]))
                for f in ("PyList_Append", "_PyEval_EvalFrameDefault")]
         assert check_against_walk(resolver, cus) > 500
     finally:

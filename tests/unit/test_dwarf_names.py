@@ -1,8 +1,6 @@
 """C and C++ function names: how a spec names a function and how it matches the DWARF's names."""
 
-import os
 import shutil
-import sys
 
 import pytest
 
@@ -10,8 +8,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import na
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 
 
 @pytest.mark.parametrize("text, parts", [

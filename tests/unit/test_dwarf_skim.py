@@ -2,16 +2,15 @@
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import line_table as dwarf_line_table
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 
 LIBPYTHON = "/root/.pyenv/versions/3.11.7/lib/libpython3.11.so.1.0"
 # Top-level DIEs with LEB128 forms: a negative constant (DW_FORM_sdata) and enumerators.
@@ -59,8 +58,8 @@ def pyelftools_rows(program):
 def some_cus(resolver, binary):
     if binary == LIBPYTHON:     # one big CU is enough (all of them would take minutes)
         address = resolver.symbols.function("PyList_Append")[0][0]
-        return [resolver.cu_at(resolver.cu_offset_for_address(address))]
-    return list(resolver.dwarf.iter_CUs())
+        return [resolver.context.cu_at(resolver.context.cu_offset_for_address(address))]
+    return list(resolver.context.dwarf.iter_CUs())
 
 
 def test_line_rows_match_pyelftools(binaries):
@@ -68,8 +67,8 @@ def test_line_rows_match_pyelftools(binaries):
         resolver = dwarf_resolver.Resolver(binary)
         try:
             for cu in some_cus(resolver, binary):
-                program = resolver.dwarf.line_program_for_CU(cu)
-                fast = dwarf_skim.decode_line_rows(program, cu["version"])
+                program = resolver.context.dwarf.line_program_for_CU(cu)
+                fast = dwarf_line_table.decode_line_rows(program, cu["version"])
                 assert comparable(fast) == comparable(pyelftools_rows(program)), binary
         finally:
             resolver.close()
@@ -81,13 +80,13 @@ def test_top_level_subprograms_match_pyelftools(binaries):
         try:
             for cu in some_cus(resolver, binary):
                 skimmed = [(i["offset"], i["tag"], (i.get("DW_AT_name") or (None,))[0], i["range"])
-                           for i in resolver.top_level(cu)]
+                           for i in resolver.context.top_level(cu)]
                 expected = []
                 for die in cu.get_top_DIE().iter_children():
                     name = None     # names are decoded for functions and variables only
                     if "DW_AT_name" in die.attributes and die.tag in dwarf_skim.TopLevelSkimmer.NAMED_TAGS:
                         name = die.attributes["DW_AT_name"].value.decode()
-                    ranges = resolver.die_ranges(die) if "DW_AT_low_pc" in die.attributes else []
+                    ranges = resolver.context.die_ranges(die) if "DW_AT_low_pc" in die.attributes else []
                     expected.append((die.offset, die.tag, name, ranges[0] if ranges else None))
                 assert skimmed == expected, binary
         finally:
@@ -103,8 +102,8 @@ def test_top_level_walk_reads_leb128_forms(binaries, monkeypatch):
     for binary in [b for b in binaries if "leb_forms" in b]:
         resolver = dwarf_resolver.Resolver(binary)
         try:
-            values = [i["DW_AT_const_value"][0] for cu in resolver.dwarf.iter_CUs()
-                      for i in resolver.top_level(cu) if "DW_AT_const_value" in i]
+            values = [i["DW_AT_const_value"][0] for cu in resolver.context.dwarf.iter_CUs()
+                      for i in resolver.context.top_level(cu) if "DW_AT_const_value" in i]
         finally:
             resolver.close()
         assert calls, binary
@@ -116,9 +115,9 @@ def test_aranges_match_pyelftools(binaries):
     for binary in binaries:
         resolver = dwarf_resolver.Resolver(binary)
         try:
-            aranges = resolver.dwarf.get_aranges()
+            aranges = resolver.context.dwarf.get_aranges()
             for start, end, cu_offset in dwarf_skim.parse_aranges(resolver.context.section(".debug_aranges"))[:200]:
                 assert aranges.cu_offset_at_addr(start) == cu_offset
-                assert resolver.cu_offset_for_address(end - 1) == cu_offset
+                assert resolver.context.cu_offset_for_address(end - 1) == cu_offset
         finally:
             resolver.close()

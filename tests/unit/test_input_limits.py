@@ -7,7 +7,8 @@ import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import input_limits, module_runner
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import instance_event_plans as plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 
 
 def test_each_cap_names_the_option_its_size_and_the_limit_never_the_value():

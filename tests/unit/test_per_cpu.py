@@ -1,9 +1,8 @@
 """trace/per_cpu.py and the page spool: one place for CPUs, stats and lost events (issue 12, item 5)."""
 
-import os
 import struct
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture, page_spool, per_cpu, ring_buffer
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool, per_cpu, ring_buffer
 
 STATS = ("entries: 120\noverrun: {overrun}\ncommit overrun: {commit}\nbytes: 16684\n"
          "oldest event ts:   514.315439\nnow ts:   514.629908\ndropped events: {dropped}\nread events: 7\n")
@@ -34,24 +33,9 @@ def test_commit_overruns_are_lost_events_for_capture_and_the_audit(tmp_path):
     lost = per_cpu.lost_between(before, after)
     assert lost == {0: {"overrun": 0, "dropped": 5, "entries": 120, "commit_overrun": 5},
                     1: {"overrun": 2, "dropped": 1, "entries": 120}}
-    assert capture.lost_counts(before, after) == lost
     assert per_cpu.lost_in(after[0]) == 5 and per_cpu.lost_in(after[1]) == 3
     # The stats spelling with spaces (other parsers keep it) counts the same.
     assert per_cpu.lost_in({"overrun": 1, "commit overrun": 2, "dropped events": 3}) == 6
-
-
-class FakeInstance:
-    def __init__(self, root):
-        self.root = root
-
-    def path(self, *parts):
-        return os.path.join(self.root, *parts)
-
-
-def test_capture_reads_stats_through_per_cpu(tmp_path):
-    root = fake_instance(tmp_path, {0: (0, 4, 0)})
-    stats = capture.cpu_stats(FakeInstance(root))
-    assert per_cpu.lost_in(stats[0]) == 4
 
 
 HEADER_PAGE = """\tfield: u64 timestamp;\toffset:0;\tsize:8;\tsigned:0;

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, procfs
 
 STAT_RR = ("3796 (corosync) S 1 3796 3796 0 -1 4194560 1 0 0 0 10 20 0 0 -100 0 7 0 100 1 1 "
            "0 0 0 0 0 0 0 0 0 0 0 0 0 17 1 99 2 0 0 0 0 0 0 0 0 0 0 0 0 0")
@@ -94,17 +94,21 @@ def test_kernel_stack_and_cgroup_parsing():
 
 
 def test_parse_maps():
-    maps = procfs.parse_maps("55d1c0a00000-55d1c0a21000 r-xp 00001000 fd:01 131 /usr/bin/x y\n"
-                             "7ffd43928000-7ffd43949000 rw-p 00000000 00:00 0                          [stack]\n")
-    assert maps[0] == (0x55d1c0a00000, 0x55d1c0a21000, "r-xp", 0x1000, "/usr/bin/x y")
-    assert maps[1][4] == "[stack]"
+    text = ("55d1c0a00000-55d1c0a21000 r-xp 00001000 fd:01 131 /usr/bin/x y\n"
+            "7ffd43928000-7ffd43949000 rw-p 00000000 00:00 0                          [stack]\n")
+    maps = mapped_code.parse_maps(text, files_only=False)
+    first = maps[0]
+    assert (first.start, first.end, first.perms, first.offset, first.name) == (
+        0x55d1c0a00000, 0x55d1c0a21000, "r-xp", 0x1000, "/usr/bin/x y")
+    assert maps[1].name == "[stack]"
+    assert [m.name for m in mapped_code.parse_maps(text)] == ["/usr/bin/x y"]
 
 
 def test_symbolize_a_libc_function_of_this_process():
     import ctypes
     libc = ctypes.CDLL(None)
     address = ctypes.cast(libc.getpid, ctypes.c_void_p).value
-    frame = procfs.symbolize(os.getpid(), [address + 4, 8])
+    frame = mapped_code.symbolize(os.getpid(), [address + 4, 8])
     assert frame[0]["object"] and "libc" in frame[0]["object"]
     assert frame[0]["symbol"] in ("getpid+0x4", "__getpid+0x4"), frame
     assert frame[1] == {"address": "0x8", "object": None, "symbol": None}
@@ -114,20 +118,20 @@ def test_symbolize_a_gone_process():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     with pytest.raises(procfs.ProcessGone):
-        procfs.symbolize(proc.pid, [0x1000])
+        mapped_code.symbolize(proc.pid, [0x1000])
 
 
 def test_user_stack_frames_of_every_form():
     import ctypes
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import event_sink
     libc = ctypes.CDLL(None)
     address = ctypes.cast(libc.getpid, ctypes.c_void_p).value + 4
-    live = procfs.symbolize(os.getpid(), [address])[0]
+    live = mapped_code.symbolize(os.getpid(), [address])[0]
     record = {"pid": os.getpid(), "user_stack": [
         " <%016x>" % address,                                       # bare address: needs the maps
         "%s[+%s]" % (live["object"], live["offset"]),              # option sym-userobj: file alone
         "??"]}
-    gone = capture.symbolize_user_stacks([record])
+    gone = event_sink.symbolize_user_stacks([record])
     assert gone == []
     frames = record["user_stack"]
     assert frames[0]["symbol"] == live["symbol"] and frames[0]["address"] == "0x%x" % address
@@ -135,5 +139,5 @@ def test_user_stack_frames_of_every_form():
     assert frames[2] == {"address": None, "object": None, "symbol": None, "text": "??"}
 
     dead = {"pid": 999999999, "user_stack": [" <%016x>" % address]}
-    assert capture.symbolize_user_stacks([dead], pid_alive=lambda pid: False) == [999999999]
+    assert event_sink.symbolize_user_stacks([dead], pid_alive=lambda pid: False) == [999999999]
     assert dead["user_stack"] == [{"address": "0x%x" % address, "object": None, "symbol": None}]

@@ -156,7 +156,8 @@ def test_write_metrics_only_where_node_exporter_reads(tmp_path):
 def test_code_files_are_the_loaded_sources_byte_for_byte():
     files = launch.code_files()
     root = COLLECTIONS
-    for needed in ("sentinel/watcher.py", "sentinel/moment.py", "trace/threshold.py", "trace/capture.py",
+    for needed in ("sentinel/watcher.py", "sentinel/moment.py", "trace/threshold.py", "trace/instance_capture.py",
+                   "trace/stop_condition.py", "trace/event_sink.py",
                    "runs/lifecycle.py", "runs/reaper.py", "procfs.py"):
         relative = "ansible_collections/fleettrace/tracefs/plugins/module_utils/" + needed
         assert relative in files, sorted(files)

@@ -1,7 +1,7 @@
 """trace_parser on text in the kernel's exact format (samples taken from this machine's tracefs)."""
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import (
-    TraceParser, parse_cpu_stats, parse_trace, timestamp_ns, typed_value, user_stack_addresses)
+    TraceParser, parse_trace, timestamp_ns, typed_value, user_stack_addresses)
 
 HEADER = """\
 # tracer: nop
@@ -120,10 +120,3 @@ def test_typed_values_and_timestamps():
     assert typed_value("123", "prev_comm") == "123"
     assert timestamp_ns("1.5") == 1500000000
     assert timestamp_ns("604.762541123") == 604762541123
-
-
-def test_cpu_stats():
-    stats = parse_cpu_stats("entries: 220\noverrun: 3\ncommit overrun: 0\nbytes: 16684\n"
-                            "oldest event ts:   514.315439\nnow ts:   514.629908\ndropped events: 0\nread events: 0\n")
-    assert stats["entries"] == 220 and stats["overrun"] == 3 and stats["dropped events"] == 0
-    assert stats["oldest event ts"] == 514.315439

@@ -82,7 +82,7 @@ def test_change_plan_undoes_done_steps_in_reverse_on_failure():
         plan.apply()
     assert log == ["do1", "do2", "undo2", "undo1"]
     assert exc.value.failed_command == "three"
-    assert exc.value.rollback_errors == []
+    assert exc.value.not_undone == []
 
 
 def test_change_plan_reports_undo_failures_without_hiding_the_cause():
@@ -97,7 +97,7 @@ def test_change_plan_reports_undo_failures_without_hiding_the_cause():
     plan.add("two", boom)
     with pytest.raises(TracefsError, match="refused") as exc:
         plan.apply()
-    assert exc.value.rollback_errors == ["one: cannot undo"]
+    assert exc.value.not_undone == ["one: cannot undo"]
 
 
 def test_shell_write_quotes():

@@ -18,19 +18,13 @@ import sys
 import zlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cache_dirs import cache_dir
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf import reader as elf_reader
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import ProbeDefinition
 
 CACHE_VERSION = 3
 # A cache entry is one resolution (a few lines and their variables); anything bigger is not ours.
 CACHE_ENTRY_MAX = 16 << 20
-
-
-def cache_dir():
-    base = os.environ.get("FLEETTRACE_RESOLVER_CACHE")
-    if base:
-        return base
-    return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "fleettrace", "resolver")
 
 
 _STAMP = []        # computed once per process

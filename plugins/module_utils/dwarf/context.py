@@ -145,7 +145,7 @@ class DwarfContext:
         """dwarf.function_index.FunctionIndex (cached on disk by build-id), or None when the DWARF has
         something the one-pass skim does not read (callers then walk the compile units)."""
         if self._index is None and not self.build_id:
-            self._index = False     # cannot be stored: the byte search (dwarf/index.py) costs less than a build
+            self._index = False     # cannot be stored: the byte search (dwarf/byte_search.py) costs less than a build
         if self._index is None:
             from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index as dwarf_function_index
             try:
@@ -183,7 +183,7 @@ class DwarfContext:
     def indexed_units(self, wanted):
         """Sorted offsets of the units with a subprogram DIE that is function ``wanted`` (a
         names.FunctionName; its qualifier too when it has one), from the function index; None
-        without one (callers search the bytes, dwarf/index.py)."""
+        without one (callers search the bytes, dwarf/byte_search.py)."""
         entries = self._from_index(lambda index: index.qualified(wanted.key))
         if entries is None:
             return None
@@ -230,8 +230,8 @@ class DwarfContext:
     def unit_of(self, offset):
         """The unit holding the DIE at section offset ``offset``."""
         if self.unit_starts is None:
-            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
-            self.unit_starts = dwarf_index.unit_starts(self.section(".debug_info")) or []
+            from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import byte_search
+            self.unit_starts = byte_search.unit_starts(self.section(".debug_info")) or []
         position = bisect.bisect_right(self.unit_starts, offset) - 1
         if position < 0:
             raise ResolveError("DIE offset 0x%x is before the first unit of %s" % (offset, self.binary))

@@ -26,12 +26,12 @@ before, so results stay those of the walk.  The pass itself is in
 dwarf/function_scan.py; anything unexpected raises ``IndexBuildError`` and the
 caller walks as before.  (libpython has no
 ``.debug_names``, and ``.debug_aranges`` has no names: neither can replace
-this pass.)  ``dwarf/functions.py`` asks this index first; ``dwarf/index.py``'s byte
+this pass.)  ``dwarf/functions.py`` asks this index first; ``dwarf/byte_search.py``'s byte
 search is what it does when there is none.
 
-The index is stored with ``marshal`` under ``index_dir()/BUILD_ID/``; the
+The index is stored with ``marshal`` under ``cache_dirs.index_dir()/BUILD_ID/``; the
 file holds the build-id, the sizes of the DWARF sections, the format version
-and index.py's stamp, and is used only when all match, so a rebuilt binary (new build-id)
+and the stamp of this file and function_scan.py, and is used only when all match, so a rebuilt binary (new build-id)
 never reads an old index.  Binaries without a build-id are indexed in memory only.
 """
 
@@ -45,21 +45,13 @@ import zlib
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_scan
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cache_dirs import index_dir
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.function_scan import (
     HAS_INLINE, IS_DECLARATION, OUT_OF_LINE, IndexBuildError)
 
 __all__ = ["FunctionIndex", "IndexBuildError", "function_index"]
 
 INDEX_VERSION = 5
-
-
-def index_dir():
-    """``FLEETTRACE_DWARF_INDEX``, else ``index/`` in the resolver's result cache (dwarf.cache)."""
-    base = os.environ.get("FLEETTRACE_DWARF_INDEX")
-    if base:
-        return base
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import cache as dwarf_cache
-    return os.path.join(dwarf_cache.cache_dir(), "index")
 
 
 SHARDS = 64         # a stored index is read one shard at a time: a lookup reads ~1/64 of it

@@ -15,14 +15,15 @@ A C function ``f`` may appear in the DWARF as:
 
 ``find_function`` returns the DIEs in unit and DIE order, ``instances`` the
 copies of an abstract DIE.  Units come from the symbol table and .debug_aranges
-when ``f`` is a symbol, else from a byte search of the DWARF (dwarf/index.py),
+when ``f`` is a symbol, else from a byte search of the DWARF (dwarf/byte_search.py),
 never from a walk of every unit.  Every function takes a ``context.DwarfContext``.
 """
 
 
 import struct
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import byte_search
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import line_table as dwarf_line_table
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
@@ -84,10 +85,10 @@ def units_naming(ctx, name):
         return indexed
     name = names.lookup_key(name)
     if ctx.unit_starts is None:
-        ctx.unit_starts = dwarf_index.unit_starts(ctx.section(".debug_info")) or []
+        ctx.unit_starts = byte_search.unit_starts(ctx.section(".debug_info")) or []
     units = None
     if ctx.unit_starts and not ctx.section(".debug_str_offsets"):    # names through strx: not searchable
-        units = dwarf_index.units_naming(ctx.section(".debug_info"), ctx.section(".debug_str"), name,
+        units = byte_search.units_naming(ctx.section(".debug_info"), ctx.section(".debug_str"), name,
                                          ctx.unit_starts)
     if units is None:
         if not scopes.name_in_debug_strings(ctx, name):
@@ -155,9 +156,8 @@ def is_self_copy(ctx, die):
         return False
     if holder.cu.cu_offset == die.cu.cu_offset:
         return call_file.value == decl_file.value
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
-    return dwarf_lines.line_table(ctx, die.cu).file_name(call_file.value) == \
-        dwarf_lines.line_table(ctx, holder.cu).file_name(decl_file.value)
+    return dwarf_line_table.line_table(ctx, die.cu).file_name(call_file.value) == \
+        dwarf_line_table.line_table(ctx, holder.cu).file_name(decl_file.value)
 
 
 def instances(ctx, cu, abstract):
@@ -218,7 +218,7 @@ def _skimmed_copies(ctx, cu, abstract, holders):
 
 def _inlined_copy_dies(ctx, cu, abstract):
     """From the stored function index (dwarf/function_index.py); without one, walk only the
-    top-level DIEs whose bytes refer to ``abstract`` (dwarf/index.py); the whole unit when its
+    top-level DIEs whose bytes refer to ``abstract`` (dwarf/byte_search.py); the whole unit when its
     inlined copies use another reference form."""
     indexed = ctx.indexed_inlined_copies(cu, abstract.offset)
     if indexed is not None:
@@ -229,12 +229,12 @@ def _inlined_copy_dies(ctx, cu, abstract):
     holders = None
     if infos is not None:
         try:
-            forms = dwarf_index.origin_forms(cu.get_abbrev_table()._abbrev_map)
+            forms = byte_search.origin_forms(cu.get_abbrev_table()._abbrev_map)
         except AttributeError:      # another pyelftools: walk
             forms = None
         if forms is not None and forms <= {"DW_FORM_ref4"}:
             data = ctx.section(".debug_info")[cu.cu_offset:cu.cu_offset + cu.size]
-            holders = dwarf_index.holders(data, cu.cu_offset, abstract.offset - cu.cu_offset,
+            holders = byte_search.holders(data, cu.cu_offset, abstract.offset - cu.cu_offset,
                                           [info["offset"] for info in infos])
     if holders is not None:
         try:

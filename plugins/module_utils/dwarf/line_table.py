@@ -4,7 +4,8 @@
 
 Decoding a unit's line program runs a Python state machine over every opcode:
 ~8000 rows and ~10 ms for a unit of libpython, 237,000 rows and ~160 ms for
-the sqlite3 amalgamation (perf reads it in C).  A decoded matrix is stored in
+the sqlite3 amalgamation (perf reads it in C; ``decode_line_rows`` is that state machine,
+the header's fields read by pyelftools).  A decoded matrix is stored in
 columns (addresses, lines, files, flags: ``array`` bytes) next to the function
 index, under ``<index dir>/BUILD_ID/lines/UNIT.bin``, and loaded in ~2 ms the
 next time; the rows of one line are then found by a byte search of the line
@@ -22,6 +23,8 @@ import struct
 import sys
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.cache_dirs import index_dir
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.skim import UNSIGNED, SkimError, read_sleb, read_uleb
 
 LINES_VERSION = 1
 # DWARF 5 numbers files and directories from 0, with the CU's own at 0; earlier versions from 1.
@@ -121,15 +124,105 @@ class LineTable:
         return found
 
 
+_row_order = operator.itemgetter(0, 1)     # line rows: address, then end_sequence rows first
+
+
+def decode_line_rows(program, version):
+    """Rows ``(address, order, line, file, is_stmt, end_sequence)`` of a line program.
+
+    ``order`` sorts end_sequence rows first at equal addresses (perf's order).
+    """
+    header = program.header
+    stream = program.stream
+    stream.seek(program.program_start_offset)
+    data = stream.read(program.program_end_offset - program.program_start_offset)
+    min_len = header["minimum_instruction_length"]
+    default_is_stmt = bool(header["default_is_stmt"])
+    line_base = header["line_base"]
+    line_range = header["line_range"]
+    opcode_base = header["opcode_base"]
+    lengths = list(header["standard_opcode_lengths"])
+    address_size = header.get("address_size") if hasattr(header, "get") else None
+    rows = []
+    append = rows.append
+    pos = 0
+    end = len(data)
+    const_add = ((255 - opcode_base) // line_range) * min_len
+    column_operand = len(lengths) > 4 and lengths[4] == 1
+    # The state lives in locals (address, file, line, is_stmt): this loop runs once per opcode.
+    address, file_index, line, is_stmt = 0, 1, 1, default_is_stmt
+    while pos < end:
+        opcode = data[pos]
+        pos += 1
+        if opcode >= opcode_base:
+            adjusted = opcode - opcode_base
+            address += (adjusted // line_range) * min_len
+            line += line_base + adjusted % line_range
+            append((address, 1, line, file_index, is_stmt, False))
+        elif opcode == 5 and column_operand:   # set_column (the most frequent): skip its ULEB
+            if data[pos] < 0x80:
+                pos += 1
+            else:
+                _v, pos = read_uleb(data, pos)
+        elif opcode == 6:       # negate_stmt
+            is_stmt = not is_stmt
+        elif opcode == 1:       # copy
+            append((address, 1, line, file_index, is_stmt, False))
+        elif opcode == 0:
+            length, pos = read_uleb(data, pos)
+            if length == 0:
+                continue
+            sub = data[pos]
+            body = pos + 1
+            pos += length
+            if sub == 1:        # end_sequence
+                append((address, 0, line, file_index, is_stmt, True))
+                address, file_index, line, is_stmt = 0, 1, 1, default_is_stmt
+            elif sub == 2:      # set_address
+                size = length - 1
+                if size not in UNSIGNED:
+                    raise SkimError("set_address of %d bytes" % size)
+                address = struct.unpack_from("<" + UNSIGNED[size], data, body)[0]
+            # define_file (3), set_discriminator (4), vendor ops: nothing we use.
+        elif opcode == 2:       # advance_pc
+            value = data[pos]
+            if value < 0x80:
+                pos += 1
+            else:
+                value, pos = read_uleb(data, pos)
+            address += value * min_len
+        elif opcode == 3:       # advance_line
+            value = data[pos]
+            if value < 0x40:    # one-byte SLEB, positive
+                pos += 1
+            else:
+                value, pos = read_sleb(data, pos)
+            line += value
+        elif opcode == 4:       # set_file
+            file_index, pos = read_uleb(data, pos)
+        elif opcode == 8:       # const_add_pc
+            address += const_add
+        elif opcode == 9:       # fixed_advance_pc
+            address += struct.unpack_from("<H", data, pos)[0]
+            pos += 2
+        elif opcode in (7, 10, 11):
+            pass
+        else:                   # set_column, set_isa, unknown: skip their ULEB operands
+            for _i in range(lengths[opcode - 1] if opcode - 1 < len(lengths) else 0):
+                _v, pos = read_uleb(data, pos)
+    del address_size, version
+    rows.sort(key=_row_order)
+    return rows
+
+
 def decode(ctx, cu):
-    """The unit's LineTable from its line program (pyelftools' header, dwarf/skim.py's decoder)."""
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import skim as dwarf_skim
+    """The unit's LineTable from its line program (pyelftools' header, ``decode_line_rows``)."""
     program = ctx.dwarf.line_program_for_CU(cu)
     if program is None:
         return LineTable(array.array("Q"), array.array("I"), array.array("I"), b"", {})
     try:
-        rows = dwarf_skim.decode_line_rows(program, cu["version"])
-    except (dwarf_skim.SkimError, IndexError, KeyError, struct.error):
+        rows = decode_line_rows(program, cu["version"])
+    except (SkimError, IndexError, KeyError, struct.error):
         rows = []
         for entry in program.get_entries():
             state = entry.state
@@ -159,8 +252,7 @@ def _file_names(program, version):
 
 
 def _path(build_id, unit):
-    from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import function_index
-    return os.path.join(function_index.index_dir(), build_id, "lines", "%x.bin" % unit)
+    return os.path.join(index_dir(), build_id, "lines", "%x.bin" % unit)
 
 
 def _stamp(ctx):

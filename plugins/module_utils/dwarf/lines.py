@@ -15,21 +15,19 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import li
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
 
-line_table = dwarf_line_table.line_table     # the unit's LineTable (dwarf/line_table.py)
-
 
 def decl_file_name(ctx, die):
     """The file ``die`` (or the DIE it completes) is declared in, by name: DW_AT_decl_file numbers a
     file of the unit holding the attribute, which with LTO is not the unit of ``die``."""
     attr, holder = dwarf_types.origin_attr(die, "DW_AT_decl_file")
-    return line_table(ctx, holder.cu).file_name(attr.value) if attr is not None else None
+    return dwarf_line_table.line_table(ctx, holder.cu).file_name(attr.value) if attr is not None else None
 
 
 def instruction_starts(ctx):
     """Every address where a row of a line table says an instruction starts (all units)."""
     starts = set()
     for cu in ctx.dwarf.iter_CUs():
-        table = line_table(ctx, cu)
+        table = dwarf_line_table.line_table(ctx, cu)
         starts.update(address for address, flags in zip(table.addresses, table.flags)
                       if not flags & dwarf_line_table.END_SEQUENCE)
     return starts
@@ -76,7 +74,7 @@ def read_source(file_name, cu):
 def line_addresses(ctx, cu, file_matches, line, function_die=None):
     """Distinct addresses of ``line`` (perf rules: is_stmt rows + entry rows); ``function_die`` (one DIE or
     a list: the copies of an inline function) adds the inlined calls at that line inside it."""
-    table = line_table(ctx, cu)
+    table = dwarf_line_table.line_table(ctx, cu)
     addresses = {row.address for row in table.stmt_rows_of_line(line) if file_matches(table.file_name(row.file))}
     # Entry rows: perf adds (decl_line, entry pc) for each function and
     # (call_line, entry pc) for each inlined call in the CU.
@@ -144,7 +142,7 @@ def _inlined_calls_at(ctx, die, line):
 def line_at(ctx, cu, address):
     """(file name, line) perf sees at an address: inline call / function entry / first row."""
     chain = scopes.scope_chain(ctx, cu, address)
-    table = line_table(ctx, cu)
+    table = dwarf_line_table.line_table(ctx, cu)
     # perf (cu_find_lineinfo): a real function's entry maps to its declaration line;
     # anything else, inlined entries included, to the first is_stmt row there.
     if chain and ctx.entry_pc(chain[0]) == address:
@@ -165,7 +163,7 @@ def prologue_end(ctx, cu, die, entry):
     on the same line (one-line functions, `{` on the declaration line, the stack
     protector's set-up): the row's line does not matter, only that it comes after the
     entry and inside the function.  Probing earlier reads unwritten slots."""
-    table = line_table(ctx, cu)
+    table = dwarf_line_table.line_table(ctx, cu)
     ranges = ctx.die_ranges(die)
     if table.first_stmt_row_at(entry) is None or not ranges:
         return entry
@@ -177,7 +175,7 @@ def prologue_end(ctx, cu, die, entry):
 
 def function_lines(ctx, cu, die):
     """Absolute line numbers with is_stmt rows inside the function's ranges (declaring file)."""
-    table = line_table(ctx, cu)
+    table = dwarf_line_table.line_table(ctx, cu)
     file_name = decl_file_name(ctx, die)
     ranges = ctx.die_ranges(die)
     # Rows inside inlined bodies belong to the inlined function's source, as in perf -L.
@@ -201,7 +199,7 @@ def cus_for_source(ctx, source):
         return matched
     found = []
     for cu in ctx.dwarf.iter_CUs():
-        table = line_table(ctx, cu)
+        table = dwarf_line_table.line_table(ctx, cu)
         if any(file_matcher(source, suffix=True)(table.file_name(i)) for i in table.file_indexes()):
             found.append(cu)
     return found

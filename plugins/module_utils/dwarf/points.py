@@ -5,13 +5,14 @@
 Every function takes a ``context.DwarfContext`` first and returns
 ``[(vaddr, cu, default event name, scope DIE or None)]`` or raises ``ResolveError``;
 the scope DIE is the copy of the function the address was chosen for (see
-scopes.probe_scope).  docs/uprobe.md ("DWARF rules") says why each rule is perf's.
+probe_scope.probe_scope).  docs/uprobe.md ("DWARF rules") says why each rule is perf's.
 """
 
 
 import os
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import line_table as dwarf_line_table
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import names
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
@@ -131,7 +132,7 @@ def _entry(ctx, point, spec, cu, die, force):
     entry = ctx.entry_pc(die)
     if point.offset is not None:
         address = entry + point.offset
-        table = dwarf_lines.line_table(ctx, cu)
+        table = dwarf_line_table.line_table(ctx, cu)
         if not force and not table.has_address(address) and not ctx.symbols.is_function_start(address):
             starts = ["+%d" % n for n in sorted({row.address - entry
                                                  for row in table.rows_between(entry, entry + NEAR_ENTRY_BYTES)})]

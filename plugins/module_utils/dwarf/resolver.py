@@ -19,9 +19,11 @@ import os
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import line_table as dwarf_line_table
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import location as dwarf_location
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import points
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_scope
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import typeinfo as dwarf_types
@@ -32,9 +34,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.variables
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.elf.reader import EM_X86_64
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import FetchArg, ProbeDefinition
 
-__all__ = ["ResolveError", "Resolution", "Resolver", "VariableNote", "default_group", "resolve"]
-
-default_group = probe_spec.default_group
+__all__ = ["ResolveError", "Resolution", "Resolver", "VariableNote", "resolve"]
 
 
 class Resolution:
@@ -104,7 +104,6 @@ class Resolver:
                                "DWARF registers; resolve on an x86_64 host is not enough, the target must be x86_64"
                                % (self.binary, self.info.binary.e_machine))
         self.context = DwarfContext(self.binary, self.info)
-        self.dwarf = self.context.dwarf
 
     def close(self):
         self.context.close()
@@ -117,76 +116,12 @@ class Resolver:
     def symbols(self):
         return self.context.symbols
 
-    # -- lookups, kept for callers of the former single class (each is one piece's function) --
-    def cfa_at(self, address):
-        return self.context.cfa_at(address)
-
-    def cu_offset_for_address(self, address):
-        return self.context.cu_offset_for_address(address)
-
-    def cu_at(self, offset):
-        return self.context.cu_at(offset)
-
-    def die_at(self, cu, offset):
-        return self.context.die_at(cu, offset)
-
-    def top_level(self, cu):
-        return self.context.top_level(cu)
-
-    def die_ranges(self, die):
-        return self.context.die_ranges(die)
-
-    def die_contains(self, die, address):
-        return self.context.die_contains(die, address)
-
-    def entry_pc(self, die):
-        return self.context.entry_pc(die)
-
-    def find_function(self, name, source=None):
-        return functions.find_function(self.context, name, source)
-
-    def subprogram_at(self, cu, address):
-        return scopes.subprogram_at(self.context, cu, address)
-
-    def inlined_copies(self, cu, abstract):
-        return [pc for pc, _die in functions.inlined_copies(self.context, cu, abstract)]
-
-    def scope_variables(self, chain, address, params_only=False):
-        return scopes.scope_variables(self.context, chain, address, params_only)
-
-    def line_table(self, cu):
-        return dwarf_lines.line_table(self.context, cu)
-
-    def line_addresses(self, cu, file_matches, line, function_die=None):
-        return dwarf_lines.line_addresses(self.context, cu, file_matches, line, function_die)
-
-    def line_at(self, cu, address):
-        return dwarf_lines.line_at(self.context, cu, address)
-
-    def function_lines(self, cu, die):
-        return dwarf_lines.function_lines(self.context, cu, die)
-
-    def available_ranges(self, die, cu):
-        return variables.available_ranges(self.context, die, cu)
-
-    def variable_value(self, die, cu, address, subprogram):
-        return variables.variable_value(self.context, die, cu, address, subprogram)
-
-    def find_variable(self, name, cu, chain, address):
-        return variables.find_variable(self.context, name, cu, chain, address)
-
-    def global_value(self, die):
-        return variables.global_value(self.context, die)
-
-    def fetch_arg(self, arg, cu, chain, address, table):
-        return variables.fetch_arg(self.context, arg, cu, chain, address, table)
-
     # -- whole specs ------------------------------------------------------------------------
     def resolve(self, spec_text, group=None, event=None, force=False, allow_unavailable=False):
         """Spec text -> ``Resolution``; raises ResolveError / ProbeSpecError."""
         spec = probe_spec.parse(spec_text)
         point = spec.point
-        group = group or point.group or default_group(self.binary)
+        group = group or point.group or probe_spec.default_group(self.binary)
         kind = "r" if point.is_return else "p"
         if point.is_return:
             event = event or point.event or point.event_base + "__return"
@@ -209,7 +144,7 @@ class Resolver:
         if not spec.args:
             return [], []   # no scope to look up (an inline-only function may have hundreds of copies)
         ctx = self.context
-        chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
+        chain = probe_scope.chain_for(ctx, cu, address, spec.point, scope)
         table = None        # the line table is only needed for hints in error messages
         delta = address - ctx.file_offset(address)
         args, notes, failures = [], [], []
@@ -250,7 +185,7 @@ class Resolver:
             raise ResolveError("function %s not found in the debug info of %s" % (function, self.binary))
         # The out-of-line copy when there is one (its lines are the function's); else the abstract DIE.
         cu, die = next(((c, d) for c, d in found if ctx.die_ranges(d)), found[0])
-        table = dwarf_lines.line_table(ctx, cu)
+        table = dwarf_line_table.line_table(ctx, cu)
         decl_line = dwarf_types.origin_attr(die, "DW_AT_decl_line")[0].value
         file_name = dwarf_lines.decl_file_name(ctx, die)
         source_lines = dwarf_lines.read_source(file_name, cu)
@@ -285,8 +220,8 @@ class Resolver:
         targets = points.addresses(ctx, spec.point, spec, force=True)
         result = []
         for address, cu, _name, scope in targets:
-            chain = scopes.chain_for(ctx, cu, address, spec.point, scope)
-            table = dwarf_lines.line_table(ctx, cu)
+            chain = probe_scope.chain_for(ctx, cu, address, spec.point, scope)
+            table = dwarf_line_table.line_table(ctx, cu)
             delta = address - ctx.file_offset(address)
             for die in scopes.scope_variables(ctx, chain, address):
                 name = dwarf_types.name_of(die)

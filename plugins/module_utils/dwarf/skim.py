@@ -6,15 +6,15 @@
   the tag, name, address range and sibling of each, so that the subprogram
   for an address (or a name) is found without building thousands of DIE
   objects.  The found offset is then opened with pyelftools as usual.
-* ``decode_line_rows`` runs the DWARF line-number state machine (versions
-  2-5) over a CU's line program, using the header pyelftools already parsed.
+* ``parse_aranges`` reads .debug_aranges (address -> unit) without pyelftools.
+
+(The line program's decoder, ``decode_line_rows``, is in dwarf/line_table.py.)
 
 Both raise ``SkimError`` on anything unexpected; callers then fall back to
 plain pyelftools, which is slower but complete.
 """
 
 
-import operator
 import struct
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
@@ -22,9 +22,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors im
 
 class SkimError(DwarfError):
     pass
-
-
-_row_order = operator.itemgetter(0, 1)     # line rows: address, then end_sequence rows first
 
 
 def read_uleb(data, pos):
@@ -61,7 +58,7 @@ _LEB = ("DW_FORM_sdata", "DW_FORM_udata", "DW_FORM_ref_udata", "DW_FORM_strx", "
         "DW_FORM_loclistx", "DW_FORM_rnglistx")
 _OFFSET = ("DW_FORM_strp", "DW_FORM_line_strp", "DW_FORM_sec_offset", "DW_FORM_ref_addr", "DW_FORM_strp_sup",
            "DW_FORM_GNU_ref_alt", "DW_FORM_GNU_strp_alt")
-_UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
+UNSIGNED = {1: "B", 2: "H", 4: "I", 8: "Q"}
 _STRING_ATTRIBUTES = ("DW_AT_name", "DW_AT_linkage_name")
 
 
@@ -125,7 +122,7 @@ class TopLevelSkimmer:
                         steps[-1] = ("skip", steps[-1][1] + size, None, None)
                     else:
                         steps.append(("skip", size, None, None))
-                elif size in _UNSIGNED:
+                elif size in UNSIGNED:
                     steps.append(("fixed", size, keep, form))
                 else:
                     raise SkimError("form %s for %s" % (form, name))
@@ -156,7 +153,7 @@ class TopLevelSkimmer:
                 pos += arg
                 continue
             if kind == "fixed":
-                value = struct.unpack_from("<" + _UNSIGNED[arg], data, pos)[0]
+                value = struct.unpack_from("<" + UNSIGNED[arg], data, pos)[0]
                 pos += arg
                 if keep in _STRING_ATTRIBUTES:
                     if form == "DW_FORM_strp":
@@ -177,7 +174,7 @@ class TopLevelSkimmer:
                 pos = end + 1
             else:       # block: a length (ULEB or 1/2/4 bytes) and that many bytes
                 if arg:
-                    length = struct.unpack_from("<" + _UNSIGNED[arg], data, pos)[0]
+                    length = struct.unpack_from("<" + UNSIGNED[arg], data, pos)[0]
                     pos += arg
                 else:
                     length, pos = read_uleb(data, pos)
@@ -271,94 +268,6 @@ def die_range(info):
     if high[1] == "DW_FORM_addr":
         return low[0], high[0]
     return low[0], low[0] + high[0]
-
-
-def decode_line_rows(program, version):
-    """Rows ``(address, order, line, file, is_stmt, end_sequence)`` of a line program.
-
-    ``order`` sorts end_sequence rows first at equal addresses (perf's order).
-    """
-    header = program.header
-    stream = program.stream
-    stream.seek(program.program_start_offset)
-    data = stream.read(program.program_end_offset - program.program_start_offset)
-    min_len = header["minimum_instruction_length"]
-    default_is_stmt = bool(header["default_is_stmt"])
-    line_base = header["line_base"]
-    line_range = header["line_range"]
-    opcode_base = header["opcode_base"]
-    lengths = list(header["standard_opcode_lengths"])
-    address_size = header.get("address_size") if hasattr(header, "get") else None
-    rows = []
-    append = rows.append
-    pos = 0
-    end = len(data)
-    const_add = ((255 - opcode_base) // line_range) * min_len
-    column_operand = len(lengths) > 4 and lengths[4] == 1
-    # The state lives in locals (address, file, line, is_stmt): this loop runs once per opcode.
-    address, file_index, line, is_stmt = 0, 1, 1, default_is_stmt
-    while pos < end:
-        opcode = data[pos]
-        pos += 1
-        if opcode >= opcode_base:
-            adjusted = opcode - opcode_base
-            address += (adjusted // line_range) * min_len
-            line += line_base + adjusted % line_range
-            append((address, 1, line, file_index, is_stmt, False))
-        elif opcode == 5 and column_operand:   # set_column (the most frequent): skip its ULEB
-            if data[pos] < 0x80:
-                pos += 1
-            else:
-                _v, pos = read_uleb(data, pos)
-        elif opcode == 6:       # negate_stmt
-            is_stmt = not is_stmt
-        elif opcode == 1:       # copy
-            append((address, 1, line, file_index, is_stmt, False))
-        elif opcode == 0:
-            length, pos = read_uleb(data, pos)
-            if length == 0:
-                continue
-            sub = data[pos]
-            body = pos + 1
-            pos += length
-            if sub == 1:        # end_sequence
-                append((address, 0, line, file_index, is_stmt, True))
-                address, file_index, line, is_stmt = 0, 1, 1, default_is_stmt
-            elif sub == 2:      # set_address
-                size = length - 1
-                if size not in _UNSIGNED:
-                    raise SkimError("set_address of %d bytes" % size)
-                address = struct.unpack_from("<" + _UNSIGNED[size], data, body)[0]
-            # define_file (3), set_discriminator (4), vendor ops: nothing we use.
-        elif opcode == 2:       # advance_pc
-            value = data[pos]
-            if value < 0x80:
-                pos += 1
-            else:
-                value, pos = read_uleb(data, pos)
-            address += value * min_len
-        elif opcode == 3:       # advance_line
-            value = data[pos]
-            if value < 0x40:    # one-byte SLEB, positive
-                pos += 1
-            else:
-                value, pos = read_sleb(data, pos)
-            line += value
-        elif opcode == 4:       # set_file
-            file_index, pos = read_uleb(data, pos)
-        elif opcode == 8:       # const_add_pc
-            address += const_add
-        elif opcode == 9:       # fixed_advance_pc
-            address += struct.unpack_from("<H", data, pos)[0]
-            pos += 2
-        elif opcode in (7, 10, 11):
-            pass
-        else:                   # set_column, set_isa, unknown: skip their ULEB operands
-            for _i in range(lengths[opcode - 1] if opcode - 1 < len(lengths) else 0):
-                _v, pos = read_uleb(data, pos)
-    del address_size, version
-    rows.sort(key=_row_order)
-    return rows
 
 
 def parse_aranges(data):

@@ -8,6 +8,7 @@ Every function takes a ``context.DwarfContext`` first.
 
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import entry as dwarf_entry
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import line_table as dwarf_line_table
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import lines as dwarf_lines
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import location as dwarf_location
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import scopes
@@ -225,7 +226,7 @@ def fetch_arg(ctx, arg, cu, chain, address, table, die=None):
 
 def availability_hint(ctx, die, cu, table, chain):
     """Where the variable can be traced instead: its lines, absolute and as FUNC:N."""
-    table = table or dwarf_lines.line_table(ctx, cu)
+    table = table or dwarf_line_table.line_table(ctx, cu)
     subprogram = chain[0] if chain else None        # its frame base serves every variable
     function = scopes.scope_of(chain) if chain else None     # FUNC:N lines count from its declaration
     lines = set()

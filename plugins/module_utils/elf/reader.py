@@ -160,10 +160,6 @@ class ElfHeaders:
             return None
         return data[:data.index(b"\0")].decode("utf-8", "replace")
 
-    @property
-    def is_shared_object(self):
-        return self.e_type == ET_DYN
-
     def vaddr_to_file_offset(self, vaddr):
         """File offset of a virtual address, through the PT_LOAD that maps it."""
         for p_type, p_offset, p_vaddr, p_filesz, _memsz in self.segments:

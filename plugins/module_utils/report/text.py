@@ -3,7 +3,7 @@
 """Plain-text pieces every renderer shares: numbers, the fleet table, syscalls, stalls."""
 
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.frames import blocked_in
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report.document import number
 
 
@@ -106,7 +106,7 @@ def describe_syscall(finding):
 def blocking_frames(stack):
     """The stack from where the task blocked outwards: scheduler and tracer frames dropped."""
     frames = [frame.strip().lstrip("=> ").strip() for frame in stack]
-    first = correlate.blocked_in(frames)
+    first = blocked_in(frames)
     if first is None:
         return frames
     for index, frame in enumerate(frames):

@@ -90,11 +90,3 @@ def removable(tag, names, store, others=frozenset()):
     other run, listed by no other manifest (``others``). A manifest on disk is data, not an order."""
     return sorted(n for n in names
                   if owns_name(tag, n) and n not in others and store.claimant(n) in (None, tag))
-
-
-def unowned(names_found, manifests, store):
-    """Of the names an explicit request matched, those no run owns (a run's are decided by ``choose``)."""
-    owned = set()
-    for manifest in manifests:
-        owned |= manifest.names
-    return [n for n in names_found if n not in owned and store.claimant(n) is None]

@@ -27,7 +27,8 @@ def leftovers_of(fs, manifest, store, others=frozenset()):
 
 def remove_objects(fs, manifest, store, others=frozenset()):
     """Remove exactly what the run may remove; return the errors (empty on success)."""
-    return tracefs_cleanup.plan_removal(fs, leftovers_of(fs, manifest, store, others)).apply_each()
+    leftovers = leftovers_of(fs, manifest, store, others)
+    return tracefs_cleanup.remove_all(tracefs_cleanup.plan_removal(fs, leftovers))
 
 
 def remove_quarantined(fs, aside, store, others=frozenset()):
@@ -36,7 +37,7 @@ def remove_quarantined(fs, aside, store, others=frozenset()):
     if not names:
         return []
     found = tracefs_cleanup.find_leftovers(fs, match=names.__contains__)
-    errors = tracefs_cleanup.plan_removal(fs, found).apply_each()
+    errors = tracefs_cleanup.remove_all(tracefs_cleanup.plan_removal(fs, found))
     if not errors:
         store.release(aside.tag, names)
     return errors
@@ -142,7 +143,7 @@ class Cleanup:
     def apply(self):
         """Remove it all (not at the same time as a reaper); return the errors."""
         with self.store.locked():
-            errors = self.plan.apply_each()
+            errors = tracefs_cleanup.remove_all(self.plan)
             if not errors:
                 others = frozenset().union(*[m.names for m in self.live])
                 for manifest, why in self.chosen:

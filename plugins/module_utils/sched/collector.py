@@ -68,6 +68,7 @@ class SchedCollector:
         self.events = available
         self.spool = None
         self.created = False
+        self.applied = None     # the ChangePlan setup() applied, until close() undoes it
         self.missed_in_pages = 0
         self.missed_unknown_pages = 0
         self.pages_read = 0
@@ -90,7 +91,7 @@ class SchedCollector:
         """The ``ChangePlan`` of the window: check mode shows its commands, ``setup()`` applies it."""
         inst = self.instance
         plan = ChangePlan()
-        plan.mkdir(inst.path(), self._create, inst.remove)
+        plan.mkdir(inst.path(), self._create, self._rmdir)
         plan.write(inst.path("tracing_on"), "0", lambda: inst.set_tracing_on(False))
         plan.write(inst.path("buffer_size_kb"), str(self.buffer_size_kb),
                    lambda: inst.set_buffer_size_kb(self.buffer_size_kb))
@@ -130,7 +131,9 @@ class SchedCollector:
         if self.instance.exists():
             raise TracefsError("%s already exists: another run uses it; choose another instance name"
                                % self.instance.label)
-        self.plan().apply()
+        plan = self.plan()
+        plan.apply()
+        self.applied = plan
 
     def _start_window(self):
         """The plan's last step: decoders from the instance's formats, the spool open, then tracing on."""
@@ -166,22 +169,27 @@ class SchedCollector:
             raise TracefsError("; ".join(errors))
 
     def _remove_instance(self):
-        """Undo what our plan wrote (a handful of writes), then rmdir.
+        """Undo the applied plan: a handful of writes, newest first, then the rmdir (``_rmdir``).
 
         ``Instance.remove()`` first resets every event of the instance (reading
         thousands of files, a third of a second on a busy host); we know what
         we set, so we undo just that, and fall back to it only if rmdir fails.
+        A write whose undo failed is not reported once the instance is gone.
         """
         inst = self.instance
         if not inst.exists():
             return
         inst.set_tracing_on(False)
-        for step in reversed(self.plan().steps[1:]):
-            if step.undo is not None:
-                try:
-                    step.undo()
-                except TracefsError:
-                    pass  # the thorough removal below resets it
+        not_undone = self.applied.undo() if self.applied is not None else []
+        self.applied = None
+        if not_undone:
+            raise TracefsError("removing %s: %s" % (inst.label, "; ".join(not_undone)))
+        if inst.exists():   # setup() failed and its rollback could not remove it: ours all the same
+            self._rmdir()
+
+    def _rmdir(self):
+        """The plan's mkdir undone: rmdir, retried while the kernel says busy, else ``Instance.remove()``."""
+        inst = self.instance
         for _attempt in range(RMDIR_ATTEMPTS):
             try:
                 os.rmdir(inst.path())

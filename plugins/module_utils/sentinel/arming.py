@@ -13,7 +13,7 @@ goes on: a daemon still running a binary replaced on disk would never hit it.
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs, uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import objects, target
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settings import SettingsError
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.capture import StopCondition
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.stop_condition import StopCondition
 
 
 class ArmingError(SettingsError):

@@ -19,14 +19,14 @@ could not store.
 import time
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import event_sink, instance_capture
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import evidence, threshold
 
 SCHEMA = "fleettrace.sentinel.capture/1"
 MAX_UNPARSED = 20
 
 
-class _SpanSink(capture_core.EventSink):
+class _SpanSink(event_sink.EventSink):
     """An EventSink that also remembers the first record's time (how far back the buffer reached)."""
 
     first_ns = None
@@ -34,7 +34,7 @@ class _SpanSink(capture_core.EventSink):
     def add(self, record):
         if self.first_ns is None:
             self.first_ns = record["ts_ns"]
-        capture_core.EventSink.add(self, record)
+        event_sink.EventSink.add(self, record)
 
 
 def facts_now(pid):
@@ -50,8 +50,8 @@ def read_frozen(main, stop, pid, armed_at, stats_before, max_events):
     """(result, finder, findings) of the stopped main buffer, as ``capture`` explains it."""
     finder = threshold.new_finder(stop)
     sink = _SpanSink(max_events=max_events, stall_finder=finder, symbolize=True)
-    result = capture_core.read_back(main, sink, capture_core.STOP_TRIGGERED, armed_at, stats_before,
-                                    extra={"armed": True, "process_missing_at_start": False})
+    result = instance_capture.read_back(main, sink, instance_capture.STOP_TRIGGERED, armed_at, stats_before,
+                                        extra={"armed": True, "process_missing_at_start": False})
     result["first_ns"] = sink.first_ns
     return result, finder, threshold.findings_of(finder, pid)
 

@@ -19,7 +19,7 @@ a new file of the same build.
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import cleanup as tracefs_cleanup
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans, validate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import instance_event_plans, validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 
 TRACE_CLOCK = "mono"
@@ -56,7 +56,7 @@ def _trigger(plan, event, text):
 def probe_steps(plan, fs, settings, stop):
     """The probe's events in both instances: the traceoff trigger in main, the filter in the bell."""
     main, bell = fs.instance(settings.names["instance"]), fs.instance(settings.names["bell"])
-    (trigger,) = plans.check_triggers(fs, [stop.trigger])
+    (trigger,) = instance_event_plans.check_triggers(fs, [stop.trigger])
     text = probe_filter(stop.field, stop.threshold)
     for group, name in stop.split:
         event = main.event(group, name)
@@ -73,7 +73,7 @@ def setup_steps(plan, fs, settings, stop, pid):
     main, bell = fs.instance(settings.names["instance"]), fs.instance(settings.names["bell"])
     _instance_steps(plan, main, settings.buffer_size_kb, pid)
     switch = main.event("sched", "sched_switch")
-    (trigger,) = plans.check_triggers(fs, [stack_trigger(pid)])
+    (trigger,) = instance_event_plans.check_triggers(fs, [stack_trigger(pid)])
     _trigger(plan, switch, trigger)
     _enable(plan, switch)
     _enable(plan, main.event("sched", "sched_wakeup"))
@@ -123,5 +123,5 @@ def remove_own(fs, settings, store=None):
     taken = sorted(name for name, tag in others.items() if tag not in (None, settings.names["tag"]))
     free = mine - set(taken)
     found = tracefs_cleanup.find_leftovers(fs, match=lambda name: name in free, trigger_targets=True)
-    errors = tracefs_cleanup.plan_removal(fs, found).apply_each()
+    errors = tracefs_cleanup.remove_all(tracefs_cleanup.plan_removal(fs, found))
     return errors + ["%s claimed by another run now; left to it" % name for name in taken]

@@ -18,6 +18,11 @@ with the next of these as the timeout: the deadline, the minute's housekeeping
 (the counters for the guesses, its run manifest still there), the next batch
 of the culprit's latency, the next look for a restarted target.  An idle
 sentinel wakes once a minute.
+
+One piece on purpose: one ``poll()`` loop and the state its handlers share (the
+session, the armed instances, the pidfds, the culprit's latency, the spool); what
+can stand alone already does (moment.py harvests, culprit.py measures, target.py
+follows the target, notify.py tells, objects.py writes tracefs).
 """
 
 
@@ -34,13 +39,14 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import culprit, moment, notify, objects, target
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settings import Settings
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import LATENCY, Spool
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import instance_capture
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import evidence, threshold
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.findings import culprit_call
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, reaper
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import RunStore
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.stop_condition import StopCondition
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 ARGV_MARK = "fleettrace-sentinel"
@@ -85,8 +91,8 @@ class Watcher:
         self.tag, self.nonce = self.session["tag"], self.session["nonce"]
         self.fs = Tracefs(self.session["tracefs"], mount=False)
         self.main, self.bell = self.fs.instance(self.names["instance"]), self.fs.instance(self.names["bell"])
-        self.stop = capture_core.StopCondition(self.session["probe"]["stop_events"], self.settings.field,
-                                               self.settings.threshold, self.settings.unit)
+        self.stop = StopCondition(self.session["probe"]["stop_events"], self.settings.field,
+                                  self.settings.threshold, self.settings.unit)
         self.probed = dict(self.session["probe"]["identity"])
         self.exe = self.session["target"]["exe"]
         self.pid = self.settings.pid
@@ -243,7 +249,7 @@ class Watcher:
 
     # -- the moment ----------------------------------------------------------------------
     def _arm(self):
-        self.stats_before = capture_core.arm(self.main)
+        self.stats_before = instance_capture.arm(self.main)
         self.armed_at = time.time()
         self.attempts += 1
         _read_all(self.bell_fd)

@@ -3,24 +3,24 @@
 """A capture's outcome in one sentence: why it stopped, what it kept, what it lost."""
 
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import instance_capture
 
 
 def message(result, params):
     """The capture's result in one sentence (the module's ``message``); ``params``: the module's options."""
     reason = result["stop_reason"]
-    if reason == capture_core.STOP_TRIGGERED:
+    if reason == instance_capture.STOP_TRIGGERED:
         text = "threshold reached: traceoff trigger fired after %.1f s" % result["duration"]
-    elif reason == capture_core.STOP_EVENTS:
+    elif reason == instance_capture.STOP_EVENTS:
         text = "stopped after %d events arrived (threshold trigger did not fire)" % params["stop_after_events"]
-    elif reason == capture_core.STOP_PROCESS_EXITED:
+    elif reason == instance_capture.STOP_PROCESS_EXITED:
         if result["process_missing_at_start"]:
             text = ("process %d was not running when the capture started: nothing was armed, the buffer "
                     "was returned as it was" % params["pid"])
         else:
             text = "process %d exited during the capture after %.1f s; kept what was captured until then" % (
                 params["pid"], result["duration"])
-    elif reason == capture_core.STOP_WINDOW:
+    elif reason == instance_capture.STOP_WINDOW:
         text = "window of %.1f s elapsed" % params["duration"]
     else:
         text = "threshold not reached within %.1f s (no traceoff trigger fired)" % params["timeout"]

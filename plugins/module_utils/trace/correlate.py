@@ -29,18 +29,11 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import sy
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.findings import (
     blocked_in, make_finding, STOPPED_STATES, UNIT_NS)
 
-FD_ARGUMENT = syscalls.FD_ARGUMENT
 __all__ = ["blocked_in", "find_stalls", "StallFinder", "syscall_in_flight", "ALL_STATES"]
 
 # prev_state letters a finding may blame: asleep, stopped, and R for runnable (preempted or woken).
 ALL_STATES = ("D", "S", "T", "t", "R")
 WAKEUP_EVENTS = ("sched_wakeup", "sched_waking")
-
-
-def event_matches(record, spec):
-    """'tick_gap' or 'group:tick_gap' against a record (the text shows no group)."""
-    name = spec.split(":")[-1].split("/")[-1]
-    return record["event"] == name
 
 
 def _state_letters(value):
@@ -56,14 +49,14 @@ def _syscall_of(record):
         name = syscalls.name(number)
         args = fields.get("args", [])
         fd = None
-        if name in FD_ARGUMENT and len(args) > FD_ARGUMENT[name]:
-            fd = args[FD_ARGUMENT[name]]
+        if name in syscalls.FD_ARGUMENT and len(args) > syscalls.FD_ARGUMENT[name]:
+            fd = args[syscalls.FD_ARGUMENT[name]]
         return {"name": name or "syscall_%s" % number, "nr": number, "args": args, "fd": fd,
                 "timestamp": record["timestamp"], "source": "raw_syscalls:sys_enter"}
     if event.startswith("sys_enter_"):
         name = event[len("sys_enter_"):]
         fd = fields.get("fd")
-        if fd is None and name in FD_ARGUMENT:
+        if fd is None and name in syscalls.FD_ARGUMENT:
             fd = fields.get("fildes", fields.get("out_fd"))
         return {"name": name, "nr": None, "args": dict(fields), "fd": fd,
                 "timestamp": record["timestamp"], "source": "syscalls:%s" % event}

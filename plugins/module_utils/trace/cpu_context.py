@@ -34,8 +34,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes
 SUFFIX = "_cpu"
 # Per CPU: about 14,000 switches (some seconds of a busy CPU); a CPU held by a hog switches rarely.
 DEFAULT_BUFFER_KB = 1024
-# Holders named per wait (the rest are summed up).
-MAX_HOLDERS = 8
 MAX_RT_PRIO = 100           # kernel prio below this: a realtime task (rtprio = 99 - prio)
 DEFAULT_PRIO = 120          # kernel prio of nice 0
 IDLE = "<idle>"

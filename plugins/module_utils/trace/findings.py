@@ -11,10 +11,9 @@ why, and ``explanation``: the finding in sentences.  No tracefs access.
 """
 
 
-import re
-
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import syscalls
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.frames import blocked_in
 
 STOPPED_STATES = frozenset(("T", "t"))
 # Nanoseconds per unit of the probed field.
@@ -30,19 +29,6 @@ MIN_EXPLAINED_SHARE = 0.1
 CAUSE_BLOCKED, CAUSE_STOPPED, CAUSE_RUNNABLE, CAUSE_UNEXPLAINED = "blocked", "stopped", "runnable", "unexplained"
 IDLE_WHY = ("the loop's own wait for its next event or timer: sleeping there is the loop being idle, "
             "what matters is what kept it from getting back there")
-
-# Frames of the scheduler and of the tracer itself: not where the task blocked.
-_SCHED_FRAME = re.compile(r"^(trace_event_|__traceiter_|__schedule|schedule|preempt_schedule|io_schedule|"
-                          r"__bpf_trace|trace_|ftrace_|stack_trace_|__ftrace)")
-
-
-def blocked_in(stack):
-    """First frame of a kernel stack that is not the scheduler or the tracer."""
-    for frame in stack or []:
-        name = frame.split("+")[0].strip()
-        if not _SCHED_FRAME.match(name):
-            return name
-    return None
 
 
 def duration_ms(value, unit, fallback_ns=None):

@@ -14,7 +14,7 @@ uses the ``mono`` trace clock, so samples line up with a program's own log).
 
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.series import LatencySeries
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import instance_capture
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import ioctl, syscalls
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import TracefsError
@@ -138,7 +138,7 @@ def measure(tracefs, name, pid, call, fd=None, cmd=None, duration=10.0, max_samp
     pairing = Pairing(call, fd, cmd, max_samples, pid=pid)
     plan.apply()
     try:
-        result = capture_core.capture_window(instance, duration, pid=pid, sink=pairing, until=pairing.done)
+        result = instance_capture.capture_window(instance, duration, pid=pid, sink=pairing, until=pairing.done)
     finally:
         instance.remove()
     return summarize(pairing, info, result["duration"], result["lost_events"], result["stop_reason"])

@@ -19,7 +19,6 @@ file counts overruns.  Both are reported, never ignored.
 import re
 import struct
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import per_cpu
 
 TYPE_PADDING = 29
 TYPE_TIME_EXTEND = 30
@@ -227,8 +226,3 @@ def _decode_other(page, data, end, decoder, ts, cpu, event_id, append):
     if tail is not None:
         fields = fields + (page[data + tail:end],)
     append((ts, cpu, event_id, fields))
-
-
-def cpu_stats(instance_path, cpu):
-    """``per_cpu/cpuN/stats`` as a dict of ints (overrun, commit_overrun, dropped_events, ...)."""
-    return per_cpu.cpu_stats(instance_path, cpu)

@@ -168,11 +168,6 @@ class TraceParser:
         for line in text.splitlines():
             self.feed(line)
 
-    def feed_lines(self, lines):
-        """Feed an iterable of lines (an open file: one line in memory at a time)."""
-        for line in lines:
-            self.feed(line.rstrip("\n"))
-
     def feed(self, line):
         if not line:
             return
@@ -307,21 +302,3 @@ def user_stack_addresses(record):
         if match:
             addresses.append(int(match.group(1), 16))
     return addresses
-
-
-def parse_cpu_stats(text):
-    """``per_cpu/cpuN/stats`` -> {'entries': 220, 'overrun': 0, 'dropped events': 0, ...}."""
-    stats = {}
-    for line in text.splitlines():
-        name, sep, value = line.partition(":")
-        if not sep:
-            continue
-        value = value.strip()
-        try:
-            stats[name.strip()] = int(value)
-        except ValueError:
-            try:
-                stats[name.strip()] = float(value)
-            except ValueError:
-                stats[name.strip()] = value
-    return stats

@@ -13,10 +13,11 @@ mailing list's guesses are settled from counters read around the capture.
 
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture as capture_core
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import instance_capture
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import cpu_context as cpu_recording
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, evidence, latency
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, event_sink, evidence, latency
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.findings import culprit_call
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 
 STATUS_REACHED, STATUS_NOT_REACHED, STATUS_EXITED = "threshold_reached", "threshold_not_reached", "target_exited"
 
@@ -44,7 +45,7 @@ def needs_rearm(result, findings):
 def status(result, pid):
     if result["triggered"]:
         return STATUS_REACHED
-    if result["stop_reason"] == capture_core.STOP_PROCESS_EXITED or (pid is not None and not procfs.process_alive(pid)):
+    if result["stop_reason"] == instance_capture.STOP_PROCESS_EXITED or (pid is not None and not procfs.process_alive(pid)):
         return STATUS_EXITED
     return STATUS_NOT_REACHED
 
@@ -111,11 +112,11 @@ def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, pol
         while True:
             attempts += 1
             finder = new_finder(stop, states)
-            sink = capture_core.EventSink(stall_finder=finder, **sink_options)
+            sink = event_sink.EventSink(stall_finder=finder, **sink_options)
             try:
-                result = capture_core.capture_trigger(instance, timeout=timeout, poll_interval=poll_interval,
-                                                      pid=pid, raw_path=raw_path, sink=sink,
-                                                      companions=[context.instance] if context else [])
+                result = instance_capture.capture_trigger(instance, timeout=timeout, poll_interval=poll_interval,
+                                                          pid=pid, raw_path=raw_path, sink=sink,
+                                                          companions=[context.instance] if context else [])
             except BaseException:
                 sink.close()
                 raise
@@ -129,7 +130,9 @@ def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, pol
             result["cpu_context"] = context.facts()
     finally:
         if instance.exists():
-            capture_core.undo(plan)
+            not_undone = plan.undo()
+            if not_undone:
+                raise TracefsError("removing what the capture installed failed: %s" % "; ".join(not_undone))
     result["sink"] = sink
     return conclude(result, finder, findings, stop, pid, before, after, installed=plan.commands, attempts=attempts,
                     max_findings=max_findings, token_timeout_ms=token_timeout_ms)

@@ -7,7 +7,7 @@ names: the matching instances, the uprobes of matching groups, their events
 configured in other instances (the top level included) and top-level
 triggers that target them.  ``plan_removal`` turns that into a ``ChangePlan``
 in the cleanup order (triggers, filters, disable, instances, probes) that
-check mode prints and ``apply_each`` runs past refusals.
+check mode prints and ``remove_all`` runs past refusals.
 
 Who may be removed is decided by the caller (``runs.choice``): the exact names
 a run may remove, or an explicit, named request for objects without a run.
@@ -111,6 +111,21 @@ def _remove_uprobe(fs, group, event):
     # Idempotent: a reaper or another cleanup may have removed it a moment ago.
     if any(u.group == group and u.event == event for u in fs.list_uprobes()):
         fs.remove_uprobe(group, event)
+
+
+def remove_all(plan):
+    """Run every step of a removal plan, going on past refusals (one busy item never blocks the
+    rest); return the errors as 'command: reason' strings.
+
+    Not ``ChangePlan.apply()``: a removal cannot be undone, so all-or-nothing means nothing here;
+    removing what can be removed and naming the rest is what cleanup owes."""
+    errors = []
+    for step in plan.steps:
+        try:
+            step.do()
+        except Exception as exc:  # noqa: BLE001 - reported; the next step still runs
+            errors.append("%s: %s" % (step.command, exc))
+    return errors
 
 
 def plan_removal(fs, found):

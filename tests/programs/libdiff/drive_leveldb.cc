@@ -1,5 +1,5 @@
 // Drives leveldb with known arguments for the resolver's runtime-truth checks
-// (tests/programs/libdiff/libtruth.py): a database in a temporary directory, written,
+// (tests/helpers/libtruth.py): a database in a temporary directory, written,
 // read, iterated, compacted, through the C++ and the C API.
 #include <leveldb/c.h>
 #include <leveldb/db.h>

@@ -1,5 +1,5 @@
 // Drives snappy with known arguments for the resolver's runtime-truth checks
-// (tests/programs/libdiff/libtruth.py): every public entry point a few times.
+// (tests/helpers/libtruth.py): every public entry point a few times.
 #include <snappy.h>
 #include <snappy-c.h>
 #include <cstdio>

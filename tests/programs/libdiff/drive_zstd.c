@@ -1,5 +1,5 @@
 /* Drives libzstd with known arguments for the resolver's runtime-truth checks
-   (tests/programs/libdiff/libtruth.py): the public entry points a few times, and frames of
+   (tests/helpers/libtruth.py): the public entry points a few times, and frames of
    the legacy formats are not made here (only the library's own format). */
 #include <stdio.h>
 #include <string.h>

@@ -2,7 +2,7 @@
 
 import os
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import instance_event_plans as plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
 
 from tests.helpers.fake_tracefs import make_fake_tracefs

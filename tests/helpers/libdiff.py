@@ -21,8 +21,7 @@ import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PERF = shutil.which("perf")
 LIBS = {"zlib": "libz.so", "lz4": "liblz4.so", "xz": "liblzma.so", "zstd": "libzstd.so", "sqlite3": "libsqlite3.so",
         "snappy": "libsnappy.so", "leveldb": "libleveldb.so"}
@@ -684,7 +683,7 @@ def summary(results):
 
 
 def main(argv):
-    """python libdiff.py [COUNT] [SEED]: sample every library, print the classes."""
+    """python -m tests.helpers.libdiff [COUNT] [SEED] (from the repository root): sample every library, print the classes."""
     count = int(argv[1]) if len(argv) > 1 else 60
     seed = int(argv[2]) if len(argv) > 2 else 14
     sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))

@@ -9,8 +9,9 @@ import os
 import re
 import subprocess
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-DEMO = os.path.join(HERE, "demo.c")
+# The C sources, in tests/programs/resolver/
+SOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver")
+DEMO = os.path.join(SOURCES, "demo.c")
 
 VARIANTS = {
     "demo_O0": ["-O0", "-gdwarf-5"],
@@ -50,9 +51,9 @@ def build_shared(cc, directory, opt="-O2", dwarf="-gdwarf-5"):
     lib = os.path.join(directory, "libdemo.so")
     exe = os.path.join(directory, "libmain")
     if not os.path.exists(lib):
-        subprocess.run([cc, "-g", dwarf, opt, "-fPIC", "-shared", "-o", lib, os.path.join(HERE, "libdemo.c")],
+        subprocess.run([cc, "-g", dwarf, opt, "-fPIC", "-shared", "-o", lib, os.path.join(SOURCES, "libdemo.c")],
                        check=True)
-        subprocess.run([cc, "-g", dwarf, opt, "-o", exe, os.path.join(HERE, "libmain.c"), "-L", directory,
+        subprocess.run([cc, "-g", dwarf, opt, "-o", exe, os.path.join(SOURCES, "libmain.c"), "-L", directory,
                         "-ldemo", "-Wl,-rpath," + directory], check=True)
     return lib, exe
 
@@ -74,8 +75,8 @@ def build_extern(cc, directory):
     """Two compile units: the global is defined in one and only declared in the other."""
     out = os.path.join(directory, "extern_demo")
     if not os.path.exists(out):
-        subprocess.run([cc, "-g", "-O2", "-o", out, os.path.join(HERE, "extern_main.c"),
-                        os.path.join(HERE, "extern_use.c")], check=True)
+        subprocess.run([cc, "-g", "-O2", "-o", out, os.path.join(SOURCES, "extern_main.c"),
+                        os.path.join(SOURCES, "extern_use.c")], check=True)
     return out
 
 
@@ -83,11 +84,11 @@ def build_copies(cc, directory, opt):
     """copies.c (issue 14's shapes) at ``opt`` (-O0 / -O2); return the binary path."""
     out = os.path.join(directory, "copies" + opt)
     if not os.path.exists(out):
-        subprocess.run([cc, "-g", opt, "-w", "-o", out, os.path.join(HERE, "copies.c")], check=True)
+        subprocess.run([cc, "-g", opt, "-w", "-o", out, os.path.join(SOURCES, "copies.c")], check=True)
     return out
 
 
-CXX_DEMO = os.path.join(HERE, "cxx_demo.cc")
+CXX_DEMO = os.path.join(SOURCES, "cxx_demo.cc")
 
 
 def build_cxx(cxx, directory, opt):

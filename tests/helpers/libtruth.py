@@ -14,7 +14,8 @@ import os
 import re
 import subprocess
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# The drivers' sources, in tests/programs/libdiff/
+SOURCES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "libdiff")
 ABI_REGISTERS = ("%di", "%si", "%dx", "%cx", "%r8", "%r9")
 INTEGER_KINDS = ("scalar", "pointer", "char_ptr", "struct_ptr")
 # Per library: the driver's source and the header directories (under the cache's src/, or a
@@ -46,7 +47,7 @@ def build_driver(cc, root, label, directory):
         flags = []
         for include in includes:
             flags += ["-I", os.path.join(root, include.format(build=label))]
-        subprocess.run([compiler, "-O1", "-w", "-o", out, os.path.join(HERE, source)] + flags +
+        subprocess.run([compiler, "-O1", "-w", "-o", out, os.path.join(SOURCES, source)] + flags +
                        ["-L", variant_dir, "-l:" + SONAMES[lib], "-Wl,-rpath," + variant_dir], check=True)
     return out
 

@@ -1,15 +1,12 @@
-"""The byte index (dwarf/index.py) against plain walks: same units, same inlined copies."""
+"""The byte index (dwarf/byte_search.py) against plain walks: same units, same inlined copies."""
 
-import os
 import struct
-import sys
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import functions
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import index as dwarf_index
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import byte_search
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "programs", "resolver"))
-import resolver_programs as programs  # noqa: E402
+from tests.helpers import resolver_programs as programs  # noqa: E402
 
 
 def _unit(body):
@@ -23,19 +20,19 @@ def test_unit_starts_and_names_by_strp_and_inline_string():
     units = [_unit(b"\x05\x00" + struct.pack("<I", 1)), _unit(b"\x05\x00list_resize\0"),
              _unit(b"\x05\x00" + struct.pack("<I", 13))]
     info = b"".join(units)
-    starts = dwarf_index.unit_starts(info)
+    starts = byte_search.unit_starts(info)
     assert starts == [0, len(units[0]), len(units[0]) + len(units[1])]
-    assert dwarf_index.units_naming(info, strings, "list_resize", starts) == starts[:2]
-    assert dwarf_index.units_naming(info, strings, "other", starts) == [starts[2]]
-    assert dwarf_index.units_naming(info, strings, "absent", starts) == []
-    assert dwarf_index.unit_starts(struct.pack("<I", 0xffffffff) + b"\0" * 12) is None     # DWARF 64
+    assert byte_search.units_naming(info, strings, "list_resize", starts) == starts[:2]
+    assert byte_search.units_naming(info, strings, "other", starts) == [starts[2]]
+    assert byte_search.units_naming(info, strings, "absent", starts) == []
+    assert byte_search.unit_starts(struct.pack("<I", 0xffffffff) + b"\0" * 12) is None     # DWARF 64
 
 
 def test_holders_are_the_top_level_dies_around_each_reference():
     data = b"\0" * 10 + struct.pack("<I", 0x42) + b"\0" * 10 + struct.pack("<I", 0x42)
     # top-level DIEs at unit offsets 4 and 20 (section offsets 104, 120); hits at 10 and 24
-    assert dwarf_index.holders(data, 100, 0x42, [104, 120]) == [104, 120]
-    assert dwarf_index.holders(data, 100, 0x43, [104, 120]) == []
+    assert byte_search.holders(data, 100, 0x42, [104, 120]) == [104, 120]
+    assert byte_search.holders(data, 100, 0x43, [104, 120]) == []
 
 
 def test_index_finds_what_a_walk_finds(cc, tmp_path):
