@@ -274,3 +274,38 @@ def plan_uprobes(fs, group, events, wanted, existing, guard=None):
                 added.remove(name)
         plan.write(uprobe_path, record.line(), add, undo, append=True)
     return plan, current, current_events
+
+
+def pick_line(function, lines, line_match=None, line=0, args=()):
+    """(spec, picked line or None) for a probe on ``function`` from its probe-able ``lines`` (probe_info's listing).
+
+    The probe line differs between releases and optimisation levels: with ``line_match`` (a
+    regular expression on the source text) the first probe-able line after the first matching
+    line is taken.  At -O2 the matching line itself often shares its address with another one
+    (not probe-able): the match is an anchor, typically the statement that computes the traced
+    variable.  Without a match, ``line`` (relative to the declaration; 0: the function's entry).
+    """
+    picked = None
+    if line_match:
+        try:
+            pattern = re.compile(line_match)
+        except re.error as exc:
+            raise FleettraceError("line_match %r is not a regular expression: %s" % (line_match, exc))
+        anchors = [entry["line"] for entry in lines if isinstance(entry.get("source"), str)
+                   and pattern.search(entry["source"])]
+        after = [entry for entry in lines if anchors and entry.get("probeable") and entry["line"] > anchors[0]]
+        picked = after[0] if after else None
+        if picked is None and not line:
+            with_source = any(isinstance(entry.get("source"), str) for entry in lines)
+            raise FleettraceError(
+                "no probe-able line of %s matches %s (source %savailable here) and no line was given; lines: %s. "
+                "Give a spec, or a line relative to the function's declaration"
+                % (function, _quoted(line_match), "" if with_source else "not ",
+                   [entry["relative_line"] for entry in lines]))
+    relative = picked["relative_line"] if picked is not None else line
+    spec = " ".join([function + (":%d" % relative if relative and relative > 0 else "")] + list(args or ()))
+    return spec, picked
+
+
+def _quoted(text):
+    return '"%s"' % text.replace("\\", "\\\\").replace('"', '\\"')

@@ -129,8 +129,8 @@ options:
       events: {description: "Probe events, C(group:event).", type: list, elements: str, required: true}
       field: {description: The probe's field holding the measured delay., type: str, required: true}
       threshold: {description: Hits with O(stop.field) at or above this are stalls., type: int, required: true}
-      unit: {description: "Unit of O(stop.field) (C(ns), C(us), C(ms), C(s)); gives each stall its C(duration_ms).",
-             type: str, default: ns}
+      unit: {description: "Unit of O(stop.field) (C(ns), C(us), C(ms), C(s); C(none) for a field that is no time);
+               a time gives each stall its C(duration_ms).", type: str, default: ns, choices: [ns, us, ms, s, none]}
       states:
         description: C(prev_state) letters that may be blamed (C(R) is runnable, waiting for a CPU).
         type: list
@@ -298,6 +298,17 @@ findings:
   returned: when O(findings) is given
   type: list
   elements: dict
+culprit_call:
+  description:
+    - The first finding's system call as M(fleettrace.tracefs.syscall_latency) options (C(pid), C(call), C(fd),
+      C(cmd)), when the stall blocked in a call on an fd; null for a stall outside a system call (cgroup freezer,
+      a page fault on a file), a runnable or a stopped one.
+  returned: when O(stop) is given
+  type: dict
+culprit_call_found:
+  description: Whether RV(culprit_call) names a call to measure (a boolean for C(when:)).
+  returned: when O(stop) is given
+  type: bool
 raw_path:
   description: Where the raw trace text was written.
   returned: when O(raw_path) is given
@@ -320,7 +331,7 @@ message:
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_modes, correlate
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_modes, correlate, findings
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
@@ -352,7 +363,7 @@ ARGUMENT_SPEC = dict(
         events=dict(type="list", elements="str", required=True),
         field=dict(type="str", required=True),
         threshold=dict(type="int", required=True),
-        unit=dict(type="str", default="ns"),
+        unit=dict(type="str", default="ns", choices=list(findings.UNITS)),
         states=dict(type="list", elements="str", default=list(correlate.ALL_STATES)),
         rearm=dict(type="int", default=3),
         max_findings=dict(type="int", default=20),

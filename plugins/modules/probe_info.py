@@ -50,9 +50,31 @@ options:
         C(/proc/PID/map_files/) (see the O(fleettrace.tracefs.uprobe#module:pid) option of the uprobe module).
       - Fails when the process does not map O(binary).
     type: int
+  line_match:
+    description:
+      - With O(function), pick the probe line instead of giving O(spec) (the line differs between releases and
+        optimisation levels), namely the first probe-able line after the first line whose source text matches this regular
+        expression. At -O2 the matching line itself often shares its address with another one (not probe-able),
+        so the match is an anchor, typically the statement that computes the traced variable.
+      - The module fails, listing the lines, when no line matches and O(line) is 0.
+      - The picked spec (with O(args)) is RV(spec); O(resolve=true) resolves it.
+    type: str
+    version_added: 1.1.0
+  line:
+    description: With O(function), the probe line relative to its declaration when O(line_match) matches none (0 the entry).
+    type: int
+    default: 0
+    version_added: 1.1.0
+  args:
+    description: With O(function), the fetch args appended to the picked spec (C(var=expr:type ...)).
+    type: list
+    elements: str
+    default: []
+    version_added: 1.1.0
   resolve:
     description:
-      - Also resolve O(spec), with its fetch args (C(FUNC:N var=expr:type ...)), into RV(definitions).
+      - Also resolve O(spec) (or the spec picked from O(function), O(line_match), O(line) and O(args)), with its
+        fetch args (C(FUNC:N var=expr:type ...)), into RV(definitions).
     type: bool
     default: false
     version_added: 1.0.0
@@ -222,6 +244,15 @@ debuginfo_source:
   returned: when the debug info was found
   type: str
   sample: local
+spec:
+  description: The probe spec picked from O(function), O(line_match), O(line) and O(args).
+  returned: with O(function) and O(line_match), O(line), O(args) or O(resolve=true)
+  type: str
+  sample: "timer_function_scheduler_timeout:11 tv_diff"
+picked_line:
+  description: The line O(line_match) picked (C(line), C(relative_line), C(addresses), C(source)), or null.
+  returned: with O(function) and O(line_match), O(line), O(args) or O(resolve=true)
+  type: dict
 build_id:
   description: GNU build-id of the binary.
   returned: always
@@ -281,10 +312,16 @@ def body(module, result):
             listing = resolver.probeable_lines(function, spec.point.source if spec is not None and not params["function"] else None)
             result.update(function=listing["function"], file=listing["file"], decl_line=listing["decl_line"],
                           lines=listing["lines"])
-        if spec is not None:
-            result["variables"] = resolver.variables_at(params["spec"])
+        wanted_spec = params["spec"]
+        if params["function"] and (params["line_match"] or params["line"] or params["args"] or params["resolve"]):
+            # The probe line picked here, not in a role: the same choice on every node and on the controller.
+            wanted_spec, picked = uprobe_plans.pick_line(listing["function"], listing["lines"], params["line_match"],
+                                                         params["line"], params["args"])
+            result.update(spec=wanted_spec, picked_line=picked)
+        if wanted_spec is not None:
+            result["variables"] = resolver.variables_at(wanted_spec)
         if params["resolve"]:
-            resolved = resolver.resolve(params["spec"], group=params["group"], event=params["event"]).as_dict()
+            resolved = resolver.resolve(wanted_spec, group=params["group"], event=params["event"]).as_dict()
             result.update(definitions=resolved["definitions"], addresses=resolved["addresses"],
                           group=resolved["group"], events=resolved["events"])
     except DwarfError as exc:
@@ -308,10 +345,13 @@ def main():
             debuginfod_urls=dict(type="list", elements="str"),
             debuginfod_timeout=dict(type="float"),
             pid=dict(type="int"),
+            line_match=dict(type="str"),
+            line=dict(type="int", default=0),
+            args=dict(type="list", elements="str", default=[]),
         ),
         body,
         required_one_of=[("function", "spec")],
-        required_if=[("resolve", True, ("spec",))],
+        mutually_exclusive=[("spec", "line_match"), ("spec", "line"), ("spec", "args")],
         supports_check_mode=True)
 
 

@@ -48,9 +48,30 @@ options:
     elements: str
     default: []
   deadline:
-    description: Seconds from now after which the run's objects are removed whatever happens (0 < deadline <= 604800).
+    description:
+      - Seconds from now after which the run's objects are removed whatever happens (0 < deadline <= 604800).
+      - Default 3600, or computed from O(wait) (mutually exclusive).
     type: float
-    default: 3600
+  wait:
+    description:
+      - What the run waits for, instead of O(deadline). The deadline is O(wait.timeout) x (O(wait.rearm) + 1)
+        plus O(wait.setup_seconds), returned as RV(deadline) and as RV(async_seconds) for the C(async) of the task
+        that waits (its C(capture)), so the two never disagree.
+    type: dict
+    version_added: 1.1.0
+    suboptions:
+      timeout:
+        description: Seconds one capture waits.
+        type: float
+        required: true
+      rearm:
+        description: How often the capture may arm again (each one waits O(wait.timeout) again).
+        type: int
+        default: 0
+      setup_seconds:
+        description: Seconds for everything else of the run (setup, collection, cleanup).
+        type: float
+        default: 300
   lease:
     description:
       - Seconds the run outlives its controller's last renewal (0 <= lease <= 3600). Covers the gaps between the
@@ -102,6 +123,14 @@ tag:
   description: The run's tag.
   returned: always
   type: str
+deadline:
+  description: The run's deadline in seconds from now (given, or computed from O(wait)).
+  returned: always
+  type: float
+async_seconds:
+  description: RV(deadline) rounded up, for the C(async) of the task that waits.
+  returned: always
+  type: int
 nonce:
   description:
     - Proof of ownership for C(finished) and renewals.
@@ -150,6 +179,18 @@ def _seconds(value, name, low, high, low_open=True):
 CHECK_MODE_NONCE = "check-mode"
 
 
+def deadline_of(p):
+    """The run's deadline in seconds: given, computed from what it waits for, or an hour."""
+    wait = p["wait"]
+    if wait is None:
+        return 3600.0 if p["deadline"] is None else p["deadline"]
+    _seconds(wait["timeout"], "wait.timeout", 0.0, MAX_DEADLINE[PLAY])
+    _seconds(wait["setup_seconds"], "wait.setup_seconds", 0.0, MAX_DEADLINE[PLAY], low_open=False)
+    if wait["rearm"] < 0:
+        raise validate.ValidationError("wait.rearm=%d must be 0 or more" % wait["rearm"])
+    return wait["timeout"] * (wait["rearm"] + 1) + wait["setup_seconds"]
+
+
 def body(module, result):
     p = module.params
     result.update(tag=p["tag"], reaped=[])
@@ -157,6 +198,8 @@ def body(module, result):
     check_tag(p["tag"])
     result["manifest"] = store.path(p["tag"])
     check_names(p["tag"], p["instances"], p["groups"])
+    p["deadline"] = deadline_of(p)
+    result.update(deadline=p["deadline"], async_seconds=int(math.ceil(p["deadline"])))
     _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE[PLAY])
     _seconds(p["lease"], "lease", 0.0, MAX_LEASE, low_open=False)
     fs = Tracefs(mount=False)
@@ -197,12 +240,16 @@ def main():
             run_id=dict(type="str"),
             instances=dict(type="list", elements="str", default=[]),
             groups=dict(type="list", elements="str", default=[]),
-            deadline=dict(type="float", default=3600.0),
+            deadline=dict(type="float"),
+            wait=dict(type="dict", options=dict(timeout=dict(type="float", required=True),
+                                                rearm=dict(type="int", default=0),
+                                                setup_seconds=dict(type="float", default=300.0))),
             lease=dict(type="float", default=lifecycle.DEFAULT_LEASE),
             nonce=dict(type="str", no_log=False),
             state=dict(type="str", default="started", choices=["started", "finished"]),
         ),
-        body, required_if=[("state", "finished", ("nonce",))], supports_check_mode=True)
+        body, required_if=[("state", "finished", ("nonce",))], mutually_exclusive=[("deadline", "wait")],
+        supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -88,10 +88,10 @@ class Node:
         values.update(more)
         return values
 
-    def play(self, timeout=600, **extra):
-        """Run sentinel-corosync.yml to its end: (returncode, output)."""
+    def play(self, timeout=600, args=(), **extra):
+        """Run sentinel-corosync.yml to its end (``args``: more of its command line): (returncode, output)."""
         proc = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "-i", self.inventory, PLAYBOOK,
-                               "-e", json.dumps(self.extra_vars(**extra))], cwd=REPO, env=ansible_env(),
+                               "-e", json.dumps(self.extra_vars(**extra))] + list(args), cwd=REPO, env=ansible_env(),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
                               timeout=timeout, check=False)
         return proc.returncode, proc.stdout

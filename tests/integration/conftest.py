@@ -1,7 +1,11 @@
 """Fixtures for multi-host and daemon tests: a loopback sshd, the demo daemon, corosync."""
 
+import fcntl
 import os
+import signal
 import subprocess
+import threading
+import time
 
 import pytest
 
@@ -56,19 +60,61 @@ class DemoDaemon:
         subprocess.run([cc, "-g", "-O2", "-o", self.binary,
                         os.path.join(REPO, "tests", "programs", "demo", "demo_daemon.c")], check=True)
 
-    def start(self, period_ms=100, threshold_ms=400):
+    def start(self, period_ms=100, threshold_ms=400, heartbeat="write"):
+        """``heartbeat``: ``write`` (a write() in D when frozen), ``mmap`` (a page fault in D: no system
+        call) or ``fifo`` (write() into a pipe the test drains: held full with ``hold_fifo``, a sleep in S)."""
         os.makedirs(self.mnt)
         subprocess.run(["truncate", "-s", "16M", self.image], check=True)
         subprocess.run(["mkfs.ext4", "-q", "-F", self.image], check=True)
         subprocess.run(["mount", "-o", "loop", self.image, self.mnt], check=True)
+        if heartbeat == "fifo":
+            self._fifo_start()
+            heartbeat = "write"
         with open(self.log, "w") as log:
-            self.proc = subprocess.Popen([self.binary, self.heartbeat, str(period_ms), str(threshold_ms)], stderr=log)
+            self.proc = subprocess.Popen([self.binary, self.heartbeat, str(period_ms), str(threshold_ms)], stderr=log,
+                                         env=dict(os.environ, DEMO_HEARTBEAT=heartbeat))
         return self.proc.pid
 
     def inject_faults(self, freeze_ms=1000, pause_ms=2500, count=0):
         self.injector = subprocess.Popen(
             ["bash", os.path.join(REPO, "tests", "programs", "demo", "fault_injector.sh"), self.mnt,
              str(freeze_ms), str(pause_ms), str(count)], stdout=subprocess.DEVNULL)
+
+    def _fifo_start(self):
+        os.mkfifo(self.heartbeat)
+        # Opened before the daemon (its open for writing waits for a reader); one page, quick to fill.
+        self.fifo_reader = os.open(self.heartbeat, os.O_RDONLY | os.O_NONBLOCK)
+        self.fifo_writer = os.open(self.heartbeat, os.O_WRONLY | os.O_NONBLOCK)
+        fcntl.fcntl(self.fifo_reader, 1031, 4096)  # F_SETPIPE_SZ
+        self.fifo_holding, self.fifo_paused, self.fifo_stop = threading.Event(), threading.Event(), threading.Event()
+
+        def drain():
+            while not self.fifo_stop.is_set():
+                if self.fifo_holding.is_set():
+                    self.fifo_paused.set()
+                else:
+                    self.fifo_paused.clear()
+                    try:
+                        os.read(self.fifo_reader, 65536)
+                    except BlockingIOError:
+                        pass
+                time.sleep(0.005)
+        self.fifo_drainer = threading.Thread(target=drain)
+        self.fifo_drainer.start()
+
+    def hold_fifo(self, seconds):
+        """Keep the heartbeat pipe full for ``seconds``: the daemon's next write() sleeps in S."""
+        self.fifo_holding.set()
+        assert self.fifo_paused.wait(10), "the drainer did not pause"
+        # To the last byte: a heartbeat still in the pipe leaves room that a small write would use.
+        for chunk in (b"x" * 512, b"x"):
+            try:
+                while True:
+                    os.write(self.fifo_writer, chunk)
+            except BlockingIOError:
+                pass
+        time.sleep(seconds)
+        self.fifo_holding.clear()
 
     def late_ticks_ms(self):
         """The delays the daemon itself measured and logged ("not scheduled for N ms")."""
@@ -77,13 +123,22 @@ class DemoDaemon:
             return [float(m) for m in re.findall(r"not scheduled for ([0-9.]+) ms", log.read())]
 
     def stop(self):
+        if getattr(self, "fifo_drainer", None) is not None:
+            self.fifo_holding.clear()
+            self.fifo_stop.set()
+            self.fifo_drainer.join()
+            os.close(self.fifo_writer)
         if self.injector is not None and self.injector.poll() is None:
             self.injector.terminate()
             self.injector.wait(timeout=30)
         subprocess.run(["fsfreeze", "-u", self.mnt], stderr=subprocess.DEVNULL, check=False)
         if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a test that stopped it and failed
             self.proc.terminate()
             self.proc.wait(timeout=30)
+        if getattr(self, "fifo_reader", None) is not None:
+            os.close(self.fifo_reader)
+            self.fifo_reader = None
         if os.path.ismount(self.mnt):
             subprocess.run(["umount", self.mnt], check=True)
 

@@ -30,3 +30,21 @@ def test_a_whole_stall_or_no_trigger_is_kept():
     assert not threshold.needs_rearm({"triggered": True}, [finding("unexplained", False)])
     assert not threshold.needs_rearm({"triggered": False}, [finding("unexplained", True)])
     assert not threshold.needs_rearm({"triggered": True}, [])
+
+
+def test_the_culprit_call_is_a_boolean_and_options_only_for_a_call_on_an_fd():
+    """Issue 20: a stall outside a system call has no call; the role's when: gets a boolean, never None."""
+    write = {"name": "write", "fd": 3, "args": []}
+    ioctl = {"name": "ioctl", "fd": 4, "args": [], "ioctl": {"value": 0x80045705}}
+    cases = [
+        ({"cause": "blocked", "pid": 7, "syscall": write, "fd": 3}, {"pid": 7, "call": "write", "fd": 3, "cmd": None}),
+        ({"cause": "blocked", "pid": 7, "syscall": ioctl, "fd": 4},
+         {"pid": 7, "call": "ioctl", "fd": 4, "cmd": 0x80045705}),
+        ({"cause": "blocked", "pid": 7, "syscall": None, "fd": None}, None),          # freezer, page fault
+        ({"cause": "blocked", "pid": 7, "syscall": {"name": "futex", "fd": None}, "fd": None}, None),
+        ({"cause": "stopped", "pid": 7, "syscall": write, "fd": 3}, None),
+        ({"cause": "runnable", "pid": 7, "syscall": None, "fd": None}, None),
+    ]
+    for first, expected in cases:
+        assert threshold._culprit_call([first], 7) == expected, first
+    assert threshold._culprit_call([], 7) is None

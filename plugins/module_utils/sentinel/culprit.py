@@ -23,15 +23,6 @@ BUFFER_KB = 1024
 LISTED = 2000
 
 
-def culprit_of(finding):
-    """(call, fd, cmd) worth measuring after ``finding``, or None (not a blocking call on an fd)."""
-    call = (finding or {}).get("syscall")
-    if not call or finding.get("cause") != "blocked" or finding.get("fd") is None:
-        return None
-    cmd = (call.get("ioctl") or {}).get("value") if call["name"] == "ioctl" else None
-    return call["name"], finding["fd"], cmd
-
-
 class CulpritLatency:
     """One call of one task on one fd, recorded from ``start`` until ``ended``."""
 

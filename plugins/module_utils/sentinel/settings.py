@@ -15,13 +15,14 @@ import json
 import math
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import findings
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 
 LABEL = re.compile(r"^[A-Za-z0-9_]{1,32}$")
 PREFIX = "fleettrace_sentinel_"
 DEFAULT_DURATION = 7 * 86400.0
 MAX_DURATION = 30 * 86400.0
-UNITS = ("ns", "us", "ms", "s", "none")
+UNITS = findings.UNITS
 SPOOL_ROOT = "/var/lib/fleettrace/sentinel"
 # Debian's prometheus-node-exporter reads its textfile collector from here.
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"

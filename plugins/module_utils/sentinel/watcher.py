@@ -41,6 +41,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settin
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import LATENCY, Spool
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import instance_capture
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import evidence, threshold
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.findings import culprit_call
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import lifecycle, reaper
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import OwnershipError
@@ -295,7 +296,7 @@ class Watcher:
         self._save()
 
     def _start_latency(self, doc):
-        found = culprit.culprit_of(doc["finding"])
+        found = culprit_call(doc["finding"])
         if found is None or self.latency is not None or self.settings.latency_seconds <= 0:
             return
         call, fd, cmd = found

@@ -18,6 +18,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.frames im
 STOPPED_STATES = frozenset(("T", "t"))
 # Nanoseconds per unit of the probed field.
 UNIT_NS = {"ns": 1, "us": 1000, "ms": 1000000, "s": 1000000000}
+# The units a probed field may have (the options' choices): a time, or none (a field that is no time).
+UNITS = ("ns", "us", "ms", "s", "none")
 NS_PER_MS = 1e6
 WORTH_SAYING_NS = 1000000   # a wait for a CPU shorter than 1 ms is not worth a sentence
 NAMED_HOLDERS = 3           # holders of a waited-for CPU named in the explanation
@@ -120,6 +122,19 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
     finding["summary"] = _summary(finding, head, call, resolve_fds)
     finding["explanation"] = [opening + "."] + _sentences(finding, cause, length)
     return finding
+
+
+def culprit_call(finding):
+    """(call, fd, cmd) worth measuring again after ``finding``, or None.
+
+    Only a stall blocked in a system call on an fd has one: a stall outside a call (cgroup
+    freezer, a page fault on a file, reclaim), a runnable or a stopped one has none.
+    """
+    call = (finding or {}).get("syscall")
+    if not call or finding.get("cause") != CAUSE_BLOCKED or finding.get("fd") is None:
+        return None
+    cmd = (call.get("ioctl") or {}).get("value") if call["name"] == "ioctl" else None
+    return call["name"], finding["fd"], cmd
 
 
 def _head(finding):

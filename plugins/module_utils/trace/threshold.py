@@ -16,6 +16,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_c
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import instance_capture
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import cpu_context as cpu_recording
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import correlate, event_sink, evidence, latency
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.findings import culprit_call
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
 
 STATUS_REACHED, STATUS_NOT_REACHED, STATUS_EXITED = "threshold_reached", "threshold_not_reached", "target_exited"
@@ -137,6 +138,14 @@ def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, pol
                     max_findings=max_findings, token_timeout_ms=token_timeout_ms)
 
 
+def _culprit_call(findings, pid):
+    """The first finding's call as syscall_latency's options (pid, call, fd, cmd), or None."""
+    found = culprit_call(findings[0]) if findings else None
+    if found is None:
+        return None
+    return {"pid": findings[0]["pid"] or pid, "call": found[0], "fd": found[1], "cmd": found[2]}
+
+
 def conclude(result, finder, findings, stop, pid, before, after, installed, attempts, max_findings=20,
              token_timeout_ms=None, lost_events=None):
     """Finish a capture's result: findings, status, the probed value's distribution, the guesses.
@@ -155,8 +164,11 @@ def conclude(result, finder, findings, stop, pid, before, after, installed, atte
                  "trigger": stop.trigger},
         "installed": installed, "status": status(result, pid), "findings": findings[:max_findings],
         "findings_total": len(findings),
+        "culprit_call": _culprit_call(findings, pid),
         "probe_values": latency.distribution(finder.probe_values(), 1),
     })
+    # A boolean for the roles' when: (a None there fails under ansible-core 2.19).
+    result["culprit_call_found"] = result["culprit_call"] is not None
     if before is not None and after is not None:
         result["guesses"] = evidence.settle(before, after, findings[0] if findings else None, token_timeout_ms)
         if findings:

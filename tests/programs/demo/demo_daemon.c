@@ -14,6 +14,12 @@
  * second stalls the loop for a second, the talk's incident.  The sleep is
  * then whatever the driver's is (S for the FUSE slow watchdog).
  *
+ * With DEMO_HEARTBEAT=mmap in the environment the heartbeat is stored into a
+ * shared mapping of the file instead: no system call.  Freezing its file system
+ * writes the page back and protects it, so the next store faults and sleeps in
+ * D state in the page fault (ext4_page_mkwrite -> sb_start_pagefault), outside
+ * any system call, as a frozen cgroup or reclaim would.
+ *
  * Usage: demo_daemon HEARTBEAT_FILE [PERIOD_MS [THRESHOLD_MS [WATCHDOG]]]
  * Build: cc -g -O2 -o demo_daemon demo_daemon.c
  */
@@ -25,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -69,13 +76,36 @@ static void timer_function_scheduler_timeout(void *data)
 	}
 }
 
+static int open_on(const char *path, int flags, int want);
+
+#define MAPPED_SIZE 4096
+static char *mapped; /* the heartbeat file's first page, when DEMO_HEARTBEAT=mmap */
+
 static void heartbeat(int fd, unsigned long long tick)
 {
 	char line[64];
 	int len = snprintf(line, sizeof(line), "heartbeat %llu\n", tick);
 
+	if (mapped) {
+		memcpy(mapped, line, len);
+		return;
+	}
 	if (write(fd, line, len) < 0)
 		perror("demo_daemon: heartbeat write");
+}
+
+static int map_heartbeat(const char *path)
+{
+	int fd = open_on(path, O_RDWR | O_CREAT, 3);
+
+	if (fd < 0 || ftruncate(fd, MAPPED_SIZE) < 0)
+		return -1;
+	mapped = mmap(NULL, MAPPED_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (mapped == MAP_FAILED) {
+		perror("demo_daemon: mmap");
+		return -1;
+	}
+	return fd;
 }
 
 /* Like corosync's wd_tickle_fn(): the result is not checked, the loop just waits for it. */
@@ -125,7 +155,10 @@ int main(int argc, char **argv)
 	period_ms = argc > 2 ? strtoull(argv[2], NULL, 10) : 100;
 	timeout_data.max_tv_diff = (argc > 3 ? strtoull(argv[3], NULL, 10) : 4 * period_ms) * NS_IN_MSEC;
 	/* The tests look for "fd 3" and "fd 4": keep them there whatever is open. */
-	fd = open_on(argv[1], O_WRONLY | O_CREAT | O_APPEND, 3);
+	if (getenv("DEMO_HEARTBEAT") && strcmp(getenv("DEMO_HEARTBEAT"), "mmap") == 0)
+		fd = map_heartbeat(argv[1]);
+	else
+		fd = open_on(argv[1], O_WRONLY | O_CREAT | O_APPEND, 3);
 	if (fd < 0)
 		return 1;
 	if (argc > 4) {
