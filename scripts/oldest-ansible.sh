@@ -5,11 +5,11 @@
 # a few minutes.  Usage: scripts/oldest-ansible.sh [pytest args]  (default: the files below).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MIN=$(sed -n 's/^requires_ansible: *">=\([0-9.]*\)".*/\1/p' meta/runtime.yml)
-# The newest patch release of the oldest supported minor version.
+# The newest patch release of 2.14, what Debian 12 and RHEL 9 package: one below the declared
+# requires_ansible (>=2.15.0: Galaxy's importer refuses a lower bound upstream no longer supports),
+# so ansible-core warns that the collection does not declare it, and everything works.
 CORE=${FLEETTRACE_OLDEST_CORE:-2.14.18}
-[[ "$CORE" == "${MIN%.*}".* ]] || { echo "requires_ansible >=$MIN but testing $CORE" >&2; exit 2; }
-VENV=.cache/venv-ansible-${MIN%.*}
+VENV=.cache/venv-ansible-${CORE%.*}
 version() { "$VENV/bin/ansible" --version 2>/dev/null | sed -n 1p; }   # sed reads all: no broken pipe
 if [[ ! -x $VENV/bin/ansible-playbook ]] || [[ "$(version)" != *"core $CORE"* ]]; then
   python3.11 -m venv "$VENV"

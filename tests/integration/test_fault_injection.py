@@ -292,9 +292,10 @@ def test_overlapping_run_ids_never_touch_each_other(ticking_daemon, tmp_path, ru
 
 def test_dropped_ssh_connection_restores_the_node(loopback_sshd, ticking_daemon, tmp_path, run_token):
     """The SSH connection dies while armed and the controller cannot come back (its multiplexing
-    master killed, the controller frozen as by a suspended laptop): nothing renews the run, and the
-    node removes its objects a lease later, by itself. (A controller that is alive reconnects and
-    renews: killing the master alone is no end of the play.)"""
+    master killed, the controller frozen as by a suspended laptop): the capture already running on
+    the node ends at its timeout, then nothing renews the run and the node removes its objects a lease
+    later, by itself. (A controller that is alive reconnects and renews: killing the master alone is
+    no end of the play.)"""
     run_id = "%s_fi_ssh_drop" % run_token
     inventory = str(tmp_path / "ssh.ini")
     subprocess.run(["bash", os.path.join(REPO, "scripts", "ssh-loopback.sh"), "inventory", "1", inventory],
@@ -303,7 +304,10 @@ def test_dropped_ssh_connection_restores_the_node(loopback_sshd, ticking_daemon,
     os.mkdir(control)
     # The default lease: over ssh the run lives by its controller's renewals, and the setup's probe
     # resolution (probe_info) renews nothing.
-    playbook = start_diagnose(ticking_daemon, tmp_path, run_id, timeout_s=120, inventory=inventory,
+    # The capture on the node is an async job: it goes on to its own timeout and renews the run it
+    # works for meanwhile, then ends and removes what it made; the run ends a lease later.
+    capture_timeout_s = 30
+    playbook = start_diagnose(ticking_daemon, tmp_path, run_id, timeout_s=capture_timeout_s, inventory=inventory,
                               env={"ANSIBLE_SSH_CONTROL_PATH_DIR": control}, lease=None)
     try:
         deadline = time.time() + 300
@@ -322,9 +326,10 @@ def test_dropped_ssh_connection_restores_the_node(loopback_sshd, ticking_daemon,
             os.kill(pid, signal.SIGSTOP)
         for pid in masters:
             os.kill(pid, signal.SIGKILL)
-        took = wait_restored(run_id)
-        assert took is not None, "still there after %d s: %s" % (PROMISE_S, fingerprint(run_id))
-        print("restored %.1f s after the connection dropped (default lease)" % took)
+        took = wait_restored(run_id, timeout=capture_timeout_s + PROMISE_S)
+        assert took is not None, "still there after %d s: %s" % (capture_timeout_s + PROMISE_S, fingerprint(run_id))
+        print("restored %.1f s after the connection dropped (default lease, capture timeout %d s)"
+              % (took, capture_timeout_s))
     finally:
         if playbook.poll() is None:
             os.killpg(playbook.pid, signal.SIGKILL)
