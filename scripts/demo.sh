@@ -81,6 +81,7 @@ daemon_pid=""
 injector_pid=""
 watchdog_pid=""
 journal_pid=""
+sock_dir=""
 armed=""
 stop_demo() {
   set +e
@@ -88,6 +89,7 @@ stop_demo() {
   [ -n "$armed" ] && ansible-playbook -i "$inventory" playbooks/sentinel-corosync.yml "${sentinel_vars[@]}" \
     -e sentinel_state=absent >/dev/null 2>&1
   [ -n "$journal_pid" ] && kill "$journal_pid" 2>/dev/null && wait "$journal_pid" 2>/dev/null
+  [ -n "$sock_dir" ] && rm -rf "$sock_dir"
   [ -n "$injector_pid" ] && kill "$injector_pid" 2>/dev/null && wait "$injector_pid" 2>/dev/null
   mountpoint -q "$mnt" && fsfreeze -u "$mnt" 2>/dev/null
   # The daemon first: its namespace holds the last reference to the watchdog mount.
@@ -179,17 +181,19 @@ PY
 }
 
 if [ "$SCENARIO" = sentinel ]; then
-  # The node's journal, for this demo: a socket in the scratch directory stands in for /dev/log.
+  # The node's journal, for this demo: a socket stands in for /dev/log (in a short directory of its
+  # own: a unix socket's path is at most 107 bytes, and the scratch directory may be deep).
+  sock_dir=$(mktemp -d /tmp/fleettrace-journal.XXXXXX)
   "$ROOT/.venv/bin/python" -u -c '
 import socket, sys
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 sock.bind(sys.argv[1])
 while True:
     print("  journal: " + sock.recv(65536).decode("utf-8", "replace").rstrip("\0"), flush=True)
-' "$work/journal.sock" >"$work/journal.log" 2>&1 &
+' "$sock_dir/journal.sock" >"$work/journal.log" 2>&1 &
   journal_pid=$!
   mkdir -p "$work/textfile"
-  sentinel_vars=(-e "sentinel_label=$LABEL" -e "sentinel_syslog_socket=$work/journal.sock"
+  sentinel_vars=(-e "sentinel_label=$LABEL" -e "sentinel_syslog_socket=$sock_dir/journal.sock"
                  -e "sentinel_textfile_dir=$work/textfile" -e "diagnose_results_dir=$RESULTS")
   echo "demo: ansible-playbook playbooks/sentinel-corosync.yml: arm the node and return"
   armed=yes

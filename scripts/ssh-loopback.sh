@@ -70,9 +70,17 @@ start() {
   install -d -m 0700 "$DIR"
   exec 9>"$DIR/.start.lock"
   flock 9
-  if is_running && can_login; then echo running; return 0; fi
+  if is_running; then
+    # Never restart a running one because one login was slow: other test workers' sessions
+    # (and their plays) go through it.
+    for _ in $(seq 1 30); do
+      if can_login; then echo running; return 0; fi
+      sleep 1
+    done
+    log "our sshd runs (pid $(cat "$DIR/sshd.pid")) but refuses our key on 127.0.0.1:$PORT; see $DIR/sshd.log"
+    exit 1
+  fi
   prepare
-  if is_running; then kill "$(cat "$DIR/sshd.pid")" 2>/dev/null || true; sleep 0.5; fi
   "$SSHD" -t -f "$DIR/sshd_config"
   "$SSHD" -f "$DIR/sshd_config" -E "$DIR/sshd.log"
   for _ in $(seq 1 50); do

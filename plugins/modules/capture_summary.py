@@ -38,6 +38,7 @@ options:
 """
 
 EXAMPLES = r"""
+# Needs first: the per-host results of a diagnose run (threshold_capture) in ./results/corosync-demo.
 - name: Summarize a run whose results are in ./results/corosync-demo
   fleettrace.tracefs.capture_summary:
     results_dir: "{{ playbook_dir }}/results/corosync-demo"

@@ -199,8 +199,8 @@ def body(module, result):
     result["manifest"] = store.path(p["tag"])
     check_names(p["tag"], p["instances"], p["groups"])
     p["deadline"] = deadline_of(p)
+    _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE[PLAY])     # before any arithmetic: nan, inf
     result.update(deadline=p["deadline"], async_seconds=int(math.ceil(p["deadline"])))
-    _seconds(p["deadline"], "deadline", 0.0, MAX_DEADLINE[PLAY])
     _seconds(p["lease"], "lease", 0.0, MAX_LEASE, low_open=False)
     fs = Tracefs(mount=False)
     if not module.check_mode:

@@ -52,19 +52,20 @@ def test_examples_use_documented_options_and_pass_syntax_check(module, docs, tmp
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-# Modules whose examples need corosync (its binary with debug info, a running process, a finding): they
-# say so first, and are checked for syntax and options above. Every other module's examples run below.
-NEED_COROSYNC = ("capture", "event", "probe_info", "sentinel", "syscall_latency", "uprobe")
+# Modules whose examples need something first (corosync: its binary with debug info, a running process,
+# a finding; or a diagnose run's per-host results): they say so first, and are checked for syntax and
+# options above. Every other module's examples run below.
+NEEDS_FIRST = ("capture", "capture_summary", "event", "probe_info", "sentinel", "syscall_latency", "uprobe")
 RUN_HERE = ("cleanup", "instance", "latency_report", "proc_info", "run", "save_results", "sched_latency")
 PIDFILE_TASK = "The process behind a pidfile, without threads"   # says it needs corosync's pidfile
 
 
 def test_every_module_either_runs_here_or_says_what_it_needs():
-    assert sorted(NEED_COROSYNC + RUN_HERE) == MODULES
+    assert sorted(NEEDS_FIRST + RUN_HERE) == MODULES
 
 
-@pytest.mark.parametrize("module", NEED_COROSYNC)
-def test_examples_that_need_corosync_say_so_first(module, docs):
+@pytest.mark.parametrize("module", NEEDS_FIRST)
+def test_examples_that_need_something_say_so_first(module, docs):
     assert docs[module]["examples"].lstrip().startswith("# Needs first:"), docs[module]["examples"][:200]
 
 

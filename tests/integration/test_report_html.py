@@ -69,8 +69,9 @@ def test_report_html_renders_histogram_in_headless_chromium(run_playbook, unique
     assert len(heights) >= 2, heights
     assert max(heights) >= 50
     # One bar on screen per non-empty log2 bucket of report.json.
+    # (The p99 and worst-wait marker lines are drawn over the bars: one that crosses a bar cuts it in two.)
     runs = sum(1 for x in columns if x - 1 not in columns)
-    assert runs == len(buckets), (runs, buckets)
+    assert len(buckets) <= runs <= len(buckets) + 2, (runs, buckets)
     # The worst-wait marker is drawn, right of every bar but the last one's left edge.
     marked, left, _right = color_extent(shot, report_svg.STALL_COLOR)
     assert marked > 50 and left > min(columns), (marked, left)
