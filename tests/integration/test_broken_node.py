@@ -18,6 +18,9 @@ import pytest
 from tests.helpers.armed import is_armed
 from tests.helpers.paths import REPO, ansible_env
 
+# Run alone, after the parallel part (scripts/test.sh): its plays run under a remounted /run/fleettrace while others arm; timing-sensitive.
+pytestmark = pytest.mark.serial
+
 TRACEFS = "/sys/kernel/tracing"
 RUNS = "/run/fleettrace"
 SHELL = """

@@ -19,16 +19,16 @@ import pytest
 from tests.helpers.armed import wait_armed
 from tests.helpers.paths import REPO, ansible_env
 
+# Run alone, after the parallel part (scripts/test.sh): stalls made with signals the moment tracing is
+# armed; under the parallel part's load that moment moves.
+pytestmark = pytest.mark.serial
+
 PLAYBOOK = os.path.join(REPO, "playbooks", "diagnose-corosync.yml")
 PYTHON = os.path.join(REPO, ".venv", "bin", "python")
 HOLD_S = 0.7
 # A realtime hog on the daemon's CPU (the daemon is SCHED_RR 10 there): it waits runnable.
 HOG = """
 import os, sys, time
-
-# Run alone, after the parallel part (scripts/test.sh): stalls made with signals the moment tracing is
-# armed; under the parallel part's load that moment moves.
-pytestmark = pytest.mark.serial
 os.sched_setaffinity(0, {int(sys.argv[1])})
 os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(50))
 start = time.monotonic()
