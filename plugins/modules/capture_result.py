@@ -151,6 +151,7 @@ line:
 import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.input_limits import MODULE_CAPS
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_result, findings
 
@@ -218,7 +219,7 @@ def main():
                     resolved=dict(type="dict"),
                     failed_task=dict(type="str", default="?"),
                     failed_result=dict(type="raw")),
-               body, supports_check_mode=True)
+               body, supports_check_mode=True, caps=MODULE_CAPS["capture_result"])
 
 
 if __name__ == "__main__":

@@ -63,6 +63,11 @@ failed_hosts:
   returned: always
   type: list
   elements: dict
+failures:
+  description: The failed hosts in one sentence, naming C(summary.md) (empty when no host failed).
+  returned: always
+  type: str
+  sample: "1 host(s) failed: node2 (task Install the probe failed: no debug info). See results/corosync-x/summary.md."
 written:
   description: Paths written (none in check mode, nor when unchanged).
   returned: always
@@ -109,9 +114,8 @@ def body(module, result):
     if not module.check_mode:
         rendered = {"summary.json": json.dumps(summary, indent=4, sort_keys=True) + "\n", "summary.md": text}
         written = [os.path.join(directory, name) for name in write_files(directory, rendered, mode=0o644)]
-    failed = [{"host": h["host"], "message": h.get("message", "")} for h in summary["hosts"] if h.get("status") == "failed"]
-    result.update(summary=summary, lines=text.splitlines(), failed_hosts=failed, written=written,
-                  changed=bool(written))
+    result.update(summary=summary, lines=text.splitlines(), failed_hosts=capture_summary.failed_hosts(summary),
+                  failures=capture_summary.failures(summary), written=written, changed=bool(written))
 
 
 def main():

@@ -191,6 +191,12 @@ events:
   type: list
   elements: str
   sample: [timer_function_scheduler_timeout_L21]
+group_events:
+  description: The same as C(group:event), as M(fleettrace.tracefs.event) and M(fleettrace.tracefs.capture) name them.
+  returned: always
+  type: list
+  elements: str
+  sample: [probe_corosync:timer_function_scheduler_timeout_L21]
 definitions:
   description: The C(uprobe_events) lines written (or, in check mode or for C(absent), resolved).
   returned: always
@@ -415,7 +421,7 @@ def plan_probes(module, params):
 
 def body(module, result):
     params = module.params
-    result.update(group=None, events=[], definitions=[], build_id=None, variables=[], commands=[])
+    result.update(group=None, events=[], group_events=[], definitions=[], build_id=None, variables=[], commands=[])
     validate.numbers(params, pids=("pid",))
     if params["pid"] is not None and params["state"] == "present":
         params, running = uprobe_plans.onto_running_code(params)
@@ -434,7 +440,8 @@ def body(module, result):
                 pass
         raise
 
-    result.update(group=group, events=events, definitions=[record.line() for record in wanted or resolved["records"]],
+    result.update(group=group, events=events, group_events=["%s:%s" % (group, event) for event in events],
+                  definitions=[record.line() for record in wanted or resolved["records"]],
                   build_id=resolved.get("build_id"), variables=resolved.get("variables", []))
     for key in ("addresses", "left_out", "cached", "debuginfo", "debuginfo_source", "debuginfod_server", "notes"):
         if key in resolved:

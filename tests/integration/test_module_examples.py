@@ -56,7 +56,8 @@ def test_examples_use_documented_options_and_pass_syntax_check(module, docs, tmp
 # a finding; or a diagnose run's per-host results): they say so first, and are checked for syntax and
 # options above. Every other module's examples run below.
 NEEDS_FIRST = ("capture", "capture_summary", "event", "probe_info", "sentinel", "syscall_latency", "uprobe")
-RUN_HERE = ("cleanup", "instance", "latency_report", "proc_info", "run", "save_results", "sched_latency")
+RUN_HERE = ("capture_result", "cleanup", "corosync_token", "instance", "latency_report", "proc_info", "run",
+            "save_results", "sched_latency")
 PIDFILE_TASK = "The process behind a pidfile, without threads"   # says it needs corosync's pidfile
 
 
@@ -120,6 +121,7 @@ def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_pat
             checked.append(task)
     real = yaml.safe_load(docs["sched_latency"]["examples"]) + yaml.safe_load(docs["save_results"]["examples"])
     real += [t for t in yaml.safe_load(docs["proc_info"]["examples"]) if t["name"] != PIDFILE_TASK]
+    real += yaml.safe_load(docs["capture_result"]["examples"]) + yaml.safe_load(docs["corosync_token"]["examples"])
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": checked,
              "vars": {"report_dir": str(report_dir), "run_id": run_token, "corosync_pid": fake_corosync}},
             {"hosts": "localhost", "gather_facts": False, "tasks": real}]
@@ -140,3 +142,14 @@ def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_pat
     assert result.task("How corosync is scheduled and what it has open")["processes"]
     assert result.task("A private 8 MiB buffer with the global clock, recording only corosync's events")["changed"]
     assert not os.path.exists("/sys/kernel/tracing/instances/fleettrace_corosync")
+    started = result.task("Name the run's objects and start the host's result")
+    assert started["names"]["instance"].startswith("fleettrace_demo_localhost_")
+    assert started["result"]["status"] == "target_not_running" and started["result"]["threshold"] == 2400000000
+    assert result.task("The host's result when the target does not run")["result"]["message"] == \
+        "no process matches name corosync"
+    assert result.task("The host's result when a step failed")["result"]["message"].startswith(
+        "task Install the probe failed: cannot resolve spec")
+    token = result.task("The stall threshold of the corosync running here (0.8 x token; 0.8 x 3000 ms when it does "
+                        "not run)")
+    assert token["threshold_ms"] == 0.8 * (token["token_ms"] or 3000), token
+    assert result.task("A threshold given by hand")["threshold_ns"] == 250000000

@@ -45,3 +45,13 @@ def test_each_cause_in_words_and_the_hosts_without_a_result():
     assert text.endswith("## Unreachable or without a result\n- n3\n")
     assert "         1 -> 2          us : 3     |****************************************\n" in text
     assert "         4 -> 8          us : 1     |" + "*" * 14 + "\n```" in text
+
+
+def test_the_failed_hosts_in_one_sentence():
+    summary = capture_summary.merge([host("a"), host("b", status="failed", message="task x failed: no debug info"),
+                                     host("c", status="failed", message="m")], "corosync", "/r/run1")
+    assert capture_summary.failed_hosts(summary) == [{"host": "b", "message": "task x failed: no debug info"},
+                                                     {"host": "c", "message": "m"}]
+    assert capture_summary.failures(summary) == ("2 host(s) failed: b, c (task x failed: no debug info; m). "
+                                                 "See /r/run1/summary.md.")
+    assert capture_summary.failures(capture_summary.merge([host("a")], "corosync", "/r")) == ""

@@ -139,6 +139,21 @@ def _host_lines(host):
     return lines + [""]
 
 
+def failed_hosts(summary):
+    """The hosts whose result has status failed, with their message."""
+    return [{"host": h["host"], "message": h.get("message", "")} for h in summary["hosts"] if h.get("status") == "failed"]
+
+
+def failures(summary):
+    """The failed hosts in one sentence, for the run's last word ("" when none failed)."""
+    failed = failed_hosts(summary)
+    if not failed:
+        return ""
+    return "%d host(s) failed: %s (%s). See %s/summary.md." % (
+        len(failed), ", ".join(str(h["host"]) for h in failed), "; ".join(str(h["message"]) for h in failed),
+        summary["results_dir"])
+
+
 def render_markdown(summary):
     """summary.md: a heading with the totals, one section per host, the hosts without a result."""
     totals = summary["totals"]

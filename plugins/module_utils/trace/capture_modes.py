@@ -97,7 +97,7 @@ def _own_threshold(instance, params, stop, sink_options):
     return threshold.run(
         instance, stop, params["pid"], params["timeout"], states=wanted["states"], rearm=wanted["rearm"],
         max_findings=wanted["max_findings"], poll_interval=params["poll_interval"], raw_path=params["raw_path"],
-        token_timeout_ms=wanted["token_timeout_ms"], cpu_context=wanted["cpu_context"], sink_options=sink_options)
+        token_timeout_ms=wanted["token_timeout_ms"] or None, cpu_context=wanted["cpu_context"], sink_options=sink_options)
 
 
 def _given_threshold(instance, params, sink):
