@@ -154,3 +154,30 @@ def test_tags_select_the_main_steps(args, report, tmp_path, run_token):
     assert rc == 0, out[-4000:]
     assert read_json(run_dir, "summary.json")["hosts"][0]["status"] == "target_not_running"
     assert os.path.isdir(os.path.join(run_dir, "report")) is report
+
+
+SUMMARIZE = "Summarize every host's result on the controller"
+
+
+def test_start_at_the_summary_continues_a_named_run_or_says_which_to_name(tmp_path, run_token):
+    """--start-at-task at a main step of the play: the summary and the report of an earlier run are written
+    again from its host results (-e diagnose_run_id names it); without a run id the play says to name one."""
+    run_id = "%s_start" % run_token
+    inventory = local_inventory(tmp_path)
+    rc, out, run_dir = diagnose(tmp_path, run_id, "/usr/sbin/fleettrace-no-such-daemon", inventory)
+    assert rc == 0, out[-4000:]
+    host = read_json(run_dir, "localhost.json")
+    os.unlink(os.path.join(run_dir, "summary.json"))
+    rc, out, _ = diagnose(tmp_path, run_id, "/usr/sbin/fleettrace-no-such-daemon", inventory,
+                          args=["--start-at-task", SUMMARIZE])
+    assert rc == 0, out[-4000:]
+    assert "Trace corosync until a tick" not in out and "Read the token timeout" not in out, out[-4000:]
+    assert read_json(run_dir, "summary.json")["hosts"] == [host]
+    assert os.path.isfile(os.path.join(run_dir, "report", "report.json"))
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", inventory, PLAYBOOK, "--start-at-task",
+           SUMMARIZE, "-e", json.dumps({"diagnose_results_dir": str(tmp_path / "unnamed")})]
+    proc = subprocess.run(cmd, cwd=REPO, env=ansible_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=300, check=False)
+    assert proc.returncode != 0
+    assert "continues an earlier run: name it with -e diagnose_run_id=RUN" in proc.stdout, proc.stdout[-3000:]
+    assert not os.path.exists(str(tmp_path / "unnamed"))
