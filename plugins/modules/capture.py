@@ -275,6 +275,12 @@ status:
   description: C(threshold_reached), C(threshold_not_reached) or C(target_exited) (with O(stop)).
   returned: when O(stop) is given
   type: str
+earlier_stall:
+  description:
+    - True when a capture re-armed for a stall recorded whole saw none before its timeout, and reports the first
+      stall's findings; RV(events) are then the last attempt's.
+  returned: when that happened
+  type: bool
 probe_values:
   description: Distribution of O(stop.field) over every hit in the buffer (count, p50_ms, p99_ms, max_ms, log2 histogram).
   returned: when O(stop) is given
