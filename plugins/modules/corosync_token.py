@@ -126,7 +126,7 @@ def main():
     run_module(dict(binary=dict(type="path", default="/usr/sbin/corosync"),
                     cmapctl=dict(type="path"),
                     threshold_ms=dict(type="float"),
-                    default_token_ms=dict(type="int", default=token_timeout.DEFAULT_TOKEN_MS)),
+                    default_token_ms=dict(type="int", default=token_timeout.DEFAULT_TOKEN_MS, no_log=False)),
                body, supports_check_mode=True)
 
 

@@ -168,8 +168,8 @@ def test_start_at_the_summary_continues_a_named_run_or_says_which_to_name(tmp_pa
     assert rc == 0, out[-4000:]
     host = read_json(run_dir, "localhost.json")
     os.unlink(os.path.join(run_dir, "summary.json"))
-    rc, out, _ = diagnose(tmp_path, run_id, "/usr/sbin/fleettrace-no-such-daemon", inventory,
-                          args=["--start-at-task", SUMMARIZE])
+    rc, out, _run_dir = diagnose(tmp_path, run_id, "/usr/sbin/fleettrace-no-such-daemon", inventory,
+                                 args=["--start-at-task", SUMMARIZE])
     assert rc == 0, out[-4000:]
     assert "Trace corosync until a tick" not in out and "Read the token timeout" not in out, out[-4000:]
     assert read_json(run_dir, "summary.json")["hosts"] == [host]

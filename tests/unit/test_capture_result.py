@@ -55,9 +55,9 @@ def test_check_mode_says_what_the_run_would_do():
     names, record = start()
     planned = capture_result.planned(record, PROBE, TARGET, names.instance, 60.0)
     assert planned["status"] == "check_mode"
-    assert planned["message"] == ("check mode: would install %s, trace corosync[41] in instance %s until tv_diff >= "
-                                  "2400000000 (at most 60 s), then remove everything" % (PROBE["definitions"][0],
-                                                                                        names.instance))
+    wanted = ("check mode: would install %s, trace corosync[41] in instance %s until tv_diff >= 2400000000 "
+              "(at most 60 s), then remove everything")
+    assert planned["message"] == wanted % (PROBE["definitions"][0], names.instance)
     assert "at most 1.5 s" in capture_result.planned(record, PROBE, TARGET, names.instance, 1.5)["message"]
     assert capture_result.one_line(planned).startswith("node-1.example: check_mode: check mode: would install p:")
 

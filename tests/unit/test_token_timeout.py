@@ -12,8 +12,8 @@ def test_the_token_is_read_from_cmapctl_output():
 
 
 def test_corosync_warns_at_eight_tenths_of_the_token():
-    assert token_timeout.threshold(token_ms=3000) == (2400.0, 3000, "threshold 2400 ms = 0.8 x token 3000 ms "
-                                                                     "(as corosync warns)")
+    why = "threshold 2400 ms = 0.8 x token 3000 ms (as corosync warns)"
+    assert token_timeout.threshold(token_ms=3000) == (2400.0, 3000, why)
     assert token_timeout.threshold(token_ms=1001)[0] == 1001 * 0.8
 
 
