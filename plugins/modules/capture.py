@@ -138,8 +138,9 @@ options:
         default: [D, S, T, t, R]
       rearm: {description: Times to arm again when the stall began before tracing., type: int, default: 3}
       max_findings: {description: Findings returned at most., type: int, default: 20}
-      token_timeout_ms: {description: "The cluster's token timeout (ms) the stall is compared with (0: unknown, as when
-                           omitted).", type: int}
+      token_timeout_ms:
+        description: "The cluster's token timeout (ms) the stall is compared with (0: unknown, as when omitted)."
+        type: int
       cpu_context:
         description:
           - With O(pid), also record every task switch on every CPU in a second private instance (the capture
