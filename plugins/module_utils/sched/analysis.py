@@ -56,8 +56,12 @@ WAKE_EVENTS = ("sched_waking",) + ENQUEUE_EVENTS
 # much "before" its wakeup on another CPU is a wait of 0 (counted); more is a contradiction.
 CLOCK_TOLERANCE_NS = 10000
 
-# Fields of a queued-wait record (a list, for speed).
+# Fields of a queued-wait record: a tuple (the cheapest object to build and free, one per wait;
+# the rare paths that change a record replace it).
 Q_SINCE, Q_KIND, Q_CPU, Q_ENQUEUED, Q_IDLE_SEQ = range(5)
+# A CPU's history holds events as ``feed`` gets them, ``(ts, cpu, kind, fields)`` with the switch's
+# fields: the task switched in and its name are these fields of the entry's fields.
+H_PID, H_COMM = 4, 3
 
 
 class SchedAnalyzer:
@@ -72,9 +76,9 @@ class SchedAnalyzer:
         self.watched = WatchedTasks(self.watch, worst_count, longest_d_count, exact_cap, tail_cap,
                                     max_watched_tasks)
         self.losses = LossIntervals()
-        self.queued = {}           # pid -> [since, kind, cpu, enqueued, idle_seq of that cpu] (Q_*)
+        self.queued = {}           # pid -> (since, kind, cpu, enqueued, idle_seq of that cpu) (Q_*)
         self.history_len = cpu_history
-        self.history = {}          # cpu -> deque of (ts, pid, comm) switch-ins
+        self.history = {}          # cpu -> deque of switch-in events (H_*), the switch's own tuple
         self.clock_underflows = 0
         self.current = {}           # cpu -> pid believed on CPU
         self.running = {}           # pid -> cpu it is believed to run on
@@ -133,12 +137,13 @@ class SchedAnalyzer:
                 self.unmeasured[REWOKEN] += 1
                 entry = None
             else:
-                entry[Q_ENQUEUED] = True
-                if target_cpu is not None:
-                    entry[Q_CPU] = target_cpu
-                    entry[Q_IDLE_SEQ] = self.idle_seq.get(target_cpu, 0)
+                if target_cpu is None:
+                    self.queued[pid] = entry[:Q_ENQUEUED] + (True,) + entry[Q_ENQUEUED + 1:]
+                else:
+                    self.queued[pid] = (entry[Q_SINCE], entry[Q_KIND], target_cpu, True,
+                                        self.idle_seq.get(target_cpu, 0))
                 return
-        self.queued[pid] = [ts, WAKEUP, target_cpu, enqueue, self.idle_seq.get(target_cpu, 0)]
+        self.queued[pid] = (ts, WAKEUP, target_cpu, enqueue, self.idle_seq.get(target_cpu, 0))
 
     def migrate(self, ts, cpu, pid, orig_cpu, dest_cpu, waker=None):
         """``sched_migrate_task``: before the enqueue it places a woken task, after it moves it."""
@@ -156,8 +161,7 @@ class SchedAnalyzer:
         if entry is None:
             return
         if entry[Q_KIND] == WAKEUP and not entry[Q_ENQUEUED]:
-            entry[Q_CPU] = dest_cpu
-            entry[Q_IDLE_SEQ] = self.idle_seq.get(dest_cpu, 0)
+            self.queued[pid] = (entry[Q_SINCE], WAKEUP, dest_cpu, False, self.idle_seq.get(dest_cpu, 0))
         else:
             del self.queued[pid]
             self.unmeasured[MIGRATED] += 1
@@ -173,6 +177,10 @@ class SchedAnalyzer:
 
     def switch(self, ts, cpu, prev_comm, prev_pid, prev_state, next_comm, next_pid):
         self.feed(((ts, cpu, SWITCH, (prev_comm, prev_pid, prev_state, next_comm, next_pid)),))
+
+    def _history_entry(self, ts, cpu, pid, comm):
+        """A switch-in the kernel did not record, as a history entry (H_*)."""
+        return (ts, cpu, SWITCH, (None, None, None, comm, pid))
 
     def feed(self, events, handlers=None, switch_kind=SWITCH, enqueue_kind=None):
         """Analyse ``(ts, cpu, kind, fields)`` events in time order.
@@ -200,7 +208,8 @@ class SchedAnalyzer:
         ts = None
         if events and self.first_ts is None:
             self.first_ts = events[0][0]
-        for ts, cpu, kind, fields in events:
+        for event in events:
+            ts, cpu, kind, fields = event
             if kind != switch_kind:
                 if kind == enqueue_kind and not watching:
                     waker, comm, pid, target = fields
@@ -220,7 +229,7 @@ class SchedAnalyzer:
                             target_idle = idle_seq[target]
                         except KeyError:
                             target_idle = 0
-                        queued[pid] = [ts, WAKEUP, target, True, target_idle]
+                        queued[pid] = (ts, WAKEUP, target, True, target_idle)
                         continue
                 n_handled += 1
                 handlers[kind](ts, cpu, fields)
@@ -245,7 +254,7 @@ class SchedAnalyzer:
                 running[prev_pid] = prev_cpu
             if prev_pid:
                 if prev_state & STATE_RUNNING_MASK == 0:
-                    queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq[cpu]]
+                    queued[prev_pid] = (ts, PREEMPT, cpu, True, idle_seq[cpu])
                 elif watching and prev_state & (STATE_S | STATE_D):
                     prev_comm = prev_comm or self._name(prev_pid)
                     if self.watch.matches(prev_pid, prev_comm):
@@ -274,7 +283,7 @@ class SchedAnalyzer:
                     self.watched.switched_in(next_pid, ts)
             else:
                 idle_seq[cpu] += 1
-            history.append((ts, next_pid, next_comm))
+            history.append(event)   # the switch itself: no new object (H_*)
         if self.waits.pending_count() >= FOLD_AT:
             self.waits.flush()  # memory stays bounded by the batch size plus FOLD_AT
         if n_enqueues:
@@ -356,7 +365,7 @@ class SchedAnalyzer:
         if history is not None:
             # At the CPU's previous event: its last wakeup/migration or its last switch.
             since = max(self.last_event.get(cpu, -1), history[-1][0] if history else -1)
-            history.append((since if since >= 0 else ts, pid, comm or self._name(pid)))
+            history.append(self._history_entry(since if since >= 0 else ts, cpu, pid, comm or self._name(pid)))
 
     def _name(self, pid):
         """A task's last known name (decoding skips names the hot path does not need)."""
@@ -364,16 +373,17 @@ class SchedAnalyzer:
         if comm:
             return comm
         for history in self.history.values():
-            for _ts, other, comm in reversed(history):
-                if other == pid:
-                    return comm
+            for entry in reversed(history):
+                if entry[3][H_PID] == pid:
+                    return entry[3][H_COMM]
         return b"?"
 
     def _record_worst(self, latency, entry, ts, cpu, pid, comm, history):
         since = entry[Q_SINCE]
         self.worst.keep(latency, {
             "latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": entry[Q_KIND],
-            "since_ns": since, "until_ns": ts, "ran_meanwhile": sched_result.ran_meanwhile(history, since, ts)})
+            "since_ns": since, "until_ns": ts, "ran_meanwhile": sched_result.ran_meanwhile(
+                [(entry[0], entry[3][H_PID], entry[3][H_COMM]) for entry in history], since, ts)})
 
     # -- result ----------------------------------------------------------------
     def watched_task(self, pid, comm):
