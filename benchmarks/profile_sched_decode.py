@@ -24,7 +24,7 @@ Before and after a change, on the same pages:
 replays the collection as of the git ref and the working tree in turns (one process per replay,
 interleaved so that a machine whose load comes and goes charges both alike), prints the CPU per
 event of each (least and median of the rounds) and says whether their result documents are
-identical byte for byte.
+identical byte for byte; with ``--split``, then the phases of each.
 """
 
 import argparse
@@ -146,30 +146,50 @@ def decode_digest(directory):
 
 
 def phases_once(directory):
-    """CPU seconds of each phase of one replay: loss scan, decode + merge, the whole feed, fold + result."""
-    saved = Saved(directory)
-    gc.disable()   # as analyse_pages does around its loop
-    start = time.process_time()
-    for _batch in saved.spool.merged(saved.layout, saved.decoders):
-        pass
-    merge = time.process_time() - start
-    gc.enable()
-    saved.spool.close()
+    """CPU seconds of each phase of one replay, all timed in that replay: loss scan, decode + merge
+    (the page generator's own time), the analysis loop (the rest of ``analyse_pages``: ``feed``, and
+    freeing each batch's events), the folds of waits into the series the loop makes every FOLD_AT
+    waits, fold + result at the end."""
     saved = Saved(directory)
     analyzer = analysis.SchedAnalyzer()
-    start = time.process_time()
-    saved.spool.losses(saved.layout)
-    losses = time.process_time() - start
+    spent = {"loss scan": 0.0, "decode + merge": 0.0, "folds in the loop": 0.0}
+
+    def timed(name, call):
+        def run(*args):
+            begun = time.process_time()
+            try:
+                return call(*args)
+            finally:
+                spent[name] += time.process_time() - begun
+        return run
+
+    merged = saved.spool.merged
+
+    def timed_merged(layout, decoders):
+        batches = merged(layout, decoders)
+        step = timed("decode + merge", lambda: next(batches, None))
+        while True:
+            batch = step()
+            if batch is None:
+                return
+            yield batch
+    saved.spool.merged = timed_merged
+    saved.spool.losses = timed("loss scan", saved.spool.losses)
+    fold = analyzer.waits.flush
+    analyzer.waits.flush = timed("folds in the loop", fold)
     start = time.process_time()
     sched_pages.analyse_pages(analyzer, saved.spool, saved.layout, saved.decoders, saved.kinds, saved.stats)
     pages = time.process_time() - start
+    analyzer.waits.flush = fold
     start = time.process_time()
     analyzer.finish()
     analyzer.result()
     result = time.process_time() - start
     saved.spool.close()
-    return {"loss scan": losses, "decode + merge": merge, "analysis loop": max(0.0, pages - losses - merge),
-            "fold + result": result}
+    phases = dict(spent)
+    phases["analysis loop"] = max(0.0, pages - sum(spent.values()))
+    phases["fold + result"] = result
+    return phases
 
 
 def split(args, events, switches):
@@ -215,6 +235,13 @@ def against_baseline(args):
         print("working tree / baseline: %.3f least, %.3f median of the rounds' ratios"
               % (min(new) / min(old), statistics.median(n / o for n, o in zip(new, old))))
         print("result documents identical: %s" % ("yes" if outputs[before] == outputs[after] else "NO"))
+        if args.split:   # each tree's phases (the working tree's last: its figures are the ones recorded)
+            for name, root in trees:
+                env = dict(os.environ, FLEETTRACE_PROFILE_COLLECTIONS=root)
+                print(name + ":")
+                sys.stdout.flush()
+                subprocess.run([sys.executable, os.path.abspath(__file__), "replay", args.dir, "--repeat",
+                                str(args.repeat), "--split"], env=env, check=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
