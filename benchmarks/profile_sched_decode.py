@@ -29,7 +29,6 @@ identical byte for byte; with ``--split``, then the phases of each.
 
 import argparse
 import cProfile
-import gc
 import glob
 import hashlib
 import json
