@@ -55,8 +55,10 @@ def test_examples_use_documented_options_and_pass_syntax_check(module, docs, tmp
 # Modules whose examples need something first (corosync: its binary with debug info, a running process,
 # a finding; or a diagnose run's per-host results): they say so first, and are checked for syntax and
 # options above. Every other module's examples run below.
-NEEDS_FIRST = ("capture", "capture_summary", "event", "probe_info", "sentinel", "syscall_latency", "uprobe")
-RUN_HERE = ("cleanup", "instance", "latency_report", "proc_info", "run", "save_results", "sched_latency")
+NEEDS_FIRST = ("capture", "capture_summary", "event", "probe_for_nodes", "probe_info", "sentinel", "syscall_latency",
+               "uprobe")
+RUN_HERE = ("cleanup", "corosync_threshold", "instance", "latency_report", "proc_info", "run", "save_results",
+            "sched_latency")
 PIDFILE_TASK = "The process behind a pidfile, without threads"   # says it needs corosync's pidfile
 
 
@@ -120,6 +122,7 @@ def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_pat
             checked.append(task)
     real = yaml.safe_load(docs["sched_latency"]["examples"]) + yaml.safe_load(docs["save_results"]["examples"])
     real += [t for t in yaml.safe_load(docs["proc_info"]["examples"]) if t["name"] != PIDFILE_TASK]
+    real += yaml.safe_load(docs["corosync_threshold"]["examples"])
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": checked,
              "vars": {"report_dir": str(report_dir), "run_id": run_token, "corosync_pid": fake_corosync}},
             {"hosts": "localhost", "gather_facts": False, "tasks": real}]
@@ -140,3 +143,8 @@ def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_pat
     assert result.task("How corosync is scheduled and what it has open")["processes"]
     assert result.task("A private 8 MiB buffer with the global clock, recording only corosync's events")["changed"]
     assert not os.path.exists("/sys/kernel/tracing/instances/fleettrace_corosync")
+    # Without a running corosync its default token (3000 ms) is assumed, and said; a given threshold is taken as is.
+    warned = result.task("The threshold corosync warns at on this node")
+    assert warned["source"] == ("cmapctl" if warned["token_timeout_ms"] else "default"), warned
+    assert warned["threshold_ns"] == int((warned["token_timeout_ms"] or 3000) * 0.8 * 1000000), warned
+    assert result.task("A threshold of our own")["threshold_ns"] == 400000000
