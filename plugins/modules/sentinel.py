@@ -44,12 +44,45 @@ options:
     description: The target process (O(state=armed)).
     type: int
   binary:
-    description: The probed binary's absolute path (O(state=armed)); the target must map this very file.
+    description:
+      - The probed binary's absolute path (O(state=armed)); the target must map this very file. Default the target's
+        executable.
     type: path
   definitions:
     description:
       - Ready C(uprobe_events) lines (resolved on the node or the controller); their group is replaced by the
-        sentinel's, their event names kept.
+        sentinel's, their event names kept. Empty lines are ignored; with none, the probe of O(probe_spec) or
+        O(probe_function) is resolved here, as M(fleettrace.tracefs.probe_info) resolves it.
+    type: list
+    elements: str
+  probe_spec:
+    description: Without O(definitions), the perf-probe style spec resolved on the node (needs pyelftools there).
+    type: str
+  probe_function:
+    description:
+      - Without O(definitions) and O(probe_spec), the function whose probe line is picked as
+        M(fleettrace.tracefs.probe_info) picks it (O(probe_line_match), O(probe_line), O(probe_args)) and resolved.
+    type: str
+  probe_line_match:
+    description: As M(fleettrace.tracefs.probe_info)'s O(fleettrace.tracefs.probe_info#module:line_match).
+    type: str
+  probe_line:
+    description: As M(fleettrace.tracefs.probe_info)'s O(fleettrace.tracefs.probe_info#module:line).
+    type: int
+    default: 0
+  probe_args:
+    description: As M(fleettrace.tracefs.probe_info)'s O(fleettrace.tracefs.probe_info#module:args).
+    type: list
+    elements: str
+    default: []
+  probe_event:
+    description: The event name of the probe resolved here.
+    type: str
+  debuginfo:
+    description: A debug info file for the binary, for the probe resolved here.
+    type: path
+  debuginfod_urls:
+    description: debuginfod servers for the probe resolved here (default C(DEBUGINFOD_URLS) of the module's environment).
     type: list
     elements: str
   build_id:
@@ -172,6 +205,17 @@ EXAMPLES = r"""
     token_timeout_ms: 3000
   become: true
 
+- name: Arm, the probe line picked and resolved on the node (pyelftools and corosync's debug info there)
+  fleettrace.tracefs.sentinel:
+    label: corosync
+    pid: "{{ corosync_pid }}"
+    probe_function: timer_function_scheduler_timeout
+    probe_line_match: "tv_diff = "
+    probe_args: ["tv_diff=tv_diff:u64"]
+    probe_event: timer_function_scheduler_timeout
+    threshold: 2400000000
+  become: true
+
 - name: What did it catch so far?
   fleettrace.tracefs.sentinel:
     label: corosync
@@ -216,6 +260,7 @@ message:
 
 import socket
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_lookup, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import collect, control, settings as sentinel_settings
@@ -230,6 +275,9 @@ ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["armed", "collected", "absent"], default="armed"),
     label=dict(type="str", required=True),
     pid=dict(type="int"), binary=dict(type="path"), definitions=dict(type="list", elements="str"),
+    probe_spec=dict(type="str"), probe_function=dict(type="str"), probe_line_match=dict(type="str"),
+    probe_line=dict(type="int", default=0), probe_args=dict(type="list", elements="str", default=[]),
+    probe_event=dict(type="str"), debuginfo=dict(type="path"), debuginfod_urls=dict(type="list", elements="str"),
     build_id=dict(type="str"), field=dict(type="str", default="tv_diff"),
     unit=dict(type="str", default="ns", choices=list(sentinel_settings.UNITS)),
     threshold=dict(type="int"), max_captures=dict(type="int", default=5),
@@ -257,8 +305,13 @@ def body(module, _result):
         if not module.check_mode:
             removal.reap_expired_quietly(fs, warn=module.warn)
         if p["state"] == "armed":
+            binary = p["binary"] or procfs.process_facts(p["pid"], threads=False, fds=False, kernel_stack=False)["exe"]
+            definitions, build_id = probe_lookup.ready_or_resolved(
+                p["definitions"], p["build_id"], binary, spec=p["probe_spec"], function=p["probe_function"],
+                line_match=p["probe_line_match"], line=p["probe_line"], args=p["probe_args"], event=p["probe_event"],
+                debuginfo=p["debuginfo"], debuginfod_urls=p["debuginfod_urls"])
             settings = sentinel_settings.Settings(
-                label, p["pid"], p["binary"], p["definitions"], p["field"], p["threshold"], build_id=p["build_id"],
+                label, p["pid"], binary, definitions, p["field"], p["threshold"], build_id=build_id,
                 unit=p["unit"], syscall_events=p["syscall_events"], spool_dir=p["spool_dir"],
                 textfile_dir=p["textfile_dir"], syslog_socket=p["syslog_socket"], boot_id_path=p["boot_id_path"],
                 **{name: p[name] for name in NUMBERS})
@@ -282,7 +335,7 @@ def body(module, _result):
 
 def main():
     run_module(ARGUMENT_SPEC, body,
-               required_if=[("state", "armed", ("pid", "binary", "definitions", "threshold"))],
+               required_if=[("state", "armed", ("pid", "threshold"))],
                supports_check_mode=True)
 
 

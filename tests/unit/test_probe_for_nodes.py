@@ -75,3 +75,28 @@ def test_each_node_gets_its_record_and_a_build_that_failed_fails_only_its_nodes(
     assert list(unresolved) == ["n3"]
     assert unresolved["n3"] == ("cannot resolve the probe for /usr/sbin/d (build-id cc) on n3: no pyelftools; "
                                 "nor on the controller: no DWARF")
+
+
+def test_ready_definitions_are_used_as_given_else_the_probe_is_resolved_here(monkeypatch):
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_lookup
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
+    assert probe_lookup.ready_or_resolved(["", "p:g/e /bin/d:0x10"], "", "/bin/d") == (["p:g/e /bin/d:0x10"], None)
+    assert probe_lookup.ready_or_resolved(["p:g/e /bin/d:0x10"], "AB", "/bin/d") == (["p:g/e /bin/d:0x10"], "AB")
+    asked = []
+
+    def look_up(result, binary, **options):
+        asked.append((binary, options))
+        result.update(definitions=["p:g/tick /bin/d:0x20"], build_id="cd")
+        return result
+    monkeypatch.setattr(probe_lookup, "look_up", look_up)
+    assert probe_lookup.ready_or_resolved([""], "", "/bin/d", function="tick", line_match="gap = ", args=["gap=gap:u64"],
+                                          event="tick", debuginfod_urls=[]) == (["p:g/tick /bin/d:0x20"], "cd")
+    assert asked == [("/bin/d", dict(resolve=True, group="fleettrace_resolved", event="tick", debuginfo=None,
+                                     debuginfod_urls=None, debuginfod_timeout=None, function="tick",
+                                     line_match="gap = ", line=0, args=["gap=gap:u64"]))]
+    try:
+        probe_lookup.ready_or_resolved([], None, "/bin/d")
+    except OptionError as exc:
+        assert "probe_spec or probe_function" in str(exc)
+    else:
+        raise AssertionError("no definitions and no probe were accepted")
