@@ -291,7 +291,9 @@ findings:
       C(cause) (C(blocked), C(stopped), C(runnable), C(unexplained)), C(duration_ms), C(explanation) (sentences),
       C(state) (C(D), C(S), C(T), C(R)), C(state_name), C(switched_out_at), C(blocked_ns) (off-CPU time until switched back in,
       or until the probe hit), C(blocked_until), C(kernel_stack), C(blocked_in) (first frame below the
-      scheduler), C(syscall) (name, nr, args, fd, source), C(fd), C(file) and a one-line C(summary).
+      scheduler), C(kernel_wait) (what the sleep waited for, in words, when the stack says: the cgroup freezer, a FUSE
+      daemon, a frozen file system, reclaim, block I/O, a kernel lock; with C(in a page fault)),
+      C(syscall) (name, nr, args, fd, source), C(fd), C(file) and a one-line C(summary).
     - A wait for a CPU has C(runnable_wait) (C(cpu), C(from_ns), C(until_ns)); with O(stop.cpu_context),
       C(cpu_holders) lists who ran on that CPU during the wait (C(comm), C(pid), C(ran_ms), C(policy), C(rtprio)
       or C(nice), C(prio)), longest first, C(ran_instead) is the longest and C(last_before) the last one.

@@ -21,6 +21,7 @@ import json
 import os
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -28,6 +29,7 @@ from tests.helpers.paths import REPO, ansible_env
 from tests.helpers import slow_watchdog as sw
 from tests.helpers.corosync import TOKEN_MS, WATCHDOG_TIMEOUT_S, Corosync, watchdog_fd
 from tests.helpers.armed import wait_armed
+from tests.helpers.cgroup_freezer import CgroupFreezer, FreezerUnavailable
 
 # Run alone, after the parallel part (scripts/test.sh): real corosync listens on the fixed UDP port 5405.
 pytestmark = pytest.mark.serial
@@ -36,6 +38,8 @@ pytestmark = pytest.mark.serial
 KEEPALIVE_DELAY_MS = 1500
 # The trace's text timestamps have microseconds.
 CLOCK_RESOLUTION_NS = 1000
+# A cgroup freeze past the 800 ms threshold.
+FREEZE_SECONDS = 2.0
 
 
 @pytest.fixture(autouse=True)
@@ -100,6 +104,65 @@ def test_diagnose_corosync_explains_a_real_stall(corosync, tmp_path, run_token):
     assert any(abs(ms - stall["value"] / 1e6) < 0.05 for ms in logged), (stall["value"], logged)
     # The summary printed at the end of the play says the same.
     assert re.search(r"stall 1: not scheduled for [0-9.]+ ms; D state in (openat|write)\(", output), output[-3000:]
+
+
+def test_diagnose_corosync_explains_a_cgroup_freezer_stall(corosync, tmp_path, run_token):
+    """The issue's crash: corosync frozen by the cgroup freezer (a paused container, systemctl freeze).
+
+    Its main loop leaves epoll_wait with -EINTR and sleeps in the freezer outside any system call:
+    a finding with no call to measure, rc 0, and the freezer in the stack."""
+    run_id = "%s_corosync_frz" % run_token
+    results = str(tmp_path / "results")
+    inventory = tmp_path / "inventory.ini"
+    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
+                         % os.path.join(REPO, ".venv", "bin", "python"))
+    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
+           os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
+           "-e", json.dumps({"diagnose_corosync_binary": corosync.binary, "diagnose_timeout": 120,
+                             "diagnose_results_dir": results, "diagnose_run_id": run_id})]
+    out = open(str(tmp_path / "playbook.log"), "w+")
+    try:
+        freezer = CgroupFreezer("fleettrace_%s_freezer" % run_token)
+    except FreezerUnavailable as why:
+        pytest.skip(str(why))
+    with freezer:
+        freezer.add(corosync.proc.pid)
+        playbook = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            armed = wait_armed(run_id, playbook)
+            # Frozen 2 s (past the 800 ms threshold), again until the capture has its stall.
+            for _ in range(10):
+                if playbook.poll() is not None:
+                    break
+                freezer.freeze_for(FREEZE_SECONDS)
+                time.sleep(2)
+            playbook.wait(timeout=600)
+        finally:
+            if playbook.poll() is None:
+                playbook.kill()
+                playbook.wait()
+    out.seek(0)
+    output = out.read()
+    assert armed, "the playbook never armed tracing:\n" + output[-5000:]
+    assert playbook.returncode == 0, output[-5000:]
+
+    with open(os.path.join(results, "corosync-%s" % run_id, "summary.json")) as handle:
+        host = json.load(handle)["hosts"][0]
+    assert host["threshold_reached"] is True, host
+    stall = host["findings"][0]
+    # Asleep in the freezer, outside any system call: blocked, with nothing to measure afterwards.
+    assert stall["cause"] == "blocked" and stall["state"] == freezer.state_letter, stall
+    assert any(frame in stall["kernel_stack"] for frame in freezer.frames), stall["kernel_stack"]
+    assert stall["syscall"] is None, stall["syscall"]
+    assert host["culprit_latency"] is None, host["culprit_latency"]
+    # As long as the freeze, and corosync's own log line says the same delay.
+    assert (FREEZE_SECONDS - 0.2) * 1e9 <= stall["asleep_ns"] <= stall["value"], stall
+    logged = [float(ms) for ms in re.findall(r"not scheduled \(@\d+\) for ([0-9.]+) ms", corosync.read_log())]
+    assert any(abs(ms - stall["value"] / 1e6) < 0.05 for ms in logged), (stall["value"], logged)
+    # Named as what it was, in the result and in the summary printed at the end of the play.
+    assert stall["kernel_wait"].startswith("frozen by the cgroup freezer"), stall
+    assert re.search(r"stall 1: not scheduled for [0-9.]+ ms; %s state, off CPU [0-9.]+ ms: frozen by the cgroup "
+                     r"freezer" % freezer.state_letter, output), output[-3000:]
 
 
 def test_diagnose_corosync_names_the_slow_watchdog(corosync_with_watchdog, slow_watchdog, tmp_path, run_token):

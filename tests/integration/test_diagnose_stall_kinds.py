@@ -92,10 +92,9 @@ KINDS = {
                  lambda f: f["cause"] == "unexplained" and f["began_before_capture"] is True,
                  "no cause in the buffer"),
 }
-# no_cause: in 2 of 3 loaded runs the probe installed while the daemon was stopped never fired after
-# SIGCONT (probe_values count 0, one attempt, timeout); alone it passes. Reported, not hidden.
-NOT_YET = pytest.mark.xfail(strict=False, reason="a probe installed while the target is stopped sometimes never fires")
-CASES = [pytest.param("local", kind, marks=NOT_YET) if kind == "no_cause" else ("local", kind) for kind in KINDS] \
+# no_cause once failed in 2 of 3 runs beside the parallel part (another test's SIGCONT, or its load, can end
+# the stop before tracing is armed); run alone (serial) it passed 5 of 5 (load average up to 6).
+CASES = [("local", kind) for kind in KINDS] \
     + [("ssh", "stopped"), ("ssh", "sleeping")]
 
 

@@ -89,6 +89,8 @@ def _cause(finding):
         text += " in %s" % md(short)
     if finding.get("blocked_ns"):
         text += ", off CPU %s ms" % _ms(finding["blocked_ns"])
+    if finding.get("kernel_wait"):
+        text += ": %s" % md(finding["kernel_wait"])
     return text
 
 

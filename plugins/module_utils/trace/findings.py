@@ -13,7 +13,7 @@ why, and ``explanation``: the finding in sentences.  No tracefs access.
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import syscalls
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.frames import blocked_in
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.frames import blocked_in, kernel_wait
 
 STOPPED_STATES = frozenset(("T", "t"))
 # Nanoseconds per unit of the probed field.
@@ -72,7 +72,7 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
         "state": None, "state_name": None, "switched_out_at": None, "blocked_ns": None, "blocked_until": None,
         "asleep_ns": None, "runnable_ns": None, "woken_at": None, "ran_instead": None, "last_before": None,
         "runnable_wait": None, "cpu_holders": None,
-        "kernel_stack": [], "blocked_in": None, "syscall": None, "fd": None, "file": None,
+        "kernel_stack": [], "blocked_in": None, "kernel_wait": None, "syscall": None, "fd": None, "file": None,
         "excluded": None, "began_before_capture": not window.first_hit_seen,
         "off_cpu_switches": window.switches, "runnable_total_ns": window.runnable_total,
     }
@@ -99,6 +99,7 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
         "asleep_ns": interval["asleep_ns"], "runnable_ns": interval["waiting_ns"],
         "woken_at": interval["woken_ns"] / 1e9 if interval["woken_ns"] is not None else None,
         "kernel_stack": list(out.get("kernel_stack", [])), "blocked_in": blocked_in(out.get("kernel_stack")),
+        "kernel_wait": kernel_wait(out.get("kernel_stack")) if cause == CAUSE_BLOCKED else None,
         "cpu": out.get("cpu"),
     })
     if interval["waiting_ns"]:
@@ -220,13 +221,16 @@ def _summary(finding, head, call, resolve_fds):
         text += " on %s" % finding["file"]
     elif call is not None and call["fd"] is not None and resolve_fds:
         text += " (fd %s not resolved: process gone or fd closed)" % call["fd"]
+    if finding["kernel_wait"]:
+        text += ": %s" % finding["kernel_wait"]
     return text
 
 
 def _sentences(finding, cause, length):
     call = finding["syscall"]
     where = " in %s" % call["text"] if call else ""
-    stack = " (kernel stack: %s)" % finding["blocked_in"] if finding["blocked_in"] else ""
+    stack = " (kernel stack: %s%s)" % (finding["blocked_in"], "; " + finding["kernel_wait"] if finding["kernel_wait"] else
+                                       "") if finding["blocked_in"] else ""
     if cause == CAUSE_BLOCKED:
         said = ["It slept %s in state %s (%s)%s%s, from %.6f s until %s." % (
             _ms(length), finding["state"], finding["state_name"], where, stack, finding["switched_out_at"],
