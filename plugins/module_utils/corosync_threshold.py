@@ -43,8 +43,8 @@ def read_token(cmapctl, timeout=10):
         return None, "%s: %s" % (cmapctl, exc)
     token = token_from_output(proc.returncode, proc.stdout)
     if token is None:
-        return None, "%s -g %s: rc %d, %s" % (cmapctl, TOKEN_KEY, proc.returncode,
-                                             (proc.stderr or proc.stdout or "no value").strip()[:200])
+        said = (proc.stderr or proc.stdout or "no value").strip()[:200]
+        return None, "%s -g %s: rc %d, %s" % (cmapctl, TOKEN_KEY, proc.returncode, said)
     return token, ""
 
 
