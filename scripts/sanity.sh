@@ -9,8 +9,10 @@ WORK=${HOME}/.cache/fleettrace/sanity-$(echo "$ROOT" | md5sum | cut -c1-8)/ansib
 
 # ansible-test bootstraps pip in its venvs with a script it downloads from a
 # host this machine cannot reach; the stand-in does the same from PyPI.
+# FLEETTRACE_VENV_BIN: another venv's ansible-test (scripts/oldest-ansible.sh --sanity).
+BIN=${FLEETTRACE_VENV_BIN:-$ROOT/.venv/bin}
 PIP_VERSION=$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" \
-  .venv/lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -1)
+  "$BIN"/../lib/python3*/site-packages/ansible_test/_internal/python_requirements.py | head -1)
 mkdir -p "${HOME}/.ansible/test/cache"
 cp scripts/ansible-test/get_pip_standin.py "${HOME}/.ansible/test/cache/get_pip_${PIP_VERSION//./_}.py"
 
@@ -19,4 +21,4 @@ mkdir -p "$WORK"
 git ls-files -co --exclude-standard -z | rsync -a --from0 --files-from=- "$ROOT/" "$WORK/"
 
 cd "$WORK"
-"$ROOT/.venv/bin/ansible-test" sanity --venv --python 3.11 --color no "$@"
+"$BIN/ansible-test" sanity --venv --python 3.11 --color no "$@"

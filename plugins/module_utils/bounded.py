@@ -15,10 +15,13 @@ every option means:
 - ``read_user_file``: the bytes of a small file (at most ``max_bytes``, one
   byte more read to know it was too big), kernel files refused;
 - ``open_output``: a file object to write (a result, a raw trace), created if
-  missing, truncated only once it is known to be a regular file.
+  missing, truncated only once it is known to be a regular file;
+- ``read_available``: what a non-blocking pipe (``trace_pipe``, a wake-up
+  pipe) holds now, never waiting for more.
 """
 
 
+import errno
 import fcntl
 import os
 import stat
@@ -160,3 +163,18 @@ def check_output(path, what):
     if not stat.S_ISREG(info.st_mode):
         raise FileRefused("%s %s is %s; give the path of a regular file (it is written from its start)"
                           % (what, path, _kind(info.st_mode)))
+
+
+def read_available(fd, consume=None):
+    """Read what the non-blocking ``fd`` holds now, chunk by chunk, to ``consume(text)`` (None: dropped)."""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
+                return
+            raise
+        if not chunk:
+            return
+        if consume is not None:
+            consume(chunk.decode("utf-8", "replace"))

@@ -275,6 +275,12 @@ status:
   description: C(threshold_reached), C(threshold_not_reached) or C(target_exited) (with O(stop)).
   returned: when O(stop) is given
   type: str
+earlier_stall:
+  description:
+    - True when a capture re-armed for a stall recorded whole saw none before its timeout, and reports the first
+      stall's findings; RV(events) are then the last attempt's.
+  returned: when that happened
+  type: bool
 probe_values:
   description: Distribution of O(stop.field) over every hit in the buffer (count, p50_ms, p99_ms, max_ms, log2 histogram).
   returned: when O(stop) is given
@@ -291,7 +297,7 @@ findings:
       C(cause) (C(blocked), C(stopped), C(runnable), C(unexplained)), C(duration_ms), C(explanation) (sentences),
       C(state) (C(D), C(S), C(T), C(R)), C(state_name), C(switched_out_at), C(blocked_ns) (off-CPU time until switched back in,
       or until the probe hit), C(blocked_until), C(kernel_stack), C(blocked_in) (first frame below the
-      scheduler), C(kernel_wait) (what the sleep waited for, in words, when the stack says: the cgroup freezer, a FUSE
+      scheduler), C(kernel_wait) (what the sleep waited for, in words, when the stack says so - the cgroup freezer, a FUSE
       daemon, a frozen file system, reclaim, block I/O, a kernel lock; with C(in a page fault)),
       C(syscall) (name, nr, args, fd, source), C(fd), C(file) and a one-line C(summary).
     - A wait for a CPU has C(runnable_wait) (C(cpu), C(from_ns), C(until_ns)); with O(stop.cpu_context),

@@ -78,7 +78,7 @@ def test_demo_by_default_tells_the_talks_story(tmp_path, run_token):
     finding = [line for line in proc.stdout.splitlines() if line.startswith("- stall 1:")]
     assert finding, proc.stdout[-4000:]
     assert re.search(r"not scheduled for \d+\.\d ms; S state in ioctl\(fd 4 -> /dev/watchdog, WDIOC_KEEPALIVE\), "
-                     r"off CPU \d+\.\d ms; kernel stack: request_wait_answer <- __fuse_simple_request <- fuse_do_ioctl",
+                     r"off CPU \d+\.\d ms: waiting for a FUSE daemon's answer; kernel stack: request_wait_answer <- __fuse_simple_request <- fuse_do_ioctl",
                      finding[-1]), finding[-1]
     tail = proc.stdout[proc.stdout.index("demo: in words:"):]
     assert re.search(r"It slept \d+\.\d ms in state S \(sleeping\) in ioctl\(fd 4 -> /dev/watchdog, WDIOC_KEEPALIVE, 0x[0-9a-f]+\)",

@@ -17,6 +17,7 @@ import time
 import pytest
 
 from tests.helpers.armed import wait_armed
+from tests.helpers.cgroup_freezer import CgroupFreezer
 from tests.helpers.paths import REPO, ansible_env
 
 # Run alone, after the parallel part (scripts/test.sh): stalls made with signals the moment tracing is
@@ -70,6 +71,21 @@ def stop_before_arming(daemon):
     os.kill(daemon.proc.pid, signal.SIGSTOP)
 
 
+def freeze_its_cgroup(daemon):
+    with CgroupFreezer("fleettrace_stall_kinds_%d" % daemon.proc.pid) as freezer:
+        freezer.add(daemon.proc.pid)
+        freezer.freeze_for(HOLD_S)
+
+
+def frozen_finding(finding):
+    """Frozen while running: asleep in the freezer (blocked, named); frozen where it slept in its
+    nanosleep (cgroup v1 freezes a freezable sleep in place): the idle wait that took the stall, named."""
+    if finding["cause"] == "blocked":
+        return finding["syscall"] is None and finding["kernel_wait"].startswith("frozen by the cgroup freezer")
+    return finding["cause"] == "unexplained" and any(
+        why.startswith("its idle wait") and "nanosleep alone lasted" in why for why in finding["missing_cause"])
+
+
 def pin_rr(daemon):
     daemon.cpu = max(os.sched_getaffinity(0))
     os.sched_setaffinity(daemon.proc.pid, {daemon.cpu})
@@ -87,6 +103,7 @@ KINDS = {
                  lambda f: f["cause"] == "blocked" and f["state"] == "S" and f["syscall"]["name"] == "write"
                  and f["fd"] == 3 and "pipe_write" in " ".join(f["kernel_stack"]),
                  "S state in write(fd 3"),
+    "frozen": ("write", None, freeze_its_cgroup, {}, frozen_finding, "frozen"),
     "no_cause": ("write", stop_before_arming, already_stopped,
                  {"threshold_capture_rearm_retries": 0},
                  lambda f: f["cause"] == "unexplained" and f["began_before_capture"] is True,

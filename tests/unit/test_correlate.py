@@ -141,3 +141,50 @@ def test_hits_of_any_thread_of_the_process():
     found = correlate.find_stalls(events, "timer_function_scheduler_timeout", "tv_diff_u64", 5 * 10 ** 8,
                                   pid=[3796, 3797], resolve_fds=False)
     assert len(found) == 1 and found[0]["pid"] == 3797 and found[0]["state"] == "D"
+
+
+def _frozen_in_its_sleep(waker_line):
+    """The loop asleep in clock_nanosleep (its idle wait) for 2 s of a 2.05 s stall: frozen where it slept."""
+    return "\n".join([
+        tick("200.000000", 100000000),
+        line("200.000100", "sys_enter: NR 230 (1, 0, 7ffe48add390, 0, 0, 0)", flags="....."),
+        switch_out("200.000200", "S"),
+        waker_line,
+        switch_in("202.000400"),
+        line("202.000500", "sys_exit: NR 230 = 0", flags="....."),
+        tick("202.050000", 2050000000),
+    ]) + "\n"
+
+
+def test_an_idle_wait_that_took_the_stall_says_so_and_who_woke_it():
+    thawed = line("202.000300", "sched_wakeup: comm=corosync pid=3796 prio=120 target_cpu=001", pid=4242,
+                  comm="bash", flags="d..3.")
+    findings = correlate.find_stalls(parse_trace(_frozen_in_its_sleep(thawed))["events"], "timer_function_scheduler_timeout",
+                                     "tv_diff_u64", 1000000000, states=correlate.ALL_STATES, resolve_fds=False, unit="ns")
+    (finding,) = findings
+    assert finding["cause"] == "unexplained"
+    assert finding["excluded"]["syscall"] == "clock_nanosleep"
+    assert finding["excluded"]["woken_by"] == {"comm": "bash", "pid": 4242}
+    (said,) = [why for why in finding["missing_cause"] if why.startswith("its idle wait")]
+    assert "alone lasted 2000.1 ms, 98 % of the stall" in said and "bash[4242] woke it" in said, said
+    assert not any(why.startswith("it only slept") for why in finding["missing_cause"])
+
+
+def test_a_timer_wakeup_names_no_waker():
+    # A timer interrupt (h) over whatever ran: that task did not wake the loop.
+    timer = line("202.000300", "sched_wakeup: comm=corosync pid=3796 prio=120 target_cpu=001", pid=777,
+                 comm="make", flags="dNh4.")
+    (finding,) = correlate.find_stalls(parse_trace(_frozen_in_its_sleep(timer))["events"], "timer_function_scheduler_timeout",
+                                       "tv_diff_u64", 1000000000, states=correlate.ALL_STATES, resolve_fds=False, unit="ns")
+    assert finding["excluded"]["woken_by"] is None
+    (said,) = [why for why in finding["missing_cause"] if why.startswith("its idle wait")]
+    assert "woke it" not in said
+
+
+def test_a_short_idle_wait_is_only_left_out():
+    waker = line("200.050300", "sched_wakeup: comm=corosync pid=3796 prio=120 target_cpu=001", pid=0,
+                 comm="<idle>", flags="dNh4.")
+    trace = _frozen_in_its_sleep(waker).replace(switch_in("202.000400"), switch_in("200.050400"))
+    (finding,) = correlate.find_stalls(parse_trace(trace)["events"], "timer_function_scheduler_timeout", "tv_diff_u64",
+                                       1000000000, states=correlate.ALL_STATES, resolve_fds=False, unit="ns")
+    assert any(why.startswith("it only slept in its idle wait clock_nanosleep") for why in finding["missing_cause"])

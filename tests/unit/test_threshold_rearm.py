@@ -48,3 +48,15 @@ def test_the_culprit_call_is_a_boolean_and_options_only_for_a_call_on_an_fd():
     for first, expected in cases:
         assert threshold._culprit_call([first], 7) == expected, first
     assert threshold._culprit_call([], 7) is None
+
+
+def test_a_rearmed_capture_that_saw_nothing_more_reports_the_first_stall():
+    first = {"triggered": True, "stop_reason": "triggered", "duration": 2.5, "event_count": 40}
+    last = {"triggered": False, "stop_reason": "timeout", "duration": 60.0, "event_count": 4000}
+    found = [finding("unexplained", True)]
+    result, finder, findings = threshold._earlier_stall(last, (first, "first finder", found))
+    assert findings is found and finder == "first finder"
+    assert result["triggered"] is True and result["stop_reason"] == "triggered" and result["duration"] == 2.5
+    # What was recorded last stays what it is, and the result says whose events they are.
+    assert result["event_count"] == 4000 and result["earlier_stall"] is True
+    assert threshold.status(result, None) == threshold.STATUS_REACHED

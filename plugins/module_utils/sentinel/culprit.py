@@ -11,10 +11,10 @@ sample count, or the target's exit.  ``summary`` is what ``collected`` shows.
 """
 
 
-import errno
 import os
 import time
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import latency, per_cpu
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace.text_parser import TraceParser
 
@@ -65,19 +65,13 @@ class CulpritLatency:
         """Read what the buffer holds now (non-blocking) into the pairing."""
         if self.fd is None:
             return
-        while True:
-            try:
-                chunk = os.read(self.fd, 65536)
-            except OSError as exc:
-                if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    return
-                raise
-            if not chunk:
-                return
-            lines = (self._pending + chunk.decode("utf-8", "replace")).split("\n")
-            self._pending = lines.pop()
-            for line in lines:
-                self.parser.feed(line)
+        bounded.read_available(self.fd, self._feed)
+
+    def _feed(self, text):
+        lines = (self._pending + text).split("\n")
+        self._pending = lines.pop()
+        for line in lines:
+            self.parser.feed(line)
 
     def stop(self, why):
         """Stop recording, read the rest, remove the instance (all of it, also on errors)."""

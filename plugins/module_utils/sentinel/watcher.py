@@ -26,7 +26,6 @@ follows the target, notify.py tells, objects.py writes tracefs).
 """
 
 
-import errno
 import os
 import resource
 import select
@@ -35,7 +34,7 @@ import sys
 import time
 import traceback
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import culprit, moment, notify, objects, target
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.settings import Settings
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import LATENCY, Spool
@@ -63,18 +62,6 @@ LIVE = ("starting", "armed", "measuring")
 def _cost():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3), "peak_rss_kb": usage.ru_maxrss}
-
-
-def _read_all(fd):
-    """Read and drop what a non-blocking pipe holds now."""
-    while True:
-        try:
-            if not os.read(fd, 65536):
-                return
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                return
-            raise
 
 
 class Watcher:
@@ -203,7 +190,7 @@ class Watcher:
         return min(wakes)
 
     def _on_wake(self):
-        _read_all(self.wake_r)
+        bounded.read_available(self.wake_r)
         if self.flush_requested:
             self.flush_requested = False
             self._flush()
@@ -252,10 +239,10 @@ class Watcher:
         self.stats_before = instance_capture.arm(self.main)
         self.armed_at = time.time()
         self.attempts += 1
-        _read_all(self.bell_fd)
+        bounded.read_available(self.bell_fd)
 
     def _on_bell(self):
-        _read_all(self.bell_fd)
+        bounded.read_available(self.bell_fd)
         if not self.capturing or self.following is not None:
             return
         waited = time.monotonic() + TRIGGER_LAG_S

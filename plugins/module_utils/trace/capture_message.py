@@ -11,6 +11,9 @@ def message(result, params):
     reason = result["stop_reason"]
     if reason == instance_capture.STOP_TRIGGERED:
         text = "threshold reached: traceoff trigger fired after %.1f s" % result["duration"]
+        if result.get("earlier_stall"):
+            text += (" (re-armed for a stall recorded whole, none came within the timeout: the first stall's "
+                     "findings are reported, the events are the last attempt's)")
     elif reason == instance_capture.STOP_EVENTS:
         text = "stopped after %d events arrived (threshold trigger did not fire)" % params["stop_after_events"]
     elif reason == instance_capture.STOP_PROCESS_EXITED:

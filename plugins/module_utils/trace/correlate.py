@@ -115,9 +115,9 @@ class _Window:
     """What one task did since its previous probe hit (bounded: the longest of each kind)."""
 
     __slots__ = ("enters", "open", "blocked", "stopped", "runnable", "idle", "switches", "runnable_total",
-                 "first_hit_seen", "last_event_ns")
+                 "first_hit_seen", "first_event_ns")
 
-    def __init__(self, first_hit_seen):
+    def __init__(self, first_hit_seen, first_event_ns=None):
         self.enters = []        # last two sys_enter since the last sys_exit
         self.open = None        # the interval begun by the last switch-out, not yet switched in
         self.blocked = None     # longest sleep outside the idle wait
@@ -127,6 +127,7 @@ class _Window:
         self.switches = 0
         self.runnable_total = 0
         self.first_hit_seen = first_hit_seen  # False: the window may have begun before tracing
+        self.first_event_ns = first_event_ns  # the task's first record in it (how far back the buffer reaches)
 
 
 class StallFinder:
@@ -164,10 +165,10 @@ class StallFinder:
             pid = (pid,)
         self.pids = frozenset(pid) if pid is not None else None
 
-    def _task(self, pid):
+    def _task(self, pid, ts_ns):
         window = self._tasks.get(pid)
         if window is None:
-            window = self._tasks[pid] = _Window(False)
+            window = self._tasks[pid] = _Window(False, ts_ns)
         return window
 
     def feed(self, record):
@@ -184,6 +185,8 @@ class StallFinder:
             if window is not None and window.open is not None and window.open["woken_ns"] is None:
                 window.open["woken_ns"] = record["ts_ns"]
                 window.open["woken_by"] = (record["comm"], record["pid"])
+                # In an interrupt (a timer, a device) the record's task is only whoever was running.
+                window.open["woken_in_irq"] = (record.get("flags") or "")[2:3] in ("h", "H", "s", "z")
                 window.open["queued_cpu"] = fields.get("target_cpu", record.get("cpu"))
             return
         pid = record["pid"]
@@ -191,7 +194,7 @@ class StallFinder:
             if pid in self._tasks:
                 self._tasks[pid].enters = []
         elif event == "sys_enter" or event.startswith("sys_enter_"):
-            window = self._task(pid)
+            window = self._task(pid, record["ts_ns"])
             window.enters = window.enters[-1:] + [record]
 
     def _switch(self, record, fields):
@@ -202,7 +205,7 @@ class StallFinder:
         prev = fields.get("prev_pid")
         if prev is None or prev == 0:
             return
-        window = self._task(prev)
+        window = self._task(prev, record["ts_ns"])
         if window.open is not None:  # a switch-in we did not see (lost or before the buffer)
             self._close(window, record["ts_ns"], "switch_out", None)
         window.switches += 1
@@ -247,7 +250,7 @@ class StallFinder:
                 _keep_longest(window, "blocked", interval, interval["asleep_ns"])
 
     def _hit(self, hit):
-        window = self._task(hit["pid"])
+        window = self._task(hit["pid"], hit["ts_ns"])
         if window.open is not None:
             self._close(window, hit["ts_ns"], "probe_hit", None)
         self._tasks[hit["pid"]] = _Window(True)  # the next window starts after this hit

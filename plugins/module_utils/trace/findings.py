@@ -27,6 +27,8 @@ NAMED_HOLDERS = 3           # holders of a waited-for CPU named in the explanati
 # wait for a CPU after a call entered before arming): the finding says what is missing instead.
 MIN_EXPLAINED_SHARE = 0.1
 CAUSE_BLOCKED, CAUSE_STOPPED, CAUSE_RUNNABLE, CAUSE_UNEXPLAINED = "blocked", "stopped", "runnable", "unexplained"
+# An idle wait this large a share of an unexplained stall is where the time went: the wait itself ended late.
+OVERSLEPT_SHARE = 0.5
 IDLE_WHY = ("the loop's own wait for its next event or timer: sleeping there is the loop being idle, "
             "what matters is what kept it from getting back there")
 
@@ -73,16 +75,17 @@ def make_finding(hit, field, value, threshold, states, window, resolve_fds=True,
         "asleep_ns": None, "runnable_ns": None, "woken_at": None, "ran_instead": None, "last_before": None,
         "runnable_wait": None, "cpu_holders": None,
         "kernel_stack": [], "blocked_in": None, "kernel_wait": None, "syscall": None, "fd": None, "file": None,
-        "excluded": None, "began_before_capture": not window.first_hit_seen,
+        "excluded": None, "began_before_capture": _began_before_capture(window, hit, stall_ns),
         "off_cpu_switches": window.switches, "runnable_total_ns": window.runnable_total,
     }
     if window.idle is not None:
         idle, idle_ns = window.idle
-        finding["excluded"] = {"syscall": idle["call"]["name"], "asleep_ns": idle_ns, "why": IDLE_WHY}
+        finding["excluded"] = {"syscall": idle["call"]["name"], "asleep_ns": idle_ns, "why": IDLE_WHY,
+                               "woken_by": _waker(idle)}
     finding["duration_ms"] = duration_ms(value, unit, interval["off_ns"] if interval else None)
     head, opening = _head(finding)
     if interval is None:
-        _unexplained(finding, states, head, opening, partial)
+        _unexplained(finding, states, head, opening, partial, stall_ns)
         return finding
     out = interval["out"]
     letters = interval["letters"]
@@ -264,18 +267,57 @@ def _sentences(finding, cause, length):
     return said
 
 
-def _unexplained(finding, states, head, opening, partial=None):
+def _began_before_capture(window, hit, stall_ns):
+    """Whether the stall may have begun before the buffer holds the task.
+
+    After a hit of the task in the buffer it cannot; else the buffer must reach back to (nearly) the
+    stall's start: a probe that records only late hits leaves the tick before out, so the task's first
+    record shortly after that tick still covers the stall.
+    """
+    if window.first_hit_seen:
+        return False
+    if not stall_ns or window.first_event_ns is None:
+        return True
+    missed_ns = window.first_event_ns - (hit["ts_ns"] - stall_ns)
+    return missed_ns > MIN_EXPLAINED_SHARE * stall_ns
+
+
+def _waker(interval):
+    """{'comm', 'pid'} of the task that woke an interval's sleeper; None when unknown or in an interrupt."""
+    waker = interval.get("woken_by")
+    if not waker or waker[1] in (None, 0) or interval.get("woken_in_irq"):
+        return None
+    return {"comm": waker[0], "pid": waker[1]}
+
+
+def _overslept(excluded, stall_ns):
+    """Why an idle wait that took most of the stall is the place to look, or None."""
+    if not excluded or not stall_ns or excluded["asleep_ns"] < OVERSLEPT_SHARE * stall_ns:
+        return None
+    text = ("its idle wait %s alone lasted %s, %.0f %% of the stall: if that is longer than the loop's own timeout, "
+            "the wait ended late, not the work after it (frozen where it slept by the cgroup freezer, or a wakeup "
+            "that came late)" % (excluded["syscall"], _ms(excluded["asleep_ns"]), 100.0 * excluded["asleep_ns"] / stall_ns))
+    waker = excluded.get("woken_by")
+    if waker:
+        text += "; %s woke it, a task rather than its timer" % _task_text(waker["comm"], waker["pid"])
+    return text
+
+
+def _unexplained(finding, states, head, opening, partial=None, stall_ns=None):
     """No interval explains the hit: say what was seen and why the cause is missing."""
     wanted = "/".join(sorted(states))
     seen = "%d switch-out(s) of the task between this tick and the previous one" % finding["off_cpu_switches"]
     why = [partial] if partial else []
+    overslept = _overslept(finding["excluded"], stall_ns)
+    if overslept:
+        why.append(overslept)
     if finding["began_before_capture"]:
         why.append("this is the task's first tick in the buffer, so the stall may have begun before tracing "
                    "was armed")
     if not finding["off_cpu_switches"] and not finding["began_before_capture"]:
         why.append("the task never left the CPU in the window (busy on the CPU, or sched:sched_switch is not "
                    "recorded for this pid)")
-    if finding["excluded"]:
+    if finding["excluded"] and not overslept:
         why.append("it only slept in its idle wait %s (%s), which is left out"
                    % (finding["excluded"]["syscall"], _ms(finding["excluded"]["asleep_ns"])))
     if set(states) != {"D", "S", "T", "t", "R"}:

@@ -15,7 +15,6 @@ No Ansible imports.
 """
 
 
-import errno
 import math
 import os
 import select
@@ -235,7 +234,7 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
                     break
                 ready, _w, _x = select.select([fd], [], [], min(remaining, 0.2))
                 if ready:
-                    _read_available(fd, consume)
+                    bounded.read_available(fd, consume)
                 if stop_after_events and (counted[0] if stop_event else parser.event_count) >= stop_after_events:
                     stop_reason = STOP_EVENTS
                     break
@@ -248,7 +247,7 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
         finally:
             if instance.exists():
                 instance.set_tracing_on(False)
-        _read_available(fd, consume)  # what is still in the buffer after tracing stopped
+        bounded.read_available(fd, consume)  # what is still in the buffer after tracing stopped
     finally:
         os.close(fd)
         if pending[0]:
@@ -260,14 +259,3 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
                    {"armed": True, "process_missing_at_start": False})
 
 
-def _read_available(fd, consume):
-    while True:
-        try:
-            chunk = os.read(fd, 65536)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EWOULDBLOCK):
-                return
-            raise
-        if not chunk:
-            return
-        consume(chunk.decode("utf-8", "replace"))

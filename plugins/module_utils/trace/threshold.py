@@ -107,6 +107,7 @@ def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, pol
     plan = stop.plan(instance)
     plan.apply()
     attempts = 0
+    reached = None  # (result, finder, findings) of the first attempt whose trigger fired
     try:
         before = evidence.snapshot(pid) if pid is not None else None
         while True:
@@ -121,9 +122,13 @@ def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, pol
                 sink.close()
                 raise
             findings = findings_of(finder, pid)
+            if reached is None and result["triggered"]:
+                reached = (result, finder, findings)
             if not needs_rearm(result, findings) or attempts > rearm:
                 break
             sink.close()
+        if not result["triggered"] and reached is not None:
+            result, finder, findings = _earlier_stall(result, reached)
         after = evidence.snapshot(pid) if pid is not None else None
         if context is not None:
             context.explain(findings)
@@ -136,6 +141,17 @@ def _run(instance, stop, pid, timeout, context, states, rearm, max_findings, pol
     result["sink"] = sink
     return conclude(result, finder, findings, stop, pid, before, after, installed=plan.commands, attempts=attempts,
                     max_findings=max_findings, token_timeout_ms=token_timeout_ms)
+
+
+def _earlier_stall(last, reached):
+    """A capture re-armed for a whole stall saw none before its timeout: the first stall is still the answer.
+
+    Its findings and status are reported; the events kept are the last attempt's (``earlier_stall`` says so).
+    """
+    earlier, finder, findings = reached
+    result = dict(last, triggered=True, stop_reason=earlier["stop_reason"], duration=earlier["duration"],
+                  earlier_stall=True)
+    return result, finder, findings
 
 
 def _culprit_call(findings, pid):
