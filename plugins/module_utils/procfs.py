@@ -358,8 +358,8 @@ def find_target(criteria):
     try:
         return find_pids(**{key: criteria.get(key) for key in TARGET_CRITERIA})
     except OSError as exc:
-        raise FleettraceError("cannot read pidfile %s: %s; is the service running?" % (criteria.get("pidfile"),
-                                                                                         exc.strerror))
+        raise FleettraceError("cannot read pidfile %s: %s; is the service running?"
+                              % (criteria.get("pidfile"), exc.strerror))
     except ValueError as exc:   # FileRefused (a pidfile that is no regular file), a bad pid in it
         raise FleettraceError(str(exc))
 
