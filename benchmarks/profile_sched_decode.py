@@ -16,11 +16,19 @@ sorted JSON (``--out``) so that two versions of the code can be compared on the
 same pages byte for byte (``cmp before.json after.json``); ``--split`` prints the CPU of each
 phase (loss scan, decode + merge, analysis loop, fold + result).  ``--decode-digest``
 also prints a sha256 of every decoded event, to pin decoding alone.
+
+Before and after a change, on the same pages:
+
+    .venv/bin/python benchmarks/profile_sched_decode.py replay DIR --baseline main [--rounds 8]
+
+replays the collection as of the git ref and the working tree in turns (one process per replay,
+interleaved so that a machine whose load comes and goes charges both alike), prints the CPU per
+event of each (least and median of the rounds) and says whether their result documents are
+identical byte for byte; with ``--split``, then the phases of each.
 """
 
 import argparse
 import cProfile
-import gc
 import glob
 import hashlib
 import json
@@ -34,7 +42,9 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, ".cache", "collections"))
+# --baseline runs this script again with an older collection here.
+COLLECTIONS = os.environ.get("FLEETTRACE_PROFILE_COLLECTIONS") or os.path.join(REPO, ".cache", "collections")
+sys.path.insert(0, COLLECTIONS)
 
 # pylint: disable=wrong-import-position
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import page_spool  # noqa: E402
@@ -135,30 +145,50 @@ def decode_digest(directory):
 
 
 def phases_once(directory):
-    """CPU seconds of each phase of one replay: loss scan, decode + merge, the whole feed, fold + result."""
-    saved = Saved(directory)
-    gc.disable()   # as analyse_pages does around its loop
-    start = time.process_time()
-    for _batch in saved.spool.merged(saved.layout, saved.decoders):
-        pass
-    merge = time.process_time() - start
-    gc.enable()
-    saved.spool.close()
+    """CPU seconds of each phase of one replay, all timed in that replay: loss scan, decode + merge
+    (the page generator's own time), the analysis loop (the rest of ``analyse_pages``: ``feed``, and
+    freeing each batch's events), the folds of waits into the series the loop makes every FOLD_AT
+    waits, fold + result at the end."""
     saved = Saved(directory)
     analyzer = analysis.SchedAnalyzer()
-    start = time.process_time()
-    saved.spool.losses(saved.layout)
-    losses = time.process_time() - start
+    spent = {"loss scan": 0.0, "decode + merge": 0.0, "folds in the loop": 0.0}
+
+    def timed(name, call):
+        def run(*args):
+            begun = time.process_time()
+            try:
+                return call(*args)
+            finally:
+                spent[name] += time.process_time() - begun
+        return run
+
+    merged = saved.spool.merged
+
+    def timed_merged(layout, decoders):
+        batches = merged(layout, decoders)
+        step = timed("decode + merge", lambda: next(batches, None))
+        while True:
+            batch = step()
+            if batch is None:
+                return
+            yield batch
+    saved.spool.merged = timed_merged
+    saved.spool.losses = timed("loss scan", saved.spool.losses)
+    fold = analyzer.waits.flush
+    analyzer.waits.flush = timed("folds in the loop", fold)
     start = time.process_time()
     sched_pages.analyse_pages(analyzer, saved.spool, saved.layout, saved.decoders, saved.kinds, saved.stats)
     pages = time.process_time() - start
+    analyzer.waits.flush = fold
     start = time.process_time()
     analyzer.finish()
     analyzer.result()
     result = time.process_time() - start
     saved.spool.close()
-    return {"loss scan": losses, "decode + merge": merge, "analysis loop": max(0.0, pages - losses - merge),
-            "fold + result": result}
+    phases = dict(spent)
+    phases["analysis loop"] = max(0.0, pages - sum(spent.values()))
+    phases["fold + result"] = result
+    return phases
 
 
 def split(args, events, switches):
@@ -178,7 +208,47 @@ def split(args, events, switches):
     bench_results.record("sched_decode_phases", figures, events=events, switches=switches, best_seconds=best)
 
 
+def against_baseline(args):
+    """Interleaved replays of the working tree and ``--baseline``: CPU per event of each, same result?"""
+    import statistics
+    import bench_sched_latency   # pylint: disable=import-outside-toplevel
+    workdir = tempfile.mkdtemp(prefix="fleettrace-profile-baseline-")
+    try:
+        trees = (("baseline " + args.baseline, bench_sched_latency.baseline_tree(args.baseline, workdir)),
+                 ("working tree", COLLECTIONS))
+        per_event = {name: [] for name, _root in trees}
+        outputs = {}
+        for _round in range(args.rounds):
+            for index, (name, root) in enumerate(trees):
+                out = os.path.join(workdir, "result%d.json" % index)
+                env = dict(os.environ, FLEETTRACE_PROFILE_COLLECTIONS=root)
+                text = subprocess.run([sys.executable, os.path.abspath(__file__), "replay", args.dir, "--repeat", "1",
+                                       "--out", out], env=env, check=True, stdout=subprocess.PIPE,
+                                      universal_newlines=True).stdout
+                per_event[name].append(float(re.search(r"= ([0-9.]+) us/event", text).group(1)))
+                outputs[name] = _read(workdir, os.path.basename(out))
+        for name, values in per_event.items():
+            print("%-20s %.3f us/event least, %.3f median of %d rounds"
+                  % (name, min(values), statistics.median(values), len(values)))
+        (before, old), (after, new) = per_event.items()
+        print("working tree / baseline: %.3f least, %.3f median of the rounds' ratios"
+              % (min(new) / min(old), statistics.median(n / o for n, o in zip(new, old))))
+        print("result documents identical: %s" % ("yes" if outputs[before] == outputs[after] else "NO"))
+        if args.split:   # each tree's phases (the working tree's last: its figures are the ones recorded)
+            for name, root in trees:
+                env = dict(os.environ, FLEETTRACE_PROFILE_COLLECTIONS=root)
+                print(name + ":")
+                sys.stdout.flush()
+                subprocess.run([sys.executable, os.path.abspath(__file__), "replay", args.dir, "--repeat",
+                                str(args.repeat), "--split"], env=env, check=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 def replay(args):
+    if args.baseline:
+        against_baseline(args)
+        return
     best = None
     result = None
     for _run in range(args.repeat):
@@ -216,6 +286,8 @@ def main():
     rep.add_argument("--decode-digest", action="store_true")
     rep.add_argument("--split", action="store_true", help="CPU per phase (recorded for bench_results)")
     rep.add_argument("--out")
+    rep.add_argument("--baseline", default="", help="git ref: replay it and the working tree in turns (see above)")
+    rep.add_argument("--rounds", type=int, default=8, help="interleaved rounds with --baseline")
     args = parser.parse_args()
     (record if args.command == "record" else replay)(args)
 

@@ -45,7 +45,7 @@ def _cgroup_of(pid, hierarchy):
     """The pid's cgroup path in one hierarchy ('freezer' for v1, '' for v2), from /proc/PID/cgroup."""
     with open("/proc/%d/cgroup" % pid) as handle:
         for line in handle:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
+            controllers, path = line.rstrip("\n").split(":", 2)[1:]
             if (hierarchy == "" and controllers == "") or hierarchy in controllers.split(","):
                 return path
     return "/"
@@ -111,7 +111,7 @@ class CgroupFreezer:
                     _write(os.path.join(self.root, origin.lstrip("/"), "cgroup.procs"), str(pid))
                 except (ProcessLookupError, FileNotFoundError):
                     pass  # the process ended
-            for _ in range(50):
+            for _attempt in range(50):
                 try:
                     os.rmdir(self.path)
                     break

@@ -131,7 +131,7 @@ def test_diagnose_corosync_explains_a_cgroup_freezer_stall(corosync, tmp_path, r
         try:
             armed = wait_armed(run_id, playbook)
             # Frozen 2 s (past the 800 ms threshold), again until the capture has its stall.
-            for _ in range(10):
+            for _freeze in range(10):
                 if playbook.poll() is not None:
                     break
                 freezer.freeze_for(FREEZE_SECONDS)

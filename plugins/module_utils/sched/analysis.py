@@ -56,8 +56,14 @@ WAKE_EVENTS = ("sched_waking",) + ENQUEUE_EVENTS
 # much "before" its wakeup on another CPU is a wait of 0 (counted); more is a contradiction.
 CLOCK_TOLERANCE_NS = 10000
 
-# Fields of a queued-wait record (a list, for speed).
+# Fields of a queued-wait record: a tuple (the cheapest object to build and free, one per wait;
+# the rare paths that change a record replace it).
 Q_SINCE, Q_KIND, Q_CPU, Q_ENQUEUED, Q_IDLE_SEQ = range(5)
+# A CPU's history holds events as ``feed`` gets them, ``(ts, cpu, kind, fields)`` with the switch's
+# fields: the task switched in and its name are these fields of the entry's fields.
+H_PID, H_COMM = 4, 3
+# Fields of a CPU's state (a list per CPU: the hot loop finds it with one lookup per event).
+C_CURRENT, C_IDLE_SEQ, C_LAST_EVENT, C_HISTORY = range(4)
 
 
 class SchedAnalyzer:
@@ -72,14 +78,14 @@ class SchedAnalyzer:
         self.watched = WatchedTasks(self.watch, worst_count, longest_d_count, exact_cap, tail_cap,
                                     max_watched_tasks)
         self.losses = LossIntervals()
-        self.queued = {}           # pid -> [since, kind, cpu, enqueued, idle_seq of that cpu] (Q_*)
+        self.queued = {}           # pid -> (since, kind, cpu, enqueued, idle_seq of that cpu) (Q_*)
         self.history_len = cpu_history
-        self.history = {}          # cpu -> deque of (ts, pid, comm) switch-ins
+        # cpu -> [pid believed on it (None: unknown), times it went idle, ts of its latest
+        # wakeup/migration (-1: none), deque of its switch-in events (H_*; None before its first
+        # switch)] (C_*)
+        self.cpus = {}
         self.clock_underflows = 0
-        self.current = {}           # cpu -> pid believed on CPU
         self.running = {}           # pid -> cpu it is believed to run on
-        self.idle_seq = {}          # cpu -> times it went idle
-        self.last_event = {}        # cpu -> ts of its latest event
         self.comms = {}             # pid -> last comm seen (bounded by the number of tasks)
         self.inferred_switch_ins = 0
         self.woken_while_running = 0
@@ -94,6 +100,18 @@ class SchedAnalyzer:
         return sum(self.unmeasured.values())
 
     # -- events --------------------------------------------------------------
+    def _cpu(self, cpu):
+        """The state of ``cpu`` (C_*), made at its first event."""
+        state = self.cpus.get(cpu)
+        if state is None:
+            state = self.cpus[cpu] = [None, 0, -1, None]
+        return state
+
+    def _idle_seq(self, cpu):
+        """Times ``cpu`` went idle so far (0 for a CPU not seen yet)."""
+        state = self.cpus.get(cpu)
+        return state[C_IDLE_SEQ] if state is not None else 0
+
     def lost(self, since, until):
         """Events were lost somewhere between ``since`` and ``until`` (ns; None: unknown)."""
         self.losses.add(since, until)
@@ -114,9 +132,10 @@ class SchedAnalyzer:
         if comm:
             self.comms[pid] = comm
         if waker is not None:
-            if self.current.get(cpu, waker) != waker:
+            state = self._cpu(cpu)
+            if state[C_CURRENT] is not None and state[C_CURRENT] != waker:
                 self._running(ts, cpu, waker, None)
-            self.last_event[cpu] = ts
+            state[C_LAST_EVENT] = ts
         if self.watching:
             self.watched.woken(pid, ts)
         if pid in self.running:
@@ -133,12 +152,13 @@ class SchedAnalyzer:
                 self.unmeasured[REWOKEN] += 1
                 entry = None
             else:
-                entry[Q_ENQUEUED] = True
-                if target_cpu is not None:
-                    entry[Q_CPU] = target_cpu
-                    entry[Q_IDLE_SEQ] = self.idle_seq.get(target_cpu, 0)
+                if target_cpu is None:
+                    self.queued[pid] = entry[:Q_ENQUEUED] + (True,) + entry[Q_ENQUEUED + 1:]
+                else:
+                    self.queued[pid] = (entry[Q_SINCE], entry[Q_KIND], target_cpu, True,
+                                        self._idle_seq(target_cpu))
                 return
-        self.queued[pid] = [ts, WAKEUP, target_cpu, enqueue, self.idle_seq.get(target_cpu, 0)]
+        self.queued[pid] = (ts, WAKEUP, target_cpu, enqueue, self._idle_seq(target_cpu))
 
     def migrate(self, ts, cpu, pid, orig_cpu, dest_cpu, waker=None):
         """``sched_migrate_task``: before the enqueue it places a woken task, after it moves it."""
@@ -151,13 +171,12 @@ class SchedAnalyzer:
         self._seen(ts, ts)
         if waker is not None:
             self._running(ts, cpu, waker, None)
-            self.last_event[cpu] = ts
+            self._cpu(cpu)[C_LAST_EVENT] = ts
         entry = self.queued.get(pid)
         if entry is None:
             return
         if entry[Q_KIND] == WAKEUP and not entry[Q_ENQUEUED]:
-            entry[Q_CPU] = dest_cpu
-            entry[Q_IDLE_SEQ] = self.idle_seq.get(dest_cpu, 0)
+            self.queued[pid] = (entry[Q_SINCE], WAKEUP, dest_cpu, False, self._idle_seq(dest_cpu))
         else:
             del self.queued[pid]
             self.unmeasured[MIGRATED] += 1
@@ -174,6 +193,10 @@ class SchedAnalyzer:
     def switch(self, ts, cpu, prev_comm, prev_pid, prev_state, next_comm, next_pid):
         self.feed(((ts, cpu, SWITCH, (prev_comm, prev_pid, prev_state, next_comm, next_pid)),))
 
+    def _history_entry(self, ts, cpu, pid, comm):
+        """A switch-in the kernel did not record, as a history entry (H_*)."""
+        return (ts, cpu, SWITCH, (None, None, None, comm, pid))
+
     def feed(self, events, handlers=None, switch_kind=SWITCH, enqueue_kind=None):
         """Analyse ``(ts, cpu, kind, fields)`` events in time order.
 
@@ -184,12 +207,9 @@ class SchedAnalyzer:
         The switch, every other event, is handled inline here (the hot path:
         local names, no call per event); rare cases go to helpers.
         """
-        current = self.current
+        cpus = self.cpus
         running = self.running
         queued = self.queued
-        idle_seq = self.idle_seq
-        last_event = self.last_event
-        histories = self.history
         comms = self.comms
         wakeup_adds, preempt_adds = self.waits.adders[WAKEUP], self.waits.adders[PREEMPT]
         watching = self.watching
@@ -200,52 +220,50 @@ class SchedAnalyzer:
         ts = None
         if events and self.first_ts is None:
             self.first_ts = events[0][0]
-        for ts, cpu, kind, fields in events:
+        for event in events:
+            ts, cpu, kind, fields = event
+            # (Subscripts, not .get(): cheaper on this path; a missing key is rare.)
+            try:
+                state = cpus[cpu]
+            except KeyError:
+                state = self._cpu(cpu)
             if kind != switch_kind:
                 if kind == enqueue_kind and not watching:
                     waker, comm, pid, target = fields
-                    # (Subscripts, not .get(): cheaper on this path; a missing key is rare.)
-                    try:
-                        believed = current[cpu]
-                    except KeyError:
-                        believed = None
+                    believed = state[0]
                     if (believed == waker or believed is None) and pid not in running and pid not in queued:
                         # A sleeping task put on a run queue: a wait starts.
                         n_enqueues += 1
-                        current[cpu] = waker
-                        last_event[cpu] = ts
+                        state[0] = waker
+                        state[2] = ts
                         if comm:
                             comms[pid] = comm
                         try:
-                            target_idle = idle_seq[target]
+                            target_idle = cpus[target][1]
                         except KeyError:
                             target_idle = 0
-                        queued[pid] = [ts, WAKEUP, target, True, target_idle]
+                        queued[pid] = (ts, WAKEUP, target, True, target_idle)
                         continue
                 n_handled += 1
                 handlers[kind](ts, cpu, fields)
                 continue
             # A switch (counted at the end: the events that were not).
+            # (state[0..3]: C_CURRENT, C_IDLE_SEQ, C_LAST_EVENT, C_HISTORY.)
             prev_comm, prev_pid, prev_state, next_comm, next_pid = fields
-            try:
-                believed = current[cpu]
-            except KeyError:
-                believed = None
+            believed = state[0]
             if believed != prev_pid and believed is not None:
                 self._running(ts, cpu, prev_pid, prev_comm)
-            current[cpu] = next_pid
-            try:
-                history = histories[cpu]
-            except KeyError:  # the CPU's first switch; from here on idle_seq[cpu] exists too
-                history = histories[cpu] = collections.deque(maxlen=self.history_len)
-                idle_seq.setdefault(cpu, 0)
+            state[0] = next_pid
+            history = state[3]
+            if history is None:  # the CPU's first switch
+                history = state[3] = collections.deque(maxlen=self.history_len)
             # One pop for the usual case (prev ran here); put back if it is believed elsewhere.
             prev_cpu = running.pop(prev_pid, cpu)
             if prev_cpu != cpu:
                 running[prev_pid] = prev_cpu
             if prev_pid:
                 if prev_state & STATE_RUNNING_MASK == 0:
-                    queued[prev_pid] = [ts, PREEMPT, cpu, True, idle_seq[cpu]]
+                    queued[prev_pid] = (ts, PREEMPT, cpu, True, state[1])
                 elif watching and prev_state & (STATE_S | STATE_D):
                     prev_comm = prev_comm or self._name(prev_pid)
                     if self.watch.matches(prev_pid, prev_comm):
@@ -257,7 +275,7 @@ class SchedAnalyzer:
                 entry = queued.pop(next_pid, None)
                 if entry is not None:
                     latency = ts - entry[0]
-                    if measured_fast and entry[2] == cpu and latency >= 0 and idle_seq[cpu] == entry[4]:
+                    if measured_fast and entry[2] == cpu and latency >= 0 and state[1] == entry[4]:
                         # Proven (queued here, CPU never idle since, nothing lost): the common case.
                         # Straight into its (kind, CPU) pending list; folded every FOLD_AT waits.
                         try:
@@ -273,8 +291,8 @@ class SchedAnalyzer:
                 if watching:
                     self.watched.switched_in(next_pid, ts)
             else:
-                idle_seq[cpu] += 1
-            history.append((ts, next_pid, next_comm))
+                state[1] += 1
+            history.append(event)   # the switch itself: no new object (H_*)
         if self.waits.pending_count() >= FOLD_AT:
             self.waits.flush()  # memory stays bounded by the batch size plus FOLD_AT
         if n_enqueues:
@@ -307,7 +325,7 @@ class SchedAnalyzer:
         if entry[Q_CPU] is not None and entry[Q_CPU] != cpu:
             self.unmeasured[CPU_MISMATCH] += 1
             return
-        if entry[Q_ENQUEUED] and entry[Q_CPU] is not None and self.idle_seq.get(cpu, 0) != entry[Q_IDLE_SEQ]:
+        if entry[Q_ENQUEUED] and entry[Q_CPU] is not None and self._idle_seq(cpu) != entry[Q_IDLE_SEQ]:
             self.unmeasured[IDLE_CPU] += 1
             return
         since = entry[Q_SINCE]
@@ -337,12 +355,13 @@ class SchedAnalyzer:
         on a CPU believed busy means the CPU went idle, which contradicts the
         waits queued there.  For history, the switch is put at the CPU's previous event.
         """
-        current = self.current.get(cpu)
+        state = self._cpu(cpu)
+        current = state[C_CURRENT]
         if current is None or current == pid:
-            self.current[cpu] = pid
+            state[C_CURRENT] = pid
             return
         self.inferred_switch_ins += 1
-        self.current[cpu] = pid
+        state[C_CURRENT] = pid
         running = self.running
         if running.get(current) == cpu:
             del running[current]
@@ -351,29 +370,30 @@ class SchedAnalyzer:
             if self.queued.pop(pid, None) is not None:
                 self.unmeasured[RAN_UNTRACED] += 1
         else:
-            self.idle_seq[cpu] = self.idle_seq.get(cpu, 0) + 1
-        history = self.history.get(cpu)
+            state[C_IDLE_SEQ] += 1
+        history = state[C_HISTORY]
         if history is not None:
             # At the CPU's previous event: its last wakeup/migration or its last switch.
-            since = max(self.last_event.get(cpu, -1), history[-1][0] if history else -1)
-            history.append((since if since >= 0 else ts, pid, comm or self._name(pid)))
+            since = max(state[C_LAST_EVENT], history[-1][0] if history else -1)
+            history.append(self._history_entry(since if since >= 0 else ts, cpu, pid, comm or self._name(pid)))
 
     def _name(self, pid):
         """A task's last known name (decoding skips names the hot path does not need)."""
         comm = self.comms.get(pid)
         if comm:
             return comm
-        for history in self.history.values():
-            for _ts, other, comm in reversed(history):
-                if other == pid:
-                    return comm
+        for state in self.cpus.values():
+            for entry in reversed(state[C_HISTORY] or ()):
+                if entry[3][H_PID] == pid:
+                    return entry[3][H_COMM]
         return b"?"
 
     def _record_worst(self, latency, entry, ts, cpu, pid, comm, history):
         since = entry[Q_SINCE]
         self.worst.keep(latency, {
             "latency_ns": latency, "pid": pid, "comm": comm, "cpu": cpu, "kind": entry[Q_KIND],
-            "since_ns": since, "until_ns": ts, "ran_meanwhile": sched_result.ran_meanwhile(history, since, ts)})
+            "since_ns": since, "until_ns": ts, "ran_meanwhile": sched_result.ran_meanwhile(
+                [(entry[0], entry[3][H_PID], entry[3][H_COMM]) for entry in history], since, ts)})
 
     # -- result ----------------------------------------------------------------
     def watched_task(self, pid, comm):

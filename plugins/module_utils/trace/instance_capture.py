@@ -257,5 +257,3 @@ def capture_window(instance, duration, clear=True, stop_after_events=None, stop_
             raw.close()
     return _finish(instance, parser, sink, stop_reason, started, stats_before,
                    {"armed": True, "process_missing_at_start": False})
-
-
