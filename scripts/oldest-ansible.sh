@@ -26,6 +26,7 @@ if [[ $# -eq 0 ]]; then
   set -- tests/unit/test_report.py tests/unit/test_report_down_hosts.py tests/unit/test_role_specs.py \
     tests/integration/test_audit_playbooks.py tests/integration/test_not_root.py \
     tests/integration/test_check_mode_mounts_nothing.py tests/integration/test_syscall_latency_input.py \
-    tests/integration/test_module_examples.py
+    tests/integration/test_module_examples.py tests/integration/test_diagnose_playbook.py \
+    tests/integration/test_sentinel_limit.py
 fi
 exec "$VENV/bin/pytest" -q "$@"

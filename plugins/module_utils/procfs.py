@@ -13,7 +13,7 @@ import os
 import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import bounded
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 
 PROC = "/proc"
 
@@ -330,6 +330,38 @@ def find_pids(name=None, pid=None, pidfile=None, cmdline_regex=None, exclude_sel
             continue
         matches.append(candidate)
     return matches
+
+
+TARGET_CRITERIA = ("name", "pid", "pidfile", "cmdline_regex")
+
+
+def check_target(criteria):
+    """Refuse criteria no process can be found by (OptionError): a regular expression that does not compile,
+    a pid that is no process id.  ``criteria`` maps TARGET_CRITERIA to values, None for not given."""
+    regex = criteria.get("cmdline_regex")
+    if regex is not None:
+        try:
+            re.compile(regex)
+        except re.error as exc:
+            raise OptionError("cmdline_regex %r is not a valid regular expression: %s" % (regex, exc))
+    if criteria.get("pid") is not None and criteria["pid"] <= 0:
+        raise OptionError("pid must be a positive process id, got %d" % criteria["pid"])
+
+
+def describe_target(criteria):
+    """The criteria in words, as in 'no process matches name corosync'."""
+    return ", ".join("%s %s" % (key, value) for key, value in criteria.items() if value is not None)
+
+
+def find_target(criteria):
+    """The pids matching every given criterion (find_pids); a pidfile that cannot be read is a FleettraceError."""
+    try:
+        return find_pids(**{key: criteria.get(key) for key in TARGET_CRITERIA})
+    except OSError as exc:
+        raise FleettraceError("cannot read pidfile %s: %s; is the service running?"
+                              % (criteria.get("pidfile"), exc.strerror))
+    except ValueError as exc:   # FileRefused (a pidfile that is no regular file), a bad pid in it
+        raise FleettraceError(str(exc))
 
 
 def _name_matches(pid, name):

@@ -136,6 +136,11 @@ commands:
   returned: always
   type: list
   elements: str
+summary:
+  description: One line saying what was removed (in check mode, what would be), what was left alone and why.
+  returned: always
+  type: str
+  sample: "removed: 1 instance(s) ['fleettrace_r1_node1_3f2a'], 0 uprobe(s) [], ..."
 """
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
@@ -190,6 +195,7 @@ def body(module, result):
                   runs=[{"tag": m.tag, "run_id": m.run_id, "why": why} for m, why in cleanup.chosen],
                   live=[lifecycle.describe(m) for m in cleanup.live], quarantined=store.quarantined(),
                   sentinels=sentinels)
+    result["summary"] = removal.summary(result, module.check_mode)
     if module._diff:
         result["diff"] = dict(before={"instances": removed["instances"], "uprobes": removed["uprobes"]},
                               after={"instances": [], "uprobes": []})

@@ -46,6 +46,13 @@ options:
     type: list
     elements: path
     default: []
+  run_dirs:
+    description:
+      - Result directories of diagnose or sentinel runs (C(threshold_capture), C(sentinel)). Their C(HOST.json)
+        files are read, not the run's C(summary.json) nor the directories below (its report).
+    type: list
+    elements: path
+    default: []
   hosts:
     description:
       - Hosts that must appear in the report (for example C(ansible_play_hosts_all)); each one without any
@@ -149,6 +156,11 @@ down:
   returned: always
   type: list
   elements: dict
+report_lines:
+  description: What the report role prints, the fleet table (RV(summary_lines)), RV(msg) and where report.html is.
+  returned: always
+  type: list
+  elements: str
 msg:
   description: Which hosts gave no result and which checks failed on which host, or what passed.
   returned: always
@@ -179,7 +191,11 @@ def body(module, result):
     if missing:
         raise OptionError("result_paths: %s does not exist; point it at the per-host JSON files "
                           "or the directory holding them" % ", ".join(missing))
-    docs += report_document.load_documents(params["result_paths"])
+    not_dirs = [p for p in params["run_dirs"] if not os.path.isdir(p)]
+    if not_dirs:
+        raise OptionError("run_dirs: %s is no directory; give the run's result directory" % ", ".join(not_dirs))
+    docs += report_document.load_documents(params["result_paths"] + [
+        path for run_dir in params["run_dirs"] for path in report_document.run_dir_files(run_dir)])
     docs += report_document.missing_hosts(docs, params["hosts"])
     if not docs:
         raise FleettraceError("no per-host results found in results or %s: did the audit run on any host?"
@@ -208,10 +224,12 @@ def body(module, result):
             except OSError as exc:
                 result["changed"] = bool(changed_files)
                 raise FleettraceError("cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc))
+    summary_lines = report_text.summary_lines(report)
+    msg = report_model.failure_message(report)
     return dict(changed=bool(changed_files), files=files, passed=report["passed"],
                 failed_checks=report["failed"], checks=report["checks"], down=report["down"],
-                summary_lines=report_text.summary_lines(report), fleet=report["fleet"],
-                msg=report_model.failure_message(report), **extra)
+                summary_lines=summary_lines, fleet=report["fleet"], msg=msg,
+                report_lines=summary_lines + ["", msg, "Report: " + files["report.html"]], **extra)
 
 
 def main():
@@ -219,6 +237,7 @@ def main():
         dict(
             results=dict(type="list", elements="dict", default=[]),
             result_paths=dict(type="list", elements="path", default=[]),
+            run_dirs=dict(type="list", elements="path", default=[]),
             hosts=dict(type="list", elements="str", default=[]),
             dest=dict(type="path", required=True),
             title=dict(type="str", default="Scheduling latency report"),
@@ -226,7 +245,7 @@ def main():
             columns=dict(type="dict", default={}),
             prometheus_dir=dict(type="path"),
         ),
-        body, required_one_of=[("results", "result_paths")], supports_check_mode=True,
+        body, required_one_of=[("results", "result_paths", "run_dirs")], supports_check_mode=True,
         caps=input_limits.MODULE_CAPS["latency_report"])
 
 

@@ -258,77 +258,30 @@ build_id:
   returned: always
   type: str
   sample: 3b5c7f0e9a3d4c1b8e2f6a7d9c0b1e2f3a4b5c6d
+binary:
+  description: The binary asked about (O(binary) as given), for a controller step that reads every node's answer.
+  returned: always
+  type: str
+  sample: /usr/sbin/corosync
 """
 
-import re
-
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, uprobe_plans
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfo as dwarf_debuginfo
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import debuginfod
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, probe_lookup, uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
+
+LOOKUP_OPTIONS = ("function", "spec", "debuginfo", "build_id", "resolve", "group", "event", "debuginfod_urls",
+                  "debuginfod_timeout", "line_match", "line", "args")
 
 
 def body(module, result):
     params = module.params
-    result.update(lines=[], build_id=None)
+    result.update(lines=[], build_id=None, binary=params["binary"])
     if params["pid"] is not None:
         try:
             params, running = uprobe_plans.onto_running_code(params)
         except mapped_code.MappedCodeError as exc:
             raise exc.reworded("probe_info on %s: %s" % (params["binary"], exc.message))
         result["mapped"] = running.facts()
-    try:
-        # Known without pyelftools (struct only): a caller can resolve elsewhere by it when this host cannot.
-        result["build_id"] = dwarf_debuginfo.read_build_id(params["binary"])
-    except dwarf_debuginfo.DebugInfoError:
-        pass
-    try:
-        import elftools  # noqa: F401 - the resolver imports it late; say so before any work
-        from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import resolver as dwarf_resolver
-    except ImportError as exc:
-        raise FleettraceError("probe_info needs the Python package pyelftools on this host (pip install pyelftools): %s"
-                              % exc)
-    if params["build_id"] is not None and not re.match(r"^[0-9a-fA-F]{2,}$", params["build_id"]):
-        raise OptionError("build_id %r must be a hex GNU build-id" % params["build_id"])
-    resolver = None
-    try:
-        found = debuginfod.locate(params["binary"], explicit=params["debuginfo"], expected_build_id=params["build_id"],
-                                  urls=debuginfod.server_urls(params["debuginfod_urls"]),
-                                  timeout=params["debuginfod_timeout"])
-        result["debuginfo_source"] = found["source"]
-        if found["server"]:
-            result["debuginfod_server"] = found["server"]
-        resolver = dwarf_resolver.Resolver(params["binary"], debuginfo=found["path"],
-                                           expected_build_id=params["build_id"])
-        result["build_id"] = resolver.build_id
-        function = params["function"]
-        spec = probe_spec.parse(params["spec"]) if params["spec"] else None
-        if function is None and spec is not None:
-            function = spec.point.function
-        if function:
-            listing = resolver.probeable_lines(function, spec.point.source if spec is not None and not params["function"] else None)
-            result.update(function=listing["function"], file=listing["file"], decl_line=listing["decl_line"],
-                          lines=listing["lines"])
-        wanted_spec = params["spec"]
-        if params["function"] and (params["line_match"] or params["line"] or params["args"] or params["resolve"]):
-            # The probe line picked here, not in a role: the same choice on every node and on the controller.
-            wanted_spec, picked = uprobe_plans.pick_line(listing["function"], listing["lines"], params["line_match"],
-                                                         params["line"], params["args"])
-            result.update(spec=wanted_spec, picked_line=picked)
-        if wanted_spec is not None:
-            result["variables"] = resolver.variables_at(wanted_spec)
-        if params["resolve"]:
-            resolved = resolver.resolve(wanted_spec, group=params["group"], event=params["event"]).as_dict()
-            result.update(definitions=resolved["definitions"], addresses=resolved["addresses"],
-                          group=resolved["group"], events=resolved["events"])
-    except DwarfError as exc:
-        raise exc.reworded("probe_info on %s: %s" % (params["binary"], exc.message))
-    finally:
-        if resolver is not None:
-            resolver.close()
+    probe_lookup.look_up(result, params["binary"], **{name: params[name] for name in LOOKUP_OPTIONS})
 
 
 def main():

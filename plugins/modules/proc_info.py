@@ -180,35 +180,17 @@ message:
   sample: "1 process: corosync[3796] SCHED_RR rtprio 99, state S"
 """
 
-import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
-
-
-def describe(criteria):
-    return ", ".join("%s %s" % (key, value) for key, value in criteria.items() if value is not None)
 
 
 def body(module, result):
     params = module.params
-    criteria = {key: params[key] for key in ("name", "pid", "pidfile", "cmdline_regex")}
-    if params["cmdline_regex"] is not None:
-        try:
-            re.compile(params["cmdline_regex"])
-        except re.error as exc:
-            raise OptionError("cmdline_regex %r is not a valid regular expression: %s"
-                              % (params["cmdline_regex"], exc))
-    if params["pid"] is not None and params["pid"] <= 0:
-        raise OptionError("pid must be a positive process id, got %d" % params["pid"])
-    try:
-        pids = procfs.find_pids(name=params["name"], pid=params["pid"], pidfile=params["pidfile"],
-                                cmdline_regex=params["cmdline_regex"])
-    except OSError as exc:
-        raise FleettraceError("cannot read pidfile %s: %s; is the service running?" % (params["pidfile"], exc.strerror))
-    except ValueError as exc:   # FileRefused (a pidfile that is no regular file), a bad pid in it
-        raise FleettraceError(str(exc))
+    criteria = {key: params[key] for key in procfs.TARGET_CRITERIA}
+    procfs.check_target(criteria)
+    pids = procfs.find_target(criteria)
 
     processes = []
     for pid in pids:
@@ -219,7 +201,7 @@ def body(module, result):
             continue  # exited between the search and the read: it no longer matches
     result.update(processes=processes, pids=[p["pid"] for p in processes], priority_legend=procfs.PRIORITY_EXPLAINED)
     if not processes:
-        result["message"] = "no process matches %s" % describe(criteria)
+        result["message"] = "no process matches %s" % procfs.describe_target(criteria)
         if not params["allow_missing"]:
             raise FleettraceError(result["message"], hint="check that it runs on this host, or set allow_missing: true")
         return

@@ -41,15 +41,63 @@ options:
     type: str
     required: true
   pid:
-    description: The target process (O(state=armed)).
+    description: The target process (O(state=armed)); or find it by O(target_name), O(target_pid), ...
     type: int
+  target_name:
+    description:
+      - Without O(pid), the target is the first process matching every O(target_name), O(target_pid),
+        O(target_pidfile) and O(target_cmdline_regex) given (as M(fleettrace.tracefs.proc_info) matches them; empty
+        and 0 are not given). When none matches, nothing is armed and RV(target_found) is false.
+    type: str
+  target_pid:
+    description: See O(target_name).
+    type: int
+  target_pidfile:
+    description: See O(target_name).
+    type: path
+  target_cmdline_regex:
+    description: See O(target_name).
+    type: str
   binary:
-    description: The probed binary's absolute path (O(state=armed)); the target must map this very file.
+    description:
+      - The probed binary's absolute path (O(state=armed)); the target must map this very file. Default the target's
+        executable.
     type: path
   definitions:
     description:
       - Ready C(uprobe_events) lines (resolved on the node or the controller); their group is replaced by the
-        sentinel's, their event names kept.
+        sentinel's, their event names kept. Empty lines are ignored; with none, the probe of O(probe_spec) or
+        O(probe_function) is resolved here, as M(fleettrace.tracefs.probe_info) resolves it.
+    type: list
+    elements: str
+  probe_spec:
+    description: Without O(definitions), the perf-probe style spec resolved on the node (needs pyelftools there).
+    type: str
+  probe_function:
+    description:
+      - Without O(definitions) and O(probe_spec), the function whose probe line is picked as
+        M(fleettrace.tracefs.probe_info) picks it (O(probe_line_match), O(probe_line), O(probe_args)) and resolved.
+    type: str
+  probe_line_match:
+    description: As M(fleettrace.tracefs.probe_info)'s O(fleettrace.tracefs.probe_info#module:line_match).
+    type: str
+  probe_line:
+    description: As M(fleettrace.tracefs.probe_info)'s O(fleettrace.tracefs.probe_info#module:line).
+    type: int
+    default: 0
+  probe_args:
+    description: As M(fleettrace.tracefs.probe_info)'s O(fleettrace.tracefs.probe_info#module:args).
+    type: list
+    elements: str
+    default: []
+  probe_event:
+    description: The event name of the probe resolved here.
+    type: str
+  debuginfo:
+    description: A debug info file for the binary, for the probe resolved here.
+    type: path
+  debuginfod_urls:
+    description: debuginfod servers for the probe resolved here (default C(DEBUGINFOD_URLS) of the module's environment).
     type: list
     elements: str
   build_id:
@@ -172,6 +220,17 @@ EXAMPLES = r"""
     token_timeout_ms: 3000
   become: true
 
+- name: Arm on corosync if it runs, the probe line picked and resolved on the node (pyelftools, debug info there)
+  fleettrace.tracefs.sentinel:
+    label: corosync
+    target_name: corosync
+    probe_function: timer_function_scheduler_timeout
+    probe_line_match: "tv_diff = "
+    probe_args: ["tv_diff=tv_diff:u64"]
+    probe_event: timer_function_scheduler_timeout
+    threshold: 2400000000
+  become: true
+
 - name: What did it catch so far?
   fleettrace.tracefs.sentinel:
     label: corosync
@@ -181,6 +240,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+target_found:
+  description: Whether the target process runs here (false with O(target_name) and the like when none matches).
+  returned: when state=armed
+  type: bool
 changed:
   description: True when a sentinel was armed, replaced or disarmed.
   returned: always
@@ -216,9 +279,11 @@ message:
 
 import socket
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_lookup, procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import collect, control, settings as sentinel_settings
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import target as sentinel_target
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel.spool import Spool
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core import Tracefs
@@ -230,6 +295,11 @@ ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["armed", "collected", "absent"], default="armed"),
     label=dict(type="str", required=True),
     pid=dict(type="int"), binary=dict(type="path"), definitions=dict(type="list", elements="str"),
+    target_name=dict(type="str"), target_pid=dict(type="int"), target_pidfile=dict(type="path"),
+    target_cmdline_regex=dict(type="str"),
+    probe_spec=dict(type="str"), probe_function=dict(type="str"), probe_line_match=dict(type="str"),
+    probe_line=dict(type="int", default=0), probe_args=dict(type="list", elements="str", default=[]),
+    probe_event=dict(type="str"), debuginfo=dict(type="path"), debuginfod_urls=dict(type="list", elements="str"),
     build_id=dict(type="str"), field=dict(type="str", default="tv_diff"),
     unit=dict(type="str", default="ns", choices=list(sentinel_settings.UNITS)),
     threshold=dict(type="int"), max_captures=dict(type="int", default=5),
@@ -248,21 +318,52 @@ ARGUMENT_SPEC = dict(
 )
 
 
+def target_criteria(p):
+    """The target_* options as procfs criteria; a role's empty defaults ('' and 0) are not given."""
+    return {key: p["target_" + key] or None for key in procfs.TARGET_CRITERIA}
+
+
+def find_target(p):
+    """The target's pid: O(pid), else the first process the target_* options match; None when none does."""
+    if p["pid"] is not None:
+        return p["pid"]
+    criteria = target_criteria(p)
+    if all(value is None for value in criteria.values()):
+        raise OptionError("state=armed needs pid, or target_name, target_pid, target_pidfile or "
+                          "target_cmdline_regex to find the target")
+    procfs.check_target(criteria)
+    for pid in procfs.find_target(criteria):
+        if procfs.pid_exists(pid):   # not exited between the search and now
+            return pid
+    return None
+
+
 def body(module, _result):
     p = module.params
     host = p["host"] or socket.gethostname()
     try:
         label = sentinel_settings.check_label(p["label"])
+        target = None
+        if p["state"] == "armed":
+            target = find_target(p)
+            if target is None:
+                return dict(changed=False, target_found=False, label=label, status="not armed",
+                            message="not armed: no process matches %s" % procfs.describe_target(target_criteria(p)))
         fs = Tracefs(mount=False)
         if not module.check_mode:
             removal.reap_expired_quietly(fs, warn=module.warn)
         if p["state"] == "armed":
+            binary = p["binary"] or sentinel_target.exe_path(target) or ""
+            definitions, build_id = probe_lookup.ready_or_resolved(
+                p["definitions"], p["build_id"], binary, spec=p["probe_spec"], function=p["probe_function"],
+                line_match=p["probe_line_match"], line=p["probe_line"], args=p["probe_args"], event=p["probe_event"],
+                debuginfo=p["debuginfo"], debuginfod_urls=p["debuginfod_urls"])
             settings = sentinel_settings.Settings(
-                label, p["pid"], p["binary"], p["definitions"], p["field"], p["threshold"], build_id=p["build_id"],
+                label, target, binary, definitions, p["field"], p["threshold"], build_id=build_id,
                 unit=p["unit"], syscall_events=p["syscall_events"], spool_dir=p["spool_dir"],
                 textfile_dir=p["textfile_dir"], syslog_socket=p["syslog_socket"], boot_id_path=p["boot_id_path"],
                 **{name: p[name] for name in NUMBERS})
-            return control.arm(fs, settings, force=p["force"], check_mode=module.check_mode)
+            return dict(control.arm(fs, settings, force=p["force"], check_mode=module.check_mode), target_found=True)
         spool = Spool(p["spool_dir"], label)
         document = collect.document(spool, host, p["boot_id_path"])
         if p["state"] == "collected":
@@ -282,7 +383,7 @@ def body(module, _result):
 
 def main():
     run_module(ARGUMENT_SPEC, body,
-               required_if=[("state", "armed", ("pid", "binary", "definitions", "threshold"))],
+               required_if=[("state", "armed", ("threshold",))],
                supports_check_mode=True)
 
 

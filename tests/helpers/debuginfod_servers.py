@@ -67,7 +67,7 @@ class RealDebuginfod:
             if self.proc.poll() is not None:
                 raise RuntimeError("debuginfod exited: %s" % self.log())
             try:
-                with urllib.request.urlopen(url, timeout=5):
+                with urllib.request.build_opener().open(url, timeout=5):  # ready once it answers
                     return self
             except Exception:   # not scanned yet, or not listening yet
                 time.sleep(0.3)

@@ -119,8 +119,9 @@ def test_diagnose_resolves_on_a_controller_without_tracefs_or_root(loopback_sshd
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]
     played = json.loads(proc.stdout)
     resolving = [task["hosts"] for play in played["plays"] for task in play["tasks"]
-                 if "Resolve the probe on the controller for build " in task["task"]["name"]]
-    assert resolving and all(not r.get("failed") for hosts in resolving for r in hosts.values()), resolving
+                 if task["task"]["name"].endswith("Resolve the probe on the controller, once per build-id of the nodes that need it")]
+    assert resolving and all(not r.get("failed") and r["resolved_builds"] for hosts in resolving for r in hosts.values()), \
+        resolving
     with open(os.path.join(results, "corosync-%s" % run_id, "node1.json")) as handle:
         host = json.load(handle)
     assert host["threshold_reached"] is True, (host["status"], host["message"])

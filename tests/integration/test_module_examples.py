@@ -55,8 +55,9 @@ def test_examples_use_documented_options_and_pass_syntax_check(module, docs, tmp
 # Modules whose examples need something first (corosync: its binary with debug info, a running process,
 # a finding; or a diagnose run's per-host results): they say so first, and are checked for syntax and
 # options above. Every other module's examples run below.
-NEEDS_FIRST = ("capture", "capture_summary", "event", "probe_info", "sentinel", "syscall_latency", "uprobe")
-RUN_HERE = ("capture_result", "cleanup", "corosync_token", "instance", "latency_report", "proc_info", "run",
+NEEDS_FIRST = ("capture", "capture_summary", "event", "probe_for_nodes", "probe_info", "sentinel", "syscall_latency",
+               "uprobe")
+RUN_HERE = ("capture_result", "cleanup", "corosync_threshold", "instance", "latency_report", "proc_info", "run",
             "save_results", "sched_latency")
 PIDFILE_TASK = "The process behind a pidfile, without threads"   # says it needs corosync's pidfile
 
@@ -121,7 +122,7 @@ def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_pat
             checked.append(task)
     real = yaml.safe_load(docs["sched_latency"]["examples"]) + yaml.safe_load(docs["save_results"]["examples"])
     real += [t for t in yaml.safe_load(docs["proc_info"]["examples"]) if t["name"] != PIDFILE_TASK]
-    real += yaml.safe_load(docs["capture_result"]["examples"]) + yaml.safe_load(docs["corosync_token"]["examples"])
+    real += yaml.safe_load(docs["corosync_threshold"]["examples"]) + yaml.safe_load(docs["capture_result"]["examples"])
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": checked,
              "vars": {"report_dir": str(report_dir), "run_id": run_token, "corosync_pid": fake_corosync}},
             {"hosts": "localhost", "gather_facts": False, "tasks": real}]
@@ -149,7 +150,8 @@ def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_pat
         "no process matches name corosync"
     assert result.task("The host's result when a step failed")["result"]["message"].startswith(
         "task Install the probe failed: cannot resolve spec")
-    token = result.task("The stall threshold of the corosync running here (0.8 x token; 0.8 x 3000 ms when it does "
-                        "not run)")
-    assert token["threshold_ms"] == 0.8 * (token["token_ms"] or 3000), token
-    assert result.task("A threshold given by hand")["threshold_ns"] == 250000000
+    # Without a running corosync its default token (3000 ms) is assumed, and said; a given threshold is taken as is.
+    warned = result.task("The threshold corosync warns at on this node")
+    assert warned["source"] == ("cmapctl" if warned["token_timeout_ms"] else "default"), warned
+    assert warned["threshold_ns"] == int((warned["token_timeout_ms"] or 3000) * 0.8 * 1000000), warned
+    assert result.task("A threshold of our own")["threshold_ns"] == 400000000

@@ -65,12 +65,12 @@ def run_diagnose(run_playbook, inv, demo_daemon, results, run_id, extra):
 
 
 def controller_resolutions(result):
-    """Build-ids the controller resolved the probe for, one entry per run of its resolving task."""
+    """Build-ids the controller resolved the probe for, one entry per build resolved (probe_for_nodes)."""
     built = []
     for play in (result.data or {}).get("plays", []):
         for task in play.get("tasks", []):
-            if "Resolve the probe on the controller for build " in task["task"]["name"]:
-                built += [h["build_id"] for h in task["hosts"].values() if not h.get("skipped")]
+            if task["task"]["name"].endswith("Resolve the probe on the controller, once per build-id of the nodes that need it"):
+                built += [b for h in task["hosts"].values() for b in h.get("resolved_builds", [])]
     return built
 
 

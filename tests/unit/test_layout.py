@@ -34,6 +34,9 @@ ALLOWED = {
     "sched": {"trace", "tracefs", "procfs", "elf"},
     "report": {"trace"},
     "uprobe_plans": {"tracefs", "dwarf", "elf", "mapped_code"},
+    "probe_lookup": {"uprobe_plans", "dwarf"},
+    "probe_for_nodes": {"probe_lookup"},
+    "corosync_threshold": set(),
     "sentinel": {"runs", "trace", "tracefs", "procfs", "elf", "uprobe_plans"},
     # Imported only by plugins/modules/: the one place a module ends (fail_json), and the
     # one file under module_utils/ that imports Ansible.

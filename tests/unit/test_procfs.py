@@ -141,3 +141,17 @@ def test_user_stack_frames_of_every_form():
     dead = {"pid": 999999999, "user_stack": [" <%016x>" % address]}
     assert event_sink.symbolize_user_stacks([dead], pid_alive=lambda pid: False) == [999999999]
     assert dead["user_stack"] == [{"address": "0x%x" % address, "object": None, "symbol": None}]
+
+
+def test_target_criteria_checked_found_and_said(tmp_path):
+    from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+    with pytest.raises(OptionError, match="not a valid regular expression"):
+        procfs.check_target({"cmdline_regex": "("})
+    with pytest.raises(OptionError, match="positive process id"):
+        procfs.check_target({"pid": 0})
+    me = {"name": None, "pid": os.getpid(), "pidfile": None, "cmdline_regex": None}
+    procfs.check_target(me)
+    assert procfs.find_target(me) == [os.getpid()]
+    assert procfs.describe_target(me) == "pid %d" % os.getpid()
+    with pytest.raises(FleettraceError, match="cannot read pidfile"):
+        procfs.find_target({"pidfile": str(tmp_path / "missing.pid")})

@@ -144,3 +144,11 @@ def test_diagnose_finding_reads_like_the_summary():
     assert report_text.describe_syscall({"fd": 10}) == "on fd 10"
     assert report_text.describe_syscall({}) == ""
     assert report_text.blocking_frames(finding["kernel_stack"]) == ["percpu_rwsem_wait", "vfs_write"]
+
+
+def test_a_run_directory_gives_its_host_files_not_its_summary_nor_its_report(tmp_path):
+    for name in ("node2.json", "node1.json", "summary.json", "summary.md"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "report" / "hosts").mkdir(parents=True)
+    (tmp_path / "report" / "report.json").write_text("{}")
+    assert report_document.run_dir_files(str(tmp_path)) == [str(tmp_path / "node1.json"), str(tmp_path / "node2.json")]

@@ -400,3 +400,15 @@ def test_answer_unread_when_the_reader_of_a_pipe_or_socket_is_gone(tmp_path):
         assert not run_owner.answer_unread(handle.fileno())
     with open(os.devnull, "w") as handle:
         assert not run_owner.answer_unread(handle.fileno())
+
+
+def test_cleanup_summary_names_what_went_and_what_stayed():
+    result = {"removed": {"instances": ["fleettrace_r1_a"], "uprobes": ["fleettrace_r1_a/tick"], "events": [],
+                          "triggers": ["top:g:e:t"]},
+              "runs": [{"tag": "fleettrace_r1_a", "why": "owner gone"}], "live": ["fleettrace_r2_b: live"],
+              "quarantined": [], "sentinels": [{"tag": "fleettrace_sentinel_corosync"}]}
+    text = removal.summary(result, check_mode=True)
+    assert text.startswith("would remove: 1 instance(s) ['fleettrace_r1_a'], 1 uprobe(s)")
+    assert "1 trigger(s); runs ['fleettrace_r1_a']; live runs left alone: ['fleettrace_r2_b: live']" in text
+    assert "sentinels: ['fleettrace_sentinel_corosync']" in text
+    assert removal.summary(result, check_mode=False).startswith("removed: ")

@@ -70,6 +70,15 @@ def missing_hosts(docs, hosts):
     return [failure_document(host, "no result", NO_RESULT_MSG) for host in hosts if host not in named]
 
 
+RUN_SUMMARY = "summary.json"
+
+
+def run_dir_files(directory):
+    """A diagnose or sentinel run directory's per-host results: its HOST.json files (not below), summary.json aside."""
+    return [os.path.join(directory, name) for name in sorted(os.listdir(directory))
+            if name.endswith(".json") and name != RUN_SUMMARY and os.path.isfile(os.path.join(directory, name))]
+
+
 def load_documents(paths):
     """Read per-host JSON files; a directory is searched for ``*.json`` (one level of host dirs)."""
     docs = []

@@ -153,3 +153,16 @@ class Cleanup:
                 for aside in self.quarantined:
                     self.store.release(aside.tag, aside.names)
         return errors
+
+
+def summary(result, check_mode):
+    """The cleanup module's one-line account of ``result`` (its return values), for the playbook to print."""
+    removed = result["removed"]
+    return ("%s: %d instance(s) %s, %d uprobe(s) %s, %d event(s) elsewhere, %d trigger(s); runs %s; "
+            "live runs left alone: %s; quarantined (files in /run/fleettrace/runs that were no manifests, "
+            "moved aside; read, then delete them): %s; sentinels: %s (a sentinel ends with sentinel_state=absent, "
+            "or here with -e '{\"cleanup_force\": [\"TAG\"]}')"
+            % ("would remove" if check_mode else "removed",
+               len(removed["instances"]), removed["instances"], len(removed["uprobes"]), removed["uprobes"],
+               len(removed["events"]), len(removed["triggers"]), [r["tag"] for r in result["runs"]],
+               result["live"], result.get("quarantined", []), [s["tag"] for s in result["sentinels"]]))
