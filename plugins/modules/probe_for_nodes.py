@@ -15,7 +15,7 @@ description:
     guarded by that build-id (the M(fleettrace.tracefs.uprobe) module renames them onto the node's binary).
   - For each build-id this host's copy of the binary (O(controller_binary), else the node's path) is used when it
     has that build-id and its debug info is found; else the binary of the first node of that build must be fetched
-    to O(binaries_dir)C(/BUILD_ID/NAME); RV(fetch) lists what to fetch (with M(ansible.builtin.fetch)), and a
+    to O(binaries_dir)C(/BUILD_ID/NAME); RV(fetch) lists what to fetch (with the ansible.builtin.fetch module), and a
     second call with O(resolve=true) resolves from the fetched file.
   - Run it on the controller once for the play (C(delegate_to=localhost), C(run_once=true)). Needs pyelftools here
     when a node needs the controller. Reads only.

@@ -51,7 +51,10 @@ def test_report_html_renders_histogram_in_headless_chromium(run_playbook, unique
         "us": 1.0, "ms": 1e3, "s": 1e6}[unit]), unit)]
     assert [t for t in labels if t.startswith("worst wait ")]
     # The fleet table names what each percentile is of.
-    assert "all waits, us" in html and "wakeups, us" in html and "preemptions, us" in html
+    # (a kind of wait the window had none of has no columns: a quiet 2-CPU machine often has no preemption in 2 s).
+    latency = host["sched_latency"]["latency"]
+    for kind, group in (("all", "all waits, us"), ("wakeup", "wakeups, us"), ("preempt", "preemptions, us")):
+        assert (group in html) == bool(latency[kind]["count"]), (group, latency[kind]["count"])
 
     shot = screenshot(str(out / "report.html"), tmp_path, "audit-report", width=1000, height=1400)
     picture = image.open(shot).convert("RGB")
@@ -67,7 +70,9 @@ def test_report_html_renders_histogram_in_headless_chromium(run_playbook, unique
     # Bars of different heights: the shape of the distribution, not one block.
     heights = set(columns.values())
     assert len(heights) >= 2, heights
-    assert max(heights) >= 50
+    # The tallest bar is drawn as tall as the SVG says (its scale tops out at a round count, so not at a fixed size).
+    tallest = max(float(h) for h in re.findall(r'<rect [^>]*height="([0-9.]+)" fill="%s"' % report_svg.BAR_COLOR, hist))
+    assert max(heights) >= 0.8 * tallest >= 10, (sorted(heights), tallest)
     # One bar on screen per non-empty log2 bucket of report.json.
     # (The p99 and worst-wait marker lines are drawn over the bars: one that crosses a bar cuts it in two.)
     runs = sum(1 for x in columns if x - 1 not in columns)
