@@ -86,7 +86,9 @@ def test_the_finding_survives_a_broken_run_directory(breakage, demo_daemon, tmp_
         deadline = time.time() + 300
         while not is_armed(run_id) and playbook.poll() is None and time.time() < deadline:
             time.sleep(0.05)
-        assert is_armed(run_id), open(str(tmp_path / "play.log")).read()[-3000:]
+        # The play's exit status too: once (1 of 5 full runs) it ended silently before arming; a negative one is a signal.
+        assert is_armed(run_id), "play ended with %s before arming:\n%s" % (
+            playbook.poll(), open(str(tmp_path / "play.log")).read()[-3000:])
         namespace = os.readlink("/proc/%d/ns/mnt" % playbook.pid)
         assert namespace != os.readlink("/proc/self/ns/mnt")
         if breakage == "read-only":
