@@ -58,9 +58,8 @@ def corosync(corosync_prefix, tmp_path):
         node.stop()
 
 
-def test_diagnose_corosync_explains_a_real_stall(corosync, tmp_path, run_token):
-    run_id = "%s_corosync" % run_token
-    results = str(tmp_path / "results")
+def diagnose_command(corosync, tmp_path, run_id, results):
+    """The user's command for this corosync on localhost, and the file its output goes to."""
     inventory = tmp_path / "inventory.ini"
     inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
                          % os.path.join(REPO, ".venv", "bin", "python"))
@@ -68,7 +67,13 @@ def test_diagnose_corosync_explains_a_real_stall(corosync, tmp_path, run_token):
            os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
            "-e", json.dumps({"diagnose_corosync_binary": corosync.binary, "diagnose_timeout": 120,
                              "diagnose_results_dir": results, "diagnose_run_id": run_id})]
-    out = open(str(tmp_path / "playbook.log"), "w+")
+    return cmd, open(str(tmp_path / "playbook.log"), "w+")
+
+
+def test_diagnose_corosync_explains_a_real_stall(corosync, tmp_path, run_token):
+    run_id = "%s_corosync" % run_token
+    results = str(tmp_path / "results")
+    cmd, out = diagnose_command(corosync, tmp_path, run_id, results)
     playbook = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
         armed = wait_armed(run_id, playbook)
@@ -113,14 +118,7 @@ def test_diagnose_corosync_explains_a_cgroup_freezer_stall(corosync, tmp_path, r
     a finding with no call to measure, rc 0, and the freezer in the stack."""
     run_id = "%s_corosync_frz" % run_token
     results = str(tmp_path / "results")
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
-                         % os.path.join(REPO, ".venv", "bin", "python"))
-    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
-           os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
-           "-e", json.dumps({"diagnose_corosync_binary": corosync.binary, "diagnose_timeout": 120,
-                             "diagnose_results_dir": results, "diagnose_run_id": run_id})]
-    out = open(str(tmp_path / "playbook.log"), "w+")
+    cmd, out = diagnose_command(corosync, tmp_path, run_id, results)
     try:
         freezer = CgroupFreezer("fleettrace_%s_freezer" % run_token)
     except FreezerUnavailable as why:
@@ -179,14 +177,7 @@ def test_diagnose_corosync_names_the_slow_watchdog(corosync_with_watchdog, slow_
 
     run_id = "%s_corosync_wd" % run_token
     results = str(tmp_path / "results")
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
-                         % os.path.join(REPO, ".venv", "bin", "python"))
-    cmd = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), "-i", str(inventory),
-           os.path.join(REPO, "playbooks", "diagnose-corosync.yml"),
-           "-e", json.dumps({"diagnose_corosync_binary": corosync.binary, "diagnose_timeout": 120,
-                             "diagnose_results_dir": results, "diagnose_run_id": run_id})]
-    out = open(str(tmp_path / "playbook.log"), "w+")
+    cmd, out = diagnose_command(corosync, tmp_path, run_id, results)
     playbook = subprocess.Popen(cmd, cwd=REPO, env=ansible_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
         armed = wait_armed(run_id, playbook)
