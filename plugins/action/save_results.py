@@ -17,6 +17,8 @@ from ansible.errors import AnsibleActionFail
 from ansible.module_utils.common.text.converters import to_native
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.fleettrace.tracefs.plugins.plugin_utils.registered import registered_names, registered_results
+
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_.@:-]+$")
 LAYOUTS = ("hosts", "flat")
 # A host that gave no result gets this file instead (hosts layout), read by the report as kind=failure.
@@ -41,24 +43,6 @@ def document_of(registered, key):
     if not isinstance(document, dict):
         return failure_document("failed", "the task's result has no %s document" % key)
     return document
-
-
-def registered_results(task_vars, hosts, names):
-    """Per host, the first of the registered variables ``names`` it has that is not a skipped task.
-
-    Failed and unreachable hosts keep their registered result (their error), though they left the play.
-    """
-    hostvars = task_vars.get("hostvars") or {}
-    found = {}
-    for host in hosts:
-        found[host] = None
-        variables = hostvars[host] if host in hostvars else {}
-        for name in names:
-            value = variables.get(name) if name in variables else None
-            if isinstance(value, dict) and not value.get("skipped"):
-                found[host] = dict(value)
-                break
-    return found
 
 
 def flat_name(host):
@@ -132,10 +116,8 @@ class ActionModule(ActionBase):
         return result
 
     def _from_registered(self, args, task_vars):
-        hosts, names, key = args.get("hosts"), args.get("registered"), args.get("key")
-        if isinstance(names, str):
-            names = [names]
-        if not isinstance(hosts, list) or not names or not isinstance(names, list) or not key:
+        hosts, names, key = args.get("hosts"), registered_names(args.get("registered")), args.get("key")
+        if not isinstance(hosts, list) or not names or not key:
             raise AnsibleActionFail("save_results with hosts needs registered (the variable(s) the task registered) "
                                     "and key (the document in it, e.g. sched_latency)")
         found = registered_results(task_vars, hosts, names)

@@ -69,7 +69,7 @@ MODULE_CAPS = {
     "latency_report": {"results": NO_CAP, "result_paths": Cap(items=100000), "hosts": Cap(items=100000)},
     # Results other modules returned, taken whole (their own caps bounded them).
     "capture_result": {name: NO_CAP for name in ("result", "target", "after", "probe", "capture", "latency",
-                                                 "failed_result")},
+                                                 "failed_result", "picked")},
 }
 
 

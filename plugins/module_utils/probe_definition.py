@@ -226,6 +226,23 @@ def lines(definitions):
     return [definition.line() for definition in definitions]
 
 
+def given_lines(definitions):
+    """The definition lines actually given: ``definitions`` (a list, a single line as a string, or None) without
+    its empty entries, so a role's empty default ('' or []) gives none."""
+    if isinstance(definitions, str):
+        definitions = [definitions]
+    return [line for line in definitions or [] if isinstance(line, str) and line.strip()]
+
+
+def chosen_spec(spec, picked=None):
+    """The probe spec: ``spec`` when given (not empty), else the one probe_info picked (``picked``: its result,
+    registered; a skipped task's has none); '' when neither."""
+    if spec and spec.strip():
+        return spec.strip()
+    found = picked.get("spec") if isinstance(picked, dict) and not picked.get("skipped") else None
+    return found.strip() if isinstance(found, str) else ""
+
+
 def event_names(definitions):
     """Their event names, each once, in order."""
     names = []

@@ -16,6 +16,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import de
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf import probe_spec
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.dwarf.errors import DwarfError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import given_lines
 
 
 def look_up(result, binary, function=None, spec=None, debuginfo=None, build_id=None, resolve=False, group=None,
@@ -84,7 +85,7 @@ def ready_or_resolved(definitions, build_id, binary, spec=None, function=None, l
                       debuginfod_timeout=None):
     """(definitions, build_id) to install: the ready ones (empty lines dropped) with the build-id they were
     resolved for, else the probe resolved here (``spec``, or the line of ``function`` picked as probe_info picks it)."""
-    ready = [line_ for line_ in definitions or [] if line_ and line_.strip()]
+    ready = given_lines(definitions)
     if ready:
         return ready, build_id or None
     if not (spec or function):

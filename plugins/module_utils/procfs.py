@@ -333,6 +333,26 @@ def find_pids(name=None, pid=None, pidfile=None, cmdline_regex=None, exclude_sel
 
 
 TARGET_CRITERIA = ("name", "pid", "pidfile", "cmdline_regex")
+# proc_info's pairs that name the process in two ways (a pid or a pidfile names one process already).
+EXCLUSIVE_CRITERIA = (("pid", "pidfile"), ("pid", "name"), ("pid", "cmdline_regex"),
+                      ("pidfile", "name"), ("pidfile", "cmdline_regex"))
+
+
+def given_criteria(values):
+    """TARGET_CRITERIA -> the value given, or None: an empty string and pid 0 count as not given (a role
+    passes its empty defaults; no process has pid 0)."""
+    return {key: values.get(key) if values.get(key) not in (None, "", 0) else None for key in TARGET_CRITERIA}
+
+
+def check_exclusive(criteria, pairs=EXCLUSIVE_CRITERIA):
+    """Refuse (OptionError) no criterion at all, or two of a pair in ``pairs`` both given."""
+    if all(value is None for value in criteria.values()):
+        raise OptionError("give one of %s to find the process by (an empty value and pid 0 count as not given)"
+                          % ", ".join(TARGET_CRITERIA))
+    for first, second in pairs:
+        if criteria.get(first) is not None and criteria.get(second) is not None:
+            raise OptionError("parameters are mutually exclusive: %s|%s (%s names the process already; give one "
+                              "of them)" % (first, second, first))
 
 
 def check_target(criteria):

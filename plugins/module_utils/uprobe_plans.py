@@ -18,7 +18,7 @@ import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import (
-    ProbeDefinition, event_names, removal)
+    ProbeDefinition, chosen_spec, event_names, given_lines, removal)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
@@ -92,6 +92,31 @@ def check_boundary(definition, headers, build_id, build_id_given=False):
                     "Known instruction starts near it: %s. Resolve the probe from a spec, or set force: true only "
                     "if you know it is an instruction boundary. Nothing was written."
                     % (line, vaddr, offset, " and ".join(sources), path, ", ".join("0x%x" % a for a in near)))
+
+
+# -- which probe ------------------------------------------------------------------------
+def chosen_probe(params):
+    """The uprobe module's ``params`` with the probe to install decided: ``definition`` (its non-empty lines,
+    or None) or ``spec`` (or None), never both.
+
+    A role passes every option, its empty defaults included: empty definition lines and an empty spec
+    count as not given, and the spec probe_info picked (``picked``, its registered result) stands in for
+    an empty spec.  A definition line that is left wins over the spec, which is then not resolved (it is
+    typically the spec the definition was resolved from, on the controller).  Refused (PlanError,
+    nothing written): nothing to probe, a spec without the binary to resolve it in.
+    """
+    lines = given_lines(params.get("definition"))
+    spec = chosen_spec(params.get("spec"), params.get("picked")) or None
+    if spec and not params.get("binary"):
+        raise PlanError("spec %r needs binary, the file to resolve it in; give binary, or ready definition lines "
+                        "instead of the spec" % spec)
+    chosen = dict(params, definition=lines or None, spec=None if lines else spec)
+    if chosen.get("state", "present") == "present" and not (lines or spec):
+        raise PlanError("nothing to probe: give spec (with binary) or definition lines; an empty spec and empty "
+                        "definition lines count as not given")
+    if not (lines or spec or chosen.get("event")):
+        raise PlanError("state=absent needs the spec, the definition lines, or group and event of the probe to remove")
+    return chosen
 
 
 # -- definitions ------------------------------------------------------------------------

@@ -83,9 +83,14 @@ options:
     type: str
     default: ""
   spec:
-    description: The probe's spec, when it was given or picked as one.
+    description: The probe's spec, when it was given as one.
     type: str
     default: ""
+  picked:
+    description:
+      - What M(fleettrace.tracefs.probe_info) returned when it picked the probe line (registered). When O(spec) is
+        empty, its RV(fleettrace.tracefs.probe_info#module:spec) is the probe's spec. A skipped task's result gives none.
+    type: dict
   timeout:
     description: Seconds the capture waits (said in check mode).
     type: float
@@ -154,6 +159,7 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import O
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.input_limits import MODULE_CAPS
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.trace import capture_result, findings
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import chosen_spec
 
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -190,7 +196,8 @@ def body(module, result):
         if not params["capture"] or params["capture"].get("skipped"):
             raise OptionError("state=captured needs capture (what fleettrace.tracefs.capture returned)")
         record = capture_result.captured(record, params["capture"], params["probe"] or {}, params["target"],
-                                         params["after"], params["latency"], params["binary"], params["spec"], names)
+                                         params["after"], params["latency"], params["binary"],
+                                         chosen_spec(params["spec"], params["picked"]), names)
     elif state == "failed":
         record = capture_result.failed(record, params["failed_task"], params["failed_result"])
     if state != "started":
@@ -215,6 +222,7 @@ def main():
                     latency=dict(type="dict"),
                     binary=dict(type="str", default=""),
                     spec=dict(type="str", default=""),
+                    picked=dict(type="dict"),
                     timeout=dict(type="float", default=60),
                     resolved=dict(type="dict"),
                     failed_task=dict(type="str", default="?"),

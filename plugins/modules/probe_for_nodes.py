@@ -9,7 +9,8 @@ module: probe_for_nodes
 short_description: Resolve a probe on the controller, once per build-id, for the nodes that cannot
 version_added: 1.1.0
 description:
-  - Takes every node's M(fleettrace.tracefs.probe_info) answer about its own binary (O(nodes)) and decides where
+  - Takes every node's M(fleettrace.tracefs.probe_info) answer about its own binary (O(hosts) and O(registered), or
+    O(nodes)) and decides where
     each node's probe is resolved. A node that lists the probe resolves it itself (O(resolve_on=auto)); the others,
     grouped by build-id, are resolved here once per build-id, and get the C(uprobe_events) lines to install,
     guarded by that build-id (the M(fleettrace.tracefs.uprobe) module renames them onto the node's binary).
@@ -29,13 +30,26 @@ attributes:
     support: none
     description: No diff.
 options:
+  hosts:
+    description:
+      - The nodes, usually C(ansible_play_hosts). With O(registered), the action plugin reads each node's registered
+        M(fleettrace.tracefs.probe_info) result on the controller; a node without one (it did not run that task) is
+        resolved nowhere (C(none) in RV(where)).
+      - One of O(hosts) (with O(registered)) and O(nodes) is required, not both.
+    type: list
+    elements: str
+  registered:
+    description:
+      - The variable the M(fleettrace.tracefs.probe_info) task registered on each node (with C(failed_when=false));
+        several names may be given, the first a node has that is not a skipped task counts.
+      - Only with O(hosts).
+    type: list
+    elements: str
   nodes:
     description:
       - Host name -> that node's M(fleettrace.tracefs.probe_info) result about its binary (registered with
-        C(failed_when=false)), for example
-        C(dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'info')))).
+        C(failed_when=false)). O(hosts) with O(registered) builds it from the registered results.
     type: dict
-    required: true
   resolve_on:
     description: C(auto) (the node when it can, else here), C(node) (always the node) or C(controller) (always here).
     type: str
@@ -98,7 +112,8 @@ EXAMPLES = r"""
 
 - name: Say which node binaries the controller needs
   fleettrace.tracefs.probe_for_nodes:
-    nodes: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'info'))) }}"
+    hosts: "{{ ansible_play_hosts }}"
+    registered: info
     binaries_dir: /var/cache/fleettrace/binaries
     function: timer_function_scheduler_timeout
   delegate_to: localhost
@@ -116,7 +131,8 @@ EXAMPLES = r"""
 
 - name: Resolve once per build-id for the nodes that cannot
   fleettrace.tracefs.probe_for_nodes:
-    nodes: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'info'))) }}"
+    hosts: "{{ ansible_play_hosts }}"
+    registered: info
     binaries_dir: /var/cache/fleettrace/binaries
     function: timer_function_scheduler_timeout
     line_match: "tv_diff = "
@@ -172,7 +188,14 @@ PROBE = ("function", "spec", "line_match", "line", "args", "group", "event", "de
 
 def body(module, result):
     params = module.params
+    if params["hosts"] is not None or params["registered"] is not None:
+        # The collection's action plugin replaces them by nodes on the controller before the module runs.
+        raise OptionError("hosts and registered are read by the collection's probe_for_nodes action plugin on the "
+                          "controller, which did not run here; give nodes (host -> probe_info result) instead")
     nodes = params["nodes"]
+    if nodes is None:
+        raise OptionError("give hosts (e.g. ansible_play_hosts) with registered (the probe_info task's variable), "
+                          "or nodes (host -> probe_info result)")
     bad = sorted(host for host, answer in nodes.items() if not isinstance(answer, dict))
     if bad:
         raise OptionError("nodes must map each host to its probe_info result (a dict); not one for: %s"
@@ -197,7 +220,9 @@ def body(module, result):
 
 
 def main():
-    run_module(dict(nodes=dict(type="dict", required=True),
+    run_module(dict(nodes=dict(type="dict"),
+                    hosts=dict(type="list", elements="str"),
+                    registered=dict(type="list", elements="str"),
                     resolve_on=dict(type="str", choices=list(probe_for_nodes.RESOLVE_ON), default="auto"),
                     controller_binary=dict(type="path"),
                     binaries_dir=dict(type="path", required=True),

@@ -26,7 +26,12 @@ options:
         basename of C(argv[0]) and of the executable.
     type: str
   pid:
-    description: Process id.
+    description:
+      - Process id.
+      - C(0) counts as not given (no process has it), so a role can pass its default of 0; so does an empty
+        O(name), O(pidfile) or O(cmdline_regex).
+      - One of O(name), O(pid), O(pidfile) and O(cmdline_regex) is required. O(pid) and O(pidfile) name one
+        process and go with no other of them.
     type: int
   pidfile:
     description: Path of a file whose first word is the process id (for example C(/run/corosync.pid)).
@@ -188,7 +193,8 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner i
 
 def body(module, result):
     params = module.params
-    criteria = {key: params[key] for key in procfs.TARGET_CRITERIA}
+    criteria = procfs.given_criteria(params)
+    procfs.check_exclusive(criteria)
     procfs.check_target(criteria)
     pids = procfs.find_target(criteria)
 
@@ -226,10 +232,8 @@ def main():
             kernel_stack=dict(type="bool", default=True),
             allow_missing=dict(type="bool", default=False),
         ),
+        # One of them, and which go together, is checked by procfs.check_exclusive (empty values are not given).
         body,
-        required_one_of=[("name", "pid", "pidfile", "cmdline_regex")],
-        mutually_exclusive=[("pid", "pidfile"), ("pid", "name"), ("pid", "cmdline_regex"),
-                            ("pidfile", "name"), ("pidfile", "cmdline_regex")],
         supports_check_mode=True)
 
 

@@ -66,7 +66,8 @@ options:
   definitions:
     description:
       - Ready C(uprobe_events) lines (resolved on the node or the controller); their group is replaced by the
-        sentinel's, their event names kept. Empty lines are ignored; with none, the probe of O(probe_spec) or
+        sentinel's, their event names kept. A single line may be given as a string. Empty lines are ignored (an
+        empty string or list means none); with none, the probe of O(probe_spec) or
         O(probe_function) is resolved here, as M(fleettrace.tracefs.probe_info) resolves it.
     type: list
     elements: str
@@ -320,7 +321,7 @@ ARGUMENT_SPEC = dict(
 
 def target_criteria(p):
     """The target_* options as procfs criteria; a role's empty defaults ('' and 0) are not given."""
-    return {key: p["target_" + key] or None for key in procfs.TARGET_CRITERIA}
+    return procfs.given_criteria({key: p["target_" + key] for key in procfs.TARGET_CRITERIA})
 
 
 def find_target(p):

@@ -23,7 +23,12 @@ options:
   fd: {description: Only calls on this fd., type: int}
   cmd: {description: Only ioctl calls with this command., type: int}
   duration: {description: Seconds to measure at most., type: float, default: 10}
-  samples: {description: Stop after this many samples., type: int}
+  samples:
+    description:
+      - Stop after this many samples.
+      - C(0) means no limit, the same as not given (only O(duration) ends the measurement), so a role can pass its
+        default of 0.
+    type: int
   buffer_size_kb: {description: Per-CPU buffer of the instance., type: int, default: 1024}
 attributes:
   check_mode: {support: full, description: Returns the kernel filters it would use; creates nothing.}
@@ -68,8 +73,11 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.core im
 
 def body(module, _result):
     params = module.params
-    if not params["duration"] > 0 or (params["samples"] is not None and params["samples"] <= 0):  # also nan
-        raise OptionError("duration and samples must be positive, got %s and %s" % (params["duration"], params["samples"]))
+    if params["samples"] == 0:     # no limit, as not given (a role's default)
+        params = dict(params, samples=None)
+    if not params["duration"] > 0 or (params["samples"] is not None and params["samples"] < 0):  # also nan
+        raise OptionError("duration must be positive and samples positive or 0 (no limit), got %s and %s"
+                          % (params["duration"], params["samples"]))
     try:
         validate.instance_name(params["instance"])
         validate.event_name(params["call"], "call")

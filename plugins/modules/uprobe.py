@@ -32,7 +32,7 @@ options:
   binary:
     description:
       - Absolute path of the ELF executable or shared library to probe.
-      - Required with O(spec).
+      - Required with a non-empty O(spec).
     type: path
   spec:
     description:
@@ -40,12 +40,24 @@ options:
         or C(SRC.c:LINE [ARG ...]).
       - ARG is C([NAME=]VAR[->field|.field|[i]]...[:TYPE]) with TYPE one of C(s8)...C(s64), C(u8)...C(u64),
         C(x8)...C(x64), C(string); or C($params), C($vars); or a raw fetch arg such as C(%di) or C($retval).
+      - An empty spec counts as not given. When O(definition) has a non-empty line, the definition wins and the
+        spec is not resolved (a role may pass both, the spec and the lines resolved from it elsewhere).
+      - One of a non-empty O(spec) and a non-empty O(definition) line is required with O(state=present).
     type: str
+  picked:
+    description:
+      - What M(fleettrace.tracefs.probe_info) returned when it picked the probe line (registered). When O(spec) is
+        empty, its RV(fleettrace.tracefs.probe_info#module:spec) is the spec. A skipped task's result gives none,
+        so a role can pass it whether the line was picked or not.
+    type: dict
+    version_added: 1.1.0
   definition:
     description:
       - Ready C(uprobe_events) lines, as returned in RV(definitions) by an earlier run (e.g. in check mode on a
         host with debug info) or by M(fleettrace.tracefs.probe_info) with O(fleettrace.tracefs.probe_info#module:resolve=true)
         (on a controller without tracefs or root). Each line is checked and written as it is.
+      - A single line may be given as a string. Empty lines are ignored, so an empty string or list means no
+        definition (then O(spec) is used). A non-empty line wins over O(spec).
     type: list
     elements: str
   build_id:
@@ -72,6 +84,8 @@ options:
       - O(event) renames them too when they all name one event; lines with events of their own (C(NAME),
         C(NAME_1), ... for inlined copies whose arguments differ) keep their names.
       - Without it, a definition must already name O(group), and O(event) renames every line.
+      - With O(spec) it changes nothing (the resolved lines take O(group) and O(event) anyway), so a role may set it
+        whether it passes a spec or a definition.
     type: bool
     default: false
   debuginfo:
@@ -363,6 +377,7 @@ ARGUMENT_SPEC = dict(
     cache=dict(type="bool", default=True),
     pid=dict(type="int"),
     rename=dict(type="bool", default=False),
+    picked=dict(type="dict"),
     state=dict(type="str", default="present", choices=["present", "absent"]),
 )
 
@@ -423,6 +438,8 @@ def body(module, result):
     params = module.params
     result.update(group=None, events=[], group_events=[], definitions=[], build_id=None, variables=[], commands=[])
     validate.numbers(params, pids=("pid",))
+    # A definition line wins over a spec; empty ones are not given (a role passes its empty defaults).
+    params = uprobe_plans.chosen_probe(params)
     if params["pid"] is not None and params["state"] == "present":
         params, running = uprobe_plans.onto_running_code(params)
         result["mapped"] = running.facts()
@@ -465,12 +482,8 @@ def body(module, result):
 
 
 def main():
-    run_module(ARGUMENT_SPEC, body,
-               mutually_exclusive=[("spec", "definition")],
-               required_one_of=[("spec", "definition", "event")],
-               required_if=[("state", "present", ("spec", "definition"), True)],
-               required_by={"spec": "binary"},
-               supports_check_mode=True)
+    # Which of spec and definition is given, and what each needs, is decided by uprobe_plans.chosen_probe.
+    run_module(ARGUMENT_SPEC, body, supports_check_mode=True)
 
 
 if __name__ == "__main__":

@@ -155,3 +155,20 @@ def test_target_criteria_checked_found_and_said(tmp_path):
     assert procfs.describe_target(me) == "pid %d" % os.getpid()
     with pytest.raises(FleettraceError, match="cannot read pidfile"):
         procfs.find_target({"pidfile": str(tmp_path / "missing.pid")})
+
+
+def test_empty_criteria_and_pid_0_are_not_given():
+    given = procfs.given_criteria({"name": "", "pid": 0, "pidfile": "", "cmdline_regex": "corosync -f"})
+    assert given == {"name": None, "pid": None, "pidfile": None, "cmdline_regex": "corosync -f"}
+    assert procfs.given_criteria({"pid": -3})["pid"] == -3     # refused by check_target, not dropped
+
+
+def test_criteria_that_name_the_process_twice_or_not_at_all_are_refused():
+    procfs.check_exclusive(procfs.given_criteria({"pid": 0, "name": "corosync"}))
+    procfs.check_exclusive(procfs.given_criteria({"name": "corosync", "cmdline_regex": "-f"}))
+    with pytest.raises(procfs.OptionError, match=r"mutually exclusive: pid\|name"):
+        procfs.check_exclusive(procfs.given_criteria({"pid": 42, "name": "corosync"}))
+    with pytest.raises(procfs.OptionError, match=r"mutually exclusive: pidfile\|cmdline_regex"):
+        procfs.check_exclusive(procfs.given_criteria({"pidfile": "/run/x.pid", "cmdline_regex": "x"}))
+    with pytest.raises(procfs.OptionError, match="give one of name, pid, pidfile, cmdline_regex"):
+        procfs.check_exclusive(procfs.given_criteria({"pid": 0, "name": ""}))
