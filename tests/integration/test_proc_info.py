@@ -95,7 +95,15 @@ def test_find_by_name_pidfile_regex_and_missing(tick_binary, run_module, tmp_pat
         assert not allowed.get("failed") and allowed["processes"] == []
 
         both = run_module("fleettrace.tracefs.proc_info", {"pid": proc.pid, "name": "x"})
-        assert both.get("failed") and "mutually exclusive" in both["msg"]
+        assert both.get("failed") and "mutually exclusive: pid|name" in both["msg"]
+        # A role's defaults (pid 0, empty strings) count as not given.
+        defaults = run_module("fleettrace.tracefs.proc_info", {"pid": 0, "name": "tick_loop", "pidfile": "",
+                                                               "cmdline_regex": "", "fds": False})
+        assert not defaults.get("failed") and proc.pid in defaults["pids"], defaults
+        nothing = run_module("fleettrace.tracefs.proc_info", {"pid": 0, "name": ""})
+        assert nothing.get("failed") and "give one of name, pid, pidfile, cmdline_regex" in nothing["msg"]
+        negative = run_module("fleettrace.tracefs.proc_info", {"pid": -4})
+        assert negative.get("failed") and "pid must be a positive process id, got -4" in negative["msg"]
         bad_regex = run_module("fleettrace.tracefs.proc_info", {"cmdline_regex": "("})
         assert bad_regex.get("failed") and "not a valid regular expression" in bad_regex["msg"]
         no_file = run_module("fleettrace.tracefs.proc_info", {"pidfile": str(tmp_path / "none.pid")})

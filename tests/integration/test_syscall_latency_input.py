@@ -33,3 +33,16 @@ def test_check_mode_of_a_running_task_and_a_real_call_says_what_it_would_record(
     result = run_module(MODULE, {"instance": name, "pid": os.getpid(), "call": "ioctl", "fd": 3}, check=True)
     assert result["changed"] and not result.get("failed"), result
     assert result["message"].startswith("would record ioctl with filters 'common_pid == %d && fd == 3'" % os.getpid())
+
+
+def test_samples_0_is_no_limit_and_a_negative_count_is_refused(run_module, unique_name):
+    """A role passes its default of 0: the measurement then ends after its duration only."""
+    name = unique_name("lat")
+    unlimited = run_module(MODULE, {"instance": name, "pid": os.getpid(), "call": "ioctl", "duration": 0.3,
+                                    "samples": 0})
+    assert unlimited["changed"] and not unlimited.get("failed"), unlimited
+    assert unlimited["latency"]["duration_s"] >= 0.25, unlimited["latency"]
+    negative = run_module(MODULE, {"instance": name, "pid": os.getpid(), "call": "ioctl", "samples": -1})
+    assert negative.get("failed") and not negative.get("changed"), negative
+    assert "samples positive or 0 (no limit), got 10.0 and -1" in negative["msg"]
+    assert not os.path.exists(os.path.join("/sys/kernel/tracing/instances", name))

@@ -140,6 +140,9 @@ def test_refusals_change_nothing(run_playbook, tracefs, unique_name, cc, build_d
         "wrong build": {"definition": [good], "build_id": "00" * 20},
         "kernel refuses second line": {"definition": [good, good.replace("/good ", "/bad ") + " x=%nosuchreg"]},
         "bad group": {"binary": o2, "spec": "compute", "group": "a/b"},
+        # A role's empty defaults count as not given: nothing is left to probe.
+        "nothing to probe": {"binary": o2, "spec": "", "definition": ["", ""], "picked": {"skipped": True}},
+        "spec without binary": {"spec": "compute"},
     }
     tasks = []
     for name, args in cases.items():
@@ -168,6 +171,39 @@ def test_refusals_change_nothing(run_playbook, tracefs, unique_name, cc, build_d
     assert "nosuchreg" in msg["kernel refuses second line"] or "error_log" in msg["kernel refuses second line"]
     assert "already added were removed" in msg["kernel refuses second line"]
     assert "a/b" in msg["bad group"]
+    assert "nothing to probe: give spec (with binary) or definition lines" in msg["nothing to probe"]
+    assert "spec 'compute' needs binary" in msg["spec without binary"]
+    assert our_lines(tracefs, group) == []
+
+
+def test_a_definition_wins_over_the_spec_and_empty_ones_are_not_given(run_playbook, tracefs, unique_name, cc,
+                                                                       build_dir):
+    """What a role passes (every option, its empty defaults included) decides in the module, in check mode."""
+    o0 = programs.build(cc, build_dir, "demo_O0")
+    group = unique_name("grp")
+    resolved = dwarf_resolver.resolve(o0, "compute", group="fleettrace_resolved")["definitions"][0]
+    cases = {
+        # The spec would fail (no such function): the definition wins, renamed into the run's group and event.
+        "definition wins": {"binary": o0, "spec": "no_such_function", "definition": ["", resolved],
+                            "group": group, "event": "tick", "rename": True},
+        "one line as a string": {"binary": o0, "definition": resolved, "group": group, "rename": True},
+        "empty definition": {"binary": o0, "spec": "compute", "definition": "", "group": group, "rename": True},
+        "picked spec": {"binary": o0, "spec": "", "definition": [], "group": group,
+                        "picked": {"changed": False, "spec": "compute", "lines": []}},
+        "given spec over picked": {"binary": o0, "spec": "compute", "group": group,
+                                   "picked": {"spec": "no_such_function"}},
+    }
+    tasks = [{"name": name, "fleettrace.tracefs.uprobe": args, "check_mode": True, "ignore_errors": True}
+             for name, args in cases.items()]
+    result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n")
+    answers = {name: result.task(name) for name in cases}
+    for name, task in answers.items():
+        assert not task.get("failed"), (name, task)
+    address = resolved.split()[1]
+    assert answers["definition wins"]["definitions"] == ["p:%s/tick %s" % (group, address)]
+    assert answers["one line as a string"]["definitions"] == ["p:%s/compute %s" % (group, address)]
+    for name in ("empty definition", "picked spec", "given spec over picked"):
+        assert answers[name]["events"] == ["compute"] and answers[name]["addresses"], (name, answers[name])
     assert our_lines(tracefs, group) == []
 
 
