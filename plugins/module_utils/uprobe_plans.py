@@ -100,7 +100,7 @@ def chosen_probe(params):
     or None) or ``spec`` (or None), never both.
 
     A role passes every option, its empty defaults included: empty definition lines and an empty spec
-    count as not given, and the spec probe_info picked (``picked``, its registered result) stands in for
+    count as not given (so do an empty build_id and debuginfo), and the spec probe_info picked (``picked``, its registered result) stands in for
     an empty spec.  A definition line that is left wins over the spec, which is then not resolved (it is
     typically the spec the definition was resolved from, on the controller).  Refused (PlanError,
     nothing written): nothing to probe, a spec without the binary to resolve it in.
@@ -110,7 +110,8 @@ def chosen_probe(params):
     if spec and not params.get("binary"):
         raise PlanError("spec %r needs binary, the file to resolve it in; give binary, or ready definition lines "
                         "instead of the spec" % spec)
-    chosen = dict(params, definition=lines or None, spec=None if lines else spec)
+    chosen = dict(params, definition=lines or None, spec=None if lines else spec,
+                  build_id=params.get("build_id") or None, debuginfo=params.get("debuginfo") or None)
     if chosen.get("state", "present") == "present" and not (lines or spec):
         raise PlanError("nothing to probe: give spec (with binary) or definition lines; an empty spec and empty "
                         "definition lines count as not given")

@@ -178,7 +178,7 @@ resolved_builds:
   elements: str
 """
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_for_nodes
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_for_nodes, probe_lookup
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 
@@ -201,7 +201,7 @@ def body(module, result):
         raise OptionError("nodes must map each host to its probe_info result (a dict); not one for: %s"
                           % ", ".join(bad))
     # A role passes its empty defaults: '' and [] are "not given" (the debuginfod servers then come from the environment).
-    probe = {name: params[name] if params[name] not in ("", []) else None for name in PROBE}
+    probe = {name: value for name, value in probe_lookup.given(params, PROBE).items() if name in PROBE}
     probe.update(line=params["line"], args=params["args"])
     if not (probe["function"] or probe["spec"]):
         raise OptionError("give function or spec: the probe to resolve")

@@ -29,7 +29,11 @@ options:
     type: path
     required: true
   function:
-    description: Function whose probe-able lines to list (like C(perf probe -L FUNC)).
+    description:
+      - Function whose probe-able lines to list (like C(perf probe -L FUNC)).
+      - One of O(function) and O(spec) is required. An empty O(function), O(spec), O(line_match), O(debuginfo),
+        O(build_id), O(group) or O(event) counts as not given (a role passes its empty defaults), and so do
+        O(line=0) and an empty O(args). O(spec) goes with none of O(line_match), O(line) and O(args).
     type: str
   spec:
     description:
@@ -266,14 +270,23 @@ binary:
 """
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, probe_lookup, uprobe_plans
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 
 LOOKUP_OPTIONS = ("function", "spec", "debuginfo", "build_id", "resolve", "group", "event", "debuginfod_urls",
                   "debuginfod_timeout", "line_match", "line", "args")
+# Empty counts as not given (a role passes its defaults).
+OPTIONAL_TEXT = ("function", "spec", "debuginfo", "build_id", "group", "event", "debuginfod_urls", "line_match")
 
 
 def body(module, result):
-    params = module.params
+    params = probe_lookup.given(module.params, OPTIONAL_TEXT)
+    if not (params["function"] or params["spec"]):
+        raise OptionError("give function (whose lines to list) or spec (a probe point); an empty one counts as not given")
+    picking = [name for name in ("line_match", "line", "args") if params[name]]
+    if params["spec"] and picking:
+        raise OptionError("parameters are mutually exclusive: spec|%s (%s picks the line of function; with a spec "
+                          "give neither)" % (picking[0], picking[0]))
     result.update(lines=[], build_id=None, binary=params["binary"])
     if params["pid"] is not None:
         try:
@@ -302,9 +315,8 @@ def main():
             line=dict(type="int", default=0),
             args=dict(type="list", elements="str", default=[]),
         ),
+        # Which of them are given (empty values are not) is checked in body.
         body,
-        required_one_of=[("function", "spec")],
-        mutually_exclusive=[("spec", "line_match"), ("spec", "line"), ("spec", "args")],
         supports_check_mode=True)
 
 

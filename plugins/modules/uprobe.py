@@ -64,6 +64,7 @@ options:
     description:
       - Expected GNU build-id (hex) of O(binary) (or of the binary named in O(definition)).
       - The module fails without writing anything when the file on the host is a different build.
+      - An empty build-id counts as not given.
     type: str
   group:
     description:
@@ -93,6 +94,7 @@ options:
       - File that holds the DWARF of O(binary) (for example made by C(objcopy --only-keep-debug)).
       - Default is searched like gdb does, in the binary, C(/usr/lib/debug/<path>.debug),
         C(/usr/lib/debug/.build-id/xx/rest.debug) and through C(.gnu_debuglink). Its build-id must match.
+      - An empty path counts as not given.
     type: path
   pid:
     description:

@@ -46,3 +46,30 @@ def test_lines_and_variables(run_playbook, tracefs, cc, tmp_path):
         # `i` (the constant 4 after the loop, DW_OP_lit4; DW_OP_stack_value) it cannot express.
         assert perf_vars - {"o"} == {n for n, v in by_name.items() if v["available"]} - {"i"}
         assert by_name["i"]["fetcharg"] == "i=\\4:s32" and by_name["i"]["location"] == "constant 4"
+
+
+def test_a_roles_empty_defaults_are_not_given(run_playbook, cc, tmp_path):
+    """What a role passes as it is ('' and [] for what it was not given): the same answer as without them,
+    and still a clear refusal when nothing, or a spec with a line to pick, is given."""
+    binary = programs.build(cc, str(tmp_path), "demo_O2")
+    empty = {"line_match": "", "debuginfo": "", "debuginfod_urls": [], "build_id": "", "spec": ""}
+    tasks = [
+        {"name": "plain", "fleettrace.tracefs.probe_info": {"binary": binary, "function": "compute"}},
+        {"name": "defaults", "fleettrace.tracefs.probe_info": dict(empty, binary=binary, function="compute")},
+        {"name": "spec only", "fleettrace.tracefs.probe_info": {"binary": binary, "function": "", "line": 0,
+                                                                 "spec": "compute:%d" % REPORT}},
+        {"name": "nothing", "fleettrace.tracefs.probe_info": dict(empty, binary=binary, function=""),
+         "ignore_errors": True},
+        {"name": "spec and a line to pick", "fleettrace.tracefs.probe_info": {
+            "binary": binary, "spec": "compute", "line_match": "total"}, "ignore_errors": True},
+    ]
+    result = run_playbook(json.dumps([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}]) + "\n",
+                          check=True)
+    plain, defaults = result.task("plain"), result.task("defaults")
+    assert not defaults.get("failed"), defaults
+    assert defaults["lines"] == plain["lines"] and defaults["build_id"] == plain["build_id"]
+    assert "spec" not in defaults                      # nothing picked: no line_match, line or args
+    spec_only = result.task("spec only")
+    assert not spec_only.get("failed") and spec_only["variables"] and spec_only["function"] == "compute", spec_only
+    assert "give function (whose lines to list) or spec" in result.task("nothing")["msg"]
+    assert "mutually exclusive: spec|line_match" in result.task("spec and a line to pick")["msg"]

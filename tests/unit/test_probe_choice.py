@@ -5,6 +5,7 @@ definition lines given (probe_definition.given_lines), with a role's empty defau
 import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import chosen_spec, given_lines
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_lookup import given
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.uprobe_plans import PlanError, chosen_probe
 
 LINE = "p:fleettrace_resolved/tick /usr/bin/prog:0x1139 gap=%di:u64"
@@ -64,3 +65,15 @@ def test_state_absent_needs_something_to_name_the_probe():
     assert chosen_probe(params(state="absent", event="tick"))["spec"] is None
     with pytest.raises(PlanError, match="state=absent needs"):
         chosen_probe(params(state="absent"))
+
+
+def test_an_empty_build_id_and_debuginfo_are_not_given():
+    chosen = chosen_probe(params(spec="tick", build_id="", debuginfo=""))
+    assert chosen["build_id"] is None and chosen["debuginfo"] is None
+    assert chosen_probe(params(spec="tick", build_id="ab12"))["build_id"] == "ab12"
+
+
+def test_probe_lookup_takes_empty_strings_and_lists_as_not_given():
+    values = {"function": "", "spec": "f:3", "debuginfod_urls": [], "line": 0, "args": []}
+    assert given(values, ("function", "spec", "debuginfod_urls")) == {
+        "function": None, "spec": "f:3", "debuginfod_urls": None, "line": 0, "args": []}
