@@ -57,7 +57,7 @@ def test_a_roles_empty_defaults_are_not_given(run_playbook, cc, tmp_path):
         {"name": "plain", "fleettrace.tracefs.probe_info": {"binary": binary, "function": "compute"}},
         {"name": "defaults", "fleettrace.tracefs.probe_info": dict(empty, binary=binary, function="compute")},
         {"name": "spec only", "fleettrace.tracefs.probe_info": {"binary": binary, "function": "", "line": 0,
-                                                                 "spec": "compute:%d" % REPORT}},
+                                                                "spec": "compute:%d" % REPORT}},
         {"name": "nothing", "fleettrace.tracefs.probe_info": dict(empty, binary=binary, function=""),
          "ignore_errors": True},
         {"name": "spec and a line to pick", "fleettrace.tracefs.probe_info": {

@@ -177,7 +177,7 @@ def test_refusals_change_nothing(run_playbook, tracefs, unique_name, cc, build_d
 
 
 def test_a_definition_wins_over_the_spec_and_empty_ones_are_not_given(run_playbook, tracefs, unique_name, cc,
-                                                                       build_dir):
+                                                                      build_dir):
     """What a role passes (every option, its empty defaults included) decides in the module, in check mode."""
     o0 = programs.build(cc, build_dir, "demo_O0")
     group = unique_name("grp")
