@@ -44,7 +44,8 @@ def _reason(exc):
 
 def copy_lists_probe(build, probe, look_up=probe_lookup.look_up):
     """Whether the controller's copy has the build-id and lists the probe (its debug info is found)."""
-    asked = dict(function=probe["function"]) if probe["function"] else dict(spec=probe["spec"])
+    # As everywhere in the role: a spec names the exact place and wins over the function.
+    asked = dict(spec=probe["spec"]) if probe["spec"] else dict(function=probe["function"])
     try:
         return probe_lookup.listed(look_up({}, build["copy"], build_id=build["build_id"], debuginfo=probe["debuginfo"],
                                            debuginfod_urls=probe["debuginfod_urls"],

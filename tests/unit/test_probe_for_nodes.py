@@ -100,3 +100,15 @@ def test_ready_definitions_are_used_as_given_else_the_probe_is_resolved_here(mon
         assert "probe_spec or probe_function" in str(exc)
     else:
         raise AssertionError("no definitions and no probe were accepted")
+
+
+def test_a_spec_wins_over_the_function_in_the_copy_check_as_in_the_resolution():
+    """The role installs the spec when both are given: the controller's copy is asked about the spec."""
+    build = pfn.builds({"n2": CANNOT}, "auto", "/srv/d", "/cache")[0]
+    both = dict(PROBE, spec="tick:7 gap", line_match=None, args=[])
+    look_up, calls = fake_look_up()
+    assert pfn.copy_lists_probe(build, both, look_up) is True
+    assert calls[0][1].get("spec") == "tick:7 gap" and "function" not in calls[0][1]
+    look_up, calls = fake_look_up()
+    pfn.resolve_build(build, True, both, look_up)
+    assert calls[0][1].get("spec") == "tick:7 gap" and "function" not in calls[0][1]
