@@ -22,11 +22,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
-        args = self._task.args
-        unknown = sorted(set(args) - self._VALID_ARGS)
-        if unknown:
-            raise AnsibleActionFail("audit_window: unknown option(s) %s; use %s"
-                                    % (", ".join(unknown), ", ".join(sorted(self._VALID_ARGS))))
+        args = self._task.args  # options outside _VALID_ARGS are refused by ActionBase.run
         if args.get("duration") is None or not args.get("report_dir"):
             raise AnsibleActionFail("audit_window needs duration (seconds) and report_dir")
         # All hosts of the play, not those left: the choice must not change when a host fails at the start.
