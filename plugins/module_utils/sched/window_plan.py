@@ -25,7 +25,7 @@ def _number(name, value):
         number = float(value)
     except (TypeError, ValueError):
         raise OptionError("%s: %r is no number of seconds" % (name, value))
-    if not number > 0 or math.isinf(number):
+    if not math.isfinite(number) or number <= 0:
         raise OptionError("%s: %r; give a number of seconds greater than 0" % (name, value))
     return number
 
