@@ -51,6 +51,32 @@ def wait_restored(run_id, timeout=PROMISE_S, prefix="fleettrace_%s_"):
     return None
 
 
+def restore_timeline(run_id, playbook, killed, timeout=PROMISE_S):
+    """Seconds after ``killed`` at which the controller exited, the run's lease was last renewed
+    (its claims' newest mtime) and its last object went (None: not within ``timeout``)."""
+    claims = {}
+    for claim in glob.glob(os.path.join(RUNS_DIR, "claims", "fleettrace_%s_*" % run_id)):
+        try:
+            claims[claim] = os.stat(claim).st_ino
+        except OSError:
+            pass
+    exited = renewed = None
+    while time.time() - killed < timeout:
+        if exited is None and playbook.poll() is not None:
+            exited = time.time() - killed
+        for claim, inode in claims.items():
+            try:
+                info = os.stat(claim)
+            except OSError:
+                continue
+            if info.st_ino == inode:    # not yet its tombstone (a new file renamed over it)
+                renewed = info.st_mtime - killed if renewed is None else max(renewed, info.st_mtime - killed)
+        if fingerprint(run_id) == EMPTY:
+            return {"exited": exited, "renewed": renewed, "restored": time.time() - killed}
+        time.sleep(0.1)
+    return {"exited": exited, "renewed": renewed, "restored": None}
+
+
 def remove_everything_of(run_id):
     """Last resort after a failed test: remove this run's objects by name."""
     subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible"), "localhost", "-m", "fleettrace.tracefs.cleanup",
@@ -383,6 +409,10 @@ def test_dropped_ssh_connection_during_a_synchronous_audit_window(loopback_sshd,
             remove_everything_of(label)
 
 
+def _seconds(value):
+    return "%.1f" % value if value is not None else "?"
+
+
 # Issue 22, 10: with the defaults (lease 15 s, the capture async and polled, ControlPersist 60 s over
 # ssh) the node is restored within this many seconds of the operator's Ctrl-C or kill -9.
 DEFAULT_PROMISE_S = 20
@@ -390,6 +420,9 @@ DEFAULT_CASES = [(connection, method) for connection in ("local", "ssh")
                  for method in ("ctrl-c", "sigkill-playbook", "sigkill-main")]
 
 
+# A promise in seconds: judged on the machine alone (in CI's parallel part a local Ctrl-C once took
+# 21.7 s beside two other workers; alone and at load 100 of busy loops 14.7-16.1 s).
+@pytest.mark.serial
 @pytest.mark.parametrize("connection, method", DEFAULT_CASES, ids=["%s-%s" % c for c in DEFAULT_CASES])
 def test_default_settings_restore_the_node_within_20_s(connection, method, ticking_daemon, tmp_path, run_token,
                                                        request):
@@ -416,12 +449,15 @@ def test_default_settings_restore_the_node_within_20_s(connection, method, ticki
         time.sleep(3)       # a poll or two of the async capture
         killed = time.time()
         kill(method, playbook, str(tmp_path / "remote_tmp"))
-        took = wait_restored(run_id, timeout=PROMISE_S)
+        timeline = restore_timeline(run_id, playbook, killed)
+        took = timeline["restored"]
         assert took is not None, "%s over %s: still there %d s after: %s" % (
             method, connection, PROMISE_S, fingerprint(run_id))
-        took = time.time() - killed
-        print("restored %.1f s after %s (%s, default lease, async capture)" % (took, method, connection))
-        assert took <= DEFAULT_PROMISE_S, "restored only %.1f s after %s over %s" % (took, method, connection)
+        # Where the time went, should the promise ever be missed: a late renewal, a slow exit, a slow removal.
+        said = "restored %.1f s after %s (%s, default lease, async capture; last renewal %s s, controller exited %s s after)" % (
+            took, method, connection, _seconds(timeline["renewed"]), _seconds(timeline["exited"]))
+        print(said)
+        assert took <= DEFAULT_PROMISE_S, said
     finally:
         if playbook.poll() is None:
             os.killpg(playbook.pid, signal.SIGKILL)
