@@ -31,8 +31,11 @@ def failure_document(status, msg):
     return {"kind": "failure", "status": status, "msg": str(msg or status), "task": None}
 
 
-def document_of(registered, key):
-    """The document in a registered task result, or a failure document saying why there is none."""
+def document_of(registered, key, check_mode=False):
+    """The document in a registered task result, or a failure document saying why there is none.
+
+    In check mode a module returns what it would do, not a document: nothing to write, and nothing missing.
+    """
     if registered is None:
         return failure_document("no result", NO_RESULT_MSG)
     if registered.get("unreachable"):
@@ -40,9 +43,18 @@ def document_of(registered, key):
     if registered.get("failed"):
         return failure_document("failed", registered.get("msg"))
     document = registered.get(key)
+    if check_mode and document is None:
+        return {"kind": "check_mode"}
     if not isinstance(document, dict):
         return failure_document("failed", "the task's result has no %s document" % key)
     return document
+
+
+def messages_of(found, hosts):
+    """The ``msg`` of each host's registered result, in the order of ``hosts``, for hosts still in the play
+    (not failed, not unreachable): what the audit shows of each host's window."""
+    return [found[host].get("msg") for host in hosts
+            if found[host] is not None and not found[host].get("failed") and not found[host].get("unreachable")]
 
 
 def flat_name(host):
@@ -64,10 +76,11 @@ class ActionModule(ActionBase):
         dest = args.get("dest")
         results = args.get("results")
         filename = args.get("filename", "sched_latency.json")
+        messages = []
         if args.get("hosts") is not None:
             if results is not None:
                 raise AnsibleActionFail("give results, or hosts with registered and key; not both")
-            results = self._from_registered(args, task_vars or {})
+            results, messages = self._from_registered(args, task_vars or {})
         layout = args.get("layout", "hosts")
         if layout not in LAYOUTS:
             raise AnsibleActionFail("layout %r: use hosts (DEST/hosts/HOST/FILENAME) or flat (DEST/HOST.json)" % layout)
@@ -85,7 +98,8 @@ class ActionModule(ActionBase):
                                         % (host, type(document).__name__))
         down = sorted(host for host, document in results.items() if document.get("kind") == "failure")
         if self._task.check_mode:
-            result.update(changed=False, written=[], down=down, msg="check mode: would write %d file(s)" % len(results))
+            result.update(changed=False, written=[], down=down, messages=messages,
+                          msg="check mode: would write %d file(s)" % len(results))
             return result
         try:
             for host, document in sorted(results.items()):
@@ -110,7 +124,7 @@ class ActionModule(ActionBase):
                 written.append(path)
         except OSError as exc:
             raise AnsibleActionFail("cannot write the results under %s: %s" % (dest, to_native(exc)))
-        result.update(changed=bool(written), written=written, down=down,
+        result.update(changed=bool(written), written=written, down=down, messages=messages,
                       msg="wrote %d result file(s)" % len(written)
                       + ("; no result from %s" % ", ".join(down) if down else ""))
         return result
@@ -121,4 +135,5 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("save_results with hosts needs registered (the variable(s) the task registered) "
                                     "and key (the document in it, e.g. sched_latency)")
         found = registered_results(task_vars, hosts, names)
-        return {host: document_of(found[host], key) for host in hosts}
+        check_mode = bool(self._task.check_mode)
+        return {host: document_of(found[host], key, check_mode) for host in hosts}, messages_of(found, hosts)

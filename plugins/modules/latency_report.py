@@ -41,6 +41,11 @@ options:
     type: list
     elements: dict
     default: []
+  results_dir:
+    description:
+      - A directory M(fleettrace.tracefs.save_results) wrote into (its C(dest)); the per-host documents in its
+        C(hosts/) subdirectory are read, before those of O(result_paths).
+    type: path
   result_paths:
     description: JSON files, or directories searched for C(*.json) (e.g. C(report_dir/hosts)).
     type: list
@@ -85,7 +90,17 @@ options:
       - Directory (created if missing) for one C(fleettrace_HOST.prom) per host, each written atomically
         (temporary name, then rename), for example a node_exporter C(--collector.textfile.directory).
       - RV(prometheus) returns the same texts, to copy each onto its host (see the report role).
+      - Default C(DEST/prometheus) when O(node_exporter_textfile_dir) is given, else no metrics.
     type: path
+  node_exporter_textfile_dir:
+    description:
+      - node_exporter's C(--collector.textfile.directory) on the hosts. RV(node_exporter_copies) then says, per host
+        of the inventory, what to write where on it (the report role copies each).
+    type: path
+  node_exporter_file:
+    description: File name of each host's metrics in O(node_exporter_textfile_dir) (must end in C(.prom)).
+    type: str
+    default: fleettrace.prom
 notes:
   - The module never fails because a check failed; it returns RV(passed) and RV(failed_checks) so the
     playbook decides (see playbooks/ci-latency-gate.yml).
@@ -113,6 +128,23 @@ EXAMPLES = r"""
     prometheus_dir: /var/lib/prometheus/node-exporter
   delegate_to: localhost
   run_once: true
+
+- name: Read what save_results wrote, and say what each host's node_exporter should get
+  fleettrace.tracefs.latency_report:
+    results_dir: "{{ report_dir }}"
+    dest: "{{ report_dir }}"
+    node_exporter_textfile_dir: /var/lib/prometheus/node-exporter
+  delegate_to: localhost
+  run_once: true
+  register: report
+
+- name: Put each host's metrics into its node_exporter textfile directory
+  ansible.builtin.copy:
+    content: "{{ item.text }}"
+    dest: "{{ item.dest }}"
+    mode: "0644"
+  delegate_to: "{{ item.host }}"
+  loop: "{{ report.node_exporter_copies }}"
 """
 
 RETURN = r"""
@@ -122,14 +154,23 @@ files:
   type: dict
 prometheus:
   description: Per host, the name and text of its C(.prom) file.
-  returned: when O(prometheus_dir) is given
+  returned: when O(prometheus_dir) or O(node_exporter_textfile_dir) is given
   type: dict
   sample: {"node1": {"file": "fleettrace_node1.prom", "text": "# HELP fleettrace_runqueue_latency_seconds ..."}}
+node_exporter_copies:
+  description:
+    - With O(node_exporter_textfile_dir), one item per host of the inventory that has metrics, sorted by host,
+      with C(host), C(dest) (O(node_exporter_textfile_dir)/O(node_exporter_file) on that host) and C(text); else empty.
+    - Hosts of the results that are not in the inventory are left out (run as a plain module, every host is in).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"host": "node1", "dest": "/var/lib/prometheus/node-exporter/fleettrace.prom", "text": "# HELP ..."}]
 prometheus_exposition:
   description:
     - What wrote the C(.prom) texts, C(prometheus_client) (its exposition code, when the package is installed where
       the module runs) or C(stdlib) (the collection's own writer, with the same families, samples and values).
-  returned: when O(prometheus_dir) is given
+  returned: when O(prometheus_dir) or O(node_exporter_textfile_dir) is given
   type: str
   sample: prometheus_client
 passed:
@@ -187,19 +228,28 @@ def body(module, result):
     if not report_checks.HAS_JMESPATH:
         raise FleettraceError(missing_required_lib("jmespath"))
     docs = [report_document.validate_document(doc, "results[%d]" % i) for i, doc in enumerate(params["results"])]
+    result_paths = params["result_paths"]
+    if params["results_dir"]:
+        saved = os.path.join(params["results_dir"], "hosts")
+        if not os.path.isdir(saved):
+            raise OptionError("results_dir: %s does not exist; give the dest save_results wrote into" % saved)
+        result_paths = [saved] + result_paths
     missing = [p for p in params["result_paths"] if not os.path.exists(p)]
     if missing:
         raise OptionError("result_paths: %s does not exist; point it at the per-host JSON files "
                           "or the directory holding them" % ", ".join(missing))
+    node_exporter_file = report_prometheus.check_node_exporter_file(params["node_exporter_file"])
+    prometheus_dir = report_prometheus.controller_dir(params["dest"], params["prometheus_dir"],
+                                                      params["node_exporter_textfile_dir"])
     not_dirs = [p for p in params["run_dirs"] if not os.path.isdir(p)]
     if not_dirs:
         raise OptionError("run_dirs: %s is no directory; give the run's result directory" % ", ".join(not_dirs))
-    docs += report_document.load_documents(params["result_paths"] + [
+    docs += report_document.load_documents(result_paths + [
         path for run_dir in params["run_dirs"] for path in report_document.run_dir_files(run_dir)])
     docs += report_document.missing_hosts(docs, params["hosts"])
     if not docs:
         raise FleettraceError("no per-host results found in results or %s: did the audit run on any host?"
-                              % ", ".join(params["result_paths"]))
+                              % ", ".join(result_paths))
     report = report_model.build_report(docs, checks=params["checks"], columns=params["columns"],
                                        title=params["title"])
     rendered = report_files.render_all(report)
@@ -212,18 +262,21 @@ def body(module, result):
             raise FleettraceError("cannot write the report into %s: %s" % (params["dest"], exc))
     else:
         changed_files = list(report_files.REPORT_FILES)
-    extra = {}
-    if params["prometheus_dir"]:
+    extra = {"node_exporter_copies": []}
+    if prometheus_dir:
         texts = report_prometheus.render_all(report)
         extra["prometheus_exposition"] = report_prometheus.exposition()
         extra["prometheus"] = {host: {"file": report_prometheus.file_name(host),
                                       "text": texts[report_prometheus.file_name(host)]} for host in report["hosts"]}
+        extra["node_exporter_copies"] = report_prometheus.node_exporter_copies(
+            {host: item["text"] for host, item in extra["prometheus"].items()},
+            params["node_exporter_textfile_dir"], node_exporter_file)
         if not module.check_mode:
             try:
-                changed_files += report_prometheus.write_textfiles(params["prometheus_dir"], texts)
+                changed_files += report_prometheus.write_textfiles(prometheus_dir, texts)
             except OSError as exc:
                 result["changed"] = bool(changed_files)
-                raise FleettraceError("cannot write the .prom files into %s: %s" % (params["prometheus_dir"], exc))
+                raise FleettraceError("cannot write the .prom files into %s: %s" % (prometheus_dir, exc))
     summary_lines = report_text.summary_lines(report)
     msg = report_model.failure_message(report)
     return dict(changed=bool(changed_files), files=files, passed=report["passed"],
@@ -236,6 +289,7 @@ def main():
     run_module(
         dict(
             results=dict(type="list", elements="dict", default=[]),
+            results_dir=dict(type="path"),
             result_paths=dict(type="list", elements="path", default=[]),
             run_dirs=dict(type="list", elements="path", default=[]),
             hosts=dict(type="list", elements="str", default=[]),
@@ -244,8 +298,10 @@ def main():
             checks=dict(type="list", elements="dict", default=[]),
             columns=dict(type="dict", default={}),
             prometheus_dir=dict(type="path"),
+            node_exporter_textfile_dir=dict(type="path"),
+            node_exporter_file=dict(type="str", default="fleettrace.prom"),
         ),
-        body, required_one_of=[("results", "result_paths", "run_dirs")], supports_check_mode=True,
+        body, required_one_of=[("results", "results_dir", "result_paths", "run_dirs")], supports_check_mode=True,
         caps=input_limits.MODULE_CAPS["latency_report"])
 
 

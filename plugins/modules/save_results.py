@@ -23,7 +23,9 @@ author: fleettrace developers (@fleettrace)
 attributes:
   check_mode:
     support: full
-    description: Checks the input and writes nothing.
+    description:
+      - Checks the input and writes nothing. A registered result without a document is what a module returns in check
+        mode, so it is not reported as RV(down).
   diff_mode:
     support: none
     description: No diff.
@@ -92,6 +94,13 @@ written:
   elements: str
 down:
   description: Hosts saved with a C(kind=failure) document (unreachable, failed, or no result).
+  returned: always
+  type: list
+  elements: str
+messages:
+  description:
+    - With O(hosts), the C(msg) of each host's registered result, in the order of O(hosts), for the hosts whose task
+      neither failed nor was unreachable (in check mode too, what each host would do).
   returned: always
   type: list
   elements: str

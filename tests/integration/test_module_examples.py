@@ -57,8 +57,8 @@ def test_examples_use_documented_options_and_pass_syntax_check(module, docs, tmp
 # options above. Every other module's examples run below.
 NEEDS_FIRST = ("capture", "capture_summary", "event", "probe_for_nodes", "probe_info", "sentinel", "syscall_latency",
                "uprobe")
-RUN_HERE = ("capture_result", "cleanup", "corosync_threshold", "instance", "latency_report", "proc_info", "run",
-            "save_results", "sched_latency")
+RUN_HERE = ("audit_window", "capture_result", "cleanup", "corosync_threshold", "instance", "latency_report",
+            "proc_info", "run", "save_results", "sched_latency")
 PIDFILE_TASK = "The process behind a pidfile, without threads"   # says it needs corosync's pidfile
 
 
@@ -104,8 +104,8 @@ def fake_corosync(tmp_path):
 
 
 def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_path, fake_corosync):
-    """Those that need nothing but this machine (and a report dir): sched_latency, save_results and proc_info
-    for real; cleanup, latency_report, run and instance in check mode, because as written they act on everything
+    """Those that need nothing but this machine (and a report dir): sched_latency, audit_window, save_results and
+    proc_info for real; cleanup, latency_report, run and instance in check mode, because as written they act on everything
     fleettrace left on the machine (other runs share this kernel), write into /var/lib/prometheus, or create
     tracefs objects under names the example chose."""
     report_dir = tmp_path / "report"
@@ -123,6 +123,7 @@ def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_pat
     real = yaml.safe_load(docs["sched_latency"]["examples"]) + yaml.safe_load(docs["save_results"]["examples"])
     real += [t for t in yaml.safe_load(docs["proc_info"]["examples"]) if t["name"] != PIDFILE_TASK]
     real += yaml.safe_load(docs["corosync_threshold"]["examples"]) + yaml.safe_load(docs["capture_result"]["examples"])
+    real += yaml.safe_load(docs["audit_window"]["examples"])
     play = [{"hosts": "localhost", "gather_facts": False, "tasks": checked,
              "vars": {"report_dir": str(report_dir), "run_id": run_token, "corosync_pid": fake_corosync}},
             {"hosts": "localhost", "gather_facts": False, "tasks": real}]
@@ -134,6 +135,15 @@ def test_runnable_examples_run_as_written(docs, run_playbook, run_token, tmp_pat
     prom = result.task("Also write one .prom file per host for node_exporter's textfile collector")
     assert "localhost" in prom["prometheus"]
     assert not os.path.exists("/var/lib/prometheus/node-exporter/fleettrace_localhost.prom")
+    copies = result.task("Read what save_results wrote, and say what each host's node_exporter should get")
+    assert [(c["host"], c["dest"]) for c in copies["node_exporter_copies"]] == [
+        ("localhost", "/var/lib/prometheus/node-exporter/fleettrace.prom")]
+    assert not os.path.exists("/var/lib/prometheus/node-exporter/fleettrace.prom")
+    # One host, five forks: one synchronous call, no status check.
+    window = result.task("Plan a 2 s window over the play's hosts")
+    assert window["async"] is False and window["async_seconds"] == 0 and window["retries"] == 151
+    assert result.task("Pick up an async window once it is over").get("skipped")
+    assert "events in 2.0 s" in result.task("Trace it on every host at once, async only when the plan says so")["msg"]
     shown = result.task("Show the host p99")["msg"]
     latency = result.task("Measure run-queue latency for 30 s and follow corosync closely")["sched_latency"]
     assert shown == "p99 %s us, lost %s" % (latency["latency"]["all"]["p99_us"], latency["events"]["lost"])

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import prometheus
 from tests.helpers.paths import COLLECTIONS
 from tests.helpers.report_docs import make_report
@@ -111,3 +112,36 @@ def test_controller_uses_prometheus_client_and_a_host_without_it_the_standard_li
             "print(prometheus.exposition())" % COLLECTIONS)
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "stdlib"
+
+
+# Where the .prom files go, and what the report role copies onto each node.
+@pytest.mark.parametrize("prometheus_dir, node_dir, expected", [
+    ("/srv/prom", "", "/srv/prom"),
+    ("/srv/prom", "/var/lib/node-exporter", "/srv/prom"),
+    ("", "/var/lib/node-exporter", "/srv/report/prometheus"),
+    (None, "/var/lib/node-exporter", "/srv/report/prometheus"),
+    ("", "", None),
+    (None, None, None),
+])
+def test_controller_dir_of_the_prom_files(prometheus_dir, node_dir, expected):
+    assert prometheus.controller_dir("/srv/report", prometheus_dir, node_dir) == expected
+
+
+def test_node_exporter_copies_one_per_host_sorted_and_kept_to_the_inventory():
+    texts = {"node2": "b\n", "node1": "a\n", "elsewhere": "c\n"}
+    copies = prometheus.node_exporter_copies(texts, "/var/lib/node-exporter", "fleettrace.prom")
+    assert copies == [{"host": h, "dest": "/var/lib/node-exporter/fleettrace.prom", "text": texts[h]}
+                      for h in ("elsewhere", "node1", "node2")]
+    assert [c["host"] for c in prometheus.in_inventory(copies, {"node1", "node2", "node3"})] == ["node1", "node2"]
+    assert prometheus.node_exporter_copies(texts, "", "fleettrace.prom") == []
+
+
+@pytest.mark.parametrize("name", ["fleettrace.txt", "", "../x.prom", "sub/x.prom", ".hidden.prom", None])
+def test_node_exporter_file_must_be_a_plain_prom_name(name):
+    with pytest.raises(OptionError) as caught:
+        prometheus.check_node_exporter_file(name)
+    assert "give a plain file name ending in .prom" in caught.value.message
+
+
+def test_node_exporter_file_plain_prom_name_is_kept():
+    assert prometheus.check_node_exporter_file("fleettrace.prom") == "fleettrace.prom"

@@ -25,8 +25,10 @@ gets the same families, samples and values from the writer here.
 """
 
 
+import os
 import re
 
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import coverage as report_coverage
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.report import files as report_files
 
@@ -229,3 +231,39 @@ def write_textfiles(directory, rendered):
     collects a half-written file.
     """
     return report_files.write_files(directory, rendered, mode=0o644)
+
+
+# Where the .prom files go on the controller when they are only meant for the nodes (beside the report).
+NODES_ONLY_DIR = "prometheus"
+
+
+def controller_dir(dest, prometheus_dir, node_exporter_dir):
+    """The controller directory of the .prom files: ``prometheus_dir`` when given, else ``dest/prometheus`` when
+    they go onto the nodes (``node_exporter_dir``), else None (no metrics)."""
+    if prometheus_dir:
+        return prometheus_dir
+    if node_exporter_dir:
+        return os.path.join(dest, NODES_ONLY_DIR)
+    return None
+
+
+def check_node_exporter_file(name):
+    """node_exporter's textfile collector reads only ``*.prom`` files of its directory: a plain name ending so."""
+    if not name or "/" in name or name.startswith(".") or not name.endswith(".prom"):
+        raise OptionError("node_exporter_file %r: give a plain file name ending in .prom (node_exporter reads only "
+                          "those), such as fleettrace.prom" % (name,))
+    return name
+
+
+def node_exporter_copies(texts, node_exporter_dir, name):
+    """One ``{host, dest, text}`` per host of ``texts`` (host -> its .prom text), sorted by host, to copy onto that
+    host as ``node_exporter_dir/name``; none without ``node_exporter_dir``."""
+    if not node_exporter_dir:
+        return []
+    return [{"host": host, "dest": os.path.join(node_exporter_dir, name), "text": texts[host]} for host in sorted(texts)]
+
+
+def in_inventory(copies, inventory):
+    """The copies whose host is in ``inventory`` (the controller's ``groups['all']``): a result read from elsewhere
+    (a run directory, an extra result path) may name a host Ansible cannot reach."""
+    return [copy for copy in copies if copy["host"] in inventory]
