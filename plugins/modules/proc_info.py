@@ -186,17 +186,17 @@ message:
 """
 
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import process_target, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 
 
 def body(module, result):
     params = module.params
-    criteria = procfs.given_criteria(params)
-    procfs.check_exclusive(criteria)
-    procfs.check_target(criteria)
-    pids = procfs.find_target(criteria)
+    criteria = process_target.given_criteria(params)
+    process_target.check_exclusive(criteria)
+    process_target.check_target(criteria)
+    pids = process_target.find_target(criteria)
 
     processes = []
     for pid in pids:
@@ -207,7 +207,7 @@ def body(module, result):
             continue  # exited between the search and the read: it no longer matches
     result.update(processes=processes, pids=[p["pid"] for p in processes], priority_legend=procfs.PRIORITY_EXPLAINED)
     if not processes:
-        result["message"] = "no process matches %s" % procfs.describe_target(criteria)
+        result["message"] = "no process matches %s" % process_target.describe_target(criteria)
         if not params["allow_missing"]:
             raise FleettraceError(result["message"], hint="check that it runs on this host, or set allow_missing: true")
         return
@@ -232,7 +232,7 @@ def main():
             kernel_stack=dict(type="bool", default=True),
             allow_missing=dict(type="bool", default=False),
         ),
-        # One of them, and which go together, is checked by procfs.check_exclusive (empty values are not given).
+        # One of them, and which go together, is checked by process_target.check_exclusive (empty values are not given).
         body,
         supports_check_mode=True)
 

@@ -280,7 +280,7 @@ message:
 
 import socket
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_lookup, procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_lookup, process_target, procfs
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.sentinel import collect, control, settings as sentinel_settings
@@ -321,7 +321,7 @@ ARGUMENT_SPEC = dict(
 
 def target_criteria(p):
     """The target_* options as procfs criteria; a role's empty defaults ('' and 0) are not given."""
-    return procfs.given_criteria({key: p["target_" + key] for key in procfs.TARGET_CRITERIA})
+    return process_target.given_criteria({key: p["target_" + key] for key in process_target.TARGET_CRITERIA})
 
 
 def find_target(p):
@@ -332,8 +332,8 @@ def find_target(p):
     if all(value is None for value in criteria.values()):
         raise OptionError("state=armed needs pid, or target_name, target_pid, target_pidfile or "
                           "target_cmdline_regex to find the target")
-    procfs.check_target(criteria)
-    for pid in procfs.find_target(criteria):
+    process_target.check_target(criteria)
+    for pid in process_target.find_target(criteria):
         if procfs.pid_exists(pid):   # not exited between the search and now
             return pid
     return None
@@ -349,7 +349,7 @@ def body(module, _result):
             target = find_target(p)
             if target is None:
                 return dict(changed=False, target_found=False, label=label, status="not armed",
-                            message="not armed: no process matches %s" % procfs.describe_target(target_criteria(p)))
+                            message="not armed: no process matches %s" % process_target.describe_target(target_criteria(p)))
         fs = Tracefs(mount=False)
         if not module.check_mode:
             removal.reap_expired_quietly(fs, warn=module.warn)

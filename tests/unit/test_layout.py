@@ -27,6 +27,7 @@ ALLOWED = {
     "tracefs": set(),
     "elf": set(),
     "procfs": set(),
+    "process_target": {"procfs"},
     "mapped_code": {"procfs", "elf"},
     "runs": {"tracefs", "procfs"},
     "dwarf": {"elf"},

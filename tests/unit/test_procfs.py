@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, procfs
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, process_target, procfs
 
 STAT_RR = ("3796 (corosync) S 1 3796 3796 0 -1 4194560 1 0 0 0 10 20 0 0 -100 0 7 0 100 1 1 "
            "0 0 0 0 0 0 0 0 0 0 0 0 0 17 1 99 2 0 0 0 0 0 0 0 0 0 0 0 0 0")
@@ -48,7 +48,7 @@ def test_gone_process():
     proc.wait()
     with pytest.raises(procfs.ProcessGone):
         procfs.process_facts(proc.pid)
-    assert procfs.find_pids(pid=proc.pid) == []
+    assert process_target.find_pids(pid=proc.pid) == []
     assert not procfs.process_alive(proc.pid)
 
 
@@ -72,14 +72,14 @@ def test_find_pids(tmp_path):
         deadline = time.time() + 10
         while str(tmp_path) not in " ".join(procfs.cmdline(proc.pid) or []) and time.time() < deadline:
             time.sleep(0.01)
-        assert procfs.find_pids(cmdline_regex=r"time\.sleep\(30\) %s$" % tmp_path) == [proc.pid]
-        assert proc.pid in procfs.find_pids(name=os.path.basename(sys.executable))
+        assert process_target.find_pids(cmdline_regex=r"time\.sleep\(30\) %s$" % tmp_path) == [proc.pid]
+        assert proc.pid in process_target.find_pids(name=os.path.basename(sys.executable))
         pidfile = tmp_path / "pid"
         pidfile.write_text("%d\n" % proc.pid)
-        assert procfs.find_pids(pidfile=str(pidfile)) == [proc.pid]
+        assert process_target.find_pids(pidfile=str(pidfile)) == [proc.pid]
         pidfile.write_text("garbage")
         with pytest.raises(ValueError):
-            procfs.find_pids(pidfile=str(pidfile))
+            process_target.find_pids(pidfile=str(pidfile))
     finally:
         proc.kill()
         proc.wait()
@@ -146,29 +146,29 @@ def test_user_stack_frames_of_every_form():
 def test_target_criteria_checked_found_and_said(tmp_path):
     from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError, OptionError
     with pytest.raises(OptionError, match="not a valid regular expression"):
-        procfs.check_target({"cmdline_regex": "("})
+        process_target.check_target({"cmdline_regex": "("})
     with pytest.raises(OptionError, match="positive process id"):
-        procfs.check_target({"pid": 0})
+        process_target.check_target({"pid": 0})
     me = {"name": None, "pid": os.getpid(), "pidfile": None, "cmdline_regex": None}
-    procfs.check_target(me)
-    assert procfs.find_target(me) == [os.getpid()]
-    assert procfs.describe_target(me) == "pid %d" % os.getpid()
+    process_target.check_target(me)
+    assert process_target.find_target(me) == [os.getpid()]
+    assert process_target.describe_target(me) == "pid %d" % os.getpid()
     with pytest.raises(FleettraceError, match="cannot read pidfile"):
-        procfs.find_target({"pidfile": str(tmp_path / "missing.pid")})
+        process_target.find_target({"pidfile": str(tmp_path / "missing.pid")})
 
 
 def test_empty_criteria_and_pid_0_are_not_given():
-    given = procfs.given_criteria({"name": "", "pid": 0, "pidfile": "", "cmdline_regex": "corosync -f"})
+    given = process_target.given_criteria({"name": "", "pid": 0, "pidfile": "", "cmdline_regex": "corosync -f"})
     assert given == {"name": None, "pid": None, "pidfile": None, "cmdline_regex": "corosync -f"}
-    assert procfs.given_criteria({"pid": -3})["pid"] == -3     # refused by check_target, not dropped
+    assert process_target.given_criteria({"pid": -3})["pid"] == -3     # refused by check_target, not dropped
 
 
 def test_criteria_that_name_the_process_twice_or_not_at_all_are_refused():
-    procfs.check_exclusive(procfs.given_criteria({"pid": 0, "name": "corosync"}))
-    procfs.check_exclusive(procfs.given_criteria({"name": "corosync", "cmdline_regex": "-f"}))
-    with pytest.raises(procfs.OptionError, match=r"mutually exclusive: pid\|name"):
-        procfs.check_exclusive(procfs.given_criteria({"pid": 42, "name": "corosync"}))
-    with pytest.raises(procfs.OptionError, match=r"mutually exclusive: pidfile\|cmdline_regex"):
-        procfs.check_exclusive(procfs.given_criteria({"pidfile": "/run/x.pid", "cmdline_regex": "x"}))
-    with pytest.raises(procfs.OptionError, match="give one of name, pid, pidfile, cmdline_regex"):
-        procfs.check_exclusive(procfs.given_criteria({"pid": 0, "name": ""}))
+    process_target.check_exclusive(process_target.given_criteria({"pid": 0, "name": "corosync"}))
+    process_target.check_exclusive(process_target.given_criteria({"name": "corosync", "cmdline_regex": "-f"}))
+    with pytest.raises(process_target.OptionError, match=r"mutually exclusive: pid\|name"):
+        process_target.check_exclusive(process_target.given_criteria({"pid": 42, "name": "corosync"}))
+    with pytest.raises(process_target.OptionError, match=r"mutually exclusive: pidfile\|cmdline_regex"):
+        process_target.check_exclusive(process_target.given_criteria({"pidfile": "/run/x.pid", "cmdline_regex": "x"}))
+    with pytest.raises(process_target.OptionError, match="give one of name, pid, pidfile, cmdline_regex"):
+        process_target.check_exclusive(process_target.given_criteria({"pid": 0, "name": ""}))
