@@ -98,7 +98,7 @@ def test_audit_in_check_mode_traces_and_writes_nothing(run_playbook, run_token, 
     shown = result.task("fleettrace.tracefs.sched_audit : Show each host's result (in check mode, what it would trace)")
     assert shown["msg"] == [plan["msg"]]
     opening = result.task("fleettrace.tracefs.sched_audit : Say what the audit waits for")
-    assert opening["msg"].startswith("Check mode: showing what would be traced") and "nothing is traced" in opening["msg"]
+    assert opening["msg"].startswith("Check mode: showing how scheduler events would be traced") and "nothing is traced" in opening["msg"]
     assert not (tmp_path / "check").exists()
 
 

@@ -63,7 +63,7 @@ def test_message_says_what_the_audit_waits_for():
         "Tracing scheduler events on 2 host(s) for 2 s (one window for all), then collecting per-host results "
         "into /srv/report/hosts")
     assert plan(duration=0.5, check_mode=True)["msg"] == (
-        "Check mode: showing what would be traced scheduler events on 3 host(s) for 0.5 s (one window for all)"
+        "Check mode: showing how scheduler events would be traced on 3 host(s) for 0.5 s (one window for all)"
         "; nothing is traced or saved")
 
 

@@ -73,7 +73,7 @@ def plan(duration, poll_seconds, async_mode, play_hosts_all, play_hosts, forks, 
     # The controller sleeps through the window instead of polling every host meanwhile, then checks each
     # host every poll_seconds until the analysis is done or the async job's time is up.
     if check_mode:
-        msg = ("Check mode: showing what would be traced scheduler events on %d host(s) for %s s (one window for all)"
+        msg = ("Check mode: showing how scheduler events would be traced on %d host(s) for %s s (one window for all)"
                "; nothing is traced or saved" % (len(play_hosts), shown(duration)))
     else:
         msg = ("Tracing scheduler events on %d host(s) for %s s (one window for all), then collecting per-host results"
