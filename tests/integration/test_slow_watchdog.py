@@ -111,9 +111,13 @@ def test_blocked_keepalive_sleeps_in_request_wait_answer_in_state_s(watchdog):
             stack = _read("/proc/%d/stack" % client.pid)
             if "request_wait_answer" in stack:
                 state = _read("/proc/%d/stat" % client.pid).rsplit(")", 1)[1].split()[0]
-                seen = (state, _read("/proc/%d/wchan" % client.pid), stack,
-                        _read("/proc/%d/syscall" % client.pid).split())
-                break
+                wchan = _read("/proc/%d/wchan" % client.pid)
+                syscall = _read("/proc/%d/syscall" % client.pid).split()
+                # One sleep seen whole: the stack still there after the reads, and not running in between
+                # (wchan "0": the answer came, or a wakeup the wait loop slept through again; look again).
+                if wchan != "0" and "request_wait_answer" in _read("/proc/%d/stack" % client.pid):
+                    seen = (state, wchan, stack, syscall)
+                    break
             time.sleep(0.01)
         took = client.communicate(timeout=60)[0].split()
     finally:
