@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import choice, lifecycle, removal
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import owner as run_owner
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs import store as store_module
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.manifest import (
     MAX_BYTES, OLD_SCHEMA, PLAY, SSH_SESSION, Manifest, OwnershipError, Process)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.runs.store import Quarantined, RunStore
@@ -332,6 +333,28 @@ def test_a_reaped_runs_names_are_refused_to_a_late_task_until_a_new_run_claims_t
     store.sweep_tombstones(now=time.time() + 61)
     assert os.listdir(store.claims) == []
 
+
+
+def test_a_temporary_file_whose_writer_died_goes_at_the_next_reap(fake, dead_process):
+    """A reaper SIGKILLed between writing a manifest and renaming it left NAME.<hex>.tmp behind for good."""
+    fs, store = fake
+    run = lifecycle.start(fs, "fleettrace_tmp", instances=["fleettrace_tmp"], deadline=60, owner=run_owner.process(
+        os.getpid(), "me"), store=store, spawn=False)
+    orphan = store.path(run.tag) + ".0123456789ab.tmp"
+    claim_orphan = store.claim_path("fleettrace_tmp") + ".ba9876543210.tmp"
+    fresh = store.path(run.tag) + ".fedcba987654.tmp"     # a writer at work right now
+    unrelated = os.path.join(store.dir, "notes.tmp")
+    for path in (orphan, claim_orphan, fresh, unrelated):
+        with open(path, "w") as handle:
+            handle.write("{}")
+    old = time.time() - store_module.STALE_TEMPORARY_S - 1
+    for path in (orphan, claim_orphan, unrelated):
+        os.utime(path, (old, old))
+    removal.reap_expired(fs, store)
+    assert not os.path.exists(orphan) and not os.path.exists(claim_orphan)
+    assert os.path.exists(fresh) and os.path.exists(unrelated)
+    assert lifecycle.load(run.tag, store) is not None       # the live run is untouched
+    lifecycle.finish(fs, run.tag, run.nonce, store=store)
 
 OWNER = """
 import os, sys, time

@@ -88,6 +88,7 @@ def reap_expired(fs, store=None, now=None):
             errors = remove_quarantined(fs, item, store, others)
             reaped.append((item.tag, "%s: %s (moved to %s)" % (QUARANTINED, item.why, item.path), errors))
         store.sweep_tombstones()
+        store.sweep_temporaries()
     return reaped
 
 

@@ -19,6 +19,9 @@ Nothing here follows a symlink, writes through a name it did not just create
 (temporary files are O_EXCL|O_NOFOLLOW), or reads more than a cap.  A
 read-only or full file system is reported as OSError to the caller, which
 decides whether it matters (it never stops objects from being removed).
+
+One piece: every file of the directory (manifests, claims, tombstones, temporaries, quarantine, log)
+is read and written through the same few guarded helpers, and its sweeps run under its one lock.
 """
 
 
@@ -45,6 +48,10 @@ MAX_SCAN_BYTES = 1 << 20
 MAX_SCAN_NAMES = 1024
 _NAME_IN_TEXT = re.compile(r"(%s[A-Za-z0-9_.-]{0,64})" % re.escape(OWNED_PREFIX))
 _TAG_FILE = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]{0,63})\.json$")
+# A manifest or claim being written: NAME.<12 hex>.tmp, renamed over NAME at once (``save``, ``bury``).
+_TEMPORARY = re.compile(r"\.[0-9a-f]{12}\.tmp$")
+# A temporary file this old lost its writer (SIGKILL between write and rename): it goes.
+STALE_TEMPORARY_S = 60.0
 
 
 def _read_capped(path, cap):
@@ -305,6 +312,26 @@ class RunStore:
                 parts = lines[1].split(" ")
                 if len(parts) < 2 or not parts[1].isdigit() or int(parts[1]) <= now:
                     _unlink(self.claim_path(name))
+
+    def sweep_temporaries(self, now=None):
+        """Temporary files whose writer died before its rename (a SIGKILLed reaper or module) go once they
+        are STALE_TEMPORARY_S old: a writer renames within milliseconds, under the lock."""
+        now = time.time() if now is None else now
+        for directory in (self.dir, self.claims):
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            for name in names:
+                if not _TEMPORARY.search(name):
+                    continue
+                path = os.path.join(directory, name)
+                try:
+                    info = os.lstat(path)
+                except OSError:
+                    continue
+                if stat.S_ISREG(info.st_mode) and info.st_mtime <= now - STALE_TEMPORARY_S:
+                    _unlink(path)
 
     def release(self, tag, names):
         for name in names:
