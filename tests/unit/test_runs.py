@@ -334,8 +334,7 @@ def test_a_reaped_runs_names_are_refused_to_a_late_task_until_a_new_run_claims_t
     assert os.listdir(store.claims) == []
 
 
-
-def test_a_temporary_file_whose_writer_died_goes_at_the_next_reap(fake, dead_process):
+def test_a_temporary_file_whose_writer_died_goes_at_the_next_reap(fake):
     """A reaper SIGKILLed between writing a manifest and renaming it left NAME.<hex>.tmp behind for good."""
     fs, store = fake
     run = lifecycle.start(fs, "fleettrace_tmp", instances=["fleettrace_tmp"], deadline=60, owner=run_owner.process(
@@ -355,6 +354,7 @@ def test_a_temporary_file_whose_writer_died_goes_at_the_next_reap(fake, dead_pro
     assert os.path.exists(fresh) and os.path.exists(unrelated)
     assert lifecycle.load(run.tag, store) is not None       # the live run is untouched
     lifecycle.finish(fs, run.tag, run.nonce, store=store)
+
 
 OWNER = """
 import os, sys, time
