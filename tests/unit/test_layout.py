@@ -242,7 +242,8 @@ def test_errors_are_caught_by_type():
 COLLECTION = "ansible_collections.fleettrace.tracefs"
 # Dynamic imports hide a dependency from the map, from the cycle check and from Ansible's module
 # packer.  The one exception imports no module of ours: loader.py defers the standard-library
-# modules pyelftools imports only to print (pprint, pdb), a saving in every module run.
+# modules pyelftools imports only to print (pprint, pdb) and the parts of pyelftools a resolution
+# rarely calls (line programs, call frames), a saving in every module run.
 DYNAMIC_IMPORT_ALLOWED = {os.path.join("plugins", "module_utils", "dwarf", "loader.py"): {"__import__"}}
 
 

@@ -97,8 +97,16 @@ class _DeferredModule(types.ModuleType):
 
 
 # Modules pyelftools imports at start-up but uses only to print or debug constructs: pprint
-# (with dataclasses and inspect, ~10 ms), pdb (~4 ms), inspect, traceback.
-_DEFERRED_MODULES = (("pprint", ("pformat",)), ("pdb", ()), ("inspect", ()), ("traceback", ()))
+# (with dataclasses and inspect, ~10 ms), pdb (~4 ms), inspect, traceback.  And the parts of
+# pyelftools a resolution rarely needs, which DWARFInfo only calls: line programs (decoded once per
+# build-id into line_table's store; with copy, weakref and the DWARF constants ~4 ms), call frames
+# (cfi.py reads .eh_frame itself), .debug_aranges, pubnames and type units (~2 ms together).
+_DEFERRED_MODULES = (("pprint", ("pformat",)), ("pdb", ()), ("inspect", ()), ("traceback", ()),
+                     ("elftools.dwarf.lineprogram", ("LineProgram",)),
+                     ("elftools.dwarf.callframe", ("CallFrameInfo",)),
+                     ("elftools.dwarf.aranges", ("ARanges",)),
+                     ("elftools.dwarf.namelut", ("NameLUT",)),
+                     ("elftools.dwarf.typeunit", ("TypeUnit",)))
 
 
 def _import_dwarfinfo():
