@@ -226,6 +226,12 @@ def lines(definitions):
     return [definition.line() for definition in definitions]
 
 
+def given_options(values, names):
+    """``values`` (a module's params) with the options ``names`` that are '' or [] set to None: a role passes
+    every option, its empty defaults included, and those mean "not given"."""
+    return dict(values, **{name: None for name in names if values.get(name) in ("", [])})
+
+
 def given_lines(definitions):
     """The definition lines actually given: ``definitions`` (a list, a single line as a string, or None) without
     its empty entries, so a role's empty default ('' or []) gives none."""

@@ -19,12 +19,6 @@ from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import F
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import given_lines
 
 
-def given(values, names):
-    """``values`` (a module's params) with the options ``names`` that are '' or [] set to None: a role passes
-    its empty defaults, which mean "not given" (the debuginfod servers then come from the environment)."""
-    return dict(values, **{name: None for name in names if values.get(name) in ("", [])})
-
-
 def look_up(result, binary, function=None, spec=None, debuginfo=None, build_id=None, resolve=False, group=None,
             event=None, debuginfod_urls=None, debuginfod_timeout=None, line_match=None, line=0, args=()):
     """Fill ``result`` (a dict, filled as far as it got when this raises) with probe_info's return values."""

@@ -18,7 +18,7 @@ import re
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import FleettraceError
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import (
-    ProbeDefinition, chosen_spec, event_names, given_lines, removal)
+    ProbeDefinition, chosen_spec, event_names, given_lines, given_options, removal)
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs import validate
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.changes import ChangePlan
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.tracefs.error_log import TracefsError
@@ -110,8 +110,8 @@ def chosen_probe(params):
     if spec and not params.get("binary"):
         raise PlanError("spec %r needs binary, the file to resolve it in; give binary, or ready definition lines "
                         "instead of the spec" % spec)
-    chosen = dict(params, definition=lines or None, spec=None if lines else spec,
-                  build_id=params.get("build_id") or None, debuginfo=params.get("debuginfo") or None)
+    chosen = dict(given_options(params, ("build_id", "debuginfo")), definition=lines or None,
+                  spec=None if lines else spec)
     if chosen.get("state", "present") == "present" and not (lines or spec):
         raise PlanError("nothing to probe: give spec (with binary) or definition lines; an empty spec and empty "
                         "definition lines count as not given")

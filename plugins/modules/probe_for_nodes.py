@@ -178,8 +178,9 @@ resolved_builds:
   elements: str
 """
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_for_nodes, probe_lookup
+from ansible_collections.fleettrace.tracefs.plugins.module_utils import probe_for_nodes
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import given_options
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 
 PROBE = ("function", "spec", "line_match", "line", "args", "group", "event", "debuginfo", "debuginfod_urls",
@@ -201,7 +202,7 @@ def body(module, result):
         raise OptionError("nodes must map each host to its probe_info result (a dict); not one for: %s"
                           % ", ".join(bad))
     # A role passes its empty defaults: '' and [] are "not given" (the debuginfod servers then come from the environment).
-    probe = {name: value for name, value in probe_lookup.given(params, PROBE).items() if name in PROBE}
+    probe = {name: value for name, value in given_options(params, PROBE).items() if name in PROBE}
     probe.update(line=params["line"], args=params["args"])
     if not (probe["function"] or probe["spec"]):
         raise OptionError("give function or spec: the probe to resolve")

@@ -271,6 +271,7 @@ binary:
 
 from ansible_collections.fleettrace.tracefs.plugins.module_utils import mapped_code, probe_lookup, uprobe_plans
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.errors import OptionError
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import given_options
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.module_runner import run_module
 
 LOOKUP_OPTIONS = ("function", "spec", "debuginfo", "build_id", "resolve", "group", "event", "debuginfod_urls",
@@ -280,7 +281,7 @@ OPTIONAL_TEXT = ("function", "spec", "debuginfo", "build_id", "group", "event", 
 
 
 def body(module, result):
-    params = probe_lookup.given(module.params, OPTIONAL_TEXT)
+    params = given_options(module.params, OPTIONAL_TEXT)
     if not (params["function"] or params["spec"]):
         raise OptionError("give function (whose lines to list) or spec (a probe point); an empty one counts as not given")
     picking = [name for name in ("line_match", "line", "args") if params[name]]

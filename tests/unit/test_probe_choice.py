@@ -4,8 +4,7 @@ definition lines given (probe_definition.given_lines), with a role's empty defau
 
 import pytest
 
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import chosen_spec, given_lines
-from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_lookup import given
+from ansible_collections.fleettrace.tracefs.plugins.module_utils.probe_definition import chosen_spec, given_lines, given_options
 from ansible_collections.fleettrace.tracefs.plugins.module_utils.uprobe_plans import PlanError, chosen_probe
 
 LINE = "p:fleettrace_resolved/tick /usr/bin/prog:0x1139 gap=%di:u64"
@@ -73,7 +72,7 @@ def test_an_empty_build_id_and_debuginfo_are_not_given():
     assert chosen_probe(params(spec="tick", build_id="ab12"))["build_id"] == "ab12"
 
 
-def test_probe_lookup_takes_empty_strings_and_lists_as_not_given():
+def test_probe_options_take_empty_strings_and_lists_as_not_given():
     values = {"function": "", "spec": "f:3", "debuginfod_urls": [], "line": 0, "args": []}
-    assert given(values, ("function", "spec", "debuginfod_urls")) == {
+    assert given_options(values, ("function", "spec", "debuginfod_urls")) == {
         "function": None, "spec": "f:3", "debuginfod_urls": None, "line": 0, "args": []}
