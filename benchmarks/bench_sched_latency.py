@@ -95,14 +95,28 @@ def die_with_parent():
     import ctypes
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGINT)
+    # A shell starts a background job (`make bench &`, nohup) with SIGINT ignored, and an ignored
+    # signal stays ignored across exec: the tools' stop signal would do nothing.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_tree(cmd, **kwargs):
     """Start ``cmd``; return a handle whose wait_tree() gives (rc, cpu seconds of the whole tree)."""
     proc = subprocess.Popen(cmd, preexec_fn=die_with_parent, **kwargs)
 
-    def wait():
-        _pid, status, usage = os.wait4(proc.pid, 0)
+    def wait(timeout=120):
+        """Reap it; a tool still running ``timeout`` seconds later is killed (a benchmark never hangs)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                print("%s did not end %d s after it was told to: killed" % (os.path.basename(cmd[0]), timeout))
+                proc.kill()
+                _pid, status, usage = os.wait4(proc.pid, 0)
+                break
+            time.sleep(0.05)
         proc.returncode = os.waitstatus_to_exitcode(status)
         return proc.returncode, usage.ru_utime + usage.ru_stime
     proc.wait_tree = wait
