@@ -36,8 +36,8 @@ print(json.dumps({"loaded_at_open": loaded_at_open, "rows": len(rows), "max_line
 @pytest.mark.skipif(CC is None, reason="no C compiler")
 def test_open_dwarf_defers_line_programs_and_call_frames_until_used(tmp_path):
     binary = programs.build(CC, str(tmp_path), "demo_O2")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(REPO, ".cache", "collections")]
-                                                     + [p for p in sys.path if p.endswith("site-packages")]))
+    paths = [os.path.join(REPO, ".cache", "collections")] + [p for p in sys.path if p.endswith("site-packages")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
     proc = subprocess.run([sys.executable, "-c", OPEN_THEN_USE, binary, json.dumps(DEFERRED)], env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
