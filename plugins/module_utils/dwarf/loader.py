@@ -100,7 +100,8 @@ class _DeferredModule(types.ModuleType):
 # (with dataclasses and inspect, ~10 ms), pdb (~4 ms), inspect, traceback.  And the parts of
 # pyelftools a resolution rarely needs, which DWARFInfo only calls: line programs (decoded once per
 # build-id into line_table's store; with copy, weakref and the DWARF constants ~4 ms), call frames
-# (cfi.py reads .eh_frame itself), .debug_aranges, pubnames and type units (~2 ms together).
+# (only a CFA-based variable needs them: cfi.py imports them then), .debug_aranges, pubnames and type
+# units (~2 ms together).
 _DEFERRED_MODULES = (("pprint", ("pformat",)), ("pdb", ()), ("inspect", ()), ("traceback", ()),
                      ("elftools.dwarf.lineprogram", ("LineProgram",)),
                      ("elftools.dwarf.callframe", ("CallFrameInfo",)),
