@@ -2,8 +2,9 @@
 
 A new instance reads ``tracing_on`` 1 from ``mkdir`` until the role switches it
 off while it sets up, so a poll of ``tracing_on`` alone can fire too early.
-Armed means: the run's instance has its traceoff trigger and tracing is on,
-which only ``capture`` does, after every filter and trigger is in place.
+Armed means: the run's instances with a traceoff trigger (the capture's and
+its CPU context's) all have tracing on, which only ``capture`` does, after
+every filter and trigger is in place; one of them alone is not the capture.
 """
 
 import glob
@@ -21,11 +22,9 @@ def _read(path):
 
 
 def is_armed(run_id):
-    for instance in glob.glob("%s/instances/fleettrace_%s_*" % (TRACEFS, run_id)):
-        triggers = "".join(_read(path) for path in glob.glob(instance + "/events/*/*/trigger"))
-        if "traceoff" in triggers and _read(instance + "/tracing_on").strip() == "1":
-            return True
-    return False
+    stopping = [instance for instance in glob.glob("%s/instances/fleettrace_%s_*" % (TRACEFS, run_id))
+                if "traceoff" in "".join(_read(path) for path in glob.glob(instance + "/events/*/*/trigger"))]
+    return bool(stopping) and all(_read(instance + "/tracing_on").strip() == "1" for instance in stopping)
 
 
 def wait_armed(run_id, proc, timeout=300, interval=0.1):

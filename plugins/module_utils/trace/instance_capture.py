@@ -123,14 +123,24 @@ def _finish(instance, parser, sink, stop_reason, started, stats_before, extra):
     return result
 
 
-def arm(instance, clear=True):
+def arm(instance, clear=True, companions=()):
     """Tracing off, the buffer cleared, tracing on: returns the per-CPU stats read in between
-    (the baseline ``read_back`` counts losses from)."""
-    instance.set_tracing_on(False)
+    (the baseline ``read_back`` counts losses from).
+
+    ``companions`` (the CPU context) are stopped and cleared with it and switched on
+    just before it, write after write: a clear waits for an RCU grace period (tens
+    of ms, more on a busy node), and a late tick in that gap would stop a companion
+    armed alone while the capture's own buffer was still being cleared.
+    """
+    together = tuple(companions) + (instance,)
+    for each in together:
+        each.set_tracing_on(False)
     if clear:
-        instance.clear_buffer()
+        for each in together:
+            each.clear_buffer()
     stats_before = per_cpu.all_stats(instance.path())
-    instance.set_tracing_on(True)
+    for each in together:
+        each.set_tracing_on(True)
     return stats_before
 
 
@@ -163,9 +173,7 @@ def capture_trigger(instance, timeout, poll_interval=0.1, clear=True, stop_after
         stats_before = per_cpu.all_stats(instance.path())
         stop_reason = STOP_PROCESS_EXITED
     else:
-        for companion in companions:
-            arm(companion, clear)
-        stats_before = arm(instance, clear)
+        stats_before = arm(instance, clear, companions)
         armed = True
         try:
             deadline = time.monotonic() + timeout
